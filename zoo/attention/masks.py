@@ -1,0 +1,40 @@
+"""Which keys each query may see, described structurally (like the biases) so kernels can build mask tiles.
+
+Three rules combine with AND:
+* causal — a query sees keys whose *position* is not after its own (`k_pos <= q_pos`). Positions, not array indices:
+  with a KV cache the query at position 17 sees cache slots 0..17; with packing, positions restart per segment.
+* segments — packed sequences: a query sees only keys with the same segment id.
+* key validity — padding and unwritten KV-cache slots are invalid keys.
+
+A query that sees no key at all (a padded row) gets an all-zero output from every implementation.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+
+@struct.dataclass
+class AttentionMask:
+  q_pos: jax.Array  # [batch, q_len] int
+  k_pos: jax.Array  # [batch, k_len] int
+  q_segment_ids: jax.Array | None = None  # [batch, q_len] int
+  k_segment_ids: jax.Array | None = None  # [batch, k_len] int
+  k_valid: jax.Array | None = None  # [batch, k_len] bool
+  causal: bool = struct.field(pytree_node=False, default=False)
+
+  def dense(self) -> jax.Array:
+    """True where attention is allowed: [batch, 1, q_len, k_len] (broadcasts over heads)."""
+    batch, q_len = self.q_pos.shape
+    allowed = jnp.ones((batch, q_len, self.k_pos.shape[1]), dtype=bool)
+    if self.causal:
+      allowed &= self.k_pos[:, None, :] <= self.q_pos[:, :, None]
+    if self.q_segment_ids is not None or self.k_segment_ids is not None:
+      if self.q_segment_ids is None or self.k_segment_ids is None:
+        raise ValueError("segment ids must be given for both queries and keys, or for neither")
+      allowed &= self.q_segment_ids[:, :, None] == self.k_segment_ids[:, None, :]
+    if self.k_valid is not None:
+      allowed &= self.k_valid[:, None, :]
+    return allowed[:, None]

@@ -1,0 +1,47 @@
+"""The XLA reference attention: the oracle every other implementation is tested against.
+
+    out = (softmax(q·kᵀ · softmax_scale + Σ bias + mask) ⊙ scale) · v
+
+The logits, the softmax and the post-softmax scale are computed in float32 whatever the activation dtype; only the
+final product with `v` runs in `v.dtype`. Masked keys get probability exactly 0 (so URPE's C never sees them) and a
+query with no visible key outputs zeros.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+
+from zoo.attention.bias import BiasTerm, ScaleTerm, dense_sum
+from zoo.attention.masks import AttentionMask
+
+
+def reference_attention(
+    q: jax.Array,  # [batch, q_len, heads, head_dim]
+    k: jax.Array,  # [batch, k_len, heads, head_dim]
+    v: jax.Array,  # [batch, k_len, heads, v_dim]
+    *,
+    mask: AttentionMask,
+    bias: Sequence[BiasTerm] = (),
+    scale: ScaleTerm | None = None,
+    softmax_scale: float | None = None,
+    dropout_rate: float = 0.0,
+    dropout_rng: jax.Array | None = None,
+) -> jax.Array:  # [batch, q_len, heads, v_dim]
+  if softmax_scale is None:
+    softmax_scale = q.shape[-1] ** -0.5
+  logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
+  logits = logits.astype(jnp.float32) * softmax_scale + dense_sum(bias)  # [batch, heads, q_len, k_len]
+  allowed = mask.dense()  # [batch, 1, q_len, k_len]
+  logits = jnp.where(allowed, logits, jnp.finfo(jnp.float32).min)
+  probs = jnp.where(allowed, jax.nn.softmax(logits, axis=-1), 0.0)
+  if scale is not None:
+    probs = probs * scale.dense().astype(jnp.float32)
+  if dropout_rate > 0.0:
+    if dropout_rng is None:
+      raise ValueError("attention dropout needs a dropout_rng")
+    keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, probs.shape)
+    probs = jnp.where(keep, probs / (1.0 - dropout_rate), 0.0)
+  return jnp.einsum("bhqk,bkhd->bqhd", probs.astype(v.dtype), v)

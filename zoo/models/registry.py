@@ -1,0 +1,49 @@
+"""The model registry: `@register("name")` on an nnx.Module class with a `Config` option dataclass."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flax import nnx
+
+from zoo.config import from_options
+
+_MODELS: dict[str, type[nnx.Module]] = {}
+
+
+def register(name: str):
+  def decorator(cls):
+    if name in _MODELS:
+      raise ValueError(f"model {name!r} is already registered (by {_MODELS[name].__qualname__})")
+    _MODELS[name] = cls
+    return cls
+
+  return decorator
+
+
+def available() -> tuple[str, ...]:
+  return tuple(sorted(_MODELS))
+
+
+def get(name: str) -> type[nnx.Module]:
+  if not isinstance(name, str) or name not in _MODELS:
+    raise ValueError(f"unknown model {name!r}; valid choices: {', '.join(available())}")
+  return _MODELS[name]
+
+
+def parse_config(name: str, config: Mapping[str, Any] | Any | None = None):
+  """Validates `config` (a mapping or the family's Config) for model `name`."""
+  return from_options(get(name).Config, config, what=f"model {name!r}")
+
+
+def build(name: str, config: Mapping[str, Any] | Any | None = None, *, seed: int = 0,
+          rngs: nnx.Rngs | None = None) -> nnx.Module:
+  """Builds model `name` from a validated config.
+
+  Parameters are created unsharded (their logical axis names are kept as metadata); the training code places them
+  on a mesh with explicit shardings.
+  """
+  cls = get(name)
+  with nnx.use_eager_sharding(False):
+    return cls(parse_config(name, config), rngs=rngs or nnx.Rngs(params=seed, dropout=seed + 1))

@@ -1,0 +1,44 @@
+"""The one Transformer block every family is built from: attention + MLP, each in a residual branch.
+
+Pre-LN (default; GPT-2 / T5 / LLaMA): x + f(norm(x)). Post-LN (Vaswani; the URPE paper's setting): norm(x + f(x)).
+"""
+
+from __future__ import annotations
+
+import jax
+from flax import nnx
+
+from zoo.nn.attention import LayerCache, SelfAttention
+from zoo.nn.mlp import Mlp
+from zoo.nn.norms import make_norm
+from zoo.positional import PositionalEncoding
+
+NORM_POSITIONS = ("pre", "post")
+
+
+class Block(nnx.Module):
+  def __init__(self, *, d_model: int, num_heads: int, head_dim: int, mlp_dim: int, activation: str, norm: str,
+               norm_position: str, causal: bool, encoding: PositionalEncoding, attention_impl: str,
+               dropout: float, attention_dropout: float, dtype, rngs: nnx.Rngs):
+    if norm_position not in NORM_POSITIONS:
+      raise ValueError(f"unknown norm_position {norm_position!r}; valid choices: {', '.join(NORM_POSITIONS)}")
+    self.pre_norm = norm_position == "pre"
+    self.attention_norm = make_norm(norm, d_model, dtype=dtype, rngs=rngs)
+    self.attention = SelfAttention(d_model=d_model, num_heads=num_heads, head_dim=head_dim, causal=causal,
+                                   encoding=encoding, impl=attention_impl, dropout_rate=attention_dropout,
+                                   dtype=dtype, rngs=rngs)
+    self.mlp_norm = make_norm(norm, d_model, dtype=dtype, rngs=rngs)
+    self.mlp = Mlp(d_model, mlp_dim, activation, dtype=dtype, rngs=rngs)
+    self.dropout = nnx.Dropout(dropout, rngs=rngs)
+
+  def __call__(self, x: jax.Array, positions: jax.Array, *, cache: LayerCache | None = None,
+               **attention_kwargs) -> tuple[jax.Array, LayerCache | None]:
+    """x: [batch, length, d_model]; positions: [batch, length]; attention_kwargs go to `SelfAttention`."""
+    attend = lambda h: self.attention(h, positions, cache=cache, **attention_kwargs)
+    if self.pre_norm:
+      h, cache = attend(self.attention_norm(x))
+      x = x + self.dropout(h)
+      return x + self.dropout(self.mlp(self.mlp_norm(x))), cache
+    h, cache = attend(x)
+    x = self.attention_norm(x + self.dropout(h))
+    return self.mlp_norm(x + self.dropout(self.mlp(x))), cache

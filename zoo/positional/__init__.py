@@ -1,0 +1,18 @@
+"""Positional encodings: one registry shared by every model family and attention implementation.
+
+Importing this package registers the built-in encodings. Public pure functions (`t5_bucket`, `alibi_slopes`,
+`apply_rope`, `sinusoidal`) let anyone check zoo's encodings against other libraries.
+"""
+
+from zoo.positional.base import HOOKS, ModelDims, PositionalEncoding, implements
+from zoo.positional.registry import available, build, get, parse_options, register
+
+# Built-in encodings register themselves on import.
+from zoo.positional.absolute import sinusoidal  # noqa: E402
+from zoo.positional.alibi import alibi_slopes  # noqa: E402
+from zoo.positional.relative_bias import LagIndex, t5_bucket  # noqa: E402
+from zoo.positional.rope import apply_rope  # noqa: E402
+from zoo.positional import urpe as _urpe  # noqa: E402,F401
+
+__all__ = ["HOOKS", "LagIndex", "ModelDims", "PositionalEncoding", "alibi_slopes", "apply_rope", "available", "build",
+           "get", "implements", "parse_options", "register", "sinusoidal", "t5_bucket"]
