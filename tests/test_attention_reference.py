@@ -1,0 +1,117 @@
+"""The XLA reference attention against an explicit numpy evaluation, row by row, of
+out_i = Σ_j (softmax_j(q_i·k_j/√d + B_ij, over visible j) · C_ij) v_j."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from zoo import attention
+from zoo.attention import AlibiBias, AttentionMask, RelativeTable
+from zoo.positional import LagIndex
+
+B, H, L, D = 2, 3, 7, 4
+
+
+def numpy_attention(q, k, v, visible, bias, scale):
+  """q, k, v: [B, L, H, D]; visible, bias, scale: [B, H, L, L] (bias 0 / scale 1 where absent)."""
+  out = np.zeros_like(q)
+  for b in range(q.shape[0]):
+    for h in range(q.shape[2]):
+      for i in range(q.shape[1]):
+        cols = np.flatnonzero(visible[b, h, i])
+        if cols.size == 0:
+          continue  # a query with no visible key outputs zeros
+        logits = q[b, i, h] @ k[b, cols, h].T / np.sqrt(q.shape[-1]) + bias[b, h, i, cols]
+        weights = np.exp(logits - logits.max())
+        weights /= weights.sum()
+        out[b, i, h] = (weights * scale[b, h, i, cols]) @ v[b, cols, h]
+  return out
+
+
+def random_qkv(seed=0, dtype=np.float32):
+  rng = np.random.default_rng(seed)
+  return [rng.normal(size=(B, L, H, D)).astype(dtype) for _ in range(3)]
+
+
+def explicit_visibility(q_pos, k_pos, causal, q_seg, k_seg, k_valid):
+  visible = np.ones((B, H, L, L), bool)
+  for b in range(B):
+    for i in range(L):
+      for j in range(L):
+        ok = (not causal or k_pos[b, j] <= q_pos[b, i])
+        ok &= q_seg is None or q_seg[b, i] == k_seg[b, j]
+        ok &= k_valid is None or bool(k_valid[b, j])
+        visible[b, :, i, j] = ok
+  return visible
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("with_segments", [False, True])
+def test_reference_matches_numpy_with_bias_scale_and_masks(causal, with_segments):
+  q, k, v = random_qkv()
+  rng = np.random.default_rng(1)
+  positions = np.tile(np.arange(L), (B, 1)) + np.array([[0], [5]])  # the second sequence starts at position 5
+  segments = np.array([[1, 1, 1, 2, 2, 2, 2], [1, 1, 1, 1, 1, 2, 2]]) if with_segments else None
+  k_valid = np.ones((B, L), bool)
+  k_valid[1, -2:] = False  # padding
+  index = LagIndex("clip", max_distance=3)
+  b_table = rng.normal(size=(H, index.rows)).astype(np.float32)
+  c_table = rng.normal(size=(H, index.rows)).astype(np.float32)  # C may be negative
+  slopes = np.array([0.5, 0.25, 0.125], np.float32)
+  jpos = jnp.asarray(positions)
+  bias_terms = (RelativeTable(jnp.asarray(b_table), jpos, jpos, index), AlibiBias(jnp.asarray(slopes), jpos, jpos))
+  scale_term = RelativeTable(jnp.asarray(c_table), jpos, jpos, index)
+  mask = AttentionMask(q_pos=jpos, k_pos=jpos, q_segment_ids=None if segments is None else jnp.asarray(segments),
+                       k_segment_ids=None if segments is None else jnp.asarray(segments),
+                       k_valid=jnp.asarray(k_valid), causal=causal)
+  ours = attention.attend(*map(jnp.asarray, (q, k, v)), impl="xla", mask=mask, bias=bias_terms, scale=scale_term)
+
+  lag = positions[:, None, :] - positions[:, :, None]  # [B, L, L]
+  rows = np.clip(lag, -3, 3) + 3
+  bias = b_table[:, rows].transpose(1, 0, 2, 3) - slopes[None, :, None, None] * np.abs(lag)[:, None]
+  scale = c_table[:, rows].transpose(1, 0, 2, 3)
+  visible = explicit_visibility(positions, positions, causal, segments, segments, k_valid)
+  np.testing.assert_allclose(np.asarray(ours), numpy_attention(q, k, v, visible, bias, scale), rtol=1e-5, atol=1e-5)
+
+
+def test_fully_masked_query_outputs_zeros_and_padded_keys_get_no_weight():
+  q, k, v = map(jnp.asarray, random_qkv())
+  positions = jnp.tile(jnp.arange(L), (B, 1))
+  k_valid = jnp.ones((B, L), bool).at[0].set(False).at[1, 3:].set(False)
+  scale = RelativeTable(jnp.full((H, 3), 7.0), positions, positions, LagIndex("clip", 1))
+  mask = AttentionMask(q_pos=positions, k_pos=positions, k_valid=k_valid)
+  out = attention.reference_attention(q, k, v, mask=mask, scale=scale)
+  assert np.all(np.asarray(out[0]) == 0)
+  # Changing the values of padded keys changes nothing (C = 0 there in effect, whatever the table says).
+  v_changed = v.at[1, 3:].set(1e6)
+  np.testing.assert_array_equal(np.asarray(out), np.asarray(attention.reference_attention(
+      q, k, v_changed, mask=mask, scale=scale)))
+
+
+def test_softmax_runs_in_float32_for_bfloat16_inputs():
+  q, k, v = random_qkv()
+  q = q * 30  # large logits: a bfloat16 softmax would lose most of its precision
+  positions = jnp.tile(jnp.arange(L), (B, 1))
+  mask = AttentionMask(q_pos=positions, k_pos=positions)
+  full = attention.reference_attention(*map(jnp.asarray, (q, k, v)), mask=mask)
+  half = attention.reference_attention(*(jnp.asarray(a, jnp.bfloat16) for a in (q, k, v)), mask=mask)
+  assert half.dtype == jnp.bfloat16
+  np.testing.assert_allclose(np.asarray(half, np.float32), np.asarray(full), atol=0.1)
+  assert np.all(np.isfinite(np.asarray(half, np.float32)))
+
+
+def test_attention_dropout_keeps_expectation():
+  q, k, v = map(jnp.asarray, random_qkv())
+  positions = jnp.tile(jnp.arange(L), (B, 1))
+  mask = AttentionMask(q_pos=positions, k_pos=positions)
+  plain = attention.reference_attention(q, k, v, mask=mask)
+  drops = jax.vmap(lambda key: attention.reference_attention(q, k, v, mask=mask, dropout_rate=0.3,
+                                                             dropout_rng=key))(jax.random.split(jax.random.key(0), 2000))
+  assert not np.allclose(np.asarray(drops[0]), np.asarray(plain))
+  np.testing.assert_allclose(np.asarray(drops.mean(0)), np.asarray(plain), atol=0.06)
+
+
+def test_unknown_impl_names_the_valid_ones():
+  with pytest.raises(ValueError, match=r"unknown attention impl 'flash'; valid choices: xla"):
+    attention.get("flash")
