@@ -1,0 +1,72 @@
+"""Bad input fails early with a ValueError that names the problem and the valid choices."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from conftest import TINY, random_tokens, tiny_model
+from zoo import models, positional
+
+
+@pytest.mark.parametrize("config,message", [
+    (dict(pe="fourier"), r"unknown positional encoding 'fourier'; valid choices: alibi, learned, none, rope"),
+    (dict(pe="rope", pe_options={"bas": 500.0}), r"positional encoding 'rope': unknown option\(s\) 'bas'; "
+                                                 r"valid options: base, fraction, interleaved"),
+    (dict(pe="rope", pe_options={"interleaved": "yes"}), r"option 'interleaved' must be bool, got 'yes'"),
+    (dict(pe="t5_bias", pe_options={"num_buckets": 32.5}), r"option 'num_buckets' must be int"),
+    (dict(pe="urpe", pe_options={"bias": "alibi"}), r"'alibi' is not a valid choice; valid choices: 'rpe' \| 't5_bias'"),
+    (dict(pe="rope", pe_options={"fraction": 0.0}), r"rope: fraction must be in \(0, 1\]"),
+    (dict(num_layers="2"), r"model 'decoder': option 'num_layers' must be int, got '2'"),
+    (dict(num_layers=True), r"option 'num_layers' must be int, got True"),
+    (dict(norm="batchnorm"), r"'batchnorm' is not a valid choice; valid choices: 'layernorm' \| 'rmsnorm'"),
+    (dict(d_model=30, num_heads=4), r"num_heads \(4\) must divide d_model \(30\)"),
+    (dict(attention_impl="flash"), r"unknown attention impl 'flash'; valid choices: xla"),
+    (dict(dropout=1.5), r"dropout must be in \[0, 1\)"),
+    (dict(depth=3), r"model 'decoder': unknown option\(s\) 'depth'; valid options: vocab_size, num_layers"),
+])
+def test_bad_model_configs(config, message):
+  with pytest.raises(ValueError, match=message):
+    models.build("decoder", config)
+
+
+def test_unknown_model_and_encoding_names():
+  with pytest.raises(ValueError, match=r"unknown model 'gpt'; valid choices: decoder, encoder"):
+    models.build("gpt")
+  with pytest.raises(ValueError, match=r"unknown positional encoding 'xpos'; valid choices: .*urpe"):
+    positional.get("xpos")
+
+
+def test_encoder_only_options_are_rejected_by_the_decoder():
+  with pytest.raises(ValueError, match=r"unknown option\(s\) 'pooling'"):
+    models.build("decoder", dict(pooling="cls"))
+
+
+def test_learned_table_rejects_sequences_longer_than_max_length():
+  model = tiny_model("decoder", "learned")
+  with pytest.raises(ValueError, match=rf"sequence length 60 exceeds max_length {TINY['max_length']}"):
+    model(random_tokens(0, (1, 60)))
+  with pytest.raises(ValueError, match=r"position 50 is beyond the table \(max_length 48"):
+    model(random_tokens(0, (1, 4)), positions=jnp.array([[0, 1, 2, 50]]))
+  with pytest.raises(ValueError, match=r"cache_length 50 exceeds what the 'learned' encoding supports"):
+    models.generate(model, random_tokens(0, (1, 40)), max_new_tokens=10, rng=jax.random.key(0))
+
+
+def test_relative_encodings_extrapolate_past_max_length():
+  model = tiny_model("decoder", "alibi")
+  assert model(random_tokens(0, (1, 60))).shape == (1, 60, TINY["vocab_size"])
+
+
+def test_bad_generation_arguments():
+  model = tiny_model("decoder", "rope")
+  prompts = random_tokens(0, (1, 4))
+  for kwargs, message in [(dict(temperature=-1.0), "temperature must be >= 0"),
+                          (dict(top_k=99), r"top_k must be an int in \[0, 32\]"),
+                          (dict(top_p=0.0), r"top_p must be in \(0, 1\]"),
+                          (dict(max_new_tokens=0), "max_new_tokens must be >= 1")]:
+    with pytest.raises(ValueError, match=message):
+      models.generate(model, prompts, rng=jax.random.key(0), **{"max_new_tokens": 3, **kwargs})
+
+
+def test_registering_a_name_twice_fails():
+  with pytest.raises(ValueError, match="'rope' is already registered"):
+    positional.register("rope")(type("Again", (positional.PositionalEncoding,), {}))

@@ -1,0 +1,127 @@
+"""The encoder and decoder families: heads, padding and packing semantics, block variants, generation."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from conftest import forward, random_tokens, tiny_model
+from zoo import models
+from zoo.models import sampling
+
+
+@pytest.mark.parametrize("head,pooling,shape", [("token", "mean", (3, 10, 5)), ("sequence", "mean", (3, 5)),
+                                                ("sequence", "cls", (3, 5))])
+def test_encoder_heads_and_padding_invariance(head, pooling, shape):
+  model = tiny_model("encoder", "t5_bias", head=head, pooling=pooling, num_classes=5)
+  tokens = random_tokens(0, (3, 10))
+  mask = jnp.arange(10)[None] < jnp.array([[10], [6], [3]])
+  out = forward(model, tokens, None, mask)
+  assert out.shape == shape
+  # Whatever sits in the padding changes nothing on the real tokens.
+  noisy = jnp.where(mask, tokens, (tokens + 7) % 32)
+  again = forward(model, noisy, None, mask)
+  if head == "token":
+    np.testing.assert_allclose(np.asarray(again)[np.asarray(mask)], np.asarray(out)[np.asarray(mask)], atol=1e-5)
+  else:
+    np.testing.assert_allclose(np.asarray(again), np.asarray(out), atol=1e-5)
+
+
+def test_dual_encoder_scores_pairs_and_is_one_tower():
+  model = tiny_model("encoder", "rope", head="dual", num_classes=3)
+  pairs = random_tokens(1, (4, 2, 9))
+  logits = forward(model, pairs, None, None)
+  assert logits.shape == (4, 3)
+  # Swapping the sides of a pair changes the features [u, v, u·v, u−v], so the logits (generally) change.
+  assert not np.allclose(np.asarray(forward(model, pairs[:, ::-1], None, None)), np.asarray(logits))
+  with pytest.raises(ValueError, match=r"expects tokens \[batch, 2, length\]"):
+    model(pairs[:, 0])
+
+
+@pytest.mark.parametrize("family", ["encoder", "decoder"])
+@pytest.mark.parametrize("pe", ["rope", "urpe", "learned"])
+def test_packed_sequences_equal_separate_ones(family, pe):
+  extra = dict(head="token", num_classes=5) if family == "encoder" else {}
+  model = tiny_model(family, pe, **extra)
+  a, b = random_tokens(2, (1, 5)), random_tokens(3, (1, 7))
+  packed = jnp.concatenate([a, b], axis=1)
+  positions = jnp.concatenate([jnp.arange(5), jnp.arange(7)])[None]
+  segments = jnp.array([[1] * 5 + [2] * 7])
+  out = nnx.jit(lambda m: m(packed, positions=positions, segment_ids=segments))(model)
+  np.testing.assert_allclose(np.asarray(out[:, :5]), np.asarray(forward(model, a, None, None)), atol=1e-5)
+  np.testing.assert_allclose(np.asarray(out[:, 5:]), np.asarray(forward(model, b, None, None)), atol=1e-5)
+
+
+@pytest.mark.parametrize("overrides", [dict(norm_position="post"), dict(activation="swiglu", norm="rmsnorm"),
+                                       dict(tie_embeddings=False), dict(head_dim=4, mlp_dim=24),
+                                       dict(dropout=0.1, attention_dropout=0.1)])
+def test_decoder_variants_run_and_stay_causal(overrides):
+  model = tiny_model("decoder", "alibi", **overrides)
+  model.eval()  # dropout off: outputs are deterministic
+  tokens = random_tokens(4, (2, 8))
+  changed = tokens.at[:, 5:].set(0)
+  a, b = forward(model, tokens, None, None), forward(model, changed, None, None)
+  assert np.all(np.isfinite(np.asarray(a)))
+  np.testing.assert_allclose(np.asarray(a[:, :5]), np.asarray(b[:, :5]), atol=1e-5)
+
+
+def test_dropout_is_active_in_training_and_off_in_eval():
+  model = tiny_model("decoder", "rope", dropout=0.2, attention_dropout=0.2)
+  tokens = random_tokens(5, (2, 8))
+  assert not np.allclose(np.asarray(model(tokens)), np.asarray(model(tokens)))
+  model.eval()
+  np.testing.assert_array_equal(np.asarray(model(tokens)), np.asarray(model(tokens)))
+
+
+def test_bfloat16_compute_keeps_float32_parameters():
+  model = tiny_model("decoder", "urpe", dtype="bfloat16")
+  assert all(x.dtype == jnp.float32 for x in jax.tree_util.tree_leaves(nnx.state(model, nnx.Param)))
+  logits = forward(model, random_tokens(6, (2, 8)), None, None)
+  assert logits.dtype == jnp.float32 and np.all(np.isfinite(np.asarray(logits)))
+
+
+def greedy_by_full_forward(model, prompt, steps):
+  tokens = prompt
+  for _ in range(steps):
+    next_token = jnp.argmax(forward(model, tokens, None, None)[:, -1], axis=-1)
+    tokens = jnp.concatenate([tokens, next_token[:, None].astype(tokens.dtype)], axis=1)
+  return tokens[:, prompt.shape[1]:]
+
+
+@pytest.mark.parametrize("pe", ["t5_bias", "urpe", "learned"])
+def test_greedy_generation_with_ragged_prompts_equals_full_recompute(pe):
+  model = tiny_model("decoder", pe)
+  prompts = random_tokens(7, (2, 6))
+  lengths = jnp.array([6, 3])
+  generated = models.generate(model, prompts, prompt_lengths=lengths, max_new_tokens=5, rng=jax.random.key(0))
+  assert generated.shape == (2, 5)
+  np.testing.assert_array_equal(np.asarray(generated[:1]), np.asarray(greedy_by_full_forward(model, prompts[:1], 5)))
+  np.testing.assert_array_equal(np.asarray(generated[1:]),
+                                np.asarray(greedy_by_full_forward(model, prompts[1:, :3], 5)))
+
+
+def test_sampling_is_reproducible_given_the_key_and_stops_at_eos():
+  model = tiny_model("decoder", "rope")
+  prompts = random_tokens(8, (3, 4))
+  run = lambda key, **kw: models.generate(model, prompts, max_new_tokens=12, rng=key, temperature=1.0, **kw)
+  a, b, c = run(jax.random.key(1)), run(jax.random.key(1)), run(jax.random.key(2))
+  np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert not np.array_equal(np.asarray(a), np.asarray(c))
+  eos = int(a[0, 2])
+  stopped = np.asarray(run(jax.random.key(1), eos_id=eos, pad_id=31))
+  first = int(np.argmax(stopped[0] == eos))
+  assert first <= 2 and np.all(stopped[0, first + 1:] == 31)
+
+
+def test_top_k_and_top_p_keep_the_right_tokens():
+  logits = jnp.log(jnp.array([[0.5, 0.25, 0.15, 0.1]]))
+  kept = lambda **kw: np.isfinite(np.asarray(sampling.filter_logits(logits, **kw)))[0].tolist()
+  assert kept(top_k=2) == [True, True, False, False]
+  assert kept(top_p=0.5) == [True, False, False, False]
+  assert kept(top_p=0.7) == [True, True, False, False]
+  assert kept(top_p=0.76) == [True, True, True, False]
+  draws = jax.vmap(lambda key: sampling.sample(logits, key, temperature=1.0, top_k=2))(
+      jax.random.split(jax.random.key(0), 3000))
+  assert set(np.unique(np.asarray(draws))) == {0, 1}
+  assert np.mean(np.asarray(draws) == 0) == pytest.approx(2 / 3, abs=0.03)
