@@ -15,6 +15,8 @@ from zoo import models, positional
     (dict(pe="rope", pe_options={"interleaved": "yes"}), r"option 'interleaved' must be bool, got 'yes'"),
     (dict(pe="t5_bias", pe_options={"num_buckets": 32.5}), r"option 'num_buckets' must be int"),
     (dict(pe="urpe", pe_options={"bias": "alibi"}), r"'alibi' is not a valid choice; valid choices: 'rpe' \| 't5_bias'"),
+    (dict(pe="t5_bias", pe_options={"max_distance": 10}), r"t5_bias: max_distance \(10\) must exceed the exact "
+                                                          r"range num_buckets // 2 \(16\)"),
     (dict(pe="rope", pe_options={"fraction": 0.0}), r"rope: fraction must be in \(0, 1\]"),
     (dict(num_layers="2"), r"model 'decoder': option 'num_layers' must be int, got '2'"),
     (dict(num_layers=True), r"option 'num_layers' must be int, got True"),

@@ -87,8 +87,9 @@ class T5BiasOptions:
 
   def __post_init__(self):
     check(self.num_buckets >= 4, f"t5_bias: num_buckets must be >= 4, got {self.num_buckets}")
-    check(self.max_distance > self.num_buckets // 4,
-          f"t5_bias: max_distance ({self.max_distance}) must exceed the exact range num_buckets // 4")
+    check(self.max_distance > self.num_buckets // 2,
+          f"t5_bias: max_distance ({self.max_distance}) must exceed the exact range num_buckets // 2 "
+          f"({self.num_buckets // 2})")
 
 
 def lag_index(name: str, options, dims: ModelDims) -> LagIndex:

@@ -15,8 +15,8 @@ from flax import nnx
 from zoo.attention.bias import RelativeTable
 from zoo.config import check
 from zoo.positional.base import ModelDims, PositionalEncoding
-from zoo.positional.registry import parse_options, register
-from zoo.positional.relative_bias import Rpe, T5Bias
+from zoo.positional.registry import build, register
+from zoo.positional import relative_bias as _relative_bias  # noqa: F401  (registers rpe, t5_bias)
 
 _BIAS_DEFAULT_DISTANCE = {"rpe": 127, "t5_bias": 128}
 
@@ -49,8 +49,7 @@ class Urpe(PositionalEncoding):
 
   def __init__(self, options: UrpeOptions, dims: ModelDims, *, rngs: nnx.Rngs):
     super().__init__(options, dims, rngs=rngs)
-    bias_cls = {"rpe": Rpe, "t5_bias": T5Bias}[options.bias]
-    self.b = bias_cls(parse_options(options.bias, options.bias_options()), dims, rngs=rngs)
+    self.b = build(options.bias, options.bias_options(), dims, rngs=rngs)  # an rpe or t5_bias encoding
     init = nnx.with_partitioning(nnx.initializers.ones, ("heads", None))
     self.c = nnx.Param(init(rngs.params(), (dims.num_heads, self.b.index.rows)))  # [heads, rows]
 
