@@ -18,6 +18,11 @@ FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 TINY = dict(vocab_size=32, num_layers=2, d_model=16, num_heads=2, mlp_dim=32, max_length=48)
 
 
+def per_token_options(family: str) -> dict:
+  """Options that make `family` output per-token logits (the encoder's token head; the decoder always does)."""
+  return dict(head="token", num_classes=5) if family == "encoder" else {}
+
+
 def tiny_model(family: str, pe: str, seed: int = 0, **overrides):
   return models.build(family, dict(TINY, pe=pe, **overrides), seed=seed)
 

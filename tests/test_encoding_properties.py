@@ -8,7 +8,7 @@ import optax
 import pytest
 from flax import nnx
 
-from conftest import extend, forward, random_tokens, tiny_model
+from conftest import extend, forward, per_token_options, random_tokens, tiny_model
 from zoo import positional
 from zoo.attention import AlibiBias, RelativeTable
 
@@ -31,8 +31,7 @@ def perturbed(model, seed=1, scale=0.5):
 
 
 def token_model(family, pe, **kw):
-  extra = dict(head="token", num_classes=5) if family == "encoder" else {}
-  return perturbed(tiny_model(family, pe, **extra, **kw))
+  return perturbed(tiny_model(family, pe, **per_token_options(family), **kw))
 
 
 def test_registry_lists_the_built_in_encodings():
@@ -51,7 +50,7 @@ def test_relative_encodings_are_invariant_to_shifting_all_positions(family, pe):
   np.testing.assert_allclose(np.asarray(shifted), np.asarray(base), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("pe", [n for n in ABSOLUTE])
+@pytest.mark.parametrize("pe", ABSOLUTE)
 def test_absolute_encodings_do_see_the_shift(pe):
   model = token_model("encoder", pe)
   tokens = random_tokens(0, (2, LENGTH))
@@ -146,28 +145,17 @@ def test_forward_and_gradients_are_finite(family, pe):
   assert all(np.any(np.asarray(g) != 0) for g in positional_grads), f"{pe}: a positional parameter gets no gradient"
 
 
-def copy_params(source, target, rename):
-  """Copies every parameter of `source` into `target`, mapping source paths through `rename`."""
-  flat = {rename(tuple(path)): v for path, v in nnx.to_flat_state(nnx.state(source, nnx.Param))}
-  target_state = nnx.state(target, nnx.Param)
-  updated = [(path, flat[tuple(path)]) for path, _ in nnx.to_flat_state(target_state)]
-  assert len(updated) == len(flat), "the two models should have the same parameters apart from C"
-  nnx.update(target, nnx.from_flat_state(updated))
-
-
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("bias", ["rpe", "t5_bias"])
 def test_urpe_with_c_equal_one_is_its_rpe(family, bias):
-  extra = dict(head="token", num_classes=5) if family == "encoder" else {}
-  urpe = tiny_model(family, "urpe", pe_options={"bias": bias}, **extra)  # C is initialised to ones
-  rpe = tiny_model(family, bias, seed=7, **extra)
-  drop_b = lambda path: tuple(p for p in path if p != "b")
-  urpe_state = nnx.state(urpe, nnx.Param)
-  without_c = nnx.from_flat_state([(p, v) for p, v in nnx.to_flat_state(urpe_state) if p[-1] != "c"])
-  holder = nnx.merge(*nnx.split(urpe))  # a copy to strip C from
-  del holder.backbone.positional.c
-  nnx.update(holder, without_c)
-  copy_params(holder, rpe, drop_b)
+  urpe = tiny_model(family, "urpe", pe_options={"bias": bias}, **per_token_options(family))  # C starts at ones
+  rpe = tiny_model(family, bias, seed=7, **per_token_options(family))
+  # Every URPE parameter but C goes to the same place in the RPE model (URPE's B sits one level deeper, under "b").
+  urpe_params = {tuple(p for p in path if p != "b"): v
+                 for path, v in nnx.to_flat_state(nnx.state(urpe, nnx.Param)) if path[-1] != "c"}
+  copied = [(path, urpe_params[tuple(path)]) for path, _ in nnx.to_flat_state(nnx.state(rpe, nnx.Param))]
+  assert len(copied) == len(urpe_params), "the two models should have the same parameters apart from C"
+  nnx.update(rpe, nnx.from_flat_state(copied))
   tokens = random_tokens(3, (2, LENGTH))
   np.testing.assert_allclose(np.asarray(forward(urpe, tokens, None, None)), np.asarray(forward(rpe, tokens, None, None)),
                              rtol=1e-5, atol=1e-5)
@@ -177,14 +165,13 @@ def test_urpe_with_c_equal_one_is_its_rpe(family, bias):
                          atol=1e-4)
 
 
-@pytest.mark.parametrize("pe,options", [("urpe", {}), ("rpe", {}), ("t5_bias", {})])
-def test_sharing_across_layers_controls_the_parameter_count(pe, options):
+@pytest.mark.parametrize("pe", ["urpe", "rpe", "t5_bias"])
+def test_sharing_across_layers_controls_the_parameter_count(pe):
   def count(share):
-    model = tiny_model("decoder", pe, num_layers=3, pe_options=dict(options, share_across_layers=share))
+    model = tiny_model("decoder", pe, num_layers=3, pe_options=dict(share_across_layers=share))
     return sum(x.size for x in jax.tree_util.tree_leaves(nnx.state(model, nnx.Param)))
   shared, per_layer = count(True), count(False)
-  encoding = positional.get(pe)
   assert per_layer > shared
   per_encoding = sum(x.size for x in jax.tree_util.tree_leaves(nnx.state(
-      tiny_model("decoder", pe, pe_options=options).backbone.positional, nnx.Param)))
-  assert per_layer - shared == 2 * per_encoding, encoding.name
+      tiny_model("decoder", pe).backbone.positional, nnx.Param)))
+  assert per_layer - shared == 2 * per_encoding, pe

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from conftest import forward, random_tokens, tiny_model
+from conftest import forward, per_token_options, random_tokens, tiny_model
 from zoo import models
 from zoo.models import sampling
 
@@ -42,8 +42,7 @@ def test_dual_encoder_scores_pairs_and_is_one_tower():
 @pytest.mark.parametrize("family", ["encoder", "decoder"])
 @pytest.mark.parametrize("pe", ["rope", "urpe", "learned"])
 def test_packed_sequences_equal_separate_ones(family, pe):
-  extra = dict(head="token", num_classes=5) if family == "encoder" else {}
-  model = tiny_model(family, pe, **extra)
+  model = tiny_model(family, pe, **per_token_options(family))
   a, b = random_tokens(2, (1, 5)), random_tokens(3, (1, 7))
   packed = jnp.concatenate([a, b], axis=1)
   positions = jnp.concatenate([jnp.arange(5), jnp.arange(7)])[None]
