@@ -1,0 +1,88 @@
+r"""Trains (or fit-checks) an experiment config.
+
+  python -m launch.train --config=configs/pi.py:urpe --workdir=/tmp/zoo/pi_urpe [--config.train.steps=2000]
+  python -m launch.train --config=configs/pi.py:urpe --workdir=/tmp/x --aot_topology=v5e:16x16   # compile only
+
+A workdir with checkpoints is resumed from the latest. Bad configs (unknown keys, invalid choices, sizes that do
+not divide) fail before anything is compiled with a one-line message and exit status 2. Multi-process: on Cloud TPU
+pass --distributed (JAX finds the cluster); elsewhere --coordinator_address, --num_processes and --process_id.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config: configs/<name>.py[:arg]",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "checkpoints, metrics.jsonl and TensorBoard events go here")
+_AOT_TOPOLOGY = flags.DEFINE_string("aot_topology", None, "compile the train step for this TPU topology (e.g. "
+                                    "v5e:16x16) without running it, print per-device memory and whether it fits")
+_DISTRIBUTED = flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() with cluster auto-detection")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-process without TPU)")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "number of processes (with --coordinator_address)")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "this process's index (with --coordinator_address)")
+
+
+def fail(message: str) -> None:
+  """A usage error: one line on stderr, exit status 2, no traceback."""
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  sys.exit(2)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    fail(str(e).splitlines()[0])
+  except Exception as e:  # noqa: BLE001 — errors raised by the config file itself (e.g. an unknown variant)
+    fail(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+
+
+def main(argv: list[str]) -> None:
+  logging.set_verbosity(logging.WARNING)  # orbax logs every save step at INFO
+  if len(argv) > 1:
+    fail(f"unexpected arguments {argv[1:]}")
+  if _CONFIG.value is None:
+    fail("--config is required, e.g. --config=configs/pi.py:urpe")
+  if _WORKDIR.value is None and _AOT_TOPOLOGY.value is None:
+    fail("--workdir is required")
+  config = _CONFIG.value.to_dict()
+
+  from zoo.platform import skip_tpu_runtime_without_chips  # noqa: PLC0415 — after flag parsing, before JAX starts
+  skip_tpu_runtime_without_chips()
+  import jax  # noqa: PLC0415
+
+  from zoo.train import aot, loop  # noqa: PLC0415
+  from zoo.train.options import parse_experiment  # noqa: PLC0415
+
+  try:
+    parse_experiment(config)
+  except ValueError as e:
+    fail(str(e))
+  if _AOT_TOPOLOGY.value:
+    try:
+      report = aot.fit_check(config, _AOT_TOPOLOGY.value)
+    except ValueError as e:
+      fail(str(e))
+    print(aot.format_report(report), flush=True)
+    return
+  if _COORDINATOR.value:
+    jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  elif _DISTRIBUTED.value:
+    jax.distributed.initialize()
+  try:  # sizes that only the device count reveals (mesh, batch divisibility)
+    parse_experiment(config).check_devices(jax.device_count(), jax.process_count())
+  except ValueError as e:
+    fail(str(e))
+  try:
+    loop.train_and_evaluate(config, _WORKDIR.value)
+  except loop.NonFiniteLoss as e:
+    print(str(e), file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=parse_flags)

@@ -1,0 +1,1 @@
+"""Sharded training: options, mesh and shardings, optimizer, losses, steps, checkpoints, metrics, the loop."""

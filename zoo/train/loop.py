@@ -1,0 +1,135 @@
+"""The training loop, top to bottom: validate → mesh → data → state (fresh or restored) → steps → checkpoints.
+
+`train_and_evaluate(config, workdir)` is what `python -m launch.train` runs. A `workdir` that holds checkpoints is
+resumed from the latest one: parameters, optimizer state, step, RNG streams and the data iterator's position, so the
+resumed run is bit-identical to an uninterrupted one on the same mesh.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+
+from zoo.data import make_dataset, prepare
+from zoo.train.checkpoint import Checkpointer
+from zoo.train.mesh import batch_sharding, make_mesh
+from zoo.train.metrics import MetricsLogger
+from zoo.train.optimizer import make_optimizer
+from zoo.train.options import Experiment, parse_experiment
+from zoo.train.step import compile_steps, make_program
+
+
+class NonFiniteLoss(FloatingPointError):
+  """Training produced a NaN or infinite loss or gradient; the last good checkpoint is kept."""
+
+
+def open_splits(experiment: Experiment):
+  """The task's train / validation sources; process 0 writes the data set once, the others wait for it."""
+  data_dir = experiment.train.resolved_data_dir
+  if jax.process_index() == 0:
+    builder = prepare(experiment.task, data_dir)
+  multihost_utils.sync_global_devices("zoo: data prepared")
+  if jax.process_index() != 0:
+    builder = experiment.task.builder(data_dir)
+  return builder.as_data_source(split="train"), builder.as_data_source(split="validation")
+
+
+def global_batch(local: Mapping[str, np.ndarray], shardings) -> dict[str, jax.Array]:
+  """Assembles this process's rows into global arrays laid out by `shardings`."""
+  return {name: jax.make_array_from_process_local_data(shardings[name], value) for name, value in local.items()}
+
+
+def evaluate(experiment: Experiment, eval_fn, state, source, shardings) -> dict[str, float]:
+  """Metrics over the validation split (or its first `eval_batches` batches), summed exactly, then averaged."""
+  t = experiment.train
+  batches = make_dataset(experiment.task, source, batch_size=t.resolved_eval_batch_size // jax.process_count(),
+                         seed=t.seed, train=False, process_index=jax.process_index(),
+                         process_count=jax.process_count())
+  totals: dict[str, float] = {}
+  for i, local in enumerate(batches):
+    if t.eval_batches and i >= t.eval_batches:
+      break
+    sums = jax.device_get(eval_fn(state, global_batch(local, shardings)))
+    for name, value in sums.items():
+      totals[name] = totals.get(name, 0.0) + float(value)
+  if not totals:
+    raise ValueError(f"evaluation: the validation split has fewer than eval_batch_size "
+                     f"({t.resolved_eval_batch_size}) examples")
+  weight = totals.pop("weight")
+  return {f"eval_{name}": value / weight for name, value in totals.items()}
+
+
+def train_and_evaluate(config: Mapping[str, Any], workdir: str) -> dict[str, Any]:
+  """Trains the experiment `config` in `workdir`; returns (and prints) the final summary."""
+  experiment = parse_experiment(config)
+  t = experiment.train
+  devices = jax.devices()
+  mesh = make_mesh(experiment.check_devices(len(devices), jax.process_count()), devices)
+  tx, schedule = make_optimizer(experiment.optimizer, t.steps)
+  program, init = make_program(experiment.model_name, experiment.model, seed=t.seed, tx=tx, schedule=schedule,
+                               objective=experiment.task.objective, grad_accum_steps=t.grad_accum_steps, mesh=mesh,
+                               rules=experiment.rules)
+  train_source, eval_source = open_splits(experiment)
+  train_iter = iter(make_dataset(experiment.task, train_source, batch_size=t.batch_size // jax.process_count(),
+                                 seed=t.seed, train=True, process_index=jax.process_index(),
+                                 process_count=jax.process_count()))
+
+  checkpointer = Checkpointer(os.path.join(os.path.abspath(workdir), "checkpoints"), max_to_keep=t.max_to_keep)
+  start = checkpointer.latest_step()
+  state = init() if start is None else checkpointer.restore(start, program.abstract_state, train_iter)
+  start = start or 0
+
+  first = next(train_iter)
+  shardings = {name: batch_sharding(mesh, experiment.rules, value.ndim) for name, value in first.items()}
+  train_fn, eval_fn = compile_steps(program, shardings)
+  logger = MetricsLogger(workdir, total_steps=t.steps, start_step=start, enabled=jax.process_index() == 0,
+                         progress_bar=t.progress_bar)
+  tokens_per_step = math.prod(first["inputs"].shape) * jax.process_count()
+  last_saved = start
+  metrics: dict[str, Any] = {}
+  eval_metrics: dict[str, float] = {} if start < t.steps else evaluate(experiment, eval_fn, state, eval_source,
+                                                                        shardings)
+  clock, clock_step = time.perf_counter(), start
+  local = first
+  try:
+    for step in range(start + 1, t.steps + 1):
+      state, metrics = train_fn(state, global_batch(local, shardings))
+      is_last = step == t.steps
+      log_now = step % t.log_every == 0 or is_last
+      save_now = (t.checkpoint_every and step % t.checkpoint_every == 0) or is_last
+      eval_now = (t.eval_every and step % t.eval_every == 0) or is_last
+      if log_now or save_now:
+        metrics = {name: float(value) for name, value in jax.device_get(metrics).items()}
+        if not (math.isfinite(metrics["loss"]) and math.isfinite(metrics["grad_norm"])):
+          raise NonFiniteLoss(f"training stopped: non-finite loss ({metrics['loss']}) or gradient norm "
+                              f"({metrics['grad_norm']}) at step {step}; the last good checkpoint is step "
+                              f"{last_saved} in {checkpointer.manager.directory}")
+      if log_now:
+        now = time.perf_counter()
+        metrics["tokens_per_sec"] = tokens_per_step * (step - clock_step) / (now - clock)
+        clock, clock_step = now, step
+        logger.write(step, metrics)
+        logger.advance(step - logger.bar.n, loss=metrics["loss"], tok_s=metrics["tokens_per_sec"])
+      if eval_now:
+        eval_metrics = evaluate(experiment, eval_fn, state, eval_source, shardings)
+        logger.write(step, eval_metrics)
+      if save_now:
+        checkpointer.save(step, state, train_iter)
+        last_saved = step
+      if not is_last:
+        local = next(train_iter)
+  finally:
+    checkpointer.close()
+    logger.close()
+  summary = {"step": t.steps, "loss": metrics.get("loss"), **eval_metrics, "workdir": os.path.abspath(workdir)}
+  if jax.process_index() == 0:
+    print("summary: " + json.dumps(summary), flush=True)
+  return summary

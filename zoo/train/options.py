@@ -1,0 +1,174 @@
+"""The training configuration, validated in full before anything is compiled.
+
+An experiment config (an `ml_collections.ConfigDict`, see `configs/`) has the sections below. Each section is read
+into an option dataclass with `zoo.config.from_options`, so an unknown key, a mistyped value or an invalid choice
+fails with a message that names the section and the valid keys or choices; cross-section consistency (sizes that
+must divide, keys the task fixes) is checked here too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from zoo import models
+from zoo.config import check, from_options
+from zoo.data import tasks
+
+MESH_AXES = ("data", "fsdp", "tensor")
+SECTIONS = ("task", "model", "optimizer", "train", "mesh", "sharding_rules")
+DEFAULT_DATA_DIR = os.path.join("~", ".cache", "zoo", "tfds")
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshOptions:
+  """Device-mesh axis sizes; one of them may be -1 (all remaining devices)."""
+
+  data: int = -1
+  fsdp: int = 1
+  tensor: int = 1
+
+  def __post_init__(self):
+    sizes = dataclasses.astuple(self)
+    check(all(s == -1 or s >= 1 for s in sizes), f"mesh: axis sizes must be >= 1 or -1, got {sizes}")
+    check(sizes.count(-1) <= 1, f"mesh: at most one axis may be -1 (the rest), got {sizes}")
+
+  def shape(self, num_devices: int) -> tuple[int, int, int]:
+    """(data, fsdp, tensor) sizes whose product is `num_devices`."""
+    sizes = list(dataclasses.astuple(self))
+    known = math.prod(s for s in sizes if s != -1)
+    if -1 in sizes:
+      check(num_devices % known == 0,
+            f"mesh: {num_devices} devices cannot be split into {dict(zip(MESH_AXES, sizes))} (-1 = the rest)")
+      sizes[sizes.index(-1)] = num_devices // known
+    check(math.prod(sizes) == num_devices, f"mesh: {dict(zip(MESH_AXES, sizes))} needs {math.prod(sizes)} "
+                                           f"devices, but {num_devices} are available")
+    return tuple(sizes)
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerOptions:
+  name: Literal["adamw", "sgd"] = "adamw"
+  learning_rate: float = 1e-3  # peak
+  schedule: Literal["constant", "cosine", "linear", "rsqrt"] = "cosine"
+  warmup_steps: int = 0  # linear warm-up from 0 to the peak
+  end_factor: float = 0.0  # cosine / linear: final learning rate = end_factor × peak
+  b1: float = 0.9
+  b2: float = 0.999
+  eps: float = 1e-8
+  momentum: float = 0.9  # sgd
+  weight_decay: float = 0.0  # decoupled, on matrices only (not norms, biases or tables of one row per head)
+  clip_norm: float = 0.0  # global-norm gradient clipping; 0 = off
+
+  def __post_init__(self):
+    check(self.learning_rate > 0, f"optimizer: learning_rate must be > 0, got {self.learning_rate}")
+    check(self.warmup_steps >= 0, f"optimizer: warmup_steps must be >= 0, got {self.warmup_steps}")
+    check(self.clip_norm >= 0, f"optimizer: clip_norm must be >= 0, got {self.clip_norm}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainOptions:
+  steps: int = 1000
+  batch_size: int = 64  # global, over all processes and devices
+  grad_accum_steps: int = 1  # the batch is split into this many micro-batches, one optimizer update per step
+  seed: int = 0  # parameters, dropout / feature noise and data order
+  log_every: int = 50
+  eval_every: int = 0  # 0: evaluate at the end only
+  eval_batch_size: int = 0  # 0: batch_size
+  eval_batches: int = 0  # 0: the whole validation split
+  checkpoint_every: int = 0  # 0: checkpoint at the end only
+  max_to_keep: int = 3
+  data_dir: str = ""  # where tfds writes the task's array_record files; "" = $ZOO_DATA_DIR or ~/.cache/zoo/tfds
+  progress_bar: bool = True
+
+  def __post_init__(self):
+    for name in ("steps", "batch_size", "grad_accum_steps", "log_every", "max_to_keep"):
+      check(getattr(self, name) >= 1, f"train: {name} must be >= 1, got {getattr(self, name)}")
+    for name in ("eval_every", "eval_batch_size", "eval_batches", "checkpoint_every"):
+      check(getattr(self, name) >= 0, f"train: {name} must be >= 0, got {getattr(self, name)}")
+    check(self.batch_size % self.grad_accum_steps == 0,
+          f"train: grad_accum_steps ({self.grad_accum_steps}) must divide batch_size ({self.batch_size})")
+
+  @property
+  def resolved_eval_batch_size(self) -> int:
+    return self.eval_batch_size or self.batch_size
+
+  @property
+  def resolved_data_dir(self) -> str:
+    return os.path.expanduser(self.data_dir or os.environ.get("ZOO_DATA_DIR", DEFAULT_DATA_DIR))
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+  """A validated experiment: everything the training loop reads."""
+
+  task: tasks.Task
+  model_name: str
+  model: Any  # the family's Config dataclass
+  optimizer: OptimizerOptions
+  train: TrainOptions
+  mesh: MeshOptions
+  rules: tuple[tuple[str, tuple[str, ...]], ...]  # logical axis name -> mesh axes
+
+  def check_devices(self, num_devices: int, process_count: int = 1) -> tuple[int, int, int]:
+    """The mesh shape for `num_devices`, after checking that the batches split evenly over it."""
+    shape = self.mesh.shape(num_devices)
+    batch_axes = dict(self.rules).get("batch", ())
+    parallel = math.prod(shape[MESH_AXES.index(axis)] for axis in batch_axes)
+    t = self.train
+    micro_label = "batch_size / grad_accum_steps" if t.grad_accum_steps > 1 else "batch_size"
+    for label, size in ((micro_label, t.batch_size // t.grad_accum_steps),
+                        ("eval_batch_size", t.resolved_eval_batch_size)):
+      check(size % parallel == 0, f"train: {label} ({size}) must be divisible by the data-parallel size "
+                                  f"{parallel} (mesh axes {', '.join(batch_axes)} of {dict(zip(MESH_AXES, shape))})")
+      check(size % process_count == 0, f"train: {label} ({size}) must be divisible by the number of processes "
+                                       f"({process_count})")
+    tensor = shape[MESH_AXES.index("tensor")]
+    check("tensor" not in dict(self.rules).get("heads", ()) or self.model.num_heads % tensor == 0,
+          f"mesh: the tensor axis ({tensor}) must divide num_heads ({self.model.num_heads})")
+    return shape
+
+
+def _section(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+  value = config.get(name, {})
+  if not isinstance(value, Mapping):
+    raise ValueError(f"config: section {name!r} must be a mapping, got {type(value).__name__}")
+  return dict(value)
+
+
+def parse_rules(rules: Mapping[str, Any]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+  """Logical-axis rules: {"embed": "fsdp", "batch": "data,fsdp", "kv": ""} → (("embed", ("fsdp",)), ...)."""
+  parsed = []
+  for logical, axes in rules.items():
+    if not isinstance(axes, str):
+      raise ValueError(f"sharding_rules: {logical!r} must map to a comma-separated string of mesh axes, got "
+                       f"{axes!r}")
+    names = tuple(a.strip() for a in axes.split(",") if a.strip())
+    for axis in names:
+      check(axis in MESH_AXES, f"sharding_rules: {logical!r} -> {axis!r} is not a mesh axis; valid choices: "
+                               f"{', '.join(MESH_AXES)}")
+    parsed.append((logical, names))
+  return tuple(parsed)
+
+
+def parse_experiment(config: Mapping[str, Any]) -> Experiment:
+  """Validates a whole experiment config; raises ValueError with a one-line message naming the problem."""
+  unknown = sorted(set(config) - set(SECTIONS))
+  check(not unknown, f"config: unknown section(s) {', '.join(map(repr, unknown))}; valid sections: "
+                     f"{', '.join(SECTIONS)}")
+  task_options = _section(config, "task")
+  task_name = task_options.pop("name", None)
+  check(task_name is not None, f"config: task.name is missing; valid choices: {', '.join(tasks.available())}")
+  task = tasks.build(task_name, task_options)
+  model_options = _section(config, "model")
+  fixed = sorted(set(model_options) & set(task.model_fields()))
+  check(not fixed, f"model: {', '.join(fixed)} fixed by task {task_name!r}; set them in the task section instead")
+  model = models.parse_config(task.family, {**model_options, **task.model_fields()})
+  train = from_options(TrainOptions, _section(config, "train"), what="train")
+  return Experiment(task=task, model_name=task.family, model=model,
+                    optimizer=from_options(OptimizerOptions, _section(config, "optimizer"), what="optimizer"),
+                    train=train, mesh=from_options(MeshOptions, _section(config, "mesh"), what="mesh"),
+                    rules=parse_rules(_section(config, "sharding_rules")))
