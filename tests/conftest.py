@@ -7,12 +7,16 @@ import pathlib
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
+
+# Eight simulated CPU devices for the sharding tests; everything else runs on the first one.
+jax.config.update("jax_num_cpu_devices", 8)
 import pytest  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from zoo import models  # noqa: E402
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
+REPO = pathlib.Path(__file__).parent.parent
 
 # Small enough to compile in well under a second, big enough to have several heads and layers.
 TINY = dict(vocab_size=32, num_layers=2, d_model=16, num_heads=2, mlp_dim=32, max_length=48)
@@ -46,3 +50,18 @@ def random_tokens(seed: int, shape, vocab: int = TINY["vocab_size"]):
 def reference_numbers():
   """Numbers from Hugging Face transformers and x-transformers (see fixtures/make_reference_fixtures.py)."""
   return json.loads((FIXTURES / "reference_numbers.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> str:
+  """One tfds data directory per test session (each xdist worker has its own)."""
+  return str(tmp_path_factory.mktemp("tfds"))
+
+
+def smoke_config(data_dir: str, pe: str = "urpe", **train) -> dict:
+  """configs/pi.py's smoke variant as a plain dict, writing its data under `data_dir`."""
+  from configs import pi  # noqa: PLC0415 — the repository's configs/ (the tests run from the repository root)
+
+  config = pi.get_config(f"{pe},smoke").to_dict()
+  config["train"].update(data_dir=data_dir, progress_bar=False, **train)
+  return config

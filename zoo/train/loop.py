@@ -11,7 +11,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -67,11 +67,12 @@ def evaluate(experiment: Experiment, eval_fn, state, source, shardings) -> dict[
   return {f"eval_{name}": value / weight for name, value in totals.items()}
 
 
-def train_and_evaluate(config: Mapping[str, Any], workdir: str) -> dict[str, Any]:
-  """Trains the experiment `config` in `workdir`; returns (and prints) the final summary."""
+def train_and_evaluate(config: Mapping[str, Any], workdir: str, *,
+                       devices: Sequence[jax.Device] | None = None) -> dict[str, Any]:
+  """Trains the experiment `config` in `workdir` on `devices` (default: all); returns and prints the summary."""
   experiment = parse_experiment(config)
   t = experiment.train
-  devices = jax.devices()
+  devices = jax.devices() if devices is None else list(devices)
   mesh = make_mesh(experiment.check_devices(len(devices), jax.process_count()), devices)
   tx, schedule = make_optimizer(experiment.optimizer, t.steps)
   program, init = make_program(experiment.model_name, experiment.model, seed=t.seed, tx=tx, schedule=schedule,
@@ -108,10 +109,12 @@ def train_and_evaluate(config: Mapping[str, Any], workdir: str) -> dict[str, Any
       eval_now = (t.eval_every and step % t.eval_every == 0) or is_last
       if log_now or save_now:
         metrics = {name: float(value) for name, value in jax.device_get(metrics).items()}
-        if not (math.isfinite(metrics["loss"]) and math.isfinite(metrics["grad_norm"])):
-          raise NonFiniteLoss(f"training stopped: non-finite loss ({metrics['loss']}) or gradient norm "
-                              f"({metrics['grad_norm']}) at step {step}; the last good checkpoint is step "
-                              f"{last_saved} in {checkpointer.manager.directory}")
+        if not all(math.isfinite(metrics[name]) for name in ("loss", "grad_norm", "param_norm")):
+          kept = (f"the last good checkpoint is step {last_saved} in {checkpointer.manager.directory}"
+                  if last_saved else "no checkpoint had been written")
+          raise NonFiniteLoss(f"training stopped: non-finite loss ({metrics['loss']}), gradient norm "
+                              f"({metrics['grad_norm']}) or parameter norm ({metrics['param_norm']}) at step "
+                              f"{step}; {kept}")
       if log_now:
         now = time.perf_counter()
         metrics["tokens_per_sec"] = tokens_per_step * (step - clock_step) / (now - clock)

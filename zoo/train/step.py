@@ -113,7 +113,7 @@ def train_step(program: Program, state: TrainState, batch: dict[str, jax.Array])
   updates, opt_state = program.tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   metrics = {**losses.finalize(sums), "learning_rate": program.schedule(state.step),
-             "grad_norm": optax.global_norm(grads)}
+             "grad_norm": optax.tree.norm(grads), "param_norm": optax.tree.norm(params)}
   return TrainState(step=state.step + 1, params=params, opt_state=opt_state, rest=rest), metrics
 
 
