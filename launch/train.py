@@ -10,6 +10,7 @@ pass --distributed (JAX finds the cluster); elsewhere --coordinator_address, --n
 
 from __future__ import annotations
 
+import re
 import sys
 
 from absl import app, flags, logging
@@ -32,24 +33,44 @@ def fail(message: str) -> None:
   sys.exit(2)
 
 
+def config_error_message(error: Exception) -> str:
+  """One line from the errors ml_collections raises while loading a config file and applying overrides."""
+  text = str(error)
+  if isinstance(error, (AttributeError, KeyError)):  # an override of a key the config does not have
+    key = re.search(r"'([^'\\]+)", text)
+    hint = re.search(r'Did you mean "([^"]+)"', text)
+    return (f"unknown config key {key.group(1) if key else text!r}"
+            + (f" (did you mean {hint.group(1)!r}?)" if hint else ""))
+  lines = [line.strip() for line in text.splitlines() if line.strip()]
+  if len(lines) > 1 and lines[0].endswith(":"):  # "<what failed>:" + traceback or details; the cause is last
+    return f"{lines[0]} {lines[-1]}"
+  return " ".join(lines)
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   try:
     return flags.FLAGS(argv)
-  except flags.Error as e:
-    fail(str(e).splitlines()[0])
-  except Exception as e:  # noqa: BLE001 — errors raised by the config file itself (e.g. an unknown variant)
-    fail(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+  except (flags.Error, AttributeError, KeyError, OSError) as e:
+    fail(config_error_message(e))
+
+
+def load_config() -> dict:
+  """The --config file with overrides applied, as a dict (ml_collections loads the file on first access)."""
+  if _CONFIG.value is None:
+    fail("--config is required, e.g. --config=configs/pi.py:urpe")
+  try:
+    return _CONFIG.value.to_dict()
+  except (flags.Error, AttributeError, KeyError, OSError, ValueError) as e:
+    fail(config_error_message(e))
 
 
 def main(argv: list[str]) -> None:
   logging.set_verbosity(logging.WARNING)  # orbax logs every save step at INFO
   if len(argv) > 1:
     fail(f"unexpected arguments {argv[1:]}")
-  if _CONFIG.value is None:
-    fail("--config is required, e.g. --config=configs/pi.py:urpe")
+  config = load_config()
   if _WORKDIR.value is None and _AOT_TOPOLOGY.value is None:
     fail("--workdir is required")
-  config = _CONFIG.value.to_dict()
 
   from zoo.platform import skip_tpu_runtime_without_chips  # noqa: PLC0415 — after flag parsing, before JAX starts
   skip_tpu_runtime_without_chips()

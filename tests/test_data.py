@@ -51,12 +51,22 @@ def test_examples_are_a_pure_function_of_the_options(pi, tmp_path):
   assert not np.array_equal(a[5]["inputs"], builder.as_data_source(split="train")[5]["inputs"])
 
 
+def test_processes_read_disjoint_rows_of_the_same_global_batches(pi):
+  task, builder = pi
+  source = builder.as_data_source(split="train")
+  whole = iter(make_dataset(task, source, batch_size=8, seed=1, train=True))
+  shares = [iter(make_dataset(task, source, batch_size=8, seed=1, train=True, process_index=p, process_count=2))
+            for p in range(2)]
+  for _ in range(3):
+    np.testing.assert_array_equal(np.concatenate([next(s)["inputs"] for s in shares]), next(whole)["inputs"])
+
+
 def test_process_shards_are_disjoint_and_cover_the_split(pi):
   task, builder = pi
   source = builder.as_data_source(split="validation")
   rows = []
   for process in range(2):
-    for batch in make_dataset(task, source, batch_size=4, seed=0, train=False, process_index=process,
+    for batch in make_dataset(task, source, batch_size=8, seed=0, train=False, process_index=process,
                               process_count=2):
       rows.extend(map(bytes, batch["inputs"]))
   assert sorted(rows) == sorted(bytes(source[i]["inputs"]) for i in range(len(source)))

@@ -1,9 +1,10 @@
 """Input pipeline: a task's tfds array_record splits → grain → global-batch-ready numpy batches.
 
     tfds.data_source (random access, no TensorFlow)
-      → grain.MapDataset: this process's shard → seeded shuffle, reshuffled every epoch → repeat
-      → pack variable-length documents into rows (segment ids, positions restart per document) or pad them
-      → batch → objective fields (next-token targets and weights)
+      → grain.MapDataset: seeded shuffle, reshuffled every epoch → repeat
+      → this process's rows of each global batch; variable-length documents packed into rows (segment ids,
+        positions restart per document) or padded
+      → objective fields (next-token targets and weights)
 
 The iterator's `get_state()` / `set_state()` reproduce the stream exactly; the checkpoint stores it beside the model
 so a resumed run sees exactly the batches an uninterrupted run would.
@@ -59,22 +60,29 @@ def token_fields(batch: Batch) -> Batch:
 
 def make_dataset(task: Task, source: Any, *, batch_size: int, seed: int, train: bool, process_index: int = 0,
                  process_count: int = 1) -> grain.IterDataset:
-  """Batches of `batch_size` (this process's share of the global batch) from `source`.
+  """This process's rows of global batches of `batch_size` examples from `source`.
 
-  Training streams forever with a reshuffle per epoch; evaluation makes one ordered pass and drops the last partial
-  batch (so every eval batch has the compiled shape).
+  Global batch b holds examples [b·batch_size, (b+1)·batch_size) of the (shuffled) stream and process p takes its
+  p-th block of rows, so every process count sees the very same global batches. Packed documents are the exception:
+  each process packs its own share of the documents, so packed rows depend on the process count.
+  Training streams forever with a reshuffle per epoch; evaluation makes one ordered pass over the examples that fill
+  whole global batches (every process runs the same number of eval steps with the compiled shape).
   """
-  ds = grain.MapDataset.source(source)[process_index::process_count]
+  if batch_size % process_count:
+    raise ValueError(f"batch_size ({batch_size}) must be divisible by the number of processes ({process_count})")
+  rows = batch_size // process_count
+  ds = grain.MapDataset.source(source)
   if train:
     ds = ds.shuffle(seed=seed).repeat(None)
+  else:
+    ds = ds[:len(ds) // batch_size * batch_size]
   if task.variable_length and train and task.pack:
     iter_ds = grain.experimental.FirstFitPackIterDataset(
-        ds.to_iter_dataset(), length_struct={"inputs": task.length}, num_packing_bins=batch_size, seed=seed,
-        shuffle_bins=False)
-  elif task.variable_length:  # padded rows; evaluation always pads, so its metric does not depend on packing
-    iter_ds = ds.map(lambda example: _pad_document(example, task.length)).to_iter_dataset()
+        ds[process_index::process_count].to_iter_dataset(), length_struct={"inputs": task.length},
+        num_packing_bins=rows, seed=seed, shuffle_bins=False).batch(rows, drop_remainder=True)
   else:
-    iter_ds = ds.to_iter_dataset()
-  iter_ds = iter_ds.batch(batch_size, drop_remainder=True)
+    if task.variable_length:  # padded rows; evaluation always pads, so its metric does not depend on packing
+      ds = ds.map(lambda example: _pad_document(example, task.length))
+    iter_ds = ds.batch(rows, drop_remainder=True)[process_index::process_count].to_iter_dataset()
   fields = next_token_fields if task.objective == "next_token" else token_fields
   return iter_ds.map(fields)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -52,6 +53,9 @@ def topology_devices(topology: str):
   """The devices of a TPU topology such as "v5e:2x2" (needs libtpu)."""
   from jax.experimental import topologies  # noqa: PLC0415
 
+  # Compiling needs no TPU, so no exclusive hold on one: skip libtpu's one-process-per-host lockfile, which would
+  # otherwise make concurrent fit checks (or one beside a TPU job) fail.
+  os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
   try:
     return topologies.get_topology_desc(platform="tpu", topology_name=topology).devices
   except Exception as e:  # noqa: BLE001 — libtpu missing or an unknown topology name: say which

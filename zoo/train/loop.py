@@ -50,7 +50,7 @@ def global_batch(local: Mapping[str, np.ndarray], shardings) -> dict[str, jax.Ar
 def evaluate(experiment: Experiment, eval_fn, state, source, shardings) -> dict[str, float]:
   """Metrics over the validation split (or its first `eval_batches` batches), summed exactly, then averaged."""
   t = experiment.train
-  batches = make_dataset(experiment.task, source, batch_size=t.resolved_eval_batch_size // jax.process_count(),
+  batches = make_dataset(experiment.task, source, batch_size=t.resolved_eval_batch_size,
                          seed=t.seed, train=False, process_index=jax.process_index(),
                          process_count=jax.process_count())
   totals: dict[str, float] = {}
@@ -79,7 +79,7 @@ def train_and_evaluate(config: Mapping[str, Any], workdir: str, *,
                                objective=experiment.task.objective, grad_accum_steps=t.grad_accum_steps, mesh=mesh,
                                rules=experiment.rules)
   train_source, eval_source = open_splits(experiment)
-  train_iter = iter(make_dataset(experiment.task, train_source, batch_size=t.batch_size // jax.process_count(),
+  train_iter = iter(make_dataset(experiment.task, train_source, batch_size=t.batch_size,
                                  seed=t.seed, train=True, process_index=jax.process_index(),
                                  process_count=jax.process_count()))
 
