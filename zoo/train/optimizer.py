@@ -23,7 +23,7 @@ def learning_rate_schedule(options: OptimizerOptions, total_steps: int) -> optax
     after = optax.linear_schedule(peak, end, decay_steps)
   else:  # rsqrt, counted from the end of warm-up so that it starts at the peak
     offset = max(warmup, 1)
-    after = lambda step: peak * jnp.sqrt(offset / (step + offset))
+    after = lambda step: peak * jnp.sqrt(offset / jnp.maximum(step + offset, 1))
   if warmup == 0:
     return after
   return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), after], [warmup])

@@ -1,0 +1,93 @@
+"""Pieces of the training code against closed forms: schedules, losses, logical→mesh rules, mixed precision."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import smoke_config
+from jax.sharding import PartitionSpec as P
+
+from zoo.train import losses
+from zoo.train.mesh import logical_to_mesh, make_mesh
+from zoo.train.optimizer import learning_rate_schedule, make_optimizer
+from zoo.train.options import OptimizerOptions, parse_experiment
+from zoo.train.step import make_program
+
+PEAK, WARMUP, TOTAL, END = 1e-3, 10, 110, 0.1
+
+
+@pytest.mark.parametrize("kind", ["constant", "cosine", "linear", "rsqrt"])
+def test_schedules_follow_their_formulas(kind):
+  schedule = learning_rate_schedule(OptimizerOptions(learning_rate=PEAK, schedule=kind, warmup_steps=WARMUP,
+                                                     end_factor=END), TOTAL)
+  for step in (0, 5, WARMUP):
+    np.testing.assert_allclose(schedule(step), PEAK * step / WARMUP, rtol=1e-6)
+  for step in (WARMUP + 1, 60, TOTAL):
+    t = (step - WARMUP) / (TOTAL - WARMUP)
+    expected = {"constant": PEAK,
+                "cosine": PEAK * (END + (1 - END) * 0.5 * (1 + math.cos(math.pi * t))),
+                "linear": PEAK * (1 + (END - 1) * t),
+                "rsqrt": PEAK * math.sqrt(WARMUP / step)}[kind]
+    np.testing.assert_allclose(schedule(step), expected, rtol=1e-5)
+
+
+def test_token_cross_entropy_and_accuracy_sums_against_numpy():
+  rng = np.random.default_rng(0)
+  logits = rng.normal(size=(3, 5, 7)).astype(np.float32)
+  targets = rng.integers(0, 7, size=(3, 5))
+  weights = (rng.random((3, 5)) > 0.3).astype(np.float32)
+  sums = losses.token_cross_entropy(jnp.asarray(logits), jnp.asarray(targets), jnp.asarray(weights))
+  log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  nll = -np.take_along_axis(log_p, targets[..., None], -1)[..., 0]
+  np.testing.assert_allclose(sums["loss"], (nll * weights).sum(), rtol=1e-5)
+  np.testing.assert_allclose(sums["accuracy"], ((logits.argmax(-1) == targets) * weights).sum())
+  np.testing.assert_allclose(sums["weight"], weights.sum())
+  means = losses.finalize(sums)
+  np.testing.assert_allclose(means["loss"], (nll * weights).sum() / weights.sum(), rtol=1e-5)
+
+
+def test_regression_sums_mse_and_mae():
+  sums = losses.objective_sums("regression", jnp.array([[1.0], [2.0], [4.0]]),
+                               {"targets": jnp.array([0.0, 2.0, 1.0]), "weights": jnp.array([1.0, 1.0, 0.5])})
+  np.testing.assert_allclose(sums["loss"], 1 + 0 + 0.5 * 9)
+  np.testing.assert_allclose(sums["mae"], 1 + 0 + 0.5 * 3)
+
+
+def test_logical_rules_map_names_to_mesh_axes_and_use_each_axis_once():
+  rules = (("batch", ("data", "fsdp")), ("embed", ("fsdp",)), ("heads", ("tensor",)), ("mlp", ("tensor",)))
+  assert logical_to_mesh(("batch", None), rules) == P(("data", "fsdp"), None)
+  assert logical_to_mesh(("embed", "heads", "kv"), rules) == P("fsdp", "tensor", None)
+  assert logical_to_mesh(("heads", "mlp"), rules) == P("tensor", None)  # tensor already shards the heads
+  assert logical_to_mesh(("vocab", "embed"), rules) == P(None, "fsdp")  # no rule: replicated
+
+
+def test_parameters_are_laid_out_by_the_rules_on_a_mesh(data_dir):
+  experiment = parse_experiment(smoke_config(data_dir))
+  tx, schedule = make_optimizer(experiment.optimizer, 10)
+  mesh = make_mesh((2, 2, 2), jax.devices())
+  program, init = make_program(experiment.model_name, experiment.model, seed=0, tx=tx, schedule=schedule,
+                               objective="token_classification", grad_accum_steps=1, mesh=mesh,
+                               rules=experiment.rules)
+  state = init()
+  query = state.params["backbone"]["blocks"][0]["attention"]["query"]["kernel"]  # [embed, heads, kv]
+  assert query.sharding.spec == P("fsdp", "tensor", None)
+  assert query.addressable_shards[0].data.shape == (16 // 2, 2 // 2, 8)
+  adam_mu = jax.tree.leaves(state.opt_state)[1:]  # optimizer moments follow their parameter's sharding
+  assert any(getattr(leaf, "sharding", None) == query.sharding and leaf.shape == query.shape for leaf in adam_mu)
+
+
+def test_bfloat16_compute_keeps_float32_parameters(data_dir, tmp_path):
+  from zoo.train import loop  # noqa: PLC0415
+
+  config = smoke_config(data_dir, steps=2, log_every=1)
+  config["model"]["dtype"] = "bfloat16"
+  summary = loop.train_and_evaluate(config, str(tmp_path), devices=jax.devices()[:1])
+  assert math.isfinite(summary["loss"])
+  experiment = parse_experiment(config)
+  tx, schedule = make_optimizer(experiment.optimizer, 2)
+  program, _ = make_program(experiment.model_name, experiment.model, seed=0, tx=tx, schedule=schedule,
+                            objective="token_classification", grad_accum_steps=1,
+                            mesh=make_mesh((1, 1, 1), jax.devices()[:1]), rules=experiment.rules)
+  assert {leaf.dtype for leaf in jax.tree.leaves(program.abstract_state.params)} == {jnp.dtype("float32")}
