@@ -8,28 +8,12 @@ from typing import Any
 from flax import nnx
 
 from zoo.config import from_options
+from zoo.registry import Registry
 
-_MODELS: dict[str, type[nnx.Module]] = {}
-
-
-def register(name: str):
-  def decorator(cls):
-    if name in _MODELS:
-      raise ValueError(f"model {name!r} is already registered (by {_MODELS[name].__qualname__})")
-    _MODELS[name] = cls
-    return cls
-
-  return decorator
-
-
-def available() -> tuple[str, ...]:
-  return tuple(sorted(_MODELS))
-
-
-def get(name: str) -> type[nnx.Module]:
-  if not isinstance(name, str) or name not in _MODELS:
-    raise ValueError(f"unknown model {name!r}; valid choices: {', '.join(available())}")
-  return _MODELS[name]
+_MODELS = Registry("model", nnx.Module)
+register = _MODELS.register
+available = _MODELS.available
+get = _MODELS.get
 
 
 def parse_config(name: str, config: Mapping[str, Any] | Any | None = None):

@@ -7,29 +7,12 @@ from typing import Any
 
 from zoo.config import from_options
 from zoo.data.tasks.base import Task
+from zoo.registry import Registry
 
-_TASKS: dict[str, type[Task]] = {}
-
-
-def register(name: str):
-  def decorator(cls: type[Task]) -> type[Task]:
-    if name in _TASKS:
-      raise ValueError(f"task {name!r} is already registered (by {_TASKS[name].__qualname__})")
-    cls.name = name
-    _TASKS[name] = cls
-    return cls
-
-  return decorator
-
-
-def available() -> tuple[str, ...]:
-  return tuple(sorted(_TASKS))
-
-
-def get(name: str) -> type[Task]:
-  if not isinstance(name, str) or name not in _TASKS:
-    raise ValueError(f"unknown task {name!r}; valid choices: {', '.join(available())}")
-  return _TASKS[name]
+_TASKS = Registry("task", Task)
+register = _TASKS.register
+available = _TASKS.available
+get = _TASKS.get
 
 
 def build(name: str, options: Mapping[str, Any] | None = None) -> Task:
