@@ -80,7 +80,7 @@ def main(argv: list[str]) -> None:
   from zoo.train.options import parse_experiment  # noqa: PLC0415
 
   try:
-    parse_experiment(config)
+    experiment = parse_experiment(config)
   except ValueError as e:
     fail(str(e))
   if _AOT_TOPOLOGY.value:
@@ -94,8 +94,9 @@ def main(argv: list[str]) -> None:
     jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   elif _DISTRIBUTED.value:
     jax.distributed.initialize()
-  try:  # sizes that only the device count reveals (mesh, batch divisibility)
-    parse_experiment(config).check_devices(jax.device_count(), jax.process_count())
+  try:  # sizes that only the device count reveals (mesh, batch divisibility), and where the run writes
+    experiment.check_devices(jax.device_count(), jax.process_count())
+    loop.resolve_workdir(_WORKDIR.value, experiment.train.log_dir)
   except ValueError as e:
     fail(str(e))
   try:

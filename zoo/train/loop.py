@@ -67,6 +67,16 @@ def evaluate(experiment: Experiment, eval_fn, state, source, shardings) -> dict[
   return {f"eval_{name}": value / weight for name, value in totals.items()}
 
 
+def resolve_workdir(workdir: str, log_dir: str) -> str:
+  """An absolute local path, or a remote URL (gs://bucket/run on Cloud TPU) that orbax writes to directly; logs
+  are appended to local files, so a remote workdir needs a local `train.log_dir`."""
+  if "://" not in workdir:
+    return os.path.abspath(workdir)
+  if not log_dir:
+    raise ValueError(f"train: log_dir must name a local directory when the workdir is remote ({workdir})")
+  return workdir
+
+
 def train_and_evaluate(config: Mapping[str, Any], workdir: str, *,
                        devices: Sequence[jax.Device] | None = None) -> dict[str, Any]:
   """Trains the experiment `config` in `workdir` on `devices` (default: all); returns and prints the summary."""
@@ -83,7 +93,8 @@ def train_and_evaluate(config: Mapping[str, Any], workdir: str, *,
                                  seed=t.seed, train=True, process_index=jax.process_index(),
                                  process_count=jax.process_count()))
 
-  checkpointer = Checkpointer(os.path.join(os.path.abspath(workdir), "checkpoints"), max_to_keep=t.max_to_keep)
+  workdir = resolve_workdir(workdir, t.log_dir)
+  checkpointer = Checkpointer(f"{workdir.rstrip('/')}/checkpoints", max_to_keep=t.max_to_keep)
   start = checkpointer.latest_step()
   state = init() if start is None else checkpointer.restore(start, program.abstract_state, train_iter)
   start = start or 0
@@ -91,8 +102,8 @@ def train_and_evaluate(config: Mapping[str, Any], workdir: str, *,
   first = next(train_iter)
   shardings = {name: batch_sharding(mesh, experiment.rules, value.ndim) for name, value in first.items()}
   train_fn, eval_fn = compile_steps(program, shardings)
-  logger = MetricsLogger(workdir, total_steps=t.steps, start_step=start, enabled=jax.process_index() == 0,
-                         progress_bar=t.progress_bar)
+  logger = MetricsLogger(t.log_dir or workdir, total_steps=t.steps, start_step=start,
+                         enabled=jax.process_index() == 0, progress_bar=t.progress_bar)
   tokens_per_step = math.prod(first["inputs"].shape) * jax.process_count()
   last_saved = start
   metrics: dict[str, Any] = {}
@@ -132,7 +143,7 @@ def train_and_evaluate(config: Mapping[str, Any], workdir: str, *,
   finally:
     checkpointer.close()
     logger.close()
-  summary = {"step": t.steps, "loss": metrics.get("loss"), **eval_metrics, "workdir": os.path.abspath(workdir)}
+  summary = {"step": t.steps, "loss": metrics.get("loss"), **eval_metrics, "workdir": workdir}
   if jax.process_index() == 0:
     print("summary: " + json.dumps(summary), flush=True)
   return summary

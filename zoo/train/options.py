@@ -82,6 +82,7 @@ class TrainOptions:
   checkpoint_every: int = 0  # 0: checkpoint at the end only
   max_to_keep: int = 3
   data_dir: str = ""  # where tfds writes the task's array_record files; "" = $ZOO_DATA_DIR or ~/.cache/zoo/tfds
+  log_dir: str = ""  # metrics.jsonl and TensorBoard events; "" = the workdir (required when the workdir is remote)
   progress_bar: bool = True
 
   def __post_init__(self):
