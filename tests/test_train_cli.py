@@ -57,6 +57,9 @@ BAD_CONFIGS = {
     "mesh does not match devices": ([SMOKE, "--config.mesh.data=3"],
                                     "error: mesh: {'data': 3, 'fsdp': 1, 'tensor': 1} needs 3 devices, but 8 are "
                                     "available"),
+    "remote workdir without a local log_dir": (
+        [SMOKE, "--workdir=gs://bucket/run"],
+        "error: train: log_dir must name a local directory when the workdir is remote (gs://bucket/run)"),
     "bad sharding rule": ([SMOKE, "--config.sharding_rules.embed=model"],
                           "error: sharding_rules: 'embed' -> 'model' is not a mesh axis; valid choices: data, fsdp, "
                           "tensor"),
@@ -66,7 +69,7 @@ BAD_CONFIGS = {
 @pytest.mark.parametrize("case", list(BAD_CONFIGS))
 def test_bad_config_exits_2_with_one_line_naming_the_valid_choices(case, tmp_path):
   args, message = BAD_CONFIGS[case]
-  result = run_cli(*args, f"--workdir={tmp_path}", devices=8, timeout=120)
+  result = run_cli(f"--workdir={tmp_path}", *args, devices=8, timeout=120)  # a --workdir in args wins
   assert result.returncode == 2, result.stderr[-2000:]
   errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
   assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]

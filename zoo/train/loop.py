@@ -131,7 +131,7 @@ def train_and_evaluate(config: Mapping[str, Any], workdir: str, *,
         metrics["tokens_per_sec"] = tokens_per_step * (step - clock_step) / (now - clock)
         clock, clock_step = now, step
         logger.write(step, metrics)
-        logger.advance(step - logger.bar.n, loss=metrics["loss"], tok_s=metrics["tokens_per_sec"])
+        logger.advance(step, loss=metrics["loss"], tok_s=metrics["tokens_per_sec"])
       if eval_now:
         eval_metrics = evaluate(experiment, eval_fn, state, eval_source, shardings)
         logger.write(step, eval_metrics)

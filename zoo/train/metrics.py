@@ -46,10 +46,10 @@ class MetricsLogger:
       if value is not None:
         self.tensorboard.add_scalar(name, value, step)
 
-  def advance(self, steps: int, **postfix: float) -> None:
-    self.bar.update(steps)
-    if postfix:
-      self.bar.set_postfix({k: f"{v:.4g}" for k, v in postfix.items()}, refresh=False)
+  def advance(self, to_step: int, **postfix: float) -> None:
+    """Moves the bar to `to_step`, showing `postfix` (loss, throughput) beside the rate and ETA."""
+    self.bar.set_postfix({k: f"{v:.4g}" for k, v in postfix.items()}, refresh=False)
+    self.bar.update(to_step - self.bar.n)
 
   def close(self) -> None:
     self.bar.close()
