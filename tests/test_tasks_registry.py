@@ -11,11 +11,15 @@ import math
 import jax
 import pytest
 
+import task_files
+
 from conftest import REPO
 from zoo.data import tasks
 from zoo.train.loop import train_and_evaluate
 
-LOADER_FILES = {}  # task name -> function(tmp_path) -> task option overrides
+LOADER_FILES = {  # task name -> function(directory) -> task option overrides
+    "ner_conll2003": task_files.conll2003,
+}
 
 
 def smoke_configs() -> dict[str, dict]:

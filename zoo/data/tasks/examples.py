@@ -27,6 +27,13 @@ def data_name(task: str, options: Any, files: Iterable[pathlib.Path] = ()) -> st
   return f"{task}-{hashlib.sha1(chr(10).join(pinned).encode()).hexdigest()[:16]}"
 
 
+def require_file(task: str, path: pathlib.Path, expected: str) -> pathlib.Path:
+  """`path` if it is a file; otherwise a ValueError naming the task, the path and the expected format."""
+  if not path.is_file():
+    raise ValueError(f"task {task!r}: {str(path)!r} is not a file; expected {expected}")
+  return path
+
+
 def tensor(shape: tuple[int | None, ...] = (), dtype: Any = np.int32) -> tfds.features.Tensor:
   return tfds.features.Tensor(shape=shape, dtype=dtype)
 
