@@ -74,3 +74,31 @@ def cifar10(root: pathlib.Path, images_per_batch: int = 4) -> dict:
     with open(folder / name, "wb") as f:
       pickle.dump(batch, f)
   return {"folder": str(folder)}
+
+
+def wikitext103(root: pathlib.Path) -> dict:
+  """wiki.{train,valid,test}.tokens: a heading, paragraphs of words and blank lines, as WikiText ships them."""
+  root.mkdir(parents=True, exist_ok=True)
+  words = "the cat sat on a mat and the dog saw it".split()
+  for name, paragraphs in (("train", 12), ("valid", 8), ("test", 2)):
+    lines = [" = Valkyria Chronicles = ", ""]
+    for k in range(paragraphs):
+      lines += [" " + " ".join(words[(k + j) % len(words)] for j in range(40)) + (" zebra" if name != "train" else ""),
+                ""]
+    (root / f"wiki.{name}.tokens").write_text("\n".join(lines) + "\n")
+  return {"folder": str(root)}
+
+
+def enwik8(root: pathlib.Path) -> dict:
+  """A raw enwik8-like file (UTF-8 XML bytes) of 4000 bytes; the last 2 × 320 bytes are validation and test."""
+  root.mkdir(parents=True, exist_ok=True)
+  text = ("<page><title>Åland</title><text>'''Anarchism''' is a [[political philosophy]]</text></page>\n" * 50)
+  (root / "enwik8").write_bytes(text.encode()[:4000])
+  return {"folder": str(root), "eval_bytes": 320}
+
+
+def text8(root: pathlib.Path) -> dict:
+  """A raw text8-like file: 4000 characters of lower-case words and single spaces, no newline."""
+  root.mkdir(parents=True, exist_ok=True)
+  (root / "text8").write_bytes((b" anarchism originated as a term of abuse first used against early" * 70)[:4000])
+  return {"folder": str(root), "eval_bytes": 320}

@@ -22,6 +22,9 @@ LOADER_FILES = {  # task name -> function(directory) -> task option overrides
     "lra_text": task_files.imdb,
     "lra_retrieval": task_files.aan,
     "lra_image": task_files.cifar10,
+    "lm_wikitext103": task_files.wikitext103,
+    "lm_enwik8": task_files.enwik8,
+    "lm_text8": task_files.text8,
 }
 
 
