@@ -39,6 +39,22 @@ def _pad_document(example: dict[str, np.ndarray], length: int) -> Batch:
   return {"inputs": padded, "inputs_segment_ids": segment_ids, "inputs_positions": np.arange(length, dtype=np.int32)}
 
 
+def _pad_labelled(example: dict[str, np.ndarray], length: int) -> Batch:
+  """A variable-length classification example zero-padded to `length`; `mask` marks its real tokens.
+
+  Such tasks reserve token 0 for padding, so the mask is `inputs != 0` — which also holds for pairs `[2, n]`
+  (LRA Retrieval) whose shorter side was padded when stored. Per-token targets (same shape as the inputs) are padded
+  too and weighted by the mask; a per-sequence target is kept as is.
+  """
+  tokens, targets = example["inputs"], example["targets"]  # [..., n ≤ length], [] or [n]
+  widths = [(0, 0)] * (tokens.ndim - 1) + [(0, length - tokens.shape[-1])]
+  inputs = np.pad(tokens, widths)
+  fields = {"inputs": inputs, "targets": targets, "mask": inputs != 0}
+  if np.shape(targets) == tokens.shape:
+    fields.update(targets=np.pad(targets, widths), weights=fields["mask"].astype(np.float32))
+  return fields
+
+
 def next_token_fields(batch: Batch) -> Batch:
   """Targets and weights for causal LM on packed or padded rows.
 
@@ -54,8 +70,8 @@ def next_token_fields(batch: Batch) -> Batch:
 
 
 def token_fields(batch: Batch) -> Batch:
-  """Fixed-length token tasks: every position is scored."""
-  return {**batch, "weights": np.ones(batch["targets"].shape, np.float32)}
+  """Classification and regression: every target is scored unless the examples carry their own weights."""
+  return {**batch, "weights": batch.get("weights", np.ones(batch["targets"].shape, np.float32))}
 
 
 def make_dataset(task: Task, source: Any, *, batch_size: int, seed: int, train: bool, process_index: int = 0,
@@ -82,7 +98,8 @@ def make_dataset(task: Task, source: Any, *, batch_size: int, seed: int, train: 
         num_packing_bins=rows, seed=seed, shuffle_bins=False).batch(rows, drop_remainder=True)
   else:
     if task.variable_length:  # padded rows; evaluation always pads, so its metric does not depend on packing
-      ds = ds.map(lambda example: _pad_document(example, task.length))
+      pad = _pad_document if task.objective == "next_token" else _pad_labelled
+      ds = ds.map(lambda example: pad(example, task.length))
     iter_ds = ds.batch(rows, drop_remainder=True)[process_index::process_count].to_iter_dataset()
   fields = next_token_fields if task.objective == "next_token" else token_fields
   return iter_ds.map(fields)

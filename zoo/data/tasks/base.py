@@ -28,7 +28,9 @@ class Task:
   name: ClassVar[str] = ""
   family: ClassVar[str] = ""  # the model registry name this task trains ("encoder", "decoder", ...)
   objective: ClassVar[Objective]
-  variable_length: ClassVar[bool] = False  # examples are documents of ≤ `length` tokens (packed or padded)
+  # Examples are documents of ≤ `length` tokens (packed or padded). Variable-length classification tasks reserve
+  # token 0 for padding: the pipeline pads them with 0 and passes `mask = inputs != 0` to the model.
+  variable_length: ClassVar[bool] = False
 
   @dataclasses.dataclass(frozen=True)
   class Options:

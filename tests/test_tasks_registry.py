@@ -1,0 +1,58 @@
+"""Every registered task trains end to end through its config's smoke variant (a new task is covered once registered).
+
+Each config in configs/ names its task; a task's smoke run is the first config (sorted by file name) that trains it.
+Loader tasks read files the user has: `LOADER_FILES` writes tiny ones in the real formats and returns the task
+options that point at them.
+"""
+
+import importlib
+import math
+
+import jax
+import pytest
+
+import task_files
+
+from conftest import REPO
+from zoo.data import tasks
+from zoo.train.loop import train_and_evaluate
+
+LOADER_FILES = {  # task name -> function(directory) -> task option overrides
+    "ner_conll2003": task_files.conll2003,
+    "lra_text": task_files.imdb,
+    "lra_retrieval": task_files.aan,
+    "lra_image": task_files.cifar10,
+    "lm_wikitext103": task_files.wikitext103,
+    "lm_enwik8": task_files.enwik8,
+    "lm_text8": task_files.text8,
+}
+
+
+def smoke_configs() -> dict[str, dict]:
+  """task name -> the smoke variant (as a dict) of the first config file that trains it."""
+  found = {}
+  for path in sorted((REPO / "configs").glob("*.py")):
+    if path.stem in ("__init__", "base"):
+      continue
+    config = importlib.import_module(f"configs.{path.stem}").get_config("smoke").to_dict()
+    found.setdefault(config["task"]["name"], config)
+  return found
+
+
+SMOKE = smoke_configs()
+
+
+@pytest.mark.parametrize("name", tasks.available())
+def test_every_task_trains_a_few_steps_through_its_smoke_config(name, data_dir, tmp_path):
+  assert name in SMOKE, f"task {name!r} has no config in configs/"
+  config = SMOKE[name]
+  config["task"].update(LOADER_FILES.get(name, lambda _: {})(tmp_path))
+  config["train"].update(data_dir=data_dir, progress_bar=False)
+  task = tasks.build(name, {k: v for k, v in config["task"].items() if k != "name"})
+  # tiny: ≤ 64 tokens, except Pathfinder's smallest workable image (12 × 12) and CIFAR-10's fixed 32 × 32
+  assert task.length <= 144 or name == "lra_image"
+  assert config["train"]["steps"] <= 10 and config["model"]["num_layers"] == 1 and config["model"]["d_model"] == 16
+  summary = train_and_evaluate(config, str(tmp_path / "work"), devices=jax.devices()[:1])
+  assert summary["step"] == config["train"]["steps"] and math.isfinite(summary["loss"])
+  assert any(name.startswith("eval_") for name in summary)
+
