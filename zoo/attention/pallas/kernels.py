@@ -82,8 +82,10 @@ def forward_finish(m, l, acc):
 
 
 def backward_tile(layout: Layout, q, k, v, do, lse, delta, head, q_info, k_info, tables):
-  """-> p ⊙ C [bq, bk], dS [bq, bk], and the gradient tile of each table term (in `layout.terms` order)."""
+  """lse, delta: [1, bq] rows -> p ⊙ C [bq, bk], dS [bq, bk], and the gradient tile of each table term (in
+  `layout.terms` order)."""
   s, allowed = scores(layout, q, k, head, q_info, k_info, tables)
+  lse, delta = _to_column(lse), _to_column(delta)
   p = jnp.where(allowed, jnp.exp(s - lse), 0.0)
   dpc = _dot(do, v, NT)  # d(P ⊙ C)
   if layout.scale is None:
@@ -102,8 +104,10 @@ def table_grads(layout: Layout, grads, q_info, k_info, widths):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Block specs. Arrays: q, k, v, do [B, H, L, D]; lse, delta [B, H, Lq, 1]; q_info [B, Lq, q_cols];
+# Block specs. Arrays: q, k, v, do [B, H, L, D]; lse, delta [B, H, 1, Lq]; q_info [B, Lq, q_cols];
 # k_info [B, k_rows, Lk]; tables [H, width]; table gradients [B, H, k_blocks, 1, width].
+# lse and delta are per-query scalars stored along lanes ([1, bq] blocks): a [.., Lq, 1] array would be padded to
+# 128 lanes in TPU memory (128× its size). Kernels turn the row into the [bq, 1] column they need and back.
 # ----------------------------------------------------------------------------------------------------------------
 S = pl.squeezed
 
@@ -116,6 +120,21 @@ def _pick(grid_ids, axis):
 def _rows(block, dim, axis=None):
   """A [B, H, L, dim] array in [block, dim] blocks along L, walked by grid axis `axis`."""
   return pl.BlockSpec((S, S, block, dim), lambda b, h, *g: (b, h, _pick(g, axis), 0))
+
+
+def _lanes(block, axis=None):
+  """A [B, H, 1, L] array of per-query scalars in [1, block] blocks."""
+  return pl.BlockSpec((S, S, 1, block), lambda b, h, *g: (b, h, 0, _pick(g, axis)))
+
+
+def _to_row(column):
+  """[n, 1] -> [1, n] through a [n, 128] transpose, which Mosaic lowers (a bare [n, 1] one it may not)."""
+  return jnp.broadcast_to(column, (column.shape[0], 128)).T[:1, :]
+
+
+def _to_column(row):
+  """[1, n] -> [n, 1], the inverse of `_to_row`."""
+  return jnp.broadcast_to(row, (128, row.shape[1])).T[:, :1]
 
 
 def _q_info(block, cols, axis=None):
@@ -166,7 +185,7 @@ def _forward_tpu_kernel(layout, q_ref, k_ref, v_ref, qi_ref, ki_ref, *refs):
   @pl.when(kb == pl.num_programs(3) - 1)
   def _finish():
     out, lse = forward_finish(m_sc[...], l_sc[...], acc_sc[...])
-    o_ref[...], lse_ref[...] = out.astype(o_ref.dtype), lse
+    o_ref[...], lse_ref[...] = out.astype(o_ref.dtype), _to_row(lse)
 
 
 def _forward_gpu_kernel(layout, bk, q_ref, k_ref, v_ref, qi_ref, ki_ref, *refs):
@@ -181,15 +200,15 @@ def _forward_gpu_kernel(layout, bk, q_ref, k_ref, v_ref, qi_ref, ki_ref, *refs):
 
   carry = lax.fori_loop(0, k_ref.shape[0] // bk, step, forward_init(q.shape[0], v_ref.shape[-1]))
   out, lse = forward_finish(*carry)
-  o_ref[...], lse_ref[...] = out.astype(o_ref.dtype), lse
+  o_ref[...], lse_ref[...] = out.astype(o_ref.dtype), _to_row(lse)
 
 
 def forward(layout: Layout, q, k, v, q_info, k_info, tables, *, bq, bk, backend, interpret):
-  """q [B, H, Lq, D], k / v [B, H, Lk, D*] (lengths multiples of the blocks) -> out [B, H, Lq, Dv], lse [B, H, Lq, 1]."""
+  """q [B, H, Lq, D], k / v [B, H, Lk, D*] (lengths multiples of the blocks) -> out [B, H, Lq, Dv], lse [B, H, 1, Lq]."""
   batch, heads, q_len, _ = q.shape
   k_len, dv = k.shape[2], v.shape[-1]
   out_shape = [jax.ShapeDtypeStruct((batch, heads, q_len, dv), v.dtype),
-               jax.ShapeDtypeStruct((batch, heads, q_len, 1), jnp.float32)]
+               jax.ShapeDtypeStruct((batch, heads, 1, q_len), jnp.float32)]
   q_cols, k_rows = q_info.shape[2], k_info.shape[1]
   if backend == "tpu":
     grid = (batch, heads, q_len // bq, k_len // bk)
@@ -205,7 +224,7 @@ def forward(layout: Layout, q, k, v, q_info, k_info, tables, *, bq, bk, backend,
     scratch = []
   return pl.pallas_call(
       kernel, grid=grid, in_specs=in_specs + _table_specs(tables, backend),
-      out_specs=[_rows(bq, dv, 2), _rows(bq, 1, 2)], out_shape=out_shape, scratch_shapes=scratch,
+      out_specs=[_rows(bq, dv, 2), _lanes(bq, 2)], out_shape=out_shape, scratch_shapes=scratch,
       compiler_params=_params(backend, len(grid)), interpret=interpret, name="zoo_flash_forward",
   )(q, k, v, q_info, k_info, *tables)
 
@@ -282,8 +301,8 @@ def _dkv_gpu_kernel(layout, widths, bq, q_ref, k_ref, v_ref, do_ref, lse_ref, de
 
   def step(qb, carry):
     rows = pl.ds(qb * bq, bq)
-    return _dkv_step(layout, head, widths, q_ref[rows, :], k, v, do_ref[rows, :], lse_ref[rows, :],
-                     delta_ref[rows, :], qi_ref[rows, :], k_info, tables, *carry)
+    return _dkv_step(layout, head, widths, q_ref[rows, :], k, v, do_ref[rows, :], lse_ref[:, rows],
+                     delta_ref[:, rows], qi_ref[rows, :], k_info, tables, *carry)
 
   init = (jnp.zeros(k.shape, jnp.float32), jnp.zeros(v.shape, jnp.float32),
           [jnp.zeros((1, w), jnp.float32) for w in widths])
@@ -312,7 +331,7 @@ def backward(layout: Layout, q, k, v, q_info, k_info, tables, out, lse, do, *, b
   """-> dq, dk, dv (shapes of q, k, v) and the [heads, width] gradient of every table."""
   batch, heads, q_len, d = q.shape
   k_len, dv_dim = k.shape[2], v.shape[-1]
-  delta = jnp.sum(do.astype(jnp.float32) * out.astype(jnp.float32), axis=-1, keepdims=True)  # [B, H, Lq, 1]
+  delta = jnp.sum(do.astype(jnp.float32) * out.astype(jnp.float32), axis=-1)[:, :, None]  # [B, H, 1, Lq]
   widths = tuple(t.shape[1] for t in tables)
   q_cols, k_rows = q_info.shape[2], k_info.shape[1]
   operands = (q, k, v, do, lse, delta, q_info, k_info, *tables)
@@ -337,7 +356,7 @@ def backward(layout: Layout, q, k, v, q_info, k_info, tables, out, lse, do, *, b
     dq_kernel = functools.partial(_dq_gpu_kernel, layout, bk)
     dkv_scratch = dq_scratch = []
     dkv_q, dq_k = q_len, k_len
-  per_query = lambda block, axis: [_rows(block, dv_dim, axis), _rows(block, 1, axis), _rows(block, 1, axis)]
+  per_query = lambda block, axis: [_rows(block, dv_dim, axis), _lanes(block, axis), _lanes(block, axis)]
   dkv_specs = [_rows(dkv_q, d, inner), _rows(bk, d, 2), _rows(bk, dv_dim, 2), *per_query(dkv_q, inner),
                _q_info(dkv_q, q_cols, inner), _k_info(k_rows, bk, 2)]
   dq_specs = [_rows(bq, d, 2), _rows(dq_k, d, inner), _rows(dq_k, dv_dim, inner), *per_query(bq, 2),
