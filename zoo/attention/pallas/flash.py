@@ -64,8 +64,8 @@ def flash_attention(
 ) -> jax.Array:  # [batch, q_len, heads, v_dim]
   """`reference_attention` as fused Pallas kernels (forward and backward), structured terms applied in-kernel.
 
-  block_q / block_k: tile sizes (clamped to the padded lengths; on TPU block_k must be a multiple of 128 and block_q
-  of 8 unless they cover the whole length). backend: "tpu" (Mosaic) or "gpu" (Triton) kernels; default: the platform
+  block_q / block_k: tile sizes (clamped to the padded lengths; on TPU both must be multiples of 128 — keys and the
+  per-query log-sum-exp run along lanes — unless a block covers the whole length; Triton wants powers of two). backend: "tpu" (Mosaic) or "gpu" (Triton) kernels; default: the platform
   ("tpu" layout on CPU). interpret: run in the Pallas interpreter; default: on CPU, where nothing else can run them.
   """
   del dropout_rng
