@@ -59,7 +59,8 @@ def compile_train_step(topology_name, encoding_name, causal, impl="pallas", leng
   abstract = lambda shape, dtype, spec: jax.ShapeDtypeStruct(shape, dtype, sharding=NamedSharding(mesh, spec))
   qkv = abstract((batch, length, H, D), jnp.bfloat16, P("data"))
   abstract_params = jax.tree.map(lambda p: abstract(p.shape, p.dtype, P()), params)
-  return jax.jit(sharded).lower(qkv, qkv, qkv, abstract((batch, length), jnp.int32, P("data")), abstract_params).compile()
+  positions = abstract((batch, length), jnp.int32, P("data"))
+  return jax.jit(sharded).lower(qkv, qkv, qkv, positions, abstract_params).compile()
 
 
 @pytest.mark.parametrize("topology_name", TOPOLOGIES)

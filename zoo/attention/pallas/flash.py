@@ -65,7 +65,8 @@ def flash_attention(
   """`reference_attention` as fused Pallas kernels (forward and backward), structured terms applied in-kernel.
 
   block_q / block_k: tile sizes (clamped to the padded lengths; on TPU both must be multiples of 128 — keys and the
-  per-query log-sum-exp run along lanes — unless a block covers the whole length; Triton wants powers of two). backend: "tpu" (Mosaic) or "gpu" (Triton) kernels; default: the platform
+  per-query log-sum-exp run along lanes — unless a block covers the whole length; Triton wants powers of two).
+  backend: "tpu" (Mosaic) or "gpu" (Triton) kernels; default: the platform
   ("tpu" layout on CPU). interpret: run in the Pallas interpreter; default: on CPU, where nothing else can run them.
   """
   del dropout_rng

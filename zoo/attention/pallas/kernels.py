@@ -11,7 +11,7 @@ Tile math (shared, arrays in and out, so every driver computes the same numbers)
 Drivers:
 * "tpu" (Mosaic) — the grid walks (batch, heads, outer blocks, inner blocks); the innermost grid axis is the
   reduction, accumulators live in VMEM scratch and outputs are written at its last step (JAX's TPU flash layout). Only
-  [bq, D] / [bk, D] blocks are ever in VMEM, so any length fits. Tables sit in SMEM (scalar reads).
+  [bq, D] / [bk, D] blocks are ever in VMEM, so any length fits. The head's table rows sit in SMEM (scalar reads).
 * "gpu" (Triton) — the grid walks (batch, heads, outer blocks) and a `fori_loop` inside the kernel walks the inner
   blocks of full-length refs (the layout of JAX's GPU `mha`), since Triton programs cannot carry scratch across grid
   steps. Not run on GPU hardware here; on CPU it runs in interpret mode like the TPU driver.
@@ -43,30 +43,30 @@ def _dot(a, b, dims=(((1,), (0,)), ((), ()))):
   return lax.dot_general(a, b, dims, preferred_element_type=jnp.float32)
 
 
-def scores(layout: Layout, q, k, head, q_info, k_info, tables):
+def scores(layout: Layout, q, k, q_info, k_info, tables):
   """q [bq, D], k [bk, D] -> logits [bq, bk] float32 (masked entries NEG_INF) and allowed [bq, bk] bool."""
   s = _dot(q, k, NT) * layout.softmax_scale
   for term, table in zip(layout.bias, tables):
-    s = s + term.values(table, head, term.relation.tile(q_info, k_info))
+    s = s + term.values(table, term.relation.tile(q_info, k_info))
   allowed = layout.allowed(q_info, k_info)
   return jnp.where(allowed, s, NEG_INF), allowed
 
 
-def scale_tile(layout: Layout, head, q_info, k_info, tables):
+def scale_tile(layout: Layout, q_info, k_info, tables):
   """URPE's C on the tile, [bq, bk] float32 (its table is the last one)."""
-  return layout.scale.values(tables[-1], head, layout.scale.relation.tile(q_info, k_info))
+  return layout.scale.values(tables[-1], layout.scale.relation.tile(q_info, k_info))
 
 
-def forward_update(layout: Layout, carry, q, k, v, head, q_info, k_info, tables):
+def forward_update(layout: Layout, carry, q, k, v, q_info, k_info, tables):
   """One key block of the online softmax. carry: m, l [bq, 1], acc [bq, Dv] float32."""
   m, l, acc = carry
-  s, allowed = scores(layout, q, k, head, q_info, k_info, tables)
+  s, allowed = scores(layout, q, k, q_info, k_info, tables)
   m_new = jnp.maximum(m, jnp.max(s, axis=1, keepdims=True))
   p = jnp.where(allowed, jnp.exp(s - m_new), 0.0)
   alpha = jnp.exp(m - m_new)
   l = alpha * l + jnp.sum(p, axis=1, keepdims=True)
   if layout.scale is not None:
-    p = p * scale_tile(layout, head, q_info, k_info, tables)
+    p = p * scale_tile(layout, q_info, k_info, tables)
   return m_new, l, alpha * acc + _dot(p.astype(v.dtype), v)
 
 
@@ -81,17 +81,17 @@ def forward_finish(m, l, acc):
   return jnp.where(seen, acc / safe_l, 0.0), jnp.where(seen, m + jnp.log(safe_l), 0.0)
 
 
-def backward_tile(layout: Layout, q, k, v, do, lse, delta, head, q_info, k_info, tables):
+def backward_tile(layout: Layout, q, k, v, do, lse, delta, q_info, k_info, tables):
   """lse, delta: [1, bq] rows -> p ⊙ C [bq, bk], dS [bq, bk], and the gradient tile of each table term (in
   `layout.terms` order)."""
-  s, allowed = scores(layout, q, k, head, q_info, k_info, tables)
+  s, allowed = scores(layout, q, k, q_info, k_info, tables)
   lse, delta = _to_column(lse), _to_column(delta)
   p = jnp.where(allowed, jnp.exp(s - lse), 0.0)
   dpc = _dot(do, v, NT)  # d(P ⊙ C)
   if layout.scale is None:
     pc, dp = p, dpc
   else:
-    c = scale_tile(layout, head, q_info, k_info, tables)
+    c = scale_tile(layout, q_info, k_info, tables)
     pc, dp = p * c, dpc * c
   ds = p * (dp - delta)
   grads = [ds] * len(layout.bias) + ([dpc * p] if layout.scale is not None else [])
@@ -105,7 +105,8 @@ def table_grads(layout: Layout, grads, q_info, k_info, widths):
 
 # ----------------------------------------------------------------------------------------------------------------
 # Block specs. Arrays: q, k, v, do [B, H, L, D]; lse, delta [B, H, 1, Lq]; q_info [B, Lq, q_cols];
-# k_info [B, k_rows, Lk]; tables [H, width]; table gradients [B, H, k_blocks, 1, width].
+# k_info [B, k_rows, Lk]; tables [H, 1, width] (one row per kernel instance);
+# table gradients [B, H, k_blocks, 1, width].
 # lse and delta are per-query scalars stored along lanes ([1, bq] blocks): a [.., Lq, 1] array would be padded to
 # 128 lanes in TPU memory (128× its size). Kernels turn the row into the [bq, 1] column they need and back.
 # ----------------------------------------------------------------------------------------------------------------
@@ -146,9 +147,15 @@ def _k_info(rows, block, axis=None):
 
 
 def _table_specs(tables, backend):
-  if backend == "tpu":
-    return [pl.BlockSpec(memory_space=pltpu.SMEM) for _ in tables]
-  return [pl.BlockSpec(t.shape, lambda *_: (0, 0)) for t in tables]
+  """Each kernel instance gets its head's [1, width] row (tables are passed as [H, 1, width]: Mosaic's block rule
+  holds for SMEM too), in SMEM on TPU, where the tile lookups read scalars."""
+  memory = dict(memory_space=pltpu.SMEM) if backend == "tpu" else {}
+  return [pl.BlockSpec((S, 1, t.shape[1]), lambda b, h, *_: (h, 0, 0), **memory) for t in tables]
+
+
+def _rows_of(tables):
+  """[H, width] -> [H, 1, width], the shape `_table_specs` blocks."""
+  return [t[:, None, :] for t in tables]
 
 
 def _params(backend, grid_rank):
@@ -168,7 +175,7 @@ def _when(condition):
 def _forward_tpu_kernel(layout, q_ref, k_ref, v_ref, qi_ref, ki_ref, *refs):
   n = len(layout.terms)
   tables, (o_ref, lse_ref, m_sc, l_sc, acc_sc) = refs[:n], refs[n:]
-  head, kb = pl.program_id(1), pl.program_id(3)
+  kb = pl.program_id(3)
 
   @pl.when(kb == 0)
   def _init():
@@ -179,7 +186,7 @@ def _forward_tpu_kernel(layout, q_ref, k_ref, v_ref, qi_ref, ki_ref, *refs):
   @_when(layout.may_attend(q_info, k_info))
   def _step():
     carry = (m_sc[...], l_sc[...], acc_sc[...])
-    m_sc[...], l_sc[...], acc_sc[...] = forward_update(layout, carry, q_ref[...], k_ref[...], v_ref[...], head,
+    m_sc[...], l_sc[...], acc_sc[...] = forward_update(layout, carry, q_ref[...], k_ref[...], v_ref[...],
                                                        q_info, k_info, tables)
 
   @pl.when(kb == pl.num_programs(3) - 1)
@@ -191,12 +198,11 @@ def _forward_tpu_kernel(layout, q_ref, k_ref, v_ref, qi_ref, ki_ref, *refs):
 def _forward_gpu_kernel(layout, bk, q_ref, k_ref, v_ref, qi_ref, ki_ref, *refs):
   n = len(layout.terms)
   tables, (o_ref, lse_ref) = refs[:n], refs[n:]
-  head = pl.program_id(1)
   q, q_info = q_ref[...], qi_ref[...]
 
   def step(kb, carry):
     keys = pl.ds(kb * bk, bk)
-    return forward_update(layout, carry, q, k_ref[keys, :], v_ref[keys, :], head, q_info, ki_ref[:, keys], tables)
+    return forward_update(layout, carry, q, k_ref[keys, :], v_ref[keys, :], q_info, ki_ref[:, keys], tables)
 
   carry = lax.fori_loop(0, k_ref.shape[0] // bk, step, forward_init(q.shape[0], v_ref.shape[-1]))
   out, lse = forward_finish(*carry)
@@ -204,7 +210,8 @@ def _forward_gpu_kernel(layout, bk, q_ref, k_ref, v_ref, qi_ref, ki_ref, *refs):
 
 
 def forward(layout: Layout, q, k, v, q_info, k_info, tables, *, bq, bk, backend, interpret):
-  """q [B, H, Lq, D], k / v [B, H, Lk, D*] (lengths multiples of the blocks) -> out [B, H, Lq, Dv], lse [B, H, 1, Lq]."""
+  """q [B, H, Lq, D], k / v [B, H, Lk, D*] (lengths multiples of the blocks) -> out [B, H, Lq, Dv],
+  lse [B, H, 1, Lq]."""
   batch, heads, q_len, _ = q.shape
   k_len, dv = k.shape[2], v.shape[-1]
   out_shape = [jax.ShapeDtypeStruct((batch, heads, q_len, dv), v.dtype),
@@ -226,29 +233,29 @@ def forward(layout: Layout, q, k, v, q_info, k_info, tables, *, bq, bk, backend,
       kernel, grid=grid, in_specs=in_specs + _table_specs(tables, backend),
       out_specs=[_rows(bq, dv, 2), _lanes(bq, 2)], out_shape=out_shape, scratch_shapes=scratch,
       compiler_params=_params(backend, len(grid)), interpret=interpret, name="zoo_flash_forward",
-  )(q, k, v, q_info, k_info, *tables)
+  )(q, k, v, q_info, k_info, *_rows_of(tables))
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Backward: dK, dV and table gradients per key block; dQ per query block.
 # ----------------------------------------------------------------------------------------------------------------
-def _dkv_step(layout, head, widths, q, k, v, do, lse, delta, q_info, k_info, tables, dk, dv, dtables):
-  pc, ds, grads = backward_tile(layout, q, k, v, do, lse, delta, head, q_info, k_info, tables)
+def _dkv_step(layout, widths, q, k, v, do, lse, delta, q_info, k_info, tables, dk, dv, dtables):
+  pc, ds, grads = backward_tile(layout, q, k, v, do, lse, delta, q_info, k_info, tables)
   dv = dv + _dot(pc.astype(do.dtype), do, TN)
   dk = dk + _dot(ds.astype(q.dtype), q, TN) * layout.softmax_scale
   dtables = [a + g for a, g in zip(dtables, table_grads(layout, grads, q_info, k_info, widths))]
   return dk, dv, dtables
 
 
-def _dq_step(layout, head, q, k, v, do, lse, delta, q_info, k_info, tables, dq):
-  _, ds, _ = backward_tile(layout, q, k, v, do, lse, delta, head, q_info, k_info, tables)
+def _dq_step(layout, q, k, v, do, lse, delta, q_info, k_info, tables, dq):
+  _, ds, _ = backward_tile(layout, q, k, v, do, lse, delta, q_info, k_info, tables)
   return dq + _dot(ds.astype(k.dtype), k) * layout.softmax_scale
 
 
 def _dkv_tpu_kernel(layout, widths, q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, qi_ref, ki_ref, *refs):
   n = len(layout.terms)
   tables, (dk_ref, dv_ref), dtable_refs, (dk_sc, dv_sc) = refs[:n], refs[n:n + 2], refs[n + 2:2 * n + 2], refs[-2:]
-  head, qb = pl.program_id(1), pl.program_id(3)
+  qb = pl.program_id(3)
 
   @pl.when(qb == 0)
   def _init():
@@ -260,7 +267,7 @@ def _dkv_tpu_kernel(layout, widths, q_ref, k_ref, v_ref, do_ref, lse_ref, delta_
 
   @_when(layout.may_attend(q_info, k_info))
   def _step():
-    dk, dv, dtables = _dkv_step(layout, head, widths, q_ref[...], k_ref[...], v_ref[...], do_ref[...], lse_ref[...],
+    dk, dv, dtables = _dkv_step(layout, widths, q_ref[...], k_ref[...], v_ref[...], do_ref[...], lse_ref[...],
                                 delta_ref[...], q_info, k_info, tables, dk_sc[...], dv_sc[...],
                                 [ref[...] for ref in dtable_refs])
     dk_sc[...], dv_sc[...] = dk, dv
@@ -275,7 +282,7 @@ def _dkv_tpu_kernel(layout, widths, q_ref, k_ref, v_ref, do_ref, lse_ref, delta_
 def _dq_tpu_kernel(layout, q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, qi_ref, ki_ref, *refs):
   n = len(layout.terms)
   tables, dq_ref, dq_sc = refs[:n], refs[n], refs[n + 1]
-  head, kb = pl.program_id(1), pl.program_id(3)
+  kb = pl.program_id(3)
 
   @pl.when(kb == 0)
   def _init():
@@ -285,7 +292,7 @@ def _dq_tpu_kernel(layout, q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, qi_r
 
   @_when(layout.may_attend(q_info, k_info))
   def _step():
-    dq_sc[...] = _dq_step(layout, head, q_ref[...], k_ref[...], v_ref[...], do_ref[...], lse_ref[...],
+    dq_sc[...] = _dq_step(layout, q_ref[...], k_ref[...], v_ref[...], do_ref[...], lse_ref[...],
                           delta_ref[...], q_info, k_info, tables, dq_sc[...])
 
   @pl.when(kb == pl.num_programs(3) - 1)
@@ -296,12 +303,11 @@ def _dq_tpu_kernel(layout, q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, qi_r
 def _dkv_gpu_kernel(layout, widths, bq, q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, qi_ref, ki_ref, *refs):
   n = len(layout.terms)
   tables, (dk_ref, dv_ref), dtable_refs = refs[:n], refs[n:n + 2], refs[n + 2:]
-  head = pl.program_id(1)
   k, v, k_info = k_ref[...], v_ref[...], ki_ref[...]
 
   def step(qb, carry):
     rows = pl.ds(qb * bq, bq)
-    return _dkv_step(layout, head, widths, q_ref[rows, :], k, v, do_ref[rows, :], lse_ref[:, rows],
+    return _dkv_step(layout, widths, q_ref[rows, :], k, v, do_ref[rows, :], lse_ref[:, rows],
                      delta_ref[:, rows], qi_ref[rows, :], k_info, tables, *carry)
 
   init = (jnp.zeros(k.shape, jnp.float32), jnp.zeros(v.shape, jnp.float32),
@@ -315,12 +321,11 @@ def _dkv_gpu_kernel(layout, widths, bq, q_ref, k_ref, v_ref, do_ref, lse_ref, de
 def _dq_gpu_kernel(layout, bk, q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, qi_ref, ki_ref, *refs):
   n = len(layout.terms)
   tables, dq_ref = refs[:n], refs[n]
-  head = pl.program_id(1)
   q, do, lse, delta, q_info = q_ref[...], do_ref[...], lse_ref[...], delta_ref[...], qi_ref[...]
 
   def step(kb, dq):
     keys = pl.ds(kb * bk, bk)
-    return _dq_step(layout, head, q, k_ref[keys, :], v_ref[keys, :], do, lse, delta, q_info, ki_ref[:, keys],
+    return _dq_step(layout, q, k_ref[keys, :], v_ref[keys, :], do, lse, delta, q_info, ki_ref[:, keys],
                     tables, dq)
 
   dq = lax.fori_loop(0, k_ref.shape[0] // bk, step, jnp.zeros(q.shape, jnp.float32))
@@ -334,7 +339,7 @@ def backward(layout: Layout, q, k, v, q_info, k_info, tables, out, lse, do, *, b
   delta = jnp.sum(do.astype(jnp.float32) * out.astype(jnp.float32), axis=-1)[:, :, None]  # [B, H, 1, Lq]
   widths = tuple(t.shape[1] for t in tables)
   q_cols, k_rows = q_info.shape[2], k_info.shape[1]
-  operands = (q, k, v, do, lse, delta, q_info, k_info, *tables)
+  operands = (q, k, v, do, lse, delta, q_info, k_info, *_rows_of(tables))
   nkb = k_len // bk
   dkv_shapes = [jax.ShapeDtypeStruct(k.shape, k.dtype), jax.ShapeDtypeStruct(v.shape, v.dtype),
                 *[jax.ShapeDtypeStruct((batch, heads, nkb, 1, w), jnp.float32) for w in widths]]

@@ -8,7 +8,9 @@ The kernels never see a dense `[batch, heads, q_len, k_len]` array. A call is de
   along the lanes, so a tile's `q_info[:, c:c+1] [bq, 1]` and `k_info[r:r+1, :] [1, bk]` broadcast to [bq, bk]
   without relayouts (the layout JAX's TPU flash kernel uses for segment ids);
 * one float32 table per term, `[heads, width]` (a `RelativeTable`'s table, ALiBi's slopes in column 0), zero-padded
-  to a power-of-two width ≥ 128 so it is a legal block on TPU (lanes) and GPU (Triton wants powers of two).
+  to a power-of-two width ≥ 128 so it is a legal block on TPU (lanes) and GPU (Triton wants powers of two). A kernel
+  instance gets its head's row only (a `[1, width]` block, in SMEM on TPU), so the table size never limits the
+  head count.
 
 A term = a *relation* tile (int32 [bq, bk]) + a lookup. Relations today are position lags (`LagRelation`: `k_pos[j]
 - q_pos[i]` from one column of q_info and one row of k_info). A graph relation that is not a function of positions
@@ -50,15 +52,15 @@ class LagRelation:
 
 @dataclasses.dataclass(frozen=True)
 class TableTerm:
-  """A `RelativeTable`: value = table[head, index_fn(relation)]."""
+  """A `RelativeTable`: value = table[head, index_fn(relation)], from the head's row."""
 
   relation: LagRelation
   index_fn: IndexFn
 
-  def values(self, table_ref, head, relation: jax.Array) -> jax.Array:
-    """[bq, bk] float32 from the [heads, width] table ref."""
+  def values(self, table_ref, relation: jax.Array) -> jax.Array:
+    """[bq, bk] float32 from the head's [1, width] table row."""
     rows = self.index_fn(relation)
-    pick = lambda r, acc: jnp.where(rows == r, table_ref[head, r], acc)
+    pick = lambda r, acc: jnp.where(rows == r, table_ref[0, r], acc)
     return lax.fori_loop(jnp.min(rows), jnp.max(rows) + 1, pick, jnp.zeros(rows.shape, jnp.float32))
 
   def grad(self, g: jax.Array, relation: jax.Array, width: int) -> jax.Array:
@@ -75,8 +77,8 @@ class AlibiTerm:
 
   relation: LagRelation
 
-  def values(self, table_ref, head, relation: jax.Array) -> jax.Array:
-    return -table_ref[head, 0] * jnp.abs(relation).astype(jnp.float32)
+  def values(self, table_ref, relation: jax.Array) -> jax.Array:
+    return -table_ref[0, 0] * jnp.abs(relation).astype(jnp.float32)
 
   def grad(self, g: jax.Array, relation: jax.Array, width: int) -> jax.Array:
     lane = lax.broadcasted_iota(jnp.int32, (1, width), 1)
