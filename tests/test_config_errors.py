@@ -22,7 +22,7 @@ from zoo import models, positional
     (dict(num_layers=True), r"option 'num_layers' must be int, got True"),
     (dict(norm="batchnorm"), r"'batchnorm' is not a valid choice; valid choices: 'layernorm' \| 'rmsnorm'"),
     (dict(d_model=30, num_heads=4), r"num_heads \(4\) must divide d_model \(30\)"),
-    (dict(attention_impl="flash"), r"unknown attention impl 'flash'; valid choices: xla"),
+    (dict(attention_impl="flash"), r"unknown attention impl 'flash'; valid choices: auto, chunked, (linear, )?pallas, xla"),
     (dict(dropout=1.5), r"dropout must be in \[0, 1\)"),
     (dict(depth=3), r"model 'decoder': unknown option\(s\) 'depth'; valid options: vocab_size, num_layers"),
 ])

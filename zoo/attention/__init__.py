@@ -1,9 +1,11 @@
-"""Attention cores: the XLA reference (the oracle) and the dispatch that picks an implementation by name."""
+"""Attention cores: the XLA reference (the oracle), chunked XLA, Pallas flash kernels, and the dispatch by name."""
 
 from zoo.attention.bias import AlibiBias, RelativeTable, dense_sum, lags
-from zoo.attention.dispatch import attend, available, get
+from zoo.attention.chunked import chunked_attention
+from zoo.attention.dispatch import attend, auto_choice, available, get
 from zoo.attention.masks import AttentionMask
+from zoo.attention.pallas import flash_attention
 from zoo.attention.reference import reference_attention
 
-__all__ = ["AlibiBias", "AttentionMask", "RelativeTable", "attend", "available", "dense_sum", "get", "lags",
-           "reference_attention"]
+__all__ = ["AlibiBias", "AttentionMask", "RelativeTable", "attend", "auto_choice", "available", "chunked_attention",
+           "dense_sum", "flash_attention", "get", "lags", "reference_attention"]

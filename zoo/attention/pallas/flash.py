@@ -1,0 +1,89 @@
+"""`flash_attention`: the Pallas kernels behind the `reference_attention` signature, differentiable by custom VJP.
+
+The wrapper turns the structured inputs into kernel operands (`terms.prepare`: O(batch · length) integers and
+O(heads · rows) tables), pads the lengths up to whole blocks (padded keys are invalid, padded query rows are
+dropped), moves heads in front ([batch, heads, length, dim]: the kernels' blocks are then [block, head_dim], legal on
+TPU — full last dim — and GPU), and calls the forward kernel. Differentiating a `pallas_call` directly fails, so
+`_flash` is a `jax.custom_vjp` whose backward runs the two backward kernels; gradients reach q, k, v and every float
+table (RelativeTable tables, ALiBi slopes) through autodiff of the cheap preparation around it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+
+from zoo.attention.bias import BiasTerm, ScaleTerm
+from zoo.attention.chunked import check_no_dropout
+from zoo.attention.masks import AttentionMask
+from zoo.attention.pallas import kernels
+from zoo.attention.pallas.terms import Layout, prepare
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _flash(layout: Layout, config: tuple, q, k, v, q_info, k_info, tables):
+  return kernels.forward(layout, q, k, v, q_info, k_info, tables, **dict(config))[0]
+
+
+def _flash_fwd(layout, config, q, k, v, q_info, k_info, tables):
+  out, lse = kernels.forward(layout, q, k, v, q_info, k_info, tables, **dict(config))
+  return out, (q, k, v, q_info, k_info, tables, out, lse)
+
+
+def _flash_bwd(layout, config, residuals, do):
+  q, k, v, q_info, k_info, tables, out, lse = residuals
+  dq, dk, dv, dtables = kernels.backward(layout, q, k, v, q_info, k_info, tables, out, lse, do, **dict(config))
+  return dq, dk, dv, None, None, tuple(dtables)  # positions, segments and validity are integers: no gradient
+
+
+_flash.defvjp(_flash_fwd, _flash_bwd)
+
+
+def _round_up(n: int, multiple: int) -> int:
+  return -(-n // multiple) * multiple
+
+
+def flash_attention(
+    q: jax.Array,  # [batch, q_len, heads, head_dim]
+    k: jax.Array,  # [batch, k_len, heads, head_dim]
+    v: jax.Array,  # [batch, k_len, heads, v_dim]
+    *,
+    mask: AttentionMask,
+    bias: Sequence[BiasTerm] = (),
+    scale: ScaleTerm | None = None,
+    softmax_scale: float | None = None,
+    dropout_rate: float = 0.0,
+    dropout_rng: jax.Array | None = None,
+    block_q: int = 128,
+    block_k: int = 128,
+    backend: str | None = None,
+    interpret: bool | None = None,
+) -> jax.Array:  # [batch, q_len, heads, v_dim]
+  """`reference_attention` as fused Pallas kernels (forward and backward), structured terms applied in-kernel.
+
+  block_q / block_k: tile sizes (clamped to the padded lengths; on TPU both must be multiples of 128 — keys and the
+  per-query log-sum-exp run along lanes — unless a block covers the whole length; Triton wants powers of two).
+  backend: "tpu" (Mosaic) or "gpu" (Triton) kernels; default: the platform
+  ("tpu" layout on CPU). interpret: run in the Pallas interpreter; default: on CPU, where nothing else can run them.
+  """
+  del dropout_rng
+  check_no_dropout("pallas", dropout_rate)
+  platform = jax.default_backend()
+  backend = backend or ("gpu" if platform == "gpu" else "tpu")
+  if backend not in kernels.BACKENDS:
+    raise ValueError(f"unknown pallas backend {backend!r}; valid choices: {', '.join(kernels.BACKENDS)}")
+  interpret = platform == "cpu" if interpret is None else interpret
+  if softmax_scale is None:
+    softmax_scale = q.shape[-1] ** -0.5
+  q_len, k_len = q.shape[1], k.shape[1]
+  bq, bk = min(block_q, _round_up(q_len, 8)), min(block_k, _round_up(k_len, 8))
+  q_pad, k_pad = _round_up(q_len, bq), _round_up(k_len, bk)
+  layout, q_info, k_info, tables = prepare(mask, bias, scale, softmax_scale, q_pad, k_pad)
+  heads_first = lambda x, length: jnp.pad(x, ((0, 0), (0, length - x.shape[1]), (0, 0), (0, 0))).transpose(0, 2, 1, 3)
+  config = (("bq", bq), ("bk", bk), ("backend", backend), ("interpret", interpret))
+  out = _flash(layout, config, heads_first(q, q_pad), heads_first(k, k_pad), heads_first(v, k_pad), q_info, k_info,
+               tables)
+  return out.transpose(0, 2, 1, 3)[:, :q_len]
