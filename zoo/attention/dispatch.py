@@ -1,17 +1,20 @@
 """Chooses the attention implementation by name, so models say *what* to compute and configs say *how*.
 
 Every implementation takes the same arguments as `reference_attention`: q, k, v, an `AttentionMask`, structured bias
-terms and an optional post-softmax scale. Later implementations (chunked XLA, Pallas flash, linear) register here.
+terms and an optional post-softmax scale; an implementation may take extra keyword arguments of its own (linear:
+`feature_map`, `projection`). Later implementations (chunked XLA, Pallas flash) register here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from zoo.attention import linear
 from zoo.attention.reference import reference_attention
 
 IMPLEMENTATIONS: dict[str, Callable] = {
     "xla": reference_attention,
+    "linear": linear.attention,  # kernelized; extra arguments feature_map ("favor" | "relu") and projection
 }
 
 
