@@ -113,5 +113,5 @@ def test_attention_dropout_keeps_expectation():
 
 
 def test_unknown_impl_names_the_valid_ones():
-  with pytest.raises(ValueError, match=r"unknown attention impl 'flash'; valid choices: xla"):
+  with pytest.raises(ValueError, match=r"unknown attention impl 'flash'; valid choices: linear, xla"):
     attention.get("flash")
