@@ -22,9 +22,20 @@ from zoo import models, positional
     (dict(num_layers=True), r"option 'num_layers' must be int, got True"),
     (dict(norm="batchnorm"), r"'batchnorm' is not a valid choice; valid choices: 'layernorm' \| 'rmsnorm'"),
     (dict(d_model=30, num_heads=4), r"num_heads \(4\) must divide d_model \(30\)"),
-    (dict(attention_impl="flash"), r"unknown attention impl 'flash'; valid choices: auto, chunked, (linear, )?pallas, xla"),
+    (dict(attention_impl="flash"), r"unknown attention impl 'flash'; valid choices: auto, chunked, linear, pallas, "
+                                   r"xla"),
     (dict(dropout=1.5), r"dropout must be in \[0, 1\)"),
     (dict(depth=3), r"model 'decoder': unknown option\(s\) 'depth'; valid options: vocab_size, num_layers"),
+    (dict(attention_impl="linear", pe="alibi"), r"positional encoding 'alibi' uses the logit_bias hook, which "
+                                                r"attention_impl='linear' cannot apply .*: learned, none, rope"),
+    (dict(attention_impl="linear", pe="urpe"), r"'urpe' uses the logit_bias and prob_scale hook"),
+    (dict(feature_map="relu"), r"feature_map and num_features apply only with attention_impl='linear'"),
+    (dict(attention_impl="linear", feature_map="elu"), r"'elu' is not a valid choice; valid choices: 'favor' \| 'relu'"),
+    (dict(attention_impl="linear", attention_dropout=0.1), r"attention_dropout needs the attention matrix"),
+    (dict(attention_impl="linear", num_features=0), r"num_features must be >= 1"),
+    (dict(pe="spe_sine", pe_options={"num_realizations": 0}), r"spe_sine: num_realizations must be >= 1"),
+    (dict(pe="spe_conv", pe_options={"kernel": 3}), r"unknown option\(s\) 'kernel'; valid options: num_realizations, "
+                                                     r"kernel_size, gated, share_across_layers"),
 ])
 def test_bad_model_configs(config, message):
   with pytest.raises(ValueError, match=message):
@@ -51,6 +62,20 @@ def test_learned_table_rejects_sequences_longer_than_max_length():
     model(random_tokens(0, (1, 4)), positions=jnp.array([[0, 1, 2, 50]]))
   with pytest.raises(ValueError, match=r"cache_length 50 exceeds what the 'learned' encoding supports"):
     models.generate(model, random_tokens(0, (1, 40)), max_new_tokens=10, rng=jax.random.key(0))
+
+
+def test_spe_conv_noise_grid_ends_at_max_length():
+  model = tiny_model("decoder", "spe_conv")
+  with pytest.raises(ValueError, match=r"spe_conv: position 50 is beyond the table \(max_length 48"):
+    model(random_tokens(0, (1, 4)), positions=jnp.array([[0, 1, 2, 50]]))
+  with pytest.raises(ValueError, match=r"cache_length 50 exceeds what the 'spe_conv' encoding supports"):
+    models.generate(model, random_tokens(0, (1, 40)), max_new_tokens=10, rng=jax.random.key(0))
+
+
+def test_linear_attention_refuses_packed_sequences():
+  model = tiny_model("encoder", "rope", attention_impl="linear", head="token")
+  with pytest.raises(ValueError, match=r"linear attention does not support segment_ids \(packed sequences\)"):
+    model(random_tokens(0, (1, 4)), segment_ids=jnp.array([[1, 1, 2, 2]]))
 
 
 def test_relative_encodings_extrapolate_past_max_length():

@@ -13,8 +13,14 @@ from zoo import positional
 from zoo.attention import AlibiBias, RelativeTable
 
 ENCODINGS = positional.available()
-RELATIVE = [n for n in ENCODINGS if positional.get(n).relative]
+# Stochastic encodings (SPE) are relative in expectation over their noise; for a fixed noise key they are
+# deterministic functions, which is what the other properties check (in eval mode, where the key is fixed).
+STOCHASTIC = [n for n in ENCODINGS if getattr(positional.get(n), "stochastic", False)]
+RELATIVE = [n for n in ENCODINGS if positional.get(n).relative and n not in STOCHASTIC]
 ABSOLUTE = [n for n in ENCODINGS if not positional.get(n).relative]
+# Encodings without logit_bias / prob_scale: the ones linear attention can serve.
+LINEAR_ENCODINGS = [n for n in ENCODINGS if not any(positional.implements(positional.get(n), h)
+                                                    for h in ("logit_bias", "prob_scale"))]
 FAMILIES = ["encoder", "decoder"]
 LENGTH = 12
 
@@ -31,12 +37,17 @@ def perturbed(model, seed=1, scale=0.5):
 
 
 def token_model(family, pe, **kw):
-  return perturbed(tiny_model(family, pe, **per_token_options(family), **kw))
+  model = perturbed(tiny_model(family, pe, **per_token_options(family), **kw))
+  if pe in STOCHASTIC:
+    model.eval()  # a fixed noise key: the model is then a deterministic function
+  return model
 
 
 def test_registry_lists_the_built_in_encodings():
-  assert set(ENCODINGS) >= {"none", "sinusoidal", "learned", "rope", "alibi", "t5_bias", "rpe", "urpe"}
+  assert set(ENCODINGS) >= {"none", "sinusoidal", "learned", "rope", "alibi", "t5_bias", "rpe", "urpe", "spe_sine",
+                            "spe_conv"}
   assert set(RELATIVE) >= {"rope", "alibi", "t5_bias", "rpe", "urpe"}
+  assert set(STOCHASTIC) >= {"spe_sine", "spe_conv"}
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -48,6 +59,30 @@ def test_relative_encodings_are_invariant_to_shifting_all_positions(family, pe):
   base = forward(model, tokens, positions, None)
   shifted = forward(model, tokens, positions + 9, None)
   np.testing.assert_allclose(np.asarray(shifted), np.asarray(base), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("pe", [n for n in STOCHASTIC if positional.get(n).relative])
+def test_stochastic_relative_encodings_are_shift_invariant_in_expectation(family, pe):
+  """E_noise[q̂(m)·k̂(n)] depends on m − n only: the mean over 256 independent draws at positions shifted by 9 agrees
+  with the unshifted one within 5 standard errors, entry by entry."""
+  encoding = token_model(family, pe).backbone.positional
+  q, k = (jax.random.normal(key, (1, LENGTH, encoding.dims.num_heads, encoding.dims.head_dim))
+          for key in jax.random.split(jax.random.key(4)))
+  positions = jnp.arange(LENGTH)[None]
+
+  @jax.jit
+  def logits(keys, shift):  # [draws, heads, LENGTH, LENGTH]
+    def one(key):
+      q_hat, k_hat = encoding.transform_qk_with_key(q, k, positions + shift, positions + shift, key)
+      return jnp.einsum("bqhr,bkhr->bhqk", q_hat, k_hat)[0]
+    return jax.vmap(one)(keys)
+
+  draws = 256
+  base, shifted = (np.asarray(logits(jax.random.split(jax.random.key(seed), draws), shift))
+                   for seed, shift in ((0, 0), (1, 9)))
+  stderr = np.sqrt((base.var(0) + shifted.var(0)) / draws)
+  assert np.all(np.abs(base.mean(0) - shifted.mean(0)) < 5 * stderr + 1e-6)
 
 
 @pytest.mark.parametrize("pe", ABSOLUTE)
@@ -69,9 +104,11 @@ def test_decoder_output_at_t_ignores_later_tokens(pe):
   assert not np.allclose(np.asarray(a[:, 7:]), np.asarray(b[:, 7:]))
 
 
-@pytest.mark.parametrize("pe", ENCODINGS)
-def test_cached_decoding_equals_full_forward(pe):
-  model = token_model("decoder", pe)
+@pytest.mark.parametrize("pe,impl", [(n, "xla") for n in ENCODINGS] + [(n, "linear") for n in LINEAR_ENCODINGS])
+def test_cached_decoding_equals_full_forward(pe, impl):
+  model = token_model("decoder", pe, attention_impl=impl)
+  if impl == "linear":
+    model.eval()  # the same random features in the full forward and at every decoding step
   tokens = random_tokens(1, (2, LENGTH))
   full = forward(model, tokens, None, None)
   cache = model.init_cache(2, 16)
@@ -165,7 +202,7 @@ def test_urpe_with_c_equal_one_is_its_rpe(family, bias):
                          atol=1e-4)
 
 
-@pytest.mark.parametrize("pe", ["urpe", "rpe", "t5_bias"])
+@pytest.mark.parametrize("pe", ["urpe", "rpe", "t5_bias", "spe_sine", "spe_conv"])
 def test_sharing_across_layers_controls_the_parameter_count(pe):
   def count(share):
     model = tiny_model("decoder", pe, num_layers=3, pe_options=dict(share_across_layers=share))

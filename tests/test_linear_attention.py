@@ -31,8 +31,9 @@ def test_relu_linear_attention_equals_explicit_evaluation(causal, chunk_size):
   q, k, v = (rng.normal(size=(B, L, H, D)).astype(np.float32) for _ in range(3))
   k_valid = np.ones((B, L), bool)
   k_valid[1, 7:] = False
-  qf, kf = np.asarray(linear.relu_features(jnp.asarray(q))), np.asarray(linear.relu_features(jnp.asarray(k)))
-  ours = linear.linear_attention(jnp.asarray(qf), jnp.asarray(kf), jnp.asarray(v), causal=causal,
+  qf, kf = np.maximum(q, 0) + 1e-3, np.maximum(k, 0) + 1e-3  # the ReLU map, written out
+  q_features, k_log = linear.kernel_features("relu", jnp.asarray(q), jnp.asarray(k), softmax_scale=1.0)
+  ours = linear.linear_attention(q_features, k_log, jnp.asarray(v), causal=causal,
                                  k_valid=jnp.asarray(k_valid), chunk_size=chunk_size)
   np.testing.assert_allclose(np.asarray(ours), explicit_kernel_attention(qf, kf, v, causal, k_valid),
                              rtol=1e-5, atol=1e-5)
@@ -42,8 +43,9 @@ def test_queries_without_visible_keys_output_zeros_and_finite_gradients():
   rng = np.random.default_rng(1)
   q, k, v = (jnp.asarray(rng.normal(size=(1, 6, 1, 4)), jnp.float32) for _ in range(3))
   k_valid = jnp.zeros((1, 6), bool)
-  f = lambda q: linear.linear_attention(linear.relu_features(q), linear.relu_features(k), v, causal=True,
-                                        k_valid=k_valid, chunk_size=4).sum()
+  def f(q):
+    q_features, k_log = linear.kernel_features("relu", q, k, softmax_scale=1.0)
+    return linear.linear_attention(q_features, k_log, v, causal=True, k_valid=k_valid, chunk_size=4).sum()
   assert float(f(q)) == 0.0
   assert np.all(np.isfinite(np.asarray(jax.grad(f)(q))))
 
@@ -66,8 +68,9 @@ def test_favor_approximates_softmax_and_improves_with_more_features():
     draws = []
     for seed in range(4):
       w = linear.orthogonal_random_features(jax.random.key(seed), features, 16)
-      out = linear.linear_attention(linear.favor_features(jnp.asarray(q), w, is_query=True),
-                                    linear.favor_features(jnp.asarray(k), w, is_query=False), jnp.asarray(v))
+      q_features, k_log = linear.kernel_features("favor", jnp.asarray(q), jnp.asarray(k), softmax_scale=16 ** -0.5,
+                                                 projection=w)
+      out = linear.linear_attention(q_features, k_log, jnp.asarray(v))
       draws.append(np.abs(np.asarray(out) - exact).mean())
     errors[features] = float(np.mean(draws))
   assert errors[16] > errors[128] > errors[1024], errors

@@ -1,13 +1,16 @@
 """The encoder and decoder families: heads, padding and packing semantics, block variants, generation."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from flax import nnx
 
-from conftest import forward, per_token_options, random_tokens, tiny_model
-from zoo import models
+from conftest import TINY, forward, per_token_options, random_tokens, tiny_model
+from zoo import models, positional
 from zoo.models import sampling
 
 
@@ -124,3 +127,71 @@ def test_top_k_and_top_p_keep_the_right_tokens():
       jax.random.split(jax.random.key(0), 3000))
   assert set(np.unique(np.asarray(draws))) == {0, 1}
   assert np.mean(np.asarray(draws) == 0) == pytest.approx(2 / 3, abs=0.03)
+
+
+def hooks_linear_attention_cannot_apply(pe):
+  return [h for h in ("logit_bias", "prob_scale") if positional.implements(positional.get(pe), h)]
+
+
+@pytest.mark.parametrize("family", ["encoder", "decoder"])
+@pytest.mark.parametrize("impl", ["xla", "linear"])
+@pytest.mark.parametrize("pe", positional.available())
+def test_every_encoding_with_every_attention_builds_trains_and_generates(pe, impl, family):
+  """Discovered from the registry: a new encoding either works with both attentions in both families, or linear
+  attention refuses it at build time with an error that names the encoding, the hook and the usable encodings."""
+  unusable = hooks_linear_attention_cannot_apply(pe) if impl == "linear" else []
+  if unusable:
+    works = [n for n in positional.available() if not hooks_linear_attention_cannot_apply(n)]
+    message = (f"positional encoding '{pe}' uses the {' and '.join(unusable)} hook, which attention_impl='linear' "
+               f"cannot apply (it never forms the attention matrix); encodings that work with linear attention: "
+               f"{', '.join(works)}")
+    with pytest.raises(ValueError, match=re.escape(message)):
+      tiny_model(family, pe, attention_impl=impl, **per_token_options(family))
+    return
+  model = tiny_model(family, pe, attention_impl=impl, num_layers=1, **per_token_options(family))
+  optimizer = nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param)
+  tokens = random_tokens(10, (2, 8))
+  before = jax.tree_util.tree_leaves(nnx.state(model, nnx.Param))
+
+  @nnx.jit
+  def train_step(model, optimizer):
+    loss_fn = lambda m: optax.softmax_cross_entropy_with_integer_labels(m(tokens), tokens % 5).mean()
+    loss, grads = nnx.value_and_grad(loss_fn)(model)
+    optimizer.update(model, grads)
+    return loss
+
+  assert np.isfinite(float(train_step(model, optimizer)))
+  after = jax.tree_util.tree_leaves(nnx.state(model, nnx.Param))
+  assert any(not np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(before, after))
+  if family == "decoder":
+    generated = models.generate(model, tokens[:, :4], max_new_tokens=2, rng=jax.random.key(0))
+    assert generated.shape == (2, 2) and np.all((np.asarray(generated) >= 0) & (np.asarray(generated) < 32))
+
+
+@pytest.mark.parametrize("pe,feature_map", [("spe_sine", "favor"), ("spe_conv", "relu")])
+def test_linear_attention_generation_with_ragged_prompts_equals_full_recompute(pe, feature_map):
+  model = tiny_model("decoder", pe, attention_impl="linear", feature_map=feature_map)
+  model.eval()  # the features and the SPE noise of the full recompute are the ones generation uses
+  prompts = random_tokens(7, (2, 6))
+  lengths = jnp.array([6, 3])
+  generated = models.generate(model, prompts, prompt_lengths=lengths, max_new_tokens=4, rng=jax.random.key(0))
+  np.testing.assert_array_equal(np.asarray(generated[:1]), np.asarray(greedy_by_full_forward(model, prompts[:1], 4)))
+  np.testing.assert_array_equal(np.asarray(generated[1:]),
+                                np.asarray(greedy_by_full_forward(model, prompts[1:, :3], 4)))
+
+
+def test_random_features_and_spe_noise_are_redrawn_while_training_and_fixed_in_eval():
+  model = tiny_model("decoder", "spe_sine", attention_impl="linear")
+  tokens = random_tokens(11, (2, 8))
+  assert not np.allclose(np.asarray(forward(model, tokens, None, None)), np.asarray(forward(model, tokens, None, None)))
+  model.eval()
+  np.testing.assert_array_equal(np.asarray(forward(model, tokens, None, None)),
+                                np.asarray(forward(model, tokens, None, None)))
+
+
+def test_linear_decoding_state_does_not_grow_with_the_prefix():
+  model = tiny_model("decoder", "rope", attention_impl="linear", num_features=24)
+  cache = model.init_cache(2, 40)
+  state = cache.layers[0]
+  assert state.kv.shape == (2, TINY["num_heads"], 24, TINY["d_model"] // TINY["num_heads"])
+  assert state.k_sum.shape == (2, TINY["num_heads"], 24)

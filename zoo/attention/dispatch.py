@@ -10,6 +10,8 @@ evaluate tile by tile) raises a ValueError naming the implementation that can.
 * "auto" — the safe choice per call (MaxText's `attention=autoselected` habit): "xla" when attention dropout is on;
   otherwise the Pallas kernel on TPU / GPU; on CPU "xla" up to `AUTO_DENSE_MAX_ELEMENTS` logits per head and
   example, "chunked" beyond (short sequences run fastest dense; long ones would not fit).
+* "linear" — kernelized attention (Performer FAVOR+ or ReLU features), O(L) time and memory, for SPE; it takes
+  extra keyword arguments of its own (`feature_map`, `projection`) and serves no logit bias or post-softmax scale.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Callable
 
 import jax
 
+from zoo.attention import linear
 from zoo.attention.chunked import chunked_attention
 from zoo.attention.pallas import flash_attention
 from zoo.attention.reference import reference_attention
@@ -46,6 +49,7 @@ IMPLEMENTATIONS: dict[str, Callable] = {
     "chunked": chunked_attention,
     "pallas": flash_attention,
     "xla": reference_attention,
+    "linear": linear.attention,  # kernelized; extra arguments feature_map ("favor" | "relu") and projection
 }
 
 

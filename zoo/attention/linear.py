@@ -1,21 +1,51 @@
 """Kernelized (linear-complexity) attention: out_i = Σ_j φ(q_i)·φ(k_j) v_j / Σ_j φ(q_i)·φ(k_j).
 
 The L × L matrix is never formed: non-causal attention contracts keys and values first (O(L · features · d)),
-causal attention carries prefix sums over chunks, so memory stays O(L · features + chunk²). Feature maps:
+causal attention carries prefix sums over chunks, so memory stays O(L · features + chunk²). Feature maps
+(`FEATURE_MAPS`):
 
-* `relu_features` — φ(x) = relu(x) + 1e-3 (the "linear transformer" of the SPE paper).
-* `favor_features` — Performer FAVOR+ positive orthogonal random features (Choromanski et al., 2021), an unbiased
-  estimate of the softmax kernel exp(q·k/√d).
+* "relu" — φ(x) = relu(x) + 1e-3 (the "linear transformer" of the SPE paper).
+* "favor" — Performer FAVOR+ positive orthogonal random features (Choromanski et al., 2021), an unbiased estimate
+  of the softmax kernel exp(q·k · softmax_scale). The projection is an argument: the caller redraws it every
+  training step (`NoiseKeys`) and fixes it in evaluation.
 
-Causality here follows array order (position order within a sequence); padded keys contribute nothing.
+Keys enter in the **log domain** (log φ(k)). The core exponentiates them against a running maximum per (batch,
+head) — the online-softmax trick — which stabilises FAVOR+'s exponentials without a constant that depends on later
+keys, so causal prefix sums and the decoding state (`LinearState`, O(features · d) work per new token) stay
+consistent when a larger key arrives. Queries are stabilised per row (the factor cancels in the normalisation).
+
+Causality follows array order (positions ascending within a sequence, as in every zoo family); padded keys
+contribute nothing (the reference Performer let them in); a query that sees no key outputs 0.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from flax import nnx, struct
 
+FEATURE_MAPS = ("favor", "relu")
 RELU_EPSILON = 1e-3
+FAVOR_EPSILON = 1e-6  # added to the (row-stabilised) query features, as in the Performer code
+_NO_KEY = -1e30  # the running maximum before any key: finite, so exp(old - new) is never NaN
+
+
+class NoiseKeys(nnx.Module):
+  """Keys for randomness that is redrawn every training step and fixed in evaluation (FAVOR+ features, SPE noise).
+
+  While training, every call draws a fresh key from an RNG stream of its own, named `name`: the caller's
+  `rngs.<name>` when it has one (so a training script seeds it), otherwise one seeded from the params stream. When
+  deterministic (`model.eval()`), every call returns `eval_key`, drawn once at construction (assign another key to
+  it to choose another draw), so evaluation is reproducible and cached decoding sees the same draw at every step.
+  """
+
+  def __init__(self, name: str, rngs: nnx.Rngs):
+    self.stream = rngs[name].fork() if name in rngs else nnx.RngStream(rngs.params(), tag=name)
+    self.eval_key = nnx.RngKey(self.stream(), tag=name)
+    self.deterministic = False  # flipped by `model.eval()` / `model.train()`
+
+  def __call__(self) -> jax.Array:
+    return self.eval_key[...] if self.deterministic else self.stream()
 
 
 def relu_features(x: jax.Array) -> jax.Array:
@@ -34,19 +64,51 @@ def orthogonal_random_features(rng: jax.Array, num_features: int, dim: int) -> j
   return orthogonal * norms
 
 
-def favor_features(x: jax.Array, projection: jax.Array, *, is_query: bool) -> jax.Array:
-  """FAVOR+ positive features of queries or keys.
+def favor_log_features(x: jax.Array, projection: jax.Array, softmax_scale: float) -> jax.Array:
+  """log of FAVOR+'s positive features, up to a constant: w·x' − |x'|²/2 with x' = x · √softmax_scale.
 
-  x: [batch, length, heads, dim]; projection: [features, dim] -> [batch, length, heads, features], with
-  E[φ(q)·φ(k)] ∝ exp(q·k / √dim). Stabilised by subtracting a max before the exp: per query row for queries (it
-  cancels in the normalisation), one constant per (batch, head) for keys (it cancels too).
+  x: [..., dim]; projection: [features, dim] -> [..., features]. E_w[exp(a(q)) · exp(a(k))] = exp(q·k ·
+  softmax_scale) for w ~ N(0, I): the softmax kernel. Constant factors (Performer's 1/√features) cancel in the
+  normalisation and are left out.
   """
-  x = x.astype(jnp.float32) * x.shape[-1] ** -0.25
-  logits = jnp.einsum("blhd,md->blhm", x, projection)
-  logits = logits - 0.5 * jnp.sum(x * x, axis=-1, keepdims=True)
-  axes = (-1,) if is_query else (1, -1)
-  stabiliser = jax.lax.stop_gradient(jnp.max(logits, axis=axes, keepdims=True))
-  return (jnp.exp(logits - stabiliser) + 1e-6) * projection.shape[0] ** -0.5
+  x = x.astype(jnp.float32) * softmax_scale ** 0.5
+  return jnp.einsum("...d,md->...m", x, projection) - 0.5 * jnp.sum(x * x, axis=-1, keepdims=True)
+
+
+def kernel_features(name: str, q: jax.Array, k: jax.Array, *, softmax_scale: float,
+                projection: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+  """Query features and key log-features of feature map `name` (one of FEATURE_MAPS).
+
+  q: [batch, q_len, heads, dim], k: [batch, k_len, heads, dim] -> [batch, q_len, heads, features],
+  [batch, k_len, heads, features] (float32). "favor" needs `projection` [features, dim]; "relu" has features = dim.
+  """
+  if name == "relu":
+    return relu_features(q), jnp.log(relu_features(k))
+  if name == "favor":
+    if projection is None:
+      raise ValueError("the 'favor' feature map needs a projection (orthogonal_random_features)")
+    q_log = favor_log_features(q, projection, softmax_scale)
+    q_features = jnp.exp(q_log - jax.lax.stop_gradient(jnp.max(q_log, axis=-1, keepdims=True))) + FAVOR_EPSILON
+    return q_features, favor_log_features(k, projection, softmax_scale)
+  raise ValueError(f"unknown feature map {name!r}; valid choices: {', '.join(FEATURE_MAPS)}")
+
+
+@struct.dataclass
+class LinearState:
+  """What causal linear attention keeps of the keys seen so far: the decoding cache of a linear-attention layer.
+
+  With shift the largest key log-feature seen, kv = Σ_j exp(log φ(k_j) − shift) v_jᵀ and k_sum = Σ_j exp(log φ(k_j)
+  − shift); outputs are ratios, so the common factor exp(−shift) cancels.
+  """
+
+  kv: jax.Array  # [batch, heads, features, v_dim] float32
+  k_sum: jax.Array  # [batch, heads, features] float32
+  shift: jax.Array  # [batch, heads] float32
+
+  @classmethod
+  def empty(cls, batch: int, heads: int, features: int, v_dim: int) -> LinearState:
+    return cls(kv=jnp.zeros((batch, heads, features, v_dim)), k_sum=jnp.zeros((batch, heads, features)),
+               shift=jnp.full((batch, heads), _NO_KEY))
 
 
 def safe_divide(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
@@ -56,47 +118,112 @@ def safe_divide(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
   return jnp.where(empty[..., None], 0.0, numerator / jnp.where(empty, 1.0, denominator)[..., None])
 
 
+def _masked(k_log: jax.Array, k_valid: jax.Array | None) -> jax.Array:
+  """Key log-features with invalid keys at -inf (feature exp(-inf) = 0: they contribute nothing)."""
+  k_log = k_log.astype(jnp.float32)
+  return k_log if k_valid is None else jnp.where(k_valid[:, :, None, None], k_log, -jnp.inf)
+
+
+def _max_key(k_log: jax.Array) -> jax.Array:
+  """The largest key log-feature per (batch, head), [batch, heads], never below _NO_KEY; no gradient (it cancels)."""
+  return jax.lax.stop_gradient(jnp.maximum(jnp.max(k_log, axis=(1, 3)), _NO_KEY))
+
+
 def linear_attention(
     q_features: jax.Array,  # [batch, q_len, heads, features]
-    k_features: jax.Array,  # [batch, k_len, heads, features]
+    k_log_features: jax.Array,  # [batch, k_len, heads, features]
     v: jax.Array,  # [batch, k_len, heads, v_dim]
     *,
     causal: bool = False,
     k_valid: jax.Array | None = None,  # [batch, k_len] bool; False keys contribute nothing
     chunk_size: int = 128,
 ) -> jax.Array:  # [batch, q_len, heads, v_dim], float32
-  """Attention with the kernel φ(q)·φ(k) given the feature maps' outputs. Causal needs q_len == k_len."""
-  k_features = k_features.astype(jnp.float32)
-  v = v.astype(jnp.float32)
-  if k_valid is not None:
-    k_features = k_features * k_valid[:, :, None, None]
-  if not causal:
-    kv = jnp.einsum("blhm,blhd->bhmd", k_features, v)  # [batch, heads, features, v_dim]
-    normaliser = jnp.einsum("blhm,bhm->blh", q_features, k_features.sum(axis=1))
-    return safe_divide(jnp.einsum("blhm,bhmd->blhd", q_features, kv), normaliser)
-  return _causal_linear_attention(q_features.astype(jnp.float32), k_features, v, chunk_size)
+  """Attention with the kernel φ(q)·exp(log φ(k)). Causal needs q_len == k_len."""
+  if causal:
+    batch, _, heads, features = q_features.shape
+    empty = LinearState.empty(batch, heads, features, v.shape[-1])
+    return causal_linear_attention(q_features, k_log_features, v, empty, k_valid=k_valid, chunk_size=chunk_size)[0]
+  k_log = _masked(k_log_features, k_valid)
+  k_features = jnp.exp(k_log - _max_key(k_log)[:, None, :, None])  # [batch, k_len, heads, features]
+  kv = jnp.einsum("blhm,blhd->bhmd", k_features, v.astype(jnp.float32))  # [batch, heads, features, v_dim]
+  normaliser = jnp.einsum("blhm,bhm->blh", q_features, k_features.sum(axis=1))
+  return safe_divide(jnp.einsum("blhm,bhmd->blhd", q_features, kv), normaliser)
 
 
-def _causal_linear_attention(qf, kf, v, chunk_size):
-  batch, length, heads, features = qf.shape
-  if kf.shape[1] != length:
-    raise ValueError(f"causal linear attention needs q_len == k_len, got {length} and {kf.shape[1]}")
+def causal_linear_attention(
+    q_features: jax.Array,  # [batch, length, heads, features]
+    k_log_features: jax.Array,  # [batch, length, heads, features]
+    v: jax.Array,  # [batch, length, heads, v_dim]
+    state: LinearState,  # the keys before these tokens (LinearState.empty() for a whole sequence)
+    *,
+    k_valid: jax.Array | None = None,  # [batch, length] bool
+    chunk_size: int = 128,
+) -> tuple[jax.Array, LinearState]:  # [batch, length, heads, v_dim] float32, the state after these tokens
+  """Causal linear attention over new tokens that continue `state`: token i sees the state and new tokens <= i.
+
+  Scans over chunks of `chunk_size` tokens, carrying the state: inside a chunk the kernel is evaluated as a masked
+  chunk × chunk product, across chunks through the state, so memory is O(length · features + chunk²). A whole
+  sequence starts from the empty state; a decoder's prefill and each decode step continue the cached one.
+  """
+  batch, length, heads, features = q_features.shape
+  if k_log_features.shape[1] != length:
+    raise ValueError(f"causal linear attention needs q_len == k_len, got {length} and {k_log_features.shape[1]}")
   chunk = min(chunk_size, length)
   padded = -(-length // chunk) * chunk
-  pad = lambda a: jnp.pad(a, ((0, 0), (0, padded - length), (0, 0), (0, 0)))
-  # [chunks, batch, chunk, heads, ...]: scan over chunks, carrying the prefix sums of the earlier chunks.
-  split = lambda a: pad(a).reshape(batch, padded // chunk, chunk, heads, a.shape[-1]).swapaxes(0, 1)
+
+  def split(a, fill):  # [batch, length, heads, n] -> [chunks, batch, chunk, heads, n]
+    a = jnp.pad(a, ((0, 0), (0, padded - length), (0, 0), (0, 0)), constant_values=fill)
+    return a.reshape(batch, padded // chunk, chunk, heads, a.shape[-1]).swapaxes(0, 1)
+
   within = jnp.tril(jnp.ones((chunk, chunk), bool))  # key j <= query i inside a chunk
 
-  def step(carry, xs):
-    kv_sum, k_sum = carry  # [batch, heads, features, v_dim], [batch, heads, features]
-    q_c, k_c, v_c = xs
+  def step(carry: LinearState, xs):
+    q_c, k_log_c, v_c = xs  # [batch, chunk, heads, ...]
+    shift = jnp.maximum(carry.shift, _max_key(k_log_c))  # [batch, heads]
+    decay = jnp.exp(carry.shift - shift)  # rescales the earlier sums to the new shift
+    kv, k_sum = carry.kv * decay[..., None, None], carry.k_sum * decay[..., None]
+    k_c = jnp.exp(k_log_c - shift[:, None, :, None])
     scores = jnp.where(within[None, None], jnp.einsum("bihm,bjhm->bhij", q_c, k_c), 0.0)
-    numerator = jnp.einsum("bhij,bjhd->bihd", scores, v_c) + jnp.einsum("bihm,bhmd->bihd", q_c, kv_sum)
+    numerator = jnp.einsum("bhij,bjhd->bihd", scores, v_c) + jnp.einsum("bihm,bhmd->bihd", q_c, kv)
     denominator = scores.sum(axis=-1).transpose(0, 2, 1) + jnp.einsum("bihm,bhm->bih", q_c, k_sum)
-    carry = (kv_sum + jnp.einsum("bjhm,bjhd->bhmd", k_c, v_c), k_sum + k_c.sum(axis=1))
+    carry = LinearState(kv=kv + jnp.einsum("bjhm,bjhd->bhmd", k_c, v_c), k_sum=k_sum + k_c.sum(axis=1), shift=shift)
     return carry, safe_divide(numerator, denominator)
 
-  init = (jnp.zeros((batch, heads, features, v.shape[-1])), jnp.zeros((batch, heads, features)))
-  _, out = jax.lax.scan(step, init, (split(qf), split(kf), split(v)))
-  return out.swapaxes(0, 1).reshape(batch, padded, heads, v.shape[-1])[:, :length]
+  xs = (split(q_features.astype(jnp.float32), 0.0), split(_masked(k_log_features, k_valid), -jnp.inf),
+        split(v.astype(jnp.float32), 0.0))
+  state, out = jax.lax.scan(step, state, xs)
+  return out.swapaxes(0, 1).reshape(batch, padded, heads, v.shape[-1])[:, :length], state
+
+
+def attention(
+    q: jax.Array,  # [batch, q_len, heads, dim]
+    k: jax.Array,  # [batch, k_len, heads, dim]
+    v: jax.Array,  # [batch, k_len, heads, v_dim]
+    *,
+    mask,  # AttentionMask: causal and key validity are honoured, segments are not supported
+    bias=(),
+    scale=None,
+    softmax_scale: float | None = None,
+    dropout_rate: float = 0.0,
+    dropout_rng: jax.Array | None = None,
+    feature_map: str = "favor",  # one of FEATURE_MAPS
+    projection: jax.Array | None = None,  # [features, dim] for "favor"
+    chunk_size: int = 128,
+) -> jax.Array:  # [batch, q_len, heads, v_dim], v.dtype
+  """`impl="linear"` of the dispatch: the arguments of `reference_attention` plus the feature map.
+
+  Terms that need the attention matrix are refused: logit biases and post-softmax scales (ALiBi, T5, RPE, URPE —
+  models refuse them at build time already) and attention dropout.
+  """
+  del dropout_rng
+  if bias or scale is not None:
+    raise ValueError("linear attention cannot apply logit_bias or prob_scale terms: it never forms the attention "
+                     "matrix (use transform_qk encodings such as rope or spe_sine)")
+  if dropout_rate:
+    raise ValueError("linear attention has no attention matrix to apply attention dropout to")
+  if mask.q_segment_ids is not None or mask.k_segment_ids is not None:
+    raise ValueError("linear attention does not support segment_ids (packed sequences)")
+  softmax_scale = q.shape[-1] ** -0.5 if softmax_scale is None else softmax_scale
+  q_features, k_log = kernel_features(feature_map, q, k, softmax_scale=softmax_scale, projection=projection)
+  out = linear_attention(q_features, k_log, v, causal=mask.causal, k_valid=mask.k_valid, chunk_size=chunk_size)
+  return out.astype(v.dtype)

@@ -26,7 +26,8 @@ class Backbone(nnx.Module):
         Block(d_model=config.d_model, num_heads=config.num_heads, head_dim=config.resolved_head_dim,
               mlp_dim=config.resolved_mlp_dim, activation=config.activation, norm=config.norm,
               norm_position=config.norm_position, causal=causal, encoding=encoding,
-              attention_impl=config.attention_impl, dropout=config.dropout,
+              attention_impl=config.attention_impl, feature_map=config.feature_map,
+              num_features=config.num_features, dropout=config.dropout,
               attention_dropout=config.attention_dropout, dtype=config.compute_dtype, rngs=rngs)
         for encoding in encodings])
     self.dropout = nnx.Dropout(config.dropout, rngs=rngs)

@@ -32,6 +32,8 @@ class TransformerConfig:
   pe_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   max_length: int = 512  # the longest sequence / KV cache; sizes learned absolute tables
   attention_impl: str = "xla"  # a name from zoo.attention.available()
+  feature_map: Literal["favor", "relu"] = "favor"  # attention_impl="linear" only: Performer FAVOR+ or relu + 1e-3
+  num_features: int = 256  # FAVOR+ random features (attention_impl="linear", feature_map="favor")
   dtype: Literal["float32", "bfloat16"] = "float32"  # compute dtype; parameters stay float32
 
   def __post_init__(self):
@@ -43,6 +45,12 @@ class TransformerConfig:
       check(0.0 <= getattr(self, name) < 1.0, f"model: {name} must be in [0, 1), got {getattr(self, name)}")
     positional.parse_options(self.pe, self.pe_options)  # unknown names / options fail here
     attention.get(self.attention_impl)
+    if self.attention_impl == "linear":
+      check_linear_attention(self)
+    else:
+      check((self.feature_map, self.num_features) == ("favor", 256),
+            f"model: feature_map and num_features apply only with attention_impl='linear' (got "
+            f"attention_impl={self.attention_impl!r})")
     object.__setattr__(self, "pe_options", FrozenDict(self.pe_options))  # hashable, so the model can be static
 
   @property
@@ -56,6 +64,23 @@ class TransformerConfig:
   @property
   def compute_dtype(self):
     return DTYPES[self.dtype]
+
+
+def check_linear_attention(config: TransformerConfig) -> None:
+  """Linear attention never forms the attention logits or probabilities, so encodings that bias the logits or
+  scale the probabilities cannot work with it: refuse them here, before anything is built, naming the ones that do
+  work (`transform_qk` and `embed` encodings, SPE above all)."""
+  def unusable_hooks(name: str) -> list[str]:
+    return [h for h in ("logit_bias", "prob_scale") if positional.implements(positional.get(name), h)]
+  hooks = unusable_hooks(config.pe)
+  if hooks:
+    usable = [name for name in positional.available() if not unusable_hooks(name)]
+    raise ValueError(f"model: positional encoding {config.pe!r} uses the {' and '.join(hooks)} hook, which "
+                     f"attention_impl='linear' cannot apply (it never forms the attention matrix); encodings that "
+                     f"work with linear attention: {', '.join(usable)}")
+  check(config.attention_dropout == 0.0, "model: attention_dropout needs the attention matrix; it must be 0 with "
+                                         "attention_impl='linear'")
+  check(config.num_features >= 1, f"model: num_features must be >= 1, got {config.num_features}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """The decoder family: a causal language model with a KV cache and `generate`.
 
-Cached decoding keeps, per layer, keys and values for `cache_length` slots; slot s holds the token at position s.
-`extend` appends tokens (a whole prompt = prefill, or one token = a decode step) and returns their logits, so a
+Cached decoding keeps, per layer, what its attention needs (`SelfAttention.init_cache`): keys and values for
+`cache_length` slots with softmax attention (slot s holds the token at position s), the recurrent state with linear
+attention. The decoder never looks inside. `extend` appends tokens (a whole prompt = prefill, or one token = a decode step) and returns their logits, so a
 prompt followed by n single-token steps computes exactly what one full forward over the same tokens computes.
 """
 
@@ -17,18 +18,15 @@ from zoo.models.backbone import Backbone, default_positions
 from zoo.models.config import DecoderConfig
 from zoo.models.registry import register
 from zoo.models.sampling import check_sampling, sample
-from zoo.nn import LayerCache
+from zoo.nn.attention import LayerCache
 from zoo.nn.embed import TokenEmbedding
 
 
 @struct.dataclass
 class DecodeCache:
-  layers: tuple[LayerCache, ...]
-  index: jax.Array  # [batch] int32: how many slots of each sequence are filled
-
-  @property
-  def length(self) -> int:
-    return self.layers[0].k.shape[1]
+  layers: tuple[LayerCache, ...]  # one per block: a KVCache (softmax) or a LinearState (linear attention)
+  index: jax.Array  # [batch] int32: how many tokens of each sequence are in the cache
+  length: int = struct.field(pytree_node=False)  # the most tokens it may hold (positions 0..length-1)
 
 
 @register("decoder")
@@ -70,10 +68,8 @@ class Decoder(nnx.Module):
   def init_cache(self, batch: int, cache_length: int) -> DecodeCache:
     """An empty cache for `batch` sequences of up to `cache_length` tokens (prompt + generated)."""
     self.check_cache_length(cache_length)
-    c = self.config
-    shape = (batch, cache_length, c.num_heads, c.resolved_head_dim)
-    empty = LayerCache(k=jnp.zeros(shape, c.compute_dtype), v=jnp.zeros(shape, c.compute_dtype))
-    return DecodeCache(layers=(empty,) * c.num_layers, index=jnp.zeros((batch,), jnp.int32))
+    layers = tuple(block.attention.init_cache(batch, cache_length) for block in self.backbone.blocks)
+    return DecodeCache(layers=layers, index=jnp.zeros((batch,), jnp.int32), length=cache_length)
 
   def extend(
       self,
@@ -85,12 +81,14 @@ class Decoder(nnx.Module):
     """Runs `tokens` at positions index, index+1, ... of each sequence, attending to the cache and to each other.
 
     The caller keeps index + t within `cache.length` (`generate` checks it): writes past the end are clamped by XLA.
+    Random parts (FAVOR+ features, SPE noise) must be the same at every step of one cache: they are fixed in eval
+    mode, so call `model.eval()` first (`generate` does).
     """
     positions = cache.index[:, None] + jnp.arange(tokens.shape[1], dtype=jnp.int32)  # [batch, t]
     features, layers = self.backbone(self.embed(tokens), positions, caches=cache.layers, valid=valid,
                                      cache_index=cache.index)
     added = tokens.shape[1] if valid is None else valid.sum(axis=1).astype(jnp.int32)
-    return self.logits(features), DecodeCache(layers=layers, index=cache.index + added)
+    return self.logits(features), DecodeCache(layers=layers, index=cache.index + added, length=cache.length)
 
 
 def generate(

@@ -1,8 +1,13 @@
-"""Multi-head self-attention that consults the positional-encoding hooks, with an optional KV cache.
+"""Multi-head self-attention that consults the positional-encoding hooks, with a decoding cache.
 
 The module projects q, k, v, lets the encoding transform them (`transform_qk`), asks it for structured logit biases
 (`logit_bias`) and a post-softmax scale (`prob_scale`), and hands everything to the attention implementation chosen by
 name. It never looks at which encoding is active.
+
+The decoding cache depends on the implementation, not on the encoding: softmax attention keeps every key and value
+(`KVCache`); linear attention keeps only its recurrent state (`LinearState`: Σ φ(k)vᵀ and Σ φ(k)), so each new token
+costs O(features · head_dim) whatever the prefix length. `init_cache` builds the right one; callers pass it around
+without looking inside.
 """
 
 from __future__ import annotations
@@ -12,15 +17,19 @@ import jax.numpy as jnp
 from flax import nnx, struct
 
 from zoo.attention import AttentionMask, attend
+from zoo.attention import linear
 from zoo.positional import PositionalEncoding, implements
 
 
 @struct.dataclass
-class LayerCache:
-  """One layer's keys and values for cached decoding. Slot s holds the token at position s."""
+class KVCache:
+  """One softmax-attention layer's keys and values for cached decoding. Slot s holds the token at position s."""
 
-  k: jax.Array  # [batch, cache_length, heads, head_dim], already transformed by `transform_qk`
+  k: jax.Array  # [batch, cache_length, heads, qk_dim], already transformed by `transform_qk`
   v: jax.Array  # [batch, cache_length, heads, head_dim]
+
+
+LayerCache = KVCache | linear.LinearState  # one layer's decoding cache, whichever the attention implementation
 
 
 def write_at(buffer: jax.Array, update: jax.Array, start: jax.Array) -> jax.Array:
@@ -36,11 +45,17 @@ def linear_to_heads(d_model: int, num_heads: int, head_dim: int, *, dtype, rngs:
 
 
 class SelfAttention(nnx.Module):
+  """Self-attention with the positional hooks. `impl="linear"` uses kernelized attention with `feature_map`
+  ("favor": `num_features` random features redrawn at every training call from the "features" RNG stream and fixed
+  in evaluation; "relu": deterministic)."""
+
   def __init__(self, *, d_model: int, num_heads: int, head_dim: int, causal: bool, encoding: PositionalEncoding,
-               impl: str = "xla", dropout_rate: float = 0.0, dtype=jnp.float32, rngs: nnx.Rngs):
+               impl: str = "xla", feature_map: str = "favor", num_features: int = 256, dropout_rate: float = 0.0,
+               dtype=jnp.float32, rngs: nnx.Rngs):
     self.causal = causal
     self.encoding = encoding
     self.impl = impl
+    self.num_heads, self.head_dim, self.dtype = num_heads, head_dim, dtype
     self.dropout_rate = dropout_rate
     self.deterministic = False  # flipped by `model.eval()` / `model.train()`
     self.query = linear_to_heads(d_model, num_heads, head_dim, dtype=dtype, rngs=rngs)
@@ -50,6 +65,28 @@ class SelfAttention(nnx.Module):
     self.out = nnx.LinearGeneral((num_heads, head_dim), d_model, axis=(-2, -1), use_bias=False,
                                  kernel_init=out_init, dtype=dtype, rngs=rngs)
     self.dropout_rngs = rngs.dropout.fork() if dropout_rate > 0 else None
+    self.is_linear = impl == "linear"
+    if self.is_linear:
+      if feature_map not in linear.FEATURE_MAPS:
+        raise ValueError(f"unknown feature_map {feature_map!r}; valid choices: {', '.join(linear.FEATURE_MAPS)}")
+      self.feature_map, self.num_features = feature_map, num_features
+      self.feature_keys = linear.NoiseKeys("features", rngs) if feature_map == "favor" else None
+
+  def qk_dim(self) -> int:
+    """The feature size of queries and keys after `transform_qk` (SPE: its number of realizations)."""
+    if not implements(self.encoding, "transform_qk"):
+      return self.head_dim
+    x = jax.ShapeDtypeStruct((1, 1, self.num_heads, self.head_dim), self.dtype)
+    pos = jax.ShapeDtypeStruct((1, 1), jnp.int32)
+    return nnx.eval_shape(lambda enc, x, pos: enc.transform_qk(x, x, pos, pos)[1], self.encoding, x, pos).shape[-1]
+
+  def init_cache(self, batch: int, cache_length: int) -> LayerCache:
+    """An empty decoding cache: `cache_length` key/value slots (softmax) or the recurrent state (linear)."""
+    if self.is_linear:
+      features = self.num_features if self.feature_map == "favor" else self.qk_dim()
+      return linear.LinearState.empty(batch, self.num_heads, features, self.head_dim)
+    shape = (batch, cache_length, self.num_heads)
+    return KVCache(k=jnp.zeros((*shape, self.qk_dim()), self.dtype), v=jnp.zeros((*shape, self.head_dim), self.dtype))
 
   def __call__(
       self,
@@ -59,21 +96,46 @@ class SelfAttention(nnx.Module):
       segment_ids: jax.Array | None = None,  # [batch, length] int (packed sequences)
       valid: jax.Array | None = None,  # [batch, length] bool; False marks padding
       cache: LayerCache | None = None,
-      cache_index: jax.Array | None = None,  # [batch] int: where the new tokens go in the cache
+      cache_index: jax.Array | None = None,  # [batch] int: where the new tokens go in a KV cache
   ) -> tuple[jax.Array, LayerCache | None]:
     q, k, v = self.query(x), self.key(x), self.value(x)  # [batch, length, heads, head_dim]
-    head_dim = q.shape[-1]
     if implements(self.encoding, "transform_qk"):
-      q, k = self.encoding.transform_qk(q, k, positions, positions)
+      q, k = self.encoding.transform_qk(q, k, positions, positions)  # [batch, length, heads, qk_dim]
+    if cache is not None and segment_ids is not None:
+      raise ValueError("cached decoding does not support segment_ids (packed sequences)")
+    attention = self.attend_linear if self.is_linear else self.attend_softmax
+    out, cache = attention(q, k, v, positions, segment_ids=segment_ids, valid=valid, cache=cache,
+                           cache_index=cache_index)
+    return self.out(out), cache
+
+  def attend_linear(self, q, k, v, positions, *, segment_ids, valid, cache, cache_index):
+    """Kernelized attention; with a cache, a continuation of its recurrent state (positions follow the cache)."""
+    del cache_index  # the state is a sum over the keys so far: it has no slots
+    softmax_scale = q.shape[-1] ** -0.5
+    projection = None
+    if self.feature_keys is not None:  # FAVOR+: one draw per call, shared by heads, fixed while deterministic
+      projection = linear.orthogonal_random_features(self.feature_keys(), self.num_features, q.shape[-1])
+    if cache is None:
+      mask = AttentionMask(q_pos=positions, k_pos=positions, q_segment_ids=segment_ids, k_segment_ids=segment_ids,
+                           k_valid=valid, causal=self.causal)
+      out = attend(q, k, v, impl=self.impl, mask=mask, softmax_scale=softmax_scale, feature_map=self.feature_map,
+                   projection=projection)
+      return out, None
+    q_features, k_log = linear.kernel_features(self.feature_map, q, k, softmax_scale=softmax_scale,
+                                               projection=projection)
+    out, cache = linear.causal_linear_attention(q_features, k_log, v, cache, k_valid=valid)
+    return out.astype(v.dtype), cache
+
+  def attend_softmax(self, q, k, v, positions, *, segment_ids, valid, cache, cache_index):
+    """Attention through the dispatch (any implementation that takes the structured terms); a KV cache gets the
+    new keys and values written at `cache_index`."""
     q_pos = k_pos = positions
     k_valid = valid
     if cache is not None:
-      if segment_ids is not None:
-        raise ValueError("cached decoding does not support segment_ids (packed sequences)")
       batch, cache_length = cache.k.shape[:2]
       k = write_at(cache.k, k, cache_index)
       v = write_at(cache.v, v, cache_index)
-      cache = LayerCache(k=k, v=v)
+      cache = KVCache(k=k, v=v)
       slots = jnp.arange(cache_length)
       k_pos = jnp.broadcast_to(slots, (batch, cache_length))
       new_valid = jnp.ones(positions.shape, bool) if valid is None else valid
@@ -84,7 +146,7 @@ class SelfAttention(nnx.Module):
     bias = (self.encoding.logit_bias(q_pos, k_pos),) if implements(self.encoding, "logit_bias") else ()
     scale = self.encoding.prob_scale(q_pos, k_pos) if implements(self.encoding, "prob_scale") else None
     use_dropout = self.dropout_rate > 0 and not self.deterministic
-    out = attend(q, k, v, impl=self.impl, mask=mask, bias=bias, scale=scale, softmax_scale=head_dim ** -0.5,
+    out = attend(q, k, v, impl=self.impl, mask=mask, bias=bias, scale=scale, softmax_scale=q.shape[-1] ** -0.5,
                  dropout_rate=self.dropout_rate if use_dropout else 0.0,
                  dropout_rng=self.dropout_rngs() if use_dropout else None)
-    return self.out(out), cache
+    return out, cache

@@ -13,6 +13,7 @@ from zoo.positional.alibi import alibi_slopes  # noqa: E402
 from zoo.positional.relative_bias import LagIndex, t5_bucket  # noqa: E402
 from zoo.positional.rope import apply_rope  # noqa: E402
 from zoo.positional import urpe as _urpe  # noqa: E402,F401
+from zoo.positional import spe as _spe  # noqa: E402,F401
 
 __all__ = ["HOOKS", "LagIndex", "ModelDims", "PositionalEncoding", "alibi_slopes", "apply_rope", "available", "build",
            "get", "implements", "parse_options", "register", "sinusoidal", "t5_bucket"]

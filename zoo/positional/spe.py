@@ -1,0 +1,182 @@
+"""Stochastic positional encoding (Liutkus et al., ICML 2021): relative position for attention that never forms the
+L × L matrix, so it works with linear attention (its purpose) as well as with softmax attention (as an
+approximation).
+
+SPE draws random positional codes q̄(m), k̄(n) `[heads, head_dim, R]` whose cross-covariance is a learned stationary
+kernel, and replaces queries and keys by their code-weighted sums (`transform_qk`):
+
+    q̂[b, m, h, r] = Σ_d q[b, m, h, d] · q̄[m, h, d, r],   k̂ likewise,   so   E[q̂(m)·k̂(n)] = √(R/D) Σ_d q_d k_d P_d(m − n)
+
+— relative attention in expectation, with features of size R (`num_realizations`) instead of D. Codes are scaled by
+(R·D)^(−1/4) and shared across the batch:
+
+* `spe_sine` — q̄ = Ω_q z, k̄ = Ω_k z, with Ω the interleaved [cos, sin] of 2π f m + θ (queries) and 2π f n (keys),
+  f = sigmoid(freqs)/2, z ~ N(0, 1)/√(2K) · softplus(gains) per sine:
+  P(τ) = (1/2K) Σ_k softplus(gains_k)² cos(2π f_k τ + θ_k).
+* `spe_conv` — q̄ and k̄ filter the *same* white noise along positions with two learned filters of `kernel_size`
+  taps per (head, feature): q̄(m) = Σ_t w_q[t] z(m + t), so P(τ) = Σ_t w_q[t] w_k[t + τ], zero for |τ| ≥ kernel_size.
+  The noise is a grid over positions 0..max_length − 1 (+ taps), so positions must stay below max_length.
+
+Gate (default on): one parameter per (head, feature), σ = sigmoid(gate) is the weight of the *positional* part:
+q̄' = √σ q̄ + √(1−σ) ε and k̄' = √σ k̄ + √(1−σ) ε with ε ~ N(0, 1)/(D·R)^(1/4) position-independent and shared by
+queries and keys, so P' = σ P + (1 − σ): σ = 1 is pure SPE, σ = 0 position-agnostic. (The paper's PyTorch code
+names the noise weight σ; this is the other convention, with its initialisation: σ ≈ 0.88.)
+
+Noise comes from an RNG stream of its own, named "spe" (`NoiseKeys`): redrawn at every call while training,
+fixed in evaluation, so evaluation, cached decoding and `generate` are deterministic given the key. Codes at a
+position depend only on that position and the noise, which is why caching transformed keys is valid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from zoo.attention.linear import NoiseKeys
+from zoo.config import check
+from zoo.positional.absolute import check_positions_below
+from zoo.positional.base import ModelDims, PositionalEncoding
+from zoo.positional.registry import register
+
+
+@dataclasses.dataclass(frozen=True)
+class SineSpeOptions:
+  num_realizations: int = 64  # R: the feature size of q̂ and k̂ (LRA: 64, Image: 32)
+  num_sines: int = 10  # K (LRA: 10, music: 5)
+  gated: bool = True
+  share_across_layers: bool = True  # one set of SPE parameters for every layer
+
+  def __post_init__(self):
+    check(self.num_realizations >= 1, f"spe_sine: num_realizations must be >= 1, got {self.num_realizations}")
+    check(self.num_sines >= 1, f"spe_sine: num_sines must be >= 1, got {self.num_sines}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvSpeOptions:
+  num_realizations: int = 64  # R: the feature size of q̂ and k̂
+  kernel_size: int = 128  # taps of each filter: the kernel vanishes beyond lag kernel_size - 1
+  gated: bool = True
+  share_across_layers: bool = True  # the LRA convSPE runs shared one SPE across layers
+
+  def __post_init__(self):
+    check(self.num_realizations >= 1, f"spe_conv: num_realizations must be >= 1, got {self.num_realizations}")
+    check(self.kernel_size >= 1, f"spe_conv: kernel_size must be >= 1, got {self.kernel_size}")
+
+
+class StochasticPositionalEncoding(PositionalEncoding):
+  """The shared part of sineSPE and convSPE: noise keys, the gate, and applying codes to queries and keys.
+
+  Subclasses implement `positional_codes(q_pos, k_pos, key)`. Stochastic encodings also expose
+  `transform_qk_with_key`, the same transform with an explicit noise key, for tests that average over draws.
+  """
+
+  relative = True  # in expectation: the codes are a stationary random process
+  stochastic: ClassVar[bool] = True
+
+  def __init__(self, options, dims: ModelDims, *, rngs: nnx.Rngs):
+    super().__init__(options, dims, rngs=rngs)
+    self.noise = NoiseKeys("spe", rngs)
+    if options.gated:
+      init = nnx.with_partitioning(lambda key, shape: jax.random.normal(key, shape) + 2.0, ("heads", None))
+      self.gate = nnx.Param(init(rngs.params(), (dims.num_heads, dims.head_dim)))  # [heads, head_dim]
+
+  @property
+  def code_scale(self) -> float:
+    """(R·D)^(−1/4): keeps E[q̂·k̂] at √(R/D) Σ_d q_d k_d P_d, the softmax scale 1/√R then gives back 1/√D."""
+    return (self.options.num_realizations * self.dims.head_dim) ** -0.25
+
+  def positional_codes(self, q_pos: jax.Array, k_pos: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Ungated, unscaled codes: [batch, q_len, heads, head_dim, R] and [batch, k_len, heads, head_dim, R]."""
+    raise NotImplementedError
+
+  def codes(self, q_pos: jax.Array, k_pos: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The codes q̄', k̄' applied to queries and keys (gated and scaled): [batch, len, heads, head_dim, R] each."""
+    code_key, gate_key = jax.random.split(key)
+    q_bar, k_bar = self.positional_codes(q_pos, k_pos, code_key)
+    if not self.options.gated:
+      return q_bar * self.code_scale, k_bar * self.code_scale
+    sigma = jax.nn.sigmoid(self.gate[...])[..., None]  # [heads, head_dim, 1]: weight of the positional part
+    shape = (self.dims.num_heads, self.dims.head_dim, self.options.num_realizations)
+    epsilon = jax.random.normal(gate_key, shape) * jnp.sqrt(1.0 - sigma)  # shared by queries and keys
+    gated = lambda bar: (jnp.sqrt(sigma) * bar + epsilon) * self.code_scale
+    return gated(q_bar), gated(k_bar)
+
+  def transform_qk_with_key(self, q, k, q_pos, k_pos, key):
+    """q [batch, q_len, heads, head_dim], k [batch, k_len, heads, head_dim] -> q̂, k̂ with R features each."""
+    q_bar, k_bar = self.codes(q_pos, k_pos, key)
+    apply = lambda x, bar: jnp.einsum("blhd,blhdr->blhr", x.astype(jnp.float32), bar).astype(x.dtype)
+    return apply(q, q_bar), apply(k, k_bar)
+
+  def transform_qk(self, q, k, q_pos, k_pos):
+    return self.transform_qk_with_key(q, k, q_pos, k_pos, self.noise())
+
+
+def _gains_init(key: jax.Array, shape) -> jax.Array:
+  """The paper's initialisation of sineSPE gains: g ~ N(0, 1), then g ← 2g/√‖g‖ over the sines."""
+  gains = jax.random.normal(key, shape)
+  return 2.0 * gains / jnp.sqrt(jnp.linalg.norm(gains, axis=-1, keepdims=True))
+
+
+@register("spe_sine")
+class SineSpe(StochasticPositionalEncoding):
+  Options = SineSpeOptions
+
+  def __init__(self, options: SineSpeOptions, dims: ModelDims, *, rngs: nnx.Rngs):
+    super().__init__(options, dims, rngs=rngs)
+    shape = (dims.num_heads, dims.head_dim, options.num_sines)  # [heads, head_dim, K]
+    axes = ("heads", None, None)
+    normal = lambda shift: nnx.with_partitioning(lambda key, s: jax.random.normal(key, s) + shift, axes)
+    self.freqs = nnx.Param(normal(-4.0)(rngs.params(), shape))  # f = sigmoid(freqs)/2 ≈ 0.009 cycles/position
+    self.offsets = nnx.Param(normal(0.0)(rngs.params(), shape))
+    self.gains = nnx.Param(nnx.with_partitioning(_gains_init, axes)(rngs.params(), shape))
+
+  def positional_codes(self, q_pos, k_pos, key):
+    num_sines, realizations = self.options.num_sines, self.options.num_realizations
+    freqs = jax.nn.sigmoid(self.freqs[...]) / 2  # [heads, head_dim, K]
+    amplitude = jax.nn.softplus(self.gains[...]) / math.sqrt(2 * num_sines)
+    z = jax.random.normal(key, (*freqs.shape, 2, realizations)) * amplitude[..., None, None]  # [h, d, K, 2, R]
+
+    def code(positions, offsets):  # [batch, len] -> [batch, len, heads, head_dim, R]
+      phase = 2 * jnp.pi * freqs * positions.astype(jnp.float32)[:, :, None, None, None] + offsets
+      omega = jnp.stack([jnp.cos(phase), jnp.sin(phase)], axis=-1)  # [batch, len, heads, head_dim, K, 2]
+      return jnp.einsum("blhdkc,hdkcr->blhdr", omega, z)
+
+    return code(q_pos, self.offsets[...]), code(k_pos, 0.0)
+
+
+@register("spe_conv")
+class ConvSpe(StochasticPositionalEncoding):
+  Options = ConvSpeOptions
+
+  def __init__(self, options: ConvSpeOptions, dims: ModelDims, *, rngs: nnx.Rngs):
+    super().__init__(options, dims, rngs=rngs)
+    limit = math.sqrt(2.0 / options.kernel_size)
+    init = nnx.with_partitioning(nnx.initializers.uniform(limit), ("heads", None, None))
+    shape = (dims.num_heads, dims.head_dim, options.kernel_size)  # [heads, head_dim, taps]
+    self.query_filter = nnx.Param(init(rngs.params(), shape))
+    self.key_filter = nnx.Param(init(rngs.params(), shape))
+
+  @property
+  def max_positions(self) -> int:
+    return self.dims.max_length
+
+  def positional_codes(self, q_pos, k_pos, key):
+    heads, head_dim, taps = self.query_filter.shape
+    length = self.dims.max_length
+    for positions in (q_pos, k_pos):
+      check_positions_below(positions, length, "spe_conv")
+    # White noise on the position grid 0 .. length + taps - 2, one channel per (head, feature).
+    noise = jax.random.normal(key, (self.options.num_realizations, length + taps - 1, heads * head_dim))
+
+    def table(filters):  # [heads, head_dim, taps] -> codes at every grid position [length, heads, head_dim, R]
+      kernel = filters.reshape(heads * head_dim, taps).T[:, None, :]  # [taps, 1, channels]
+      out = jax.lax.conv_general_dilated(noise, kernel, (1,), "VALID", dimension_numbers=("NWC", "WIO", "NWC"),
+                                         feature_group_count=heads * head_dim)  # [R, length, channels]
+      return out.reshape(-1, length, heads, head_dim).transpose(1, 2, 3, 0)
+
+    return table(self.query_filter[...])[q_pos], table(self.key_filter[...])[k_pos]
