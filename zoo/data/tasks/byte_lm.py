@@ -9,18 +9,17 @@ restart per document) or pads one per row. Every 20th file (in sorted order) goe
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import pathlib
 import sysconfig
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 import tensorflow_datasets as tfds
 
 from zoo.config import check
 from zoo.data.tasks.base import Task
+from zoo.data.tasks.examples import TaskExamples, data_name, tensor
 from zoo.data.tasks.registry import register
 
 VALIDATION_EVERY = 20  # file k (sorted) is a validation file when k % 20 == 0
@@ -40,33 +39,6 @@ def byte_documents(data: bytes, length: int) -> Iterator[np.ndarray]:
   tokens = np.frombuffer(data, dtype=np.uint8).astype(np.int32)
   for start in range(0, tokens.shape[0], length):
     yield tokens[start:start + length]
-
-
-class ByteCorpus(tfds.core.GeneratorBasedBuilder):
-  """Writes {inputs: int32 [≤ length]} documents of a directory of text files."""
-
-  VERSION = tfds.core.Version("1.0.0")
-
-  def __init__(self, *, files: list[pathlib.Path], length: int, **kwargs: Any):
-    self._files, self._length = files, length
-    # The config name pins the corpus: which files (path and size) and how they are cut.
-    digest = hashlib.sha1("\n".join(f"{p}:{p.stat().st_size}" for p in files).encode()).hexdigest()[:12]
-    super().__init__(config=tfds.core.BuilderConfig(name=f"{digest}-l{length}"), file_format="array_record",
-                     **kwargs)
-
-  def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(
-        {"inputs": tfds.features.Tensor(shape=(None,), dtype=np.int32)}))
-
-  def _split_generators(self, dl_manager):
-    validation = [p for k, p in enumerate(self._files) if k % VALIDATION_EVERY == 0]
-    train = [p for k, p in enumerate(self._files) if k % VALIDATION_EVERY != 0] or validation
-    return {"train": self._generate_examples(train), "validation": self._generate_examples(validation)}
-
-  def _generate_examples(self, files: list[pathlib.Path]):
-    for path in files:
-      for j, doc in enumerate(byte_documents(path.read_bytes(), self._length)):
-        yield f"{path}:{j}", {"inputs": doc}
 
 
 @register("byte_lm")
@@ -103,4 +75,15 @@ class ByteLM(Task):
   def builder(self, data_dir: str) -> tfds.core.DatasetBuilder:
     o = self.options
     files = corpus_files(o.text_dir or sysconfig.get_paths()["stdlib"], o.pattern, o.max_files)
-    return ByteCorpus(files=files, length=o.length, data_dir=data_dir)
+    validation = [p for k, p in enumerate(files) if k % VALIDATION_EVERY == 0]
+    train = [p for k, p in enumerate(files) if k % VALIDATION_EVERY != 0] or validation
+
+    def documents(paths: list[pathlib.Path]):
+      def generate():
+        for path in paths:
+          for j, doc in enumerate(byte_documents(path.read_bytes(), o.length)):
+            yield f"{path}:{j}", {"inputs": doc}
+      return generate
+
+    return TaskExamples(name=data_name(self.name, o, files), features={"inputs": tensor((None,))},
+                        splits={"train": documents(train), "validation": documents(validation)}, data_dir=data_dir)

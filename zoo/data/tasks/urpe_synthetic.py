@@ -10,20 +10,20 @@ position:
   about 0.5.
 
 Example i of a split is drawn from a generator seeded by (seed, split, i), so the data set is a pure function of
-its options and the builder's config name records all of them.
+its options, all of which the data set's name digests.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import numpy as np
 import tensorflow_datasets as tfds
 
 from zoo.config import check
 from zoo.data.tasks.base import Task
+from zoo.data.tasks.examples import TaskExamples, data_name, tensor
 from zoo.data.tasks.registry import register
 
 SPLITS = ("train", "validation")
@@ -38,34 +38,6 @@ def even_token_prediction(tokens: np.ndarray, filler: int) -> np.ndarray:
   """ETP targets for `tokens` [length] (even length): x[2i+1] for i < length/2, then `filler`."""
   half = tokens.shape[0] // 2
   return np.concatenate([tokens[1::2][:half], np.full(tokens.shape[0] - half, filler, tokens.dtype)])
-
-
-class SyntheticSequences(tfds.core.GeneratorBasedBuilder):
-  """Writes `num_train` / `num_eval` examples {inputs, targets} [length] int32 of one synthetic task."""
-
-  VERSION = tfds.core.Version("1.0.0")
-
-  def __init__(self, *, task: str, make_targets: Callable[[np.ndarray], np.ndarray], vocab_size: int, length: int,
-               num_train: int, num_eval: int, seed: int, **kwargs: Any):
-    self._make_targets = make_targets
-    self._vocab_size, self._length, self._seed = vocab_size, length, seed
-    self._sizes = {"train": num_train, "validation": num_eval}
-    name = f"{task}-v{vocab_size}-l{length}-n{num_train}-e{num_eval}-s{seed}"
-    super().__init__(config=tfds.core.BuilderConfig(name=name), file_format="array_record", **kwargs)
-
-  def _info(self) -> tfds.core.DatasetInfo:
-    sequence = tfds.features.Tensor(shape=(self._length,), dtype=np.int32)
-    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(
-        {"inputs": sequence, "targets": sequence}))
-
-  def _split_generators(self, dl_manager):
-    return {split: self._generate_examples(split) for split in SPLITS}
-
-  def _generate_examples(self, split: str) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-    for i in range(self._sizes[split]):
-      rng = np.random.default_rng([self._seed, SPLITS.index(split), i])
-      tokens = rng.integers(0, self._vocab_size, self._length, dtype=np.int32)
-      yield i, {"inputs": tokens, "targets": self._make_targets(tokens)}
 
 
 class _UrpeSyntheticTask(Task):
@@ -93,9 +65,20 @@ class _UrpeSyntheticTask(Task):
 
   def builder(self, data_dir: str) -> tfds.core.DatasetBuilder:
     o = self.options
-    return SyntheticSequences(task=self.name, make_targets=self.targets_fn(), vocab_size=o.vocab_size,
-                              length=o.length, num_train=o.num_train, num_eval=o.num_eval, seed=o.seed,
-                              data_dir=data_dir)
+    make_targets = self.targets_fn()
+    sizes = {"train": o.num_train, "validation": o.num_eval}
+
+    def split_examples(split: str):
+      def generate() -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        for i in range(sizes[split]):
+          rng = np.random.default_rng([o.seed, SPLITS.index(split), i])
+          tokens = rng.integers(0, o.vocab_size, o.length, dtype=np.int32)
+          yield i, {"inputs": tokens, "targets": make_targets(tokens)}
+      return generate
+
+    sequence = tensor((o.length,))
+    return TaskExamples(name=data_name(self.name, o), features={"inputs": sequence, "targets": sequence},
+                        splits={split: split_examples(split) for split in SPLITS}, data_dir=data_dir)
 
 
 @register("position_identification")
