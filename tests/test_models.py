@@ -168,6 +168,7 @@ def test_every_encoding_with_every_attention_builds_trains_and_generates(pe, imp
     assert generated.shape == (2, 2) and np.all((np.asarray(generated) >= 0) & (np.asarray(generated) < 32))
 
 
+@pytest.mark.slow  # ≈ 1 min each on 2 busy cores; test_cached_decoding_equals_full_forward covers the cache by default
 @pytest.mark.parametrize("pe,feature_map", [("spe_sine", "favor"), ("spe_conv", "relu")])
 def test_linear_attention_generation_with_ragged_prompts_equals_full_recompute(pe, feature_map):
   model = tiny_model("decoder", pe, attention_impl="linear", feature_map=feature_map)

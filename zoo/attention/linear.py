@@ -53,13 +53,31 @@ def relu_features(x: jax.Array) -> jax.Array:
   return jax.nn.relu(x.astype(jnp.float32)) + RELU_EPSILON
 
 
+def _orthonormal_rows(x: jax.Array) -> jax.Array:
+  """[blocks, n, n] -> rows made orthonormal in order (Gram-Schmidt, each projection applied twice for accuracy).
+
+  Plain XLA ops rather than `jnp.linalg.qr`: the LAPACK QR call inside a jitted decode step with a grouped
+  convolution (spe_conv) deadlocked XLA's CPU runtime in our tests.
+  """
+  n = x.shape[-1]
+
+  def orthogonalize(i, q):  # q: [blocks, n, n], rows < i done
+    earlier = q * (jnp.arange(n) < i)[None, :, None]
+    v = x[:, i]
+    for _ in range(2):
+      v = v - jnp.einsum("bj,bjd->bd", jnp.einsum("bd,bjd->bj", v, earlier), earlier)
+    return q.at[:, i].set(v / jnp.linalg.norm(v, axis=-1, keepdims=True))
+
+  return jax.lax.fori_loop(0, n, orthogonalize, jnp.zeros_like(x))
+
+
 def orthogonal_random_features(rng: jax.Array, num_features: int, dim: int) -> jax.Array:
   """[num_features, dim]: stacked blocks of orthogonal rows, each row rescaled to the norm of a Gaussian vector
   (so rows are marginally N(0, I) but mutually orthogonal within a block, which lowers the estimator's variance)."""
   block_rng, norm_rng = jax.random.split(rng)
   num_blocks = -(-num_features // dim)
   gaussian = jax.random.normal(block_rng, (num_blocks, dim, dim))
-  orthogonal = jnp.linalg.qr(gaussian)[0].transpose(0, 2, 1).reshape(num_blocks * dim, dim)[:num_features]
+  orthogonal = _orthonormal_rows(gaussian).reshape(num_blocks * dim, dim)[:num_features]
   norms = jnp.linalg.norm(jax.random.normal(norm_rng, (num_features, dim)), axis=-1, keepdims=True)
   return orthogonal * norms
 
