@@ -13,8 +13,12 @@ import ml_collections
 from configs.base import get_base_config, parse_arg
 
 
-def graph_config(task: dict, arg: str | None) -> ml_collections.ConfigDict:
-  """The shared graph experiment: `task` options, the encoding and variants from `arg`."""
+SMOKE_TASK = dict(min_nodes=4, max_nodes=8, num_train=64, num_eval=16)  # the random-graph tasks' smoke sizes
+
+
+def graph_config(task: dict, arg: str | None, smoke_task: dict = SMOKE_TASK) -> ml_collections.ConfigDict:
+  """The shared graph experiment: `task` options, the encoding and variants from `arg`; ",smoke" shrinks the model
+  and the run and updates the task with `smoke_task`."""
   pe, variants = parse_arg(arg, default="graphormer")
   config = get_base_config()
   config.task = ml_collections.ConfigDict(task)
@@ -25,7 +29,7 @@ def graph_config(task: dict, arg: str | None) -> ml_collections.ConfigDict:
   config.optimizer.update(learning_rate=2e-3, warmup_steps=50, schedule="cosine", weight_decay=0.0)
   config.train.update(steps=1000, batch_size=32, log_every=50, eval_every=0, checkpoint_every=500)
   if "smoke" in variants:
-    config.task.update(min_nodes=4, max_nodes=8, num_train=64, num_eval=16)
+    config.task.update(smoke_task)
     config.model.update(num_layers=1, d_model=16, num_heads=2, mlp_dim=32, max_hops=2)
     config.optimizer.warmup_steps = 2
     config.train.update(steps=6, batch_size=8, log_every=2, checkpoint_every=3)

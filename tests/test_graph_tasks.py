@@ -1,14 +1,15 @@
-"""Graph tasks: stored records and padded batches, targets against networkx, option errors, and a short training
-run on the marked-distance task that learns."""
+"""Graph tasks: stored records and padded batches, targets against networkx, option errors, a short training run on
+the marked-distance task that learns, and the SMILES + CSV molecule loader against RDKit."""
 
 import jax
 import networkx as nx
 import numpy as np
 import pytest
 
+import task_files
 from configs import graph_distance
 from zoo.data import make_dataset, prepare, tasks
-from zoo.data.tasks.graphs import bucket
+from zoo.data.tasks.graphs import bucket, graph_example, molecule_graph
 from zoo.train.loop import train_and_evaluate
 
 
@@ -78,3 +79,41 @@ def test_short_training_run_learns_marked_distances(data_dir, tmp_path):
                          progress_bar=False)
   summary = train_and_evaluate(config, str(tmp_path / "work"), devices=jax.devices()[:1])
   assert summary["eval_loss"] < 0.65, summary
+
+
+def test_molecules_become_rdkit_graphs_with_atom_and_bond_features():
+  from rdkit import Chem  # noqa: PLC0415
+
+  atoms, bonds, bond_features = molecule_graph("c1ccccc1O")  # phenol: 7 heavy atoms, a 6-ring and a C-O bond
+  assert atoms.shape == (7, 6) and bonds.shape == (7, 2) and bond_features.shape == (7, 3)
+  assert sorted(atoms[:, 0].tolist()) == [6] * 6 + [8]  # atomic numbers
+  assert atoms[:, 4].sum() == 6  # six aromatic carbons
+  assert sorted(bond_features[:, 0].tolist()) == [0] + [3] * 6  # one single bond, six aromatic ones
+  assert bond_features[:, 2].sum() == 6  # six ring bonds
+  charged, _, _ = molecule_graph("C[N+](C)(C)C")
+  assert charged[charged[:, 0] == 7, 2].tolist() == [9]  # formal charge +1, offset by 8
+  for smiles in task_files.MOLECULES:  # stored SPDs equal RDKit's own topological distance matrix
+    atoms, bonds, features = molecule_graph(smiles[0])
+    example = graph_example(atoms, bonds, features, np.float32(0), max_hops=3)
+    np.testing.assert_array_equal(example["spd"], Chem.GetDistanceMatrix(Chem.MolFromSmiles(smiles[0])))
+
+
+def test_molecule_loader_reads_csvs_and_names_bad_inputs(tmp_path, data_dir):
+  options = task_files.molecules(tmp_path)
+  task = tasks.build("molecules", options)
+  assert task.model_fields()["num_node_features"] == 6 and task.length == 40
+  source = prepare(task, data_dir).as_data_source(split="validation")
+  stored = sorted((float(source[i]["targets"]), source[i]["inputs"].shape[0]) for i in range(len(source)))
+  atom_counts = [3, 7, 11, 5, 9, 6, 8, 6]  # heavy atoms of task_files.MOLECULES
+  want = sorted((target, n) for (_, target), n in zip(task_files.MOLECULES, atom_counts))
+  np.testing.assert_allclose(stored, want, rtol=1e-6)
+  batch = next(iter(make_dataset(task, source, batch_size=8, seed=0, train=False)))
+  assert batch["inputs"].shape == (8, 40, 6) and sorted(batch["mask"].sum(1).tolist()) == sorted(atom_counts)
+  with pytest.raises(ValueError, match="is not a file"):
+    list(tasks.build("molecules", {**options, "train_file": str(tmp_path / "missing.csv")}).examples("train"))
+  with pytest.raises(ValueError, match="no column"):
+    list(tasks.build("molecules", {**options, "target_column": "homolumogap"}).examples("train"))
+  with pytest.raises(ValueError, match="more than max_nodes"):
+    list(tasks.build("molecules", {**options, "max_nodes": 4}).examples("train"))
+  with pytest.raises(ValueError, match="cannot parse SMILES"):
+    molecule_graph("C1CC")

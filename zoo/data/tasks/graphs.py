@@ -12,15 +12,19 @@ mask (and, for node-level targets, the weights). Tasks:
 * `graph_marked_distance` — two nodes carry feature 1; the target is their shortest-path distance (regression).
 * `graph_cycle` — does the graph contain a cycle of length exactly `cycle_length` (graph classification).
 * `graph_neighbourhood` — per node, how many nodes lie within distance `radius` (node classification).
+* `molecules` — a loader: SMILES + target CSV files (ZINC / PCQM4M release format) turned into graphs with RDKit
+  atom and bond features (graph regression).
 
-Example i of a split comes from a generator seeded by (seed, split, i): the data set is a pure function of the
-options, and the builder's name (`examples.data_name`) digests all of them.
+Example i of a random split comes from a generator seeded by (seed, split, i): the data set is a pure function of
+the options, and the builder's name (`examples.data_name`) digests all of them (and the loader's files).
 """
 
 from __future__ import annotations
 
 import collections
+import csv
 import dataclasses
+import pathlib
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -30,7 +34,7 @@ import tensorflow_datasets as tfds
 
 from zoo.config import check
 from zoo.data.tasks.base import Task
-from zoo.data.tasks.examples import Example, TaskExamples, data_name, tensor
+from zoo.data.tasks.examples import Example, TaskExamples, data_name, require_file, tensor
 from zoo.data.tasks.registry import register
 
 SPLITS = ("train", "validation")
@@ -123,11 +127,57 @@ def random_connected_graph(rng: np.random.Generator, num_nodes: int, extra_edges
 
 
 class GraphTask(Task):
-  """Random graphs with `min_nodes`..`max_nodes` nodes; subclasses set the features and targets (`make`)."""
+  """A graph data set: stored examples (see `graph_example`) padded to `bucket(max_nodes)` nodes. Subclasses set
+  the feature columns and vocabularies, the head, and `examples(split)`."""
 
   family = "graph"
   num_node_columns: ClassVar[int] = 1
   node_vocab: ClassVar[int] = 2
+  num_edge_columns: ClassVar[int] = 1
+  edge_vocab: ClassVar[int] = 1
+
+  @property
+  def length(self) -> int:
+    """Padded node count (the graph token, if any, is the model's own)."""
+    return bucket(self.options.max_nodes)
+
+  @property
+  def max_edges(self) -> int:
+    """Padded edge count: room for a spanning tree plus max_nodes more edges (molecules and the random graphs
+    here stay below it; `pad_graph` names any graph that does not)."""
+    n = self.options.max_nodes
+    return bucket(min(n * (n - 1) // 2, 2 * n - 1))
+
+  def model_fields(self) -> dict[str, Any]:
+    return {"vocab_size": self.node_vocab, "num_node_features": self.num_node_columns,
+            "edge_vocab_size": self.edge_vocab, "num_edge_features": self.num_edge_columns,
+            "max_length": self.length + 1, **self.head_fields()}
+
+  def head_fields(self) -> dict[str, Any]:
+    raise NotImplementedError
+
+  def target_spec(self) -> tfds.features.Tensor:
+    raise NotImplementedError
+
+  def examples(self, split: str) -> Iterator[tuple[Any, Example]]:
+    raise NotImplementedError
+
+  def data_files(self) -> list[pathlib.Path]:
+    """Files the data is read from (their sizes and times are part of the data set's name)."""
+    return []
+
+  def builder(self, data_dir: str) -> tfds.core.DatasetBuilder:
+    hops = self.options.max_hops
+    features = {"inputs": tensor((None, self.num_node_columns)), "edge_features": tensor((None, self.num_edge_columns)),
+                "spd": matrix((None, None)), "edge_paths": matrix((None, None, hops)), "in_degree": tensor((None,)),
+                "out_degree": tensor((None,)), "targets": self.target_spec()}
+    return TaskExamples(name=data_name(self.name, self.options, self.data_files()), features=features,
+                        splits={split: (lambda split=split: self.examples(split)) for split in SPLITS},
+                        data_dir=data_dir)
+
+
+class RandomGraphTask(GraphTask):
+  """Random connected graphs with `min_nodes`..`max_nodes` nodes; subclasses set features and targets (`make`)."""
 
   @dataclasses.dataclass(frozen=True)
   class Options:
@@ -146,28 +196,8 @@ class GraphTask(Task):
       for name in ("max_hops", "num_train", "num_eval"):
         check(getattr(self, name) >= 1, f"task: {name} must be >= 1, got {getattr(self, name)}")
 
-  @property
-  def length(self) -> int:
-    """Padded node count (the graph token, if any, is the model's own)."""
-    return bucket(self.options.max_nodes)
-
-  @property
-  def max_edges(self) -> int:
-    n = self.options.max_nodes
-    return bucket(min(n * (n - 1) // 2, 2 * n - 1))  # a spanning tree plus at most n extra edges
-
-  def model_fields(self) -> dict[str, Any]:
-    return {"vocab_size": self.node_vocab, "num_node_features": self.num_node_columns, "edge_vocab_size": 1,
-            "num_edge_features": 1, "max_length": self.length + 1, **self.head_fields()}
-
-  def head_fields(self) -> dict[str, Any]:
-    raise NotImplementedError
-
   def make(self, rng: np.random.Generator, graph: nx.Graph) -> tuple[np.ndarray, Any]:
     """(node features [n, columns], targets) of `graph`."""
-    raise NotImplementedError
-
-  def target_spec(self, num_nodes: int | None) -> tfds.features.Tensor:
     raise NotImplementedError
 
   def examples(self, split: str) -> Iterator[tuple[int, Example]]:
@@ -179,18 +209,9 @@ class GraphTask(Task):
       node_features, targets = self.make(rng, graph)
       yield i, graph_example(node_features, edges, np.zeros((edges.shape[0], 1), np.int32), targets, o.max_hops)
 
-  def builder(self, data_dir: str) -> tfds.core.DatasetBuilder:
-    hops = self.options.max_hops
-    features = {"inputs": tensor((None, self.num_node_columns)), "edge_features": tensor((None, 1)),
-                "spd": matrix((None, None)), "edge_paths": matrix((None, None, hops)), "in_degree": tensor((None,)),
-                "out_degree": tensor((None,)), "targets": self.target_spec(None)}
-    return TaskExamples(name=data_name(self.name, self.options), features=features,
-                        splits={split: (lambda split=split: self.examples(split)) for split in SPLITS},
-                        data_dir=data_dir)
-
 
 @register("graph_marked_distance")
-class MarkedDistance(GraphTask):
+class MarkedDistance(RandomGraphTask):
   """Two marked nodes; the target is their shortest-path distance. A model blind to structure predicts the mean."""
 
   objective = "regression"
@@ -198,7 +219,7 @@ class MarkedDistance(GraphTask):
   def head_fields(self):
     return {"head": "graph", "num_classes": 1}
 
-  def target_spec(self, num_nodes):
+  def target_spec(self):
     return tensor((), np.float32)
 
   def make(self, rng, graph):
@@ -210,14 +231,14 @@ class MarkedDistance(GraphTask):
 
 
 @register("graph_cycle")
-class Cycle(GraphTask):
+class Cycle(RandomGraphTask):
   """Class 1 if the graph has a simple cycle of exactly `cycle_length` nodes (default 3: a triangle)."""
 
   objective = "sequence_classification"
   node_vocab = 1
 
   @dataclasses.dataclass(frozen=True)
-  class Options(GraphTask.Options):
+  class Options(RandomGraphTask.Options):
     cycle_length: int = 3
 
     def __post_init__(self):
@@ -228,7 +249,7 @@ class Cycle(GraphTask):
   def head_fields(self):
     return {"head": "graph", "num_classes": 2}
 
-  def target_spec(self, num_nodes):
+  def target_spec(self):
     return tensor(())
 
   def make(self, rng, graph):
@@ -238,14 +259,14 @@ class Cycle(GraphTask):
 
 
 @register("graph_neighbourhood")
-class Neighbourhood(GraphTask):
+class Neighbourhood(RandomGraphTask):
   """Per node: how many other nodes lie within distance `radius` (a class in 0..max_nodes-1)."""
 
   objective = "token_classification"
   node_vocab = 1
 
   @dataclasses.dataclass(frozen=True)
-  class Options(GraphTask.Options):
+  class Options(RandomGraphTask.Options):
     radius: int = 2
 
     def __post_init__(self):
@@ -255,11 +276,88 @@ class Neighbourhood(GraphTask):
   def head_fields(self):
     return {"head": "node", "num_classes": self.options.max_nodes}
 
-  def target_spec(self, num_nodes):
-    return tensor((num_nodes,))
+  def target_spec(self):
+    return tensor((None,))
 
   def make(self, rng, graph):
     n = graph.number_of_nodes()
     counts = [len(nx.single_source_shortest_path_length(graph, v, cutoff=self.options.radius)) - 1
               for v in range(n)]
     return np.zeros((n, 1), np.int32), np.asarray(counts, np.int32)
+
+
+ATOM_VOCAB = 128  # every atom feature column holds values below this (atomic numbers up to 118)
+BOND_VOCAB = 8
+BOND_TYPES = {"SINGLE": 0, "DOUBLE": 1, "TRIPLE": 2, "AROMATIC": 3}  # anything else: 4
+
+
+def molecule_graph(smiles: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """SMILES -> RDKit heavy-atom graph: atom features [n, 6] (atomic number, degree, formal charge + 8, total
+  hydrogens, aromatic, hybridization), bonds [e, 2], bond features [e, 3] (type, conjugated, in a ring)."""
+  try:
+    from rdkit import Chem, RDLogger  # noqa: PLC0415 — optional: pip install -e ".[chem]"
+  except ImportError as error:
+    raise ImportError("the molecule loader needs RDKit: pip install -e \".[chem]\"") from error
+  RDLogger.DisableLog("rdApp.*")
+  mol = Chem.MolFromSmiles(smiles)
+  if mol is None:
+    raise ValueError(f"RDKit cannot parse SMILES {smiles!r}")
+  atoms = [[min(a.GetAtomicNum(), ATOM_VOCAB - 1), min(a.GetDegree(), 10), min(max(a.GetFormalCharge() + 8, 0), 16),
+            min(a.GetTotalNumHs(), 8), int(a.GetIsAromatic()), int(a.GetHybridization())] for a in mol.GetAtoms()]
+  bonds = [(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in mol.GetBonds()]
+  bond_features = [[BOND_TYPES.get(str(b.GetBondType()), 4), int(b.GetIsConjugated()), int(b.IsInRing())]
+                   for b in mol.GetBonds()]
+  return (np.asarray(atoms, np.int32).reshape(-1, 6), np.asarray(bonds, np.int32).reshape(-1, 2),
+          np.asarray(bond_features, np.int32).reshape(-1, 3))
+
+
+@register("molecules")
+class Molecules(GraphTask):
+  """Graph regression on molecules from CSV files with a SMILES column and a target column — the release format of
+  ZINC (e.g. `smiles,target` after exporting the benchmark's subset) and PCQM4M (`idx,smiles,homolumogap`)."""
+
+  objective = "regression"
+  num_node_columns, node_vocab = 6, ATOM_VOCAB
+  num_edge_columns, edge_vocab = 3, BOND_VOCAB
+
+  @dataclasses.dataclass(frozen=True)
+  class Options:
+    train_file: str = ""
+    validation_file: str = ""
+    smiles_column: str = "smiles"
+    target_column: str = "target"
+    max_nodes: int = 40  # heavy atoms; ZINC has at most 38, PCQM4M at most 51
+    max_hops: int = 5
+
+    def __post_init__(self):
+      check(self.max_nodes >= 1, f"task: max_nodes must be >= 1, got {self.max_nodes}")
+      check(self.max_hops >= 1, f"task: max_hops must be >= 1, got {self.max_hops}")
+
+  def head_fields(self):
+    return {"head": "graph", "num_classes": 1}
+
+  def target_spec(self):
+    return tensor((), np.float32)
+
+  def path(self, split: str) -> pathlib.Path:
+    name = self.options.train_file if split == "train" else self.options.validation_file
+    return require_file(self.name, pathlib.Path(name).expanduser(),
+                        f"a CSV file with columns {self.options.smiles_column!r} and {self.options.target_column!r} "
+                        f"(set task.train_file and task.validation_file)")
+
+  def data_files(self):
+    return [self.path(split) for split in SPLITS]
+
+  def examples(self, split: str) -> Iterator[tuple[int, Example]]:
+    o = self.options
+    path = self.path(split)
+    with path.open(newline="") as f:
+      reader = csv.DictReader(f)
+      missing = {o.smiles_column, o.target_column} - set(reader.fieldnames or [])
+      check(not missing, f"task 'molecules': {path} has no column(s) {', '.join(sorted(missing))}; its columns: "
+                         f"{', '.join(reader.fieldnames or [])}")
+      for row_number, row in enumerate(reader):
+        atoms, bonds, bond_features = molecule_graph(row[o.smiles_column])
+        check(atoms.shape[0] <= o.max_nodes, f"task 'molecules': {path} row {row_number + 1} has {atoms.shape[0]} "
+                                             f"heavy atoms, more than max_nodes ({o.max_nodes})")
+        yield row_number, graph_example(atoms, bonds, bond_features, np.float32(row[o.target_column]), o.max_hops)
