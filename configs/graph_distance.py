@@ -5,7 +5,7 @@ r"""Graphormer (or Graphormer + URPE) on the distance between two marked nodes o
 
 The argument is the graph encoding (graphormer | graphormer_urpe) plus an optional ",smoke" for a seconds-long run.
 Graphs of 8-16 nodes; a 2-layer model, d_model 32. The other graph configs (graph_cycle.py, graph_neighbourhood.py,
-graph_zinc.py) build on `graph_config` here.
+graph_zinc.py) build on the helpers here.
 """
 
 import ml_collections
@@ -36,6 +36,11 @@ def graph_config(task: dict, arg: str | None, smoke_task: dict = SMOKE_TASK) -> 
   return config
 
 
+def random_graph_config(task: str, arg: str | None, **options) -> ml_collections.ConfigDict:
+  """`graph_config` for a random-graph task: 8-16 nodes, 20k training graphs, plus the task's own `options`."""
+  return graph_config(dict(name=task, min_nodes=8, max_nodes=16, extra_edges=0.2, max_hops=5, num_train=20_000,
+                           num_eval=512, seed=0, **options), arg)
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  return graph_config(dict(name="graph_marked_distance", min_nodes=8, max_nodes=16, extra_edges=0.2, max_hops=5,
-                           num_train=20_000, num_eval=512, seed=0), arg)
+  return random_graph_config("graph_marked_distance", arg)

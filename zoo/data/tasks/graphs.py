@@ -135,6 +135,8 @@ class GraphTask(Task):
   node_vocab: ClassVar[int] = 2
   num_edge_columns: ClassVar[int] = 1
   edge_vocab: ClassVar[int] = 1
+  head: ClassVar[str] = "graph"  # or "node": one target per node
+  target_dtype: ClassVar[type] = np.int32
 
   @property
   def length(self) -> int:
@@ -151,13 +153,12 @@ class GraphTask(Task):
   def model_fields(self) -> dict[str, Any]:
     return {"vocab_size": self.node_vocab, "num_node_features": self.num_node_columns,
             "edge_vocab_size": self.edge_vocab, "num_edge_features": self.num_edge_columns,
-            "max_length": self.length + 1, **self.head_fields()}
+            "max_length": self.length + 1, "head": self.head, "num_classes": self.num_classes}
 
-  def head_fields(self) -> dict[str, Any]:
-    raise NotImplementedError
-
-  def target_spec(self) -> tfds.features.Tensor:
-    raise NotImplementedError
+  @property
+  def num_classes(self) -> int:
+    """Model outputs per graph or node (1 for regression)."""
+    return 1
 
   def examples(self, split: str) -> Iterator[tuple[Any, Example]]:
     raise NotImplementedError
@@ -170,7 +171,8 @@ class GraphTask(Task):
     hops = self.options.max_hops
     features = {"inputs": tensor((None, self.num_node_columns)), "edge_features": tensor((None, self.num_edge_columns)),
                 "spd": matrix((None, None)), "edge_paths": matrix((None, None, hops)), "in_degree": tensor((None,)),
-                "out_degree": tensor((None,)), "targets": self.target_spec()}
+                "out_degree": tensor((None,)),
+                "targets": tensor((None,) if self.head == "node" else (), self.target_dtype)}
     return TaskExamples(name=data_name(self.name, self.options, self.data_files()), features=features,
                         splits={split: (lambda split=split: self.examples(split)) for split in SPLITS},
                         data_dir=data_dir)
@@ -215,12 +217,7 @@ class MarkedDistance(RandomGraphTask):
   """Two marked nodes; the target is their shortest-path distance. A model blind to structure predicts the mean."""
 
   objective = "regression"
-
-  def head_fields(self):
-    return {"head": "graph", "num_classes": 1}
-
-  def target_spec(self):
-    return tensor((), np.float32)
+  target_dtype = np.float32
 
   def make(self, rng, graph):
     n = graph.number_of_nodes()
@@ -246,11 +243,9 @@ class Cycle(RandomGraphTask):
       check(3 <= self.cycle_length <= self.max_nodes,
             f"task: cycle_length must be in [3, max_nodes], got {self.cycle_length}")
 
-  def head_fields(self):
-    return {"head": "graph", "num_classes": 2}
-
-  def target_spec(self):
-    return tensor(())
+  @property
+  def num_classes(self):
+    return 2
 
   def make(self, rng, graph):
     k = self.options.cycle_length
@@ -264,6 +259,7 @@ class Neighbourhood(RandomGraphTask):
 
   objective = "token_classification"
   node_vocab = 1
+  head = "node"
 
   @dataclasses.dataclass(frozen=True)
   class Options(RandomGraphTask.Options):
@@ -273,11 +269,9 @@ class Neighbourhood(RandomGraphTask):
       super().__post_init__()
       check(self.radius >= 1, f"task: radius must be >= 1, got {self.radius}")
 
-  def head_fields(self):
-    return {"head": "node", "num_classes": self.options.max_nodes}
-
-  def target_spec(self):
-    return tensor((None,))
+  @property
+  def num_classes(self):
+    return self.options.max_nodes
 
   def make(self, rng, graph):
     n = graph.number_of_nodes()
@@ -317,6 +311,7 @@ class Molecules(GraphTask):
   ZINC (e.g. `smiles,target` after exporting the benchmark's subset) and PCQM4M (`idx,smiles,homolumogap`)."""
 
   objective = "regression"
+  target_dtype = np.float32
   num_node_columns, node_vocab = 6, ATOM_VOCAB
   num_edge_columns, edge_vocab = 3, BOND_VOCAB
 
@@ -332,12 +327,6 @@ class Molecules(GraphTask):
     def __post_init__(self):
       check(self.max_nodes >= 1, f"task: max_nodes must be >= 1, got {self.max_nodes}")
       check(self.max_hops >= 1, f"task: max_hops must be >= 1, got {self.max_hops}")
-
-  def head_fields(self):
-    return {"head": "graph", "num_classes": 1}
-
-  def target_spec(self):
-    return tensor((), np.float32)
 
   def path(self, split: str) -> pathlib.Path:
     name = self.options.train_file if split == "train" else self.options.validation_file
