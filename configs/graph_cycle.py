@@ -1,7 +1,7 @@
 r"""Graphormer (or Graphormer + URPE) on whether a random graph has a cycle of length k (default 3: a triangle).
 
-  python -m launch.train --config=configs/graph_cycle.py:graphormer --workdir=/tmp/zoo/graph_cycle
-  python -m launch.train --config=configs/graph_cycle.py:graphormer_urpe --workdir=/tmp/zoo/graph_cycle_urpe
+  python -m launch.train --config=configs/graph_cycle.py:spd --workdir=/tmp/zoo/graph_cycle
+  python -m launch.train --config=configs/graph_cycle.py:spd_urpe --workdir=/tmp/zoo/graph_cycle_urpe
 
 The argument is the graph encoding plus an optional ",smoke"; the model and training follow configs/graph_distance.py.
 """

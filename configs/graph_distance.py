@@ -1,9 +1,9 @@
 r"""Graphormer (or Graphormer + URPE) on the distance between two marked nodes of a random graph (regression).
 
-  python -m launch.train --config=configs/graph_distance.py:graphormer --workdir=/tmp/zoo/graph_distance
-  python -m launch.train --config=configs/graph_distance.py:graphormer_urpe --workdir=/tmp/zoo/graph_distance_urpe
+  python -m launch.train --config=configs/graph_distance.py:spd --workdir=/tmp/zoo/graph_distance
+  python -m launch.train --config=configs/graph_distance.py:spd_urpe --workdir=/tmp/zoo/graph_distance_urpe
 
-The argument is the graph encoding (graphormer | graphormer_urpe) plus an optional ",smoke" for a seconds-long run.
+The argument is the graph encoding (spd | spd_urpe) plus an optional ",smoke" for a seconds-long run.
 Graphs of 8-16 nodes; a 2-layer model, d_model 32. The other graph configs (graph_cycle.py, graph_neighbourhood.py,
 graph_zinc.py) build on the helpers here.
 """
@@ -19,7 +19,7 @@ SMOKE_TASK = dict(min_nodes=4, max_nodes=8, num_train=64, num_eval=16)  # the ra
 def graph_config(task: dict, arg: str | None, smoke_task: dict = SMOKE_TASK) -> ml_collections.ConfigDict:
   """The shared graph experiment: `task` options, the encoding and variants from `arg`; ",smoke" shrinks the model
   and the run and updates the task with `smoke_task`."""
-  pe, variants = parse_arg(arg, default="graphormer")
+  pe, variants = parse_arg(arg, default="spd")
   config = get_base_config()
   config.task = ml_collections.ConfigDict(task)
   config.model = ml_collections.ConfigDict(dict(

@@ -1,6 +1,6 @@
 r"""Graphormer (or Graphormer + URPE) counting, for every node, the other nodes within distance 2 (node labels).
 
-  python -m launch.train --config=configs/graph_neighbourhood.py:graphormer_urpe --workdir=/tmp/zoo/graph_nb_urpe
+  python -m launch.train --config=configs/graph_neighbourhood.py:spd_urpe --workdir=/tmp/zoo/graph_nb_urpe
 
 Same model and training as configs/graph_distance.py; a ",smoke" variant runs in seconds.
 """

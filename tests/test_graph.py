@@ -48,7 +48,7 @@ def perturbed(model, seed=1, scale=0.5):
   return model
 
 
-def graph_model(pe="graphormer", **overrides):
+def graph_model(pe="spd", **overrides):
   return perturbed(models.build("graph", dict(TINY_GRAPH, pe=pe, **overrides)))
 
 
@@ -115,7 +115,7 @@ def test_bias_equals_an_explicit_graphormer_loop():
 def test_sequence_reading_is_a_path_graph():
   """Without a graph the SPD of tokens i, j is |k_pos - q_pos| (clipped at max_distance) and every degree is 2."""
   with nnx.use_eager_sharding(False):
-    enc = positional.build("graphormer_urpe", {"max_distance": 3}, positional.ModelDims(2, 4, 8, 32, False),
+    enc = positional.build("spd_urpe", {"max_distance": 3}, positional.ModelDims(2, 4, 8, 32, False),
                            rngs=nnx.Rngs(0))
   enc.c[...] = jax.random.normal(jax.random.key(0), enc.c.shape)
   q_pos, k_pos = jnp.array([[0, 4, 9]]), jnp.array([[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]])
@@ -137,7 +137,7 @@ def permuted(example, node_order, edge_order):
           "out_degree": example["out_degree"][node_order], "edge_paths": np.where(paths >= 0, new_edge_id[paths], -1)}
 
 
-@pytest.mark.parametrize("pe", ["graphormer", "graphormer_urpe"])
+@pytest.mark.parametrize("pe", ["spd", "spd_urpe"])
 @pytest.mark.parametrize("graph_token", [True, False])
 def test_graph_outputs_are_invariant_and_node_outputs_equivariant_to_node_order(pe, graph_token):
   _, example = random_graph_example(3, num_nodes=8)
@@ -153,7 +153,7 @@ def test_graph_outputs_are_invariant_and_node_outputs_equivariant_to_node_order(
 
 @pytest.mark.parametrize("head", ["graph", "node"])
 def test_padding_nodes_and_edges_change_nothing(head):
-  model = graph_model("graphormer_urpe", head=head, graph_token=head == "graph")
+  model = graph_model("spd_urpe", head=head, graph_token=head == "graph")
   _, example = random_graph_example(5, num_nodes=7)
   small, large = batch_of([example], 8, 16), batch_of([example], 24, 40)
   # Whatever the padding nodes carry must not matter either.
@@ -168,9 +168,9 @@ def test_padding_nodes_and_edges_change_nothing(head):
 
 @pytest.mark.parametrize("head", ["graph", "node"])
 def test_urpe_on_graphs_with_c_equal_one_is_graphormer(head):
-  urpe = graph_model("graphormer_urpe", head=head)
+  urpe = graph_model("spd_urpe", head=head)
   urpe.backbone.positional.c[...] = jnp.ones_like(urpe.backbone.positional.c[...])
-  plain = models.build("graph", dict(TINY_GRAPH, pe="graphormer", head=head), seed=7)
+  plain = models.build("graph", dict(TINY_GRAPH, pe="spd", head=head), seed=7)
   urpe_params = {path: v for path, v in nnx.to_flat_state(nnx.state(urpe, nnx.Param)) if path[-1] != "c"}
   copied = [(path, urpe_params[path]) for path, _ in nnx.to_flat_state(nnx.state(plain, nnx.Param))]
   assert len(copied) == len(urpe_params), "the two models should have the same parameters apart from C"

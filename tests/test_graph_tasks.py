@@ -71,7 +71,7 @@ def test_graph_task_option_errors():
 def test_short_training_run_learns_marked_distances(data_dir, tmp_path):
   """Predicting the mean distance gives an MSE of the targets' variance, ≈ 1.05 on these graphs (6-10 nodes); a
   1-layer Graphormer gets the validation MSE below 0.65 in 200 steps (≈ 0.49 measured)."""
-  config = graph_distance.get_config("graphormer").to_dict()
+  config = graph_distance.get_config("spd").to_dict()
   config["task"].update(min_nodes=6, max_nodes=10, max_hops=3, num_train=1024, num_eval=128)
   config["model"].update(num_layers=1, d_model=16, num_heads=2, mlp_dim=32, max_hops=2)
   config["optimizer"].update(learning_rate=5e-3, warmup_steps=10)

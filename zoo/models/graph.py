@@ -2,7 +2,7 @@
 
 The shared Backbone and Block run unchanged; what makes it a graph model is the relation handed to the positional
 hooks (`zoo.positional.Graph`): shortest-path distances instead of lags, node degrees for the centrality encoding,
-and the edge-encoding bias computed here. The spatial table (and URPE's C with `pe="graphormer_urpe"`) belongs to
+and the edge-encoding bias computed here. The spatial table (and URPE's C with `pe="spd_urpe"`) belongs to
 the encoding; this module owns what depends on the graph's features:
 
 * node feature embeddings: one table per feature column, summed;
@@ -44,22 +44,22 @@ class GraphConfig(TransformerConfig):
   graph_token: bool = True
   head: Literal["graph", "node"] = "graph"
   num_classes: int = 1  # outputs per graph (or node); 1 with a regression objective
-  pe: str = "graphormer"
+  pe: str = "spd"
 
   def __post_init__(self):
     super().__post_init__()
-    check(getattr(positional.get(self.pe), "graph", False),
+    check(getattr(positional.get(self.pe), "reads_graph", False),
           f"model 'graph': pe must be a graph encoding ({', '.join(graph_encodings())}), got {self.pe!r}")
-    check(self.attention_impl in ("xla", "auto"),
-          f"model 'graph': attention_impl must be 'xla' (or 'auto', which picks it); the chunked and pallas kernels "
-          f"do not read graph relations yet, got {self.attention_impl!r}")
+    check(self.attention_impl == "xla",
+          f"model 'graph': attention_impl must be 'xla'; the chunked and pallas kernels (and so 'auto' on an "
+          f"accelerator) do not read graph relations yet, got {self.attention_impl!r}")
     for name in ("num_node_features", "edge_vocab_size", "num_edge_features", "num_classes"):
       check(getattr(self, name) >= 1, f"model: {name} must be >= 1, got {getattr(self, name)}")
     check(self.max_hops >= 0, f"model: max_hops must be >= 0, got {self.max_hops}")
 
 
 def graph_encodings() -> list[str]:
-  return [n for n in positional.available() if getattr(positional.get(n), "graph", False)]
+  return [n for n in positional.available() if getattr(positional.get(n), "reads_graph", False)]
 
 
 class FeatureEmbedding(nnx.Module):

@@ -1,11 +1,12 @@
 """Graphormer's encodings (Ying et al. 2021) and URPE on graphs (Luo et al. 2022): a graph is a sequence whose
-relation between two tokens is their shortest-path distance (SPD) instead of their lag.
+relation between two tokens is their shortest-path distance (SPD) instead of their lag. The encodings are named by
+that relation, as `rpe` / `urpe` are by the lag:
 
-* `graphormer` — centrality (`embed`: learned in- and out-degree embeddings added to the node features) and the
+* `spd` — centrality (`embed`: learned in- and out-degree embeddings added to the node features) and the
   spatial encoding (`logit_bias`: a per-head table indexed by SPD bucket, with rows of its own for unreachable pairs
   and for pairs with the graph token). A `Graph` may also carry the model's edge-encoding bias, which is handed on as
   a second bias term.
-* `graphormer_urpe` — the same plus URPE's C (`prob_scale`), a second per-head table indexed by the same SPD
+* `spd_urpe` — the same plus URPE's C (`prob_scale`), a second per-head table indexed by the same SPD
   bucket, initialised to ones (so an untrained model equals Graphormer).
 
 The model passes a `Graph` to the hooks as the keyword `graph`; the attention module forwards it without looking
@@ -52,15 +53,15 @@ class GraphormerOptions:
   share_across_layers: bool = True  # one spatial table for every layer (URPE's habit); False: one per layer
 
   def __post_init__(self):
-    check(self.max_distance >= 1, f"graphormer: max_distance must be >= 1, got {self.max_distance}")
-    check(self.max_degree >= PATH_DEGREE, f"graphormer: max_degree must be >= {PATH_DEGREE}, got {self.max_degree}")
+    check(self.max_distance >= 1, f"spd: max_distance must be >= 1, got {self.max_distance}")
+    check(self.max_degree >= PATH_DEGREE, f"spd: max_degree must be >= {PATH_DEGREE}, got {self.max_degree}")
 
 
-@register("graphormer")
+@register("spd")
 class Graphormer(PositionalEncoding):
   Options = GraphormerOptions
   relative = True  # on sequences: |lag| and a constant degree
-  graph = True  # understands the `graph` keyword of its hooks
+  reads_graph = True  # its hooks take a `graph` keyword (the graph model requires such an encoding)
 
   def __init__(self, options: GraphormerOptions, dims: ModelDims, *, rngs: nnx.Rngs):
     super().__init__(options, dims, rngs=rngs)
@@ -106,7 +107,7 @@ class Graphormer(PositionalEncoding):
     return spatial, DenseBias(graph.edge_bias)
 
 
-@register("graphormer_urpe")
+@register("spd_urpe")
 class GraphormerUrpe(Graphormer):
   """Graphormer + URPE: `(softmax(QKᵀ/√d + B_spatial + B_edge) ⊙ C[spd]) · V`, C starting at ones."""
 
