@@ -102,3 +102,16 @@ def text8(root: pathlib.Path) -> dict:
   root.mkdir(parents=True, exist_ok=True)
   (root / "text8").write_bytes((b" anarchism originated as a term of abuse first used against early" * 70)[:4000])
   return {"folder": str(root), "eval_bytes": 320}
+
+
+MOLECULES = [("CCO", -0.31), ("c1ccccc1O", 1.46), ("CC(=O)Nc1ccc(O)cc1", 0.46), ("C[N+](C)(C)C", -2.1),
+             ("O=C(O)c1ccccc1", 1.87), ("C1CCNCC1", 0.84), ("N#Cc1ccccc1", 1.56), ("OCC(O)CO", -1.76)]
+
+
+def molecules(root: pathlib.Path) -> dict:
+  """ZINC / PCQM4M-style CSVs (`idx,smiles,target`) of a few small molecules."""
+  root.mkdir(parents=True, exist_ok=True)
+  rows = "".join(f"{i},{smiles},{target}\n" for i, (smiles, target) in enumerate(MOLECULES))
+  (root / "train.csv").write_text("idx,smiles,target\n" + rows * 2)
+  (root / "valid.csv").write_text("idx,smiles,target\n" + rows)
+  return {"train_file": str(root / "train.csv"), "validation_file": str(root / "valid.csv")}

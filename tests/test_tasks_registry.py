@@ -25,6 +25,7 @@ LOADER_FILES = {  # task name -> function(directory) -> task option overrides
     "lm_wikitext103": task_files.wikitext103,
     "lm_enwik8": task_files.enwik8,
     "lm_text8": task_files.text8,
+    "molecules": task_files.molecules,
 }
 
 

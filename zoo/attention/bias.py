@@ -6,6 +6,11 @@ A relative encoding never builds a dense `[batch, heads, q_len, k_len]` array. I
   `k_pos - q_pos` mapped to a row by a static, hashable `index_fn` (clipped lag, T5 log buckets, ...), O(heads ·
   rows) memory. Used as an additive logit bias (T5, per-lag RPE, URPE's B) or as a post-softmax scale (URPE's C).
 * `AlibiBias` — the closed form `-slope[h] · |k_pos - q_pos|`, no table at all.
+* `RelationTable` — a per-head table indexed by a relation that is *not* a function of positions: an integer
+  `[batch, q_len, k_len]` matrix of table rows (a graph's shortest-path-distance buckets). O(batch · L²) integers but
+  still O(heads · rows) parameters; the reference path expands it, the kernels do not read relation tiles yet.
+* `DenseBias` — an already dense `[batch, heads, q_len, k_len]` bias (Graphormer's edge encoding, a mean over each
+  shortest path's edges), reference path only.
 
 Each term carries the positions it is evaluated at, so an implementation has everything it needs: the reference path
 calls `dense()`, a kernel evaluates the same formula tile by tile. `dense()` is the one place where structure turns
@@ -57,8 +62,29 @@ class AlibiBias:
     return -self.slopes[None, :, None, None].astype(jnp.float32) * distance[:, None]
 
 
-BiasTerm = RelativeTable | AlibiBias
-ScaleTerm = RelativeTable
+@struct.dataclass
+class RelationTable:
+  """value[b, h, i, j] = table[h, relation[b, i, j]]: a table read through a per-example relation matrix."""
+
+  table: jax.Array  # [heads, rows]
+  relation: jax.Array  # [batch, q_len, k_len] int32 table rows
+
+  def dense(self) -> jax.Array:
+    return jnp.moveaxis(self.table[:, self.relation], 0, 1)  # [batch, heads, q_len, k_len]
+
+
+@struct.dataclass
+class DenseBias:
+  """A bias computed densely by the model: value[b, h, i, j]."""
+
+  value: jax.Array  # [batch, heads, q_len, k_len]
+
+  def dense(self) -> jax.Array:
+    return self.value
+
+
+BiasTerm = RelativeTable | AlibiBias | RelationTable | DenseBias
+ScaleTerm = RelativeTable | RelationTable
 
 
 def dense_sum(terms: Sequence[BiasTerm]) -> jax.Array | float:

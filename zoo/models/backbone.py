@@ -40,10 +40,11 @@ class Backbone(nnx.Module):
       positions: jax.Array,  # [batch, length] int
       *,
       caches: tuple[LayerCache, ...] | None = None,
-      **attention_kwargs,  # segment_ids, valid, cache_index: see SelfAttention
+      **attention_kwargs,  # segment_ids, valid, cache_index, graph: see SelfAttention
   ) -> tuple[jax.Array, tuple[LayerCache, ...] | None]:
     if positional.implements(self.positional, "embed"):
-      x = self.positional.embed(x, positions)
+      graph = attention_kwargs.get("graph")  # a graph model's relation also reaches the `embed` hook
+      x = self.positional.embed(x, positions, **({} if graph is None else {"graph": graph}))
     x = self.dropout(x)
     new_caches = []
     for i, block in enumerate(self.blocks):

@@ -97,6 +97,7 @@ class SelfAttention(nnx.Module):
       valid: jax.Array | None = None,  # [batch, length] bool; False marks padding
       cache: LayerCache | None = None,
       cache_index: jax.Array | None = None,  # [batch] int: where the new tokens go in a KV cache
+      graph=None,  # a graph model's per-example relation (zoo.positional.Graph), handed to the hooks unread
   ) -> tuple[jax.Array, LayerCache | None]:
     q, k, v = self.query(x), self.key(x), self.value(x)  # [batch, length, heads, head_dim]
     if implements(self.encoding, "transform_qk"):
@@ -104,8 +105,10 @@ class SelfAttention(nnx.Module):
     if cache is not None and segment_ids is not None:
       raise ValueError("cached decoding does not support segment_ids (packed sequences)")
     attention = self.attend_linear if self.is_linear else self.attend_softmax
+    if graph is not None and (cache is not None or self.is_linear):
+      raise ValueError("a graph relation needs softmax attention without a decoding cache")
     out, cache = attention(q, k, v, positions, segment_ids=segment_ids, valid=valid, cache=cache,
-                           cache_index=cache_index)
+                           cache_index=cache_index, **({} if graph is None else {"graph": graph}))
     return self.out(out), cache
 
   def attend_linear(self, q, k, v, positions, *, segment_ids, valid, cache, cache_index):
@@ -126,9 +129,10 @@ class SelfAttention(nnx.Module):
     out, cache = linear.causal_linear_attention(q_features, k_log, v, cache, k_valid=valid)
     return out.astype(v.dtype), cache
 
-  def attend_softmax(self, q, k, v, positions, *, segment_ids, valid, cache, cache_index):
+  def attend_softmax(self, q, k, v, positions, *, segment_ids, valid, cache, cache_index, **graph):
     """Attention through the dispatch (any implementation that takes the structured terms); a KV cache gets the
-    new keys and values written at `cache_index`."""
+    new keys and values written at `cache_index`. `graph` (empty, or {"graph": Graph}) goes to the bias and scale
+    hooks, whose `logit_bias` may return one term or a tuple of terms."""
     q_pos = k_pos = positions
     k_valid = valid
     if cache is not None:
@@ -143,8 +147,9 @@ class SelfAttention(nnx.Module):
                                                          cache_index)
     mask = AttentionMask(q_pos=q_pos, k_pos=k_pos, q_segment_ids=segment_ids, k_segment_ids=segment_ids,
                          k_valid=k_valid, causal=self.causal)
-    bias = (self.encoding.logit_bias(q_pos, k_pos),) if implements(self.encoding, "logit_bias") else ()
-    scale = self.encoding.prob_scale(q_pos, k_pos) if implements(self.encoding, "prob_scale") else None
+    bias = self.encoding.logit_bias(q_pos, k_pos, **graph) if implements(self.encoding, "logit_bias") else ()
+    bias = bias if isinstance(bias, tuple) else (bias,)
+    scale = self.encoding.prob_scale(q_pos, k_pos, **graph) if implements(self.encoding, "prob_scale") else None
     use_dropout = self.dropout_rate > 0 and not self.deterministic
     out = attend(q, k, v, impl=self.impl, mask=mask, bias=bias, scale=scale, softmax_scale=q.shape[-1] ** -0.5,
                  dropout_rate=self.dropout_rate if use_dropout else 0.0,

@@ -14,6 +14,7 @@ from zoo.positional.relative_bias import LagIndex, t5_bucket  # noqa: E402
 from zoo.positional.rope import apply_rope  # noqa: E402
 from zoo.positional import urpe as _urpe  # noqa: E402,F401
 from zoo.positional import spe as _spe  # noqa: E402,F401
+from zoo.positional.graph import Graph  # noqa: E402
 
-__all__ = ["HOOKS", "LagIndex", "ModelDims", "PositionalEncoding", "alibi_slopes", "apply_rope", "available", "build",
+__all__ = ["HOOKS", "Graph", "LagIndex", "ModelDims", "PositionalEncoding", "alibi_slopes", "apply_rope", "available", "build",
            "get", "implements", "parse_options", "register", "sinusoidal", "t5_bucket"]

@@ -21,7 +21,8 @@ from zoo import models
 from zoo.train import losses
 from zoo.train.mesh import Rules, replicated, state_shardings
 
-MODEL_INPUTS = ("positions", "segment_ids", "mask")  # optional batch fields passed to the model by keyword
+# Optional batch fields passed to the model by keyword (the graph family's relation fields included).
+MODEL_INPUTS = ("positions", "segment_ids", "mask", "spd", "in_degree", "out_degree", "edge_features", "edge_paths")
 
 
 @struct.dataclass
