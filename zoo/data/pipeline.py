@@ -3,7 +3,8 @@
     tfds.data_source (random access, no TensorFlow)
       → grain.MapDataset: seeded shuffle, reshuffled every epoch → repeat
       → this process's rows of each global batch; variable-length documents packed into rows (segment ids,
-        positions restart per document) or padded; graphs padded to the task's bucketed node / edge counts
+        positions restart per document) or padded; other examples brought to their batch shape by the task
+        (graphs: padded to bucketed node / edge counts)
       → objective fields (next-token targets and weights)
 
 The iterator's `get_state()` / `set_state()` reproduce the stream exactly; the checkpoint stores it beside the model
@@ -19,7 +20,6 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from zoo.data.tasks import Task
-from zoo.data.tasks.graphs import GraphTask, pad_graph
 
 Batch = dict[str, np.ndarray]
 
@@ -101,8 +101,8 @@ def make_dataset(task: Task, source: Any, *, batch_size: int, seed: int, train: 
     if task.variable_length:  # padded rows; evaluation always pads, so its metric does not depend on packing
       pad = _pad_document if task.objective == "next_token" else _pad_labelled
       ds = ds.map(lambda example: pad(example, task.length))
-    elif isinstance(task, GraphTask):
-      ds = ds.map(lambda example: pad_graph(example, task.length, task.max_edges))
+    else:
+      ds = ds.map(task.fixed_shape)
     iter_ds = ds.batch(rows, drop_remainder=True)[process_index::process_count].to_iter_dataset()
   fields = next_token_fields if task.objective == "next_token" else token_fields
   return iter_ds.map(fields)

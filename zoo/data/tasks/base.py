@@ -49,6 +49,12 @@ class Task:
     """Whether variable-length training examples are packed into rows (with segment ids) rather than padded."""
     return False
 
+  def fixed_shape(self, example: dict[str, Any]) -> dict[str, Any]:
+    """A stored fixed-length example with every field at its batch shape. Tasks whose examples vary in size in
+    another way than token count (graphs: nodes and edges) pad here; variable-length token sequences are packed or
+    padded by the pipeline."""
+    return example
+
   def model_fields(self) -> Mapping[str, Any]:
     """Model options the task fixes (vocab_size, num_classes, head, max_length, ...)."""
     raise NotImplementedError

@@ -6,8 +6,8 @@ Every example is stored unpadded with what the model needs precomputed, so train
     spd [n, n] int (-1 unreachable), edge_paths [n, n, max_hops] int (edge ids along one shortest path, -1 pad),
     in_degree / out_degree [n] int, targets [] (graph level) or [n] (node level)
 
-The pipeline pads each example to the task's bucketed node and edge counts (`pad_graph`, `bucket`) and adds the node
-mask (and, for node-level targets, the weights). Tasks:
+`GraphTask.fixed_shape`, which the pipeline calls, pads each example to the task's bucketed node and edge counts
+(`pad_graph`, `bucket`) and adds the node mask (and, for node-level targets, the weights). Tasks:
 
 * `graph_marked_distance` — two nodes carry feature 1; the target is their shortest-path distance (regression).
 * `graph_cycle` — does the graph contain a cycle of length exactly `cycle_length` (graph classification).
@@ -149,6 +149,9 @@ class GraphTask(Task):
     here stay below it; `pad_graph` names any graph that does not)."""
     n = self.options.max_nodes
     return bucket(min(n * (n - 1) // 2, 2 * n - 1))
+
+  def fixed_shape(self, example: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return pad_graph(example, self.length, self.max_edges)
 
   def model_fields(self) -> dict[str, Any]:
     return {"vocab_size": self.node_vocab, "num_node_features": self.num_node_columns,
