@@ -89,7 +89,7 @@ def train_step(program: Program, state: TrainState, batch: dict[str, jax.Array])
   """One optimizer update on `batch` [global_batch, ...], split into `grad_accum_steps` micro-batches."""
 
   def loss_fn(params, rest, micro_batch):
-    model = nnx.merge(program.train_graph, params, rest)
+    model = nnx.merge(program.train_graph, params, rest, copy=True)  # copy: RNG counters mutate under grad
     sums = losses.objective_sums(program.objective, model_outputs(model, micro_batch), micro_batch)
     return sums["loss"], (sums, nnx.state(model, nnx.Not(nnx.Param)))
 
