@@ -28,7 +28,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.train.update(steps=10_000, batch_size=32, log_every=100, eval_every=1000, checkpoint_every=1000)
   if "smoke" in variants:
     config.task.update(num_train=64, num_eval=16, num_test=16, min_length=4, max_length=32)
-    config.model.update(num_layers=1, d_model=16, num_heads=2, mlp_dim=32, dropout=0.0, attention_dropout=0.0)
+    config.model.update(num_layers=1, d_model=16, num_heads=2, mlp_dim=32)
     config.optimizer.warmup_steps = 2
     config.train.update(steps=4, batch_size=8, log_every=2, eval_every=0, checkpoint_every=0)
   return config

@@ -18,10 +18,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   _, variants = parse_arg(arg, default="sinusoidal")
   config = listops.get_config(arg)
   config.task = ml_collections.ConfigDict(dict(name="lra_text", folder="", length=4000))
+  config.optimizer.learning_rate = 5e-4
   if "smoke" in variants:
     config.task.length = 32
     config.train.batch_size = 2
   else:
-    config.optimizer.update(learning_rate=5e-4, warmup_steps=500)
+    config.optimizer.warmup_steps = 500
     config.train.update(steps=20_000, eval_every=2000, eval_batches=100, checkpoint_every=2000)
   return config

@@ -6,11 +6,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import smoke_config
+from conftest import TINY, smoke_config
+from flax import nnx
 from jax.sharding import PartitionSpec as P
 
+from zoo import models, sharding
+from zoo.nn import decay
+from zoo.sharding import logical_to_mesh
 from zoo.train import losses
-from zoo.train.mesh import logical_to_mesh, make_mesh
+from zoo.train.mesh import make_mesh
 from zoo.train.optimizer import learning_rate_schedule, make_optimizer
 from zoo.train.options import OptimizerOptions, parse_experiment
 from zoo.train.step import make_program
@@ -91,3 +95,50 @@ def test_bfloat16_compute_keeps_float32_parameters(data_dir, tmp_path):
                             objective="token_classification", grad_accum_steps=1,
                             mesh=make_mesh((1, 1, 1), jax.devices()[:1]), rules=experiment.rules)
   assert {leaf.dtype for leaf in jax.tree.leaves(program.abstract_state.params)} == {jnp.dtype("float32")}
+
+
+def decayed_paths(model) -> set[str]:
+  params = nnx.state(model, nnx.Param)
+  flat = jax.tree_util.tree_flatten_with_path(decay.mask(params), is_leaf=lambda x: isinstance(x, nnx.Variable))[0]
+  return {"/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path) for path, on in flat if on.get_value()}
+
+
+@pytest.mark.parametrize("pe", ["urpe", "rpe", "t5_bias", "learned", "spe_sine", "spd_urpe"])
+def test_weight_decay_skips_positional_tables_norms_and_biases(pe):
+  model = models.build("encoder", dict(TINY, pe=pe, attention_impl="linear" if pe.startswith("spe") else "xla",
+                                       head="token", num_classes=3))
+  decayed = decayed_paths(model)
+  assert decayed, "no parameter decays at all"
+  assert all(path.endswith(("/kernel", "/embedding")) for path in decayed), decayed  # matrices only
+  assert not any("positional" in path or "/encoding/" in path for path in decayed), decayed
+  assert "backbone/blocks/0/attention/query/kernel" in decayed and "embed/table/embedding" in decayed
+
+
+def test_urpe_c_keeps_its_value_under_weight_decay_when_its_gradient_is_zero():
+  """With zero gradients AdamW's update is the decay alone: C (initialised to 1) must not move; kernels must."""
+  model = models.build("decoder", dict(TINY, pe="urpe"))
+  params = nnx.state(model, nnx.Param)
+  tx, _ = make_optimizer(OptimizerOptions(learning_rate=0.1, weight_decay=0.5), 10)
+  zeros = jax.tree.map(jnp.zeros_like, params)
+  opt_state = tx.init(params)
+  for _ in range(3):
+    updates, opt_state = tx.update(zeros, opt_state, params)
+    params = jax.tree.map(jnp.add, params, updates)
+  c = params["backbone"]["blocks"][0]["attention"]["encoding"]["c"][...]
+  np.testing.assert_array_equal(c, np.ones_like(c))
+  mlp = params["backbone"]["blocks"][0]["mlp"]
+  before = nnx.state(model, nnx.Param)["backbone"]["blocks"][0]["mlp"]
+  assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(mlp), jax.tree.leaves(before)))
+
+
+def test_activation_specs_follow_the_rules_and_drop_axes_that_do_not_divide():
+  mesh = make_mesh((2, 2, 2), jax.devices())
+  rules = (("batch", ("data", "fsdp")), ("heads", ("tensor",)))
+  assert sharding.activation_spec((("batch", 8), ("heads", 4))) is None  # outside `use`: one device
+  with sharding.use(mesh, rules):
+    assert sharding.target_platform() == "cpu"
+    assert sharding.activation_spec((("batch", 8), ("heads", 4))) == P(("data", "fsdp"), "tensor")
+    assert sharding.activation_spec((("batch", 2), ("heads", 3))) == P("data", None)
+    assert sharding.activation_spec((("batch", 1), ("heads", 2))) == P(None, "tensor")
+  with sharding.use(make_mesh((1, 1, 1), jax.devices()[:1]), rules):
+    assert sharding.activation_spec((("batch", 8), ("heads", 4))) is None

@@ -8,7 +8,7 @@ evaluate tile by tile) raises a ValueError naming the implementation that can.
 * "chunked" — blockwise online softmax in XLA loops, O(L) memory; the CPU path at long lengths.
 * "pallas" — fused flash kernels (Mosaic on TPU, Triton on GPU, the interpreter on CPU), structured terms in-kernel.
 * "auto" — the safe choice per call (MaxText's `attention=autoselected` habit): "xla" when attention dropout is on;
-  otherwise the Pallas kernel on TPU / GPU; on CPU "xla" up to `AUTO_DENSE_MAX_ELEMENTS` logits per head and
+  otherwise the Pallas kernel on a TPU / GPU target (the traced-for mesh's devices); on CPU "xla" up to `AUTO_DENSE_MAX_ELEMENTS` logits per head and
   example, "chunked" beyond (short sequences run fastest dense; long ones would not fit).
 * "linear" — kernelized attention (Performer FAVOR+ or ReLU features), O(L) time and memory, for SPE; it takes
   extra keyword arguments of its own (`feature_map`, `projection`) and serves no logit bias or post-softmax scale.
@@ -18,8 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import jax
-
+from zoo import sharding
 from zoo.attention import linear
 from zoo.attention.chunked import chunked_attention
 from zoo.attention.pallas import flash_attention
@@ -35,8 +34,9 @@ def auto_attention(q, k, v, **kwargs):
 
 
 def auto_choice(q_len: int, k_len: int, dropout_rate: float = 0.0, platform: str | None = None) -> str:
-  """The implementation name "auto" uses for these lengths on `platform` (default: JAX's default backend)."""
-  platform = platform or jax.default_backend()
+  """The implementation name "auto" uses for these lengths on `platform` (default: the target platform, see
+  `zoo.sharding.target_platform`: the devices of the mesh being traced for, not the host's)."""
+  platform = platform or sharding.target_platform()
   if dropout_rate > 0.0:
     return "xla"
   if platform in ("tpu", "gpu"):

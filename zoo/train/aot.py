@@ -3,7 +3,9 @@
 With libtpu installed (the `tpu` extra), `jax.experimental.topologies` describes a TPU slice's devices on any host.
 The check builds the config's mesh over those devices, lowers the same jitted train step the loop runs — with the
 config's shardings, on abstract arguments, nothing allocated — compiles it with the TPU compiler, and reads the
-per-device memory from `memory_analysis()` (MaxText's `train_compile` idea).
+per-device memory from `memory_analysis()` (MaxText's `train_compile` idea). The step is traced for the topology's
+devices (`zoo.sharding.use`), so `attention_impl="auto"` and the Pallas kernels resolve as on a TPU host: the
+compiled program holds the Mosaic kernels a TPU run executes, each inside `shard_map`; the report counts them.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from zoo.attention import auto_choice
 from zoo.config import check
 from zoo.train.mesh import batch_sharding, make_mesh
 from zoo.train.optimizer import make_optimizer
@@ -39,6 +42,8 @@ class FitReport:
   alias_bytes: int  # outputs written in place of donated arguments
   temp_bytes: int  # activations and scratch
   hbm_bytes: int | None  # per device; None for an unknown chip
+  attention_impl: str  # the configured impl, with "auto" resolved for the topology's platform
+  mosaic_kernels: int  # Mosaic (Pallas TPU) custom calls in the compiled program
 
   @property
   def peak_bytes(self) -> int:
@@ -87,16 +92,22 @@ def fit_check(config: Mapping[str, Any], topology: str) -> FitReport:
   shardings = {name: batch_sharding(mesh, experiment.rules, len(s.shape)) for name, s in spec.items()}
   batch = {name: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=shardings[name]) for name, s in spec.items()}
   train_fn, _ = compile_steps(program, shardings)
-  memory = train_fn.lower(program.abstract_state, batch).compile().memory_analysis()
+  compiled = train_fn.lower(program.abstract_state, batch).compile()
+  memory = compiled.memory_analysis()
   check(memory is not None, f"aot_topology {topology!r}: the compiler reported no memory analysis")
   kind = devices[0].device_kind
+  impl = experiment.model.attention_impl
+  if impl == "auto":
+    length = spec["inputs"].shape[-1]
+    impl = f"{auto_choice(length, length, experiment.model.attention_dropout, devices[0].platform)} (auto)"
   chips = math.prod(int(n) for n in topology.split(":")[1].split("x"))
   hbm = HBM_PER_CHIP.get(kind)
   return FitReport(topology=topology, device_kind=kind, num_devices=len(devices),
                    mesh_shape=dict(zip(mesh.axis_names, np.shape(mesh.devices))),
                    argument_bytes=memory.argument_size_in_bytes, output_bytes=memory.output_size_in_bytes,
                    alias_bytes=memory.alias_size_in_bytes, temp_bytes=memory.temp_size_in_bytes,
-                   hbm_bytes=None if hbm is None else hbm * chips // len(devices))
+                   hbm_bytes=None if hbm is None else hbm * chips // len(devices), attention_impl=impl,
+                   mosaic_kernels=compiled.as_text().count("tpu_custom_call"))
 
 
 def format_report(report: FitReport) -> str:
@@ -106,4 +117,4 @@ def format_report(report: FitReport) -> str:
   return (f"aot {report.topology} ({report.num_devices} × {report.device_kind}, mesh {report.mesh_shape}): "
           f"per device arguments {gib(report.argument_bytes)}, outputs {gib(report.output_bytes)} "
           f"(aliased {gib(report.alias_bytes)}), temporaries {gib(report.temp_bytes)}, peak {gib(report.peak_bytes)} "
-          f"of {hbm} HBM: {verdict}")
+          f"of {hbm} HBM: {verdict}; attention {report.attention_impl}, {report.mosaic_kernels} Mosaic kernel calls")

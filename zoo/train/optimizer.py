@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import optax
 
+from zoo.nn import decay
 from zoo.train.options import OptimizerOptions
 
 
@@ -29,19 +29,14 @@ def learning_rate_schedule(options: OptimizerOptions, total_steps: int) -> optax
   return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), after], [warmup])
 
 
-def decay_mask(params):
-  """Weight decay applies to matrices (kernels, embeddings), not to vectors (norm scales, biases)."""
-  return jax.tree.map(lambda p: p.ndim >= 2, params)
-
-
 def make_optimizer(options: OptimizerOptions, total_steps: int) -> tuple[optax.GradientTransformation,
                                                                          optax.Schedule]:
   schedule = learning_rate_schedule(options, total_steps)
   if options.name == "adamw":
     core = optax.adamw(schedule, b1=options.b1, b2=options.b2, eps=options.eps, weight_decay=options.weight_decay,
-                       mask=decay_mask)
+                       mask=decay.mask)
   else:
-    core = optax.chain(optax.add_decayed_weights(options.weight_decay, mask=decay_mask),
+    core = optax.chain(optax.add_decayed_weights(options.weight_decay, mask=decay.mask),
                        optax.sgd(schedule, momentum=options.momentum))
   if options.clip_norm > 0:
     core = optax.chain(optax.clip_by_global_norm(options.clip_norm), core)

@@ -60,7 +60,7 @@ class OptimizerOptions:
   b2: float = 0.999
   eps: float = 1e-8
   momentum: float = 0.9  # sgd
-  weight_decay: float = 0.0  # decoupled, on matrices only (not norms, biases or tables of one row per head)
+  weight_decay: float = 0.0  # decoupled, on weight matrices only (not norms, biases, positional tables: zoo.nn.decay)
   clip_norm: float = 0.0  # global-norm gradient clipping; 0 = off
 
   def __post_init__(self):

@@ -17,9 +17,10 @@ import jax.numpy as jnp
 import optax
 from flax import nnx, struct
 
-from zoo import models
+from zoo import models, sharding
 from zoo.train import losses
-from zoo.train.mesh import Rules, replicated, state_shardings
+from zoo.sharding import Rules
+from zoo.train.mesh import replicated, state_shardings
 
 # Optional batch fields passed to the model by keyword (the graph family's relation fields included).
 MODEL_INPUTS = ("positions", "segment_ids", "mask", "spd", "in_degree", "out_degree", "edge_features", "edge_paths")
@@ -44,6 +45,7 @@ class Program:
   objective: str
   grad_accum_steps: int
   mesh: jax.sharding.Mesh
+  rules: Rules  # logical axis → mesh axes, for the state and for the activations the kernels shard
   abstract_state: TrainState  # ShapeDtypeStructs
   shardings: TrainState  # NamedShardings, same structure
 
@@ -77,7 +79,7 @@ def make_program(model_name: str, model_config: Any, *, seed: int, tx: optax.Gra
   abstract_state = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract_state,
                                 shardings)
   program = Program(train_graph=train_graph, eval_graph=eval_graph, tx=tx, schedule=schedule, objective=objective,
-                    grad_accum_steps=grad_accum_steps, mesh=mesh, abstract_state=abstract_state, shardings=shardings)
+                    grad_accum_steps=grad_accum_steps, mesh=mesh, rules=rules, abstract_state=abstract_state, shardings=shardings)
   return program, jax.jit(init, out_shardings=shardings)
 
 
@@ -124,6 +126,24 @@ def eval_step(program: Program, state: TrainState, batch: dict[str, jax.Array]) 
   return losses.objective_sums(program.objective, model_outputs(model, batch), batch)
 
 
+@dataclasses.dataclass(frozen=True)
+class OnMesh:
+  """A jitted step that is traced (called or lowered) under `zoo.sharding.use(mesh, rules)`, so the code inside
+  sees the devices it is compiled for: `auto` and the Pallas kernels choose and shard by the mesh's platform."""
+
+  jitted: Any
+  mesh: jax.sharding.Mesh
+  rules: Rules
+
+  def __call__(self, *args):
+    with sharding.use(self.mesh, self.rules):
+      return self.jitted(*args)
+
+  def lower(self, *args):
+    with sharding.use(self.mesh, self.rules):
+      return self.jitted.lower(*args)
+
+
 def compile_steps(program: Program, batch_shardings: dict[str, jax.sharding.NamedSharding]):
   """`jax.jit`-ed train and eval steps with explicit shardings; the train step donates the old state."""
   mesh = program.mesh
@@ -131,4 +151,4 @@ def compile_steps(program: Program, batch_shardings: dict[str, jax.sharding.Name
                   out_shardings=(program.shardings, replicated(mesh)), donate_argnums=0)
   evaluate = jax.jit(lambda s, b: eval_step(program, s, b), in_shardings=(program.shardings, batch_shardings),
                      out_shardings=replicated(mesh))
-  return train, evaluate
+  return OnMesh(train, mesh, program.rules), OnMesh(evaluate, mesh, program.rules)

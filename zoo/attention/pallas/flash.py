@@ -5,7 +5,8 @@ O(heads · rows) tables), pads the lengths up to whole blocks (padded keys are i
 dropped), moves heads in front ([batch, heads, length, dim]: the kernels' blocks are then [block, head_dim], legal on
 TPU — full last dim — and GPU), and calls the forward kernel. Differentiating a `pallas_call` directly fails, so
 `_flash` is a `jax.custom_vjp` whose backward runs the two backward kernels; gradients reach q, k, v and every float
-table (RelativeTable tables, ALiBi slopes) through autodiff of the cheap preparation around it.
+table (RelativeTable tables, ALiBi slopes) through autodiff of the cheap preparation around it. On a multi-device
+mesh the kernel call is wrapped in `shard_map` (MaxText's pattern): the compiler cannot partition a Mosaic kernel.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
 
+from zoo import sharding
 from zoo.attention.bias import BiasTerm, ScaleTerm
 from zoo.attention.chunked import check_no_dropout
 from zoo.attention.masks import AttentionMask
@@ -66,24 +69,37 @@ def flash_attention(
 
   block_q / block_k: tile sizes (clamped to the padded lengths; on TPU both must be multiples of 128 — keys and the
   per-query log-sum-exp run along lanes — unless a block covers the whole length; Triton wants powers of two).
-  backend: "tpu" (Mosaic) or "gpu" (Triton) kernels; default: the platform
-  ("tpu" layout on CPU). interpret: run in the Pallas interpreter; default: on CPU, where nothing else can run them.
+  backend: "tpu" (Mosaic) or "gpu" (Triton) kernels; default: the target platform (`zoo.sharding.target_platform`:
+  the traced-for mesh's devices, so an ahead-of-time compile for a TPU topology lowers through Mosaic; the "tpu"
+  layout on CPU). interpret: run in the Pallas interpreter; default: on a CPU target, where nothing else can run them.
+  Under `zoo.sharding.use(mesh, rules)` the kernels run inside `jax.shard_map` over the batch and head axes the rules
+  give (any mesh; axes that do not divide the batch or head count are left out).
   """
   del dropout_rng
   check_no_dropout("pallas", dropout_rate)
-  platform = jax.default_backend()
+  platform = sharding.target_platform()
   backend = backend or ("gpu" if platform == "gpu" else "tpu")
   if backend not in kernels.BACKENDS:
     raise ValueError(f"unknown pallas backend {backend!r}; valid choices: {', '.join(kernels.BACKENDS)}")
   interpret = platform == "cpu" if interpret is None else interpret
   if softmax_scale is None:
     softmax_scale = q.shape[-1] ** -0.5
-  q_len, k_len = q.shape[1], k.shape[1]
+  batch, q_len, heads, _ = q.shape
+  k_len = k.shape[1]
   bq, bk = min(block_q, _round_up(q_len, 8)), min(block_k, _round_up(k_len, 8))
   q_pad, k_pad = _round_up(q_len, bq), _round_up(k_len, bk)
   layout, q_info, k_info, tables = prepare(mask, bias, scale, softmax_scale, q_pad, k_pad)
   heads_first = lambda x, length: jnp.pad(x, ((0, 0), (0, length - x.shape[1]), (0, 0), (0, 0))).transpose(0, 2, 1, 3)
   config = (("bq", bq), ("bk", bk), ("backend", backend), ("interpret", interpret))
-  out = _flash(layout, config, heads_first(q, q_pad), heads_first(k, k_pad), heads_first(v, k_pad), q_info, k_info,
-               tables)
+  kernel = functools.partial(_flash, layout, config)
+  spec = sharding.activation_spec((("batch", batch), ("heads", heads)))
+  if spec is not None:
+    # A Mosaic kernel cannot be partitioned by the compiler: each device runs it on its own batch rows and heads
+    # (the tables follow their heads, positions their rows). Gradients of the tables, which every batch shard
+    # contributes to, are summed across shards by shard_map's transpose.
+    batch_axes, head_axes = spec
+    qkv, info = P(batch_axes, head_axes), P(batch_axes)
+    kernel = jax.shard_map(kernel, in_specs=(qkv, qkv, qkv, info, info, (P(head_axes),) * len(tables)),
+                           out_specs=qkv, check_vma=False)
+  out = kernel(heads_first(q, q_pad), heads_first(k, k_pad), heads_first(v, k_pad), q_info, k_info, tables)
   return out.transpose(0, 2, 1, 3)[:, :q_len]
