@@ -77,3 +77,21 @@ def test_forward_and_backward_compile_for_tpu(topology_name, encoding_name, reco
   # The kernels hold no [heads, L, L] array: far less than half of one (≈ 0.2 MiB on v5e, ≈ 7 MiB on v5p at L = 2048
   # against 32 MiB). The dense reference's figures are in launch/bench_attention.py's `--tpu` rows.
   assert stats.temp_size_in_bytes < H * L * L * 4 // 2
+
+
+@pytest.mark.parametrize("impl", ["pallas", "auto"])
+@pytest.mark.parametrize("mesh", [dict(data=4, fsdp=1, tensor=1), dict(data=1, fsdp=4, tensor=1),
+                                  dict(data=1, fsdp=2, tensor=2)], ids=["data", "fsdp", "tensor"])
+def test_the_full_train_step_compiles_mosaic_kernels_for_a_multi_chip_slice(impl, mesh, data_dir):
+  """The fit check traces for the topology's devices: `auto` picks the kernel as on a TPU host, the kernel lowers
+  through Mosaic (not the CPU interpreter) inside shard_map, so a 4-chip slice compiles under every mesh layout."""
+  from conftest import smoke_config  # noqa: PLC0415
+  from zoo.train import aot  # noqa: PLC0415
+
+  config = smoke_config(data_dir)
+  config["model"]["attention_impl"] = impl
+  config["mesh"] = mesh
+  report = aot.fit_check(config, "v5e:2x2")
+  assert report.attention_impl == ("pallas" if impl == "pallas" else "pallas (auto)")
+  assert report.mosaic_kernels >= 3  # forward, dK/dV and dQ kernels of the one layer
+  assert report.fits

@@ -145,6 +145,41 @@ def test_kill_9_at_several_steps(tmp_path, data_dir, uninterrupted, kill_step):
   assert_states_bit_identical(kill_at_step_then_resume(tmp_path, data_dir, kill_step), uninterrupted)
 
 
+def truncate_largest_file(step_dir) -> None:
+  largest = max((p for p in step_dir.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+  with open(largest, "r+b") as f:
+    f.truncate(largest.stat().st_size // 2)
+
+
+def test_a_damaged_checkpoint_is_set_aside_and_the_previous_step_resumed(tmp_path, data_dir):
+  run = lambda workdir, steps: run_cli(SMOKE, f"--config.train.steps={steps}", "--config.train.checkpoint_every=2",
+                                       "--config.train.log_every=1", "--config.train.progress_bar=false",
+                                       "--config.train.max_to_keep=10", f"--config.train.data_dir={data_dir}",
+                                       f"--workdir={workdir}")
+  workdir, clean = tmp_path / "damaged", tmp_path / "clean"
+  assert run(workdir, 4).returncode == 0 and run(clean, 6).returncode == 0
+  truncate_largest_file(workdir / "checkpoints" / "4")
+  result = run(workdir, 6)
+  assert result.returncode == 0, result.stderr[-3000:]
+  warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: checkpoint")]
+  assert len(warnings) == 1 and warnings[0].startswith("warning: checkpoint step 4 is damaged ("), result.stderr
+  assert (tmp_path / "damaged" / "damaged_checkpoints" / "4").is_dir()  # kept for inspection, not deleted
+  assert logged_steps(workdir) == [1, 2, 3, 4, 5, 6, 6]  # resumed after step 2; the log reads as one run
+  (step, state), (clean_step, clean_state) = final_state(workdir), final_state(clean)
+  assert step == clean_step == 6
+  for x, y in zip(jax.tree.leaves(state["params"]), jax.tree.leaves(clean_state["params"]), strict=True):
+    np.testing.assert_array_equal(x, y)
+
+  for step_dir in (workdir / "checkpoints").iterdir():
+    if step_dir.name.isdigit():
+      truncate_largest_file(step_dir)
+  result = run(workdir, 8)
+  assert result.returncode == 2, result.stderr[-3000:]
+  errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1 and errors[0].startswith("error: no intact checkpoint in "), result.stderr[-3000:]
+  assert "Traceback" not in result.stderr
+
+
 SAVE_THEN_BLOCK = """
 import sys, time
 import numpy as np
@@ -202,4 +237,5 @@ def test_fit_check_compiles_the_train_step_for_a_tpu_topology(tmp_path, data_dir
   line = [line for line in result.stdout.splitlines() if line.startswith("aot v5e:2x2")]
   assert line, result.stdout
   assert "(4 × TPU v5 lite, mesh {'data': 2, 'fsdp': 1, 'tensor': 2})" in line[0]
-  assert line[0].endswith("of 16.000 GiB HBM: fits")
+  assert "of 16.000 GiB HBM: fits;" in line[0]
+  assert line[0].endswith("attention xla, 0 Mosaic kernel calls")  # the config's impl, reported as compiled

@@ -4,12 +4,31 @@ Saves are asynchronous (training continues while arrays are written) and atomic:
 temporary directory and renames it only when complete, so a crash mid-save leaves the previous checkpoint as the
 latest. Restoring takes a target of ShapeDtypeStructs with concrete NamedShardings, which is what makes a restore
 onto another mesh or device count work: each array is read straight into the target's layout.
+
+A checkpoint can still be damaged after it was written (a truncated or deleted file, a half-copied directory).
+`restore_latest` then warns in one line naming the step and the problem, moves that step aside (into
+`damaged_checkpoints/` beside the checkpoints, so later saves of the same step number can proceed and nothing is
+deleted) and restores the newest intact step; when no step is intact it raises `NoIntactCheckpoint`.
 """
 
 from __future__ import annotations
 
+import sys
+
 import grain
+import jax
 import orbax.checkpoint as ocp
+from etils import epath
+from jax.experimental import multihost_utils
+
+
+class NoIntactCheckpoint(ValueError):
+  """Every checkpoint in the directory failed to restore."""
+
+
+def first_line(error: BaseException) -> str:
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+  return f"{type(error).__name__}: {lines[0] if lines else ''}"
 
 
 class Checkpointer:
@@ -34,6 +53,36 @@ class Checkpointer:
     if data_iterator is not None:
       items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
     return self.manager.restore(step, args=ocp.args.Composite(**items))["state"]
+
+  def restore_latest(self, abstract_state, data_iterator: grain.DatasetIterator | None = None):
+    """(step, state) of the newest intact checkpoint, or None when there is none at all (see the module docstring).
+
+    Any error while reading a step counts as damage — orbax and TensorStore raise many kinds — so the warning names
+    the error; a target that no step can match (a changed model) ends in `NoIntactCheckpoint` with each cause."""
+    failures = []
+    for step in sorted(self.manager.all_steps(), reverse=True):
+      try:
+        return step, self.restore(step, abstract_state, data_iterator)
+      except Exception as e:  # noqa: BLE001 — see the docstring
+        failures.append(f"step {step}: {first_line(e)}")
+        moved = self.set_aside(step)
+        print(f"warning: checkpoint step {step} is damaged ({first_line(e)}); moved to {moved}, trying the "
+              f"previous step", file=sys.stderr, flush=True)
+    if failures:
+      raise NoIntactCheckpoint(f"no intact checkpoint in {self.manager.directory} ({'; '.join(failures)})")
+    return None
+
+  def set_aside(self, step: int) -> epath.Path:
+    """Moves step `step` out of the manager's directory into `damaged_checkpoints/` beside it (process 0 moves,
+    every process waits for it)."""
+    directory = epath.Path(self.manager.directory)
+    target = directory.parent / "damaged_checkpoints" / str(step)
+    if jax.process_index() == 0:
+      target.parent.mkdir(parents=True, exist_ok=True)
+      (directory / str(step)).rename(target)
+    multihost_utils.sync_global_devices(f"zoo: checkpoint step {step} set aside")
+    self.manager.reload()
+    return target
 
   def wait(self) -> None:
     self.manager.wait_until_finished()

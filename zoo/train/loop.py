@@ -95,9 +95,8 @@ def train_and_evaluate(config: Mapping[str, Any], workdir: str, *,
 
   workdir = resolve_workdir(workdir, t.log_dir)
   checkpointer = Checkpointer(f"{workdir.rstrip('/')}/checkpoints", max_to_keep=t.max_to_keep)
-  start = checkpointer.latest_step()
-  state = init() if start is None else checkpointer.restore(start, program.abstract_state, train_iter)
-  start = start or 0
+  start, state = checkpointer.restore_latest(program.abstract_state, train_iter) or (0, None)
+  state = init() if state is None else state
 
   first = next(train_iter)
   shardings = {name: batch_sharding(mesh, experiment.rules, value.ndim) for name, value in first.items()}

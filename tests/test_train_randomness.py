@@ -1,0 +1,97 @@
+"""Training steps that draw randomness — dropout, attention dropout, SPE noise, FAVOR+ features — for every registered
+encoding × every attention impl that serves it, in both sequence families and the graph family, through the real
+jitted train step (model merged inside `jax.grad`, RNG state carried in the train state). The matrix comes from
+the registries: a new encoding joins it when it is registered.
+
+Wave 1's suite trained only with dropout 0, so a step that draws randomness crashed at step 1 unnoticed; here every
+combination trains two steps, the RNG streams advance, and the draws are live (another RNG state, another loss).
+"""
+
+import math
+
+import jax
+import numpy as np
+import pytest
+from conftest import TINY, per_token_options
+
+from zoo import models, positional
+from zoo.train import loop
+from zoo.train.mesh import batch_sharding, make_mesh
+from zoo.train.optimizer import make_optimizer
+from zoo.train.options import OptimizerOptions
+from zoo.train.step import compile_steps, make_program
+
+IMPLS = ("xla", "chunked", "pallas", "linear")
+OBJECTIVES = {"encoder": "token_classification", "decoder": "next_token"}
+RULES = (("batch", ("data", "fsdp")), ("embed", ("fsdp",)), ("heads", ("tensor",)), ("mlp", ("tensor",)))
+BATCH, LENGTH = 4, 12
+
+
+def model_config(family: str, pe: str, impl: str) -> dict | None:
+  """The tiny model with dropout on (attention dropout too where the impl has it), or None when the model's config
+  validation refuses this encoding with this impl (linear attention cannot apply logit biases or scales)."""
+  config = dict(TINY, num_layers=1, pe=pe, attention_impl=impl, dropout=0.1,
+                attention_dropout=0.1 if impl == "xla" else 0.0, **per_token_options(family))
+  try:
+    models.parse_config(family, config)
+  except ValueError:
+    return None
+  return config
+
+
+def train_twice(family: str, config: dict):
+  """Two optimizer steps from one initial state, and one more first step from that state with the RNG state the
+  first step left behind. Returns (first metrics, second metrics, first metrics under the advanced RNG state,
+  RNG state before, RNG state after)."""
+  tx, schedule = make_optimizer(OptimizerOptions(weight_decay=0.1), 2)
+  mesh = make_mesh((1, 1, 1), jax.devices()[:1])
+  program, init = make_program(family, config, seed=0, tx=tx, schedule=schedule, objective=OBJECTIVES[family],
+                               grad_accum_steps=1, mesh=mesh, rules=RULES)
+  tokens = np.random.default_rng(0).integers(1, TINY["vocab_size"], (BATCH, LENGTH)).astype(np.int32)
+  targets = tokens % 5 if family == "encoder" else np.roll(tokens, -1, axis=1)
+  batch = {"inputs": tokens, "targets": targets}
+  train, _ = compile_steps(program, {name: batch_sharding(mesh, RULES, 2) for name in batch})
+  state = init()
+  rest_before = jax.device_get(state.rest)
+  first_state, first = train(state, batch)
+  rest_after = jax.device_get(first_state.rest)
+  _, second = train(first_state, batch)
+  again = init().replace(rest=jax.device_put(rest_after))
+  _, first_redrawn = train(again, batch)
+  return first, second, first_redrawn, rest_before, rest_after
+
+
+# The default suite trains one combination per impl and randomness source (attention dropout with URPE's C, SPE
+# noise in softmax and with FAVOR+ features, dropout around the fused kernels); the whole matrix is `slow`.
+DEFAULT = {("decoder", "urpe", "xla"), ("decoder", "spe_conv", "xla"), ("decoder", "alibi", "chunked"),
+           ("decoder", "urpe", "pallas"), ("decoder", "spe_sine", "linear"), ("encoder", "urpe", "xla"),
+           ("encoder", "spe_sine", "linear")}
+CASES = [pytest.param(family, pe, impl, id=f"{family}-{pe}-{impl}",
+                      marks=() if (family, pe, impl) in DEFAULT else pytest.mark.slow)
+         for family in OBJECTIVES for pe in positional.available() for impl in IMPLS]
+
+
+@pytest.mark.parametrize("family,pe,impl", CASES)
+def test_two_training_steps_with_dropout_and_noise(family, pe, impl):
+  config = model_config(family, pe, impl)
+  if config is None:
+    pytest.skip(f"the {family} config refuses {pe!r} with attention_impl={impl!r}")
+  first, second, first_redrawn, rest_before, rest_after = train_twice(family, config)
+  assert all(math.isfinite(float(m["loss"])) for m in (first, second, first_redrawn))
+  counters = lambda rest: [np.asarray(x) for x in jax.tree.leaves(rest) if not jax.dtypes.issubdtype(
+      x.dtype, jax.dtypes.prng_key)]
+  assert any((a != b).any() for a, b in zip(counters(rest_before), counters(rest_after))), "no RNG stream advanced"
+  # Same parameters and batch, another RNG state: different dropout masks (and noise), so a different loss.
+  assert float(first["loss"]) != float(first_redrawn["loss"])
+
+
+@pytest.mark.parametrize("pe", [name for name in positional.available()
+                                if getattr(positional.get(name), "reads_graph", False)])
+def test_graph_family_trains_with_dropout_through_the_cli_config(pe, data_dir, tmp_path):
+  from configs import graph_distance  # noqa: PLC0415
+
+  config = graph_distance.get_config(f"{pe},smoke").to_dict()
+  config["model"].update(dropout=0.1, attention_dropout=0.1)
+  config["train"].update(data_dir=data_dir, progress_bar=False, steps=2, log_every=1, checkpoint_every=0)
+  summary = loop.train_and_evaluate(config, str(tmp_path), devices=jax.devices()[:1])
+  assert math.isfinite(summary["loss"]) and math.isfinite(summary["eval_loss"])
