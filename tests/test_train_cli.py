@@ -104,22 +104,32 @@ def uninterrupted(tmp_path_factory, data_dir):
   return final_state(workdir)
 
 
-def kill_at_step_then_resume(tmp_path, data_dir, kill_step: int):
-  workdir = tmp_path / f"killed_at_{kill_step}"
+def interrupt_at_step(workdir, data_dir, at_step: int, sig: signal.Signals) -> subprocess.CompletedProcess:
+  """Starts the 120-step run, sends `sig` once it has logged step `at_step`, and waits for it to end."""
   process = launch(SMOKE, *KILL_RUN, f"--config.train.data_dir={data_dir}", f"--workdir={workdir}")
   deadline = time.monotonic() + 240
-  while max(logged_steps(workdir), default=0) < kill_step:
-    assert process.poll() is None, "the run ended before it could be killed"
+  while max(logged_steps(workdir), default=0) < at_step:
+    assert process.poll() is None, "the run ended before it could be interrupted"
     assert time.monotonic() < deadline
     time.sleep(0.005)
-  os.kill(process.pid, signal.SIGKILL)
-  process.wait()
-  killed_at = max(logged_steps(workdir))
-  assert killed_at < 120, "the kill came too late to interrupt the run"
+  os.kill(process.pid, sig)
+  stdout, stderr = process.communicate(timeout=120)
+  assert max(logged_steps(workdir)) < 120, "the signal came too late to interrupt the run"
+  return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def resume(workdir, data_dir):
+  """Reruns the same command in `workdir` to the end; the final state, after checking the log reads as one run."""
   result = run_cli(SMOKE, *KILL_RUN, f"--config.train.data_dir={data_dir}", f"--workdir={workdir}")
   assert result.returncode == 0, result.stderr[-3000:]
   assert logged_steps(workdir) == [s for s in range(1, 121)] + [120]  # the log reads as one run (+ final eval)
   return final_state(workdir)
+
+
+def kill_at_step_then_resume(tmp_path, data_dir, kill_step: int):
+  workdir = tmp_path / f"killed_at_{kill_step}"
+  interrupt_at_step(workdir, data_dir, kill_step, signal.SIGKILL)
+  return resume(workdir, data_dir)
 
 
 def assert_states_bit_identical(a, b):
@@ -137,6 +147,21 @@ def test_kill_9_then_resume_ends_bit_identical_to_an_uninterrupted_run(tmp_path,
   kill_step = random.Random().randint(5, 80)
   print(f"killing at step >= {kill_step}")
   assert_states_bit_identical(kill_at_step_then_resume(tmp_path, data_dir, kill_step), uninterrupted)
+
+
+def test_sigterm_saves_a_checkpoint_at_that_step_exits_0_and_resumes_bit_identical(tmp_path, data_dir, uninterrupted):
+  at_step = random.Random().randint(5, 80)
+  print(f"SIGTERM at step >= {at_step}")
+  workdir = tmp_path / "preempted"
+  result = interrupt_at_step(workdir, data_dir, at_step, signal.SIGTERM)
+  assert result.returncode == 0, result.stderr[-3000:]
+  stops = [line for line in result.stdout.splitlines() if line.startswith("preempted:")]
+  assert len(stops) == 1, result.stdout[-3000:]
+  stopped_at = int(stops[0].split("stopped at step ")[1].split()[0])
+  assert at_step <= stopped_at == max(logged_steps(workdir))  # the last step it ran (it logs every step)
+  assert final_state(workdir)[0] == stopped_at  # saved there, whether or not a regular checkpoint step (every 10)
+  assert "summary:" not in result.stdout  # not mistaken for a finished run
+  assert_states_bit_identical(resume(workdir, data_dir), uninterrupted)
 
 
 @pytest.mark.slow
