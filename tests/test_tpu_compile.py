@@ -77,3 +77,14 @@ def test_forward_and_backward_compile_for_tpu(topology_name, encoding_name, reco
   # The kernels hold no [heads, L, L] array: far less than half of one (≈ 0.2 MiB on v5e, ≈ 7 MiB on v5p at L = 2048
   # against 32 MiB). The dense reference's figures are in launch/bench_attention.py's `--tpu` rows.
   assert stats.temp_size_in_bytes < H * L * L * 4 // 2
+
+
+def test_a_two_slice_mesh_lays_the_data_axis_across_slices_and_the_rest_inside_one():
+  from zoo.train.aot import topology_devices  # noqa: PLC0415
+  from zoo.train.mesh import make_mesh  # noqa: PLC0415
+
+  devices = topology_devices("v5e:2x2", num_slices=2)
+  assert len(devices) == 8
+  mesh = make_mesh((4, 1, 2), devices, slices=2)
+  slice_of = np.vectorize(lambda d: d.slice_index)(mesh.devices)  # [data 4, fsdp 1, tensor 2]
+  assert (slice_of[:2] == 0).all() and (slice_of[2:] == 1).all()

@@ -204,9 +204,12 @@ def free_port() -> int:
     return s.getsockname()[1]
 
 
-def test_two_processes_of_four_devices_match_one_device(tmp_path, data_dir):
+@pytest.mark.parametrize("slices", [1, pytest.param(2, marks=pytest.mark.slow)])
+def test_two_processes_of_four_devices_match_one_device(tmp_path, data_dir, slices):
+  """With slices=2 each process stands for one slice (CPU devices have no slice_index): the data axis crosses them."""
   workdir, port = tmp_path / "two_processes", free_port()
-  args = (SMOKE, "--config.train.steps=4", "--config.train.log_every=1", "--config.mesh.data=2",
+  args = (SMOKE, "--config.train.steps=4", "--config.train.log_every=1", f"--config.mesh.slices={slices}",
+          "--config.mesh.data=2",
           "--config.mesh.fsdp=2", "--config.mesh.tensor=2", f"--config.train.data_dir={data_dir}",
           f"--workdir={workdir}", f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2")
   processes = [launch(*args, f"--process_id={i}", devices=4) for i in range(2)]
@@ -220,11 +223,16 @@ def test_two_processes_of_four_devices_match_one_device(tmp_path, data_dir):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("libtpu") is None, reason="needs the tpu extra (libtpu)")
-def test_fit_check_compiles_the_train_step_for_a_tpu_topology(tmp_path, data_dir):
-  result = run_cli(SMOKE, "--aot_topology=v5e:2x2", f"--config.train.data_dir={data_dir}", "--config.mesh.data=2",
-                   "--config.mesh.tensor=2", timeout=300)
+@pytest.mark.parametrize("mesh,expected", [
+    (("--config.mesh.data=2", "--config.mesh.tensor=2"),
+     "aot v5e:2x2 (4 × TPU v5 lite, mesh {'data': 2, 'fsdp': 1, 'tensor': 2})"),
+    (("--config.mesh.slices=2", "--config.mesh.data=4", "--config.mesh.tensor=2"),
+     "aot v5e:2x2 × 2 slices (8 × TPU v5 lite, mesh {'data': 4, 'fsdp': 1, 'tensor': 2})"),
+], ids=["one_slice", "two_slices_over_dcn"])
+def test_fit_check_compiles_the_train_step_for_a_tpu_topology(tmp_path, data_dir, mesh, expected):
+  result = run_cli(SMOKE, "--aot_topology=v5e:2x2", f"--config.train.data_dir={data_dir}", *mesh, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   line = [line for line in result.stdout.splitlines() if line.startswith("aot v5e:2x2")]
   assert line, result.stdout
-  assert "(4 × TPU v5 lite, mesh {'data': 2, 'fsdp': 1, 'tensor': 2})" in line[0]
+  assert expected in line[0]
   assert line[0].endswith("of 16.000 GiB HBM: fits")

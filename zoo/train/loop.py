@@ -25,6 +25,7 @@ from zoo.train.metrics import MetricsLogger
 from zoo.train.optimizer import make_optimizer
 from zoo.train.options import Experiment, parse_experiment
 from zoo.train.preemption import PreemptionNotice
+from zoo.train.profile import StepProfiler
 from zoo.train.step import compile_steps, make_program
 
 
@@ -92,7 +93,7 @@ def train_and_evaluate(config: Mapping[str, Any], workdir: str, *,
   experiment = parse_experiment(config)
   t = experiment.train
   devices = jax.devices() if devices is None else list(devices)
-  mesh = make_mesh(experiment.check_devices(len(devices), jax.process_count()), devices)
+  mesh = make_mesh(experiment.check_devices(len(devices), jax.process_count()), devices, experiment.mesh.slices)
   tx, schedule = make_optimizer(experiment.optimizer, t.steps)
   program, init = make_program(experiment.model_name, experiment.model, seed=t.seed, tx=tx, schedule=schedule,
                                objective=experiment.task.objective, grad_accum_steps=t.grad_accum_steps, mesh=mesh,
@@ -120,10 +121,11 @@ def train_and_evaluate(config: Mapping[str, Any], workdir: str, *,
                                                                         shardings)
   clock, clock_step = time.perf_counter(), start
   local = first
-  preemption = PreemptionNotice()
+  preemption, profiler = PreemptionNotice(), StepProfiler(t.profile_range, t.log_dir or workdir)
   stopped_at = None
   try:
     for step in range(start + 1, t.steps + 1):
+      profiler.at(step, state)
       state, metrics = train_fn(state, global_batch(local, shardings))
       is_last = step == t.steps
       stop_now = not is_last and preemption.reached(step)
@@ -156,6 +158,7 @@ def train_and_evaluate(config: Mapping[str, Any], workdir: str, *,
       if not is_last:
         local = next(train_iter)
   finally:
+    profiler.stop()
     preemption.close()
     checkpointer.close()  # waits for the last save: a stopped run's checkpoint is complete when this returns
     logger.close()
