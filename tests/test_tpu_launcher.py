@@ -16,16 +16,16 @@ from conftest import REPO
 from launch.tpu import gcloud
 
 ZONE = "europe-west4-b"
-TPU = gcloud.Slice("zoo-test", ZONE)
+TPU = gcloud.Slice("zoo-v5e", ZONE)
 WHERE = ["--zone=europe-west4-b"]
-CREATE = ["gcloud", "compute", "tpus", "queued-resources", "create", "zoo-test", "--node-id=zoo-test",
+CREATE = ["gcloud", "compute", "tpus", "queued-resources", "create", "zoo-v5e", "--node-id=zoo-v5e",
           "--accelerator-type=v5litepod-16", "--runtime-version=v2-alpha-tpuv5-lite", *WHERE, "--spot"]
 DESCRIBE = ["gcloud", *gcloud.describe(TPU)[1:]]
-DELETE = ["gcloud", "compute", "tpus", "queued-resources", "delete", "zoo-test", *WHERE, "--force", "--quiet"]
+DELETE = ["gcloud", "compute", "tpus", "queued-resources", "delete", "zoo-v5e", *WHERE, "--force", "--quiet"]
 SLICE_OPTIONS = ["--accelerator=v5litepod-16", "--runtime=v2-alpha-tpuv5-lite", "--spot"]
-RUN = ["run", "zoo-test", f"--zone={ZONE}", "--workdir=gs://bucket/zoo/pi", "--config=configs/pi.py:urpe",
+RUN = ["run", "zoo-v5e", f"--zone={ZONE}", "--workdir=gs://my-bucket/zoo/pi", "--config=configs/pi.py:urpe",
        "--config.train.steps=2000"]
-TRAIN = ".venv/bin/python -m launch.train --distributed --workdir=gs://bucket/zoo/pi --config=configs/pi.py:urpe " \
+TRAIN = ".venv/bin/python -m launch.train --distributed --workdir=gs://my-bucket/zoo/pi --config=configs/pi.py:urpe " \
         "--config.train.log_dir=logs --config.train.steps=2000"  # overrides after --config, the user's last
 
 
@@ -78,17 +78,17 @@ def launch_ids(calls) -> list[str]:
 
 def test_create_queues_a_spot_slice_and_polls_until_active(cloud):
   cloud.scenario(describe=["WAITING_FOR_RESOURCES", "PROVISIONING", "ACTIVE"])
-  result = cloud.launcher("create", "zoo-test", f"--zone={ZONE}", *SLICE_OPTIONS, "--poll=0")
+  result = cloud.launcher("create", "zoo-v5e", f"--zone={ZONE}", *SLICE_OPTIONS, "--poll=0")
   assert result.returncode == 0, result.stderr
   assert cloud.calls() == [CREATE, DESCRIBE, DESCRIBE, DESCRIBE]
-  assert "zoo-test: WAITING_FOR_RESOURCES\nzoo-test: PROVISIONING\nzoo-test: ACTIVE" in result.stderr
+  assert "zoo-v5e: WAITING_FOR_RESOURCES\nzoo-v5e: PROVISIONING\nzoo-v5e: ACTIVE" in result.stderr
 
 
 @pytest.mark.parametrize("tier,flags", [("--reserved", ["--reserved"]), (None, [])], ids=["reserved", "on_demand"])
 def test_reserved_and_on_demand_slices(cloud, tier, flags):
   cloud.scenario(describe=["ACTIVE"])
   options = ["--accelerator=v5litepod-16", "--runtime=v2-alpha-tpuv5-lite"] + ([tier] if tier else [])
-  assert cloud.launcher("create", "zoo-test", f"--zone={ZONE}", *options).returncode == 0
+  assert cloud.launcher("create", "zoo-v5e", f"--zone={ZONE}", *options).returncode == 0
   assert cloud.calls()[0] == CREATE[:-1] + flags
 
 
@@ -102,10 +102,10 @@ def test_run_copies_a_per_launch_archive_and_starts_training_detached_on_every_w
   first, second = launch_ids(calls)
   assert first != second  # two launches never share an archive or a run directory
   scp, start = calls[1], calls[2]
-  assert scp[6:] == [f"zoo-test:zoo-{first}.tgz", *WHERE, "--worker=all"]
-  assert scp[5] == str(cloud.directory / f"zoo-test-zoo-{first}.tgz")
+  assert scp[6:] == [f"zoo-v5e:zoo-{first}.tgz", *WHERE, "--worker=all"]
+  assert scp[5] == str(cloud.directory / f"zoo-v5e-zoo-{first}.tgz")
   assert not os.path.exists(scp[5])  # the local archive is removed once copied
-  assert start[:7] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh", "zoo-test", *WHERE] and start[7] == "--worker=all"
+  assert start[:7] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh", "zoo-v5e", *WHERE] and start[7] == "--worker=all"
   script = start[8].removeprefix("--command=")
   run_dir = f"$HOME/zoo_runs/{first}"
   assert f"tar -C {run_dir} -xzf $HOME/zoo-{first}.tgz" in script
@@ -113,17 +113,17 @@ def test_run_copies_a_per_launch_archive_and_starts_training_detached_on_every_w
   detached = script.split("; nohup setsid bash -c ", 1)[1]
   job, redirect = shlex.split(detached.split(" & ")[0])[0], detached.split(" & ")[1]
   assert job.startswith("trap : TERM; ") and f"{TRAIN} > {run_dir}/train.log 2>&1" in job
-  assert f"gcloud storage cp -r {run_dir}/train.log {run_dir}/logs gs://bucket/zoo/pi/logs/{first}/$(hostname)/" in job
+  assert f"gcloud storage cp -r {run_dir}/train.log {run_dir}/logs gs://my-bucket/zoo/pi/logs/{first}/$(hostname)/" in job
   assert redirect == f"echo $! > {run_dir}/pid"
   assert "> /dev/null 2>&1 < /dev/null" in detached  # nothing ties the job to the ssh session
 
 
 def test_status_logs_stop_and_delete_issue_their_commands(cloud):
   cloud.scenario(describe=["ACTIVE"], status=["t1v-n-0 running\nt1v-n-1 running"])
-  status = cloud.launcher("status", "zoo-test", f"--zone={ZONE}")
-  assert status.stdout == "zoo-test: ACTIVE\nt1v-n-0 running\nt1v-n-1 running\n"
+  status = cloud.launcher("status", "zoo-v5e", f"--zone={ZONE}")
+  assert status.stdout == "zoo-v5e: ACTIVE\nt1v-n-0 running\nt1v-n-1 running\n"
   for command in (["logs", "--lines=20"], ["stop"], ["delete"]):
-    assert cloud.launcher(command[0], "zoo-test", f"--zone={ZONE}", *command[1:]).returncode == 0
+    assert cloud.launcher(command[0], "zoo-v5e", f"--zone={ZONE}", *command[1:]).returncode == 0
   calls = cloud.calls()
   assert [kind(c) for c in calls] == ["describe", "status", "logs", "stop", "delete"]
   assert calls[2][-1] == "--command=" + gcloud.logs_script("", 20)
@@ -134,7 +134,7 @@ def test_status_logs_stop_and_delete_issue_their_commands(cloud):
 
 def test_a_preempted_slice_is_recreated_and_the_same_command_relaunched(cloud):
   cloud.scenario(describe=["ACTIVE", "ACTIVE", "PREEMPTED", "PREEMPTED", "WAITING_FOR_RESOURCES", "ACTIVE", "ACTIVE"],
-                 status=["t1v-n-0 running\nt1v-n-1 running", "t1v-n-0 finished\nt1v-n-1 finished"])
+                 status=["t1v-n-0 running\nt1v-n-1 running", "t1v-n-0 finished\nt1v-n-1 exited"])
   result = cloud.launcher(*RUN, "--supervise", *SLICE_OPTIONS, "--poll=0")
   assert result.returncode == 0, result.stderr
   calls = cloud.calls()
@@ -145,7 +145,7 @@ def test_a_preempted_slice_is_recreated_and_the_same_command_relaunched(cloud):
   assert calls[7] == DELETE and calls[8] == CREATE
   first, second = launch_ids(calls)
   assert calls[2][-1].replace(first, "ID") == calls[12][-1].replace(second, "ID")  # the same command
-  assert "slice zoo-test is PREEMPTED" in result.stderr and f"supervise: {second} finished (attempt 2)" in result.stderr
+  assert "slice zoo-v5e is PREEMPTED" in result.stderr and f"supervise: {second} finished (attempt 2)" in result.stderr
 
 
 def test_supervise_gives_up_after_max_attempts(cloud):
@@ -155,7 +155,7 @@ def test_supervise_gives_up_after_max_attempts(cloud):
   assert [kind(c) for c in cloud.calls()].count("start") == 2
   errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
   assert errors == ["error: supervise: gave up after 2 attempts (the slice or job was lost each time); the "
-                    "checkpoints stay in gs://bucket/zoo/pi: rerun the same command to continue"]
+                    "checkpoints stay in gs://my-bucket/zoo/pi: rerun the same command to continue"]
 
 
 def test_a_failed_job_is_not_relaunched(cloud):
@@ -166,13 +166,13 @@ def test_a_failed_job_is_not_relaunched(cloud):
 
 
 @pytest.mark.parametrize("args", [
-    ["create", "zoo-test", f"--zone={ZONE}", *SLICE_OPTIONS],
+    ["create", "zoo-v5e", f"--zone={ZONE}", *SLICE_OPTIONS],
     RUN,
     [*RUN, "--supervise", *SLICE_OPTIONS],
-    ["status", "zoo-test", f"--zone={ZONE}"],
-    ["logs", "zoo-test", f"--zone={ZONE}"],
-    ["stop", "zoo-test", f"--zone={ZONE}"],
-    ["delete", "zoo-test", f"--zone={ZONE}"],
+    ["status", "zoo-v5e", f"--zone={ZONE}"],
+    ["logs", "zoo-v5e", f"--zone={ZONE}"],
+    ["stop", "zoo-v5e", f"--zone={ZONE}"],
+    ["delete", "zoo-v5e", f"--zone={ZONE}"],
 ], ids=["create", "run", "supervise", "status", "logs", "stop", "delete"])
 def test_dry_run_prints_the_commands_and_runs_none(cloud, args):
   result = cloud.launcher(*args, "--dry-run")
@@ -190,10 +190,10 @@ def test_dry_run_prints_the_commands_and_runs_none(cloud, args):
 @pytest.mark.parametrize("args,message", [
     ([*RUN[:3], "--workdir=/tmp/run", "--config=configs/pi.py:urpe"],
      "error: run: --workdir must be on GCS (gs://...)"),
-    (["create", "zoo-test", f"--zone={ZONE}", "--spot"], "error: create: --accelerator and --runtime are required"),
+    (["create", "zoo-v5e", f"--zone={ZONE}", "--spot"], "error: create: --accelerator and --runtime are required"),
     ([*RUN, "--supervise"], "error: run --supervise: --accelerator and --runtime are required"),
     ([*RUN, "--steps=3"], "error: unrecognized arguments: --steps=3"),
-    (["create", "zoo-test", *SLICE_OPTIONS], "error: the following arguments are required: --zone"),
+    (["create", "zoo-v5e", *SLICE_OPTIONS], "error: the following arguments are required: --zone"),
 ])
 def test_usage_errors_exit_2_with_one_line(cloud, args, message):
   result = cloud.launcher(*args)
@@ -203,7 +203,7 @@ def test_usage_errors_exit_2_with_one_line(cloud, args, message):
 
 
 MANIFEST = ["manifest", "--name=zoo-pi", "--image=europe-docker.pkg.dev/p/zoo/train:1",
-            "--accelerator=tpu-v5-lite-podslice", "--topology=4x4", "--workdir=gs://bucket/zoo/pi",
+            "--accelerator=tpu-v5-lite-podslice", "--topology=4x4", "--workdir=gs://my-bucket/zoo/pi",
             "--config=configs/pi.py:urpe", "--config.train.steps=2000"]
 DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
@@ -224,7 +224,7 @@ def test_the_jobset_manifest_has_one_job_per_slice_and_what_jax_needs(cloud):
                                  "cloud.google.com/gke-tpu-topology": "4x4"}
   [container] = pod["containers"]
   assert container["resources"]["limits"] == {"google.com/tpu": 4}
-  assert container["command"] == ["python", "-m", "launch.train", "--distributed", "--workdir=gs://bucket/zoo/pi",
+  assert container["command"] == ["python", "-m", "launch.train", "--distributed", "--workdir=gs://my-bucket/zoo/pi",
                                   "--config=configs/pi.py:urpe", "--config.train.log_dir=/tmp/zoo_logs",
                                   "--config.mesh.slices=2", "--config.train.steps=2000"]
   env = {e["name"]: e for e in container["env"]}
@@ -264,3 +264,40 @@ def test_manifest_apply_runs_kubectl_and_dry_run_does_not(cloud):
   assert cloud.launcher(*MANIFEST, f"--out={out}", "--apply").returncode == 0
   assert cloud.calls() == [["kubectl", "apply", "-f", str(out)]]
   assert yaml.safe_load(out.read_text())["kind"] == "JobSet"
+
+
+@pytest.mark.parametrize("files,expected", [
+    ({}, "missing"),
+    ({"pid": "999999999"}, "lost"),  # no such process, no exit status
+    ({"pid": "PID"}, "running"),
+    ({"pid": "1", "exit_status": "3", "train.log": ""}, "failed 3"),
+    ({"pid": "1", "exit_status": "0", "train.log": "...\nsummary: {}\n"}, "finished"),
+    ({"pid": "1", "exit_status": "0", "train.log": "...\npreempted: SIGTERM received; ...\n"}, "stopped"),
+    ({"pid": "1", "exit_status": "0", "train.log": "...\n"}, "exited"),
+])
+def test_the_worker_status_script_reads_a_launch_directory(tmp_path, files, expected):
+  run = tmp_path / "zoo_runs" / "L1"
+  run.mkdir(parents=True)
+  for name, text in files.items():
+    (run / name).write_text(text.replace("PID", str(os.getpid())))
+  result = subprocess.run(["bash", "-c", gcloud.status_script("L1")], env={**os.environ, "HOME": str(tmp_path)},
+                          capture_output=True, text=True, timeout=10)
+  assert result.stdout.split(" ", 1)[1] == expected + "\n", result.stderr
+
+
+def readme_launcher_commands() -> list[list[str]]:
+  """The `python -m launch.tpu ...` commands of the README's Cloud TPU section, continuation lines joined."""
+  text = (REPO / "README.md").read_text()
+  section = text.split("\n## Cloud TPU\n", 1)[1].split("\n## ", 1)[0]
+  lines = section.replace("\\\n", " ").splitlines()
+  return [shlex.split(line)[3:] for line in lines if line.startswith("python -m launch.tpu ")]
+
+
+def test_the_readme_commands_run_in_dry_run(cloud):
+  commands = readme_launcher_commands()
+  assert [c[0] for c in commands] == ["create", "run", "status", "logs", "stop", "run", "delete", "manifest"]
+  for command in commands:
+    result = cloud.launcher(*command, "--dry-run")
+    assert result.returncode == 0, (command, result.stderr)
+    assert result.stdout.startswith(("gcloud ", "kubectl ")), (command, result.stdout)
+  assert cloud.calls() == [] and not (REPO / "jobset.yaml").exists()

@@ -112,18 +112,14 @@ def launch(runner: Runner, tpu: gcloud.Slice, args: argparse.Namespace) -> str:
 
 
 def job_state(runner: Runner, tpu: gcloud.Slice, launch_id: str) -> str:
-  """The launch's state over all workers: failed N if any failed, finished if all finished, running if any runs,
-  otherwise stopped / lost / missing."""
+  """The launch's state over all workers: failed N if any failed, running while any runs, then what process 0 said
+  (finished or stopped), otherwise lost (or missing)."""
   lines = runner.output(gcloud.ssh(tpu, gcloud.status_script(launch_id)), dry_value="worker finished").splitlines()
   states = [line.split(" ", 1)[1] for line in lines if " " in line] or ["missing"]
   failed = [s for s in states if s.startswith("failed")]
   if failed:
     return failed[0]
-  if all(s == "finished" for s in states):
-    return "finished"
-  if "running" in states:
-    return "running"
-  return next(s for s in ("stopped", "lost", "missing") if s in states)
+  return next((s for s in ("running", "finished", "stopped", "missing") if s in states), "lost")
 
 
 def supervise(runner: Runner, tpu: gcloud.Slice, args: argparse.Namespace) -> None:
@@ -185,10 +181,11 @@ def manifest(runner: Runner, args: argparse.Namespace) -> None:
       fail("manifest --apply needs --out=FILE (the file kubectl applies)")
     print(text, end="")
     return
-  with open(args.out, "w") as f:
-    f.write(text)
-  print(f"wrote {args.out}: {spec.slices} × {spec.topology} {spec.accelerator} ({spec.vms} pods per slice)",
-        file=sys.stderr)
+  if not runner.dry_run:
+    with open(args.out, "w") as f:
+      f.write(text)
+  print(f"{'would write' if runner.dry_run else 'wrote'} {args.out}: {spec.slices} × {spec.topology} "
+        f"{spec.accelerator} ({spec.vms} pods per slice)", file=sys.stderr)
   if args.apply:
     runner.run(["kubectl", "apply", "-f", args.out])
 

@@ -92,14 +92,15 @@ def job_dir(launch_id: str) -> str:
 
 
 def status_script(launch_id: str = "") -> str:
-  """One line per worker, `<hostname> <state>`: running, finished (exit 0 with a summary), stopped (exit 0 after
-  SIGTERM: a checkpoint was saved), failed <exit status>, lost (the process is gone without an exit status) or
-  missing (no such launch on this worker, e.g. a re-created VM)."""
+  """One line per worker, `<hostname> <state>`: running; finished / stopped (exit 0 with the final summary / after
+  SIGTERM with a checkpoint saved: process 0 prints which); exited (exit 0 on another worker); failed <exit status>;
+  lost (the process is gone without an exit status); missing (no such launch here, e.g. on a re-created VM)."""
   run = job_dir(launch_id)
   return (f"d={run}; if [ ! -f $d/pid ]; then s=missing; "
           f"elif [ ! -f $d/exit_status ]; then if kill -0 $(cat $d/pid) 2>/dev/null; then s=running; else s=lost; fi; "
           f"elif [ $(cat $d/exit_status) != 0 ]; then s=\"failed $(cat $d/exit_status)\"; "
-          f"elif grep -q '^summary:' $d/train.log; then s=finished; else s=stopped; fi; echo \"$(hostname) $s\"")
+          f"elif grep -q '^summary:' $d/train.log; then s=finished; elif grep -q '^preempted:' $d/train.log; "
+          f"then s=stopped; else s=exited; fi; echo \"$(hostname) $s\"")
 
 
 def logs_script(launch_id: str = "", lines: int = 50) -> str:
