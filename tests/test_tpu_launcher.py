@@ -113,7 +113,8 @@ def test_run_copies_a_per_launch_archive_and_starts_training_detached_on_every_w
   detached = script.split("; nohup setsid bash -c ", 1)[1]
   job, redirect = shlex.split(detached.split(" & ")[0])[0], detached.split(" & ")[1]
   assert job.startswith("trap : TERM; ") and f"{TRAIN} > {run_dir}/train.log 2>&1" in job
-  assert f"gcloud storage cp -r {run_dir}/train.log {run_dir}/logs gs://my-bucket/zoo/pi/logs/{first}/$(hostname)/" in job
+  copy = f"gcloud storage cp -r {run_dir}/train.log {run_dir}/logs gs://my-bucket/zoo/pi/logs/{first}/$(hostname)/"
+  assert copy in job
   assert redirect == f"echo $! > {run_dir}/pid"
   assert "> /dev/null 2>&1 < /dev/null" in detached  # nothing ties the job to the ssh session
 

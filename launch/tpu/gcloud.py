@@ -62,7 +62,8 @@ def pack(repo: str, archive: str) -> list[str]:
 
 
 def start_script(launch_id: str, archive: str, config: str, overrides: list[str], workdir: str) -> str:
-  """Unpacks the launch's archive (`archive`: its file name in the worker's home directory), installs zoo with the tpu and gcs extras, and starts training detached.
+  """Unpacks the launch's archive (`archive`: its file name in the worker's home directory), installs zoo with the
+  tpu and gcs extras, and starts training detached.
 
   The job's bash traps SIGTERM (a trap with a command, so the Python child gets the default disposition and
   saves a checkpoint): on a preemption it outlives the trainer long enough to record the exit status and copy the
