@@ -159,11 +159,12 @@ def test_supervise_gives_up_after_max_attempts(cloud):
                     "checkpoints stay in gs://my-bucket/zoo/pi: rerun the same command to continue"]
 
 
-def test_a_failed_job_is_not_relaunched(cloud):
-  cloud.scenario(describe=["ACTIVE"], status=["t1v-n-0 failed 1\nt1v-n-1 running"])
+def test_a_failed_job_is_not_relaunched_and_an_unreachable_one_is_asked_again(cloud):
+  cloud.scenario(describe=["ACTIVE"], status=[{"rc": 255}, "t1v-n-0 failed 1\nt1v-n-1 running"])
   result = cloud.launcher(*RUN, "--supervise", *SLICE_OPTIONS, "--poll=0")
-  assert result.returncode == 1 and "error: supervise: training failed 1" in result.stderr
-  assert [kind(c) for c in cloud.calls()] == ["describe", "scp", "start", "describe", "status"]
+  assert result.returncode == 1
+  assert "error: supervise: training failed with exit status 1 on zoo-v5e; not relaunching" in result.stderr
+  assert [kind(c) for c in cloud.calls()] == ["describe", "scp", "start", "describe", "status", "describe", "status"]
 
 
 @pytest.mark.parametrize("args", [

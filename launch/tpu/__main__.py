@@ -101,10 +101,12 @@ def launch(runner: Runner, tpu: gcloud.Slice, args: argparse.Namespace) -> str:
   launch_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
   archive = f"zoo-{launch_id}.tgz"
   local = os.path.join(tempfile.gettempdir(), f"{tpu.name}-{archive}")
-  runner.run(gcloud.pack(REPO, local))
-  runner.run(gcloud.scp_to_workers(tpu, local, archive))
-  if not runner.dry_run:
-    os.remove(local)
+  try:
+    runner.run(gcloud.pack(REPO, local))
+    runner.run(gcloud.scp_to_workers(tpu, local, archive))
+  finally:
+    if os.path.exists(local):
+      os.remove(local)
   runner.run(gcloud.ssh(tpu, gcloud.start_script(launch_id, archive, args.config, args.overrides, args.workdir)))
   print(f"launched {launch_id} on {tpu.name}: `python -m launch.tpu logs {tpu.name} --zone={tpu.zone}` follows it; "
         f"logs are copied to {args.workdir.rstrip('/')}/logs/{launch_id}/ when it ends", file=sys.stderr, flush=True)
@@ -113,9 +115,11 @@ def launch(runner: Runner, tpu: gcloud.Slice, args: argparse.Namespace) -> str:
 
 def job_state(runner: Runner, tpu: gcloud.Slice, launch_id: str) -> str:
   """The launch's state over all workers: failed N if any failed, running while any runs, then what process 0 said
-  (finished or stopped), otherwise lost (or missing)."""
+  (finished or stopped), otherwise missing or lost; unreachable when ssh fails (the next poll asks again)."""
   lines = runner.output(gcloud.ssh(tpu, gcloud.status_script(launch_id)), dry_value="worker finished").splitlines()
-  states = [line.split(" ", 1)[1] for line in lines if " " in line] or ["missing"]
+  states = [line.split(" ", 1)[1] for line in lines if " " in line]
+  if not states:
+    return "unreachable"
   failed = [s for s in states if s.startswith("failed")]
   if failed:
     return failed[0]
@@ -136,14 +140,14 @@ def supervise(runner: Runner, tpu: gcloud.Slice, args: argparse.Namespace) -> No
       runner.sleep(args.poll)
       current = state(runner, tpu)
       job = "lost with the slice" if current != "ACTIVE" else job_state(runner, tpu, launch_id)
-      if job != "running":
+      if job not in ("running", "unreachable"):
         break
     if job == "finished":
       print(f"supervise: {launch_id} finished (attempt {attempt})", file=sys.stderr, flush=True)
       return
     if job.startswith("failed"):
-      print(f"error: supervise: training {job} (exit status) on {tpu.name}; not relaunching: see `python -m "
-            f"launch.tpu logs {tpu.name} --zone={tpu.zone}`", file=sys.stderr)
+      print(f"error: supervise: training failed with exit status {job.split()[1]} on {tpu.name}; not relaunching: "
+            f"see `python -m launch.tpu logs {tpu.name} --zone={tpu.zone}`", file=sys.stderr)
       sys.exit(1)
     print(f"supervise: slice {tpu.name} is {current or 'gone'}, job {job} (attempt {attempt} of "
           f"{args.max_attempts})", file=sys.stderr, flush=True)
