@@ -209,9 +209,9 @@ def test_two_processes_of_four_devices_match_one_device(tmp_path, data_dir, slic
   """With slices=2 each process stands for one slice (CPU devices have no slice_index): the data axis crosses them."""
   workdir, port = tmp_path / "two_processes", free_port()
   args = (SMOKE, "--config.train.steps=4", "--config.train.log_every=1", f"--config.mesh.slices={slices}",
-          "--config.mesh.data=2",
-          "--config.mesh.fsdp=2", "--config.mesh.tensor=2", f"--config.train.data_dir={data_dir}",
-          f"--workdir={workdir}", f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2")
+          "--config.mesh.data=2", "--config.mesh.fsdp=2", "--config.mesh.tensor=2",
+          f"--config.train.data_dir={data_dir}", f"--workdir={workdir}", f"--coordinator_address=127.0.0.1:{port}",
+          "--num_processes=2")
   processes = [launch(*args, f"--process_id={i}", devices=4) for i in range(2)]
   for process in processes:
     _, stderr = process.communicate(timeout=300)
@@ -220,6 +220,28 @@ def test_two_processes_of_four_devices_match_one_device(tmp_path, data_dir, slic
   loop.train_and_evaluate(smoke_config(data_dir, steps=4, log_every=1), str(one), devices=jax.devices()[:1])
   read = lambda w: [json.loads(line)["loss"] for line in open(w / "metrics.jsonl") if '"loss"' in line]
   np.testing.assert_allclose(read(workdir), read(one), rtol=2e-5)
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_of_two_processes_stops_both_at_the_same_step(tmp_path, data_dir):
+  workdir, port = tmp_path / "two_processes", free_port()
+  args = (SMOKE, *KILL_RUN, "--config.mesh.data=2", "--config.mesh.fsdp=2", "--config.mesh.tensor=2",
+          f"--config.train.data_dir={data_dir}", f"--workdir={workdir}", f"--coordinator_address=127.0.0.1:{port}",
+          "--num_processes=2")
+  processes = [launch(*args, f"--process_id={i}", devices=4) for i in range(2)]
+  deadline = time.monotonic() + 240
+  while max(logged_steps(workdir), default=0) < 10:
+    assert all(p.poll() is None for p in processes) and time.monotonic() < deadline
+    time.sleep(0.01)
+  os.kill(processes[1].pid, signal.SIGTERM)  # the notice reaches one process; JAX's preemption sync tells the other
+  outputs = [p.communicate(timeout=120) for p in processes]
+  assert [p.returncode for p in processes] == [0, 0], outputs[1][1][-3000:]
+  stops = [line for line in outputs[0][0].splitlines() if line.startswith("preempted:")]
+  assert len(stops) == 1, outputs[0][0][-3000:]
+  stopped_at = int(stops[0].split("stopped at step ")[1].split()[0])
+  checkpointer = Checkpointer(str(workdir / "checkpoints"), max_to_keep=100)
+  assert 10 <= stopped_at < 120 and checkpointer.latest_step() == stopped_at  # committed: both processes saved
+  checkpointer.close()
 
 
 @pytest.mark.skipif(importlib.util.find_spec("libtpu") is None, reason="needs the tpu extra (libtpu)")
