@@ -16,8 +16,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.train = ml_collections.ConfigDict(dict(
       steps=1000, batch_size=64, grad_accum_steps=1, seed=0, log_every=50, eval_every=0, eval_batch_size=0,
       eval_batches=0, checkpoint_every=500, max_to_keep=3, data_dir="", log_dir="", progress_bar=True))
+  config.train.profile_steps = ""  # e.g. "5:8": a jax.profiler trace of steps 5, 6, 7 in <log_dir or workdir>/profile
   # Device mesh: data-parallel over all devices by default; -1 = the rest.
   config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
+  config.mesh.slices = 1  # TPU slices joined by DCN (multi-slice); the data axis spans them
   # Logical axis → mesh axes (comma-separated; "" = replicated). FSDP shards the model width and the batch,
   # tensor parallelism the heads, the MLP width and the vocabulary.
   config.sharding_rules = ml_collections.ConfigDict(dict(

@@ -95,3 +95,14 @@ def test_the_full_train_step_compiles_mosaic_kernels_for_a_multi_chip_slice(impl
   assert report.attention_impl == ("pallas" if impl == "pallas" else "pallas (auto)")
   assert report.mosaic_kernels >= 3  # forward, dK/dV and dQ kernels of the one layer
   assert report.fits
+
+
+def test_a_two_slice_mesh_lays_the_data_axis_across_slices_and_the_rest_inside_one():
+  from zoo.train.aot import topology_devices  # noqa: PLC0415
+  from zoo.train.mesh import make_mesh  # noqa: PLC0415
+
+  devices = topology_devices("v5e:2x2", num_slices=2)
+  assert len(devices) == 8
+  mesh = make_mesh((4, 1, 2), devices, slices=2)
+  slice_of = np.vectorize(lambda d: d.slice_index)(mesh.devices)  # [data 4, fsdp 1, tensor 2]
+  assert (slice_of[:2] == 0).all() and (slice_of[2:] == 1).all()

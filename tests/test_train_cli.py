@@ -104,22 +104,32 @@ def uninterrupted(tmp_path_factory, data_dir):
   return final_state(workdir)
 
 
-def kill_at_step_then_resume(tmp_path, data_dir, kill_step: int):
-  workdir = tmp_path / f"killed_at_{kill_step}"
+def interrupt_at_step(workdir, data_dir, at_step: int, sig: signal.Signals) -> subprocess.CompletedProcess:
+  """Starts the 120-step run, sends `sig` once it has logged step `at_step`, and waits for it to end."""
   process = launch(SMOKE, *KILL_RUN, f"--config.train.data_dir={data_dir}", f"--workdir={workdir}")
   deadline = time.monotonic() + 240
-  while max(logged_steps(workdir), default=0) < kill_step:
-    assert process.poll() is None, "the run ended before it could be killed"
+  while max(logged_steps(workdir), default=0) < at_step:
+    assert process.poll() is None, "the run ended before it could be interrupted"
     assert time.monotonic() < deadline
     time.sleep(0.005)
-  os.kill(process.pid, signal.SIGKILL)
-  process.wait()
-  killed_at = max(logged_steps(workdir))
-  assert killed_at < 120, "the kill came too late to interrupt the run"
+  os.kill(process.pid, sig)
+  stdout, stderr = process.communicate(timeout=120)
+  assert max(logged_steps(workdir)) < 120, "the signal came too late to interrupt the run"
+  return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def resume(workdir, data_dir):
+  """Reruns the same command in `workdir` to the end; the final state, after checking the log reads as one run."""
   result = run_cli(SMOKE, *KILL_RUN, f"--config.train.data_dir={data_dir}", f"--workdir={workdir}")
   assert result.returncode == 0, result.stderr[-3000:]
   assert logged_steps(workdir) == [s for s in range(1, 121)] + [120]  # the log reads as one run (+ final eval)
   return final_state(workdir)
+
+
+def kill_at_step_then_resume(tmp_path, data_dir, kill_step: int):
+  workdir = tmp_path / f"killed_at_{kill_step}"
+  interrupt_at_step(workdir, data_dir, kill_step, signal.SIGKILL)
+  return resume(workdir, data_dir)
 
 
 def assert_states_bit_identical(a, b):
@@ -137,6 +147,21 @@ def test_kill_9_then_resume_ends_bit_identical_to_an_uninterrupted_run(tmp_path,
   kill_step = random.Random().randint(5, 80)
   print(f"killing at step >= {kill_step}")
   assert_states_bit_identical(kill_at_step_then_resume(tmp_path, data_dir, kill_step), uninterrupted)
+
+
+def test_sigterm_saves_a_checkpoint_at_that_step_exits_0_and_resumes_bit_identical(tmp_path, data_dir, uninterrupted):
+  at_step = random.Random().randint(5, 80)
+  print(f"SIGTERM at step >= {at_step}")
+  workdir = tmp_path / "preempted"
+  result = interrupt_at_step(workdir, data_dir, at_step, signal.SIGTERM)
+  assert result.returncode == 0, result.stderr[-3000:]
+  stops = [line for line in result.stdout.splitlines() if line.startswith("preempted:")]
+  assert len(stops) == 1, result.stdout[-3000:]
+  stopped_at = int(stops[0].split("stopped at step ")[1].split()[0])
+  assert at_step <= stopped_at == max(logged_steps(workdir))  # the last step it ran (it logs every step)
+  assert final_state(workdir)[0] == stopped_at  # saved there, whether or not a regular checkpoint step (every 10)
+  assert "summary:" not in result.stdout  # not mistaken for a finished run
+  assert_states_bit_identical(resume(workdir, data_dir), uninterrupted)
 
 
 @pytest.mark.slow
@@ -214,11 +239,14 @@ def free_port() -> int:
     return s.getsockname()[1]
 
 
-def test_two_processes_of_four_devices_match_one_device(tmp_path, data_dir):
+@pytest.mark.parametrize("slices", [1, pytest.param(2, marks=pytest.mark.slow)])
+def test_two_processes_of_four_devices_match_one_device(tmp_path, data_dir, slices):
+  """With slices=2 each process stands for one slice (CPU devices have no slice_index): the data axis crosses them."""
   workdir, port = tmp_path / "two_processes", free_port()
-  args = (SMOKE, "--config.train.steps=4", "--config.train.log_every=1", "--config.mesh.data=2",
-          "--config.mesh.fsdp=2", "--config.mesh.tensor=2", f"--config.train.data_dir={data_dir}",
-          f"--workdir={workdir}", f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2")
+  args = (SMOKE, "--config.train.steps=4", "--config.train.log_every=1", f"--config.mesh.slices={slices}",
+          "--config.mesh.data=2", "--config.mesh.fsdp=2", "--config.mesh.tensor=2",
+          f"--config.train.data_dir={data_dir}", f"--workdir={workdir}", f"--coordinator_address=127.0.0.1:{port}",
+          "--num_processes=2")
   processes = [launch(*args, f"--process_id={i}", devices=4) for i in range(2)]
   for process in processes:
     _, stderr = process.communicate(timeout=300)
@@ -229,13 +257,40 @@ def test_two_processes_of_four_devices_match_one_device(tmp_path, data_dir):
   np.testing.assert_allclose(read(workdir), read(one), rtol=2e-5)
 
 
+@pytest.mark.slow
+def test_sigterm_to_one_of_two_processes_stops_both_at_the_same_step(tmp_path, data_dir):
+  workdir, port = tmp_path / "two_processes", free_port()
+  args = (SMOKE, *KILL_RUN, "--config.mesh.data=2", "--config.mesh.fsdp=2", "--config.mesh.tensor=2",
+          f"--config.train.data_dir={data_dir}", f"--workdir={workdir}", f"--coordinator_address=127.0.0.1:{port}",
+          "--num_processes=2")
+  processes = [launch(*args, f"--process_id={i}", devices=4) for i in range(2)]
+  deadline = time.monotonic() + 240
+  while max(logged_steps(workdir), default=0) < 10:
+    assert all(p.poll() is None for p in processes) and time.monotonic() < deadline
+    time.sleep(0.01)
+  os.kill(processes[1].pid, signal.SIGTERM)  # the notice reaches one process; JAX's preemption sync tells the other
+  outputs = [p.communicate(timeout=120) for p in processes]
+  assert [p.returncode for p in processes] == [0, 0], outputs[1][1][-3000:]
+  stops = [line for line in outputs[0][0].splitlines() if line.startswith("preempted:")]
+  assert len(stops) == 1, outputs[0][0][-3000:]
+  stopped_at = int(stops[0].split("stopped at step ")[1].split()[0])
+  checkpointer = Checkpointer(str(workdir / "checkpoints"), max_to_keep=100)
+  assert 10 <= stopped_at < 120 and checkpointer.latest_step() == stopped_at  # committed: both processes saved
+  checkpointer.close()
+
+
 @pytest.mark.skipif(importlib.util.find_spec("libtpu") is None, reason="needs the tpu extra (libtpu)")
-def test_fit_check_compiles_the_train_step_for_a_tpu_topology(tmp_path, data_dir):
-  result = run_cli(SMOKE, "--aot_topology=v5e:2x2", f"--config.train.data_dir={data_dir}", "--config.mesh.data=2",
-                   "--config.mesh.tensor=2", timeout=300)
+@pytest.mark.parametrize("mesh,expected", [
+    (("--config.mesh.data=2", "--config.mesh.tensor=2"),
+     "aot v5e:2x2 (4 × TPU v5 lite, mesh {'data': 2, 'fsdp': 1, 'tensor': 2})"),
+    (("--config.mesh.slices=2", "--config.mesh.data=4", "--config.mesh.tensor=2"),
+     "aot v5e:2x2 × 2 slices (8 × TPU v5 lite, mesh {'data': 4, 'fsdp': 1, 'tensor': 2})"),
+], ids=["one_slice", "two_slices_over_dcn"])
+def test_fit_check_compiles_the_train_step_for_a_tpu_topology(tmp_path, data_dir, mesh, expected):
+  result = run_cli(SMOKE, "--aot_topology=v5e:2x2", f"--config.train.data_dir={data_dir}", *mesh, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   line = [line for line in result.stdout.splitlines() if line.startswith("aot v5e:2x2")]
   assert line, result.stdout
-  assert "(4 × TPU v5 lite, mesh {'data': 2, 'fsdp': 1, 'tensor': 2})" in line[0]
+  assert expected in line[0]
   assert "of 16.000 GiB HBM: fits;" in line[0]
   assert line[0].endswith("attention xla, 0 Mosaic kernel calls")  # the config's impl, reported as compiled

@@ -142,3 +142,33 @@ def test_activation_specs_follow_the_rules_and_drop_axes_that_do_not_divide():
     assert sharding.activation_spec((("batch", 1), ("heads", 2))) == P(None, "tensor")
   with sharding.use(make_mesh((1, 1, 1), jax.devices()[:1]), rules):
     assert sharding.activation_spec((("batch", 8), ("heads", 4))) is None
+
+
+@pytest.mark.parametrize("section,options,message", [
+    ("train", dict(profile_steps="8:5"), "train: profile_steps must be \"FIRST:END\" with 1 <= FIRST < END "
+                                         "(traces steps FIRST..END-1) or \"\" (off), got '8:5'"),
+    ("train", dict(profile_steps="5-8"), "got '5-8'"),
+    ("train", dict(profile_steps="0:2"), "got '0:2'"),
+    ("mesh", dict(slices=0), "mesh: slices must be >= 1, got 0"),
+])
+def test_bad_profile_steps_and_slices_fail_in_one_line(data_dir, section, options, message):
+  config = smoke_config(data_dir)
+  config[section].update(options)
+  with pytest.raises(ValueError) as error:
+    parse_experiment(config)
+  assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_the_data_axis_must_split_over_the_slices(data_dir):
+  config = smoke_config(data_dir)
+  config["mesh"].update(data=3, fsdp=2, slices=2)
+  with pytest.raises(ValueError, match=r"^mesh: the data axis \(3\) must be a multiple of slices \(2\): it is the "
+                                       r"axis that spans the slices$"):
+    parse_experiment(config).check_devices(6)
+
+
+def test_profile_steps_is_a_half_open_range_or_off(data_dir):
+  config = smoke_config(data_dir)
+  assert parse_experiment(config).train.profile_range is None
+  config["train"]["profile_steps"] = "5:8"
+  assert parse_experiment(config).train.profile_range == (5, 8)

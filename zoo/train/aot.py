@@ -33,7 +33,8 @@ HBM_PER_CHIP = {"TPU v4": 32 * GIB, "TPU v5 lite": 16 * GIB, "TPU v5": 95 * GIB,
 
 @dataclasses.dataclass(frozen=True)
 class FitReport:
-  topology: str
+  topology: str  # of one slice
+  slices: int
   device_kind: str
   num_devices: int
   mesh_shape: dict[str, int]
@@ -54,15 +55,16 @@ class FitReport:
     return None if self.hbm_bytes is None else self.peak_bytes <= self.hbm_bytes
 
 
-def topology_devices(topology: str):
-  """The devices of a TPU topology such as "v5e:2x2" (needs libtpu)."""
+def topology_devices(topology: str, num_slices: int = 1):
+  """The devices of `num_slices` slices of a TPU topology such as "v5e:2x2" (needs libtpu; each device carries its
+  `slice_index`, so a multi-slice mesh lays out as on a real multi-slice job)."""
   from jax.experimental import topologies  # noqa: PLC0415
 
   # Compiling needs no TPU, so no exclusive hold on one: skip libtpu's one-process-per-host lockfile, which would
   # otherwise make concurrent fit checks (or one beside a TPU job) fail.
   os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
   try:
-    return topologies.get_topology_desc(platform="tpu", topology_name=topology).devices
+    return topologies.get_topology_desc(platform="tpu", topology_name=topology, num_slices=num_slices).devices
   except Exception as e:  # noqa: BLE001 — libtpu missing or an unknown topology name: say which
     raise ValueError(f"aot_topology {topology!r}: cannot describe this TPU topology ({str(e).splitlines()[0]}); "
                      f"install the tpu extra (pip install -e '.[tpu]') and use names like v5e:2x2, v5p:2x2x1, "
@@ -82,8 +84,9 @@ def batch_spec(experiment, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
 
 def fit_check(config: Mapping[str, Any], topology: str) -> FitReport:
   experiment = parse_experiment(config)
-  devices = topology_devices(topology)
-  mesh = make_mesh(experiment.check_devices(len(devices)), devices)
+  slices = experiment.mesh.slices
+  devices = topology_devices(topology, slices)
+  mesh = make_mesh(experiment.check_devices(len(devices)), devices, slices)
   tx, schedule = make_optimizer(experiment.optimizer, experiment.train.steps)
   program, _ = make_program(experiment.model_name, experiment.model, seed=experiment.train.seed, tx=tx,
                             schedule=schedule, objective=experiment.task.objective,
@@ -100,9 +103,9 @@ def fit_check(config: Mapping[str, Any], topology: str) -> FitReport:
   if impl == "auto":
     length = spec["inputs"].shape[-1]
     impl = f"{auto_choice(length, length, experiment.model.attention_dropout, devices[0].platform)} (auto)"
-  chips = math.prod(int(n) for n in topology.split(":")[1].split("x"))
+  chips = slices * math.prod(int(n) for n in topology.split(":")[1].split("x"))
   hbm = HBM_PER_CHIP.get(kind)
-  return FitReport(topology=topology, device_kind=kind, num_devices=len(devices),
+  return FitReport(topology=topology, slices=slices, device_kind=kind, num_devices=len(devices),
                    mesh_shape=dict(zip(mesh.axis_names, np.shape(mesh.devices))),
                    argument_bytes=memory.argument_size_in_bytes, output_bytes=memory.output_size_in_bytes,
                    alias_bytes=memory.alias_size_in_bytes, temp_bytes=memory.temp_size_in_bytes,
@@ -114,7 +117,8 @@ def format_report(report: FitReport) -> str:
   gib = lambda b: f"{b / GIB:.3f} GiB"
   verdict = {True: "fits", False: "does NOT fit", None: "unknown chip memory"}[report.fits]
   hbm = "?" if report.hbm_bytes is None else gib(report.hbm_bytes)
-  return (f"aot {report.topology} ({report.num_devices} × {report.device_kind}, mesh {report.mesh_shape}): "
+  slices = f" × {report.slices} slices" if report.slices > 1 else ""
+  return (f"aot {report.topology}{slices} ({report.num_devices} × {report.device_kind}, mesh {report.mesh_shape}): "
           f"per device arguments {gib(report.argument_bytes)}, outputs {gib(report.output_bytes)} "
           f"(aliased {gib(report.alias_bytes)}), temporaries {gib(report.temp_bytes)}, peak {gib(report.peak_bytes)} "
           f"of {hbm} HBM: {verdict}; attention {report.attention_impl}, {report.mosaic_kernels} Mosaic kernel calls")

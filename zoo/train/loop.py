@@ -24,6 +24,8 @@ from zoo.train.mesh import batch_sharding, make_mesh
 from zoo.train.metrics import MetricsLogger
 from zoo.train.optimizer import make_optimizer
 from zoo.train.options import Experiment, parse_experiment
+from zoo.train.preemption import PreemptionNotice
+from zoo.train.profile import StepProfiler
 from zoo.train.step import compile_steps, make_program
 
 
@@ -77,13 +79,21 @@ def resolve_workdir(workdir: str, log_dir: str) -> str:
   return workdir
 
 
+def stopped_by_preemption(step: int, checkpointer: Checkpointer, workdir: str) -> dict[str, Any]:
+  """The one line a run stopped by SIGTERM prints (process 0), and its summary."""
+  if jax.process_index() == 0:
+    print(f"preempted: SIGTERM received; stopped at step {step} with a checkpoint in {checkpointer.manager.directory}"
+          f"; the same command resumes from it", flush=True)
+  return {"step": step, "stopped": "preempted", "workdir": workdir}
+
+
 def train_and_evaluate(config: Mapping[str, Any], workdir: str, *,
                        devices: Sequence[jax.Device] | None = None) -> dict[str, Any]:
   """Trains the experiment `config` in `workdir` on `devices` (default: all); returns and prints the summary."""
   experiment = parse_experiment(config)
   t = experiment.train
   devices = jax.devices() if devices is None else list(devices)
-  mesh = make_mesh(experiment.check_devices(len(devices), jax.process_count()), devices)
+  mesh = make_mesh(experiment.check_devices(len(devices), jax.process_count()), devices, experiment.mesh.slices)
   tx, schedule = make_optimizer(experiment.optimizer, t.steps)
   program, init = make_program(experiment.model_name, experiment.model, seed=t.seed, tx=tx, schedule=schedule,
                                objective=experiment.task.objective, grad_accum_steps=t.grad_accum_steps, mesh=mesh,
@@ -110,12 +120,16 @@ def train_and_evaluate(config: Mapping[str, Any], workdir: str, *,
                                                                         shardings)
   clock, clock_step = time.perf_counter(), start
   local = first
+  preemption, profiler = PreemptionNotice(), StepProfiler(t.profile_range, t.log_dir or workdir)
+  stopped_at = None
   try:
     for step in range(start + 1, t.steps + 1):
+      profiler.at(step, state)
       state, metrics = train_fn(state, global_batch(local, shardings))
       is_last = step == t.steps
+      stop_now = not is_last and preemption.reached(step)
       log_now = step % t.log_every == 0 or is_last
-      save_now = (t.checkpoint_every and step % t.checkpoint_every == 0) or is_last
+      save_now = (t.checkpoint_every and step % t.checkpoint_every == 0) or is_last or stop_now
       eval_now = (t.eval_every and step % t.eval_every == 0) or is_last
       if log_now or save_now:
         metrics = {name: float(value) for name, value in jax.device_get(metrics).items()}
@@ -137,11 +151,18 @@ def train_and_evaluate(config: Mapping[str, Any], workdir: str, *,
       if save_now:
         checkpointer.save(step, state, train_iter)
         last_saved = step
+      if stop_now:
+        stopped_at = step
+        break
       if not is_last:
         local = next(train_iter)
   finally:
-    checkpointer.close()
+    profiler.stop()
+    preemption.close()
+    checkpointer.close()  # waits for the last save: a stopped run's checkpoint is complete when this returns
     logger.close()
+  if stopped_at is not None:
+    return stopped_by_preemption(stopped_at, checkpointer, workdir)
   summary = {"step": t.steps, "loss": metrics.get("loss"), **eval_metrics, "workdir": workdir}
   if jax.process_index() == 0:
     print("summary: " + json.dumps(summary), flush=True)

@@ -12,15 +12,30 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 from flax import nnx
+from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from zoo.sharding import Rules, logical_to_mesh
 from zoo.train.options import MESH_AXES
 
 
-def make_mesh(shape: Sequence[int], devices: Sequence[jax.Device]) -> Mesh:
-  """A (data, fsdp, tensor) mesh over `devices` with Auto axes (shardings by annotation, GSPMD propagates)."""
-  grid = np.asarray(devices).reshape(tuple(shape))
+def make_mesh(shape: Sequence[int], devices: Sequence[jax.Device], slices: int = 1) -> Mesh:
+  """A (data, fsdp, tensor) mesh over `devices` with Auto axes (shardings by annotation, GSPMD propagates).
+
+  With `slices` > 1 the data axis is laid out slice-major: slice s holds rows s·data/slices … of it, so fsdp and
+  tensor collectives stay on each slice's interconnect and only the data axis crosses DCN. Slices are the TPU
+  devices' `slice_index`; on other platforms (CPU, GPU clusters) each process counts as a slice.
+  """
+  if slices == 1:
+    grid = np.asarray(devices).reshape(tuple(shape))
+  else:
+    data, fsdp, tensor = shape
+    by_process = devices[0].platform != "tpu"
+    try:
+      grid = mesh_utils.create_hybrid_device_mesh((data // slices, fsdp, tensor), (slices, 1, 1), devices,
+                                                  process_is_granule=by_process)
+    except ValueError as e:
+      raise ValueError(f"mesh: slices={slices} over {len(devices)} devices: {str(e).splitlines()[0]}") from None
   return Mesh(grid, MESH_AXES, axis_types=(jax.sharding.AxisType.Auto,) * len(MESH_AXES))
 
 

@@ -29,6 +29,7 @@ class MetricsLogger:
     self.enabled = enabled
     self.path = os.path.join(workdir, "metrics.jsonl")
     if enabled:
+      os.makedirs(workdir, exist_ok=True)  # a separate train.log_dir need not exist yet
       _truncate_after(self.path, start_step)
       self.file = open(self.path, "a")
       self.tensorboard = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"))

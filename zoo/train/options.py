@@ -25,20 +25,29 @@ DEFAULT_DATA_DIR = os.path.join("~", ".cache", "zoo", "tfds")
 
 @dataclasses.dataclass(frozen=True)
 class MeshOptions:
-  """Device-mesh axis sizes; one of them may be -1 (all remaining devices)."""
+  """Device-mesh axis sizes; one of them may be -1 (all remaining devices).
+
+  `slices` > 1 trains on several TPU slices joined by the data-centre network (DCN, multi-slice): the `data` axis
+  spans the slices (its size counts all of them and must be a multiple of `slices`), `fsdp` and `tensor` stay inside
+  each slice on the fast chip interconnect. No new axis name: the only traffic across slices is the data-parallel
+  gradient reduction, which the `data` axis already carries, so every sharding rule keeps its meaning (MaxText folds
+  its `dcn_data_parallelism` into its data axis the same way).
+  """
 
   data: int = -1
   fsdp: int = 1
   tensor: int = 1
+  slices: int = 1
 
   def __post_init__(self):
-    sizes = dataclasses.astuple(self)
+    sizes = (self.data, self.fsdp, self.tensor)
     check(all(s == -1 or s >= 1 for s in sizes), f"mesh: axis sizes must be >= 1 or -1, got {sizes}")
     check(sizes.count(-1) <= 1, f"mesh: at most one axis may be -1 (the rest), got {sizes}")
+    check(self.slices >= 1, f"mesh: slices must be >= 1, got {self.slices}")
 
   def shape(self, num_devices: int) -> tuple[int, int, int]:
     """(data, fsdp, tensor) sizes whose product is `num_devices`."""
-    sizes = list(dataclasses.astuple(self))
+    sizes = [self.data, self.fsdp, self.tensor]
     known = math.prod(s for s in sizes if s != -1)
     if -1 in sizes:
       check(num_devices % known == 0,
@@ -46,6 +55,8 @@ class MeshOptions:
       sizes[sizes.index(-1)] = num_devices // known
     check(math.prod(sizes) == num_devices, f"mesh: {dict(zip(MESH_AXES, sizes))} needs {math.prod(sizes)} "
                                            f"devices, but {num_devices} are available")
+    check(sizes[0] % self.slices == 0, f"mesh: the data axis ({sizes[0]}) must be a multiple of slices "
+                                       f"({self.slices}): it is the axis that spans the slices")
     return tuple(sizes)
 
 
@@ -84,6 +95,7 @@ class TrainOptions:
   data_dir: str = ""  # where tfds writes the task's array_record files; "" = $ZOO_DATA_DIR or ~/.cache/zoo/tfds
   log_dir: str = ""  # metrics.jsonl and TensorBoard events; "" = the workdir (required when the workdir is remote)
   progress_bar: bool = True
+  profile_steps: str = ""  # "FIRST:END": a jax.profiler trace of steps FIRST..END-1 in <log_dir>/profile; "" = off
 
   def __post_init__(self):
     for name in ("steps", "batch_size", "grad_accum_steps", "log_every", "max_to_keep"):
@@ -92,6 +104,18 @@ class TrainOptions:
       check(getattr(self, name) >= 0, f"train: {name} must be >= 0, got {getattr(self, name)}")
     check(self.batch_size % self.grad_accum_steps == 0,
           f"train: grad_accum_steps ({self.grad_accum_steps}) must divide batch_size ({self.batch_size})")
+    self.profile_range  # noqa: B018 — validates profile_steps
+
+  @property
+  def profile_range(self) -> tuple[int, int] | None:
+    """profile_steps "5:8" → (5, 8), a half-open range of steps like a Python slice; None when off."""
+    if not self.profile_steps:
+      return None
+    parts = self.profile_steps.split(":")
+    valid = len(parts) == 2 and all(p.strip().isdigit() for p in parts) and 1 <= int(parts[0]) < int(parts[1])
+    check(valid, f"train: profile_steps must be \"FIRST:END\" with 1 <= FIRST < END (traces steps FIRST..END-1) or "
+                 f"\"\" (off), got {self.profile_steps!r}")
+    return int(parts[0]), int(parts[1])
 
   @property
   def resolved_eval_batch_size(self) -> int:

@@ -1,0 +1,284 @@
+r"""Cloud TPU from this checkout: create a slice, train on it detached, read its logs, survive preemptions; or write
+a JobSet for GKE.
+
+  python -m launch.tpu create NAME --zone=ZONE --accelerator=v5litepod-16 --runtime=v2-alpha-tpuv5-lite [--spot]
+  python -m launch.tpu run NAME --zone=ZONE --workdir=gs://BUCKET/RUN --config=configs/pi.py:urpe [--config.x=y ...]
+  python -m launch.tpu run ... --supervise --accelerator=... --runtime=... --spot [--max-attempts=5 --poll=60]
+  python -m launch.tpu status|logs|stop|delete NAME --zone=ZONE
+  python -m launch.tpu manifest --name=RUN --image=IMAGE --accelerator=tpu-v5-lite-podslice --topology=4x4 \
+      --slices=2 --workdir=gs://BUCKET/RUN --config=configs/pi.py:urpe [--out=jobset.yaml --apply]
+
+Every subcommand takes --dry-run: it prints each command it would run (one per line) and runs none. Slices are
+queued resources (`--spot`, `--reserved` or on-demand); `run` copies the checkout to every worker as a per-launch
+archive, installs `.[tpu,gcs]` and starts `launch.train --distributed` detached on all workers (see gcloud.py for
+where logs go). `run --supervise` stays in the foreground, polls the slice every --poll seconds and, when it is
+preempted or gone, deletes and re-creates it and relaunches the same command, which resumes from the workdir's
+latest checkpoint; after --max-attempts launches it gives up. Needs the gcloud CLI (kubectl for `manifest --apply`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+
+import yaml
+
+from launch.tpu import gcloud
+from launch.tpu.manifest import JobSpec, jobset
+from launch.train import fail
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LOST = ("SUSPENDING", "SUSPENDED", "FAILED", "DELETING", "")  # "" = no such queued resource
+
+
+class Parser(argparse.ArgumentParser):
+  def error(self, message: str) -> None:
+    fail(message)
+
+
+class Runner:
+  """Runs commands, echoing each to stderr; with `dry_run` prints each to stdout instead, runs none and does not
+  wait between polls."""
+
+  def __init__(self, dry_run: bool):
+    self.dry_run = dry_run
+
+  def run(self, argv: list[str]) -> None:
+    if self.dry_run:
+      print(shlex.join(argv), flush=True)
+      return
+    print(f"+ {shlex.join(argv)}", file=sys.stderr, flush=True)
+    result = subprocess.run(argv)
+    if result.returncode != 0:
+      print(f"error: {' '.join(argv[:5])} ... failed with exit status {result.returncode}", file=sys.stderr)
+      sys.exit(1)
+
+  def output(self, argv: list[str], dry_value: str) -> str:
+    """The command's stdout, stripped; "" when it fails (a describe of a deleted slice); `dry_value` in a dry run."""
+    if self.dry_run:
+      print(shlex.join(argv), flush=True)
+      return dry_value
+    result = subprocess.run(argv, capture_output=True, text=True)
+    return result.stdout.strip() if result.returncode == 0 else ""
+
+  def sleep(self, seconds: float) -> None:
+    if not self.dry_run:
+      time.sleep(seconds)
+
+
+def state(runner: Runner, tpu: gcloud.Slice) -> str:
+  return runner.output(gcloud.describe(tpu), dry_value="ACTIVE")
+
+
+def wait_until_active(runner: Runner, tpu: gcloud.Slice, poll: float) -> None:
+  """Polls the queued resource until ACTIVE; a request that fails or disappears ends the launcher."""
+  last = None
+  while (current := state(runner, tpu)) != "ACTIVE":
+    if current in LOST:
+      print(f"error: queued resource {tpu.name} is {current or 'gone'} while waiting for it to become ACTIVE",
+            file=sys.stderr)
+      sys.exit(1)
+    if current != last:
+      print(f"{tpu.name}: {current}", file=sys.stderr, flush=True)
+      last = current
+    runner.sleep(poll)
+  print(f"{tpu.name}: ACTIVE", file=sys.stderr, flush=True)
+
+
+def create(runner: Runner, tpu: gcloud.Slice, args: argparse.Namespace) -> None:
+  runner.run(gcloud.create(tpu, args.accelerator, args.runtime, args.tier))
+  wait_until_active(runner, tpu, args.poll)
+
+
+def launch(runner: Runner, tpu: gcloud.Slice, args: argparse.Namespace) -> str:
+  """Copies the checkout to every worker under a new launch id and starts training there, detached."""
+  launch_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+  archive = f"zoo-{launch_id}.tgz"
+  local = os.path.join(tempfile.gettempdir(), f"{tpu.name}-{archive}")
+  try:
+    runner.run(gcloud.pack(REPO, local))
+    runner.run(gcloud.scp_to_workers(tpu, local, archive))
+  finally:
+    if os.path.exists(local):
+      os.remove(local)
+  runner.run(gcloud.ssh(tpu, gcloud.start_script(launch_id, archive, args.config, args.overrides, args.workdir)))
+  print(f"launched {launch_id} on {tpu.name}: `python -m launch.tpu logs {tpu.name} --zone={tpu.zone}` follows it; "
+        f"logs are copied to {args.workdir.rstrip('/')}/logs/{launch_id}/ when it ends", file=sys.stderr, flush=True)
+  return launch_id
+
+
+def job_state(runner: Runner, tpu: gcloud.Slice, launch_id: str) -> str:
+  """The launch's state over all workers: failed N if any failed, running while any runs, then what process 0 said
+  (finished or stopped), otherwise missing or lost; unreachable when ssh fails (the next poll asks again)."""
+  lines = runner.output(gcloud.ssh(tpu, gcloud.status_script(launch_id)), dry_value="worker finished").splitlines()
+  states = [line.split(" ", 1)[1] for line in lines if " " in line]
+  if not states:
+    return "unreachable"
+  failed = [s for s in states if s.startswith("failed")]
+  if failed:
+    return failed[0]
+  return next((s for s in ("running", "finished", "stopped", "missing") if s in states), "lost")
+
+
+def supervise(runner: Runner, tpu: gcloud.Slice, args: argparse.Namespace) -> None:
+  """Launches, then polls the slice and the job; re-creates and relaunches after a preemption, at most
+  --max-attempts launches in all."""
+  for attempt in range(1, args.max_attempts + 1):
+    current = state(runner, tpu)
+    if current != "ACTIVE":
+      if current:
+        runner.run(gcloud.delete(tpu))
+      create(runner, tpu, args)
+    launch_id = launch(runner, tpu, args)
+    while True:
+      runner.sleep(args.poll)
+      current = state(runner, tpu)
+      job = "lost with the slice" if current != "ACTIVE" else job_state(runner, tpu, launch_id)
+      if job not in ("running", "unreachable"):
+        break
+    if job == "finished":
+      print(f"supervise: {launch_id} finished (attempt {attempt})", file=sys.stderr, flush=True)
+      return
+    if job.startswith("failed"):
+      print(f"error: supervise: training failed with exit status {job.split()[1]} on {tpu.name}; not relaunching: "
+            f"see `python -m launch.tpu logs {tpu.name} --zone={tpu.zone}`", file=sys.stderr)
+      sys.exit(1)
+    print(f"supervise: slice {tpu.name} is {current or 'gone'}, job {job} (attempt {attempt} of "
+          f"{args.max_attempts})", file=sys.stderr, flush=True)
+  print(f"error: supervise: gave up after {args.max_attempts} attempts (the slice or job was lost each time); the "
+        f"checkpoints stay in {args.workdir}: rerun the same command to continue", file=sys.stderr)
+  sys.exit(1)
+
+
+def run(runner: Runner, tpu: gcloud.Slice, args: argparse.Namespace) -> None:
+  if not args.workdir.startswith("gs://"):
+    fail(f"run: --workdir must be on GCS (gs://...), where every worker and every re-created slice finds the same "
+         f"checkpoints; got {args.workdir!r}")
+  if args.supervise:
+    if not (args.accelerator and args.runtime):
+      fail("run --supervise: --accelerator and --runtime are required (to re-create the slice after a preemption)")
+    supervise(runner, tpu, args)
+    return
+  current = state(runner, tpu)
+  if current != "ACTIVE":
+    fail(f"run: slice {tpu.name} is {current or 'not there'}; create it first (python -m launch.tpu create ...) or "
+         f"pass --supervise")
+  launch(runner, tpu, args)
+
+
+def manifest(runner: Runner, args: argparse.Namespace) -> None:
+  try:
+    spec = JobSpec(name=args.name, image=args.image, accelerator=args.accelerator, topology=args.topology,
+                   slices=args.slices, workdir=args.workdir, config=args.config, overrides=tuple(args.overrides),
+                   max_restarts=args.max_restarts)
+  except ValueError as e:
+    fail(str(e))
+  text = yaml.safe_dump(jobset(spec), sort_keys=False)
+  if not args.out:
+    if args.apply:
+      fail("manifest --apply needs --out=FILE (the file kubectl applies)")
+    print(text, end="")
+    return
+  if not runner.dry_run:
+    with open(args.out, "w") as f:
+      f.write(text)
+  print(f"{'would write' if runner.dry_run else 'wrote'} {args.out}: {spec.slices} × {spec.topology} "
+        f"{spec.accelerator} ({spec.vms} pods per slice)", file=sys.stderr)
+  if args.apply:
+    runner.run(["kubectl", "apply", "-f", args.out])
+
+
+def build_parser() -> Parser:
+  parser = Parser(prog="python -m launch.tpu", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+  commands = parser.add_subparsers(dest="command", required=True)
+  common = Parser(add_help=False)
+  common.add_argument("--dry-run", action="store_true", help="print every command, run none")
+  on_slice = Parser(add_help=False, parents=[common])
+  on_slice.add_argument("name", help="the slice (queued resource and TPU VM) name")
+  on_slice.add_argument("--zone", required=True)
+  on_slice.add_argument("--project", default="", help="default: gcloud's configured project")
+  creating = Parser(add_help=False)
+  creating.add_argument("--accelerator", help="e.g. v5litepod-16, v5p-32, v4-32, v6e-16")
+  creating.add_argument("--runtime", help="TPU VM runtime version, e.g. v2-alpha-tpuv5-lite, v2-alpha-tpuv5")
+  tier = creating.add_mutually_exclusive_group()
+  tier.add_argument("--spot", dest="tier", action="store_const", const="spot", help="Spot VMs: cheap, preemptible")
+  tier.add_argument("--reserved", dest="tier", action="store_const", const="reserved", help="your reservation")
+  creating.set_defaults(tier="on-demand")
+  creating.add_argument("--poll", type=float, default=60.0, help="seconds between state checks")
+
+  commands.add_parser("create", parents=[on_slice, creating], help="queue a slice, wait for ACTIVE")
+  run_parser = commands.add_parser("run", parents=[on_slice, creating], help="copy, install, start training detached")
+  run_parser.add_argument("--workdir", required=True, help="gs://... : checkpoints (and copies of the logs)")
+  run_parser.add_argument("--config", required=True, help="experiment config, e.g. configs/pi.py:urpe")
+  run_parser.add_argument("--supervise", action="store_true", help="stay, re-create and relaunch after preemptions")
+  run_parser.add_argument("--max-attempts", type=int, default=5, help="launches in all before giving up")
+  for name, help_text in (("status", "the slice's state and the job's on every worker"),
+                          ("logs", "the end of every worker's train.log"),
+                          ("stop", "SIGTERM to the job: it saves a checkpoint and exits"),
+                          ("delete", "delete the queued resource and its TPU VMs")):
+    sub = commands.add_parser(name, parents=[on_slice], help=help_text)
+    if name != "delete":
+      sub.add_argument("--launch", default="", help="a launch id (default: the latest on the workers)")
+  commands.choices["logs"].add_argument("--lines", type=int, default=50)
+
+  manifest_parser = commands.add_parser("manifest", parents=[common], help="a JobSet for GKE (kubectl apply -f)")
+  manifest_parser.add_argument("--name", required=True, help="the JobSet name (a DNS label)")
+  manifest_parser.add_argument("--image", required=True, help="a container image with this checkout and .[tpu,gcs]")
+  manifest_parser.add_argument("--accelerator", required=True, help="GKE's label, e.g. tpu-v5-lite-podslice")
+  manifest_parser.add_argument("--topology", required=True, help="of one slice, e.g. 4x4")
+  manifest_parser.add_argument("--slices", type=int, default=1, help="slices joined over DCN (multi-slice)")
+  manifest_parser.add_argument("--workdir", required=True, help="gs://... : checkpoints")
+  manifest_parser.add_argument("--config", required=True, help="experiment config, e.g. configs/pi.py:urpe")
+  manifest_parser.add_argument("--max-restarts", type=int, default=3, help="JobSet restarts (preemptions) allowed")
+  manifest_parser.add_argument("--out", default="", help="write here instead of stdout")
+  manifest_parser.add_argument("--apply", action="store_true", help="then kubectl apply -f OUT")
+  return parser
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+  """The arguments; `--config.x=y` overrides pass through to launch.train after --config."""
+  args, extra = build_parser().parse_known_args(argv)
+  unknown = [a for a in extra if not a.startswith("--config.")]
+  if unknown:
+    fail(f"unrecognized arguments: {' '.join(unknown)}")
+  if args.command in ("run", "manifest"):
+    args.overrides = extra
+  elif extra:
+    fail(f"{args.command} takes no config overrides, got {' '.join(extra)}")
+  if args.command == "create" and not (args.accelerator and args.runtime):
+    fail("create: --accelerator and --runtime are required")
+  return args
+
+
+def main(argv: list[str]) -> None:
+  args = parse(argv)
+  runner = Runner(args.dry_run)
+  if args.command == "manifest":
+    manifest(runner, args)
+    return
+  tpu = gcloud.Slice(args.name, args.zone, args.project)
+  if args.command == "create":
+    create(runner, tpu, args)
+  elif args.command == "run":
+    run(runner, tpu, args)
+  elif args.command == "status":
+    current = state(runner, tpu)
+    jobs = runner.output(gcloud.ssh(tpu, gcloud.status_script(args.launch)), dry_value="")
+    if not runner.dry_run:
+      print(f"{tpu.name}: {current or 'not found'}\n{jobs}", flush=True)
+  elif args.command == "logs":
+    runner.run(gcloud.ssh(tpu, gcloud.logs_script(args.launch, args.lines)))
+  elif args.command == "stop":
+    runner.run(gcloud.ssh(tpu, gcloud.stop_script(args.launch)))
+  elif args.command == "delete":
+    runner.run(gcloud.delete(tpu))
+
+
+if __name__ == "__main__":
+  main(sys.argv[1:])

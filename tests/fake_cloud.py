@@ -1,0 +1,30 @@
+"""A stand-in for `gcloud` and `kubectl` on PATH (`python fake_cloud.py gcloud ARGS...` behind a two-line wrapper
+script per program name): records every call and answers from a scenario.
+
+`$FAKE_CLOUD_DIR/calls.jsonl` gets one JSON list (the program name, then its arguments) per call. The scenario,
+`$FAKE_CLOUD_DIR/scenario.json`, is a list of rules `{"match": SUBSTRING, "outputs": [ANSWER, ...]}`: the first rule
+whose substring occurs in the joined command line answers with its next output (the last one repeats); an answer
+is a string for stdout (exit 0) or `{"rc": N}`. Commands no rule matches print nothing and exit 0.
+"""
+
+import json
+import os
+import sys
+
+directory = os.environ["FAKE_CLOUD_DIR"]
+argv = sys.argv[1:]
+with open(os.path.join(directory, "calls.jsonl"), "a") as f:
+  f.write(json.dumps(argv) + "\n")
+path = os.path.join(directory, "scenario.json")
+rules = json.load(open(path)) if os.path.exists(path) else []
+line = " ".join(argv)
+for rule in rules:
+  if rule["match"] in line:
+    answer = rule["outputs"][0]
+    if len(rule["outputs"]) > 1:
+      rule["outputs"].pop(0)
+      json.dump(rules, open(path, "w"))
+    if isinstance(answer, dict):
+      sys.exit(answer["rc"])
+    print(answer)
+    break

@@ -1,0 +1,305 @@
+"""`python -m launch.tpu` against a fake `gcloud` / `kubectl` on PATH that records its calls: the commands of each
+subcommand, queued-resource polling, detached per-worker starts, a preemption that leads to re-create + relaunch,
+giving up, `--dry-run` running nothing; and the GKE JobSet manifest, parsed as YAML and checked field by field."""
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+
+import pytest
+import yaml
+from conftest import REPO
+
+from launch.tpu import gcloud
+
+ZONE = "europe-west4-b"
+TPU = gcloud.Slice("zoo-v5e", ZONE)
+WHERE = ["--zone=europe-west4-b"]
+CREATE = ["gcloud", "compute", "tpus", "queued-resources", "create", "zoo-v5e", "--node-id=zoo-v5e",
+          "--accelerator-type=v5litepod-16", "--runtime-version=v2-alpha-tpuv5-lite", *WHERE, "--spot"]
+DESCRIBE = ["gcloud", *gcloud.describe(TPU)[1:]]
+DELETE = ["gcloud", "compute", "tpus", "queued-resources", "delete", "zoo-v5e", *WHERE, "--force", "--quiet"]
+SLICE_OPTIONS = ["--accelerator=v5litepod-16", "--runtime=v2-alpha-tpuv5-lite", "--spot"]
+RUN = ["run", "zoo-v5e", f"--zone={ZONE}", "--workdir=gs://my-bucket/zoo/pi", "--config=configs/pi.py:urpe",
+       "--config.train.steps=2000"]
+TRAIN = ".venv/bin/python -m launch.train --distributed --workdir=gs://my-bucket/zoo/pi --config=configs/pi.py:urpe " \
+        "--config.train.log_dir=logs --config.train.steps=2000"  # overrides after --config, the user's last
+
+
+class FakeCloud:
+  def __init__(self, directory):
+    self.directory = directory
+    self.bin = directory / "bin"
+    self.bin.mkdir()
+    for program in ("gcloud", "kubectl"):
+      wrapper = self.bin / program
+      wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} {REPO / 'tests' / 'fake_cloud.py'} {program} \"$@\"\n")
+      wrapper.chmod(0o755)
+
+  def scenario(self, **outputs) -> None:
+    """Answers by command: describe=[states...], status=[worker lines...]."""
+    matches = {"describe": "queued-resources describe", "status": "kill -0"}
+    rules = [{"match": matches[name], "outputs": list(values)} for name, values in outputs.items()]
+    (self.directory / "scenario.json").write_text(json.dumps(rules))
+
+  def launcher(self, *args) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{self.bin}:{os.environ['PATH']}", "FAKE_CLOUD_DIR": str(self.directory),
+           "TMPDIR": str(self.directory)}
+    return subprocess.run([sys.executable, "-m", "launch.tpu", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=60)
+
+  def calls(self) -> list[list[str]]:
+    path = self.directory / "calls.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.fixture
+def cloud(tmp_path):
+  return FakeCloud(tmp_path)
+
+
+def kind(call: list[str]) -> str:
+  """create / describe / delete / scp / start / status / logs / stop, for comparing call sequences."""
+  if call[:4] == ["gcloud", "compute", "tpus", "queued-resources"]:
+    return call[4]
+  if call[3:5] == ["tpu-vm", "scp"]:
+    return "scp"
+  command = next(a for a in call if a.startswith("--command="))
+  return {"nohup setsid": "start", "kill -0": "status", "tail -n": "logs", "kill -TERM": "stop"}[
+      next(marker for marker in ("nohup setsid", "kill -0", "tail -n", "kill -TERM") if marker in command)]
+
+
+def launch_ids(calls) -> list[str]:
+  return [re.search(r"zoo_runs/(\d{8}-\d{6}-[0-9a-f]{6})", c[-1]).group(1) for c in calls if kind(c) == "start"]
+
+
+def test_create_queues_a_spot_slice_and_polls_until_active(cloud):
+  cloud.scenario(describe=["WAITING_FOR_RESOURCES", "PROVISIONING", "ACTIVE"])
+  result = cloud.launcher("create", "zoo-v5e", f"--zone={ZONE}", *SLICE_OPTIONS, "--poll=0")
+  assert result.returncode == 0, result.stderr
+  assert cloud.calls() == [CREATE, DESCRIBE, DESCRIBE, DESCRIBE]
+  assert "zoo-v5e: WAITING_FOR_RESOURCES\nzoo-v5e: PROVISIONING\nzoo-v5e: ACTIVE" in result.stderr
+
+
+@pytest.mark.parametrize("tier,flags", [("--reserved", ["--reserved"]), (None, [])], ids=["reserved", "on_demand"])
+def test_reserved_and_on_demand_slices(cloud, tier, flags):
+  cloud.scenario(describe=["ACTIVE"])
+  options = ["--accelerator=v5litepod-16", "--runtime=v2-alpha-tpuv5-lite"] + ([tier] if tier else [])
+  assert cloud.launcher("create", "zoo-v5e", f"--zone={ZONE}", *options).returncode == 0
+  assert cloud.calls()[0] == CREATE[:-1] + flags
+
+
+def test_run_copies_a_per_launch_archive_and_starts_training_detached_on_every_worker(cloud):
+  cloud.scenario(describe=["ACTIVE"])
+  for _ in range(2):
+    result = cloud.launcher(*RUN)
+    assert result.returncode == 0, result.stderr
+  calls = cloud.calls()
+  assert [kind(c) for c in calls] == ["describe", "scp", "start"] * 2
+  first, second = launch_ids(calls)
+  assert first != second  # two launches never share an archive or a run directory
+  scp, start = calls[1], calls[2]
+  assert scp[6:] == [f"zoo-v5e:zoo-{first}.tgz", *WHERE, "--worker=all"]
+  assert scp[5] == str(cloud.directory / f"zoo-v5e-zoo-{first}.tgz")
+  assert not os.path.exists(scp[5])  # the local archive is removed once copied
+  assert start[:7] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh", "zoo-v5e", *WHERE] and start[7] == "--worker=all"
+  script = start[8].removeprefix("--command=")
+  run_dir = f"$HOME/zoo_runs/{first}"
+  assert f"tar -C {run_dir} -xzf $HOME/zoo-{first}.tgz" in script
+  assert ".venv/bin/pip install -q -e '.[tpu,gcs]'" in script
+  detached = script.split("; nohup setsid bash -c ", 1)[1]
+  job, redirect = shlex.split(detached.split(" & ")[0])[0], detached.split(" & ")[1]
+  assert job.startswith("trap : TERM; ") and f"{TRAIN} > {run_dir}/train.log 2>&1" in job
+  copy = f"gcloud storage cp -r {run_dir}/train.log {run_dir}/logs gs://my-bucket/zoo/pi/logs/{first}/$(hostname)/"
+  assert copy in job
+  assert redirect == f"echo $! > {run_dir}/pid"
+  assert "> /dev/null 2>&1 < /dev/null" in detached  # nothing ties the job to the ssh session
+
+
+def test_status_logs_stop_and_delete_issue_their_commands(cloud):
+  cloud.scenario(describe=["ACTIVE"], status=["t1v-n-0 running\nt1v-n-1 running"])
+  status = cloud.launcher("status", "zoo-v5e", f"--zone={ZONE}")
+  assert status.stdout == "zoo-v5e: ACTIVE\nt1v-n-0 running\nt1v-n-1 running\n"
+  for command in (["logs", "--lines=20"], ["stop"], ["delete"]):
+    assert cloud.launcher(command[0], "zoo-v5e", f"--zone={ZONE}", *command[1:]).returncode == 0
+  calls = cloud.calls()
+  assert [kind(c) for c in calls] == ["describe", "status", "logs", "stop", "delete"]
+  assert calls[2][-1] == "--command=" + gcloud.logs_script("", 20)
+  assert "tail -n 20 $HOME/zoo_runs/latest/train.log" in calls[2][-1]
+  assert calls[3][-1] == "--command=kill -TERM -- -$(cat $HOME/zoo_runs/latest/pid)"
+  assert calls[4] == DELETE
+
+
+def test_a_preempted_slice_is_recreated_and_the_same_command_relaunched(cloud):
+  cloud.scenario(describe=["ACTIVE", "ACTIVE", "PREEMPTED", "PREEMPTED", "WAITING_FOR_RESOURCES", "ACTIVE", "ACTIVE"],
+                 status=["t1v-n-0 running\nt1v-n-1 running", "t1v-n-0 finished\nt1v-n-1 exited"])
+  result = cloud.launcher(*RUN, "--supervise", *SLICE_OPTIONS, "--poll=0")
+  assert result.returncode == 0, result.stderr
+  calls = cloud.calls()
+  assert [kind(c) for c in calls] == [
+      "describe", "scp", "start", "describe", "status", "describe",  # running, then preempted
+      "describe", "delete", "create", "describe", "describe",  # re-create, wait for ACTIVE
+      "scp", "start", "describe", "status"]  # relaunch, finished
+  assert calls[7] == DELETE and calls[8] == CREATE
+  first, second = launch_ids(calls)
+  assert calls[2][-1].replace(first, "ID") == calls[12][-1].replace(second, "ID")  # the same command
+  assert "slice zoo-v5e is PREEMPTED" in result.stderr and f"supervise: {second} finished (attempt 2)" in result.stderr
+
+
+def test_supervise_gives_up_after_max_attempts(cloud):
+  cloud.scenario(describe=["ACTIVE", "PREEMPTED", "PREEMPTED", "ACTIVE", "PREEMPTED"])
+  result = cloud.launcher(*RUN, "--supervise", *SLICE_OPTIONS, "--poll=0", "--max-attempts=2")
+  assert result.returncode == 1
+  assert [kind(c) for c in cloud.calls()].count("start") == 2
+  errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+  assert errors == ["error: supervise: gave up after 2 attempts (the slice or job was lost each time); the "
+                    "checkpoints stay in gs://my-bucket/zoo/pi: rerun the same command to continue"]
+
+
+def test_a_failed_job_is_not_relaunched_and_an_unreachable_one_is_asked_again(cloud):
+  cloud.scenario(describe=["ACTIVE"], status=[{"rc": 255}, "t1v-n-0 failed 1\nt1v-n-1 running"])
+  result = cloud.launcher(*RUN, "--supervise", *SLICE_OPTIONS, "--poll=0")
+  assert result.returncode == 1
+  assert "error: supervise: training failed with exit status 1 on zoo-v5e; not relaunching" in result.stderr
+  assert [kind(c) for c in cloud.calls()] == ["describe", "scp", "start", "describe", "status", "describe", "status"]
+
+
+@pytest.mark.parametrize("args", [
+    ["create", "zoo-v5e", f"--zone={ZONE}", *SLICE_OPTIONS],
+    RUN,
+    [*RUN, "--supervise", *SLICE_OPTIONS],
+    ["status", "zoo-v5e", f"--zone={ZONE}"],
+    ["logs", "zoo-v5e", f"--zone={ZONE}"],
+    ["stop", "zoo-v5e", f"--zone={ZONE}"],
+    ["delete", "zoo-v5e", f"--zone={ZONE}"],
+], ids=["create", "run", "supervise", "status", "logs", "stop", "delete"])
+def test_dry_run_prints_the_commands_and_runs_none(cloud, args):
+  result = cloud.launcher(*args, "--dry-run")
+  assert result.returncode == 0, result.stderr
+  assert cloud.calls() == []
+  printed = [shlex.split(line) for line in result.stdout.splitlines()]
+  assert printed and all(argv[0] in ("gcloud", "tar") for argv in printed), result.stdout
+  if args[0] == "create":
+    assert printed == [CREATE, DESCRIBE]
+  if args[0] == "run":
+    assert [argv[0] for argv in printed][:3] == ["gcloud", "tar", "gcloud"]
+    assert not list(cloud.directory.glob("*.tgz"))  # not even the archive was built
+
+
+@pytest.mark.parametrize("args,message", [
+    ([*RUN[:3], "--workdir=/tmp/run", "--config=configs/pi.py:urpe"],
+     "error: run: --workdir must be on GCS (gs://...)"),
+    (["create", "zoo-v5e", f"--zone={ZONE}", "--spot"], "error: create: --accelerator and --runtime are required"),
+    ([*RUN, "--supervise"], "error: run --supervise: --accelerator and --runtime are required"),
+    ([*RUN, "--steps=3"], "error: unrecognized arguments: --steps=3"),
+    (["create", "zoo-v5e", *SLICE_OPTIONS], "error: the following arguments are required: --zone"),
+])
+def test_usage_errors_exit_2_with_one_line(cloud, args, message):
+  result = cloud.launcher(*args)
+  assert result.returncode == 2
+  assert result.stderr.startswith(message) and result.stderr.count("\n") == 1, result.stderr
+  assert cloud.calls() == []
+
+
+MANIFEST = ["manifest", "--name=zoo-pi", "--image=europe-docker.pkg.dev/p/zoo/train:1",
+            "--accelerator=tpu-v5-lite-podslice", "--topology=4x4", "--workdir=gs://my-bucket/zoo/pi",
+            "--config=configs/pi.py:urpe", "--config.train.steps=2000"]
+DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def test_the_jobset_manifest_has_one_job_per_slice_and_what_jax_needs(cloud):
+  result = cloud.launcher(*MANIFEST, "--slices=2")
+  assert result.returncode == 0, result.stderr
+  manifest = yaml.safe_load(result.stdout)
+  assert manifest["apiVersion"] == "jobset.x-k8s.io/v1alpha2" and manifest["kind"] == "JobSet"
+  assert manifest["metadata"]["annotations"]["alpha.jobset.sigs.k8s.io/exclusive-topology"] == \
+      "cloud.google.com/gke-nodepool"
+  [replicated] = manifest["spec"]["replicatedJobs"]
+  assert replicated["replicas"] == 2  # one Job per slice
+  job = replicated["template"]["spec"]
+  assert job["parallelism"] == job["completions"] == 4  # a 4x4 v5e slice: 16 chips on 4 VMs of 4
+  pod = job["template"]["spec"]
+  assert pod["nodeSelector"] == {"cloud.google.com/gke-tpu-accelerator": "tpu-v5-lite-podslice",
+                                 "cloud.google.com/gke-tpu-topology": "4x4"}
+  [container] = pod["containers"]
+  assert container["resources"]["limits"] == {"google.com/tpu": 4}
+  assert container["command"] == ["python", "-m", "launch.train", "--distributed", "--workdir=gs://my-bucket/zoo/pi",
+                                  "--config=configs/pi.py:urpe", "--config.train.log_dir=/tmp/zoo_logs",
+                                  "--config.mesh.slices=2", "--config.train.steps=2000"]
+  env = {e["name"]: e for e in container["env"]}
+  assert env["MEGASCALE_COORDINATOR_ADDRESS"]["value"] == "zoo-pi-slice-0-0.zoo-pi"  # pod 0 of slice 0
+  assert env["MEGASCALE_NUM_SLICES"]["value"] == "2"
+  assert env["MEGASCALE_SLICE_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == \
+      "metadata.annotations['jobset.sigs.k8s.io/job-index']"
+  # Names Kubernetes validates as DNS-1123 labels, including the longest pod host name the JobSet will create.
+  for name in (manifest["metadata"]["name"], replicated["name"], container["name"], "zoo-pi-slice-1-3"):
+    assert DNS_1123_LABEL.match(name), name
+  assert all(isinstance(e["name"], str) and re.match(r"^[A-Z_][A-Z0-9_]*$", e["name"]) for e in container["env"])
+
+
+def test_one_slice_needs_no_megascale_variables(cloud):
+  manifest = yaml.safe_load(cloud.launcher(*MANIFEST).stdout)
+  container = manifest["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]["containers"][0]
+  assert manifest["spec"]["replicatedJobs"][0]["replicas"] == 1
+  assert not [e for e in container["env"] if e["name"].startswith("MEGASCALE")]
+
+
+@pytest.mark.parametrize("override,message", [
+    ("--name=Zoo_PI", "error: manifest: name 'Zoo_PI' is not a valid Kubernetes name"),
+    ("--name=" + "z" * 41, "is not a valid Kubernetes name"),
+    ("--accelerator=v5e", "error: manifest: unknown accelerator 'v5e'; valid choices: tpu-v4-podslice, "
+                          "tpu-v5-lite-podslice, tpu-v5p-slice, tpu-v6e-slice"),
+    ("--workdir=/tmp/x", "error: manifest: the workdir must be on GCS (gs://...), got '/tmp/x'"),
+])
+def test_bad_manifest_options_exit_2(cloud, override, message):
+  result = cloud.launcher(*MANIFEST, override)
+  assert result.returncode == 2 and message in result.stderr and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_manifest_apply_runs_kubectl_and_dry_run_does_not(cloud):
+  out = cloud.directory / "jobset.yaml"
+  dry = cloud.launcher(*MANIFEST, f"--out={out}", "--apply", "--dry-run")
+  assert dry.stdout == f"kubectl apply -f {out}\n" and cloud.calls() == []
+  assert cloud.launcher(*MANIFEST, f"--out={out}", "--apply").returncode == 0
+  assert cloud.calls() == [["kubectl", "apply", "-f", str(out)]]
+  assert yaml.safe_load(out.read_text())["kind"] == "JobSet"
+
+
+@pytest.mark.parametrize("files,expected", [
+    ({}, "missing"),
+    ({"pid": "999999999"}, "lost"),  # no such process, no exit status
+    ({"pid": "PID"}, "running"),
+    ({"pid": "1", "exit_status": "3", "train.log": ""}, "failed 3"),
+    ({"pid": "1", "exit_status": "0", "train.log": "...\nsummary: {}\n"}, "finished"),
+    ({"pid": "1", "exit_status": "0", "train.log": "...\npreempted: SIGTERM received; ...\n"}, "stopped"),
+    ({"pid": "1", "exit_status": "0", "train.log": "...\n"}, "exited"),
+])
+def test_the_worker_status_script_reads_a_launch_directory(tmp_path, files, expected):
+  run = tmp_path / "zoo_runs" / "L1"
+  run.mkdir(parents=True)
+  for name, text in files.items():
+    (run / name).write_text(text.replace("PID", str(os.getpid())))
+  result = subprocess.run(["bash", "-c", gcloud.status_script("L1")], env={**os.environ, "HOME": str(tmp_path)},
+                          capture_output=True, text=True, timeout=10)
+  assert result.stdout.split(" ", 1)[1] == expected + "\n", result.stderr
+
+
+def readme_launcher_commands() -> list[list[str]]:
+  """The `python -m launch.tpu ...` commands of the README's Cloud TPU section, continuation lines joined."""
+  text = (REPO / "README.md").read_text()
+  section = text.split("\n## Cloud TPU\n", 1)[1].split("\n## ", 1)[0]
+  lines = section.replace("\\\n", " ").splitlines()
+  return [shlex.split(line)[3:] for line in lines if line.startswith("python -m launch.tpu ")]
+
+
+def test_the_readme_commands_run_in_dry_run(cloud):
+  commands = readme_launcher_commands()
+  assert [c[0] for c in commands] == ["create", "run", "status", "logs", "stop", "run", "delete", "manifest"]
+  for command in commands:
+    result = cloud.launcher(*command, "--dry-run")
+    assert result.returncode == 0, (command, result.stderr)
+    assert result.stdout.startswith(("gcloud ", "kubectl ")), (command, result.stdout)
+  assert cloud.calls() == [] and not (REPO / "jobset.yaml").exists()
