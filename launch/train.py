@@ -10,14 +10,19 @@ pass --distributed (JAX finds the cluster); elsewhere --coordinator_address, --n
 
 from __future__ import annotations
 
+import difflib
 import re
 import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+from ml_collections.config_flags.config_flags import ConfigFileFlagParser
 
+# New keys are accepted under `model` only — every model option and every option of the chosen encoding
+# (`--config.model.pe_options.max_distance=4`, `--config.model.head_dim=32`), which the model's option dataclasses
+# then validate, naming the valid ones; a new key anywhere else is an unknown key (`check_new_keys`).
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config: configs/<name>.py[:arg]",
-                                          lock_config=True)
+                                          lock_config=False, accept_new_attributes=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "checkpoints, metrics.jsonl and TensorBoard events go here")
 _AOT_TOPOLOGY = flags.DEFINE_string("aot_topology", None, "compile the train step for this TPU topology (e.g. "
                                     "v5e:16x16) without running it, print per-device memory and whether it fits")
@@ -54,14 +59,32 @@ def parse_flags(argv: list[str]) -> list[str]:
     fail(config_error_message(e))
 
 
+def check_new_keys(overrides: dict, file_config: dict) -> None:
+  """Fails on an override of a key the config file does not have, outside the `model` section."""
+  for path in overrides:
+    *parents, key = path.split(".")
+    if parents[:1] == ["model"]:
+      continue
+    section = file_config
+    for name in parents:
+      section = section.get(name) if isinstance(section, dict) else None
+    if not isinstance(section, dict) or key not in section:
+      close = difflib.get_close_matches(key, section if isinstance(section, dict) else [], n=1)
+      fail(f"unknown config key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+
+
 def load_config() -> dict:
   """The --config file with overrides applied, as a dict (ml_collections loads the file on first access)."""
   if _CONFIG.value is None:
     fail("--config is required, e.g. --config=configs/pi.py:urpe")
   try:
-    return _CONFIG.value.to_dict()
+    config = _CONFIG.value.to_dict()
+    config_flag = flags.FLAGS["config"]
+    file_config = ConfigFileFlagParser(name="config").parse(config_flags.get_config_filename(config_flag))
   except (flags.Error, AttributeError, KeyError, OSError, ValueError) as e:
     fail(config_error_message(e))
+  check_new_keys(config_flags.get_override_values(config_flag), file_config.to_dict())
+  return config
 
 
 def main(argv: list[str]) -> None:
@@ -77,6 +100,7 @@ def main(argv: list[str]) -> None:
   import jax  # noqa: PLC0415
 
   from zoo.train import aot, loop  # noqa: PLC0415
+  from zoo.data import TaskDataError  # noqa: PLC0415
   from zoo.train.checkpoint import NoIntactCheckpoint  # noqa: PLC0415
   from zoo.train.options import parse_experiment  # noqa: PLC0415
 
@@ -102,7 +126,7 @@ def main(argv: list[str]) -> None:
     fail(str(e))
   try:
     loop.train_and_evaluate(config, _WORKDIR.value)
-  except NoIntactCheckpoint as e:
+  except (NoIntactCheckpoint, TaskDataError) as e:
     fail(str(e))
   except loop.NonFiniteLoss as e:
     print(str(e), file=sys.stderr, flush=True)

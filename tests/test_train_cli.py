@@ -60,6 +60,13 @@ BAD_CONFIGS = {
     "remote workdir without a local log_dir": (
         [SMOKE, "--workdir=gs://bucket/run"],
         "error: train: log_dir must name a local directory when the workdir is remote (gs://bucket/run)"),
+    "unknown encoding option": ([SMOKE, "--config.model.pe_options.max_distanc=4"],
+                                "error: positional encoding 'urpe': unknown option(s) 'max_distanc'; valid options:"),
+    "unknown model option": ([SMOKE, "--config.model.num_layer=3"],
+                             "error: model 'encoder': unknown option(s) 'num_layer'; valid options: vocab_size, "),
+    "unknown new section": ([SMOKE, "--config.trainer.steps=3"], "error: unknown config key 'trainer'"),
+    "task files missing": (["--config=configs/graph_zinc.py:spd,smoke"],
+                           "error: task 'molecules': '.' is not a file; expected a CSV file with columns 'smiles'"),
     "bad sharding rule": ([SMOKE, "--config.sharding_rules.embed=model"],
                           "error: sharding_rules: 'embed' -> 'model' is not a mesh axis; valid choices: data, fsdp, "
                           "tensor"),
@@ -75,6 +82,18 @@ def test_bad_config_exits_2_with_one_line_naming_the_valid_choices(case, tmp_pat
   assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
   assert "Traceback" not in result.stderr
   assert not (tmp_path / "checkpoints").exists()  # nothing was trained
+
+
+def test_every_model_and_encoding_option_can_be_set_from_the_command_line(tmp_path, data_dir):
+  """Options the config file does not list (head_dim, the encoding's max_distance) are dotted overrides too."""
+  result = run_cli("--config=configs/pi.py:rpe,smoke", "--config.model.pe_options.max_distance=4",
+                   "--config.model.head_dim=4", "--config.train.steps=1", f"--config.train.data_dir={data_dir}",
+                   f"--workdir={tmp_path}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  _, state = final_state(tmp_path)
+  shapes = {np.shape(leaf) for leaf in jax.tree.leaves(state["params"])}
+  assert (2, 9) in shapes  # the per-lag table: 2 heads × lags -4..4
+  assert (16, 2, 4) in shapes  # query kernel: d_model 16 → 2 heads × head_dim 4
 
 
 def final_state(workdir):
@@ -170,10 +189,11 @@ def test_kill_9_at_several_steps(tmp_path, data_dir, uninterrupted, kill_step):
   assert_states_bit_identical(kill_at_step_then_resume(tmp_path, data_dir, kill_step), uninterrupted)
 
 
-def truncate_largest_file(step_dir) -> None:
-  largest = max((p for p in step_dir.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
-  with open(largest, "r+b") as f:
-    f.truncate(largest.stat().st_size // 2)
+def truncate_data_file(step_dir) -> None:
+  """Cuts the state's array data file (orbax's OCDBT store under state/d/) in half."""
+  (data_file,) = (step_dir / "state" / "d").iterdir()
+  with open(data_file, "r+b") as f:
+    f.truncate(data_file.stat().st_size // 2)
 
 
 def test_a_damaged_checkpoint_is_set_aside_and_the_previous_step_resumed(tmp_path, data_dir):
@@ -183,11 +203,12 @@ def test_a_damaged_checkpoint_is_set_aside_and_the_previous_step_resumed(tmp_pat
                                        f"--workdir={workdir}")
   workdir, clean = tmp_path / "damaged", tmp_path / "clean"
   assert run(workdir, 4).returncode == 0 and run(clean, 6).returncode == 0
-  truncate_largest_file(workdir / "checkpoints" / "4")
+  truncate_data_file(workdir / "checkpoints" / "4")
   result = run(workdir, 6)
   assert result.returncode == 0, result.stderr[-3000:]
   warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: checkpoint")]
   assert len(warnings) == 1 and warnings[0].startswith("warning: checkpoint step 4 is damaged ("), result.stderr
+  assert len(warnings[0]) < 600 and "tensorstore_spec" not in warnings[0]
   assert (tmp_path / "damaged" / "damaged_checkpoints" / "4").is_dir()  # kept for inspection, not deleted
   assert logged_steps(workdir) == [1, 2, 3, 4, 5, 6, 6]  # resumed after step 2; the log reads as one run
   (step, state), (clean_step, clean_state) = final_state(workdir), final_state(clean)
@@ -197,7 +218,7 @@ def test_a_damaged_checkpoint_is_set_aside_and_the_previous_step_resumed(tmp_pat
 
   for step_dir in (workdir / "checkpoints").iterdir():
     if step_dir.name.isdigit():
-      truncate_largest_file(step_dir)
+      truncate_data_file(step_dir)
   result = run(workdir, 8)
   assert result.returncode == 2, result.stderr[-3000:]
   errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]

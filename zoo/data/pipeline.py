@@ -24,11 +24,19 @@ from zoo.data.tasks import Task
 Batch = dict[str, np.ndarray]
 
 
+class TaskDataError(ValueError):
+  """The task's input files are missing or malformed (a loader's ValueError): the user's to fix, so commands print
+  it as one line instead of a traceback."""
+
+
 def prepare(task: Task, data_dir: str) -> tfds.core.DatasetBuilder:
   """Writes the task's splits under `data_dir` unless they are there already (tfds writes atomically)."""
   tfds.display_progress_bar(False)
-  builder = task.builder(data_dir)
-  builder.download_and_prepare()
+  try:
+    builder = task.builder(data_dir)
+    builder.download_and_prepare()
+  except ValueError as e:
+    raise TaskDataError(str(e)) from e
   return builder
 
 

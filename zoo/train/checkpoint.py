@@ -22,13 +22,32 @@ from etils import epath
 from jax.experimental import multihost_utils
 
 
+def ignore_stragglers_of_failed_reads() -> None:
+  """After a failed restore, TensorStore's reads that were still in flight complete into orbax's closed event loop
+  and each reports `RuntimeError: Event loop is closed` through `sys.unraisablehook` — a screen of tracebacks
+  around the one-line warning. Installed before restoring (a report can come before the failure reaches us), it
+  drops those reports, and only those, from then on."""
+  previous = sys.unraisablehook
+  if getattr(previous, "drops_closed_loop_reports", False):
+    return
+
+  def hook(report):
+    if not (isinstance(report.exc_value, RuntimeError) and str(report.exc_value) == "Event loop is closed"):
+      previous(report)
+
+  hook.drops_closed_loop_reports = True
+  sys.unraisablehook = hook
+
+
 class NoIntactCheckpoint(ValueError):
   """Every checkpoint in the directory failed to restore."""
 
 
-def first_line(error: BaseException) -> str:
+def first_line(error: BaseException, limit: int = 300) -> str:
+  """The error's type and first line, without TensorStore's spec dump, at most `limit` characters."""
   lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-  return f"{type(error).__name__}: {lines[0] if lines else ''}"
+  text = f"{type(error).__name__}: {lines[0] if lines else ''}".split(" [tensorstore_spec")[0]
+  return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 class Checkpointer:
@@ -60,6 +79,7 @@ class Checkpointer:
     Any error while reading a step counts as damage — orbax and TensorStore raise many kinds — so the warning names
     the error; a target that no step can match (a changed model) ends in `NoIntactCheckpoint` with each cause."""
     failures = []
+    ignore_stragglers_of_failed_reads()
     for step in sorted(self.manager.all_steps(), reverse=True):
       try:
         return step, self.restore(step, abstract_state, data_iterator)
@@ -76,7 +96,10 @@ class Checkpointer:
     """Moves step `step` out of the manager's directory into `damaged_checkpoints/` beside it (process 0 moves,
     every process waits for it)."""
     directory = epath.Path(self.manager.directory)
-    target = directory.parent / "damaged_checkpoints" / str(step)
+    aside = directory.parent / "damaged_checkpoints"
+    target, copy = aside / str(step), 1
+    while target.exists():  # the same step number damaged again after a later run re-saved it
+      target, copy = aside / f"{step}.{copy}", copy + 1
     if jax.process_index() == 0:
       target.parent.mkdir(parents=True, exist_ok=True)
       (directory / str(step)).rename(target)
