@@ -57,3 +57,38 @@ def test_every_task_trains_a_few_steps_through_its_smoke_config(name, data_dir, 
   assert summary["step"] == config["train"]["steps"] and math.isfinite(summary["loss"])
   assert any(name.startswith("eval_") for name in summary)
 
+
+
+# What a `,smoke` variant may change: sizes, counts and steps — never a code path (dropout, noise, attention impl,
+# optimizer, schedule, weight decay, task kind).
+SIZE_KEYS = {
+    "task": {"num_train", "num_eval", "num_test", "num_sequences", "length", "min_length", "max_length", "min_nodes",
+             "max_nodes", "vocab_size", "max_files", "image_size", "segment_length", "num_distractors", "difficulty",
+             "lags"},
+    "model": {"num_layers", "d_model", "num_heads", "head_dim", "mlp_dim", "max_hops", "max_length", "num_features"},
+    "optimizer": {"warmup_steps"},
+    "train": {"steps", "batch_size", "log_every", "eval_every", "checkpoint_every", "eval_batches",
+              "eval_batch_size"},
+}
+
+
+def flatten(config: dict, prefix: tuple = ()) -> dict[tuple, object]:
+  flat = {}
+  for key, value in config.items():
+    if isinstance(value, dict) and key != "pe_options":
+      flat.update(flatten(value, prefix + (key,)))
+    else:
+      flat[prefix + (key,)] = value
+  return flat
+
+
+@pytest.mark.parametrize("path", sorted(p.stem for p in (REPO / "configs").glob("*.py")
+                                        if p.stem not in ("__init__", "base")))
+def test_smoke_variants_change_sizes_and_steps_only(path):
+  module = importlib.import_module(f"configs.{path}")
+  full, smoke = flatten(module.get_config("").to_dict()), flatten(module.get_config("smoke").to_dict())
+  assert full.keys() == smoke.keys()
+  changed = {key for key in full if full[key] != smoke[key]}
+  assert changed, "the smoke variant changes nothing"
+  code_paths = {".".join(key) for key in changed if key[-1] not in SIZE_KEYS.get(key[0], ())}
+  assert not code_paths, f"configs/{path}.py:smoke changes more than sizes and steps: {sorted(code_paths)}"

@@ -111,21 +111,23 @@ def logged_steps(workdir) -> list[int]:
   return [json.loads(line)["step"] for line in path.read_text().splitlines() if line.endswith("}")]
 
 
-KILL_RUN = ("--config.train.steps=120", "--config.train.checkpoint_every=10", "--config.train.log_every=1",
+# The interrupted runs draw every kind of randomness a step can: SPE noise, FAVOR+ features and dropout.
+KILL_RUN = ("--config=configs/pi.py:spe_sine,smoke", "--config.model.attention_impl=linear",
+            "--config.model.dropout=0.1", "--config.train.steps=120", "--config.train.checkpoint_every=10", "--config.train.log_every=1",
             "--config.train.progress_bar=false")
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, data_dir):
   workdir = tmp_path_factory.mktemp("uninterrupted")
-  result = run_cli(SMOKE, *KILL_RUN, f"--config.train.data_dir={data_dir}", f"--workdir={workdir}")
+  result = run_cli(*KILL_RUN, f"--config.train.data_dir={data_dir}", f"--workdir={workdir}")
   assert result.returncode == 0, result.stderr[-3000:]
   return final_state(workdir)
 
 
 def interrupt_at_step(workdir, data_dir, at_step: int, sig: signal.Signals) -> subprocess.CompletedProcess:
   """Starts the 120-step run, sends `sig` once it has logged step `at_step`, and waits for it to end."""
-  process = launch(SMOKE, *KILL_RUN, f"--config.train.data_dir={data_dir}", f"--workdir={workdir}")
+  process = launch(*KILL_RUN, f"--config.train.data_dir={data_dir}", f"--workdir={workdir}")
   deadline = time.monotonic() + 240
   while max(logged_steps(workdir), default=0) < at_step:
     assert process.poll() is None, "the run ended before it could be interrupted"
@@ -139,7 +141,7 @@ def interrupt_at_step(workdir, data_dir, at_step: int, sig: signal.Signals) -> s
 
 def resume(workdir, data_dir):
   """Reruns the same command in `workdir` to the end; the final state, after checking the log reads as one run."""
-  result = run_cli(SMOKE, *KILL_RUN, f"--config.train.data_dir={data_dir}", f"--workdir={workdir}")
+  result = run_cli(*KILL_RUN, f"--config.train.data_dir={data_dir}", f"--workdir={workdir}")
   assert result.returncode == 0, result.stderr[-3000:]
   assert logged_steps(workdir) == [s for s in range(1, 121)] + [120]  # the log reads as one run (+ final eval)
   return final_state(workdir)
@@ -281,7 +283,7 @@ def test_two_processes_of_four_devices_match_one_device(tmp_path, data_dir, slic
 @pytest.mark.slow
 def test_sigterm_to_one_of_two_processes_stops_both_at_the_same_step(tmp_path, data_dir):
   workdir, port = tmp_path / "two_processes", free_port()
-  args = (SMOKE, *KILL_RUN, "--config.mesh.data=2", "--config.mesh.fsdp=2", "--config.mesh.tensor=2",
+  args = (*KILL_RUN, "--config.mesh.data=2", "--config.mesh.fsdp=2", "--config.mesh.tensor=2",
           f"--config.train.data_dir={data_dir}", f"--workdir={workdir}", f"--coordinator_address=127.0.0.1:{port}",
           "--num_processes=2")
   processes = [launch(*args, f"--process_id={i}", devices=4) for i in range(2)]
