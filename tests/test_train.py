@@ -34,18 +34,25 @@ def run(tmp_path, name, config, devices):
   return workdir, summary
 
 
+def with_dropout(config: dict) -> dict:
+  config["model"].update(dropout=0.1, attention_dropout=0.1)
+  return config
+
+
 @pytest.fixture(scope="module")
 def eight_device_run(tmp_path_factory, data_dir):
-  """4 steps on a (data 2, fsdp 2, tensor 2) mesh of 8 simulated devices, logging every step."""
-  config = smoke_config(data_dir, steps=STEPS, log_every=1, checkpoint_every=2)
+  """4 steps with dropout on a (data 2, fsdp 2, tensor 2) mesh of 8 simulated devices, logging every step."""
+  config = with_dropout(smoke_config(data_dir, steps=STEPS, log_every=1, checkpoint_every=2))
   config["mesh"] = dict(data=2, fsdp=2, tensor=2)
   return run(tmp_path_factory.mktemp("train"), "mesh222", config, jax.devices())
 
 
 def test_eight_devices_on_a_2x2x2_mesh_match_one_device(tmp_path, data_dir, eight_device_run):
   workdir8, summary8 = eight_device_run
-  workdir1, summary1 = run(tmp_path, "one", smoke_config(data_dir, steps=STEPS, log_every=1), jax.devices()[:1])
-  # Same data, same initial parameters; only the reduction order differs across devices (float32).
+  workdir1, summary1 = run(tmp_path, "one", with_dropout(smoke_config(data_dir, steps=STEPS, log_every=1)),
+                           jax.devices()[:1])
+  # Same data, same initial parameters, the same dropout masks (JAX's partitionable threefry draws the same bits
+  # however the array is sharded); only the reduction order differs across devices (float32).
   np.testing.assert_allclose(losses(workdir8), losses(workdir1), rtol=2e-5)
   assert len(losses(workdir1)) == STEPS
   np.testing.assert_allclose(summary8["eval_loss"], summary1["eval_loss"], rtol=2e-5)
@@ -88,7 +95,7 @@ def test_gradient_accumulation_matches_one_big_batch(tmp_path, data_dir):
 @pytest.mark.parametrize("mesh_shape", [(1, 1, 1), (1, 4, 1)], ids=["one_device", "fsdp4"])
 def test_checkpoint_from_eight_devices_restores_onto_another_mesh(eight_device_run, data_dir, mesh_shape):
   workdir, _ = eight_device_run
-  config = smoke_config(data_dir)
+  config = with_dropout(smoke_config(data_dir))  # the model that wrote the checkpoints
   experiment = parse_experiment(config)
   tx, schedule = make_optimizer(experiment.optimizer, experiment.train.steps)
   checkpointer = Checkpointer(str(workdir / "checkpoints"), max_to_keep=3)
