@@ -39,14 +39,14 @@ def model_config(family: str, pe: str, impl: str) -> dict | None:
   return config
 
 
-def train_twice(family: str, config: dict):
+def train_twice(family: str, config: dict, grad_accum_steps: int = 1):
   """Two optimizer steps from one initial state, and one more first step from that state with the RNG state the
   first step left behind. Returns (first metrics, second metrics, first metrics under the advanced RNG state,
   RNG state before, RNG state after)."""
   tx, schedule = make_optimizer(OptimizerOptions(weight_decay=0.1), 2)
   mesh = make_mesh((1, 1, 1), jax.devices()[:1])
   program, init = make_program(family, config, seed=0, tx=tx, schedule=schedule, objective=OBJECTIVES[family],
-                               grad_accum_steps=1, mesh=mesh, rules=RULES)
+                               grad_accum_steps=grad_accum_steps, mesh=mesh, rules=RULES)
   tokens = np.random.default_rng(0).integers(1, TINY["vocab_size"], (BATCH, LENGTH)).astype(np.int32)
   targets = tokens % 5 if family == "encoder" else np.roll(tokens, -1, axis=1)
   batch = {"inputs": tokens, "targets": targets}
@@ -82,6 +82,13 @@ def test_two_training_steps_with_dropout_and_noise(family, pe, impl):
       x.dtype, jax.dtypes.prng_key)]
   assert any((a != b).any() for a, b in zip(counters(rest_before), counters(rest_after))), "no RNG stream advanced"
   # Same parameters and batch, another RNG state: different dropout masks (and noise), so a different loss.
+  assert float(first["loss"]) != float(first_redrawn["loss"])
+
+
+def test_gradient_accumulation_carries_the_rng_state_through_its_micro_batches():
+  first, second, first_redrawn, rest_before, rest_after = train_twice(
+      "decoder", model_config("decoder", "spe_sine", "xla"), grad_accum_steps=2)
+  assert all(math.isfinite(float(m["loss"])) for m in (first, second, first_redrawn))
   assert float(first["loss"]) != float(first_redrawn["loss"])
 
 
