@@ -15,7 +15,8 @@ def get_base_config() -> ml_collections.ConfigDict:
       eps=1e-8, weight_decay=0.0, clip_norm=1.0))
   config.train = ml_collections.ConfigDict(dict(
       steps=1000, batch_size=64, grad_accum_steps=1, seed=0, log_every=50, eval_every=0, eval_batch_size=0,
-      eval_batches=0, checkpoint_every=500, max_to_keep=3, data_dir="", log_dir="", progress_bar=True))
+      eval_batches=0, checkpoint_every=500, max_to_keep=3, data_dir="", log_dir="", progress_bar=True,
+      init_from="", init_from_step=0, init_from_allow_mismatch=False, trainable=""))
   # Device mesh: data-parallel over all devices by default; -1 = the rest.
   config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
   # Logical axis → mesh axes (comma-separated; "" = replicated). FSDP shards the model width and the batch,

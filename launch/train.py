@@ -76,7 +76,7 @@ def main(argv: list[str]) -> None:
   skip_tpu_runtime_without_chips()
   import jax  # noqa: PLC0415
 
-  from zoo.train import aot, loop  # noqa: PLC0415
+  from zoo.train import aot, init_from, loop  # noqa: PLC0415
   from zoo.train.options import parse_experiment  # noqa: PLC0415
 
   try:
@@ -101,6 +101,8 @@ def main(argv: list[str]) -> None:
     fail(str(e))
   try:
     loop.train_and_evaluate(config, _WORKDIR.value)
+  except init_from.ERRORS as e:
+    fail(str(e))
   except loop.NonFiniteLoss as e:
     print(str(e), file=sys.stderr, flush=True)
     sys.exit(1)
