@@ -3,6 +3,9 @@
 Experiment files (`configs/<experiment>.py`) call `get_base_config()` and set the task and model sections.
 """
 
+import json
+import pathlib
+
 import ml_collections
 
 
@@ -38,3 +41,15 @@ def parse_arg(arg: str | None, *, default: str, flags: tuple[str, ...] = ("smoke
   if unknown:
     raise ValueError(f"config arg: unknown variant(s) {', '.join(unknown)}; valid variants: {', '.join(flags)}")
   return name, set(parts)
+
+
+def from_pretrained(name: str) -> ml_collections.ConfigDict:
+  """The config a shipped model was trained with (checkpoints/manifest.json) with `train.init_from` = `name`:
+  fine-tuning configs start here and change what they fine-tune. Reads the manifest as JSON (no JAX import)."""
+  path = pathlib.Path(__file__).resolve().parent.parent / "checkpoints" / "manifest.json"
+  models = json.loads(path.read_text())["models"] if path.exists() else {}
+  if name not in models:
+    raise ValueError(f"config: no shipped model {name!r} in {path}; available: {', '.join(sorted(models)) or '(none)'}")
+  config = ml_collections.ConfigDict(models[name]["config"])
+  config.train.init_from = name
+  return config

@@ -10,11 +10,12 @@ pass --distributed (JAX finds the cluster); elsewhere --coordinator_address, --n
 
 from __future__ import annotations
 
-import re
 import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from launch.cli import fail, load_config, parse_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config: configs/<name>.py[:arg]",
                                           lock_config=True)
@@ -27,48 +28,13 @@ _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "number of processe
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "this process's index (with --coordinator_address)")
 
 
-def fail(message: str) -> None:
-  """A usage error: one line on stderr, exit status 2, no traceback."""
-  print(f"error: {message}", file=sys.stderr, flush=True)
-  sys.exit(2)
-
-
-def config_error_message(error: Exception) -> str:
-  """One line from the errors ml_collections raises while loading a config file and applying overrides."""
-  text = str(error)
-  if isinstance(error, (AttributeError, KeyError)):  # an override of a key the config does not have
-    key = re.search(r"'([^'\\]+)", text)
-    hint = re.search(r'Did you mean "([^"]+)"', text)
-    return (f"unknown config key {key.group(1) if key else text!r}"
-            + (f" (did you mean {hint.group(1)!r}?)" if hint else ""))
-  lines = [line.strip() for line in text.splitlines() if line.strip()]
-  if len(lines) > 1 and lines[0].endswith(":"):  # "<what failed>:" + traceback or details; the cause is last
-    return f"{lines[0]} {lines[-1]}"
-  return " ".join(lines)
-
-
-def parse_flags(argv: list[str]) -> list[str]:
-  try:
-    return flags.FLAGS(argv)
-  except (flags.Error, AttributeError, KeyError, OSError) as e:
-    fail(config_error_message(e))
-
-
-def load_config() -> dict:
-  """The --config file with overrides applied, as a dict (ml_collections loads the file on first access)."""
-  if _CONFIG.value is None:
-    fail("--config is required, e.g. --config=configs/pi.py:urpe")
-  try:
-    return _CONFIG.value.to_dict()
-  except (flags.Error, AttributeError, KeyError, OSError, ValueError) as e:
-    fail(config_error_message(e))
-
-
 def main(argv: list[str]) -> None:
   logging.set_verbosity(logging.WARNING)  # orbax logs every save step at INFO
   if len(argv) > 1:
     fail(f"unexpected arguments {argv[1:]}")
-  config = load_config()
+  config = load_config(_CONFIG)
+  if config is None:
+    fail("--config is required, e.g. --config=configs/pi.py:urpe")
   if _WORKDIR.value is None and _AOT_TOPOLOGY.value is None:
     fail("--workdir is required")
 

@@ -18,7 +18,7 @@ import json
 import os
 import pathlib
 import struct
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import ml_collections
@@ -156,10 +156,17 @@ def _restore_workdir(workdir: pathlib.Path, step: int | None) -> tuple[dict[str,
   return {path: np.asarray(value) for path, value in param_paths.flatten(state.params).items()}, config, step
 
 
-def load_params(source: str, step: int | None = None, *, root: str | os.PathLike = CHECKPOINTS
-                ) -> tuple[dict[str, np.ndarray], dict[str, Any], str]:
-  """({path: float32 array}, experiment config dict, a description of where they came from) of a shipped name, a
-  workdir (latest checkpoint or `step`) or a checkpoint folder in one; sizes and sha256 are checked first."""
+class Loaded(NamedTuple):
+  params: dict[str, np.ndarray]  # path -> float32 array
+  config: dict[str, Any]  # the experiment config that trained them
+  source: str  # where they came from, for messages and reports
+  workdir: pathlib.Path | None  # the training workdir (None for a shipped name)
+  step: int | None  # its checkpoint's step
+
+
+def load_params(source: str, step: int | None = None, *, root: str | os.PathLike = CHECKPOINTS) -> Loaded:
+  """The parameters and config of a shipped name, a workdir (latest checkpoint or `step`) or a checkpoint folder
+  in one; a shipped model's file sizes and sha256 are checked first."""
   if source in manifest(root):
     if step is not None:
       raise CheckpointError(f"pretrained {source!r} is a single checkpoint; a step cannot be chosen")
@@ -168,14 +175,14 @@ def load_params(source: str, step: int | None = None, *, root: str | os.PathLike
     arrays = {}
     for file in entry["files"]:
       arrays.update(read_safetensors(pathlib.Path(root) / file))
-    return ({path: value.astype(np.float32) for path, value in arrays.items()}, entry["config"],
-            f"pretrained {source!r}")
+    return Loaded({path: value.astype(np.float32) for path, value in arrays.items()}, entry["config"],
+                  f"pretrained {source!r}", None, None)
   workdir, step = _workdir_and_step(pathlib.Path(source).expanduser().resolve(), step)
   if not (workdir / CONFIG_FILE).is_file():
     raise CheckpointError(f"{source!r} is neither a pretrained name (available: {', '.join(available(root))}) nor a "
                           f"workdir with a {CONFIG_FILE} (or a checkpoint folder inside one)")
   params, config, step = _restore_workdir(workdir, step)
-  return params, config, f"{workdir} step {step}"
+  return Loaded(params, config, f"{workdir} step {step}", workdir, step)
 
 
 def build(config: dict[str, Any], params: dict[str, np.ndarray]) -> nnx.Module:
@@ -186,11 +193,10 @@ def build(config: dict[str, Any], params: dict[str, np.ndarray]) -> nnx.Module:
   model = models.build(experiment.model_name, experiment.model)
   graph, current, rest = nnx.split(model, nnx.Param, ...)
   wanted = param_paths.flatten(current)
-  missing = sorted(set(wanted) - set(params))
-  wrong = sorted(p for p in set(wanted) & set(params) if wanted[p].shape != params[p].shape)
-  if missing or wrong:
-    raise CheckpointError(f"the checkpoint does not fit the model: missing {missing or 'none'}; shape differs "
-                          f"{[f'{p} {params[p].shape} vs {wanted[p].shape}' for p in wrong] or 'none'}")
+  report = param_paths.match({p: v.shape for p, v in wanted.items()}, {p: v.shape for p, v in params.items()}, "")
+  if report.new or report.mismatched:
+    raise CheckpointError(f"the checkpoint does not fit the model of this config: missing {report.new or 'none'}; "
+                          f"shapes differ (checkpoint vs model) {report.mismatched or 'none'}")
   values = {path: jax.numpy.asarray(params[path], wanted[path].dtype) for path in wanted}
   return nnx.merge(graph, param_paths.replace(current, values), rest)
 
@@ -198,7 +204,7 @@ def build(config: dict[str, Any], params: dict[str, np.ndarray]) -> nnx.Module:
 def load(source: str, step: int | None = None, *, root: str | os.PathLike = CHECKPOINTS
          ) -> tuple[nnx.Module, ml_collections.ConfigDict]:
   """(model in eval mode, its experiment config) for a shipped name, a workdir or a checkpoint folder in one."""
-  params, config, _ = load_params(source, step, root=root)
-  model = build(config, params)
+  loaded = load_params(source, step, root=root)
+  model = build(loaded.config, loaded.params)
   model.eval()
-  return model, ml_collections.ConfigDict(config)
+  return model, ml_collections.ConfigDict(loaded.config)

@@ -20,7 +20,7 @@ from etils import epath
 
 from zoo import pretrained
 from zoo.train.options import TrainOptions
-from zoo.train.param_paths import TrainableError, flatten, replace
+from zoo.train.param_paths import TrainableError, flatten, match, replace
 
 REPORT_FILE = "init_from.json"
 
@@ -33,50 +33,31 @@ class InitFromError(ValueError):
 ERRORS = (pretrained.CheckpointError, InitFromError, TrainableError)
 
 
-@dataclasses.dataclass(frozen=True)
-class LoadReport:
-  source: str  # where the parameters came from
-  loaded: list[str]  # same path and shape: copied
-  new: list[str]  # only in the model: freshly initialised
-  dropped: list[str]  # only in the checkpoint: ignored
-  mismatched: dict[str, tuple[list[int], list[int]]]  # path: (checkpoint shape, model shape); freshly initialised
+def load_into(state, params: dict[str, np.ndarray], source: str, *, allow_mismatch: bool = False):
+  """(`state` with `params` copied in where path and shape match, in its dtypes and shardings; the LoadReport)."""
+  current = flatten(state.params)
+  report = match({p: v.shape for p, v in current.items()}, {p: v.shape for p, v in params.items()}, source)
+  if report.mismatched and not allow_mismatch:
+    shapes = "; ".join(f"{p} {a} vs {b}" for p, (a, b) in report.mismatched.items())
+    raise InitFromError(f"{source}: parameter shapes differ (checkpoint vs model): {shapes}")
 
-  def summary(self) -> str:
-    lines = [f"init_from {self.source}: loaded {len(self.loaded)} parameter(s)"]
-    for label, paths in (("new (initialised)", self.new), ("dropped", self.dropped),
-                         ("shape-mismatched (initialised)", [f"{p} {a} -> {b}" for p, (a, b) in
-                                                             self.mismatched.items()])):
-      lines.append(f"  {label}: {', '.join(paths) if paths else 'none'}")
-    return "\n".join(lines)
+  def placed(path: str) -> jax.Array:
+    target = current[path]
+    value = np.asarray(params[path], target.dtype)
+    return jax.make_array_from_callback(value.shape, target.sharding, lambda index: value[index])
 
-
-def match(model: dict[str, tuple[int, ...]], checkpoint: dict[str, tuple[int, ...]], source: str) -> LoadReport:
-  """Pairs the model's parameter shapes with the checkpoint's by path."""
-  common = sorted(set(model) & set(checkpoint))
-  return LoadReport(source=source, loaded=[p for p in common if tuple(model[p]) == tuple(checkpoint[p])],
-                    new=sorted(set(model) - set(checkpoint)), dropped=sorted(set(checkpoint) - set(model)),
-                    mismatched={p: (list(checkpoint[p]), list(model[p])) for p in common
-                                if tuple(model[p]) != tuple(checkpoint[p])})
+  return state.replace(params=replace(state.params, {p: placed(p) for p in report.loaded})), report
 
 
 def warm_start(state, train: TrainOptions, workdir: str, *, primary: bool = True):
   """`state` (fresh) with the parameters of `train.init_from` copied in where path and shape match."""
-  source_params, _, source = pretrained.load_params(train.init_from, train.init_from_step or None)
-  current = flatten(state.params)
-  report = match({p: v.shape for p, v in current.items()}, {p: v.shape for p, v in source_params.items()}, source)
-  if report.mismatched and not train.init_from_allow_mismatch:
-    shapes = "; ".join(f"{p} {a} vs {b}" for p, (a, b) in report.mismatched.items())
-    raise InitFromError(f"train.init_from {train.init_from!r}: parameter shapes differ (checkpoint vs model): "
-                        f"{shapes}; set train.init_from_allow_mismatch=True to initialise them afresh")
-
-  def placed(path: str) -> jax.Array:  # the checkpoint's array in the fresh one's dtype and sharding
-    target = current[path]
-    value = np.asarray(source_params[path], target.dtype)
-    return jax.make_array_from_callback(value.shape, target.sharding, lambda index: value[index])
-
-  state = state.replace(params=replace(state.params, {p: placed(p) for p in report.loaded}))
+  loaded = pretrained.load_params(train.init_from, train.init_from_step or None)
+  try:
+    state, report = load_into(state, loaded.params, f"train.init_from {train.init_from!r} ({loaded.source})",
+                              allow_mismatch=train.init_from_allow_mismatch)
+  except InitFromError as e:
+    raise InitFromError(f"{e}; set train.init_from_allow_mismatch=True to initialise them afresh") from None
   if primary:
     print(report.summary(), flush=True)
     (epath.Path(workdir) / REPORT_FILE).write_text(json.dumps(dataclasses.asdict(report), indent=1))
   return state
-

@@ -1,4 +1,4 @@
-"""Parameters addressed by path ("backbone/blocks/0/attention/encoding/b/table"), and `train.trainable`.
+"""Parameters addressed by path ("backbone/blocks/0/attention/encoding/b/table"): matching, and `train.trainable`.
 
 Shipped checkpoints, `train.init_from` and the trainable mask all name parameters the same way: the module
 attribute path joined with "/". A path is stable across models of one family, so parameters can be matched by path
@@ -7,6 +7,7 @@ and shape between a checkpoint and a model built from another config (another he
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import jax
@@ -30,6 +31,32 @@ def flatten(params: nnx.State) -> dict[str, jax.Array]:
 def replace(params: nnx.State, values: dict[str, jax.Array | np.ndarray]) -> nnx.State:
   """`params` with the leaves named in `values` replaced (the rest kept)."""
   return jax.tree_util.tree_map_with_path(lambda kp, leaf: values.get(path_of(kp), leaf), params)
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadReport:
+  source: str  # where the parameters came from
+  loaded: list[str]  # same path and shape: copied
+  new: list[str]  # only in the model: freshly initialised
+  dropped: list[str]  # only in the checkpoint: ignored
+  mismatched: dict[str, tuple[list[int], list[int]]]  # path: (checkpoint shape, model shape); freshly initialised
+
+  def summary(self) -> str:
+    lines = [f"{self.source}: loaded {len(self.loaded)} parameter(s)"]
+    for label, paths in (("new (initialised)", self.new), ("dropped", self.dropped),
+                         ("shape-mismatched (initialised)", [f"{p} {a} -> {b}" for p, (a, b) in
+                                                             self.mismatched.items()])):
+      lines.append(f"  {label}: {', '.join(paths) if paths else 'none'}")
+    return "\n".join(lines)
+
+
+def match(model: dict[str, tuple[int, ...]], checkpoint: dict[str, tuple[int, ...]], source: str) -> LoadReport:
+  """Pairs the model's parameter shapes with the checkpoint's by path."""
+  common = sorted(set(model) & set(checkpoint))
+  return LoadReport(source=source, loaded=[p for p in common if tuple(model[p]) == tuple(checkpoint[p])],
+                    new=sorted(set(model) - set(checkpoint)), dropped=sorted(set(checkpoint) - set(model)),
+                    mismatched={p: (list(checkpoint[p]), list(model[p])) for p in common
+                                if tuple(model[p]) != tuple(checkpoint[p])})
 
 
 class TrainableError(ValueError):
