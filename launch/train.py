@@ -3,9 +3,11 @@ r"""Trains (or fit-checks) an experiment config.
   python -m launch.train --config=configs/pi.py:urpe --workdir=/tmp/zoo/pi_urpe [--config.train.steps=2000]
   python -m launch.train --config=configs/pi.py:urpe --workdir=/tmp/x --aot_topology=v5e:16x16   # compile only
 
-A workdir with checkpoints is resumed from the latest. Bad configs (unknown keys, invalid choices, sizes that do
-not divide) fail before anything is compiled with a one-line message and exit status 2. Multi-process: on Cloud TPU
-pass --distributed (JAX finds the cluster); elsewhere --coordinator_address, --num_processes and --process_id.
+A workdir with checkpoints is resumed from the latest; one without starts fresh or, with
+--config.train.init_from=NAME|WORKDIR, from a pretrained model's parameters (fine-tuning, configs/finetune_*.py).
+Bad configs (unknown keys, invalid choices, sizes that do not divide) fail before anything is compiled with a
+one-line message and exit status 2. Multi-process: on Cloud TPU pass --distributed (JAX finds the cluster);
+elsewhere --coordinator_address, --num_processes and --process_id.
 """
 
 from __future__ import annotations

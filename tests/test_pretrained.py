@@ -86,7 +86,7 @@ def test_safetensors_round_trip_keeps_float32_exactly_and_bfloat16_as_stored(tmp
     assert back[name].dtype == array.dtype and np.array_equal(back[name], array)
 
 
-@pytest.mark.parametrize("name", ["pi_urpe", "lm_rope"])
+@pytest.mark.parametrize("name", ["lm_rope", "lm_alibi"])  # one data set for both
 def test_evaluate_reproduces_the_manifest_metric(name, data_dir):
   result = run_command("launch.evaluate", f"--pretrained={name}", data_dir=data_dir)
   assert result.returncode == 0, result.stderr[-3000:]

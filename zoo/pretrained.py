@@ -179,8 +179,9 @@ def load_params(source: str, step: int | None = None, *, root: str | os.PathLike
                   f"pretrained {source!r}", None, None)
   workdir, step = _workdir_and_step(pathlib.Path(source).expanduser().resolve(), step)
   if not (workdir / CONFIG_FILE).is_file():
-    raise CheckpointError(f"{source!r} is neither a pretrained name (available: {', '.join(available(root))}) nor a "
-                          f"workdir with a {CONFIG_FILE} (or a checkpoint folder inside one)")
+    names = ", ".join(available(root)) or "(none)"
+    raise CheckpointError(f"{source!r} is neither a pretrained name (available: {names}) nor a workdir with a "
+                          f"{CONFIG_FILE} (or a checkpoint folder inside one)")
   params, config, step = _restore_workdir(workdir, step)
   return Loaded(params, config, f"{workdir} step {step}", workdir, step)
 
