@@ -17,7 +17,7 @@ from conftest import REPO
 
 from launch import make_pretrained
 from zoo import models, pretrained
-from zoo.train import init_from
+from zoo.train import init_from, loop
 from zoo.train.mesh import make_mesh
 from zoo.train.options import parse_experiment
 from zoo.train.param_paths import TrainableError, flatten, trainable_only
@@ -138,33 +138,41 @@ def test_a_head_of_another_shape_without_the_allowance_is_a_one_line_error(tmp_p
   assert "init_from_allow_mismatch" in line and "Traceback" not in result.stderr
 
 
-def test_fine_tuning_with_a_swapped_encoding_keeps_frozen_parameters_bit_unchanged(tmp_path, data_dir):
+def test_fine_tuning_with_a_swapped_encoding_keeps_frozen_parameters_bit_unchanged(tmp_path, data_dir, capsys):
   workdir = tmp_path / "run"
-  result = run_command("launch.train", "--config=configs/finetune_lm_rope_to_urpe.py:smoke", f"--workdir={workdir}",
-                       data_dir=data_dir)
-  assert result.returncode == 0, result.stderr[-3000:]
+  loop.train_and_evaluate(finetune_config("rope_to_urpe", data_dir), str(workdir), devices=jax.devices()[:1])
+  assert "train.init_from 'lm_rope' (pretrained 'lm_rope'): loaded" in capsys.readouterr().out
   report = json.loads((workdir / init_from.REPORT_FILE).read_text())
   assert report["new"] and all("/encoding/" in p for p in report["new"]) and not report["mismatched"]
   shipped = pretrained.load_params("lm_rope").params
   trained = pretrained.load_params(str(workdir))
-  assert trained.step == 4 and trained.config == json.loads((workdir / "config.json").read_text())
+  recorded = json.loads((workdir / "config.json").read_text())
+  assert trained.step == 4 and (recorded["model"]["pe"], recorded["train"]["init_from"]) == ("urpe", "lm_rope")
   assert set(trained.params) - set(shipped) == set(report["new"])
   for path, value in shipped.items():
     assert np.array_equal(trained.params[path], value), path
-  # The workdir alone is enough to evaluate it; the metrics land in its metrics.jsonl.
-  result = run_command("launch.evaluate", f"--workdir={workdir}", data_dir=data_dir)
-  assert result.returncode == 0, result.stderr[-3000:]
-  last = json.loads((workdir / "metrics.jsonl").read_text().splitlines()[-1])
-  assert last["step"] == 4 and last["evaluate"]["task"] == "byte_lm" and math.isfinite(last["eval_loss"])
 
 
-def test_fine_tuning_at_four_times_the_training_length_runs(tmp_path, data_dir):
+@pytest.mark.slow
+def test_fine_tuning_at_four_times_the_length_then_resume_then_evaluate_the_workdir(tmp_path, data_dir):
   result = run_command("launch.train", "--config=configs/finetune_lm_long.py:smoke", f"--workdir={tmp_path}",
                        data_dir=data_dir)
   assert result.returncode == 0, result.stderr[-3000:]
+  assert "train.init_from 'lm_rope' (pretrained 'lm_rope'): loaded" in result.stdout
   report = json.loads((tmp_path / init_from.REPORT_FILE).read_text())
   assert not (report["new"] or report["dropped"] or report["mismatched"])
   assert json.loads((tmp_path / "config.json").read_text())["task"]["length"] == 4 * 128
+  # The workdir now has a checkpoint: running on resumes from it (step 3), init_from is not applied again.
+  result = run_command("launch.train", "--config=configs/finetune_lm_long.py:smoke", "--config.train.steps=4",
+                       f"--workdir={tmp_path}", data_dir=data_dir)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "init_from" not in result.stdout and pretrained.load_params(str(tmp_path)).step == 4
+  # The workdir alone is enough to evaluate it; the metrics land in its metrics.jsonl.
+  result = run_command("launch.evaluate", f"--workdir={tmp_path}", data_dir=data_dir)
+  assert result.returncode == 0, result.stderr[-3000:]
+  last = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+  assert last["step"] == 4 and last["evaluate"] == {"task": "byte_lm", "length": 512}
+  assert math.isfinite(last["eval_loss"])
 
 
 def test_a_trainable_regex_that_matches_nothing_is_an_error():
