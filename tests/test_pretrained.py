@@ -195,3 +195,8 @@ def test_generate_streams_the_greedy_continuation_of_models_generate(data_dir):
 
 def test_readme_table_is_the_manifest():
   assert make_pretrained.table(pretrained.manifest()) in (REPO / "README.md").read_text()
+
+
+def test_an_unknown_source_names_the_shipped_models(tmp_path):
+  with pytest.raises(pretrained.CheckpointError, match=r"is neither a pretrained name \(available: .*lm_rope"):
+    pretrained.load_params(str(tmp_path / "nope"))
