@@ -29,6 +29,8 @@ from launch.cli import fail, parse_flags
 
 _ONLY = flags.DEFINE_multi_string("only", None, "make only these names (repeatable)")
 _DATA_DIR = flags.DEFINE_string("data_dir", "", "tfds data directory for training ('' = the default)")
+_OUT = flags.DEFINE_string("out", None, "write the files and manifest here instead of checkpoints/ (then README's "
+                           "table is left alone)")
 
 # The decoder suite's size: 2 shared CPU cores train its 14 models within the suite's 30-minute budget only at this
 # size (≈ 0.15M parameters, 128-byte documents, 500 steps of 16 rows; one softmax step ≈ 0.1 s, one linear-attention
@@ -158,13 +160,14 @@ def main(argv: list[str]) -> None:
   unknown = sorted(set(_ONLY.value or ()) - set(specs))
   if unknown:
     fail(f"unknown pretrained name(s) {', '.join(unknown)}; valid choices: {', '.join(specs)}")
-  out = pretrained.CHECKPOINTS
-  out.mkdir(exist_ok=True)
+  out = pathlib.Path(_OUT.value) if _OUT.value else pretrained.CHECKPOINTS
+  out.mkdir(parents=True, exist_ok=True)
   entries = pretrained.manifest(out)
   for name in _ONLY.value or specs:
     entries[name] = make(name, specs[name], _DATA_DIR.value, out)
     (out / pretrained.MANIFEST).write_text(json.dumps({"models": dict(sorted(entries.items()))}, indent=1) + "\n")
-    write_readme_table(entries)
+    if out == pretrained.CHECKPOINTS:
+      write_readme_table(entries)
     print(f"{name}: {entries[name]['metric']} in {entries[name]['wall_time_s']} s", flush=True)
 
 
