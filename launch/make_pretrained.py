@@ -1,6 +1,6 @@
 r"""Trains the shipped checkpoints and writes them: checkpoints/<name>.safetensors, manifest.json, README's table.
 
-  python -m launch.make_pretrained                 # every model of `suite()` (≈ 30 min on 2 CPU cores)
+  python -m launch.make_pretrained                 # every model of `suite()` (see the time below)
   python -m launch.make_pretrained --only lm_rope  # one of them (the others' manifest entries are kept)
 
 The suite:
@@ -32,9 +32,10 @@ _DATA_DIR = flags.DEFINE_string("data_dir", "", "tfds data directory for trainin
 _OUT = flags.DEFINE_string("out", None, "write the files and manifest here instead of checkpoints/ (then README's "
                            "table is left alone)")
 
-# The decoder suite's size: 2 shared CPU cores train its 14 models within the suite's 30-minute budget only at this
-# size (≈ 0.15M parameters, 128-byte documents, 500 steps of 16 rows; one softmax step ≈ 0.1 s, one linear-attention
-# SPE step ≈ 0.5 s); the architecture is configs/lm_bytes.py's otherwise. One document per row (no packing): linear
+# The decoder suite's size, chosen for a 2-core CPU machine: ≈ 0.15M parameters, 128-byte documents, 500 steps of 16
+# rows. Measured there while other jobs shared the cores (December 2026): 2-3 min per softmax model, ≈ 12 min for
+# each SPE model (its noise and filters cost more than the rest of the model), so the whole suite takes ≈ 1.5 h;
+# 1M parameters (configs/lm_bytes.py's size) would be ≈ 8x that. The architecture is configs/lm_bytes.py's otherwise. One document per row (no packing): linear
 # attention cannot separate packed documents, and every model of the suite must see the very same rows.
 LM_SIZE = {"task": dict(length=128, pack=False),
            "model": dict(num_layers=2, d_model=64, num_heads=4, mlp_dim=256),
