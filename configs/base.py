@@ -3,6 +3,9 @@
 Experiment files (`configs/<experiment>.py`) call `get_base_config()` and set the task and model sections.
 """
 
+import json
+import pathlib
+
 import ml_collections
 
 
@@ -15,7 +18,8 @@ def get_base_config() -> ml_collections.ConfigDict:
       eps=1e-8, weight_decay=0.0, clip_norm=1.0))
   config.train = ml_collections.ConfigDict(dict(
       steps=1000, batch_size=64, grad_accum_steps=1, seed=0, log_every=50, eval_every=0, eval_batch_size=0,
-      eval_batches=0, checkpoint_every=500, max_to_keep=3, data_dir="", log_dir="", progress_bar=True))
+      eval_batches=0, checkpoint_every=500, max_to_keep=3, data_dir="", log_dir="", progress_bar=True,
+      init_from="", init_from_step=0, init_from_allow_mismatch=False, trainable=""))
   config.train.profile_steps = ""  # e.g. "5:8": a jax.profiler trace of steps 5, 6, 7 in <log_dir or workdir>/profile
   # Device mesh: data-parallel over all devices by default; -1 = the rest.
   config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
@@ -39,3 +43,15 @@ def parse_arg(arg: str | None, *, default: str, flags: tuple[str, ...] = ("smoke
   if unknown:
     raise ValueError(f"config arg: unknown variant(s) {', '.join(unknown)}; valid variants: {', '.join(flags)}")
   return name, set(parts)
+
+
+def from_pretrained(name: str) -> ml_collections.ConfigDict:
+  """The config a shipped model was trained with (checkpoints/manifest.json) with `train.init_from` = `name`:
+  fine-tuning configs start here and change what they fine-tune. Reads the manifest as JSON (no JAX import)."""
+  path = pathlib.Path(__file__).resolve().parent.parent / "checkpoints" / "manifest.json"
+  models = json.loads(path.read_text())["models"] if path.exists() else {}
+  if name not in models:
+    raise ValueError(f"config: no shipped model {name!r} in {path}; available: {', '.join(sorted(models)) or '(none)'}")
+  config = ml_collections.ConfigDict(models[name]["config"])
+  config.train.init_from = name
+  return config

@@ -3,26 +3,22 @@ r"""Trains (or fit-checks) an experiment config.
   python -m launch.train --config=configs/pi.py:urpe --workdir=/tmp/zoo/pi_urpe [--config.train.steps=2000]
   python -m launch.train --config=configs/pi.py:urpe --workdir=/tmp/x --aot_topology=v5e:16x16   # compile only
 
-A workdir with checkpoints is resumed from the latest. Bad configs (unknown keys, invalid choices, sizes that do
-not divide) fail before anything is compiled with a one-line message and exit status 2. Multi-process: on Cloud TPU
-pass --distributed (JAX finds the cluster); elsewhere --coordinator_address, --num_processes and --process_id.
+A workdir with checkpoints is resumed from the latest; one without starts fresh or, with
+--config.train.init_from=NAME|WORKDIR, from a pretrained model's parameters (fine-tuning, configs/finetune_*.py).
+Bad configs (unknown keys, invalid choices, sizes that do not divide) fail before anything is compiled with a
+one-line message and exit status 2. Multi-process: on Cloud TPU pass --distributed (JAX finds the cluster);
+elsewhere --coordinator_address, --num_processes and --process_id.
 """
 
 from __future__ import annotations
 
-import difflib
-import re
 import sys
 
 from absl import app, flags, logging
-from ml_collections import config_flags
-from ml_collections.config_flags.config_flags import ConfigFileFlagParser
 
-# New keys are accepted under `model` only — every model option and every option of the chosen encoding
-# (`--config.model.pe_options.max_distance=4`, `--config.model.head_dim=32`), which the model's option dataclasses
-# then validate, naming the valid ones; a new key anywhere else is an unknown key (`check_new_keys`).
-_CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config: configs/<name>.py[:arg]",
-                                          lock_config=False, accept_new_attributes=True)
+from launch.cli import define_config_flag, fail, load_config, parse_flags
+
+_CONFIG = define_config_flag("experiment config: configs/<name>.py[:arg]")
 _WORKDIR = flags.DEFINE_string("workdir", None, "checkpoints, metrics.jsonl and TensorBoard events go here")
 _AOT_TOPOLOGY = flags.DEFINE_string("aot_topology", None, "compile the train step for this TPU topology (e.g. "
                                     "v5e:16x16) without running it, print per-device memory and whether it fits")
@@ -32,66 +28,13 @@ _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "number of processe
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "this process's index (with --coordinator_address)")
 
 
-def fail(message: str) -> None:
-  """A usage error: one line on stderr, exit status 2, no traceback."""
-  print(f"error: {message}", file=sys.stderr, flush=True)
-  sys.exit(2)
-
-
-def config_error_message(error: Exception) -> str:
-  """One line from the errors ml_collections raises while loading a config file and applying overrides."""
-  text = str(error)
-  if isinstance(error, (AttributeError, KeyError)):  # an override of a key the config does not have
-    key = re.search(r"'([^'\\]+)", text)
-    hint = re.search(r'Did you mean "([^"]+)"', text)
-    return (f"unknown config key {key.group(1) if key else text!r}"
-            + (f" (did you mean {hint.group(1)!r}?)" if hint else ""))
-  lines = [line.strip() for line in text.splitlines() if line.strip()]
-  if len(lines) > 1 and lines[0].endswith(":"):  # "<what failed>:" + traceback or details; the cause is last
-    return f"{lines[0]} {lines[-1]}"
-  return " ".join(lines)
-
-
-def parse_flags(argv: list[str]) -> list[str]:
-  try:
-    return flags.FLAGS(argv)
-  except (flags.Error, AttributeError, KeyError, OSError) as e:
-    fail(config_error_message(e))
-
-
-def check_new_keys(overrides: dict, file_config: dict) -> None:
-  """Fails on an override of a key the config file does not have, outside the `model` section."""
-  for path in overrides:
-    *parents, key = path.split(".")
-    if parents[:1] == ["model"]:
-      continue
-    section = file_config
-    for name in parents:
-      section = section.get(name) if isinstance(section, dict) else None
-    if not isinstance(section, dict) or key not in section:
-      close = difflib.get_close_matches(key, section if isinstance(section, dict) else [], n=1)
-      fail(f"unknown config key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-
-
-def load_config() -> dict:
-  """The --config file with overrides applied, as a dict (ml_collections loads the file on first access)."""
-  if _CONFIG.value is None:
-    fail("--config is required, e.g. --config=configs/pi.py:urpe")
-  try:
-    config = _CONFIG.value.to_dict()
-    config_flag = flags.FLAGS["config"]
-    file_config = ConfigFileFlagParser(name="config").parse(config_flags.get_config_filename(config_flag))
-  except (flags.Error, AttributeError, KeyError, OSError, ValueError) as e:
-    fail(config_error_message(e))
-  check_new_keys(config_flags.get_override_values(config_flag), file_config.to_dict())
-  return config
-
-
 def main(argv: list[str]) -> None:
   logging.set_verbosity(logging.WARNING)  # orbax logs every save step at INFO
   if len(argv) > 1:
     fail(f"unexpected arguments {argv[1:]}")
-  config = load_config()
+  config = load_config(_CONFIG)
+  if config is None:
+    fail("--config is required, e.g. --config=configs/pi.py:urpe")
   if _WORKDIR.value is None and _AOT_TOPOLOGY.value is None:
     fail("--workdir is required")
 
@@ -99,8 +42,8 @@ def main(argv: list[str]) -> None:
   skip_tpu_runtime_without_chips()
   import jax  # noqa: PLC0415
 
-  from zoo.train import aot, loop  # noqa: PLC0415
   from zoo.data import TaskDataError  # noqa: PLC0415
+  from zoo.train import aot, init_from, loop  # noqa: PLC0415
   from zoo.train.checkpoint import NoIntactCheckpoint  # noqa: PLC0415
   from zoo.train.options import parse_experiment  # noqa: PLC0415
 
@@ -126,7 +69,7 @@ def main(argv: list[str]) -> None:
     fail(str(e))
   try:
     loop.train_and_evaluate(config, _WORKDIR.value)
-  except (NoIntactCheckpoint, TaskDataError) as e:
+  except (NoIntactCheckpoint, TaskDataError, *init_from.ERRORS) as e:
     fail(str(e))
   except loop.NonFiniteLoss as e:
     print(str(e), file=sys.stderr, flush=True)

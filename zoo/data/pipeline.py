@@ -64,18 +64,20 @@ def _pad_labelled(example: dict[str, np.ndarray], length: int) -> Batch:
   return fields
 
 
-def next_token_fields(batch: Batch) -> Batch:
+def next_token_fields(batch: Batch, packed: bool = True) -> Batch:
   """Targets and weights for causal LM on packed or padded rows.
 
   `inputs_segment_ids` is 0 on padding and k ≥ 1 on document k of the row. The target at t is the token at t + 1 of
-  the same document; the last token of each document, and padding, get weight 0.
+  the same document; the last token of each document, and padding, get weight 0. Padded rows (one document each)
+  pass only the mask, which says the same, so attention that cannot separate segments (linear) still reads them.
   """
   tokens, segments = batch["inputs"], batch["inputs_segment_ids"]  # [batch, length]
   targets = np.concatenate([tokens[:, 1:], np.zeros_like(tokens[:, :1])], axis=1)
   next_segments = np.concatenate([segments[:, 1:], np.zeros_like(segments[:, :1])], axis=1)
   weights = ((segments > 0) & (next_segments == segments)).astype(np.float32)
-  return {"inputs": tokens, "targets": targets, "weights": weights, "segment_ids": segments,
-          "positions": batch["inputs_positions"], "mask": segments > 0}
+  fields = {"inputs": tokens, "targets": targets, "weights": weights, "positions": batch["inputs_positions"],
+            "mask": segments > 0}
+  return {**fields, "segment_ids": segments} if packed else fields
 
 
 def token_fields(batch: Batch) -> Batch:
@@ -101,7 +103,8 @@ def make_dataset(task: Task, source: Any, *, batch_size: int, seed: int, train: 
     ds = ds.shuffle(seed=seed).repeat(None)
   else:
     ds = ds[:len(ds) // batch_size * batch_size]
-  if task.variable_length and train and task.pack:
+  packed = task.variable_length and train and task.pack
+  if packed:
     iter_ds = grain.experimental.FirstFitPackIterDataset(
         ds[process_index::process_count].to_iter_dataset(), length_struct={"inputs": task.length},
         num_packing_bins=rows, seed=seed, shuffle_bins=False).batch(rows, drop_remainder=True)
@@ -112,5 +115,6 @@ def make_dataset(task: Task, source: Any, *, batch_size: int, seed: int, train: 
     else:
       ds = ds.map(task.fixed_shape)
     iter_ds = ds.batch(rows, drop_remainder=True)[process_index::process_count].to_iter_dataset()
-  fields = next_token_fields if task.objective == "next_token" else token_fields
-  return iter_ds.map(fields)
+  if task.objective == "next_token":
+    return iter_ds.map(lambda batch: next_token_fields(batch, packed))
+  return iter_ds.map(token_fields)

@@ -22,9 +22,8 @@ import numpy as np
 from zoo.attention import auto_choice
 from zoo.config import check
 from zoo.train.mesh import batch_sharding, make_mesh
-from zoo.train.optimizer import make_optimizer
 from zoo.train.options import parse_experiment
-from zoo.train.step import compile_steps, make_program
+from zoo.train.step import compile_steps, experiment_program
 
 GIB = 2 ** 30
 # High-bandwidth memory per chip, by JAX's device_kind.
@@ -87,10 +86,7 @@ def fit_check(config: Mapping[str, Any], topology: str) -> FitReport:
   slices = experiment.mesh.slices
   devices = topology_devices(topology, slices)
   mesh = make_mesh(experiment.check_devices(len(devices)), devices, slices)
-  tx, schedule = make_optimizer(experiment.optimizer, experiment.train.steps)
-  program, _ = make_program(experiment.model_name, experiment.model, seed=experiment.train.seed, tx=tx,
-                            schedule=schedule, objective=experiment.task.objective,
-                            grad_accum_steps=experiment.train.grad_accum_steps, mesh=mesh, rules=experiment.rules)
+  program, _ = experiment_program(experiment, mesh)
   spec = batch_spec(experiment, experiment.train.batch_size)
   shardings = {name: batch_sharding(mesh, experiment.rules, len(s.shape)) for name, s in spec.items()}
   batch = {name: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=shardings[name]) for name, s in spec.items()}

@@ -2,7 +2,9 @@
 
 `train_and_evaluate(config, workdir)` is what `python -m launch.train` runs. A `workdir` that holds checkpoints is
 resumed from the latest one: parameters, optimizer state, step, RNG streams and the data iterator's position, so the
-resumed run is bit-identical to an uninterrupted one on the same mesh.
+resumed run is bit-identical to an uninterrupted one on the same mesh. A workdir without one starts fresh, from
+`train.init_from`'s parameters when set (fine-tuning, see `init_from.py`). The workdir records its config
+(`config.json`), so every command that reads a run needs only the workdir.
 """
 
 from __future__ import annotations
@@ -18,15 +20,16 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
+from zoo import pretrained
 from zoo.data import make_dataset, prepare
+from zoo.train import init_from
 from zoo.train.checkpoint import Checkpointer
 from zoo.train.mesh import batch_sharding, make_mesh
 from zoo.train.metrics import MetricsLogger
-from zoo.train.optimizer import make_optimizer
 from zoo.train.options import Experiment, parse_experiment
 from zoo.train.preemption import PreemptionNotice
 from zoo.train.profile import StepProfiler
-from zoo.train.step import compile_steps, make_program
+from zoo.train.step import compile_steps, experiment_program
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -94,10 +97,7 @@ def train_and_evaluate(config: Mapping[str, Any], workdir: str, *,
   t = experiment.train
   devices = jax.devices() if devices is None else list(devices)
   mesh = make_mesh(experiment.check_devices(len(devices), jax.process_count()), devices, experiment.mesh.slices)
-  tx, schedule = make_optimizer(experiment.optimizer, t.steps)
-  program, init = make_program(experiment.model_name, experiment.model, seed=t.seed, tx=tx, schedule=schedule,
-                               objective=experiment.task.objective, grad_accum_steps=t.grad_accum_steps, mesh=mesh,
-                               rules=experiment.rules)
+  program, init = experiment_program(experiment, mesh)
   train_source, eval_source = open_splits(experiment)
   train_iter = iter(make_dataset(experiment.task, train_source, batch_size=t.batch_size,
                                  seed=t.seed, train=True, process_index=jax.process_index(),
@@ -105,8 +105,12 @@ def train_and_evaluate(config: Mapping[str, Any], workdir: str, *,
 
   workdir = resolve_workdir(workdir, t.log_dir)
   checkpointer = Checkpointer(f"{workdir.rstrip('/')}/checkpoints", max_to_keep=t.max_to_keep)
+  pretrained.write_config(config, workdir)
   start, state = checkpointer.restore_latest(program.abstract_state, train_iter) or (0, None)
-  state = init() if state is None else state
+  if state is None:
+    state = init()
+    if t.init_from:  # fine-tuning; a workdir with a checkpoint of its own resumes instead
+      state = init_from.warm_start(state, t, workdir, primary=jax.process_index() == 0)
 
   first = next(train_iter)
   shardings = {name: batch_sharding(mesh, experiment.rules, value.ndim) for name, value in first.items()}

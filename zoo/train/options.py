@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -96,8 +97,21 @@ class TrainOptions:
   log_dir: str = ""  # metrics.jsonl and TensorBoard events; "" = the workdir (required when the workdir is remote)
   progress_bar: bool = True
   profile_steps: str = ""  # "FIRST:END": a jax.profiler trace of steps FIRST..END-1 in <log_dir>/profile; "" = off
+  # Fine-tuning (zoo/train/init_from.py): start from the parameters of a pretrained name, a workdir or a checkpoint
+  # folder; never used when the workdir has a checkpoint of its own (that is a resume).
+  init_from: str = ""
+  init_from_step: int = 0  # 0: the latest checkpoint of an init_from workdir
+  init_from_allow_mismatch: bool = False  # True: parameters whose shape differs are initialised afresh
+  trainable: str = ""  # regex (re.search) over parameter paths; the others stay frozen; "" = all
 
   def __post_init__(self):
+    try:
+      re.compile(self.trainable)
+    except re.error as e:
+      raise ValueError(f"train: trainable {self.trainable!r} is not a regular expression ({e})") from None
+    check(self.init_from_step >= 0, f"train: init_from_step must be >= 0, got {self.init_from_step}")
+    check(self.init_from or not (self.init_from_step or self.init_from_allow_mismatch),
+          "train: init_from_step and init_from_allow_mismatch need init_from")
     for name in ("steps", "batch_size", "grad_accum_steps", "log_every", "max_to_keep"):
       check(getattr(self, name) >= 1, f"train: {name} must be >= 1, got {getattr(self, name)}")
     for name in ("eval_every", "eval_batch_size", "eval_batches", "checkpoint_every"):

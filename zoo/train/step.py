@@ -21,6 +21,8 @@ from zoo import models, sharding
 from zoo.train import losses
 from zoo.sharding import Rules
 from zoo.train.mesh import replicated, state_shardings
+from zoo.train.optimizer import make_optimizer
+from zoo.train.param_paths import trainable_only
 
 # Optional batch fields passed to the model by keyword (the graph family's relation fields included).
 MODEL_INPUTS = ("positions", "segment_ids", "mask", "spd", "in_degree", "out_degree", "edge_features", "edge_paths")
@@ -81,6 +83,16 @@ def make_program(model_name: str, model_config: Any, *, seed: int, tx: optax.Gra
   program = Program(train_graph=train_graph, eval_graph=eval_graph, tx=tx, schedule=schedule, objective=objective,
                     grad_accum_steps=grad_accum_steps, mesh=mesh, rules=rules, abstract_state=abstract_state, shardings=shardings)
   return program, jax.jit(init, out_shardings=shardings)
+
+
+def experiment_program(experiment, mesh: jax.sharding.Mesh) -> tuple[Program, Callable[[], TrainState]]:
+  """`make_program` for a validated `Experiment`: its optimizer (on the `train.trainable` parameters), model and
+  objective; what the training loop runs and what restoring a workdir's checkpoint needs as its target."""
+  t = experiment.train
+  tx, schedule = make_optimizer(experiment.optimizer, t.steps)
+  return make_program(experiment.model_name, experiment.model, seed=t.seed, tx=trainable_only(tx, t.trainable),
+                      schedule=schedule, objective=experiment.task.objective, grad_accum_steps=t.grad_accum_steps,
+                      mesh=mesh, rules=experiment.rules)
 
 
 def _add(a, b):

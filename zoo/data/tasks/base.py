@@ -31,6 +31,9 @@ class Task:
   # Examples are documents of ≤ `length` tokens (packed or padded). Variable-length classification tasks reserve
   # token 0 for padding: the pipeline pads them with 0 and passes `mask = inputs != 0` to the model.
   variable_length: ClassVar[bool] = False
+  # Text tasks: the byte that each token id stands for (`launch.generate` encodes prompts and decodes output with
+  # it); None: token ids are not text.
+  alphabet: ClassVar[bytes | None] = None
 
   @dataclasses.dataclass(frozen=True)
   class Options:

@@ -46,6 +46,7 @@ class ByteLM(Task):
   family = "decoder"
   objective = "next_token"
   variable_length = True
+  alphabet = bytes(range(256))
 
   @dataclasses.dataclass(frozen=True)
   class Options:

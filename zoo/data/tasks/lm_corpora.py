@@ -137,6 +137,7 @@ class _CharacterCorpus(_LMTask):
 @register("lm_enwik8")
 class Enwik8(_CharacterCorpus):
   FILE, VOCAB = "enwik8", 256
+  alphabet = bytes(range(256))
 
   def tokens(self, data: bytes, path: pathlib.Path) -> np.ndarray:
     return np.frombuffer(data, np.uint8)
@@ -145,6 +146,7 @@ class Enwik8(_CharacterCorpus):
 @register("lm_text8")
 class Text8(_CharacterCorpus):
   FILE, VOCAB = "text8", len(TEXT8_ALPHABET)
+  alphabet = TEXT8_ALPHABET
 
   def tokens(self, data: bytes, path: pathlib.Path) -> np.ndarray:
     """Space → 0, a–z → 1–26; any other byte is an error."""

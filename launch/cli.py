@@ -1,0 +1,92 @@
+"""What every command line of zoo shares: one-line usage errors, config-file loading, choosing a trained model."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import sys
+
+from absl import flags
+from ml_collections import config_flags
+from ml_collections.config_flags.config_flags import ConfigFileFlagParser
+
+
+def fail(message: str) -> None:
+  """A usage error: one line on stderr, exit status 2, no traceback."""
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  sys.exit(2)
+
+
+def config_error_message(error: Exception) -> str:
+  """One line from the errors ml_collections raises while loading a config file and applying overrides."""
+  text = str(error)
+  if isinstance(error, (AttributeError, KeyError)):  # an override of a key the config does not have
+    key = re.search(r"'([^'\\]+)", text)
+    hint = re.search(r'Did you mean "([^"]+)"', text)
+    return (f"unknown config key {key.group(1) if key else text!r}"
+            + (f" (did you mean {hint.group(1)!r}?)" if hint else ""))
+  lines = [line.strip() for line in text.splitlines() if line.strip()]
+  if len(lines) > 1 and lines[0].endswith(":"):  # "<what failed>:" + traceback or details; the cause is last
+    return f"{lines[0]} {lines[-1]}"
+  return " ".join(lines)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  try:
+    return flags.FLAGS(argv)
+  except (flags.Error, AttributeError, KeyError, OSError) as e:
+    fail(config_error_message(e))
+
+
+def define_config_flag(help_string: str) -> flags.FlagHolder:
+  """--config=configs/<name>.py[:arg] with dotted overrides. New keys are accepted under `model` only — every model
+  option and every option of the chosen encoding (`--config.model.pe_options.max_distance=4`,
+  `--config.model.head_dim=32`), which the model's option dataclasses then validate, naming the valid ones; a new
+  key anywhere else is an unknown key (`load_config`)."""
+  return config_flags.DEFINE_config_file("config", None, help_string, lock_config=False,
+                                         accept_new_attributes=True)
+
+
+def check_new_keys(overrides: dict, file_config: dict) -> None:
+  """Fails on an override of a key the config file does not have, outside the `model` section."""
+  for path in overrides:
+    *parents, key = path.split(".")
+    if parents[:1] == ["model"]:
+      continue
+    section = file_config
+    for name in parents:
+      section = section.get(name) if isinstance(section, dict) else None
+    if not isinstance(section, dict) or key not in section:
+      close = difflib.get_close_matches(key, section if isinstance(section, dict) else [], n=1)
+      fail(f"unknown config key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+
+
+def load_config(holder: flags.FlagHolder) -> dict | None:
+  """A config-file flag's config with overrides applied, as a dict (None when the flag is unset)."""
+  if holder.value is None:
+    return None
+  config_flag = flags.FLAGS[holder.name]
+  try:
+    config = holder.value.to_dict()
+    file_config = ConfigFileFlagParser(name=holder.name).parse(config_flags.get_config_filename(config_flag))
+  except (flags.Error, AttributeError, KeyError, OSError, ValueError) as e:
+    fail(config_error_message(e))
+  check_new_keys(config_flags.get_override_values(config_flag), file_config.to_dict())
+  return config
+
+
+def define_model_flags() -> tuple[flags.FlagHolder, flags.FlagHolder, flags.FlagHolder]:
+  """--pretrained / --workdir / --step: the trained model a command reads."""
+  return (flags.DEFINE_string("pretrained", None, "a shipped model's name (see checkpoints/manifest.json)"),
+          flags.DEFINE_string("workdir", None, "a training workdir (or a checkpoint folder inside one)"),
+          flags.DEFINE_integer("step", None, "with --workdir: this checkpoint step instead of the latest"))
+
+
+def model_source(pretrained: flags.FlagHolder, workdir: flags.FlagHolder, step: flags.FlagHolder
+                 ) -> tuple[str, int | None]:
+  """(name or path, step) from the flags of `define_model_flags`; exactly one of --pretrained, --workdir."""
+  if (pretrained.value is None) == (workdir.value is None):
+    fail("give exactly one of --pretrained=NAME and --workdir=DIR")
+  if step.value is not None and workdir.value is None:
+    fail("--step needs --workdir")
+  return pretrained.value or workdir.value, step.value

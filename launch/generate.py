@@ -1,0 +1,111 @@
+r"""Continues a prompt with a shipped decoder or a decoder's training workdir, streaming the output.
+
+  python -m launch.generate --pretrained=lm_rope --prompt="def main(" --max_new_tokens=200
+  python -m launch.generate --workdir=/tmp/zoo/lm_rope --prompt_file=prompt.py --temperature=0.8 --top_p=0.95
+
+Text tasks (byte or character vocabularies, `Task.alphabet`) take the prompt as text and print decoded text; other
+tasks take and print space-separated token ids. Temperature 0 is greedy. The tokens are those `zoo.models.generate`
+returns for the same prompt, options and --seed (the same prefill, decode steps and random keys), printed one by
+one as they are decoded.
+"""
+
+from __future__ import annotations
+
+import codecs
+import pathlib
+import sys
+
+from absl import app, flags, logging
+
+from launch.cli import define_model_flags, fail, model_source, parse_flags
+
+_PRETRAINED, _WORKDIR, _STEP = define_model_flags()
+_PROMPT = flags.DEFINE_string("prompt", None, "the prompt (text for text tasks, else space-separated token ids)")
+_PROMPT_FILE = flags.DEFINE_string("prompt_file", None, "read the prompt from this file instead")
+_MAX_NEW_TOKENS = flags.DEFINE_integer("max_new_tokens", 200, "how many tokens to generate")
+_TEMPERATURE = flags.DEFINE_float("temperature", 0.0, "sampling temperature; 0 = greedy")
+_TOP_K = flags.DEFINE_integer("top_k", 0, "sample among the k most likely tokens; 0 = off")
+_TOP_P = flags.DEFINE_float("top_p", 1.0, "nucleus sampling: the smallest set with this probability; 1 = off")
+_SEED = flags.DEFINE_integer("seed", 0, "random seed of the sampling")
+
+
+def prompt_text() -> str:
+  if (_PROMPT.value is None) == (_PROMPT_FILE.value is None):
+    fail("give exactly one of --prompt=TEXT and --prompt_file=PATH")
+  if _PROMPT_FILE.value is None:
+    return _PROMPT.value
+  try:
+    return pathlib.Path(_PROMPT_FILE.value).read_text()
+  except OSError as e:
+    fail(f"cannot read --prompt_file: {e}")
+
+
+def encode(text: str, alphabet: bytes | None, vocab_size: int) -> list[int]:
+  """Token ids of the prompt: bytes looked up in the task's alphabet, or space-separated ids."""
+  if alphabet is None:
+    try:
+      ids = [int(word) for word in text.split()]
+    except ValueError:
+      fail(f"this model's task is not text: give the prompt as space-separated token ids, got {text[:40]!r}")
+    if not all(0 <= i < vocab_size for i in ids):
+      fail(f"prompt token ids must be in [0, {vocab_size})")
+    return ids
+  index = {byte: i for i, byte in enumerate(alphabet)}
+  unknown = sorted({chr(b) for b in text.encode() if b not in index})
+  if unknown:
+    fail(f"the prompt has characters outside the model's alphabet: {''.join(unknown)!r}")
+  return [index[b] for b in text.encode()]
+
+
+def main(argv: list[str]) -> None:
+  logging.set_verbosity(logging.WARNING)
+  if len(argv) > 1:
+    fail(f"unexpected arguments {argv[1:]}")
+  source, step = model_source(_PRETRAINED, _WORKDIR, _STEP)
+  text = prompt_text()
+
+  import jax  # noqa: PLC0415 — after flag parsing
+  import jax.numpy as jnp  # noqa: PLC0415
+  from flax import nnx  # noqa: PLC0415
+
+  from zoo import pretrained  # noqa: PLC0415
+  from zoo.models.sampling import check_sampling, sample  # noqa: PLC0415
+  from zoo.train.options import parse_experiment  # noqa: PLC0415
+
+  try:
+    model, config = pretrained.load(source, step)
+  except pretrained.CheckpointError as e:
+    fail(str(e))
+  experiment = parse_experiment(config.to_dict())
+  if experiment.model_name != "decoder":
+    fail(f"{source} is a {experiment.model_name} model; generate needs a decoder")
+  alphabet = experiment.task.alphabet
+  prompt = encode(text, alphabet, model.config.vocab_size)
+  if not prompt:
+    fail("the prompt is empty")
+  try:
+    check_sampling(_TEMPERATURE.value, _TOP_K.value, _TOP_P.value, model.config.vocab_size)
+    cache = model.init_cache(1, len(prompt) + _MAX_NEW_TOKENS.value)
+  except ValueError as e:
+    fail(str(e))
+
+  @nnx.jit
+  def extend(model, tokens, cache):  # [1, t] -> logits of the last token [1, vocab], the cache
+    logits, cache = model.extend(tokens, cache)
+    return logits[:, -1], cache
+
+  choose = jax.jit(lambda logits, key: sample(logits, key, temperature=_TEMPERATURE.value, top_k=_TOP_K.value,
+                                              top_p=_TOP_P.value))
+  decoder = codecs.getincrementaldecoder("utf-8")("replace")
+  last, cache = extend(model, jnp.asarray([prompt], jnp.int32), cache)
+  for key in jax.random.split(jax.random.key(_SEED.value), _MAX_NEW_TOKENS.value):
+    token = choose(last, key)  # [1]
+    value = int(token[0])
+    sys.stdout.write(decoder.decode(alphabet[value:value + 1]) if alphabet is not None else f"{value} ")
+    sys.stdout.flush()
+    last, cache = extend(model, token[:, None], cache)
+  sys.stdout.write((decoder.decode(b"", final=True) if alphabet is not None else "") + "\n")
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=parse_flags)

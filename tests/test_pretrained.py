@@ -1,0 +1,202 @@
+"""Shipped checkpoints, fine-tuning from them, and the evaluate / generate commands, as a user runs them."""
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+from conftest import REPO
+
+from launch import make_pretrained
+from zoo import models, pretrained
+from zoo.train import init_from, loop
+from zoo.train.mesh import make_mesh
+from zoo.train.options import parse_experiment
+from zoo.train.param_paths import TrainableError, flatten, trainable_only
+from zoo.train.step import experiment_program
+
+NAMES = pretrained.available()
+METRIC_TOLERANCE = 1e-4  # relative; the same code on the same data reproduces it exactly on one machine
+
+
+def run_command(module: str, *args, data_dir: str, timeout: float = 300) -> subprocess.CompletedProcess:
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", "ZOO_DATA_DIR": data_dir,
+         "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+  return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env, capture_output=True, text=True,
+                        timeout=timeout)
+
+
+def error_lines(result: subprocess.CompletedProcess) -> list[str]:
+  return [line for line in result.stderr.splitlines() if line.startswith("error:")]
+
+
+def test_the_suite_covers_every_encoding_a_decoder_builds_with():
+  decoder_encodings = {pretrained.info(n)["encoding"] for n in NAMES if pretrained.info(n)["family"] == "decoder"}
+  assert {name.removeprefix("lm_").removesuffix("_linear") for name in make_pretrained.suite()
+          if name.startswith("lm_")} == decoder_encodings
+  assert set(make_pretrained.suite()) == set(NAMES)
+  assert sum(f.stat().st_size for f in pretrained.CHECKPOINTS.iterdir()) < 20e6
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_shipped_name_verifies_and_loads(name):
+  model, config = pretrained.load(name)
+  entry = pretrained.info(name)
+  assert sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param))) == entry["parameters"]
+  assert config.to_dict() == entry["config"]
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "delete"])
+def test_a_damaged_shipped_file_is_a_one_line_error_naming_it(tmp_path, damage):
+  name = "pi_urpe"
+  shutil.copy(pretrained.CHECKPOINTS / pretrained.MANIFEST, tmp_path)
+  (file,) = pretrained.info(name)["files"]
+  shutil.copy(pretrained.CHECKPOINTS / file, tmp_path)
+  path = tmp_path / file
+  data = bytearray(path.read_bytes())
+  if damage == "flip":
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+  elif damage == "truncate":
+    path.write_bytes(bytes(data[:-1]))
+  else:
+    path.unlink()
+  with pytest.raises(pretrained.CheckpointError) as error:
+    pretrained.load(name, root=tmp_path)
+  message = str(error.value)
+  assert "\n" not in message and str(path) in message
+  assert {"flip": "damaged (sha256", "truncate": "bytes, the manifest says", "delete": "is missing"}[damage] in message
+
+
+def test_safetensors_round_trip_keeps_float32_exactly_and_bfloat16_as_stored(tmp_path):
+  arrays = {"a/kernel": np.random.default_rng(0).normal(size=(3, 5)).astype(np.float32),
+            "b": np.arange(7, dtype=np.float32).astype(jnp.bfloat16)}
+  pretrained.write_safetensors(tmp_path / "x.safetensors", arrays)
+  back = pretrained.read_safetensors(tmp_path / "x.safetensors")
+  assert back.keys() == arrays.keys()
+  for name, array in arrays.items():
+    assert back[name].dtype == array.dtype and np.array_equal(back[name], array)
+
+
+@pytest.mark.parametrize("name", ["lm_rope", "lm_alibi"])  # one data set for both
+def test_evaluate_reproduces_the_manifest_metric(name, data_dir):
+  result = run_command("launch.evaluate", f"--pretrained={name}", data_dir=data_dir)
+  assert result.returncode == 0, result.stderr[-3000:]
+  line = json.loads(result.stdout.strip().splitlines()[-1])
+  metric = pretrained.info(name)["metric"]
+  assert math.isclose(line[metric["name"]], metric["value"], rel_tol=METRIC_TOLERANCE)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_evaluate_reproduces_every_manifest_metric(name, data_dir):
+  test_evaluate_reproduces_the_manifest_metric(name, data_dir)
+
+
+def finetune_config(file: str, data_dir: str, **train) -> dict:
+  from configs import finetune_lm_long, finetune_lm_rope_to_urpe, finetune_pi_to_etp  # noqa: PLC0415
+
+  module = {"pi_to_etp": finetune_pi_to_etp, "rope_to_urpe": finetune_lm_rope_to_urpe,
+            "long": finetune_lm_long}[file]
+  config = module.get_config("smoke").to_dict()
+  config["train"].update(data_dir=data_dir, progress_bar=False, **train)
+  return config
+
+
+def test_init_from_loads_the_checkpoint_at_step_0_with_a_fresh_head_and_optimizer(tmp_path, data_dir):
+  experiment = parse_experiment(finetune_config("pi_to_etp", data_dir))
+  program, init = experiment_program(experiment, make_mesh((1, 1, 1), jax.devices()[:1]))
+  fresh = {p: np.asarray(v) for p, v in flatten(init().params).items()}
+  state = init_from.warm_start(init(), experiment.train, str(tmp_path))
+  params = {p: np.asarray(v) for p, v in flatten(state.params).items()}
+  shipped = pretrained.load_params("pi_urpe").params
+  report = json.loads((tmp_path / init_from.REPORT_FILE).read_text())
+  assert sorted(report["mismatched"]) == ["head/bias", "head/kernel"] and not report["new"] and not report["dropped"]
+  assert report["loaded"] == sorted(set(params) - {"head/bias", "head/kernel"})
+  for path in report["loaded"]:
+    assert np.array_equal(params[path], shipped[path]), path
+  for path in report["mismatched"]:
+    assert np.array_equal(params[path], fresh[path]), path
+  assert int(state.step) == 0
+  assert all(not np.any(np.asarray(x)) for x in jax.tree.leaves(state.opt_state))  # count, moments: all zero
+
+
+def test_a_head_of_another_shape_without_the_allowance_is_a_one_line_error(tmp_path, data_dir):
+  result = run_command("launch.train", "--config=configs/finetune_pi_to_etp.py:smoke",
+                       "--config.train.init_from_allow_mismatch=False", f"--workdir={tmp_path}", data_dir=data_dir)
+  assert result.returncode == 2, result.stderr[-3000:]
+  (line,) = error_lines(result)
+  assert "head/bias [64] vs [101]" in line and "head/kernel [64, 101]" not in line and "head/kernel" in line
+  assert "init_from_allow_mismatch" in line and "Traceback" not in result.stderr
+
+
+def test_fine_tuning_with_a_swapped_encoding_keeps_frozen_parameters_bit_unchanged(tmp_path, data_dir, capsys):
+  workdir = tmp_path / "run"
+  loop.train_and_evaluate(finetune_config("rope_to_urpe", data_dir), str(workdir), devices=jax.devices()[:1])
+  assert "train.init_from 'lm_rope' (pretrained 'lm_rope'): loaded" in capsys.readouterr().out
+  report = json.loads((workdir / init_from.REPORT_FILE).read_text())
+  assert report["new"] and all("/encoding/" in p for p in report["new"]) and not report["mismatched"]
+  shipped = pretrained.load_params("lm_rope").params
+  trained = pretrained.load_params(str(workdir))
+  recorded = json.loads((workdir / "config.json").read_text())
+  assert trained.step == 4 and (recorded["model"]["pe"], recorded["train"]["init_from"]) == ("urpe", "lm_rope")
+  assert set(trained.params) - set(shipped) == set(report["new"])
+  for path, value in shipped.items():
+    assert np.array_equal(trained.params[path], value), path
+
+
+@pytest.mark.slow
+def test_fine_tuning_at_four_times_the_length_then_resume_then_evaluate_the_workdir(tmp_path, data_dir):
+  result = run_command("launch.train", "--config=configs/finetune_lm_long.py:smoke", f"--workdir={tmp_path}",
+                       data_dir=data_dir)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "train.init_from 'lm_rope' (pretrained 'lm_rope'): loaded" in result.stdout
+  report = json.loads((tmp_path / init_from.REPORT_FILE).read_text())
+  assert not (report["new"] or report["dropped"] or report["mismatched"])
+  assert json.loads((tmp_path / "config.json").read_text())["task"]["length"] == 4 * 128
+  # The workdir now has a checkpoint: running on resumes from it (step 3), init_from is not applied again.
+  result = run_command("launch.train", "--config=configs/finetune_lm_long.py:smoke", "--config.train.steps=4",
+                       f"--workdir={tmp_path}", data_dir=data_dir)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "init_from" not in result.stdout and pretrained.load_params(str(tmp_path)).step == 4
+  # The workdir alone is enough to evaluate it; the metrics land in its metrics.jsonl.
+  result = run_command("launch.evaluate", f"--workdir={tmp_path}", data_dir=data_dir)
+  assert result.returncode == 0, result.stderr[-3000:]
+  last = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+  assert last["step"] == 4 and last["evaluate"] == {"task": "byte_lm", "length": 512}
+  assert math.isfinite(last["eval_loss"])
+
+
+def test_a_trainable_regex_that_matches_nothing_is_an_error():
+  params = {"embed": {"table": jnp.ones((2, 2))}}
+  tx = trainable_only(optax.sgd(0.1), "positional")
+  with pytest.raises(TrainableError, match="matches no parameter path"):
+    tx.update(params, tx.init(params), params)
+
+
+def test_generate_streams_the_greedy_continuation_of_models_generate(data_dir):
+  prompt, new = "import os\ndef ", 32
+  result = run_command("launch.generate", "--pretrained=lm_rope", f"--prompt={prompt}", f"--max_new_tokens={new}",
+                       data_dir=data_dir)
+  assert result.returncode == 0, result.stderr[-3000:]
+  model, _ = pretrained.load("lm_rope")
+  tokens = models.generate(model, jnp.asarray([list(prompt.encode())], jnp.int32), max_new_tokens=new,
+                           rng=jax.random.key(0))
+  assert result.stdout == bytes(np.asarray(tokens[0]).tolist()).decode("utf-8", "replace") + "\n"
+
+
+def test_readme_table_is_the_manifest():
+  assert make_pretrained.table(pretrained.manifest()) in (REPO / "README.md").read_text()
+
+
+def test_an_unknown_source_names_the_shipped_models(tmp_path):
+  with pytest.raises(pretrained.CheckpointError, match=r"is neither a pretrained name \(available: .*lm_rope"):
+    pretrained.load_params(str(tmp_path / "nope"))

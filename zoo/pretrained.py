@@ -1,0 +1,211 @@
+"""Pretrained models: the checkpoints shipped in `checkpoints/`, and any training workdir, loaded by one call.
+
+  model, config = zoo.pretrained.load("lm_rope")               # a shipped name (see available())
+  model, config = zoo.pretrained.load("/tmp/zoo/pi_urpe")      # a workdir: its latest checkpoint
+  model, config = zoo.pretrained.load("/tmp/zoo/pi_urpe/checkpoints/400")  # one step of it
+
+Shipped checkpoints are parameters only, one safetensors file per model (an 8-byte header length, a JSON header of
+name → dtype, shape and byte range, then the raw little-endian arrays): plain to hash, small, readable without
+pickle or orbax, and by other safetensors readers. `checkpoints/manifest.json` holds each model's full config, task,
+metric, size, training time, the command that made it and the size and sha256 of every file, which `load` checks
+before reading anything. Workdirs are orbax checkpoints plus the `config.json` the training loop writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pathlib
+import struct
+from typing import Any, NamedTuple
+
+import jax
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from zoo import models
+from zoo.train import param_paths
+
+CHECKPOINTS = pathlib.Path(__file__).resolve().parent.parent / "checkpoints"
+MANIFEST = "manifest.json"
+CONFIG_FILE = "config.json"  # a workdir's config, written by the training loop
+DTYPES = {"F32": np.dtype(np.float32), "BF16": np.dtype(jax.numpy.bfloat16)}
+
+
+class CheckpointError(ValueError):
+  """A checkpoint that cannot be found, verified or read: the message is one line naming it."""
+
+
+def manifest(root: str | os.PathLike = CHECKPOINTS) -> dict[str, Any]:
+  """The shipped models' manifest entries by name ({} when there is no manifest)."""
+  path = pathlib.Path(root) / MANIFEST
+  return json.loads(path.read_text())["models"] if path.exists() else {}
+
+
+def available(root: str | os.PathLike = CHECKPOINTS) -> tuple[str, ...]:
+  return tuple(sorted(manifest(root)))
+
+
+def info(name: str, root: str | os.PathLike = CHECKPOINTS) -> dict[str, Any]:
+  """The manifest entry of shipped model `name`."""
+  entries = manifest(root)
+  if name not in entries:
+    raise CheckpointError(f"unknown pretrained model {name!r}; available: {', '.join(sorted(entries)) or '(none)'}")
+  return entries[name]
+
+
+def sha256(path: pathlib.Path) -> str:
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def verify(name: str, root: str | os.PathLike = CHECKPOINTS) -> None:
+  """Checks that every file of shipped model `name` exists with the manifest's size and sha256."""
+  for file, expected in info(name, root)["files"].items():
+    path = pathlib.Path(root) / file
+    if not path.is_file():
+      raise CheckpointError(f"pretrained {name!r}: file {path} is missing")
+    size = path.stat().st_size
+    if size != expected["bytes"]:
+      raise CheckpointError(f"pretrained {name!r}: file {path} has {size} bytes, the manifest says "
+                            f"{expected['bytes']} (damaged or incomplete)")
+    digest = sha256(path)
+    if digest != expected["sha256"]:
+      raise CheckpointError(f"pretrained {name!r}: file {path} is damaged (sha256 {digest[:12]}…, the manifest says "
+                            f"{expected['sha256'][:12]}…)")
+
+
+def write_safetensors(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
+  """Writes float32 / bfloat16 arrays in the safetensors layout, sorted by name (so equal arrays → equal bytes)."""
+  names = {dtype: code for code, dtype in DTYPES.items()}
+  header, offset = {}, 0
+  for name in sorted(arrays):
+    array = np.ascontiguousarray(arrays[name])
+    header[name] = {"dtype": names[array.dtype], "shape": list(array.shape),
+                    "data_offsets": [offset, offset + array.nbytes]}
+    offset += array.nbytes
+  text = json.dumps(header, separators=(",", ":")).encode()
+  text += b" " * (-len(text) % 8)  # the format pads the header to 8 bytes
+  with open(path, "wb") as f:
+    f.write(struct.pack("<Q", len(text)) + text)
+    for name in sorted(arrays):
+      f.write(np.ascontiguousarray(arrays[name]).tobytes())  # little-endian on every host JAX runs on
+
+
+def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
+  """{name: array} as stored (float32 or bfloat16)."""
+  data = pathlib.Path(path).read_bytes()
+  (size,) = struct.unpack("<Q", data[:8])
+  header = json.loads(data[8:8 + size])
+  body = memoryview(data)[8 + size:]
+  return {name: np.frombuffer(body[begin:end], dtype=DTYPES[entry["dtype"]]).reshape(entry["shape"])
+          for name, entry in header.items() if name != "__metadata__"
+          for begin, end in [entry["data_offsets"]]}
+
+
+def write_config(config: Any, workdir: str) -> None:
+  """`<workdir>/config.json` (local or remote; process 0 only): what `load`, `launch.evaluate` and
+  `launch.generate` rebuild a run from. `config` is a dict or a ConfigDict."""
+  from etils import epath  # noqa: PLC0415 — orbax's path library, for gs:// workdirs
+
+  if jax.process_index() != 0:
+    return
+  config = config.to_dict() if isinstance(config, ml_collections.ConfigDict) else config
+  path = epath.Path(workdir)
+  path.mkdir(parents=True, exist_ok=True)
+  (path / CONFIG_FILE).write_text(json.dumps(config, indent=1, sort_keys=True))
+
+
+def _workdir_and_step(path: pathlib.Path, step: int | None) -> tuple[pathlib.Path, int | None]:
+  """A workdir, its checkpoints/ folder or one step folder in it → (workdir, step or None for the latest)."""
+  if path.name.isdigit() and path.parent.name == "checkpoints":
+    return path.parent.parent, int(path.name) if step is None else step
+  if path.name == "checkpoints":
+    return path.parent, step
+  return path, step
+
+
+def _restore_workdir(workdir: pathlib.Path, step: int | None) -> tuple[dict[str, np.ndarray], dict, int]:
+  """Parameters of a training workdir's checkpoint (latest or `step`) on this host, its config and the step."""
+  from zoo.train.checkpoint import Checkpointer  # noqa: PLC0415 — orbax is needed only for workdirs
+  from zoo.train.mesh import make_mesh  # noqa: PLC0415
+  from zoo.train.options import parse_experiment  # noqa: PLC0415
+  from zoo.train.step import experiment_program  # noqa: PLC0415
+
+  config = json.loads((workdir / CONFIG_FILE).read_text())
+  experiment = parse_experiment(config)
+  device = jax.devices()[:1]
+  program, _ = experiment_program(experiment, make_mesh(experiment.mesh.shape(1), device))
+  checkpointer = Checkpointer(str(workdir / "checkpoints"), max_to_keep=experiment.train.max_to_keep)
+  try:
+    steps = checkpointer.manager.all_steps()
+    if not steps:
+      raise CheckpointError(f"workdir {workdir} has no checkpoint")
+    step = max(steps) if step is None else step
+    if step not in steps:
+      raise CheckpointError(f"workdir {workdir} has no checkpoint of step {step}; steps: "
+                            f"{', '.join(map(str, sorted(steps)))}")
+    state = checkpointer.restore(step, program.abstract_state)
+  finally:
+    checkpointer.close()
+  return {path: np.asarray(value) for path, value in param_paths.flatten(state.params).items()}, config, step
+
+
+class Loaded(NamedTuple):
+  params: dict[str, np.ndarray]  # path -> float32 array
+  config: dict[str, Any]  # the experiment config that trained them
+  source: str  # where they came from, for messages and reports
+  workdir: pathlib.Path | None  # the training workdir (None for a shipped name)
+  step: int | None  # its checkpoint's step
+
+
+def load_params(source: str, step: int | None = None, *, root: str | os.PathLike = CHECKPOINTS) -> Loaded:
+  """The parameters and config of a shipped name, a workdir (latest checkpoint or `step`) or a checkpoint folder
+  in one; a shipped model's file sizes and sha256 are checked first."""
+  if source in manifest(root):
+    if step is not None:
+      raise CheckpointError(f"pretrained {source!r} is a single checkpoint; a step cannot be chosen")
+    entry = info(source, root)
+    verify(source, root)
+    arrays = {}
+    for file in entry["files"]:
+      arrays.update(read_safetensors(pathlib.Path(root) / file))
+    return Loaded({path: value.astype(np.float32) for path, value in arrays.items()}, entry["config"],
+                  f"pretrained {source!r}", None, None)
+  workdir, step = _workdir_and_step(pathlib.Path(source).expanduser().resolve(), step)
+  if not (workdir / CONFIG_FILE).is_file():
+    names = ", ".join(available(root)) or "(none)"
+    raise CheckpointError(f"{source!r} is neither a pretrained name (available: {names}) nor a workdir with a "
+                          f"{CONFIG_FILE} (or a checkpoint folder inside one)")
+  params, config, step = _restore_workdir(workdir, step)
+  return Loaded(params, config, f"{workdir} step {step}", workdir, step)
+
+
+def build(config: dict[str, Any], params: dict[str, np.ndarray]) -> nnx.Module:
+  """The model of experiment `config` with `params` (every parameter of the model must be given, shapes equal)."""
+  from zoo.train.options import parse_experiment  # noqa: PLC0415 — the task registry is only needed here
+
+  experiment = parse_experiment(config)
+  model = models.build(experiment.model_name, experiment.model)
+  graph, current, rest = nnx.split(model, nnx.Param, ...)
+  wanted = param_paths.flatten(current)
+  report = param_paths.match({p: v.shape for p, v in wanted.items()}, {p: v.shape for p, v in params.items()}, "")
+  if report.new or report.mismatched:
+    raise CheckpointError(f"the checkpoint does not fit the model of this config: missing {report.new or 'none'}; "
+                          f"shapes differ (checkpoint vs model) {report.mismatched or 'none'}")
+  values = {path: jax.numpy.asarray(params[path], wanted[path].dtype) for path in wanted}
+  return nnx.merge(graph, param_paths.replace(current, values), rest)
+
+
+def load(source: str, step: int | None = None, *, root: str | os.PathLike = CHECKPOINTS
+         ) -> tuple[nnx.Module, ml_collections.ConfigDict]:
+  """(model in eval mode, its experiment config) for a shipped name, a workdir or a checkpoint folder in one."""
+  loaded = load_params(source, step, root=root)
+  model = build(loaded.config, loaded.params)
+  model.eval()
+  return model, ml_collections.ConfigDict(loaded.config)
