@@ -33,10 +33,11 @@ _OUT = flags.DEFINE_string("out", None, "write the files and manifest here inste
                            "table is left alone)")
 
 # The decoder suite's size, chosen for a 2-core CPU machine: ≈ 0.15M parameters, 128-byte documents, 500 steps of 16
-# rows. Measured there while other jobs shared the cores (December 2026): 2-3 min per softmax model, ≈ 12 min for
-# each SPE model (its noise and filters cost more than the rest of the model), so the whole suite takes ≈ 1.5 h;
-# 1M parameters (configs/lm_bytes.py's size) would be ≈ 8x that. The architecture is configs/lm_bytes.py's otherwise. One document per row (no packing): linear
-# attention cannot separate packed documents, and every model of the suite must see the very same rows.
+# rows. Measured there while other jobs shared the cores (December 2026): 2-3 min per softmax model, 12-27 min for
+# each SPE model (its noise and filters cost more than the rest of the model), so the whole suite takes ≈ 1.5-2 h;
+# 1M parameters (configs/lm_bytes.py's size) would be ≈ 8x that. The architecture is configs/lm_bytes.py's otherwise.
+# One document per row (no packing): linear attention cannot separate packed documents, and every model of the suite
+# must see the very same rows.
 LM_SIZE = {"task": dict(length=128, pack=False),
            "model": dict(num_layers=2, d_model=64, num_heads=4, mlp_dim=256),
            "optimizer": dict(warmup_steps=50),

@@ -113,8 +113,8 @@ def logged_steps(workdir) -> list[int]:
 
 # The interrupted runs draw every kind of randomness a step can: SPE noise, FAVOR+ features and dropout.
 KILL_RUN = ("--config=configs/pi.py:spe_sine,smoke", "--config.model.attention_impl=linear",
-            "--config.model.dropout=0.1", "--config.train.steps=120", "--config.train.checkpoint_every=10", "--config.train.log_every=1",
-            "--config.train.progress_bar=false")
+            "--config.model.dropout=0.1", "--config.train.steps=120", "--config.train.checkpoint_every=10",
+            "--config.train.log_every=1", "--config.train.progress_bar=false")
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ evaluate tile by tile) raises a ValueError naming the implementation that can.
 * "chunked" — blockwise online softmax in XLA loops, O(L) memory; the CPU path at long lengths.
 * "pallas" — fused flash kernels (Mosaic on TPU, Triton on GPU, the interpreter on CPU), structured terms in-kernel.
 * "auto" — the safe choice per call (MaxText's `attention=autoselected` habit): "xla" when attention dropout is on;
-  otherwise the Pallas kernel on a TPU / GPU target (the traced-for mesh's devices); on CPU "xla" up to `AUTO_DENSE_MAX_ELEMENTS` logits per head and
-  example, "chunked" beyond (short sequences run fastest dense; long ones would not fit).
+  otherwise the Pallas kernel on a TPU / GPU target (the traced-for mesh's devices); on CPU "xla" up to
+  `AUTO_DENSE_MAX_ELEMENTS` logits per head and example, "chunked" beyond (short sequences run fastest dense; long ones would not fit).
 * "linear" — kernelized attention (Performer FAVOR+ or ReLU features), O(L) time and memory, for SPE; it takes
   extra keyword arguments of its own (`feature_map`, `projection`) and serves no logit bias or post-softmax scale.
 """

@@ -81,7 +81,8 @@ def make_program(model_name: str, model_config: Any, *, seed: int, tx: optax.Gra
   abstract_state = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract_state,
                                 shardings)
   program = Program(train_graph=train_graph, eval_graph=eval_graph, tx=tx, schedule=schedule, objective=objective,
-                    grad_accum_steps=grad_accum_steps, mesh=mesh, rules=rules, abstract_state=abstract_state, shardings=shardings)
+                    grad_accum_steps=grad_accum_steps, mesh=mesh, rules=rules, abstract_state=abstract_state,
+                    shardings=shardings)
   return program, jax.jit(init, out_shardings=shardings)
 
 
