@@ -126,10 +126,3 @@ def test_a_diverging_run_stops_and_keeps_the_last_good_checkpoint(tmp_path, data
   params = saved_state(checkpointer, 1)["params"]
   assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(params))
   checkpointer.close()
-
-
-def test_profile_steps_writes_a_trace_under_the_log_dir(tmp_path, data_dir):
-  config = smoke_config(data_dir, steps=4, profile_steps="2:4")
-  loop.train_and_evaluate(config, str(tmp_path / "profiled"), devices=jax.devices()[:1])
-  traces = list((tmp_path / "profiled" / "profile").rglob("*.xplane.pb"))
-  assert len(traces) == 1 and traces[0].stat().st_size > 0, traces

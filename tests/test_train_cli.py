@@ -96,6 +96,16 @@ def test_every_model_and_encoding_option_can_be_set_from_the_command_line(tmp_pa
   assert (16, 2, 4) in shapes  # query kernel: d_model 16 → 2 heads × head_dim 4
 
 
+def test_profile_steps_writes_a_trace_under_the_log_dir(tmp_path, data_dir):
+  """As users run it, in a process of its own: jax.profiler's tracer has crashed a test worker that had compiled
+  for TPU topologies and run many models before."""
+  result = run_cli(SMOKE, "--config.train.steps=4", "--config.train.profile_steps=2:4",
+                   f"--config.train.data_dir={data_dir}", f"--workdir={tmp_path / 'profiled'}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  traces = list((tmp_path / "profiled" / "profile").rglob("*.xplane.pb"))
+  assert len(traces) == 1 and traces[0].stat().st_size > 0, traces
+
+
 def final_state(workdir):
   checkpointer = Checkpointer(str(workdir / "checkpoints"), max_to_keep=100)
   step = checkpointer.latest_step()
