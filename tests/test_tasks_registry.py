@@ -30,10 +30,12 @@ LOADER_FILES = {  # task name -> function(directory) -> task option overrides
 
 
 def smoke_configs() -> dict[str, dict]:
-  """task name -> the smoke variant (as a dict) of the first config file that trains it."""
+  """task name -> the smoke variant (as a dict) of the first experiment config file that trains it. Fine-tuning
+  configs (finetune_*.py) keep their pretrained model's size, so they are not a task's tiny run (tests/
+  test_pretrained.py trains them)."""
   found = {}
   for path in sorted((REPO / "configs").glob("*.py")):
-    if path.stem in ("__init__", "base"):
+    if path.stem in ("__init__", "base") or path.stem.startswith("finetune_"):
       continue
     config = importlib.import_module(f"configs.{path.stem}").get_config("smoke").to_dict()
     found.setdefault(config["task"]["name"], config)

@@ -162,6 +162,8 @@ def compile_steps(program: Program, batch_shardings: dict[str, jax.sharding.Name
   mesh = program.mesh
   train = jax.jit(lambda s, b: train_step(program, s, b), in_shardings=(program.shardings, batch_shardings),
                   out_shardings=(program.shardings, replicated(mesh)), donate_argnums=0)
-  evaluate = jax.jit(lambda s, b: eval_step(program, s, b), in_shardings=(program.shardings, batch_shardings),
+  # Evaluation batches may carry other fields than training ones (padded rows without the segment ids of packed
+  # training rows): their arrays arrive laid out by `batch_shardings` already, so jit takes the layout they have.
+  evaluate = jax.jit(lambda s, b: eval_step(program, s, b), in_shardings=(program.shardings, None),
                      out_shardings=replicated(mesh))
   return OnMesh(train, mesh, program.rules), OnMesh(evaluate, mesh, program.rules)
