@@ -172,3 +172,30 @@ def test_profile_steps_is_a_half_open_range_or_off(data_dir):
   assert parse_experiment(config).train.profile_range is None
   config["train"]["profile_steps"] = "5:8"
   assert parse_experiment(config).train.profile_range == (5, 8)
+
+
+STRAGGLERS = """
+import asyncio, gc, sys
+from zoo.train import checkpoint
+checkpoint.ignore_stragglers_of_failed_reads()
+loop = asyncio.new_event_loop()
+future = loop.create_future()
+future.set_exception(ValueError("OUT_OF_RANGE: Error reading byte range of a truncated file"))  # never retrieved
+del future
+gc.collect()
+loop.close()
+class Report:
+  exc_type, exc_value, exc_traceback, err_msg, object = RuntimeError, RuntimeError("Event loop is closed"), 0, 0, 0
+sys.unraisablehook(Report())
+print("other reports still pass", file=sys.stderr)
+"""
+
+
+def test_reports_of_straggling_reads_after_a_failed_restore_are_dropped():
+  """Both channels by which TensorStore's in-flight reads report after a failed restore stay silent; the CLI test of
+  damaged checkpoints meets them only when its timing happens to (CI once printed such a traceback)."""
+  import subprocess
+  import sys
+  result = subprocess.run([sys.executable, "-c", STRAGGLERS], capture_output=True, text=True, timeout=60)
+  assert result.returncode == 0, result.stderr
+  assert result.stderr.strip() == "other reports still pass", result.stderr

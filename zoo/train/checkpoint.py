@@ -13,6 +13,7 @@ deleted) and restores the newest intact step; when no step is intact it raises `
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import grain
@@ -23,10 +24,11 @@ from jax.experimental import multihost_utils
 
 
 def ignore_stragglers_of_failed_reads() -> None:
-  """After a failed restore, TensorStore's reads that were still in flight complete into orbax's closed event loop
-  and each reports `RuntimeError: Event loop is closed` through `sys.unraisablehook` — a screen of tracebacks
-  around the one-line warning. Installed before restoring (a report can come before the failure reaches us), it
-  drops those reports, and only those, from then on."""
+  """After a failed restore, TensorStore's reads that were still in flight finish after orbax gave up on them and
+  surface as a screen of tracebacks around the one-line warning, by two channels: `RuntimeError: Event loop is
+  closed` through `sys.unraisablehook` (a read completing into orbax's closed event loop), and asyncio's "Future
+  exception was never retrieved" log record (a failed read's future collected unread). Installed before restoring
+  (a report can come before the failure reaches us), it drops those reports, and only those, from then on."""
   previous = sys.unraisablehook
   if getattr(previous, "drops_closed_loop_reports", False):
     return
@@ -37,6 +39,9 @@ def ignore_stragglers_of_failed_reads() -> None:
 
   hook.drops_closed_loop_reports = True
   sys.unraisablehook = hook
+  logging.getLogger("asyncio").addFilter(
+      lambda record: not str(record.msg).startswith(("Future exception was never retrieved",
+                                                     "Task exception was never retrieved")))
 
 
 class NoIntactCheckpoint(ValueError):
