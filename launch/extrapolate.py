@@ -9,9 +9,10 @@ Every encoding gets the same architecture, data, seed and number of steps. The c
 library's source (bytes, so no download; every 20th file is held out for evaluation, as in the `byte_lm` task).
 Evaluation runs the chunked attention core (O(L) memory) over the same held-out bytes at every length, cut into
 non-overlapping windows of that length, and reports the mean next-byte loss (nats) over all positions of all
-windows (so a longer window differs only in how much context its later bytes see). `rope+<scaling>` (linear, ntk, yarn) takes the
-trained RoPE model, sets RoPE's `scaling` with factor 4 for contexts of 4 L, fine-tunes it for `finetune_steps` at
-2 L and evaluates it like the others (the papers' recipe: a short fine-tune at the longer length).
+windows (so a longer window differs only in how much context its later bytes see). `rope+<scaling>` (linear, ntk,
+yarn) takes the trained RoPE model, sets RoPE's `scaling` with factor 4 for contexts of 4 L, fine-tunes it for
+`finetune_steps` at 2 L and evaluates it like the others (the papers' recipe: a short fine-tune at the longer
+length).
 
 Writes <out>/<variant>.jsonl (one line per encoding × length), <variant>.md (a table) and <variant>.png (loss vs
 evaluation length, one line per encoding), variant = "quick" or "full". Needs matplotlib for the plot
