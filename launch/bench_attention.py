@@ -66,8 +66,8 @@ def program(encoding_name: str, impl: str, length: int, backward: bool, tpu: boo
 
   def forward(q, k, v, positions, params):
     encoding = nnx.merge(graphdef, params)
-    bias = (encoding.logit_bias(positions, positions),) if positional.implements(encoding, "logit_bias") else ()
-    scale = encoding.prob_scale(positions, positions) if positional.implements(encoding, "prob_scale") else None
+    coords = positional.Coordinates(positions)
+    bias, scale = positional.attention_terms(encoding, coords, coords)
     out = attention.attend(q, k, v, impl=impl, mask=AttentionMask(positions, positions), bias=bias, scale=scale,
                            **options)
     return jnp.sum(out.astype(jnp.float32) ** 2)

@@ -1,7 +1,8 @@
-"""The memory-efficient implementations against the oracle: "chunked" (XLA loops) and "pallas" (flash kernels, in
-the Pallas interpreter on CPU) must give `reference_attention`'s outputs (≤ 1e-5) and gradients (≤ 1e-4) for every
-registered encoding that hands attention a structured term (`logit_bias` or `prob_scale`), discovered from the
-registry, causal and not, with padding, packed segments and lengths that are not multiples of the block."""
+"""The memory-efficient implementations against the oracle: every declared core other than "xla" (chunked XLA loops,
+Pallas flash kernels in the interpreter on CPU) must give `reference_attention`'s outputs (≤ 1e-5) and gradients
+(≤ 1e-4, with respect to q, k, v and every array of every term) for every registered encoding that hands attention
+structured terms and every core that declares it serves them — discovered from the registries, causal and not, with
+padding, packed segments and lengths that are not multiples of the block."""
 
 import functools
 
@@ -12,18 +13,17 @@ import pytest
 from flax import nnx
 
 from zoo import attention, models, positional
-from zoo.attention import AlibiBias, AttentionMask, RelativeTable
-from zoo.positional import ModelDims
+from zoo.attention import AttentionMask, RelationTable
+from zoo.positional import Coordinates, Graph, ModelDims
 
 from conftest import TINY, random_tokens
 
 B, L, H, D = 2, 40, 2, 8  # L = 40 is not a multiple of the blocks below
 BLOCK = 16
-IMPLS = {
-    "chunked": functools.partial(attention.chunked_attention, chunk_q=BLOCK, chunk_k=BLOCK),
-    "pallas": functools.partial(attention.flash_attention, block_q=BLOCK, block_k=BLOCK),
-    "pallas-gpu": functools.partial(attention.flash_attention, block_q=BLOCK, block_k=BLOCK, backend="gpu"),
-}
+# Small tiles, so that every call walks several blocks.
+TILE_OPTIONS = {"chunked": dict(chunk_q=BLOCK, chunk_k=BLOCK), "pallas": dict(block_q=BLOCK, block_k=BLOCK)}
+FAST_CORES = [name for name in attention.CORES if name != "xla" and attention.CORES[name].terms]
+PALLAS_GPU = functools.partial(attention.flash_attention, block_q=BLOCK, block_k=BLOCK, backend="gpu")
 
 
 def build_encoding(name, causal, options=None):
@@ -31,12 +31,50 @@ def build_encoding(name, causal, options=None):
     return positional.build(name, options, ModelDims(H, D, H * D, 64, causal), rngs=nnx.Rngs(0))
 
 
-STRUCTURED = [name for name in positional.available()
-              if any(positional.implements(build_encoding(name, False), hook) for hook in ("logit_bias", "prob_scale"))]
+def perturbed(encoding, seed=1, scale=0.5):
+  """The encoding with every parameter moved off its initial value (C ≠ 1, biases not tiny)."""
+  keys = iter(jax.random.split(jax.random.key(seed), 1000))
+  nnx.update(encoding, jax.tree.map(lambda x: x + scale * jax.random.normal(next(keys), x.shape),
+                                    nnx.state(encoding, nnx.Param)))
+  return encoding
 
 
-def test_registry_has_structured_encodings():
+def random_graph():
+  """A random relation for encodings that read one: SPD values (with unreachable / graph-token codes), degrees and an
+  edge bias."""
+  rng = np.random.default_rng(3)
+  return Graph(spd=jnp.asarray(rng.integers(-2, 8, (B, L, L)), jnp.int32),
+               in_degree=jnp.asarray(rng.integers(0, 4, (B, L)), jnp.int32),
+               out_degree=jnp.asarray(rng.integers(0, 4, (B, L)), jnp.int32),
+               edge_bias=jnp.asarray(rng.normal(size=(B, H, L, L)), jnp.float32))
+
+
+def structured_terms(name, causal, graph=False):
+  """The encoding's bias terms and scale (perturbed parameters), with a random relation when `graph`. Positions do
+  not matter here: terms are evaluated at the attention call's positions."""
+  coords = Coordinates(jnp.zeros((B, L), jnp.int32), random_graph() if graph else None)
+  return positional.attention_terms(perturbed(build_encoding(name, causal)), coords, coords)
+
+
+def variants(name):
+  """(name, graph) pairs: the sequence reading of every encoding, and the graph reading of those that read one."""
+  return [(name, False)] + ([(name, True)] if positional.get(name).reads_relation else [])
+
+
+def has_terms(name):
+  bias, scale = structured_terms(name, False)
+  return bool(bias) or scale is not None
+
+
+STRUCTURED = [name for name in positional.available() if has_terms(name)]
+CASES = [(name, graph, impl) for name in STRUCTURED for _, graph in variants(name) for impl in FAST_CORES
+         if attention.CORES[impl].refusal(*structured_terms(name, False, graph), 0.0) is None]
+
+
+def test_registry_has_structured_encodings_and_kernels_serve_them():
   assert {"alibi", "rpe", "t5_bias", "urpe"} <= set(STRUCTURED)
+  assert {(n, False, "pallas") for n in ("alibi", "rpe", "t5_bias", "urpe")} <= set(CASES)
+  assert ("spd_urpe", True, "chunked") in CASES and ("spd_urpe", True, "pallas") not in CASES
 
 
 def inputs():
@@ -50,48 +88,36 @@ def inputs():
   return (q, k, v), positions, segments, valid
 
 
-def structured_terms(name, causal, positions):
-  """The encoding's bias terms and scale at `positions`, every float table randomised (C included: all-ones C
-  would hide a wrong C)."""
-  encoding = build_encoding(name, causal)
-  bias = (encoding.logit_bias(positions, positions),) if positional.implements(encoding, "logit_bias") else ()
-  scale = encoding.prob_scale(positions, positions) if positional.implements(encoding, "prob_scale") else None
-  rng = np.random.default_rng(1)
-  randomise = lambda term: term.replace(**{param_name(term): jnp.asarray(
-      rng.normal(size=getattr(term, param_name(term)).shape), jnp.float32) * 0.5})
-  return tuple(randomise(t) for t in bias), None if scale is None else randomise(scale)
-
-
-def param_name(term):
-  """The differentiable leaf of a structured term."""
-  return {RelativeTable: "table", AlibiBias: "slopes"}[type(term)]
-
-
-def run(impl, name, causal):
-  """Output and gradients (wrt q, k, v and every term's table / slopes) of `impl` on the shared inputs."""
+def run(impl, name, causal, graph=False):
+  """Output and gradients (wrt q, k, v and every array of every term) of `impl` on the shared inputs."""
   (q, k, v), positions, segments, valid = inputs()
-  bias, scale = structured_terms(name, causal, positions)
-  terms = bias + (() if scale is None else (scale,))
+  leaves, treedef = jax.tree.flatten(structured_terms(name, causal, graph))
+  differentiable = [jnp.issubdtype(leaf.dtype, jnp.floating) for leaf in leaves]  # not a relation's integers
   mask = AttentionMask(q_pos=positions, k_pos=positions, q_segment_ids=segments, k_segment_ids=segments,
                        k_valid=valid, causal=causal)
   weights = jnp.asarray(np.random.default_rng(2).normal(size=(B, L, H, D)), jnp.float32)
 
   @jax.jit
-  def loss_and_grads(q, k, v, params):
-    def loss(q, k, v, params):
-      rebuilt = [t.replace(**{param_name(t): p}) for t, p in zip(terms, params)]
-      out = impl(q, k, v, mask=mask, bias=tuple(rebuilt[:len(bias)]),
-                 scale=rebuilt[-1] if scale is not None else None)
+  def loss_and_grads(q, k, v, floats):
+    def loss(q, k, v, floats):
+      values = iter(floats)
+      rebuilt = [next(values) if d else leaf for leaf, d in zip(leaves, differentiable)]
+      bias, scale = jax.tree.unflatten(treedef, rebuilt)
+      out = impl(q, k, v, mask=mask, bias=bias, scale=scale)
       return jnp.sum(out * weights), out
-    return jax.value_and_grad(loss, argnums=(0, 1, 2, 3), has_aux=True)(q, k, v, params)
+    return jax.value_and_grad(loss, argnums=(0, 1, 2, 3), has_aux=True)(q, k, v, floats)
 
-  (_, out), grads = loss_and_grads(q, k, v, [getattr(t, param_name(t)) for t in terms])
+  (_, out), grads = loss_and_grads(q, k, v, [leaf for leaf, d in zip(leaves, differentiable) if d])
   return out, grads
 
 
+def core_fn(impl):
+  return functools.partial(attention.CORES[impl].fn, **TILE_OPTIONS.get(impl, {}))
+
+
 @functools.cache
-def reference(name, causal):
-  return run(attention.reference_attention, name, causal)
+def reference(name, causal, graph=False):
+  return run(attention.reference_attention, name, causal, graph)
 
 
 def assert_close(ours, theirs):
@@ -101,29 +127,29 @@ def assert_close(ours, theirs):
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("impl", ["chunked", "pallas"])
-@pytest.mark.parametrize("causal", [False, True], ids=["bidirectional", "causal"])
-@pytest.mark.parametrize("name", STRUCTURED)
-def test_matches_reference_forward_and_gradients(name, causal, impl):
-  assert_close(run(IMPLS[impl], name, causal), reference(name, causal))
+# Every case runs causal (decoders) in the default suite; the bidirectional variant of every case is in the slow suite
+# (the default keeps it for URPE in the GPU-driver test below).
+@pytest.mark.parametrize("causal", [pytest.param(False, marks=pytest.mark.slow), True], ids=["bidirectional", "causal"])
+@pytest.mark.parametrize("name,graph,impl", CASES)
+def test_matches_reference_forward_and_gradients(name, graph, impl, causal):
+  assert_close(run(core_fn(impl), name, causal, graph), reference(name, causal, graph))
 
 
 @pytest.mark.parametrize("causal", [False, True], ids=["bidirectional", "causal"])
 def test_gpu_driver_matches_reference_in_interpret_mode(causal):
   """The Triton-style driver (in-kernel loop over blocks) computes the same numbers; its GPU lowering is untested
   here (no GPU)."""
-  assert_close(run(IMPLS["pallas-gpu"], "urpe", causal), reference("urpe", causal))
+  assert_close(run(PALLAS_GPU, "urpe", causal), reference("urpe", causal))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("impl", ["pallas", "pallas-gpu"])
-@pytest.mark.parametrize("name", STRUCTURED)
-def test_gpu_and_tpu_drivers_on_every_encoding(name, impl):
+@pytest.mark.parametrize("name", [name for name, graph, impl in CASES if impl == "pallas"])
+def test_gpu_driver_on_every_kernel_encoding(name):
   for causal in (False, True):
-    assert_close(run(IMPLS[impl], name, causal), reference(name, causal))
+    assert_close(run(PALLAS_GPU, name, causal), reference(name, causal))
 
 
-@pytest.mark.parametrize("impl", ["chunked", "pallas"])
+@pytest.mark.parametrize("impl", FAST_CORES)
 def test_cached_decoding_shape_short_queries_long_cache(impl):
   """3 new queries at positions 20..22 against a 40-slot cache whose slots past 22 are unwritten."""
   (q, k, v), _, _, _ = inputs()
@@ -131,9 +157,10 @@ def test_cached_decoding_shape_short_queries_long_cache(impl):
   k_pos = jnp.tile(jnp.arange(L), (B, 1))
   mask = AttentionMask(q_pos=q_pos, k_pos=k_pos, k_valid=k_pos <= 22, causal=True)
   encoding = build_encoding("urpe", True, {"bias": "t5_bias"})
-  kwargs = dict(mask=mask, bias=(encoding.logit_bias(q_pos, k_pos),), scale=encoding.prob_scale(q_pos, k_pos))
+  bias, scale = positional.attention_terms(encoding, Coordinates(q_pos), Coordinates(k_pos))
+  kwargs = dict(mask=mask, bias=bias, scale=scale)
   ours, theirs = (jax.jit(lambda q, k, v, f=f: f(q, k, v, **kwargs))(q[:, :3], k, v)
-                  for f in (IMPLS[impl], attention.reference_attention))
+                  for f in (core_fn(impl), attention.reference_attention))
   np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), atol=1e-5)
 
 
@@ -143,7 +170,7 @@ def urpe_decoder_logits(impl):
   return np.asarray(nnx.jit(lambda m, t: m(t))(model, random_tokens(0, (2, 21))))
 
 
-@pytest.mark.parametrize("impl", ["chunked", "pallas"])
+@pytest.mark.parametrize("impl", FAST_CORES)
 def test_models_run_with_the_kernels(impl):
   """A URPE decoder gives the same logits with attention_impl = impl as with the reference."""
   np.testing.assert_allclose(urpe_decoder_logits(impl), urpe_decoder_logits("xla"), atol=1e-5)
@@ -152,14 +179,16 @@ def test_models_run_with_the_kernels(impl):
 def test_impls_that_cannot_serve_a_request_say_so():
   (q, k, v), positions, _, _ = inputs()
   mask = AttentionMask(q_pos=positions, k_pos=positions)
-  for impl in ("chunked", "pallas"):
+  for impl in FAST_CORES:
     with pytest.raises(ValueError, match=rf"attention impl '{impl}' has no attention dropout.*use impl='xla'"):
       attention.attend(q, k, v, impl=impl, mask=mask, dropout_rate=0.1, dropout_rng=jax.random.key(0))
-  alibi_scale = AlibiBias(jnp.ones(H), positions, positions)
-  with pytest.raises(ValueError, match=r"'pallas' cannot apply a AlibiBias as a scale term.*use impl='chunked' or"):
-    attention.flash_attention(q, k, v, mask=mask, scale=alibi_scale)
-  with pytest.raises(ValueError, match=r"'chunked' cannot evaluate a ndarray term tile by tile.*use impl='xla'"):
-    attention.chunked_attention(q, k, v, mask=mask, bias=(np.zeros((B, H, L, L)),))
+  relation = RelationTable(jnp.ones((H, 3)), jnp.zeros((B, L, L), jnp.int32))
+  refusing = [name for name, core in attention.CORES.items() if not core.serves(relation)]
+  assert "pallas" in refusing
+  for impl in refusing:
+    with pytest.raises(ValueError, match=rf"'{impl}' cannot evaluate a RelationTable term; use impl='chunked' or "
+                                         rf"'xla'"):
+      attention.attend(q, k, v, impl=impl, mask=mask, bias=(relation,))
   with pytest.raises(ValueError, match=r"unknown pallas backend 'cuda'; valid choices: tpu, gpu"):
     attention.flash_attention(q, k, v, mask=mask, backend="cuda")
 

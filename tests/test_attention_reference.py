@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from zoo import attention
-from zoo.attention import AlibiBias, AttentionMask, RelativeTable
+from zoo.attention import AttentionMask, RelativeTable
 from zoo.positional import LagIndex
+from zoo.positional.alibi import alibi_bias
 
 B, H, L, D = 2, 3, 7, 4
 
@@ -60,8 +61,8 @@ def test_reference_matches_numpy_with_bias_scale_and_masks(causal, with_segments
   c_table = rng.normal(size=(H, index.rows)).astype(np.float32)  # C may be negative
   slopes = np.array([0.5, 0.25, 0.125], np.float32)
   jpos = jnp.asarray(positions)
-  bias_terms = (RelativeTable(jnp.asarray(b_table), jpos, jpos, index), AlibiBias(jnp.asarray(slopes), jpos, jpos))
-  scale_term = RelativeTable(jnp.asarray(c_table), jpos, jpos, index)
+  bias_terms = (RelativeTable(jnp.asarray(b_table), index), alibi_bias(slopes))
+  scale_term = RelativeTable(jnp.asarray(c_table), index)
   mask = AttentionMask(q_pos=jpos, k_pos=jpos, q_segment_ids=None if segments is None else jnp.asarray(segments),
                        k_segment_ids=None if segments is None else jnp.asarray(segments),
                        k_valid=jnp.asarray(k_valid), causal=causal)
@@ -79,7 +80,7 @@ def test_fully_masked_query_outputs_zeros_and_padded_keys_get_no_weight():
   q, k, v = map(jnp.asarray, random_qkv())
   positions = jnp.tile(jnp.arange(L), (B, 1))
   k_valid = jnp.ones((B, L), bool).at[0].set(False).at[1, 3:].set(False)
-  scale = RelativeTable(jnp.full((H, 3), 7.0), positions, positions, LagIndex("clip", 1))
+  scale = RelativeTable(jnp.full((H, 3), 7.0), LagIndex("clip", 1))
   mask = AttentionMask(q_pos=positions, k_pos=positions, k_valid=k_valid)
   out = attention.reference_attention(q, k, v, mask=mask, scale=scale)
   assert np.all(np.asarray(out[0]) == 0)

@@ -9,7 +9,8 @@ from zoo import models, positional
 
 
 @pytest.mark.parametrize("config,message", [
-    (dict(pe="fourier"), r"unknown positional encoding 'fourier'; valid choices: alibi, learned, none, rope"),
+    (dict(pe="fourier"), r"unknown positional encoding 'fourier'; valid choices: alibi, fire, kerple_log, "
+                         r"kerple_power, learned, none, rope"),
     (dict(pe="rope", pe_options={"bas": 500.0}), r"positional encoding 'rope': unknown option\(s\) 'bas'; "
                                                  r"valid options: base, fraction, interleaved"),
     (dict(pe="rope", pe_options={"interleaved": "yes"}), r"option 'interleaved' must be bool, got 'yes'"),
@@ -45,8 +46,8 @@ def test_bad_model_configs(config, message):
 def test_unknown_model_and_encoding_names():
   with pytest.raises(ValueError, match=r"unknown model 'gpt'; valid choices: decoder, encoder"):
     models.build("gpt")
-  with pytest.raises(ValueError, match=r"unknown positional encoding 'xpos'; valid choices: .*urpe"):
-    positional.get("xpos")
+  with pytest.raises(ValueError, match=r"unknown positional encoding 'cosine'; valid choices: .*urpe"):
+    positional.get("cosine")
 
 
 def test_encoder_only_options_are_rejected_by_the_decoder():

@@ -9,8 +9,9 @@ import pytest
 from flax import nnx
 
 from conftest import extend, forward, per_token_options, random_tokens, tiny_model
-from zoo import positional
-from zoo.attention import AlibiBias, RelativeTable
+from zoo import attention, positional
+from zoo.attention import Tile
+from zoo.positional import Coordinates
 
 ENCODINGS = positional.available()
 # Stochastic encodings (SPE) are relative in expectation over their noise; for a fixed noise key they are
@@ -87,11 +88,15 @@ def test_stochastic_relative_encodings_are_shift_invariant_in_expectation(family
 
 @pytest.mark.parametrize("pe", ABSOLUTE)
 def test_absolute_encodings_do_see_the_shift(pe):
+  """Shifted as far as the encoding allows (a learned table's size; else by 2000, past FIRE's threshold, below which
+  it is a function of the lag alone)."""
   model = token_model("encoder", pe)
+  limit = model.backbone.positional.max_positions
+  shift = 2000 if limit is None else limit - LENGTH
   tokens = random_tokens(0, (2, LENGTH))
   positions = jnp.tile(jnp.arange(LENGTH), (2, 1))
   assert not np.allclose(np.asarray(forward(model, tokens, positions, None)),
-                         np.asarray(forward(model, tokens, positions + 9, None)), atol=1e-4)
+                         np.asarray(forward(model, tokens, positions + shift, None)), atol=1e-4)
 
 
 @pytest.mark.parametrize("pe", ENCODINGS)
@@ -122,41 +127,105 @@ def test_cached_decoding_equals_full_forward(pe, impl):
   np.testing.assert_array_equal(np.asarray(cache.index), [LENGTH, LENGTH])
 
 
-def reference_index(index_fn, lag, t5_table):
-  """Independent lag -> row maps: numpy clipping, or the bucket lists of Hugging Face T5 (fixture)."""
-  if index_fn.kind == "clip":
-    return np.clip(lag, -index_fn.max_distance, index_fn.max_distance) + index_fn.max_distance
-  key = (index_fn.bidirectional, index_fn.num_buckets, index_fn.max_distance)
-  return np.vectorize(t5_table[key].__getitem__)(lag)
+def numpy_table(table, rows):
+  """table [heads, rows] read at rows [batch, q, k] -> [batch, heads, q, k]."""
+  return np.asarray(table)[:, rows].transpose(1, 0, 2, 3)
 
 
-def closed_form(term, t5_table, alibi_slopes):
-  """Evaluates a structured term element by element with numpy: [batch, heads, q_len, k_len]."""
-  q_pos, k_pos = np.asarray(term.q_pos), np.asarray(term.k_pos)
-  lag = k_pos[:, None, :] - q_pos[:, :, None]
-  if isinstance(term, RelativeTable):
-    rows = reference_index(term.index_fn, lag, t5_table)
-    return np.asarray(term.table)[:, rows].transpose(1, 0, 2, 3)
-  if isinstance(term, AlibiBias):
-    slopes = np.asarray(alibi_slopes[str(len(term.slopes))])
-    return -slopes[None, :, None, None] * np.abs(lag)[:, None]
-  raise AssertionError(f"no closed form for {type(term).__name__}: add one to this test")
+def t5_rows(encoding, lag, fixtures):
+  """Hugging Face T5's buckets (fixture) for the encoding's T5 options."""
+  index = encoding.index
+  table = fixtures["t5"][(index.bidirectional, index.num_buckets, index.max_distance)]
+  return np.vectorize(table.__getitem__)(lag)
+
+
+def clip_rows(max_distance, lag):
+  return np.clip(lag, -max_distance, max_distance) + max_distance
+
+
+# Independent references, per encoding: {hook: [batch, heads, q_len, k_len]} from numpy formulas, the papers'
+# definitions and public libraries' numbers (fixtures). A new encoding with a bias or scale needs an entry.
+REFERENCES = {
+    "alibi": lambda enc, q, k, lag, fx: {"logit_bias": -np.asarray(fx["alibi"][str(enc.dims.num_heads)])[
+        None, :, None, None] * np.abs(lag)[:, None]},
+    "rpe": lambda enc, q, k, lag, fx: {"logit_bias": numpy_table(enc.table[...], clip_rows(enc.options.max_distance,
+                                                                                           lag))},
+    "t5_bias": lambda enc, q, k, lag, fx: {"logit_bias": numpy_table(enc.table[...], t5_rows(enc, lag, fx))},
+    "urpe": lambda enc, q, k, lag, fx: {
+        "logit_bias": REFERENCES[enc.options.bias](enc.b, q, k, lag, fx)["logit_bias"],
+        "prob_scale": numpy_table(enc.c[...], (clip_rows(enc.b.options.max_distance, lag)
+                                               if enc.options.bias == "rpe" else t5_rows(enc.b, lag, fx)))},
+    "spd": lambda enc, q, k, lag, fx: {"logit_bias": numpy_table(enc.spatial[...], np.minimum(
+        np.abs(lag), enc.options.max_distance))},
+    "spd_urpe": lambda enc, q, k, lag, fx: {
+        **REFERENCES["spd"](enc, q, k, lag, fx),
+        "prob_scale": numpy_table(enc.c[...], np.minimum(np.abs(lag), enc.options.max_distance))},
+    "kerple_log": lambda enc, q, k, lag, fx: {"logit_bias": kerple_reference(enc, lag, lambda r1, r2, d: -r1 * np.log(
+        1 + r2 * d))},
+    "kerple_power": lambda enc, q, k, lag, fx: {"logit_bias": kerple_reference(
+        enc, lag, lambda r1, r2, d: -r1 * d ** r2, max_r2=2.0)},
+    "sandwich": lambda enc, q, k, lag, fx: {"logit_bias": sandwich_reference(enc, q, k)},
+    "fire": lambda enc, q, k, lag, fx: {"logit_bias": fire_reference(enc, q, lag)},
+}
+
+
+def kerple_reference(enc, lag, kernel, max_r2=np.inf):
+  """Chi et al. (2022), eq. (6)-(7), with the authors' clamp of both parameters at 0.01 (and r2 <= 2 for power)."""
+  params = np.asarray(enc.params[...], np.float64)
+  r1, r2 = np.maximum(params[:, 0], 0.01), np.clip(params[:, 1], 0.01, max_r2)
+  return kernel(r1[None, :, None, None], r2[None, :, None, None], np.abs(lag)[:, None].astype(np.float64))
+
+
+def sandwich_reference(enc, q_pos, k_pos):
+  """p(q/r_h) · p(k/r_h) − d̄/2 with p the sinusoidal embedding of Vaswani et al., evaluated in numpy."""
+  dim, heads = enc.options.dim, enc.dims.num_heads
+  freqs = 10000.0 ** (-np.arange(0, dim, 2) / dim)
+
+  def embedding(pos, ratio):  # [batch, n] -> [batch, n, dim]
+    angles = (pos / ratio)[..., None] * freqs
+    return np.concatenate([np.sin(angles), np.cos(angles)], axis=-1)
+
+  out = [np.einsum("bid,bjd->bij", embedding(q_pos, 8 * h / heads), embedding(k_pos, 8 * h / heads)) - dim / 2
+         for h in range(1, heads + 1)]
+  return np.stack(out, axis=1)
+
+
+def fire_reference(enc, q_pos, lag):
+  """Li et al. (2024), eq. (3): f(ψ(|lag|) / ψ(max(q, L))), ψ(x) = log(c·x + 1), f a ReLU MLP, in numpy."""
+  c = np.log1p(np.exp(float(enc.c[...])))  # softplus
+  threshold = abs(float(enc.threshold_scale[...])) * enc.options.threshold
+  psi = lambda x: np.log(c * x + 1.0)
+  x = psi(np.abs(lag)) / psi(np.maximum(q_pos, threshold))[:, :, None]  # [batch, q, k]
+  hidden = np.maximum(x[..., None] * np.asarray(enc.w1[...]) + np.asarray(enc.b1[...]), 0.0)  # [batch, q, k, hidden]
+  return np.einsum("bqku,uh->bhqk", hidden, np.asarray(enc.w2[...])) + np.asarray(enc.b2[...])[None, :, None, None]
+
+
+@pytest.fixture(scope="module")
+def fixtures(reference_numbers):
+  t5 = {(c["bidirectional"], c["num_buckets"], c["max_distance"]): dict(zip(c["relative_position"], c["bucket"]))
+        for c in reference_numbers["t5_bucket"]}
+  return {"t5": t5,
+          "alibi": reference_numbers["alibi"]["slopes"]}
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("pe", [n for n in ENCODINGS if {"logit_bias", "prob_scale"} & set(dir(positional.get(n)))])
-def test_dense_expansion_equals_closed_form(reference_numbers, family, pe):
-  t5_table = {(c["bidirectional"], c["num_buckets"], c["max_distance"]): dict(zip(c["relative_position"], c["bucket"]))
-              for c in reference_numbers["t5_bucket"]}
+@pytest.mark.parametrize("offset", [0, 1000], ids=["random", "offset"])
+def test_terms_equal_an_independent_reference(fixtures, family, pe, offset):
+  assert pe in REFERENCES, f"{pe}: add an independent reference to REFERENCES"
   encoding = token_model(family, pe).backbone.positional
   rng = np.random.default_rng(0)
-  q_pos = jnp.asarray(rng.integers(0, 250, size=(2, 6)))
-  k_pos = jnp.asarray(rng.integers(0, 250, size=(2, 9)))
-  for hook in ("logit_bias", "prob_scale"):
-    if positional.implements(encoding, hook):
-      term = getattr(encoding, hook)(q_pos, k_pos)
-      np.testing.assert_allclose(np.asarray(term.dense()), closed_form(term, t5_table, reference_numbers["alibi"]["slopes"]),
-                                 rtol=1e-6, atol=1e-6, err_msg=f"{pe}.{hook}")
+  q_pos = rng.integers(0, 250, size=(2, 6)) + offset
+  k_pos = rng.integers(0, 250, size=(2, 9)) + offset
+  lag = k_pos[:, None, :] - q_pos[:, :, None]
+  expected = REFERENCES[pe](encoding, q_pos, k_pos, lag, fixtures)
+  tile = Tile.whole(jnp.asarray(q_pos), jnp.asarray(k_pos))
+  bias, scale = positional.attention_terms(encoding, Coordinates(jnp.asarray(q_pos)), Coordinates(jnp.asarray(k_pos)))
+  got = {"logit_bias": attention.dense_sum(bias, tile) if bias else None,
+         "prob_scale": None if scale is None else scale.values(tile)}
+  assert {h for h, v in got.items() if v is not None} == set(expected)
+  for hook, want in expected.items():
+    np.testing.assert_allclose(np.asarray(got[hook]), want, rtol=1e-5, atol=1e-5, err_msg=f"{pe}.{hook}")
 
 
 @pytest.mark.parametrize("family", FAMILIES)

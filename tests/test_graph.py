@@ -92,7 +92,8 @@ def test_bias_equals_an_explicit_graphormer_loop():
   graph = Graph(spd=jnp.asarray(spd), in_degree=batch["in_degree"], out_degree=batch["out_degree"],
                 edge_bias=edge_bias)
   positions = jnp.zeros(spd.shape[:2], jnp.int32)
-  got = np.asarray(attention.dense_sum(enc.logit_bias(positions, positions, graph=graph)))
+  coords = positional.Coordinates(positions, graph)
+  got = np.asarray(attention.dense_sum(enc.logit_bias(coords, coords), attention.Tile.whole(positions, positions)))
   spatial, d = np.asarray(enc.spatial[...]), enc.options.max_distance
   edge_table = np.asarray(model.edges.embed.table.embedding[...])
   hops, vocab = np.asarray(model.edges.hops[...]), TINY_GRAPH["edge_vocab_size"]
@@ -120,11 +121,13 @@ def test_sequence_reading_is_a_path_graph():
   enc.c[...] = jax.random.normal(jax.random.key(0), enc.c.shape)
   q_pos, k_pos = jnp.array([[0, 4, 9]]), jnp.array([[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]])
   distance = np.minimum(np.abs(np.asarray(k_pos)[:, None, :] - np.asarray(q_pos)[:, :, None]), 3)
-  for table, term in ((enc.spatial, enc.logit_bias(q_pos, k_pos)), (enc.c, enc.prob_scale(q_pos, k_pos))):
+  q, k = positional.Coordinates(q_pos), positional.Coordinates(k_pos)
+  for table, term in ((enc.spatial, enc.logit_bias(q, k)), (enc.c, enc.prob_scale(q, k))):
     assert isinstance(term, attention.RelativeTable)
-    np.testing.assert_allclose(np.asarray(term.dense()), np.asarray(table[...])[:, distance].transpose(1, 0, 2, 3))
+    np.testing.assert_allclose(np.asarray(term.values(attention.Tile.whole(q_pos, k_pos))),
+                               np.asarray(table[...])[:, distance].transpose(1, 0, 2, 3))
   x = jnp.zeros((1, 3, 8))
-  np.testing.assert_allclose(np.asarray(enc.embed(x, q_pos))[0, 1],
+  np.testing.assert_allclose(np.asarray(enc.embed(x, q))[0, 1],
                              np.asarray(enc.in_degree[...][2] + enc.out_degree[...][2]), rtol=1e-6)
 
 
@@ -182,15 +185,30 @@ def test_urpe_on_graphs_with_c_equal_one_is_graphormer(head):
   assert not np.allclose(np.asarray(run(urpe, batch)), np.asarray(run(plain, batch)), atol=1e-4)
 
 
-@pytest.mark.parametrize("impl", ["chunked", "pallas"])
-def test_kernels_refuse_graph_relations_naming_xla(impl):
+REFUSING = [name for name, core in attention.CORES.items()
+            if not core.serves(attention.RelationTable(jnp.ones((2, 5)), jnp.zeros((1, 4, 4), jnp.int32)))]
+SERVING = [name for name in attention.CORES if name not in REFUSING]
+
+
+@pytest.mark.parametrize("impl", REFUSING)
+def test_cores_that_do_not_serve_graph_relations_refuse_them(impl):
   q = jnp.ones((1, 4, 2, 8))
   mask = attention.AttentionMask(q_pos=jnp.zeros((1, 4), jnp.int32), k_pos=jnp.zeros((1, 4), jnp.int32))
   term = attention.RelationTable(table=jnp.ones((2, 5)), relation=jnp.zeros((1, 4, 4), jnp.int32))
-  with pytest.raises(ValueError, match="'xla'"):
+  with pytest.raises(ValueError, match="use impl='chunked' or 'xla'"):
     attention.attend(q, q, q, impl=impl, mask=mask, bias=(term,))
-  with pytest.raises(ValueError, match=re.escape("attention_impl must be 'xla'")):
+  with pytest.raises(ValueError, match=r"attention_impl( must be 'chunked' or 'xla'|='linear' cannot apply)"):
     models.build("graph", dict(TINY_GRAPH, attention_impl=impl))
+
+
+@pytest.mark.parametrize("impl", [name for name in SERVING if name != "xla"])
+def test_cores_that_serve_graph_relations_give_the_reference_model_outputs(impl):
+  """(Block-by-block equality of the graph terms is in test_attention_kernels.py.)"""
+  _, example = random_graph_example(2, connected=False)
+  batch = batch_of([example, random_graph_example(4)[1]])
+  outputs = [np.asarray(run(graph_model("spd_urpe", head="node", num_classes=3, attention_impl=name), batch))
+             for name in ("xla", impl)]
+  np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-5, atol=1e-5)
 
 
 def test_graph_config_errors():

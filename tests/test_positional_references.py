@@ -6,9 +6,11 @@ import math
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from zoo import positional
-from zoo.attention import AlibiBias
+from zoo.attention import Tile
+from zoo.positional.alibi import alibi_bias
 
 
 def test_t5_bucket_matches_hugging_face_t5(reference_numbers):
@@ -30,7 +32,7 @@ def test_alibi_bias_matrix_matches_x_transformers(reference_numbers):
   ref = reference_numbers["alibi"]
   heads, length = ref["dense_heads"], ref["dense_length"]
   positions = jnp.arange(length)[None]
-  ours = AlibiBias(slopes=jnp.asarray(positional.alibi_slopes(heads)), q_pos=positions, k_pos=positions).dense()
+  ours = alibi_bias(positional.alibi_slopes(heads)).values(Tile.whole(positions, positions))
   np.testing.assert_allclose(np.asarray(ours[0]), np.asarray(ref["dense"]), rtol=1e-6, atol=1e-6)
 
 
@@ -61,3 +63,78 @@ def test_sinusoidal_matches_vaswani_formula():
       expected[row, 2 * i] = math.sin(pos / 10000 ** (2 * i / dim))
       expected[row, 2 * i + 1] = math.cos(pos / 10000 ** (2 * i / dim))
   np.testing.assert_allclose(np.asarray(positional.sinusoidal(jnp.asarray(positions), dim)), expected, atol=2e-4)
+
+
+def numpy_rope(x, positions, inv_freq):
+  """Rotate-half RoPE in numpy: x [batch, length, heads, dim], pair i = features (i, i + dim/2) turned by
+  position · inv_freq[i]."""
+  half = x.shape[-1] // 2
+  angles = positions[..., None, None] * inv_freq  # [batch, length, 1, half]
+  first, second = x[..., :half], x[..., half:]
+  return np.concatenate([first * np.cos(angles) - second * np.sin(angles),
+                         second * np.cos(angles) + first * np.sin(angles)], axis=-1)
+
+
+def yarn_frequencies(dim, base, factor, original_length, alpha=1.0, beta=32.0):
+  """Peng et al. (2023), eq. (17)-(19): r(d) = L / λ_d, ramp γ(r), h(θ_d) = (1 − γ) θ_d / s + γ θ_d."""
+  theta = base ** (-np.arange(0, dim, 2) / dim)
+  ratio = original_length / (2 * np.pi / theta)
+  gamma = np.clip((ratio - alpha) / (beta - alpha), 0, 1)
+  return (1 - gamma) * theta / factor + gamma * theta
+
+
+def rope_encoding(name, head_dim, options):
+  with nnx.use_eager_sharding(False):
+    return positional.build(name, options, positional.ModelDims(2, head_dim, 2 * head_dim, 64, True),
+                            rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize("scaling", ["linear", "ntk", "yarn"])
+@pytest.mark.parametrize("positions_kind", ["random", "offset"])
+def test_rope_scaling_matches_the_papers_formulas(scaling, positions_kind):
+  dim, factor, base, original = 16, 4.0, 10000.0, 32
+  rng = np.random.default_rng(0)
+  q, k = (rng.normal(size=(2, 7, 2, dim)) for _ in range(2))
+  positions = np.sort(rng.integers(0, 200, (2, 7)), axis=1) + (1000 if positions_kind == "offset" else 0)
+  theta = base ** (-np.arange(0, dim, 2) / dim)
+  inv_freq, temperature = {
+      "linear": (theta / factor, 1.0),  # Chen et al. (2023): positions m → m / s
+      "ntk": ((base * factor ** (dim / (dim - 2))) ** (-np.arange(0, dim, 2) / dim), 1.0),  # bloc97: base · s^(d/(d−2))
+      "yarn": (yarn_frequencies(dim, base, factor, original), 0.1 * np.log(factor) + 1),  # √(1/t) = 0.1 ln s + 1
+  }[scaling]
+  encoding = rope_encoding("rope", dim, {"scaling": scaling, "factor": factor, "original_length": original})
+  coords = positional.Coordinates(jnp.asarray(positions))
+  ours = encoding.transform_qk(jnp.asarray(q, jnp.float32), jnp.asarray(k, jnp.float32), coords, coords)
+  for got, x in zip(ours, (q, k)):
+    # float32 angles of positions ~1000: ≈ 1e-4 rad of rounding
+    np.testing.assert_allclose(np.asarray(got), numpy_rope(x, positions, inv_freq) * temperature, rtol=1e-4,
+                               atol=5e-4)
+
+
+def test_rope_scaling_factor_one_is_plain_rope():
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(rng.normal(size=(1, 5, 2, 8)), jnp.float32)
+  coords = positional.Coordinates(jnp.arange(5)[None] * 37)
+  plain = rope_encoding("rope", 8, None).transform_qk(x, x, coords, coords)[0]
+  for scaling in ("linear", "ntk", "yarn"):
+    scaled = rope_encoding("rope", 8, {"scaling": scaling}).transform_qk(x, x, coords, coords)[0]
+    np.testing.assert_allclose(np.asarray(scaled), np.asarray(plain), rtol=1e-5, atol=1e-5, err_msg=scaling)
+
+
+@pytest.mark.parametrize("positions_kind", ["random", "offset"])
+def test_xpos_matches_the_papers_formula(positions_kind):
+  """Sun et al. (2023): q̃ = R(m) q ζ^(m/γ), k̃ = R(n) k ζ^(−n/γ), ζ_i = (2i/d + 0.4)/1.4 on both features of pair i."""
+  dim, gamma = 16, 512.0
+  rng = np.random.default_rng(2)
+  q, k = (rng.normal(size=(2, 6, 2, dim)) for _ in range(2))
+  positions = rng.integers(0, 300, (2, 6)) + (1000 if positions_kind == "offset" else 0)
+  zeta = np.tile((np.arange(0, dim, 2) / dim + 0.4) / 1.4, 2)
+  theta = 10000.0 ** (-np.arange(0, dim, 2) / dim)
+  power = positions[..., None, None] / gamma
+  coords = positional.Coordinates(jnp.asarray(positions))
+  ours = rope_encoding("xpos", dim, None).transform_qk(jnp.asarray(q, jnp.float32), jnp.asarray(k, jnp.float32),
+                                                       coords, coords)
+  # float32 angles and powers of positions ~1000: ≈ 1e-4 relative rounding, amplified by ζ^(−n/γ) up to ≈ 40
+  np.testing.assert_allclose(np.asarray(ours[0]), numpy_rope(q, positions, theta) * zeta ** power, rtol=1e-3, atol=1e-3)
+  np.testing.assert_allclose(np.asarray(ours[1]), numpy_rope(k, positions, theta) * zeta ** -power, rtol=1e-3,
+                             atol=1e-3)

@@ -124,7 +124,8 @@ def test_noise_is_redrawn_while_training_and_fixed_in_eval(name):
   spe = build(name, heads=2, head_dim=4, num_realizations=8)
   q = jax.random.normal(jax.random.key(1), (1, 5, 2, 4))
   positions = jnp.arange(5)[None]
-  transform = nnx.jit(lambda spe: spe.transform_qk(q, q, positions, positions)[0])
+  coords = positional.Coordinates(positions)
+  transform = nnx.jit(lambda spe: spe.transform_qk(q, q, coords, coords)[0])
   first, second = transform(spe), transform(spe)
   assert first.shape == (1, 5, 2, 8)
   assert not np.allclose(np.asarray(first), np.asarray(second))

@@ -45,8 +45,8 @@ def compile_train_step(topology_name, encoding_name, causal, impl="pallas", leng
   def step(q, k, v, positions, params):
     def loss(q, k, v, params):
       encoding = nnx.merge(graphdef, params)
-      bias = (encoding.logit_bias(positions, positions),) if positional.implements(encoding, "logit_bias") else ()
-      scale = encoding.prob_scale(positions, positions) if positional.implements(encoding, "prob_scale") else None
+      coords = positional.Coordinates(positions)
+      bias, scale = positional.attention_terms(encoding, coords, coords)
       kernel_options = dict(block_q=BLOCK, block_k=BLOCK, backend="tpu", interpret=False) if impl == "pallas" else {}
       out = attention.attend(q, k, v, impl=impl, mask=AttentionMask(positions, positions, causal=causal), bias=bias,
                              scale=scale, **kernel_options)

@@ -1,11 +1,14 @@
-"""Attention cores: the XLA reference (the oracle), chunked XLA, Pallas flash kernels, and the dispatch by name."""
+"""Attention cores: the XLA reference (the oracle), chunked XLA, Pallas flash kernels, linear attention, the
+structured terms they evaluate, and the dispatch by declared capability."""
 
-from zoo.attention.bias import AlibiBias, DenseBias, RelationTable, RelativeTable, dense_sum, lags
+from zoo.attention.bias import (ClosedForm, DenseBias, Formula, KernelTerm, RelationTable, RelativeTable, Term, Tile,
+                                dense_sum, lags)
 from zoo.attention.chunked import chunked_attention
-from zoo.attention.dispatch import attend, auto_choice, available, get
+from zoo.attention.dispatch import CORES, Core, attend, auto_choice, available, core, cores_serving, get
 from zoo.attention.masks import AttentionMask
 from zoo.attention.pallas import flash_attention
 from zoo.attention.reference import reference_attention
 
-__all__ = ["AlibiBias", "AttentionMask", "DenseBias", "RelationTable", "RelativeTable", "attend", "auto_choice",
-           "available", "chunked_attention", "dense_sum", "flash_attention", "get", "lags", "reference_attention"]
+__all__ = ["CORES", "AttentionMask", "ClosedForm", "Core", "DenseBias", "Formula", "KernelTerm", "RelationTable",
+           "RelativeTable", "Term", "Tile", "attend", "auto_choice", "available", "chunked_attention", "core",
+           "cores_serving", "dense_sum", "flash_attention", "get", "lags", "reference_attention"]

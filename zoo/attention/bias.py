@@ -1,29 +1,41 @@
-"""Structured attention biases and scales: what the positional hooks hand to every attention implementation.
+"""Structured attention terms: what the positional hooks hand to every attention implementation, and how each one is
+evaluated on a tile of (query, key) coordinates.
 
-A relative encoding never builds a dense `[batch, heads, q_len, k_len]` array. It returns a small description:
+A relative encoding never builds a dense `[batch, heads, q_len, k_len]` array. It returns a small description — a
+*term* — and the term type says how to evaluate itself on a `Tile` (the query and key positions of a block of
+logits and where that block sits in the call):
 
-* `RelativeTable` — a learned per-head table indexed by a *relation* between query and key: the sequence lag
-  `k_pos - q_pos` mapped to a row by a static, hashable `index_fn` (clipped lag, T5 log buckets, ...), O(heads ·
-  rows) memory. Used as an additive logit bias (T5, per-lag RPE, URPE's B) or as a post-softmax scale (URPE's C).
-* `AlibiBias` — the closed form `-slope[h] · |k_pos - q_pos|`, no table at all.
-* `RelationTable` — a per-head table indexed by a relation that is *not* a function of positions: an integer
-  `[batch, q_len, k_len]` matrix of table rows (a graph's shortest-path-distance buckets). O(batch · L²) integers but
-  still O(heads · rows) parameters; the reference path expands it, the kernels do not read relation tiles yet.
-* `DenseBias` — an already dense `[batch, heads, q_len, k_len]` bias (Graphormer's edge encoding, a mean over each
-  shortest path's edges), reference path only.
+* `values(tile)` — in XLA, `[batch, heads, tq, tk]` float32. The reference path asks for the whole call as one tile,
+  the chunked path for one block at a time.
+* `KernelTerm`s can also be evaluated *inside* the Pallas kernels from one `[heads, width]` float32 operand
+  (`kernel_operand`): `kernel_values(row, q_pos, k_pos)` gives a [bq, bk] tile from the head's `[1, width]` row and
+  the tile's positions, `kernel_grad` the gradient of that row. These are functions of positions only.
 
-Each term carries the positions it is evaluated at, so an implementation has everything it needs: the reference path
-calls `dense()`, a kernel evaluates the same formula tile by tile. `dense()` is the one place where structure turns
-into an `L × L` array.
+Term types:
+
+* `RelativeTable` — a learned per-head table indexed by the lag `k_pos - q_pos` through a static, hashable
+  `index_fn` (clipped lag, T5 log buckets, ...): T5, RPE, URPE's B and C. In-kernel: a select loop over the rows.
+* `ClosedForm` — a formula of the positions with a few per-head parameters (ALiBi, KERPLE, Sandwich, FIRE): the
+  parameters `[heads, P]` are the kernel operand; the formula is evaluated on the tile and its parameter gradient is
+  the formula's own VJP, in-kernel. A new closed form is one `Formula` subclass.
+* `RelationTable` — a per-head table read through a per-example relation that is *not* a function of positions (a
+  graph's shortest-path-distance buckets, `[batch, q_len, k_len]` integers). XLA only.
+* `DenseBias` — an already dense `[batch, heads, q_len, k_len]` bias (Graphormer's edge encoding). XLA only.
+
+Which term types an attention implementation serves is declared by the implementation (`zoo.attention.dispatch`);
+`values(Tile.whole(...))` is the one place where structure turns into an `L × L` array.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 from flax import struct
+from jax import lax
 
 # `index_fn(lag)` maps integer lags `k_pos - q_pos` (any shape) to int32 table rows in [0, rows).
 IndexFn = Callable[[jax.Array], jax.Array]
@@ -35,61 +47,163 @@ def lags(q_pos: jax.Array, k_pos: jax.Array) -> jax.Array:
 
 
 @struct.dataclass
-class RelativeTable:
-  """value[b, h, i, j] = table[h, index_fn(k_pos[b, j] - q_pos[b, i])]."""
+class Tile:
+  """The coordinates of a [tq, tk] block of attention logits: the positions of its queries and keys, and the indices
+  of those queries and keys in the attention call (where a relation matrix is read)."""
+
+  q_pos: jax.Array  # [batch, tq] int
+  k_pos: jax.Array  # [batch, tk] int
+  q_index: jax.Array  # [tq] int32
+  k_index: jax.Array  # [tk] int32
+
+  @classmethod
+  def whole(cls, q_pos: jax.Array, k_pos: jax.Array) -> Tile:
+    """The tile covering a whole call."""
+    return cls(q_pos, k_pos, jnp.arange(q_pos.shape[1]), jnp.arange(k_pos.shape[1]))
+
+
+class Term:
+  """Base of every structured term (see the module docstring)."""
+
+  def values(self, tile: Tile) -> jax.Array:
+    """[batch, heads, tq, tk] float32."""
+    raise NotImplementedError
+
+
+class KernelTerm(Term):
+  """A term the Pallas kernels evaluate in-kernel: a function of positions with one `[heads, width]` operand.
+
+  `static()` is the term without its arrays (hashable: it becomes part of the kernel's static layout)."""
+
+  def kernel_operand(self) -> jax.Array:
+    """[heads, n] float32: the head's row is all a kernel instance reads."""
+    raise NotImplementedError
+
+  def static(self) -> KernelTerm:
+    raise NotImplementedError
+
+  def kernel_values(self, row, q_pos: jax.Array, k_pos: jax.Array) -> jax.Array:
+    """row: the head's [1, width] operand (a ref or an array); q_pos [bq, 1], k_pos [1, bk] -> [bq, bk] float32."""
+    raise NotImplementedError
+
+  def kernel_grad(self, g: jax.Array, row, q_pos: jax.Array, k_pos: jax.Array, width: int) -> jax.Array:
+    """d(Σ g ⊙ kernel_values)/d row for g [bq, bk]: [1, width] float32."""
+    raise NotImplementedError
+
+
+@struct.dataclass
+class RelativeTable(KernelTerm):
+  """value[b, h, i, j] = table[h, index_fn(k_pos[b, j] - q_pos[b, i])].
+
+  In-kernel lookup: Mosaic has no general vector gather, so the tile is built by selects over the table rows that
+  occur in it (`min(rows) .. max(rows)`, one `where` per row, entries read as scalars). Near the diagonal that is
+  ≈ bq + bk rows for a per-lag table, 1 row far from it (clipped lags), at most `num_buckets` for T5. The gradient is
+  the same loop with a sum per row."""
 
   table: jax.Array  # [heads, rows]
-  q_pos: jax.Array  # [batch, q_len] int
-  k_pos: jax.Array  # [batch, k_len] int
   index_fn: IndexFn = struct.field(pytree_node=False)
 
-  def dense(self) -> jax.Array:
-    """The expanded term, [batch, heads, q_len, k_len], in the table's dtype."""
-    rows = self.index_fn(lags(self.q_pos, self.k_pos))  # [batch, q_len, k_len]
-    return jnp.moveaxis(self.table[:, rows], 0, 1)
+  def values(self, tile: Tile) -> jax.Array:
+    rows = self.index_fn(lags(tile.q_pos, tile.k_pos))  # [batch, tq, tk]
+    return jnp.moveaxis(self.table[:, rows], 0, 1).astype(jnp.float32)
+
+  def kernel_operand(self) -> jax.Array:
+    return self.table
+
+  def static(self) -> RelativeTable:
+    return self.replace(table=None)
+
+  def kernel_values(self, row, q_pos, k_pos):
+    rows = self.index_fn(k_pos - q_pos)
+    pick = lambda r, acc: jnp.where(rows == r, row[0, r], acc)
+    return lax.fori_loop(jnp.min(rows), jnp.max(rows) + 1, pick, jnp.zeros(rows.shape, jnp.float32))
+
+  def kernel_grad(self, g, row, q_pos, k_pos, width):
+    del row
+    rows = self.index_fn(k_pos - q_pos)
+    lane = lax.broadcasted_iota(jnp.int32, (1, width), 1)
+    add = lambda r, acc: acc + jnp.where(lane == r, jnp.sum(jnp.where(rows == r, g, 0.0), keepdims=True), 0.0)
+    return lax.fori_loop(jnp.min(rows), jnp.max(rows) + 1, add, jnp.zeros((1, width), jnp.float32))
+
+
+@dataclasses.dataclass(frozen=True)
+class Formula:
+  """A closed form `f(θ, q_pos, k_pos)` of the positions with `num_params` per-head parameters θ.
+
+  `__call__` must broadcast: the XLA path passes θ_p as [1, heads, 1, 1] arrays with positions [batch, 1, tq, 1] /
+  [batch, 1, 1, tk]; the kernels pass θ_p as scalars with positions [bq, 1] / [1, bk]. Positions arrive as float32.
+  Subclasses are frozen dataclasses (hashable, static under jit)."""
+
+  num_params: ClassVar[int] = 1
+
+  def __call__(self, theta: Sequence[jax.Array], q_pos: jax.Array, k_pos: jax.Array) -> jax.Array:
+    raise NotImplementedError
 
 
 @struct.dataclass
-class AlibiBias:
-  """value[b, h, i, j] = -slopes[h] · |k_pos[b, j] - q_pos[b, i]| (Press et al., symmetric form)."""
+class ClosedForm(KernelTerm):
+  """value[b, h, i, j] = formula(params[h], q_pos[b, i], k_pos[b, j]): a formula with per-head parameters."""
 
-  slopes: jax.Array  # [heads]
-  q_pos: jax.Array  # [batch, q_len] int
-  k_pos: jax.Array  # [batch, k_len] int
+  params: jax.Array  # [heads, formula.num_params]
+  formula: Formula = struct.field(pytree_node=False)
 
-  def dense(self) -> jax.Array:
-    distance = jnp.abs(lags(self.q_pos, self.k_pos)).astype(jnp.float32)  # [batch, q_len, k_len]
-    return -self.slopes[None, :, None, None].astype(jnp.float32) * distance[:, None]
+  def values(self, tile: Tile) -> jax.Array:
+    theta = [self.params[None, :, p, None, None].astype(jnp.float32) for p in range(self.formula.num_params)]
+    q_pos = tile.q_pos[:, None, :, None].astype(jnp.float32)
+    k_pos = tile.k_pos[:, None, None, :].astype(jnp.float32)
+    out = self.formula(theta, q_pos, k_pos)
+    return jnp.broadcast_to(out, (q_pos.shape[0], self.params.shape[0], q_pos.shape[2], k_pos.shape[3]))
+
+  def kernel_operand(self) -> jax.Array:
+    return self.params
+
+  def static(self) -> ClosedForm:
+    return self.replace(params=None)
+
+  def _theta(self, row):
+    return [row[0, p] for p in range(self.formula.num_params)]
+
+  def kernel_values(self, row, q_pos, k_pos):
+    out = self.formula(self._theta(row), q_pos.astype(jnp.float32), k_pos.astype(jnp.float32))
+    return jnp.broadcast_to(out, (q_pos.shape[0], k_pos.shape[1])).astype(jnp.float32)
+
+  def kernel_grad(self, g, row, q_pos, k_pos, width):
+    q_pos, k_pos = q_pos.astype(jnp.float32), k_pos.astype(jnp.float32)
+    tile = lambda theta: jnp.broadcast_to(self.formula(theta, q_pos, k_pos), g.shape)
+    _, vjp = jax.vjp(tile, self._theta(row))
+    (dtheta,) = vjp(g)
+    lane = lax.broadcasted_iota(jnp.int32, (1, width), 1)
+    grad = jnp.zeros((1, width), jnp.float32)
+    for p, d in enumerate(dtheta):
+      grad = jnp.where(lane == p, d, grad)
+    return grad
 
 
 @struct.dataclass
-class RelationTable:
+class RelationTable(Term):
   """value[b, h, i, j] = table[h, relation[b, i, j]]: a table read through a per-example relation matrix."""
 
   table: jax.Array  # [heads, rows]
   relation: jax.Array  # [batch, q_len, k_len] int32 table rows
 
-  def dense(self) -> jax.Array:
-    return jnp.moveaxis(self.table[:, self.relation], 0, 1)  # [batch, heads, q_len, k_len]
+  def values(self, tile: Tile) -> jax.Array:
+    rows = self.relation[:, tile.q_index][:, :, tile.k_index]  # [batch, tq, tk]
+    return jnp.moveaxis(self.table[:, rows], 0, 1).astype(jnp.float32)
 
 
 @struct.dataclass
-class DenseBias:
+class DenseBias(Term):
   """A bias computed densely by the model: value[b, h, i, j]."""
 
   value: jax.Array  # [batch, heads, q_len, k_len]
 
-  def dense(self) -> jax.Array:
-    return self.value
+  def values(self, tile: Tile) -> jax.Array:
+    return self.value[:, :, tile.q_index][:, :, :, tile.k_index].astype(jnp.float32)
 
 
-BiasTerm = RelativeTable | AlibiBias | RelationTable | DenseBias
-ScaleTerm = RelativeTable | RelationTable
-
-
-def dense_sum(terms: Sequence[BiasTerm]) -> jax.Array | float:
-  """The sum of the dense expansions of `terms` ([batch, heads, q_len, k_len], float32), or 0.0 if none."""
+def dense_sum(terms: Sequence[Term], tile: Tile) -> jax.Array | float:
+  """The sum of `terms` on `tile` ([batch, heads, tq, tk] float32), or 0.0 if none."""
   total: jax.Array | float = 0.0
   for term in terms:
-    total = total + term.dense().astype(jnp.float32)
+    total = total + term.values(tile)
   return total

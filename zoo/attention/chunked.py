@@ -5,9 +5,10 @@ each query chunk walks the key chunks (an inner `lax.scan`) carrying the running
 denominator `l` and the numerator `acc`. URPE's C enters only the numerator (`acc += (p ⊙ C) · v`, `l += Σ p`), so
 `out = acc / l` is `(softmax(s) ⊙ C) · v` exactly — the two-accumulator evaluation of the URPE paper.
 
-Structured terms stay structured: each `RelativeTable` / `AlibiBias` (any term with `q_pos`, `k_pos` and `dense()`)
-and the `AttentionMask` are re-evaluated on the position slices of the current tile, so a tile costs
-O(batch · heads · chunk²) and the whole call O(batch · heads · length · head_dim) memory.
+Structured terms stay structured: every term is evaluated on the `Tile` of the current block (its query and key
+positions and indices, `Term.values`) and the `AttentionMask` on the same slices, so a block costs
+O(batch · heads · chunk²) and the whole call O(batch · heads · length · head_dim) memory (a `RelationTable` or
+`DenseBias` brings its own O(L²) array; the chunked path reads blocks of it).
 
 Gradients come from autodiff through the loops; both loop bodies are `jax.checkpoint`ed, so the backward pass keeps
 only the per-tile carries (O(heads · q_len · head_dim · k_chunks)), never the probabilities of a whole row.
@@ -21,35 +22,17 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from zoo.attention.bias import BiasTerm, ScaleTerm
+from zoo.attention.bias import Term, Tile
 from zoo.attention.masks import AttentionMask
 
 # Masked logits; any finite value far below every real logit works because masked probabilities are zeroed.
 NEG_INF = -1e30
-# Fields of the mask and the structured terms that run along the query / key axis (axis 1 of a [batch, len] array).
-Q_FIELDS = ("q_pos", "q_segment_ids")
-K_FIELDS = ("k_pos", "k_segment_ids", "k_valid")
 
 
 def check_no_dropout(impl: str, dropout_rate: float) -> None:
   if dropout_rate > 0.0:
     raise ValueError(f"attention impl {impl!r} has no attention dropout (got dropout_rate={dropout_rate}); use "
                      f"impl='xla' for attention dropout, or set attention_dropout=0")
-
-
-def check_structured(impl: str, bias: Sequence, scale) -> None:
-  """Every term must be a position-indexed structured term (it has `q_pos`, `k_pos` and `dense()`)."""
-  for term in (*bias, *([] if scale is None else [scale])):
-    if not all(hasattr(term, name) for name in ("q_pos", "k_pos", "dense")):
-      raise ValueError(f"attention impl {impl!r} cannot evaluate a {type(term).__name__} term tile by tile (it needs "
-                       f"a structured term with q_pos, k_pos and dense()); use impl='xla'")
-
-
-def _map_fields(obj, fn_q, fn_k):
-  """`obj` with every query-axis field replaced by fn_q(field) and every key-axis field by fn_k(field)."""
-  updates = {name: fn(getattr(obj, name)) for names, fn in ((Q_FIELDS, fn_q), (K_FIELDS, fn_k))
-             for name in names if getattr(obj, name, None) is not None}
-  return obj.replace(**updates)
 
 
 def _pad_axis1(x: jax.Array, length: int, value=0) -> jax.Array:
@@ -64,8 +47,8 @@ def chunked_attention(
     v: jax.Array,  # [batch, k_len, heads, v_dim]
     *,
     mask: AttentionMask,
-    bias: Sequence[BiasTerm] = (),
-    scale: ScaleTerm | None = None,
+    bias: Sequence[Term] = (),
+    scale: Term | None = None,
     softmax_scale: float | None = None,
     dropout_rate: float = 0.0,
     dropout_rng: jax.Array | None = None,
@@ -75,7 +58,6 @@ def chunked_attention(
   """`reference_attention` evaluated chunk by chunk; same arguments, same numbers (up to float rounding)."""
   del dropout_rng
   check_no_dropout("chunked", dropout_rate)
-  check_structured("chunked", bias, scale)
   if softmax_scale is None:
     softmax_scale = q.shape[-1] ** -0.5
   batch, q_len, heads, _ = q.shape
@@ -87,32 +69,35 @@ def chunked_attention(
     mask = mask.replace(k_valid=jnp.ones((batch, k_len), bool))
   pad_q = lambda x: _pad_axis1(x, nq * cq)
   pad_k = lambda x: _pad_axis1(x, nk * ck)
-  mask = _map_fields(mask, pad_q, pad_k)
-  bias = tuple(_map_fields(term, pad_q, pad_k) for term in bias)
-  scale = None if scale is None else _map_fields(scale, pad_q, pad_k)
+  mask = mask.map_axes(pad_q, pad_k)
   q, k, v = pad_q(q), pad_k(k), pad_k(v)
 
-  def tile(obj, qs, ks):
-    """`obj` restricted to query rows qs..qs+cq and key columns ks..ks+ck."""
-    return _map_fields(obj, lambda x: jax.lax.dynamic_slice_in_dim(x, qs, cq, axis=1),
-                       lambda x: jax.lax.dynamic_slice_in_dim(x, ks, ck, axis=1))
+  def block(qs, ks):
+    """The mask and the term tile of query rows qs..qs+cq and key columns ks..ks+ck (padded rows and columns read
+    the last real one: they are dropped / invalid anyway)."""
+    mask_block = mask.map_axes(lambda x: jax.lax.dynamic_slice_in_dim(x, qs, cq, axis=1),
+                               lambda x: jax.lax.dynamic_slice_in_dim(x, ks, ck, axis=1))
+    tile = Tile(mask_block.q_pos, mask_block.k_pos, jnp.minimum(qs + jnp.arange(cq), q_len - 1),
+                jnp.minimum(ks + jnp.arange(ck), k_len - 1))
+    return mask_block, tile
 
   @jax.checkpoint
   def key_step(carry, ks, qs, q_c):
     m, l, acc = carry  # [batch, heads, cq, 1] ×2, [batch, heads, cq, v_dim], float32
     k_c = jax.lax.dynamic_slice_in_dim(k, ks, ck, axis=1)
     v_c = jax.lax.dynamic_slice_in_dim(v, ks, ck, axis=1)
+    mask_block, tile = block(qs, ks)
     s = jnp.einsum("bqhd,bkhd->bhqk", q_c, k_c, preferred_element_type=jnp.float32) * softmax_scale
     for term in bias:
-      s = s + tile(term, qs, ks).dense().astype(jnp.float32)
-    allowed = tile(mask, qs, ks).dense()  # [batch, 1, cq, ck]
+      s = s + term.values(tile)
+    allowed = mask_block.dense()  # [batch, 1, cq, ck]
     s = jnp.where(allowed, s, NEG_INF)
     m_new = jnp.maximum(m, s.max(axis=-1, keepdims=True))
     p = jnp.where(allowed, jnp.exp(s - m_new), 0.0)
     alpha = jnp.exp(m - m_new)
     l = alpha * l + p.sum(axis=-1, keepdims=True)
     if scale is not None:
-      p = p * tile(scale, qs, ks).dense().astype(jnp.float32)
+      p = p * scale.values(tile)
     acc = alpha * acc + jnp.einsum("bhqk,bkhd->bhqd", p.astype(v.dtype), v_c, preferred_element_type=jnp.float32)
     return (m_new, l, acc), None
 

@@ -25,6 +25,13 @@ class AttentionMask:
   k_valid: jax.Array | None = None  # [batch, k_len] bool
   causal: bool = struct.field(pytree_node=False, default=False)
 
+  def map_axes(self, fn_q, fn_k) -> AttentionMask:
+    """The mask with every query-axis array replaced by fn_q(array) and every key-axis array by fn_k(array) (each
+    [batch, length]): how the chunked path pads and tiles it."""
+    opt = lambda x, fn: None if x is None else fn(x)
+    return self.replace(q_pos=fn_q(self.q_pos), k_pos=fn_k(self.k_pos), q_segment_ids=opt(self.q_segment_ids, fn_q),
+                        k_segment_ids=opt(self.k_segment_ids, fn_k), k_valid=opt(self.k_valid, fn_k))
+
   def dense(self) -> jax.Array:
     """True where attention is allowed: [batch, 1, q_len, k_len] (broadcasts over heads)."""
     batch, q_len = self.q_pos.shape

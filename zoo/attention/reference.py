@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from zoo.attention.bias import BiasTerm, ScaleTerm, dense_sum
+from zoo.attention.bias import Term, Tile, dense_sum
 from zoo.attention.masks import AttentionMask
 
 
@@ -24,8 +24,8 @@ def reference_attention(
     v: jax.Array,  # [batch, k_len, heads, v_dim]
     *,
     mask: AttentionMask,
-    bias: Sequence[BiasTerm] = (),
-    scale: ScaleTerm | None = None,
+    bias: Sequence[Term] = (),
+    scale: Term | None = None,
     softmax_scale: float | None = None,
     dropout_rate: float = 0.0,
     dropout_rng: jax.Array | None = None,
@@ -33,12 +33,13 @@ def reference_attention(
   if softmax_scale is None:
     softmax_scale = q.shape[-1] ** -0.5
   logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
-  logits = logits.astype(jnp.float32) * softmax_scale + dense_sum(bias)  # [batch, heads, q_len, k_len]
+  tile = Tile.whole(mask.q_pos, mask.k_pos)  # every term is evaluated at the mask's coordinates
+  logits = logits.astype(jnp.float32) * softmax_scale + dense_sum(bias, tile)  # [batch, heads, q_len, k_len]
   allowed = mask.dense()  # [batch, 1, q_len, k_len]
   logits = jnp.where(allowed, logits, jnp.finfo(jnp.float32).min)
   probs = jnp.where(allowed, jax.nn.softmax(logits, axis=-1), 0.0)
   if scale is not None:
-    probs = probs * scale.dense().astype(jnp.float32)
+    probs = probs * scale.values(tile)
   if dropout_rate > 0.0:
     if dropout_rng is None:
       raise ValueError("attention dropout needs a dropout_rng")

@@ -9,6 +9,7 @@ from flax import nnx
 from zoo import positional
 from zoo.models.config import TransformerConfig
 from zoo.nn import Block, LayerCache, make_norm
+from zoo.positional.randomized import RandomizedPositions
 
 
 class Backbone(nnx.Module):
@@ -31,6 +32,8 @@ class Backbone(nnx.Module):
               attention_dropout=config.attention_dropout, dtype=config.compute_dtype, rngs=rngs)
         for encoding in encodings])
     self.dropout = nnx.Dropout(config.dropout, rngs=rngs)
+    self.randomize = (RandomizedPositions(config.randomized_positions, rngs=rngs) if config.randomized_positions
+                      else None)
     pre_norm = config.norm_position == "pre"
     self.final_norm = make_norm(config.norm, config.d_model, dtype=config.compute_dtype, rngs=rngs) if pre_norm else None
 
@@ -39,16 +42,19 @@ class Backbone(nnx.Module):
       x: jax.Array,  # [batch, length, d_model] token features
       positions: jax.Array,  # [batch, length] int
       *,
+      relation=None,  # what relates the tokens besides their positions (a graph model's `Graph`), for the hooks
       caches: tuple[LayerCache, ...] | None = None,
-      **attention_kwargs,  # segment_ids, valid, cache_index, graph: see SelfAttention
+      **attention_kwargs,  # segment_ids, valid, cache_index: see SelfAttention
   ) -> tuple[jax.Array, tuple[LayerCache, ...] | None]:
+    if self.randomize is not None and caches is None:  # training only; decoding keeps its cache slots' positions
+      positions = self.randomize(positions)
+    coords = positional.Coordinates(positions, relation)
     if positional.implements(self.positional, "embed"):
-      graph = attention_kwargs.get("graph")  # a graph model's relation also reaches the `embed` hook
-      x = self.positional.embed(x, positions, **({} if graph is None else {"graph": graph}))
+      x = self.positional.embed(x, coords)
     x = self.dropout(x)
     new_caches = []
     for i, block in enumerate(self.blocks):
-      x, cache = block(x, positions, cache=None if caches is None else caches[i], **attention_kwargs)
+      x, cache = block(x, coords, cache=None if caches is None else caches[i], **attention_kwargs)
       new_caches.append(cache)
     if self.final_norm is not None:
       x = self.final_norm(x)

@@ -31,6 +31,8 @@ class TransformerConfig:
   pe: str = "rope"  # a name from zoo.positional.available()
   pe_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   max_length: int = 512  # the longest sequence / KV cache; sizes learned absolute tables
+  # > 0: train on sorted random positions from 0..randomized_positions − 1 (Ruoss et al. 2023), evaluate on 0..L − 1
+  randomized_positions: int = 0
   attention_impl: str = "xla"  # a name from zoo.attention.available()
   feature_map: Literal["favor", "relu"] = "favor"  # attention_impl="linear" only: Performer FAVOR+ or relu + 1e-3
   num_features: int = 256  # FAVOR+ random features (attention_impl="linear", feature_map="favor")
@@ -43,6 +45,9 @@ class TransformerConfig:
           f"model: num_heads ({self.num_heads}) must divide d_model ({self.d_model}), or set head_dim")
     for name in ("dropout", "attention_dropout"):
       check(0.0 <= getattr(self, name) < 1.0, f"model: {name} must be in [0, 1), got {getattr(self, name)}")
+    check(self.randomized_positions == 0 or self.randomized_positions >= self.max_length,
+          f"model: randomized_positions must be 0 (off) or >= max_length ({self.max_length}), got "
+          f"{self.randomized_positions}")
     positional.parse_options(self.pe, self.pe_options)  # unknown names / options fail here
     attention.get(self.attention_impl)
     if self.attention_impl == "linear":

@@ -25,7 +25,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from zoo import positional
+from zoo import attention, positional
+from zoo.attention.bias import DenseBias, RelationTable
 from zoo.config import check
 from zoo.models.backbone import Backbone
 from zoo.models.config import TransformerConfig
@@ -48,18 +49,25 @@ class GraphConfig(TransformerConfig):
 
   def __post_init__(self):
     super().__post_init__()
-    check(getattr(positional.get(self.pe), "reads_graph", False),
+    check(positional.get(self.pe).reads_relation,
           f"model 'graph': pe must be a graph encoding ({', '.join(graph_encodings())}), got {self.pe!r}")
-    check(self.attention_impl == "xla",
-          f"model 'graph': attention_impl must be 'xla'; the chunked and pallas kernels (and so 'auto' on an "
-          f"accelerator) do not read graph relations yet, got {self.attention_impl!r}")
+    serving = relation_cores()
+    check(self.attention_impl in serving,
+          f"model 'graph': attention_impl must be {' or '.join(map(repr, serving))} (the cores that evaluate "
+          f"graph relations and dense edge biases), got {self.attention_impl!r}")
     for name in ("num_node_features", "edge_vocab_size", "num_edge_features", "num_classes"):
       check(getattr(self, name) >= 1, f"model: {name} must be >= 1, got {getattr(self, name)}")
     check(self.max_hops >= 0, f"model: max_hops must be >= 0, got {self.max_hops}")
 
 
 def graph_encodings() -> list[str]:
-  return [n for n in positional.available() if getattr(positional.get(n), "reads_graph", False)]
+  return [n for n in positional.available() if positional.get(n).reads_relation]
+
+
+def relation_cores() -> list[str]:
+  """The attention cores that serve a graph's terms (its SPD table and its edge bias)."""
+  return [name for name, core in sorted(attention.CORES.items())
+          if all(issubclass(t, core.terms) for t in (RelationTable, DenseBias))]
 
 
 class FeatureEmbedding(nnx.Module):
@@ -145,7 +153,7 @@ class GraphTransformer(nnx.Module):
     graph = Graph(spd=spd, in_degree=in_degree, out_degree=out_degree, edge_bias=edge_bias)
     # Node indices serve only the mask; graph encodings read the relation `spd`, never these.
     positions = jnp.broadcast_to(jnp.arange(x.shape[1], dtype=jnp.int32), mask.shape)
-    features, _ = self.backbone(x, positions, valid=mask, graph=graph)  # [batch, (1 +) n, d_model]
+    features, _ = self.backbone(x, positions, relation=graph, valid=mask)  # [batch, (1 +) n, d_model]
     if self.config.head == "node":
       nodes = features[:, 1:] if self.config.graph_token else features
       return self.head(nodes).astype(jnp.float32)  # [batch, n, classes]

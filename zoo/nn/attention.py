@@ -4,10 +4,10 @@ The module projects q, k, v, lets the encoding transform them (`transform_qk`), 
 (`logit_bias`) and a post-softmax scale (`prob_scale`), and hands everything to the attention implementation chosen by
 name. It never looks at which encoding is active.
 
-The decoding cache depends on the implementation, not on the encoding: softmax attention keeps every key and value
-(`KVCache`); linear attention keeps only its recurrent state (`LinearState`: Σ φ(k)vᵀ and Σ φ(k)), so each new token
-costs O(features · head_dim) whatever the prefix length. `init_cache` builds the right one; callers pass it around
-without looking inside.
+The decoding cache depends on the implementation (its declared `Core.cache`), not on the encoding: softmax attention
+keeps every key and value (`KVCache`); linear attention keeps only its recurrent state (`LinearState`: Σ φ(k)vᵀ and
+Σ φ(k)), so each new token costs O(features · head_dim) whatever the prefix length. `init_cache` builds the right
+one; callers pass it around without looking inside.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx, struct
 
-from zoo.attention import AttentionMask, attend
+from zoo.attention import AttentionMask, attend, core
 from zoo.attention import linear
-from zoo.positional import PositionalEncoding, implements
+from zoo.positional import Coordinates, PositionalEncoding, attention_terms, implements
 
 
 @struct.dataclass
@@ -65,7 +65,7 @@ class SelfAttention(nnx.Module):
     self.out = nnx.LinearGeneral((num_heads, head_dim), d_model, axis=(-2, -1), use_bias=False,
                                  kernel_init=out_init, dtype=dtype, rngs=rngs)
     self.dropout_rngs = rngs.dropout.fork() if dropout_rate > 0 else None
-    self.is_linear = impl == "linear"
+    self.is_linear = (impl != "auto" and core(impl).cache == "state")
     if self.is_linear:
       if feature_map not in linear.FEATURE_MAPS:
         raise ValueError(f"unknown feature_map {feature_map!r}; valid choices: {', '.join(linear.FEATURE_MAPS)}")
@@ -77,8 +77,8 @@ class SelfAttention(nnx.Module):
     if not implements(self.encoding, "transform_qk"):
       return self.head_dim
     x = jax.ShapeDtypeStruct((1, 1, self.num_heads, self.head_dim), self.dtype)
-    pos = jax.ShapeDtypeStruct((1, 1), jnp.int32)
-    return nnx.eval_shape(lambda enc, x, pos: enc.transform_qk(x, x, pos, pos)[1], self.encoding, x, pos).shape[-1]
+    coords = Coordinates(jax.ShapeDtypeStruct((1, 1), jnp.int32))
+    return nnx.eval_shape(lambda enc, x, c: enc.transform_qk(x, x, c, c)[1], self.encoding, x, coords).shape[-1]
 
   def init_cache(self, batch: int, cache_length: int) -> LayerCache:
     """An empty decoding cache: `cache_length` key/value slots (softmax) or the recurrent state (linear)."""
@@ -91,29 +91,29 @@ class SelfAttention(nnx.Module):
   def __call__(
       self,
       x: jax.Array,  # [batch, length, d_model]
-      positions: jax.Array,  # [batch, length] int
+      coords: Coordinates,  # positions [batch, length] int (and the model's relation, if any)
       *,
       segment_ids: jax.Array | None = None,  # [batch, length] int (packed sequences)
       valid: jax.Array | None = None,  # [batch, length] bool; False marks padding
       cache: LayerCache | None = None,
       cache_index: jax.Array | None = None,  # [batch] int: where the new tokens go in a KV cache
-      graph=None,  # a graph model's per-example relation (zoo.positional.Graph), handed to the hooks unread
   ) -> tuple[jax.Array, LayerCache | None]:
     q, k, v = self.query(x), self.key(x), self.value(x)  # [batch, length, heads, head_dim]
     if implements(self.encoding, "transform_qk"):
-      q, k = self.encoding.transform_qk(q, k, positions, positions)  # [batch, length, heads, qk_dim]
+      q, k = self.encoding.transform_qk(q, k, coords, coords)  # [batch, length, heads, qk_dim]
     if cache is not None and segment_ids is not None:
       raise ValueError("cached decoding does not support segment_ids (packed sequences)")
+    if coords.relation is not None and (cache is not None or self.is_linear):
+      raise ValueError("a relation between tokens needs softmax attention without a decoding cache")
     attention = self.attend_linear if self.is_linear else self.attend_softmax
-    if graph is not None and (cache is not None or self.is_linear):
-      raise ValueError("a graph relation needs softmax attention without a decoding cache")
-    out, cache = attention(q, k, v, positions, segment_ids=segment_ids, valid=valid, cache=cache,
-                           cache_index=cache_index, **({} if graph is None else {"graph": graph}))
+    out, cache = attention(q, k, v, coords, segment_ids=segment_ids, valid=valid, cache=cache,
+                           cache_index=cache_index)
     return self.out(out), cache
 
-  def attend_linear(self, q, k, v, positions, *, segment_ids, valid, cache, cache_index):
+  def attend_linear(self, q, k, v, coords, *, segment_ids, valid, cache, cache_index):
     """Kernelized attention; with a cache, a continuation of its recurrent state (positions follow the cache)."""
     del cache_index  # the state is a sum over the keys so far: it has no slots
+    positions = coords.positions
     softmax_scale = q.shape[-1] ** -0.5
     projection = None
     if self.feature_keys is not None:  # FAVOR+: one draw per call, shared by heads, fixed while deterministic
@@ -129,11 +129,11 @@ class SelfAttention(nnx.Module):
     out, cache = linear.causal_linear_attention(q_features, k_log, v, cache, k_valid=valid)
     return out.astype(v.dtype), cache
 
-  def attend_softmax(self, q, k, v, positions, *, segment_ids, valid, cache, cache_index, **graph):
-    """Attention through the dispatch (any implementation that takes the structured terms); a KV cache gets the
-    new keys and values written at `cache_index`. `graph` (empty, or {"graph": Graph}) goes to the bias and scale
-    hooks, whose `logit_bias` may return one term or a tuple of terms."""
-    q_pos = k_pos = positions
+  def attend_softmax(self, q, k, v, coords, *, segment_ids, valid, cache, cache_index):
+    """Attention through the dispatch (any implementation that serves the encoding's terms); a KV cache gets the
+    new keys and values written at `cache_index` and the keys' coordinates are its slots."""
+    q_coords = k_coords = coords
+    q_pos = k_pos = coords.positions
     k_valid = valid
     if cache is not None:
       batch, cache_length = cache.k.shape[:2]
@@ -142,14 +142,13 @@ class SelfAttention(nnx.Module):
       cache = KVCache(k=k, v=v)
       slots = jnp.arange(cache_length)
       k_pos = jnp.broadcast_to(slots, (batch, cache_length))
-      new_valid = jnp.ones(positions.shape, bool) if valid is None else valid
+      new_valid = jnp.ones(q_pos.shape, bool) if valid is None else valid
       k_valid = (slots < cache_index[:, None]) | write_at(jnp.zeros((batch, cache_length), bool), new_valid,
                                                          cache_index)
+      k_coords = Coordinates(k_pos)
     mask = AttentionMask(q_pos=q_pos, k_pos=k_pos, q_segment_ids=segment_ids, k_segment_ids=segment_ids,
                          k_valid=k_valid, causal=self.causal)
-    bias = self.encoding.logit_bias(q_pos, k_pos, **graph) if implements(self.encoding, "logit_bias") else ()
-    bias = bias if isinstance(bias, tuple) else (bias,)
-    scale = self.encoding.prob_scale(q_pos, k_pos, **graph) if implements(self.encoding, "prob_scale") else None
+    bias, scale = attention_terms(self.encoding, q_coords, k_coords)
     use_dropout = self.dropout_rate > 0 and not self.deterministic
     out = attend(q, k, v, impl=self.impl, mask=mask, bias=bias, scale=scale, softmax_scale=q.shape[-1] ** -0.5,
                  dropout_rate=self.dropout_rate if use_dropout else 0.0,

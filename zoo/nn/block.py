@@ -11,7 +11,7 @@ from flax import nnx
 from zoo.nn.attention import LayerCache, SelfAttention
 from zoo.nn.mlp import Mlp
 from zoo.nn.norms import make_norm
-from zoo.positional import PositionalEncoding
+from zoo.positional import Coordinates, PositionalEncoding
 
 NORM_POSITIONS = ("pre", "post")
 
@@ -33,10 +33,11 @@ class Block(nnx.Module):
     self.mlp = Mlp(d_model, mlp_dim, activation, dtype=dtype, rngs=rngs)
     self.dropout = nnx.Dropout(dropout, rngs=rngs)
 
-  def __call__(self, x: jax.Array, positions: jax.Array, *, cache: LayerCache | None = None,
+  def __call__(self, x: jax.Array, coords: Coordinates, *, cache: LayerCache | None = None,
                **attention_kwargs) -> tuple[jax.Array, LayerCache | None]:
-    """x: [batch, length, d_model]; positions: [batch, length]; attention_kwargs go to `SelfAttention`."""
-    attend = lambda h: self.attention(h, positions, cache=cache, **attention_kwargs)
+    """x: [batch, length, d_model]; coords: the tokens' positions [batch, length] (and relation);
+    attention_kwargs (segment_ids, valid, cache_index) go to `SelfAttention`."""
+    attend = lambda h: self.attention(h, coords, cache=cache, **attention_kwargs)
     if self.pre_norm:
       h, cache = attend(self.attention_norm(x))
       x = x + self.dropout(h)

@@ -10,7 +10,7 @@ import numpy as np
 from flax import nnx
 
 from zoo.config import check
-from zoo.positional.base import ModelDims, PositionalEncoding
+from zoo.positional.base import Coordinates, ModelDims, PositionalEncoding
 from zoo.positional.registry import register
 
 
@@ -52,9 +52,9 @@ class Sinusoidal(PositionalEncoding):
     if dims.d_model % 2:
       raise ValueError(f"sinusoidal encoding needs an even d_model, got {dims.d_model}")
 
-  def embed(self, x: jax.Array, positions: jax.Array) -> jax.Array:
+  def embed(self, x: jax.Array, coords: Coordinates) -> jax.Array:
     # x: [batch, length, d_model]; positions: [batch, length]
-    return x + sinusoidal(positions, x.shape[-1], base=self.options.base).astype(x.dtype)
+    return x + sinusoidal(coords.positions, x.shape[-1], base=self.options.base).astype(x.dtype)
 
 
 def check_positions_below(positions: jax.Array, limit: int, what: str) -> None:
@@ -80,6 +80,6 @@ class Learned(PositionalEncoding):
   def max_positions(self) -> int:
     return self.dims.max_length
 
-  def embed(self, x: jax.Array, positions: jax.Array) -> jax.Array:
-    check_positions_below(positions, self.dims.max_length, "learned positional encoding")
-    return x + jnp.take(self.table[...], positions, axis=0).astype(x.dtype)
+  def embed(self, x: jax.Array, coords: Coordinates) -> jax.Array:
+    check_positions_below(coords.positions, self.dims.max_length, "learned positional encoding")
+    return x + jnp.take(self.table[...], coords.positions, axis=0).astype(x.dtype)

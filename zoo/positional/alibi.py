@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax.numpy as jnp
 import numpy as np
 
-from zoo.attention.bias import AlibiBias
+from zoo.attention.bias import ClosedForm, Formula
 from zoo.positional.base import PositionalEncoding
 from zoo.positional.registry import register
 
@@ -29,9 +30,24 @@ def alibi_slopes(num_heads: int) -> np.ndarray:
   return np.asarray(slopes, dtype=np.float32)
 
 
+@dataclasses.dataclass(frozen=True)
+class AlibiFormula(Formula):
+  """-slope · |k_pos - q_pos| (the symmetric form; a causal model only sees lags <= 0)."""
+
+  def __call__(self, theta, q_pos, k_pos):
+    (slope,) = theta
+    return -slope * jnp.abs(k_pos - q_pos)
+
+
+def alibi_bias(slopes) -> ClosedForm:
+  """ALiBi's term for per-head `slopes` [heads]."""
+  return ClosedForm(params=jnp.asarray(slopes, jnp.float32)[:, None], formula=AlibiFormula())
+
+
 @register("alibi")
 class Alibi(PositionalEncoding):
   relative = True
 
-  def logit_bias(self, q_pos, k_pos) -> AlibiBias:
-    return AlibiBias(slopes=jnp.asarray(alibi_slopes(self.dims.num_heads)), q_pos=q_pos, k_pos=k_pos)
+  def logit_bias(self, q, k) -> ClosedForm:
+    del q, k  # evaluated at the attention call's positions
+    return alibi_bias(alibi_slopes(self.dims.num_heads))

@@ -5,22 +5,36 @@ else about the encoding (see DESIGN.md):
 
 | hook                                  | returns                                          | e.g.                      |
 |---------------------------------------|--------------------------------------------------|---------------------------|
-| `embed(x, positions)`                 | x with position added to the token features      | sinusoidal, learned       |
-| `transform_qk(q, k, q_pos, k_pos)`    | new (q, k)                                       | RoPE                      |
-| `logit_bias(q_pos, k_pos)`            | a structured term added to the attention logits  | ALiBi, T5, RPE, URPE's B  |
-| `prob_scale(q_pos, k_pos)`            | a structured term multiplied after the softmax   | URPE's C                  |
+| `embed(x, coords)`                    | x with position added to the token features      | sinusoidal, learned       |
+| `transform_qk(q, k, q_coords, k_coords)` | new (q, k)                                    | RoPE, xPos, SPE           |
+| `logit_bias(q_coords, k_coords)`      | structured term(s) added to the attention logits | ALiBi, T5, KERPLE, FIRE   |
+| `prob_scale(q_coords, k_coords)`      | a structured term multiplied after the softmax   | URPE's C                  |
 
-Positions are explicit integer arrays `[batch, length]`, never implied by array index.
+Every hook receives `Coordinates`: explicit integer positions `[batch, length]` (never implied by array index) and,
+in a model that has one, a relation between the tokens (a graph: `zoo.positional.Graph`). Bias and scale terms
+(`zoo.attention.bias`) are evaluated by the attention implementation at the call's positions; a term that reads a
+relation carries it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from flax import nnx
+import jax
+from flax import nnx, struct
+
+from zoo.attention.bias import Term
 
 HOOKS = ("embed", "transform_qk", "logit_bias", "prob_scale")
+
+
+@struct.dataclass
+class Coordinates:
+  """Where tokens are: what every positional hook reads."""
+
+  positions: jax.Array  # [batch, length] int
+  relation: Any = None  # a pytree relating the tokens to each other (a graph model's `Graph`), or None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +60,8 @@ class PositionalEncoding(nnx.Module):
   # True when the model output depends on positions only through differences k_pos - q_pos, so shifting every
   # position by the same amount changes nothing (the registry-wide tests check it).
   relative: ClassVar[bool] = False
+  # True when the hooks need a relation in their coordinates (a graph encoding; the graph model requires one).
+  reads_relation: ClassVar[bool] = False
   name: ClassVar[str] = ""  # set by `register`
 
   def __init__(self, options, dims: ModelDims, *, rngs: nnx.Rngs):
@@ -69,3 +85,12 @@ def implements(encoding: PositionalEncoding, hook: str) -> bool:
   if hook not in HOOKS:
     raise ValueError(f"unknown hook {hook!r}; valid hooks: {', '.join(HOOKS)}")
   return callable(getattr(encoding, hook, None))
+
+
+def attention_terms(encoding: PositionalEncoding, q: Coordinates,
+                    k: Coordinates) -> tuple[tuple[Term, ...], Term | None]:
+  """The encoding's logit-bias terms (a tuple, possibly empty) and post-softmax scale (or None) for queries at `q`
+  and keys at `k`."""
+  bias = encoding.logit_bias(q, k) if implements(encoding, "logit_bias") else ()
+  scale = encoding.prob_scale(q, k) if implements(encoding, "prob_scale") else None
+  return (bias if isinstance(bias, tuple) else (bias,)), scale

@@ -9,11 +9,11 @@ that relation, as `rpe` / `urpe` are by the lag:
 * `spd_urpe` — the same plus URPE's C (`prob_scale`), a second per-head table indexed by the same SPD
   bucket, initialised to ones (so an untrained model equals Graphormer).
 
-The model passes a `Graph` to the hooks as the keyword `graph`; the attention module forwards it without looking
-inside. Without a graph (the encodings used in a sequence model) the sequence is read as a path graph: the SPD of
-tokens i and j is |k_pos - q_pos|, served as an ordinary per-lag `RelativeTable` (the SPD table mirrored onto
-lags -D..D) that every attention implementation evaluates tile by tile, and every token has a path's interior degree
-2 (the ends are not known to a causal model).
+The model puts a `Graph` in the hooks' coordinates (`Coordinates.relation`); the attention module hands the
+coordinates on without looking inside. Without a graph (the encodings used in a sequence model) the sequence is read
+as a path graph: the SPD of tokens i and j is |k_pos - q_pos|, served as an ordinary per-lag `RelativeTable` (the
+SPD table mirrored onto lags -D..D) that every attention implementation evaluates tile by tile, and every token has
+a path's interior degree 2 (the ends are not known to a causal model).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from flax import nnx, struct
 
 from zoo.attention.bias import DenseBias, RelationTable, RelativeTable
 from zoo.config import check
-from zoo.positional.base import ModelDims, PositionalEncoding
+from zoo.positional.base import Coordinates, ModelDims, PositionalEncoding
 from zoo.positional.registry import register
 from zoo.positional.relative_bias import LagIndex
 
@@ -61,7 +61,7 @@ class GraphormerOptions:
 class Graphormer(PositionalEncoding):
   Options = GraphormerOptions
   relative = True  # on sequences: |lag| and a constant degree
-  reads_graph = True  # its hooks take a `graph` keyword (the graph model requires such an encoding)
+  reads_relation = True  # its hooks read a `Graph` from the coordinates (the graph model requires such an encoding)
 
   def __init__(self, options: GraphormerOptions, dims: ModelDims, *, rngs: nnx.Rngs):
     super().__init__(options, dims, rngs=rngs)
@@ -80,28 +80,31 @@ class Graphormer(PositionalEncoding):
     rows = jnp.minimum(spd, d)
     return jnp.where(spd == UNREACHABLE, d + 1, jnp.where(spd == GRAPH_TOKEN, d + 2, rows)).astype(jnp.int32)
 
-  def table_term(self, table: jax.Array, q_pos, k_pos, graph: Graph | None) -> RelativeTable | RelationTable:
+  def table_term(self, table: jax.Array, graph: Graph | None) -> RelativeTable | RelationTable:
     """`table` [heads, rows] read by SPD bucket: through the graph's relation, or by |lag| on a sequence."""
     if graph is not None:
       return RelationTable(table=table, relation=self.relation(graph.spd))
     d = self.options.max_distance
     per_lag = jnp.concatenate([table[:, d:0:-1], table[:, :d + 1]], axis=1)  # [heads, 2D + 1]: row D + l = |l|
-    return RelativeTable(table=per_lag, q_pos=q_pos, k_pos=k_pos, index_fn=LagIndex("clip", d))
+    return RelativeTable(table=per_lag, index_fn=LagIndex("clip", d))
 
-  def embed(self, x: jax.Array, positions: jax.Array, graph: Graph | None = None) -> jax.Array:
+  def embed(self, x: jax.Array, coords: Coordinates) -> jax.Array:
     """x [batch, n, d_model] + in-degree and out-degree embeddings (no-op without centrality)."""
     if not self.options.centrality:
       return x
+    graph = coords.relation
     if graph is None:
-      in_degree = out_degree = jnp.full(positions.shape, PATH_DEGREE, jnp.int32)
+      in_degree = out_degree = jnp.full(coords.positions.shape, PATH_DEGREE, jnp.int32)
     else:
       in_degree, out_degree = graph.in_degree, graph.out_degree
     top = self.options.max_degree
     added = self.in_degree[...][jnp.minimum(in_degree, top)] + self.out_degree[...][jnp.minimum(out_degree, top)]
     return x + added.astype(x.dtype)
 
-  def logit_bias(self, q_pos, k_pos, graph: Graph | None = None):
-    spatial = self.table_term(self.spatial[...], q_pos, k_pos, graph)
+  def logit_bias(self, q: Coordinates, k: Coordinates):
+    del k  # self-attention over the graph's nodes: the keys' graph is the queries'
+    graph = q.relation
+    spatial = self.table_term(self.spatial[...], graph)
     if graph is None or graph.edge_bias is None:
       return spatial
     return spatial, DenseBias(graph.edge_bias)
@@ -116,5 +119,6 @@ class GraphormerUrpe(Graphormer):
     init = nnx.with_partitioning(nnx.initializers.ones, ("heads", None))
     self.c = nnx.Param(init(rngs.params(), (dims.num_heads, self.rows)))  # [heads, rows]
 
-  def prob_scale(self, q_pos, k_pos, graph: Graph | None = None):
-    return self.table_term(self.c[...], q_pos, k_pos, graph)
+  def prob_scale(self, q: Coordinates, k: Coordinates):
+    del k  # as in logit_bias
+    return self.table_term(self.c[...], q.relation)

@@ -111,8 +111,9 @@ class LearnedRelativeBias(PositionalEncoding):
     init = nnx.with_partitioning(nnx.initializers.normal(0.02), ("heads", None))
     self.table = nnx.Param(init(rngs.params(), (dims.num_heads, self.index.rows)))  # [heads, rows]
 
-  def logit_bias(self, q_pos, k_pos) -> RelativeTable:
-    return RelativeTable(table=self.table[...], q_pos=q_pos, k_pos=k_pos, index_fn=self.index)
+  def logit_bias(self, q, k) -> RelativeTable:
+    del q, k  # evaluated at the attention call's positions
+    return RelativeTable(table=self.table[...], index_fn=self.index)
 
 
 @register("rpe")

@@ -1,9 +1,20 @@
 """Rotary position embedding (Su et al., RoFormer): rotates query/key feature pairs by position-dependent angles, so
-q·k depends on positions only through their difference."""
+q·k depends on positions only through their difference; with `scaling`, the frequencies are adapted to contexts
+`factor` times longer than the training length:
+
+* `linear` — position interpolation (Chen et al. 2023): every frequency / factor (positions squeezed into the
+  trained range).
+* `ntk` — "NTK-aware" scaling (bloc97, 2023): base · factor^(rot / (rot − 2)): high frequencies almost unchanged,
+  the lowest one interpolated by exactly `factor`.
+* `yarn` — YaRN (Peng et al. 2023): per frequency pair d with r_d = original_length / wavelength_d, a ramp
+  γ = clip((r_d − beta_slow) / (beta_fast − beta_slow), 0, 1) blends interpolation (γ = 0: θ_d / factor) and
+  extrapolation (γ = 1: θ_d); and an attention temperature: q and k are both multiplied by 0.1 · ln(factor) + 1.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +37,7 @@ def apply_rope(
     base: float = 10000.0,
     fraction: float = 1.0,
     interleaved: bool = False,
+    inv_freq: jax.Array | None = None,  # [rot / 2]: the pairs' frequencies, default base^(-2i / rot)
 ) -> jax.Array:  # [..., length, heads, head_dim], x.dtype
   """Rotates the first `rotary_dim(head_dim, fraction)` features of every head; the rest pass through.
 
@@ -36,7 +48,8 @@ def apply_rope(
   rot = rotary_dim(x.shape[-1], fraction)
   if rot == 0:
     return x
-  inv_freq = base ** (-jnp.arange(0, rot, 2, dtype=jnp.float32) / rot)  # [rot / 2]
+  if inv_freq is None:
+    inv_freq = rope_frequencies(rot, base)  # [rot / 2]
   angles = jnp.asarray(positions, jnp.float32)[..., None, None] * inv_freq  # [..., length, 1, rot / 2]
   cos, sin = jnp.cos(angles), jnp.sin(angles)
   x_rot, x_pass = x[..., :rot].astype(jnp.float32), x[..., rot:]
@@ -53,15 +66,49 @@ def apply_rope(
   return jnp.concatenate([rotated.astype(x.dtype), x_pass], axis=-1)
 
 
+def rope_frequencies(rot: int, base: float, scaling: str = "none", factor: float = 1.0,
+                     original_length: int = 2048, beta_fast: float = 32.0, beta_slow: float = 1.0) -> jax.Array:
+  """The rotation frequency of each of the rot/2 feature pairs, [rot / 2] float32 (see the module docstring)."""
+  exponents = jnp.arange(0, rot, 2, dtype=jnp.float32) / rot
+  if scaling == "ntk":
+    base = base * factor ** (rot / (rot - 2))
+  inv_freq = base ** -exponents
+  if scaling == "linear":
+    return inv_freq / factor
+  if scaling == "yarn":
+    ratio = original_length * inv_freq / (2 * jnp.pi)  # r_d: wavelengths that fit in the original context
+    gamma = jnp.clip((ratio - beta_slow) / (beta_fast - beta_slow), 0.0, 1.0)
+    return (1 - gamma) * inv_freq / factor + gamma * inv_freq
+  return inv_freq
+
+
+SCALINGS = ("none", "linear", "ntk", "yarn")
+
+
 @dataclasses.dataclass(frozen=True)
 class RopeOptions:
   base: float = 10000.0
   fraction: float = 1.0  # partial rotary (GPT-NeoX `rotary_pct`): the share of each head's features that rotate
   interleaved: bool = False  # False: rotate-half (NeoX / LLaMA); True: adjacent pairs (GPT-J)
+  scaling: str = "none"  # one of SCALINGS: how to serve contexts `factor` times the original length
+  factor: float = 1.0
+  original_length: int = 2048  # yarn: the context the model was trained on
+  beta_fast: float = 32.0  # yarn: pairs with more than beta_fast wavelengths in the original context extrapolate
+  beta_slow: float = 1.0  # yarn: pairs with fewer than beta_slow wavelengths interpolate
 
   def __post_init__(self):
     check(self.base > 1.0, f"rope: base must be > 1, got {self.base}")
     check(0.0 < self.fraction <= 1.0, f"rope: fraction must be in (0, 1], got {self.fraction}")
+    check(self.scaling in SCALINGS, f"rope: scaling must be one of {', '.join(SCALINGS)}, got {self.scaling!r}")
+    check(self.factor >= 1.0, f"rope: factor must be >= 1, got {self.factor}")
+    check(self.original_length >= 1, f"rope: original_length must be >= 1, got {self.original_length}")
+    check(self.beta_fast > self.beta_slow > 0, f"rope: need beta_fast > beta_slow > 0, got {self.beta_fast}, "
+                                               f"{self.beta_slow}")
+
+  @property
+  def temperature(self) -> float:
+    """The factor q and k are multiplied by (YaRN's attention temperature; 1 otherwise)."""
+    return 0.1 * math.log(self.factor) + 1.0 if self.scaling == "yarn" else 1.0
 
 
 @register("rope")
@@ -71,10 +118,19 @@ class Rope(PositionalEncoding):
 
   def __init__(self, options: RopeOptions, dims: ModelDims, *, rngs: nnx.Rngs):
     super().__init__(options, dims, rngs=rngs)
-    if rotary_dim(dims.head_dim, options.fraction) == 0:
+    rot = rotary_dim(dims.head_dim, options.fraction)
+    if rot == 0:
       raise ValueError(f"rope: fraction {options.fraction} of head_dim {dims.head_dim} rotates no feature pair")
+    if options.scaling == "ntk" and rot < 4:
+      raise ValueError(f"rope: scaling 'ntk' needs at least 2 rotating feature pairs, got {rot // 2}")
 
-  def transform_qk(self, q, k, q_pos, k_pos):
+  def transform_qk(self, q, k, q_coords, k_coords):
     o = self.options
-    rotate = lambda x, pos: apply_rope(x, pos, base=o.base, fraction=o.fraction, interleaved=o.interleaved)
-    return rotate(q, q_pos), rotate(k, k_pos)
+    rot = rotary_dim(q.shape[-1], o.fraction)
+    inv_freq = rope_frequencies(rot, o.base, o.scaling, o.factor, o.original_length, o.beta_fast, o.beta_slow)
+
+    def rotate(x, pos):
+      out = apply_rope(x, pos, fraction=o.fraction, interleaved=o.interleaved, inv_freq=inv_freq)
+      return out if o.temperature == 1.0 else (out * o.temperature).astype(x.dtype)
+
+    return rotate(q, q_coords.positions), rotate(k, k_coords.positions)

@@ -112,8 +112,8 @@ class StochasticPositionalEncoding(PositionalEncoding):
     apply = lambda x, bar: jnp.einsum("blhd,blhdr->blhr", x.astype(jnp.float32), bar).astype(x.dtype)
     return apply(q, q_bar), apply(k, k_bar)
 
-  def transform_qk(self, q, k, q_pos, k_pos):
-    return self.transform_qk_with_key(q, k, q_pos, k_pos, self.noise())
+  def transform_qk(self, q, k, q_coords, k_coords):
+    return self.transform_qk_with_key(q, k, q_coords.positions, k_coords.positions, self.noise())
 
 
 def _gains_init(key: jax.Array, shape) -> jax.Array:

@@ -53,8 +53,9 @@ class Urpe(PositionalEncoding):
     init = nnx.with_partitioning(nnx.initializers.ones, ("heads", None))
     self.c = nnx.Param(init(rngs.params(), (dims.num_heads, self.b.index.rows)))  # [heads, rows]
 
-  def logit_bias(self, q_pos, k_pos) -> RelativeTable:
-    return self.b.logit_bias(q_pos, k_pos)
+  def logit_bias(self, q, k) -> RelativeTable:
+    return self.b.logit_bias(q, k)
 
-  def prob_scale(self, q_pos, k_pos) -> RelativeTable:
-    return RelativeTable(table=self.c[...], q_pos=q_pos, k_pos=k_pos, index_fn=self.b.index)
+  def prob_scale(self, q, k) -> RelativeTable:
+    del q, k  # evaluated at the attention call's positions
+    return RelativeTable(table=self.c[...], index_fn=self.b.index)

@@ -4,8 +4,9 @@ The wrapper turns the structured inputs into kernel operands (`terms.prepare`: O
 O(heads · rows) tables), pads the lengths up to whole blocks (padded keys are invalid, padded query rows are
 dropped), moves heads in front ([batch, heads, length, dim]: the kernels' blocks are then [block, head_dim], legal on
 TPU — full last dim — and GPU), and calls the forward kernel. Differentiating a `pallas_call` directly fails, so
-`_flash` is a `jax.custom_vjp` whose backward runs the two backward kernels; gradients reach q, k, v and every float
-table (RelativeTable tables, ALiBi slopes) through autodiff of the cheap preparation around it. On a multi-device
+`_flash` is a `jax.custom_vjp` whose backward runs the two backward kernels; gradients reach q, k, v and every
+term's operand (tables, closed-form parameters; computed in-kernel by `KernelTerm.kernel_grad`) and from there the
+encoding's parameters through autodiff of the cheap preparation around it. On a multi-device
 mesh the kernel call is wrapped in `shard_map` (MaxText's pattern): the compiler cannot partition a Mosaic kernel.
 """
 
@@ -19,7 +20,7 @@ import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 
 from zoo import sharding
-from zoo.attention.bias import BiasTerm, ScaleTerm
+from zoo.attention.bias import KernelTerm
 from zoo.attention.chunked import check_no_dropout
 from zoo.attention.masks import AttentionMask
 from zoo.attention.pallas import kernels
@@ -55,8 +56,8 @@ def flash_attention(
     v: jax.Array,  # [batch, k_len, heads, v_dim]
     *,
     mask: AttentionMask,
-    bias: Sequence[BiasTerm] = (),
-    scale: ScaleTerm | None = None,
+    bias: Sequence[KernelTerm] = (),
+    scale: KernelTerm | None = None,
     softmax_scale: float | None = None,
     dropout_rate: float = 0.0,
     dropout_rng: jax.Array | None = None,

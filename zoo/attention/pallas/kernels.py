@@ -31,7 +31,7 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
 from jax.experimental.pallas import triton as pltriton
 
-from zoo.attention.pallas.terms import Layout
+from zoo.attention.pallas.terms import Layout, k_positions, q_positions
 
 NEG_INF = -1e30  # masked logits (masked probabilities are zeroed explicitly, so only "far below" matters)
 BACKENDS = ("tpu", "gpu")
@@ -46,15 +46,16 @@ def _dot(a, b, dims=(((1,), (0,)), ((), ()))):
 def scores(layout: Layout, q, k, q_info, k_info, tables):
   """q [bq, D], k [bk, D] -> logits [bq, bk] float32 (masked entries NEG_INF) and allowed [bq, bk] bool."""
   s = _dot(q, k, NT) * layout.softmax_scale
+  q_pos, k_pos = q_positions(q_info), k_positions(k_info)
   for term, table in zip(layout.bias, tables):
-    s = s + term.values(table, term.relation.tile(q_info, k_info))
+    s = s + term.kernel_values(table, q_pos, k_pos)
   allowed = layout.allowed(q_info, k_info)
   return jnp.where(allowed, s, NEG_INF), allowed
 
 
 def scale_tile(layout: Layout, q_info, k_info, tables):
   """URPE's C on the tile, [bq, bk] float32 (its table is the last one)."""
-  return layout.scale.values(tables[-1], layout.scale.relation.tile(q_info, k_info))
+  return layout.scale.kernel_values(tables[-1], q_positions(q_info), k_positions(k_info))
 
 
 def forward_update(layout: Layout, carry, q, k, v, q_info, k_info, tables):
@@ -98,9 +99,10 @@ def backward_tile(layout: Layout, q, k, v, do, lse, delta, q_info, k_info, table
   return pc, ds, grads
 
 
-def table_grads(layout: Layout, grads, q_info, k_info, widths):
-  """[1, width] gradient rows of every table from its [bq, bk] gradient tile."""
-  return [term.grad(g, term.relation.tile(q_info, k_info), w) for term, g, w in zip(layout.terms, grads, widths)]
+def table_grads(layout: Layout, grads, q_info, k_info, tables, widths):
+  """[1, width] gradient rows of every operand from its term's [bq, bk] gradient tile."""
+  q_pos, k_pos = q_positions(q_info), k_positions(k_info)
+  return [term.kernel_grad(g, table, q_pos, k_pos, w) for term, g, table, w in zip(layout.terms, grads, tables, widths)]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -243,7 +245,7 @@ def _dkv_step(layout, widths, q, k, v, do, lse, delta, q_info, k_info, tables, d
   pc, ds, grads = backward_tile(layout, q, k, v, do, lse, delta, q_info, k_info, tables)
   dv = dv + _dot(pc.astype(do.dtype), do, TN)
   dk = dk + _dot(ds.astype(q.dtype), q, TN) * layout.softmax_scale
-  dtables = [a + g for a, g in zip(dtables, table_grads(layout, grads, q_info, k_info, widths))]
+  dtables = [a + g for a, g in zip(dtables, table_grads(layout, grads, q_info, k_info, tables, widths))]
   return dk, dv, dtables
 
 

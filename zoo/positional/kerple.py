@@ -1,0 +1,77 @@
+"""KERPLE (Chi et al., NeurIPS 2022): relative biases from conditionally positive definite kernels of the distance,
+with two learned positive parameters per head — closed forms of the lag, no table:
+
+* `kerple_log` — bias = −r₁ · log(1 + r₂ · |k_pos − q_pos|)   (the paper's best performer)
+* `kerple_power` — bias = −r₁ · |k_pos − q_pos|^r₂, 0 < r₂ ≤ 2
+
+As in the authors' code (gpt-neox based), r₁ starts uniform in (0, 2), r₂ uniform in (0, 1), and both are clamped to
+≥ 0.01 (r₂ of the power kernel also to ≤ 2) where they are used, so gradient steps cannot leave the valid range.
+Both run in every attention core, in the Pallas kernels as a `ClosedForm` (formula and parameter gradient in-kernel).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from zoo.attention.bias import ClosedForm, Formula
+from zoo.positional.base import ModelDims, PositionalEncoding
+from zoo.positional.registry import register
+
+EPS = 0.01  # the authors' lower clamp of both parameters
+
+
+@dataclasses.dataclass(frozen=True)
+class KerpleLogFormula(Formula):
+  num_params = 2
+
+  def __call__(self, theta, q_pos, k_pos):
+    r1, r2 = theta
+    return -r1 * jnp.log1p(r2 * jnp.abs(k_pos - q_pos))
+
+
+@dataclasses.dataclass(frozen=True)
+class KerplePowerFormula(Formula):
+  num_params = 2
+
+  def __call__(self, theta, q_pos, k_pos):
+    r1, r2 = theta
+    distance = jnp.abs(k_pos - q_pos)
+    # |lag|^r2 via exp(r2 · log |lag|), 0 at lag 0 (a safe log keeps the gradient wrt r2 finite there).
+    safe = jnp.where(distance > 0, distance, 1.0)
+    return -r1 * jnp.where(distance > 0, jnp.exp(r2 * jnp.log(safe)), 0.0)
+
+
+class Kerple(PositionalEncoding):
+  """Per-head parameters `[heads, 2]` = (r₁, r₂), shared by every layer."""
+
+  relative = True
+  formula: Formula
+  max_r2: float = float("inf")
+
+  def __init__(self, options, dims: ModelDims, *, rngs: nnx.Rngs):
+    super().__init__(options, dims, rngs=rngs)
+
+    def init(key, shape):  # r1 ~ U(0, 2), r2 ~ U(0, 1)
+      return jax.random.uniform(key, shape) * jnp.array([2.0, 1.0])
+
+    self.params = nnx.Param(nnx.with_partitioning(init, ("heads", None))(rngs.params(), (dims.num_heads, 2)))
+
+  def logit_bias(self, q, k) -> ClosedForm:
+    del q, k  # evaluated at the attention call's positions
+    params = jnp.clip(self.params[...], EPS, jnp.array([jnp.inf, self.max_r2]))  # [heads, 2]
+    return ClosedForm(params=params, formula=self.formula)
+
+
+@register("kerple_log")
+class KerpleLog(Kerple):
+  formula = KerpleLogFormula()
+
+
+@register("kerple_power")
+class KerplePower(Kerple):
+  formula = KerplePowerFormula()
+  max_r2 = 2.0
