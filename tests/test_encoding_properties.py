@@ -1,6 +1,8 @@
 """Properties every registered encoding must have, discovered from the registry: registering an encoding adds it
 to every test here, in both families."""
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -166,7 +168,37 @@ REFERENCES = {
         enc, lag, lambda r1, r2, d: -r1 * d ** r2, max_r2=2.0)},
     "sandwich": lambda enc, q, k, lag, fx: {"logit_bias": sandwich_reference(enc, q, k)},
     "fire": lambda enc, q, k, lag, fx: {"logit_bias": fire_reference(enc, q, lag)},
+    "cope": lambda enc, q, k, lag, fx: {"logit_bias": cope_reference(enc, q, k, fx["content"])},
 }
+
+
+def cope_reference(enc, q_pos, k_pos, content):
+  """Golovneva et al. (2024), by the definition, in loops: gates σ(q·k/√d) of the visible keys, the position of key j
+  for query i is the sum of the gates of the keys whose positions lie between theirs, clipped to n − 1, and the bias
+  interpolates q_i·e[p] between the neighbouring integers."""
+  emb = np.asarray(enc.embeddings[...], np.float64)  # [n, head_dim]
+  q = np.asarray(content.q, np.float64)  # [batch, tq, heads, head_dim]
+  gates = np.where(np.asarray(content.allowed), 1 / (1 + np.exp(-np.asarray(content.logits, np.float64))), 0.0)
+  batch, heads, tq, tk = gates.shape
+  out = np.zeros(gates.shape)
+  for b, h, i, j in np.ndindex(batch, heads, tq, tk):
+    lo, hi = sorted((q_pos[b, i], k_pos[b, j]))
+    p = min(sum(gates[b, h, i, m] for m in range(tk) if lo <= k_pos[b, m] <= hi), len(emb) - 1)
+    z = emb @ q[b, i, h]  # [n]
+    w = p - math.floor(p)
+    out[b, h, i, j] = (1 - w) * z[math.floor(p)] + w * z[math.ceil(p)]
+  return out
+
+
+def random_content(encoding, q_pos, k_pos):
+  """Queries and keys for an encoding's dims at these positions, their logits and a mask hiding some keys."""
+  rng = np.random.default_rng(3)
+  heads, head_dim = encoding.dims.num_heads, encoding.dims.head_dim
+  q = rng.normal(size=(*q_pos.shape, heads, head_dim))
+  k = rng.normal(size=(*k_pos.shape, heads, head_dim))
+  logits = np.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(head_dim)
+  allowed = rng.random((q_pos.shape[0], 1, q_pos.shape[1], k_pos.shape[1])) > 0.2
+  return attention.Content(jnp.asarray(q, jnp.float32), jnp.asarray(logits, jnp.float32), jnp.asarray(allowed))
 
 
 def kerple_reference(enc, lag, kernel, max_r2=np.inf):
@@ -216,12 +248,14 @@ def test_terms_equal_an_independent_reference(fixtures, family, pe, offset):
   encoding = token_model(family, pe).backbone.positional
   rng = np.random.default_rng(0)
   q_pos = rng.integers(0, 250, size=(2, 6)) + offset
-  k_pos = rng.integers(0, 250, size=(2, 9)) + offset
+  # Keys in increasing positions, as along every sequence (a content term counts the keys between two positions).
+  k_pos = np.sort(np.stack([rng.choice(250, 9, replace=False) for _ in range(2)]), axis=-1) + offset
   lag = k_pos[:, None, :] - q_pos[:, :, None]
-  expected = REFERENCES[pe](encoding, q_pos, k_pos, lag, fixtures)
+  content = random_content(encoding, q_pos, k_pos)
+  expected = REFERENCES[pe](encoding, q_pos, k_pos, lag, {**fixtures, "content": content})
   tile = Tile.whole(jnp.asarray(q_pos), jnp.asarray(k_pos))
   bias, scale = positional.attention_terms(encoding, Coordinates(jnp.asarray(q_pos)), Coordinates(jnp.asarray(k_pos)))
-  got = {"logit_bias": attention.dense_sum(bias, tile) if bias else None,
+  got = {"logit_bias": attention.dense_sum(bias, tile, content) if bias else None,
          "prob_scale": None if scale is None else scale.values(tile)}
   assert {h for h, v in got.items() if v is not None} == set(expected)
   for hook, want in expected.items():

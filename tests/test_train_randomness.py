@@ -93,7 +93,7 @@ def test_gradient_accumulation_carries_the_rng_state_through_its_micro_batches()
 
 
 @pytest.mark.parametrize("pe", [name for name in positional.available()
-                                if getattr(positional.get(name), "reads_graph", False)])
+                                if positional.get(name).reads_relation])
 def test_graph_family_trains_with_dropout_through_the_cli_config(pe, data_dir, tmp_path):
   from configs import graph_distance  # noqa: PLC0415
 

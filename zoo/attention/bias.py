@@ -21,6 +21,8 @@ Term types:
 * `RelationTable` — a per-head table read through a per-example relation that is *not* a function of positions (a
   graph's shortest-path-distance buckets, `[batch, q_len, k_len]` integers). XLA only.
 * `DenseBias` — an already dense `[batch, heads, q_len, k_len]` bias (Graphormer's edge encoding). XLA only.
+* `ContentTerm` — a term of the attention's content as well as its coordinates (CoPE's gated position counts): its
+  tile values read the tile's queries and content logits (`Content`) and a per-query summary of the whole row.
 
 Which term types an attention implementation serves is declared by the implementation (`zoo.attention.dispatch`);
 `values(Tile.whole(...))` is the one place where structure turns into an `L × L` array.
@@ -201,9 +203,43 @@ class DenseBias(Term):
     return self.value[:, :, tile.q_index][:, :, :, tile.k_index].astype(jnp.float32)
 
 
-def dense_sum(terms: Sequence[Term], tile: Tile) -> jax.Array | float:
-  """The sum of `terms` on `tile` ([batch, heads, tq, tk] float32), or 0.0 if none."""
+@struct.dataclass
+class Content:
+  """What a `ContentTerm` reads on a tile besides its coordinates."""
+
+  q: jax.Array  # [batch, tq, heads, head_dim]: the queries as the attention core received them
+  logits: jax.Array  # [batch, heads, tq, tk] float32: q·k · softmax_scale, before any term
+  allowed: jax.Array  # [batch, 1, tq, tk] bool: the attention mask
+
+
+class ContentTerm(Term):
+  """A term whose values depend on the attention's content, and on a whole row of keys at once.
+
+  Rows are reduced to an additive per-query summary: a core first sums `summary(tile, content)` over every key block
+  of the row (`total`), then evaluates `values_in_row(tile, content, total, before)` block by block, walking keys in
+  call order, with `before` the sum over the blocks before this one. Evaluated on one tile covering the whole row
+  (the reference), `total` is that tile's summary and `before` is 0."""
+
+  def summary(self, tile: Tile, content: Content) -> jax.Array:
+    """[batch, heads, tq, n] float32, additive over key blocks."""
+    raise NotImplementedError
+
+  def values_in_row(self, tile: Tile, content: Content, total: jax.Array, before: jax.Array | float) -> jax.Array:
+    """[batch, heads, tq, tk] float32."""
+    raise NotImplementedError
+
+  def values(self, tile: Tile) -> jax.Array:
+    raise TypeError(f"a {type(self).__name__} reads the attention's content: evaluate it with `dense_sum(..., content)` "
+                    f"or `values_in_row`")
+
+
+def dense_sum(terms: Sequence[Term], tile: Tile, content: Content | None = None) -> jax.Array | float:
+  """The sum of `terms` on `tile` ([batch, heads, tq, tk] float32), or 0.0 if none; `content` is the tile's content,
+  needed by `ContentTerm`s, whose rows the tile must cover whole."""
   total: jax.Array | float = 0.0
   for term in terms:
-    total = total + term.values(tile)
+    if isinstance(term, ContentTerm):
+      total = total + term.values_in_row(tile, content, term.summary(tile, content), 0.0)
+    else:
+      total = total + term.values(tile)
   return total

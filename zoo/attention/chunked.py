@@ -10,6 +10,9 @@ positions and indices, `Term.values`) and the `AttentionMask` on the same slices
 O(batch · heads · chunk²) and the whole call O(batch · heads · length · head_dim) memory (a `RelationTable` or
 `DenseBias` brings its own O(L²) array; the chunked path reads blocks of it).
 
+A `ContentTerm` (CoPE) needs a summary of its whole row before any block of it: a query chunk then walks its key
+chunks twice, first summing the terms' summaries, then computing the softmax with each term's running `before`.
+
 Gradients come from autodiff through the loops; both loop bodies are `jax.checkpoint`ed, so the backward pass keeps
 only the per-tile carries (O(heads · q_len · head_dim · k_chunks)), never the probabilities of a whole row.
 This is the CPU fast path at long lengths and the fallback where no Pallas kernel lowers.
@@ -22,7 +25,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from zoo.attention.bias import Term, Tile
+from zoo.attention.bias import Content, ContentTerm, Term, Tile
 from zoo.attention.masks import AttentionMask
 
 # Masked logits; any finite value far below every real logit works because masked probabilities are zeroed.
@@ -81,32 +84,55 @@ def chunked_attention(
                 jnp.minimum(ks + jnp.arange(ck), k_len - 1))
     return mask_block, tile
 
-  @jax.checkpoint
-  def key_step(carry, ks, qs, q_c):
-    m, l, acc = carry  # [batch, heads, cq, 1] ×2, [batch, heads, cq, v_dim], float32
+  content_terms = [term for term in bias if isinstance(term, ContentTerm)]
+  key_starts = jnp.arange(nk) * ck
+
+  def content(qs, ks, q_c):
+    """The key block's content logits and mask, its term tile and `Content`."""
     k_c = jax.lax.dynamic_slice_in_dim(k, ks, ck, axis=1)
-    v_c = jax.lax.dynamic_slice_in_dim(v, ks, ck, axis=1)
     mask_block, tile = block(qs, ks)
-    s = jnp.einsum("bqhd,bkhd->bhqk", q_c, k_c, preferred_element_type=jnp.float32) * softmax_scale
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q_c, k_c, preferred_element_type=jnp.float32) * softmax_scale
+    return tile, Content(q_c, logits, mask_block.dense())  # allowed: [batch, 1, cq, ck]
+
+  @jax.checkpoint
+  def key_step(carry, ks, qs, q_c, totals):
+    m, l, acc, before = carry  # [batch, heads, cq, 1] ×2, [batch, heads, cq, v_dim] float32; content terms' sums
+    v_c = jax.lax.dynamic_slice_in_dim(v, ks, ck, axis=1)
+    tile, c = content(qs, ks, q_c)
+    s, after = c.logits, []
     for term in bias:
-      s = s + term.values(tile)
-    allowed = mask_block.dense()  # [batch, 1, cq, ck]
-    s = jnp.where(allowed, s, NEG_INF)
+      if isinstance(term, ContentTerm):
+        i = len(after)
+        s = s + term.values_in_row(tile, c, totals[i], before[i])
+        after.append(before[i] + term.summary(tile, c))
+      else:
+        s = s + term.values(tile)
+    s = jnp.where(c.allowed, s, NEG_INF)
     m_new = jnp.maximum(m, s.max(axis=-1, keepdims=True))
-    p = jnp.where(allowed, jnp.exp(s - m_new), 0.0)
+    p = jnp.where(c.allowed, jnp.exp(s - m_new), 0.0)
     alpha = jnp.exp(m - m_new)
     l = alpha * l + p.sum(axis=-1, keepdims=True)
     if scale is not None:
       p = p * scale.values(tile)
     acc = alpha * acc + jnp.einsum("bhqk,bkhd->bhqd", p.astype(v.dtype), v_c, preferred_element_type=jnp.float32)
-    return (m_new, l, acc), None
+    return (m_new, l, acc, tuple(after)), None
+
+  def row_totals(qs, q_c):
+    """Each content term's summary of the query chunk's whole row (the first walk over the key chunks)."""
+    if not content_terms:
+      return ()
+    summaries = lambda ks: [term.summary(*content(qs, ks, q_c)) for term in content_terms]
+    zeros = tuple(jnp.zeros_like(x) for x in jax.eval_shape(summaries, 0))
+    add = jax.checkpoint(lambda sums, ks: (tuple(a + b for a, b in zip(sums, summaries(ks))), None))
+    return jax.lax.scan(add, zeros, key_starts)[0]
 
   @jax.checkpoint
   def query_chunk(qs):
     q_c = jax.lax.dynamic_slice_in_dim(q, qs, cq, axis=1)
+    totals = row_totals(qs, q_c)
     init = (jnp.full((batch, heads, cq, 1), NEG_INF, jnp.float32), jnp.zeros((batch, heads, cq, 1), jnp.float32),
-            jnp.zeros((batch, heads, cq, v.shape[-1]), jnp.float32))
-    (_, l, acc), _ = jax.lax.scan(lambda c, ks: key_step(c, ks, qs, q_c), init, jnp.arange(nk) * ck)
+            jnp.zeros((batch, heads, cq, v.shape[-1]), jnp.float32), tuple(jnp.zeros_like(t) for t in totals))
+    (_, l, acc, _), _ = jax.lax.scan(lambda c, ks: key_step(c, ks, qs, q_c, totals), init, key_starts)
     out = jnp.where(l > 0, acc / jnp.where(l > 0, l, 1.0), 0.0)  # a query that sees no key outputs 0
     return out.transpose(0, 2, 1, 3).astype(v.dtype)  # [batch, cq, heads, v_dim]
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from zoo.attention.bias import Term, Tile, dense_sum
+from zoo.attention.bias import Content, Term, Tile, dense_sum
 from zoo.attention.masks import AttentionMask
 
 
@@ -33,9 +33,10 @@ def reference_attention(
   if softmax_scale is None:
     softmax_scale = q.shape[-1] ** -0.5
   logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
+  logits = logits.astype(jnp.float32) * softmax_scale  # [batch, heads, q_len, k_len]
   tile = Tile.whole(mask.q_pos, mask.k_pos)  # every term is evaluated at the mask's coordinates
-  logits = logits.astype(jnp.float32) * softmax_scale + dense_sum(bias, tile)  # [batch, heads, q_len, k_len]
   allowed = mask.dense()  # [batch, 1, q_len, k_len]
+  logits = logits + dense_sum(bias, tile, Content(q, logits, allowed))
   logits = jnp.where(allowed, logits, jnp.finfo(jnp.float32).min)
   probs = jnp.where(allowed, jax.nn.softmax(logits, axis=-1), 0.0)
   if scale is not None:

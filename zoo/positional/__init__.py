@@ -17,6 +17,7 @@ from zoo.positional import fire as _fire  # noqa: E402,F401
 from zoo.positional import kerple as _kerple  # noqa: E402,F401
 from zoo.positional import sandwich as _sandwich  # noqa: E402,F401
 from zoo.positional import xpos as _xpos  # noqa: E402,F401
+from zoo.positional import cope as _cope  # noqa: E402,F401
 from zoo.positional import spe as _spe  # noqa: E402,F401
 from zoo.positional.graph import Graph  # noqa: E402
 
