@@ -40,7 +40,7 @@ from zoo.data.tasks.byte_lm import VALIDATION_EVERY, corpus_files
 
 MULTIPLES = (1, 2, 4, 8, 16)
 DEFAULT_ENCODINGS = ("sinusoidal", "learned", "rope", "xpos", "alibi", "kerple_log", "kerple_power", "sandwich",
-                     "fire", "t5_bias", "rope+yarn")
+                     "fire", "cope", "t5_bias", "rope+yarn")
 SCALINGS = ("linear", "ntk", "yarn")
 SCALING_FACTOR = 4
 
