@@ -192,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
                       help="comma-separated encoding names; rope+linear / rope+ntk / rope+yarn for scaled RoPE")
   parser.add_argument("--quick", action="store_true", help="a small model and few steps: a run of minutes")
   parser.add_argument("--out", default="results/extrapolate", help="directory for the JSONL, table and plot")
+  parser.add_argument("--steps", type=int, default=None,
+                      help="training steps instead of the variant's (rope+<scaling> fine-tunes for a tenth of them)")
   args = parser.parse_args(argv)
   names = [n for n in args.encodings.split(",") if n]
   try:
@@ -200,6 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"error: {error}", file=sys.stderr)
     return 2
   setup, variant = (QUICK, "quick") if args.quick else (FULL, "full")
+  if args.steps is not None:
+    if args.steps < 1:
+      print(f"error: --steps must be >= 1, got {args.steps}", file=sys.stderr)
+      return 2
+    setup = dataclasses.replace(setup, steps=args.steps, finetune_steps=max(1, args.steps // 10))
   out = pathlib.Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
   data, held_out = corpus(setup.max_files)
