@@ -22,6 +22,18 @@ REPO = pathlib.Path(__file__).parent.parent
 TINY = dict(vocab_size=32, num_layers=2, d_model=16, num_heads=2, mlp_dim=32, max_length=48)
 
 
+# One encoding per kind of positional hook and term type (no position, a learned embedding table, a rotation, a closed
+# form, a lag table, a post-softmax scale, stochastic features, a content term, a relation-reading one). The
+# family-by-family matrices run these in the default suite and every registered encoding in the slow one; each
+# encoding's own properties (its reference, shifts, causality, cached decoding, gradients, the kernels) stay default.
+REPRESENTATIVE_ENCODINGS = ("none", "learned", "rope", "alibi", "t5_bias", "urpe", "spe_sine", "cope", "spd_urpe")
+
+
+def representative_or_slow(pe: str, *values):
+  """A pytest.param of `values` (default: just `pe`), marked slow unless encoding `pe` is representative."""
+  return pytest.param(*(values or (pe,)), marks=() if pe in REPRESENTATIVE_ENCODINGS else pytest.mark.slow)
+
+
 def per_token_options(family: str) -> dict:
   """Options that make `family` output per-token logits (the encoder's token head; the decoder always does)."""
   return dict(head="token", num_classes=5) if family == "encoder" else {}

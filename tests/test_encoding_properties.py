@@ -1,5 +1,6 @@
 """Properties every registered encoding must have, discovered from the registry: registering an encoding adds it
-to every test here, in both families."""
+to every test here, in both families (the encoder side of the shift and gradient matrices runs the representative
+encodings by default and every encoding in the slow suite; see conftest.REPRESENTATIVE_ENCODINGS)."""
 
 import math
 
@@ -10,7 +11,7 @@ import optax
 import pytest
 from flax import nnx
 
-from conftest import extend, forward, per_token_options, random_tokens, tiny_model
+from conftest import extend, forward, per_token_options, random_tokens, representative_or_slow, tiny_model
 from zoo import attention, positional
 from zoo.attention import Tile
 from zoo.positional import Coordinates
@@ -53,8 +54,8 @@ def test_registry_lists_the_built_in_encodings():
   assert set(STOCHASTIC) >= {"spe_sine", "spe_conv"}
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("pe", RELATIVE)
+@pytest.mark.parametrize("family,pe", [("decoder", pe) for pe in RELATIVE] +
+                         [representative_or_slow(pe, "encoder", pe) for pe in RELATIVE])
 def test_relative_encodings_are_invariant_to_shifting_all_positions(family, pe):
   model = token_model(family, pe)
   tokens = random_tokens(0, (2, LENGTH))
@@ -262,8 +263,8 @@ def test_terms_equal_an_independent_reference(fixtures, family, pe, offset):
     np.testing.assert_allclose(np.asarray(got[hook]), want, rtol=1e-5, atol=1e-5, err_msg=f"{pe}.{hook}")
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("pe", ENCODINGS)
+@pytest.mark.parametrize("family,pe", [("decoder", pe) for pe in ENCODINGS] +
+                         [representative_or_slow(pe, "encoder", pe) for pe in ENCODINGS])
 def test_forward_and_gradients_are_finite(family, pe):
   model = token_model(family, pe)
   tokens = random_tokens(2, (2, LENGTH))

@@ -9,7 +9,7 @@ import optax
 import pytest
 from flax import nnx
 
-from conftest import TINY, forward, per_token_options, random_tokens, tiny_model
+from conftest import TINY, forward, per_token_options, random_tokens, representative_or_slow, tiny_model
 from zoo import models, positional
 from zoo.models import sampling
 
@@ -135,7 +135,7 @@ def hooks_linear_attention_cannot_apply(pe):
 
 @pytest.mark.parametrize("family", ["encoder", "decoder"])
 @pytest.mark.parametrize("impl", ["xla", "linear"])
-@pytest.mark.parametrize("pe", positional.available())
+@pytest.mark.parametrize("pe", [representative_or_slow(pe) for pe in positional.available()])
 def test_every_encoding_with_every_attention_builds_trains_and_generates(pe, impl, family):
   """Discovered from the registry: a new encoding either works with both attentions in both families, or linear
   attention refuses it at build time with an error that names the encoding, the hook and the usable encodings."""
