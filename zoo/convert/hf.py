@@ -63,9 +63,10 @@ def read(path: str | os.PathLike) -> tuple[str, dict[str, Any], dict[str, np.nda
   arch = architecture(config)
   options = arch.options(config)
   models.parse_config(arch.family, options)  # zoo's own validation of what the mapping produced
-  tensors = {}
+  tensors, stored_as = {}, {}  # stored_as: the name without the prefix -> the name in the file (for messages)
   for name, value in read_tensors(directory).items():
-    tensors[next((name[len(p):] for p in arch.prefixes if name.startswith(p)), name)] = value
+    short = next((name[len(p):] for p in arch.prefixes if name.startswith(p)), name)
+    tensors[short], stored_as[short] = value, name
   for alias, name in arch.aliases.items():
     if name not in tensors and alias in tensors:
       tensors[name] = tensors.pop(alias)
@@ -76,7 +77,8 @@ def read(path: str | os.PathLike) -> tuple[str, dict[str, Any], dict[str, np.nda
       raise ConversionError(f"{directory}: tensor(s) {', '.join(missing)} missing for {config['model_type']}")
     params.update(zip(rule.zoo, rule.to_zoo(*(tensors.pop(name) for name in rule.hf))))
   ignored = arch.ignored + ((r"lm_head\.weight",) if options.get("tie_embeddings") else ())
-  unused = sorted(name for name in tensors if not any(re.fullmatch(pattern, name) for pattern in ignored))
+  unused = sorted(stored_as.get(name, name) for name in tensors
+                  if not any(re.fullmatch(pattern, name) for pattern in ignored))
   if unused:
     raise ConversionError(f"{directory}: tensor(s) zoo has no place for: {', '.join(unused[:5])}"
                           f"{' …' if len(unused) > 5 else ''}")
@@ -102,7 +104,7 @@ def hf_config(family: str, options: dict[str, Any]) -> dict[str, Any]:
   config = models.parse_config(family, options)
   if family != "decoder" or config.pe not in EXPORTS:
     raise ConversionError(f"export: only decoders with encoding {' or '.join(map(repr, EXPORTS))} can be written as "
-                          f"Hugging Face models ({', '.join(EXPORTS.values())}); this is a {family} with "
+                          f"Hugging Face models ({', '.join(EXPORTS.values())}); got a {family} with "
                           f"{config.pe!r}")
   kind = EXPORTS[config.pe]
   have = resolved_options(config)
