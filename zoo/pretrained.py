@@ -10,9 +10,9 @@ Shipped checkpoints are parameters only, one safetensors file per model (an 8-by
 name → dtype, shape and byte range, then the raw little-endian arrays): plain to hash, small, readable without
 pickle or orbax, and by other safetensors readers. `checkpoints/manifest.json` holds each model's full config, task,
 metric, size, training time, the command that made it and the size and sha256 of every file, which `load` checks
-before reading anything. Workdirs are orbax checkpoints plus the `config.json` the training loop writes. A converted model is a folder of
-`model.safetensors` (zoo's parameter paths) and a `config.json` with the family and model options only
-(`{"model_name": ..., "model": {...}}`): no task, since it was trained on none of zoo's.
+before reading anything. Workdirs are orbax checkpoints plus the `config.json` the training loop writes. A converted
+model is a folder of `model.safetensors` (zoo's parameter paths) and a `config.json` with the family and model
+options only (`{"model_name": ..., "model": {...}}`): no task, since it was trained on none of zoo's.
 """
 
 from __future__ import annotations

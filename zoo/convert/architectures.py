@@ -272,8 +272,9 @@ def bert_rules(c: Mapping[str, Any], o: Mapping[str, Any]) -> list[Rule]:
               same(f"{p}.intermediate.dense.bias", f"{b}/mlp/wi/bias"),
               linear(f"{p}.output.dense.weight", f"{b}/mlp/wo/kernel"),
               same(f"{p}.output.dense.bias", f"{b}/mlp/wo/bias")]
+    norms = (("attention.output", "attention_norm"), ("output", "mlp_norm"))
     rules += [same(f"{p}.{hf}.LayerNorm.{w}", f"{b}/{zoo}/{'scale' if w == 'weight' else 'bias'}")
-              for hf, zoo in (("attention.output", "attention_norm"), ("output", "mlp_norm")) for w in ("weight", "bias")]
+              for hf, zoo in norms for w in ("weight", "bias")]
     return rules
 
   rules = [same("embeddings.word_embeddings.weight", "embed/table/embedding"),

@@ -37,8 +37,9 @@ def is_hf_directory(path: str | os.PathLike) -> bool:
 def architecture(config: dict[str, Any]) -> Architecture:
   kind = config.get("model_type")
   if kind not in ARCHITECTURES:
-    raise ConversionError(f"unsupported Hugging Face architecture {kind!r} ({', '.join(config.get('architectures') or [])});"
-                          f" supported: {', '.join(ARCHITECTURES)}")
+    classes = ", ".join(config.get("architectures") or [])
+    raise ConversionError(f"unsupported Hugging Face architecture {kind!r} ({classes}); supported: "
+                          f"{', '.join(ARCHITECTURES)}")
   return ARCHITECTURES[kind]
 
 
