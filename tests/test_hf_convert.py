@@ -18,6 +18,7 @@ from conftest import FIXTURES, REPO
 from zoo import models, pretrained
 from zoo.convert import hf
 from zoo.convert.architectures import ConversionError
+from zoo.nn import decay
 from zoo.train import param_paths
 
 HF = FIXTURES / "hf"
@@ -101,6 +102,14 @@ def test_import_then_export_gives_back_the_checkpoint(name, tmp_path):
   written, original = (safetensors_numpy.load_file(str(d / hf.WEIGHTS)) for d in (tmp_path, HF / name))
   assert written.keys() == original.keys()
   assert all(np.array_equal(written[k], original[k]) for k in written)
+
+
+def test_converted_biases_are_exempt_from_weight_decay():
+  model, _ = pretrained.load(str(HF / "qwen2"))  # q / k / v biases [heads, head_dim]: 2-D, yet biases
+  decays = param_paths.flatten(decay.mask(nnx.state(model, nnx.Param)))
+  biases = [path for path in decays if path.endswith("/bias")]
+  assert biases and not any(decays[path] for path in biases)
+  assert decays["backbone/blocks/0/attention/query/kernel"]
 
 
 def edited_copy(name: str, tmp_path: pathlib.Path, **fields) -> pathlib.Path:

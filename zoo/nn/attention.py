@@ -18,6 +18,7 @@ from flax import nnx, struct
 
 from zoo.attention import AttentionMask, attend, core
 from zoo.attention import linear
+from zoo.nn import decay
 from zoo.positional import Coordinates, PositionalEncoding, attention_terms, implements
 
 
@@ -43,8 +44,11 @@ def linear_to_heads(d_model: int, num_heads: int, head_dim: int, *, use_bias: bo
                     rngs: nnx.Rngs) -> nnx.LinearGeneral:
   init = nnx.with_partitioning(nnx.initializers.lecun_normal(), ("embed", "heads", "kv"))
   bias_init = nnx.with_partitioning(nnx.initializers.zeros, ("heads", "kv"))
-  return nnx.LinearGeneral(d_model, (num_heads, head_dim), use_bias=use_bias, kernel_init=init, bias_init=bias_init,
-                           dtype=dtype, rngs=rngs)
+  layer = nnx.LinearGeneral(d_model, (num_heads, head_dim), use_bias=use_bias, kernel_init=init,
+                            bias_init=bias_init, dtype=dtype, rngs=rngs)
+  if use_bias:  # a bias, though [heads, head_dim] is 2-D: weight decay would pull it toward 0 like a kernel
+    layer.bias.set_metadata(**{decay.KEY: False})
+  return layer
 
 
 class SelfAttention(nnx.Module):
