@@ -86,12 +86,12 @@ def fused_qkv(hf: str, zoo_prefix: str, heads: int) -> Rule:
   return Rule((hf,), names, split, join)
 
 
-def require(config: Mapping[str, Any], field: str, allowed, default=None, why: str = "") -> Any:
+def require(config: Mapping[str, Any], field: str, allowed, default=None) -> Any:
   """The config's `field`, or a ConversionError naming it when its value is not one of `allowed`."""
   value = config.get(field, default)
   if value not in allowed:
     raise ConversionError(f"{config.get('model_type')}: {field}={value!r} is not supported (supported: "
-                          f"{', '.join(map(repr, allowed))}){'; ' + why if why else ''}")
+                          f"{', '.join(map(repr, allowed))})")
   return value
 
 
@@ -166,8 +166,9 @@ def rope_options(c: Mapping[str, Any]) -> dict[str, Any]:
   if not rope:
     rope = dict(c.get("rope_scaling") or {}, rope_theta=c.get("rope_theta", 10000.0))
   kind = rope.get("rope_type", rope.get("type", "default"))
-  require({"model_type": c.get("model_type"), "rope_type": kind}, "rope_type", ("default", "linear"),
-          why="zoo's RoPE scalings match Hugging Face's exactly only for linear interpolation")
+  if kind not in ("default", "linear"):
+    raise ConversionError(f"{c.get('model_type')}: rope_type={kind!r} is not supported (supported: 'default', "
+                          f"'linear'); zoo's RoPE scalings match Hugging Face's exactly only for linear interpolation")
   options = dict(base=float(rope.get("rope_theta", 10000.0)))
   if kind == "linear":
     options.update(scaling="linear", factor=float(rope["factor"]))

@@ -124,6 +124,7 @@ def write(family: str, options: dict[str, Any], params: dict[str, np.ndarray], p
   arch = ARCHITECTURES[config["model_type"]]
   tensors = {}
   for rule in arch.rules(config, resolved_options(models.parse_config(family, options))):
+    # The base model's tensors carry the LM class's prefix (transformer., model.); its head does not.
     prefix = arch.prefixes[0] if arch.prefixes and not rule.hf[0].startswith("lm_head") else ""
     tensors.update({prefix + name: np.ascontiguousarray(value, np.float32)
                     for name, value in zip(rule.hf, rule.to_hf(*(np.asarray(params[p]) for p in rule.zoo)))})
