@@ -41,6 +41,12 @@ MODELS = {  # name -> (config, model class); "decoder" or "encoder" follows from
                 transformers.RobertaModel),
     "t5": (transformers.T5Config(**T5, feed_forward_proj="gated-gelu"), transformers.T5EncoderModel),
     "t5_relu": (transformers.T5Config(**T5, feed_forward_proj="relu"), transformers.T5EncoderModel),
+    # head_dim 16 (8 frequency pairs) and betas that put the ramp's ends at pairs 0 and 7: every pair is blended.
+    "llama_yarn": (transformers.LlamaConfig(**dict(LLAMA, hidden_size=32, num_attention_heads=2, num_key_value_heads=1),
+                                            rope_parameters=dict(rope_type="yarn", rope_theta=100.0, factor=4.0,
+                                                                 original_max_position_embeddings=16, beta_fast=2.0,
+                                                                 beta_slow=0.05)),
+                   transformers.LlamaForCausalLM),
 }
 
 EXPORTS = {  # zoo decoders written as Hugging Face models

@@ -22,8 +22,8 @@ from zoo.nn import decay
 from zoo.train import param_paths
 
 HF = FIXTURES / "hf"
-IMPORTS = ["gpt2", "llama", "mistral", "qwen2", "bert", "roberta", "t5", "t5_relu"]
-DECODERS = ["gpt2", "llama", "mistral", "qwen2"]
+IMPORTS = ["gpt2", "llama", "mistral", "qwen2", "llama_yarn", "bert", "roberta", "t5", "t5_relu"]
+DECODERS = ["gpt2", "llama", "mistral", "qwen2", "llama_yarn"]
 EXPORTS = ["export_gpt2", "export_llama"]
 TOLERANCE = 1e-4  # float32, as the issue asks
 
@@ -124,8 +124,10 @@ def edited_copy(name: str, tmp_path: pathlib.Path, **fields) -> pathlib.Path:
 @pytest.mark.parametrize("name,fields,message", [
     ("llama", dict(model_type="bloom"), r"unsupported Hugging Face architecture 'bloom'.*supported: gpt2, llama"),
     ("llama", dict(hidden_act="gelu"), r"llama: hidden_act='gelu' is not supported \(supported: 'silu'\)"),
-    ("llama", dict(rope_parameters=dict(rope_type="yarn", factor=4.0, rope_theta=500.0)),
-     r"llama: rope_type='yarn' is not supported \(supported: 'default', 'linear'\)"),
+    ("llama", dict(rope_parameters=dict(rope_type="llama3", factor=8.0, rope_theta=500.0)),
+     r"llama: rope_type='llama3' is not supported \(supported: 'default', 'linear', 'yarn'\)"),
+    ("llama_yarn", dict(rope_parameters=dict(rope_type="yarn", factor=4.0, rope_theta=100.0, mscale=0.707)),
+     r"llama: yarn mscale=0.707 is not supported"),
     ("llama", dict(rope_parameters=None, rope_scaling=dict(type="dynamic", factor=2.0)),
      r"rope_type='dynamic' is not supported"),
     ("mistral", dict(sliding_window=16), r"mistral: sliding_window=16 is shorter than max_position_embeddings=64"),

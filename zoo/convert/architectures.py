@@ -9,6 +9,7 @@ pair of inverse functions, so the same table imports and exports) and which tens
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -157,21 +158,31 @@ def gpt2_config(o: Mapping[str, Any]) -> dict[str, Any]:
 def rope_options(c: Mapping[str, Any]) -> dict[str, Any]:
   """zoo's RoPE options from `rope_parameters` (transformers ≥ 5) or `rope_theta` + `rope_scaling` (older).
 
-  Only scalings zoo computes identically are accepted: `linear` (position interpolation). Hugging Face's `yarn`
-  ramps between interpolation and extrapolation linearly in the *dimension index* (with rounded ends), zoo's in the
-  wavelength ratio; `dynamic` NTK changes the base with the sequence length, zoo's `ntk` is static; `llama3` and
-  `longrope` have no zoo counterpart — all refused rather than silently approximated.
+  Only scalings zoo computes identically are accepted: `linear` (position interpolation) and `yarn` (zoo's yarn with
+  the reference code's `ramp="index"`, the default attention factor 0.1 ln(factor) + 1, rounded ramp ends). `dynamic`
+  NTK changes the base with the sequence length where zoo's `ntk` is static; `llama3` and `longrope` have no zoo
+  counterpart; DeepSeek's yarn `mscale` has none either — all refused rather than silently approximated.
   """
   rope = dict(c.get("rope_parameters") or {})
   if not rope:
     rope = dict(c.get("rope_scaling") or {}, rope_theta=c.get("rope_theta", 10000.0))
   kind = rope.get("rope_type", rope.get("type", "default"))
-  if kind not in ("default", "linear"):
+  if kind not in ("default", "linear", "yarn"):
     raise ConversionError(f"{c.get('model_type')}: rope_type={kind!r} is not supported (supported: 'default', "
-                          f"'linear'); zoo's RoPE scalings match Hugging Face's exactly only for linear interpolation")
+                          f"'linear', 'yarn'); zoo's RoPE scalings match no other of Hugging Face's exactly")
   options = dict(base=float(rope.get("rope_theta", 10000.0)))
   if kind == "linear":
     options.update(scaling="linear", factor=float(rope["factor"]))
+  if kind == "yarn":
+    factor = float(rope["factor"])
+    for field, honoured in (("mscale", None), ("mscale_all_dim", None), ("truncate", True),
+                            ("attention_factor", 0.1 * math.log(factor) + 1.0 if factor > 1 else 1.0)):
+      if rope.get(field, honoured) != honoured:
+        raise ConversionError(f"{c.get('model_type')}: yarn {field}={rope[field]!r} is not supported (zoo's yarn has "
+                              f"{field}={honoured!r})")
+    options.update(scaling="yarn", factor=factor, ramp="index", beta_fast=float(rope.get("beta_fast") or 32),
+                   beta_slow=float(rope.get("beta_slow") or 1),
+                   original_length=rope.get("original_max_position_embeddings") or c["max_position_embeddings"])
   fraction = c.get("partial_rotary_factor", 1.0)
   if fraction != 1.0:
     options["fraction"] = float(fraction)
