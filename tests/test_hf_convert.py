@@ -104,6 +104,20 @@ def test_import_then_export_gives_back_the_checkpoint(name, tmp_path):
   assert all(np.array_equal(written[k], original[k]) for k in written)
 
 
+def test_a_sharded_checkpoint_reads_like_one_file(tmp_path):
+  tensors = safetensors_numpy.load_file(str(HF / "llama" / hf.WEIGHTS))
+  names = sorted(tensors)
+  shards = {"model-00001-of-00002.safetensors": names[::2], "model-00002-of-00002.safetensors": names[1::2]}
+  for file, part in shards.items():
+    safetensors_numpy.save_file({n: tensors[n] for n in part}, str(tmp_path / file), metadata={"format": "pt"})
+  weight_map = {name: file for file, part in shards.items() for name in part}
+  (tmp_path / hf.INDEX).write_text(json.dumps(dict(metadata={}, weight_map=weight_map)))
+  shutil.copy(HF / "llama" / hf.CONFIG, tmp_path / hf.CONFIG)
+  _, _, sharded = hf.read(tmp_path)
+  _, _, single = hf.read(HF / "llama")
+  assert sharded.keys() == single.keys() and all(np.array_equal(sharded[k], single[k]) for k in single)
+
+
 def test_converted_biases_are_exempt_from_weight_decay():
   model, _ = pretrained.load(str(HF / "qwen2"))  # q / k / v biases [heads, head_dim]: 2-D, yet biases
   decays = param_paths.flatten(decay.mask(nnx.state(model, nnx.Param)))

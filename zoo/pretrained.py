@@ -30,6 +30,7 @@ import numpy as np
 from flax import nnx
 
 from zoo import models
+from zoo.errors import CheckpointError  # noqa: F401 — part of this module's interface
 from zoo.train import param_paths
 
 CHECKPOINTS = pathlib.Path(__file__).resolve().parent.parent / "checkpoints"
@@ -37,10 +38,6 @@ MANIFEST = "manifest.json"
 CONFIG_FILE = "config.json"  # a workdir's config, written by the training loop
 PARAMS_FILE = "model.safetensors"  # a converted model's parameters, next to its config.json
 DTYPES = {"F32": np.dtype(np.float32), "BF16": np.dtype(jax.numpy.bfloat16)}
-
-
-class CheckpointError(ValueError):
-  """A checkpoint that cannot be found, verified or read: the message is one line naming it."""
 
 
 def manifest(root: str | os.PathLike = CHECKPOINTS) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 An `Architecture` says three things about one Hugging Face `model_type`: which zoo model options its config means
 (`options`, refusing every field zoo cannot honour), which tensor becomes which zoo parameter (`rules`, each rule a
 pair of inverse functions, so the same table imports and exports) and which tensors zoo deliberately leaves out
-(`ignored`: task heads it does not carry, buffers). Adding an architecture is one entry in `ARCHITECTURES`.
+(`ignored`: task heads it does not carry, buffers). Adding an architecture is one entry in `ARCHITECTURES`. Needs
+numpy only (no JAX), so config files can read a Hugging Face config through it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from zoo.pretrained import CheckpointError
+from zoo.errors import CheckpointError
 
 Arrays = tuple[np.ndarray, ...]
 
@@ -362,3 +363,13 @@ ARCHITECTURES: dict[str, Architecture] = {
                        ignored=(r"decoder\..*", r"lm_head\.weight", r"encoder\.embed_tokens\.weight"),
                        aliases={"encoder.embed_tokens.weight": "shared.weight"}),
 }
+
+
+def architecture(config: Mapping[str, Any]) -> Architecture:
+  """The table of a Hugging Face config's `model_type`, or the error naming it and the supported ones."""
+  kind = config.get("model_type")
+  if kind not in ARCHITECTURES:
+    classes = ", ".join(config.get("architectures") or [])
+    raise ConversionError(f"unsupported Hugging Face architecture {kind!r} ({classes}); supported: "
+                          f"{', '.join(ARCHITECTURES)}")
+  return ARCHITECTURES[kind]

@@ -21,7 +21,7 @@ import numpy as np
 from safetensors import numpy as safetensors_numpy
 
 from zoo import models, positional
-from zoo.convert.architectures import ARCHITECTURES, Architecture, ConversionError
+from zoo.convert.architectures import ARCHITECTURES, ConversionError, architecture
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -32,15 +32,6 @@ def is_hf_directory(path: str | os.PathLike) -> bool:
   """A directory whose config.json names a Hugging Face `model_type`."""
   config = pathlib.Path(path) / CONFIG
   return config.is_file() and "model_type" in json.loads(config.read_text())
-
-
-def architecture(config: dict[str, Any]) -> Architecture:
-  kind = config.get("model_type")
-  if kind not in ARCHITECTURES:
-    classes = ", ".join(config.get("architectures") or [])
-    raise ConversionError(f"unsupported Hugging Face architecture {kind!r} ({classes}); supported: "
-                          f"{', '.join(ARCHITECTURES)}")
-  return ARCHITECTURES[kind]
 
 
 def read_tensors(directory: pathlib.Path) -> dict[str, np.ndarray]:
