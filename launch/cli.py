@@ -78,7 +78,8 @@ def load_config(holder: flags.FlagHolder) -> dict | None:
 def define_model_flags() -> tuple[flags.FlagHolder, flags.FlagHolder, flags.FlagHolder]:
   """--pretrained / --workdir / --step: the trained model a command reads."""
   return (flags.DEFINE_string("pretrained", None, "a shipped model's name (see checkpoints/manifest.json)"),
-          flags.DEFINE_string("workdir", None, "a training workdir (or a checkpoint folder inside one)"),
+          flags.DEFINE_string("workdir", None, "a training workdir (or a checkpoint folder inside one), a "
+                                          "Hugging Face model directory or a launch.convert --out folder"),
           flags.DEFINE_integer("step", None, "with --workdir: this checkpoint step instead of the latest"))
 
 

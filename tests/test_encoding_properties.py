@@ -112,9 +112,26 @@ def test_decoder_output_at_t_ignores_later_tokens(pe):
   assert not np.allclose(np.asarray(a[:, 7:]), np.asarray(b[:, 7:]))
 
 
+# The options converted pretrained models bring (zoo.convert): grouped-query attention, biases everywhere, tanh-GELU,
+# unscaled logits and embeddings, another norm epsilon. Every encoding and core must keep working with them.
+PRETRAINED_STYLE = dict(num_kv_heads=1, qkv_bias=True, out_bias=True, mlp_bias=True, activation="gelu_tanh",
+                        scale_logits=False, scale_embeddings=False, norm_eps=1e-5)
+STYLES = {"zoo": {}, "pretrained": PRETRAINED_STYLE}
+
+
+def with_random_biases(model, seed=2):
+  """The model with every bias moved off zero (they start at zero, which would hide a misplaced one)."""
+  keys = iter(jax.random.split(jax.random.key(seed), 1000))
+  def move(path, x):
+    return x + 0.3 * jax.random.normal(next(keys), x.shape) if getattr(path[-1], "key", None) == "bias" else x
+  nnx.update(model, jax.tree_util.tree_map_with_path(move, nnx.state(model, nnx.Param)))
+  return model
+
+
+@pytest.mark.parametrize("style", STYLES)
 @pytest.mark.parametrize("pe,impl", [(n, "xla") for n in ENCODINGS] + [(n, "linear") for n in LINEAR_ENCODINGS])
-def test_cached_decoding_equals_full_forward(pe, impl):
-  model = token_model("decoder", pe, attention_impl=impl)
+def test_cached_decoding_equals_full_forward(pe, impl, style):
+  model = with_random_biases(token_model("decoder", pe, attention_impl=impl, **STYLES[style]))
   if impl == "linear":
     model.eval()  # the same random features in the full forward and at every decoding step
   tokens = random_tokens(1, (2, LENGTH))
@@ -128,6 +145,26 @@ def test_cached_decoding_equals_full_forward(pe, impl):
     pieces.append(step)
   np.testing.assert_allclose(np.asarray(jnp.concatenate(pieces, axis=1)), np.asarray(full), rtol=1e-5, atol=1e-5)
   np.testing.assert_array_equal(np.asarray(cache.index), [LENGTH, LENGTH])
+
+
+@pytest.mark.parametrize("pe", ENCODINGS)
+def test_pretrained_style_decoder_is_the_same_model_through_every_core_that_serves_it(pe):
+  """Grouped-query heads are repeated before the core, so every core serving the encoding's terms (chunked, the
+  Pallas kernels in the interpreter) must give the reference's logits with them."""
+  reference = with_random_biases(token_model("decoder", pe, **PRETRAINED_STYLE))
+  reference.eval()
+  coords = Coordinates(jnp.zeros((1, LENGTH), jnp.int32))
+  bias, scale = positional.attention_terms(reference.backbone.positional, coords, coords)
+  tokens = random_tokens(3, (2, LENGTH))
+  expected = forward(reference, tokens, None, None)
+  for impl in attention.cores_serving(bias, scale):
+    if impl in ("xla", "linear"):
+      continue
+    model = tiny_model("decoder", pe, attention_impl=impl, **per_token_options("decoder"), **PRETRAINED_STYLE)
+    model.eval()
+    nnx.update(model, nnx.state(reference, nnx.Param))
+    np.testing.assert_allclose(np.asarray(forward(model, tokens, None, None)), np.asarray(expected), rtol=1e-5,
+                               atol=1e-5, err_msg=impl)
 
 
 def numpy_table(table, rows):

@@ -3,12 +3,16 @@
   model, config = zoo.pretrained.load("lm_rope")               # a shipped name (see available())
   model, config = zoo.pretrained.load("/tmp/zoo/pi_urpe")      # a workdir: its latest checkpoint
   model, config = zoo.pretrained.load("/tmp/zoo/pi_urpe/checkpoints/400")  # one step of it
+  model, config = zoo.pretrained.load("/models/tiny-llama")         # a Hugging Face directory (zoo.convert.hf)
+  model, config = zoo.pretrained.load("/tmp/zoo/tiny-llama")        # what `launch.convert --from_hf` wrote
 
 Shipped checkpoints are parameters only, one safetensors file per model (an 8-byte header length, a JSON header of
 name → dtype, shape and byte range, then the raw little-endian arrays): plain to hash, small, readable without
 pickle or orbax, and by other safetensors readers. `checkpoints/manifest.json` holds each model's full config, task,
 metric, size, training time, the command that made it and the size and sha256 of every file, which `load` checks
-before reading anything. Workdirs are orbax checkpoints plus the `config.json` the training loop writes.
+before reading anything. Workdirs are orbax checkpoints plus the `config.json` the training loop writes. A converted
+model is a folder of `model.safetensors` (zoo's parameter paths) and a `config.json` with the family and model
+options only (`{"model_name": ..., "model": {...}}`): no task, since it was trained on none of zoo's.
 """
 
 from __future__ import annotations
@@ -26,16 +30,14 @@ import numpy as np
 from flax import nnx
 
 from zoo import models
+from zoo.errors import CheckpointError  # noqa: F401 — part of this module's interface
 from zoo.train import param_paths
 
 CHECKPOINTS = pathlib.Path(__file__).resolve().parent.parent / "checkpoints"
 MANIFEST = "manifest.json"
 CONFIG_FILE = "config.json"  # a workdir's config, written by the training loop
+PARAMS_FILE = "model.safetensors"  # a converted model's parameters, next to its config.json
 DTYPES = {"F32": np.dtype(np.float32), "BF16": np.dtype(jax.numpy.bfloat16)}
-
-
-class CheckpointError(ValueError):
-  """A checkpoint that cannot be found, verified or read: the message is one line naming it."""
 
 
 def manifest(root: str | os.PathLike = CHECKPOINTS) -> dict[str, Any]:
@@ -158,15 +160,39 @@ def _restore_workdir(workdir: pathlib.Path, step: int | None) -> tuple[dict[str,
 
 class Loaded(NamedTuple):
   params: dict[str, np.ndarray]  # path -> float32 array
-  config: dict[str, Any]  # the experiment config that trained them
+  config: dict[str, Any]  # the experiment config that trained them; converted models: model_name and model only
   source: str  # where they came from, for messages and reports
   workdir: pathlib.Path | None  # the training workdir (None for a shipped name)
   step: int | None  # its checkpoint's step
 
 
+def write_converted(path: str | os.PathLike, model_name: str, options: dict[str, Any], params: dict[str, np.ndarray],
+                    source: str) -> None:
+  """A converted model's folder: `model.safetensors` + `config.json` (family, model options, where it came from)."""
+  directory = pathlib.Path(path)
+  directory.mkdir(parents=True, exist_ok=True)
+  write_safetensors(directory / PARAMS_FILE, params)
+  config = dict(model_name=model_name, model=options, converted_from=source)
+  (directory / CONFIG_FILE).write_text(json.dumps(config, indent=1, sort_keys=True))
+
+
+def load_converted(path: pathlib.Path) -> Loaded | None:
+  """A Hugging Face directory (converted now) or a folder `write_converted` wrote; None for anything else."""
+  from zoo.convert import hf  # noqa: PLC0415 — safetensors and the architecture tables, only when needed
+
+  if hf.is_hf_directory(path):
+    model_name, options, params = hf.read(path)
+    return Loaded(params, dict(model_name=model_name, model=options), f"Hugging Face {path}", None, None)
+  if (path / PARAMS_FILE).is_file() and (path / CONFIG_FILE).is_file():
+    config = json.loads((path / CONFIG_FILE).read_text())
+    params = {name: value.astype(np.float32) for name, value in read_safetensors(path / PARAMS_FILE).items()}
+    return Loaded(params, {k: config[k] for k in ("model_name", "model")}, f"converted {path}", None, None)
+  return None
+
+
 def load_params(source: str, step: int | None = None, *, root: str | os.PathLike = CHECKPOINTS) -> Loaded:
   """The parameters and config of a shipped name, a workdir (latest checkpoint or `step`) or a checkpoint folder
-  in one; a shipped model's file sizes and sha256 are checked first."""
+  in one, a Hugging Face directory or a converted one; a shipped model's file sizes and sha256 are checked first."""
   if source in manifest(root):
     if step is not None:
       raise CheckpointError(f"pretrained {source!r} is a single checkpoint; a step cannot be chosen")
@@ -177,6 +203,11 @@ def load_params(source: str, step: int | None = None, *, root: str | os.PathLike
       arrays.update(read_safetensors(pathlib.Path(root) / file))
     return Loaded({path: value.astype(np.float32) for path, value in arrays.items()}, entry["config"],
                   f"pretrained {source!r}", None, None)
+  converted = load_converted(pathlib.Path(source).expanduser().resolve())
+  if converted is not None:
+    if step is not None:
+      raise CheckpointError(f"{converted.source} is a single checkpoint; a step cannot be chosen")
+    return converted
   workdir, step = _workdir_and_step(pathlib.Path(source).expanduser().resolve(), step)
   if not (workdir / CONFIG_FILE).is_file():
     names = ", ".join(available(root)) or "(none)"
@@ -187,11 +218,15 @@ def load_params(source: str, step: int | None = None, *, root: str | os.PathLike
 
 
 def build(config: dict[str, Any], params: dict[str, np.ndarray]) -> nnx.Module:
-  """The model of experiment `config` with `params` (every parameter of the model must be given, shapes equal)."""
+  """The model of experiment `config` (or of a converted model's model_name + model) with `params` (every
+  parameter of the model must be given, shapes equal)."""
   from zoo.train.options import parse_experiment  # noqa: PLC0415 — the task registry is only needed here
 
-  experiment = parse_experiment(config)
-  model = models.build(experiment.model_name, experiment.model)
+  if "task" in config:
+    experiment = parse_experiment(config)
+    model = models.build(experiment.model_name, experiment.model)
+  else:
+    model = models.build(config["model_name"], config["model"])
   graph, current, rest = nnx.split(model, nnx.Param, ...)
   wanted = param_paths.flatten(current)
   report = param_paths.match({p: v.shape for p, v in wanted.items()}, {p: v.shape for p, v in params.items()}, "")
@@ -204,7 +239,8 @@ def build(config: dict[str, Any], params: dict[str, np.ndarray]) -> nnx.Module:
 
 def load(source: str, step: int | None = None, *, root: str | os.PathLike = CHECKPOINTS
          ) -> tuple[nnx.Module, ml_collections.ConfigDict]:
-  """(model in eval mode, its experiment config) for a shipped name, a workdir or a checkpoint folder in one."""
+  """(model in eval mode, its experiment config) for a shipped name, a workdir or a checkpoint folder in one, a
+  Hugging Face directory or a converted one (config: model_name and model only)."""
   loaded = load_params(source, step, root=root)
   model = build(loaded.config, loaded.params)
   model.eval()

@@ -29,13 +29,17 @@ class Backbone(nnx.Module):
               norm_position=config.norm_position, causal=causal, encoding=encoding,
               attention_impl=config.attention_impl, feature_map=config.feature_map,
               num_features=config.num_features, dropout=config.dropout,
-              attention_dropout=config.attention_dropout, dtype=config.compute_dtype, rngs=rngs)
+              attention_dropout=config.attention_dropout, num_kv_heads=config.num_kv_heads,
+              qkv_bias=config.qkv_bias, out_bias=config.out_bias, mlp_bias=config.mlp_bias,
+              scale_logits=config.scale_logits, norm_eps=config.norm_eps, dtype=config.compute_dtype, rngs=rngs)
         for encoding in encodings])
+    norm = lambda: make_norm(config.norm, config.d_model, dtype=config.compute_dtype, rngs=rngs,
+                             epsilon=config.norm_eps)
+    self.embedding_norm = norm() if config.embedding_norm else None
     self.dropout = nnx.Dropout(config.dropout, rngs=rngs)
     self.randomize = (RandomizedPositions(config.randomized_positions, rngs=rngs) if config.randomized_positions
                       else None)
-    pre_norm = config.norm_position == "pre"
-    self.final_norm = make_norm(config.norm, config.d_model, dtype=config.compute_dtype, rngs=rngs) if pre_norm else None
+    self.final_norm = norm() if config.norm_position == "pre" else None
 
   def __call__(
       self,
@@ -51,6 +55,8 @@ class Backbone(nnx.Module):
     coords = positional.Coordinates(positions, relation)
     if positional.implements(self.positional, "embed"):
       x = self.positional.embed(x, coords)
+    if self.embedding_norm is not None:
+      x = self.embedding_norm(x)
     x = self.dropout(x)
     new_caches = []
     for i, block in enumerate(self.blocks):

@@ -22,10 +22,20 @@ class TransformerConfig:
   d_model: int = 128
   num_heads: int = 4
   head_dim: int | None = None  # None: d_model // num_heads
+  # Grouped-query attention (Ainslie et al. 2023): num_heads / num_kv_heads query heads share each key/value head.
+  num_kv_heads: int | None = None  # None: num_heads (multi-head attention)
   mlp_dim: int | None = None  # None: 4 · d_model
-  activation: Literal["gelu", "swiglu"] = "gelu"
+  activation: Literal["gelu", "gelu_tanh", "relu", "swiglu", "geglu_tanh"] = "gelu"  # see zoo.nn.mlp
   norm: Literal["layernorm", "rmsnorm"] = "layernorm"
   norm_position: Literal["pre", "post"] = "pre"
+  norm_eps: float = 1e-6
+  # Biases the pretrained families carry (GPT-2 / BERT: all; Qwen2: q, k, v only); zoo's own models have none.
+  qkv_bias: bool = False
+  out_bias: bool = False  # the attention output projection
+  mlp_bias: bool = False
+  scale_logits: bool = True  # q·k / √d; False: unscaled logits (T5 folds the scale into its initialisation)
+  scale_embeddings: bool = True  # token embeddings × √d_model (zoo's models); False as in GPT-2 / LLaMA / BERT / T5
+  embedding_norm: bool = False  # a norm after the token + absolute position embeddings (BERT / RoBERTa)
   dropout: float = 0.0
   attention_dropout: float = 0.0
   pe: str = "rope"  # a name from zoo.positional.available()
@@ -43,6 +53,9 @@ class TransformerConfig:
       check(getattr(self, name) >= 1, f"model: {name} must be >= 1, got {getattr(self, name)}")
     check(self.head_dim is not None or self.d_model % self.num_heads == 0,
           f"model: num_heads ({self.num_heads}) must divide d_model ({self.d_model}), or set head_dim")
+    check(self.num_kv_heads is None or (self.num_kv_heads >= 1 and self.num_heads % self.num_kv_heads == 0),
+          f"model: num_kv_heads ({self.num_kv_heads}) must divide num_heads ({self.num_heads})")
+    check(self.norm_eps > 0, f"model: norm_eps must be > 0, got {self.norm_eps}")
     for name in ("dropout", "attention_dropout"):
       check(0.0 <= getattr(self, name) < 1.0, f"model: {name} must be in [0, 1), got {getattr(self, name)}")
     check(self.randomized_positions == 0 or self.randomized_positions >= self.max_length,
@@ -61,6 +74,10 @@ class TransformerConfig:
   @property
   def resolved_head_dim(self) -> int:
     return self.head_dim or self.d_model // self.num_heads
+
+  @property
+  def resolved_kv_heads(self) -> int:
+    return self.num_kv_heads or self.num_heads
 
   @property
   def resolved_mlp_dim(self) -> int:
@@ -93,13 +110,16 @@ class EncoderConfig(TransformerConfig):
   pe: str = "sinusoidal"
   # token: per-token logits; sequence: one label per sequence; dual: one label per pair of sequences
   # (tokens [batch, 2, length], LRA Retrieval style).
-  head: Literal["token", "sequence", "dual"] = "sequence"
+  # none: the final features [batch, length, d_model] (a pretrained encoder whose own head zoo does not carry).
+  head: Literal["token", "sequence", "dual", "none"] = "sequence"
   pooling: Literal["cls", "mean"] = "mean"  # sequence / dual heads
   num_classes: int = 2
+  type_vocab_size: int = 0  # > 0: learned token-type embeddings added to the input (BERT's sentence A / B)
 
   def __post_init__(self):
     super().__post_init__()
     check(self.num_classes >= 1, f"model: num_classes must be >= 1, got {self.num_classes}")
+    check(self.type_vocab_size >= 0, f"model: type_vocab_size must be >= 0, got {self.type_vocab_size}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -35,7 +35,8 @@ class Decoder(nnx.Module):
 
   def __init__(self, config: DecoderConfig, *, rngs: nnx.Rngs):
     self.config = config
-    self.embed = TokenEmbedding(config.vocab_size, config.d_model, dtype=config.compute_dtype, rngs=rngs)
+    self.embed = TokenEmbedding(config.vocab_size, config.d_model, dtype=config.compute_dtype, rngs=rngs,
+                                scale=config.scale_embeddings)
     self.backbone = Backbone(config, causal=True, rngs=rngs)
     if not config.tie_embeddings:
       init = nnx.with_partitioning(nnx.initializers.lecun_normal(), ("embed", "vocab"))

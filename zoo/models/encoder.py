@@ -21,14 +21,20 @@ def classifier(in_features: int, num_classes: int, *, rngs: nnx.Rngs) -> nnx.Lin
 class Encoder(nnx.Module):
   """tokens -> logits: [batch, length, classes] (token head), [batch, classes] (sequence head), or for pairs
   tokens [batch, 2, length] -> [batch, classes] (dual head: both sides encoded by the same tower, then
-  [u, v, u·v, u−v] → MLP → classes, as in LRA Retrieval)."""
+  [u, v, u·v, u−v] → MLP → classes, as in LRA Retrieval), or the final features [batch, length, d_model] (head
+  "none": a converted pretrained encoder, whose task heads zoo does not carry)."""
 
   Config = EncoderConfig
 
   def __init__(self, config: EncoderConfig, *, rngs: nnx.Rngs):
     self.config = config
-    self.embed = TokenEmbedding(config.vocab_size, config.d_model, dtype=config.compute_dtype, rngs=rngs)
-    pooled = config.head != "token"
+    self.embed = TokenEmbedding(config.vocab_size, config.d_model, dtype=config.compute_dtype, rngs=rngs,
+                                scale=config.scale_embeddings)
+    if config.type_vocab_size:
+      type_init = nnx.with_partitioning(nnx.initializers.normal(0.02), ("vocab", "embed"))
+      self.token_types = nnx.Embed(config.type_vocab_size, config.d_model, embedding_init=type_init,
+                                   dtype=config.compute_dtype, rngs=rngs)
+    pooled = config.head not in ("token", "none")
     if pooled and config.pooling == "cls":
       cls_init = nnx.with_partitioning(nnx.initializers.normal(0.02), ("embed",))
       self.cls = nnx.Param(cls_init(rngs.params(), (config.d_model,)))  # [d_model]
@@ -36,7 +42,8 @@ class Encoder(nnx.Module):
     if config.head == "dual":
       hidden_init = nnx.with_partitioning(nnx.initializers.lecun_normal(), (None, "embed"))
       self.pair_hidden = nnx.Linear(4 * config.d_model, config.d_model, kernel_init=hidden_init, rngs=rngs)
-    self.head = classifier(config.d_model, config.num_classes, rngs=rngs)
+    if config.head != "none":
+      self.head = classifier(config.d_model, config.num_classes, rngs=rngs)
 
   def encode(
       self,
@@ -45,10 +52,15 @@ class Encoder(nnx.Module):
       positions: jax.Array | None = None,  # [batch, length] int; default 0..length-1
       segment_ids: jax.Array | None = None,  # [batch, length] int (packed sequences; token head only)
       mask: jax.Array | None = None,  # [batch, length] bool; False marks padding
+      token_types: jax.Array | None = None,  # [batch, length] int < type_vocab_size; default 0
   ) -> tuple[jax.Array, jax.Array | None]:  # features [batch, length(+1 with CLS), d_model], their validity
     positions = default_positions(tokens) if positions is None else positions
     x = self.embed(tokens)  # [batch, length, d_model]
-    if self.config.head != "token" and self.config.pooling == "cls":
+    if self.config.type_vocab_size:
+      x = x + self.token_types(jnp.zeros_like(tokens) if token_types is None else token_types)
+    elif token_types is not None:
+      raise ValueError("token_types need an encoder with type_vocab_size > 0")
+    if self.config.head not in ("token", "none") and self.config.pooling == "cls":
       # The CLS vector takes position 0; token positions shift by one.
       batch = tokens.shape[0]
       cls = jnp.broadcast_to(self.cls[...].astype(x.dtype), (batch, 1, x.shape[-1]))
@@ -67,9 +79,10 @@ class Encoder(nnx.Module):
     return total / jnp.maximum(weights.sum(axis=1, keepdims=True), 1.0)
 
   def __call__(self, tokens: jax.Array, *, positions: jax.Array | None = None,
-               segment_ids: jax.Array | None = None, mask: jax.Array | None = None) -> jax.Array:
+               segment_ids: jax.Array | None = None, mask: jax.Array | None = None,
+               token_types: jax.Array | None = None) -> jax.Array:
     head = self.config.head
-    if segment_ids is not None and head != "token":
+    if segment_ids is not None and head not in ("token", "none"):
       raise ValueError(f"segment_ids (packed sequences) need head='token'; this encoder has head={head!r}")
     expected_rank = 3 if head == "dual" else 2
     if tokens.ndim != expected_rank:
@@ -85,7 +98,10 @@ class Encoder(nnx.Module):
       u, v = pooled[:, 0], pooled[:, 1]
       hidden = jax.nn.gelu(self.pair_hidden(jnp.concatenate([u, v, u * v, u - v], axis=-1)), approximate=False)
       return self.head(hidden).astype(jnp.float32)
-    features, valid = self.encode(tokens, positions=positions, segment_ids=segment_ids, mask=mask)
+    features, valid = self.encode(tokens, positions=positions, segment_ids=segment_ids, mask=mask,
+                                  token_types=token_types)
+    if head == "none":
+      return features.astype(jnp.float32)
     if head == "token":
       return self.head(features).astype(jnp.float32)
     return self.head(self.pool(features, valid)).astype(jnp.float32)

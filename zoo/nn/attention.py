@@ -18,6 +18,7 @@ from flax import nnx, struct
 
 from zoo.attention import AttentionMask, attend, core
 from zoo.attention import linear
+from zoo.nn import decay
 from zoo.positional import Coordinates, PositionalEncoding, attention_terms, implements
 
 
@@ -39,31 +40,48 @@ def write_at(buffer: jax.Array, update: jax.Array, start: jax.Array) -> jax.Arra
   return jax.vmap(write_one)(buffer, update, start)
 
 
-def linear_to_heads(d_model: int, num_heads: int, head_dim: int, *, dtype, rngs: nnx.Rngs) -> nnx.LinearGeneral:
+def linear_to_heads(d_model: int, num_heads: int, head_dim: int, *, use_bias: bool = False, dtype,
+                    rngs: nnx.Rngs) -> nnx.LinearGeneral:
   init = nnx.with_partitioning(nnx.initializers.lecun_normal(), ("embed", "heads", "kv"))
-  return nnx.LinearGeneral(d_model, (num_heads, head_dim), use_bias=False, kernel_init=init, dtype=dtype, rngs=rngs)
+  bias_init = nnx.with_partitioning(nnx.initializers.zeros, ("heads", "kv"))
+  layer = nnx.LinearGeneral(d_model, (num_heads, head_dim), use_bias=use_bias, kernel_init=init,
+                            bias_init=bias_init, dtype=dtype, rngs=rngs)
+  if use_bias:  # a bias, though [heads, head_dim] is 2-D: weight decay would pull it toward 0 like a kernel
+    layer.bias.set_metadata(**{decay.KEY: False})
+  return layer
 
 
 class SelfAttention(nnx.Module):
   """Self-attention with the positional hooks. `impl="linear"` uses kernelized attention with `feature_map`
   ("favor": `num_features` random features redrawn at every training call from the "features" RNG stream and fixed
-  in evaluation; "relu": deterministic)."""
+  in evaluation; "relu": deterministic).
+
+  With `num_kv_heads` < `num_heads` (grouped-query attention) keys and values are projected to fewer heads and
+  repeated right after the projection, so encodings, every core and the decoding cache see ordinary multi-head
+  attention: the parameters shrink, the cache does not.
+  """
 
   def __init__(self, *, d_model: int, num_heads: int, head_dim: int, causal: bool, encoding: PositionalEncoding,
                impl: str = "xla", feature_map: str = "favor", num_features: int = 256, dropout_rate: float = 0.0,
-               dtype=jnp.float32, rngs: nnx.Rngs):
+               num_kv_heads: int | None = None, qkv_bias: bool = False, out_bias: bool = False,
+               scale_logits: bool = True, dtype=jnp.float32, rngs: nnx.Rngs):
     self.causal = causal
     self.encoding = encoding
     self.impl = impl
     self.num_heads, self.head_dim, self.dtype = num_heads, head_dim, dtype
+    self.kv_repeats = num_heads // (num_kv_heads or num_heads)
+    self.scale_logits = scale_logits
     self.dropout_rate = dropout_rate
     self.deterministic = False  # flipped by `model.eval()` / `model.train()`
-    self.query = linear_to_heads(d_model, num_heads, head_dim, dtype=dtype, rngs=rngs)
-    self.key = linear_to_heads(d_model, num_heads, head_dim, dtype=dtype, rngs=rngs)
-    self.value = linear_to_heads(d_model, num_heads, head_dim, dtype=dtype, rngs=rngs)
+    self.query = linear_to_heads(d_model, num_heads, head_dim, use_bias=qkv_bias, dtype=dtype, rngs=rngs)
+    self.key = linear_to_heads(d_model, num_kv_heads or num_heads, head_dim, use_bias=qkv_bias, dtype=dtype,
+                               rngs=rngs)
+    self.value = linear_to_heads(d_model, num_kv_heads or num_heads, head_dim, use_bias=qkv_bias, dtype=dtype,
+                                 rngs=rngs)
     out_init = nnx.with_partitioning(nnx.initializers.lecun_normal(), ("heads", "kv", "embed"))
-    self.out = nnx.LinearGeneral((num_heads, head_dim), d_model, axis=(-2, -1), use_bias=False,
-                                 kernel_init=out_init, dtype=dtype, rngs=rngs)
+    out_bias_init = nnx.with_partitioning(nnx.initializers.zeros, ("embed",))
+    self.out = nnx.LinearGeneral((num_heads, head_dim), d_model, axis=(-2, -1), use_bias=out_bias,
+                                 kernel_init=out_init, bias_init=out_bias_init, dtype=dtype, rngs=rngs)
     self.dropout_rngs = rngs.dropout.fork() if dropout_rate > 0 else None
     self.is_linear = (impl != "auto" and core(impl).cache == "state")
     if self.is_linear:
@@ -98,7 +116,9 @@ class SelfAttention(nnx.Module):
       cache: LayerCache | None = None,
       cache_index: jax.Array | None = None,  # [batch] int: where the new tokens go in a KV cache
   ) -> tuple[jax.Array, LayerCache | None]:
-    q, k, v = self.query(x), self.key(x), self.value(x)  # [batch, length, heads, head_dim]
+    q, k, v = self.query(x), self.key(x), self.value(x)  # q [batch, length, heads, head_dim]; k, v: kv heads
+    if self.kv_repeats > 1:  # kv head j serves query heads j·repeats .. (j + 1)·repeats − 1
+      k, v = (jnp.repeat(a, self.kv_repeats, axis=2) for a in (k, v))  # [batch, length, heads, head_dim]
     if implements(self.encoding, "transform_qk"):
       q, k = self.encoding.transform_qk(q, k, coords, coords)  # [batch, length, heads, qk_dim]
     if cache is not None and segment_ids is not None:
@@ -110,11 +130,15 @@ class SelfAttention(nnx.Module):
                            cache_index=cache_index)
     return self.out(out), cache
 
+  def softmax_scale(self, q: jax.Array) -> float:
+    """1/√(qk_dim), or 1 for unscaled logits."""
+    return q.shape[-1] ** -0.5 if self.scale_logits else 1.0
+
   def attend_linear(self, q, k, v, coords, *, segment_ids, valid, cache, cache_index):
     """Kernelized attention; with a cache, a continuation of its recurrent state (positions follow the cache)."""
     del cache_index  # the state is a sum over the keys so far: it has no slots
     positions = coords.positions
-    softmax_scale = q.shape[-1] ** -0.5
+    softmax_scale = self.softmax_scale(q)
     projection = None
     if self.feature_keys is not None:  # FAVOR+: one draw per call, shared by heads, fixed while deterministic
       projection = linear.orthogonal_random_features(self.feature_keys(), self.num_features, q.shape[-1])
@@ -150,7 +174,7 @@ class SelfAttention(nnx.Module):
                          k_valid=k_valid, causal=self.causal)
     bias, scale = attention_terms(self.encoding, q_coords, k_coords)
     use_dropout = self.dropout_rate > 0 and not self.deterministic
-    out = attend(q, k, v, impl=self.impl, mask=mask, bias=bias, scale=scale, softmax_scale=q.shape[-1] ** -0.5,
+    out = attend(q, k, v, impl=self.impl, mask=mask, bias=bias, scale=scale, softmax_scale=self.softmax_scale(q),
                  dropout_rate=self.dropout_rate if use_dropout else 0.0,
                  dropout_rng=self.dropout_rngs() if use_dropout else None)
     return out, cache

@@ -20,17 +20,19 @@ class Block(nnx.Module):
   def __init__(self, *, d_model: int, num_heads: int, head_dim: int, mlp_dim: int, activation: str, norm: str,
                norm_position: str, causal: bool, encoding: PositionalEncoding, attention_impl: str,
                dropout: float, attention_dropout: float, dtype, rngs: nnx.Rngs, feature_map: str = "favor",
-               num_features: int = 256):
+               num_features: int = 256, num_kv_heads: int | None = None, qkv_bias: bool = False,
+               out_bias: bool = False, mlp_bias: bool = False, scale_logits: bool = True, norm_eps: float = 1e-6):
     if norm_position not in NORM_POSITIONS:
       raise ValueError(f"unknown norm_position {norm_position!r}; valid choices: {', '.join(NORM_POSITIONS)}")
     self.pre_norm = norm_position == "pre"
-    self.attention_norm = make_norm(norm, d_model, dtype=dtype, rngs=rngs)
+    self.attention_norm = make_norm(norm, d_model, dtype=dtype, rngs=rngs, epsilon=norm_eps)
     self.attention = SelfAttention(d_model=d_model, num_heads=num_heads, head_dim=head_dim, causal=causal,
                                    encoding=encoding, impl=attention_impl, feature_map=feature_map,
                                    num_features=num_features, dropout_rate=attention_dropout,
-                                   dtype=dtype, rngs=rngs)
-    self.mlp_norm = make_norm(norm, d_model, dtype=dtype, rngs=rngs)
-    self.mlp = Mlp(d_model, mlp_dim, activation, dtype=dtype, rngs=rngs)
+                                   num_kv_heads=num_kv_heads, qkv_bias=qkv_bias, out_bias=out_bias,
+                                   scale_logits=scale_logits, dtype=dtype, rngs=rngs)
+    self.mlp_norm = make_norm(norm, d_model, dtype=dtype, rngs=rngs, epsilon=norm_eps)
+    self.mlp = Mlp(d_model, mlp_dim, activation, use_bias=mlp_bias, dtype=dtype, rngs=rngs)
     self.dropout = nnx.Dropout(dropout, rngs=rngs)
 
   def __call__(self, x: jax.Array, coords: Coordinates, *, cache: LayerCache | None = None,

@@ -9,12 +9,13 @@ from flax import nnx
 
 class TokenEmbedding(nnx.Module):
   """Rows initialised N(0, 1/d_model) and scaled by √d_model on input (Vaswani et al.; Gemma), so input features
-  have unit scale while tied output logits `attend(h) = h · Eᵀ` start at O(1)."""
+  have unit scale while tied output logits `attend(h) = h · Eᵀ` start at O(1). `scale=False` reads the rows as they
+  are, as pretrained GPT-2 / LLaMA / BERT / T5 tables expect."""
 
-  def __init__(self, vocab_size: int, d_model: int, *, dtype, rngs: nnx.Rngs):
+  def __init__(self, vocab_size: int, d_model: int, *, dtype, rngs: nnx.Rngs, scale: bool = True):
     init = nnx.with_partitioning(nnx.initializers.normal(d_model ** -0.5), ("vocab", "embed"))
     self.table = nnx.Embed(vocab_size, d_model, embedding_init=init, dtype=dtype, rngs=rngs)
-    self.scale = d_model ** 0.5
+    self.scale = d_model ** 0.5 if scale else 1.0
 
   def __call__(self, tokens: jax.Array) -> jax.Array:  # [...] int -> [..., d_model]
     return self.table(tokens) * jnp.asarray(self.scale, self.table.dtype or jnp.float32)

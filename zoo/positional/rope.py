@@ -9,6 +9,8 @@ q·k depends on positions only through their difference; with `scaling`, the fre
 * `yarn` — YaRN (Peng et al. 2023): per frequency pair d with r_d = original_length / wavelength_d, a ramp
   γ = clip((r_d − beta_slow) / (beta_fast − beta_slow), 0, 1) blends interpolation (γ = 0: θ_d / factor) and
   extrapolation (γ = 1: θ_d); and an attention temperature: q and k are both multiplied by 0.1 · ln(factor) + 1.
+  `ramp="index"` is the ramp of YaRN's reference code and Hugging Face's `yarn`: linear in the pair index d between
+  the (rounded) indices where r_d crosses beta_fast and beta_slow — what converted checkpoints were trained with.
 """
 
 from __future__ import annotations
@@ -67,7 +69,8 @@ def apply_rope(
 
 
 def rope_frequencies(rot: int, base: float, scaling: str = "none", factor: float = 1.0,
-                     original_length: int = 2048, beta_fast: float = 32.0, beta_slow: float = 1.0) -> jax.Array:
+                     original_length: int = 2048, beta_fast: float = 32.0, beta_slow: float = 1.0,
+                     ramp: str = "ratio") -> jax.Array:
   """The rotation frequency of each of the rot/2 feature pairs, [rot / 2] float32 (see the module docstring)."""
   exponents = jnp.arange(0, rot, 2, dtype=jnp.float32) / rot
   if scaling == "ntk":
@@ -76,13 +79,21 @@ def rope_frequencies(rot: int, base: float, scaling: str = "none", factor: float
   if scaling == "linear":
     return inv_freq / factor
   if scaling == "yarn":
-    ratio = original_length * inv_freq / (2 * jnp.pi)  # r_d: wavelengths that fit in the original context
-    gamma = jnp.clip((ratio - beta_slow) / (beta_fast - beta_slow), 0.0, 1.0)
+    if ramp == "index":
+      # The pair index (real-valued) at which r_d = rotations, inverted from r_d = L · base^(−2d/rot) / 2π.
+      index_of = lambda rotations: rot * math.log(original_length / (rotations * 2 * math.pi)) / (2 * math.log(base))
+      low, high = max(math.floor(index_of(beta_fast)), 0), min(math.ceil(index_of(beta_slow)), rot - 1)
+      high = high + 0.001 if high == low else high
+      gamma = 1 - jnp.clip((jnp.arange(rot // 2, dtype=jnp.float32) - low) / (high - low), 0.0, 1.0)
+    else:
+      ratio = original_length * inv_freq / (2 * jnp.pi)  # r_d: wavelengths that fit in the original context
+      gamma = jnp.clip((ratio - beta_slow) / (beta_fast - beta_slow), 0.0, 1.0)
     return (1 - gamma) * inv_freq / factor + gamma * inv_freq
   return inv_freq
 
 
 SCALINGS = ("none", "linear", "ntk", "yarn")
+RAMPS = ("ratio", "index")  # yarn: the paper's ramp over r_d, or the reference code's over the pair index
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +106,7 @@ class RopeOptions:
   original_length: int = 2048  # yarn: the context the model was trained on
   beta_fast: float = 32.0  # yarn: pairs with more than beta_fast wavelengths in the original context extrapolate
   beta_slow: float = 1.0  # yarn: pairs with fewer than beta_slow wavelengths interpolate
+  ramp: str = "ratio"  # yarn: one of RAMPS
 
   def __post_init__(self):
     check(self.base > 1.0, f"rope: base must be > 1, got {self.base}")
@@ -102,6 +114,7 @@ class RopeOptions:
     check(self.scaling in SCALINGS, f"rope: scaling must be one of {', '.join(SCALINGS)}, got {self.scaling!r}")
     check(self.factor >= 1.0, f"rope: factor must be >= 1, got {self.factor}")
     check(self.original_length >= 1, f"rope: original_length must be >= 1, got {self.original_length}")
+    check(self.ramp in RAMPS, f"rope: ramp must be one of {', '.join(RAMPS)}, got {self.ramp!r}")
     check(self.beta_fast > self.beta_slow > 0, f"rope: need beta_fast > beta_slow > 0, got {self.beta_fast}, "
                                                f"{self.beta_slow}")
 
@@ -127,7 +140,8 @@ class Rope(PositionalEncoding):
   def transform_qk(self, q, k, q_coords, k_coords):
     o = self.options
     rot = rotary_dim(q.shape[-1], o.fraction)
-    inv_freq = rope_frequencies(rot, o.base, o.scaling, o.factor, o.original_length, o.beta_fast, o.beta_slow)
+    inv_freq = rope_frequencies(rot, o.base, o.scaling, o.factor, o.original_length, o.beta_fast, o.beta_slow,
+                                o.ramp)
 
     def rotate(x, pos):
       out = apply_rope(x, pos, fraction=o.fraction, interleaved=o.interleaved, inv_freq=inv_freq)

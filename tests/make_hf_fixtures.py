@@ -1,0 +1,118 @@
+"""Writes tests/fixtures/hf/: tiny random Hugging Face models, their logits, and zoo decoders exported to HF.
+
+  .venv/bin/pip install torch transformers   # only for this script; zoo and its tests need neither
+  .venv/bin/python tests/make_hf_fixtures.py
+
+For every supported architecture a tiny random model (`transformers` config classes, seeded) is saved with
+`save_pretrained` (config.json + model.safetensors) next to `reference.npz`: the inputs (tokens, a right-padded
+attention mask, token types) and the outputs transformers computes for them (decoders: LM logits; encoders: the
+last hidden state, as zoo's `head="none"` returns). `export_*` are zoo decoders (options and seed in
+`zoo_model.json`) written by `zoo.convert.hf.write`, with the logits transformers computes after loading them.
+"""
+
+import json
+import pathlib
+import shutil
+
+import numpy as np
+import torch
+import transformers
+
+OUT = pathlib.Path(__file__).parent / "fixtures" / "hf"
+BATCH, LENGTH, PADDED_LENGTH = 2, 8, 5  # row 1 is right-padded to 5 real tokens
+
+LLAMA = dict(vocab_size=256, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, max_position_embeddings=64)
+BERT = dict(vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+            type_vocab_size=2)
+T5 = dict(vocab_size=64, d_model=16, d_kv=8, d_ff=32, num_layers=2, num_heads=2, relative_attention_num_buckets=8,
+          relative_attention_max_distance=16)
+
+MODELS = {  # name -> (config, model class); "decoder" or "encoder" follows from the class
+    "gpt2": (transformers.GPT2Config(vocab_size=64, n_embd=16, n_layer=2, n_head=2, n_positions=32),
+             transformers.GPT2LMHeadModel),
+    "llama": (transformers.LlamaConfig(**LLAMA, rope_theta=500.0), transformers.LlamaForCausalLM),
+    "mistral": (transformers.MistralConfig(**LLAMA, sliding_window=None, tie_word_embeddings=True,
+                                           rope_scaling={"rope_type": "linear", "factor": 2.0}),
+                transformers.MistralForCausalLM),
+    "qwen2": (transformers.Qwen2Config(**LLAMA, rope_theta=1e6), transformers.Qwen2ForCausalLM),
+    "bert": (transformers.BertConfig(**BERT, max_position_embeddings=32), transformers.BertModel),
+    "roberta": (transformers.RobertaConfig(**BERT, max_position_embeddings=34, pad_token_id=1),
+                transformers.RobertaModel),
+    "t5": (transformers.T5Config(**T5, feed_forward_proj="gated-gelu"), transformers.T5EncoderModel),
+    "t5_relu": (transformers.T5Config(**T5, feed_forward_proj="relu"), transformers.T5EncoderModel),
+    # head_dim 16 (8 frequency pairs) and betas that put the ramp's ends at pairs 0 and 7: every pair is blended.
+    "llama_yarn": (transformers.LlamaConfig(**dict(LLAMA, hidden_size=32, num_attention_heads=2, num_key_value_heads=1),
+                                            rope_parameters=dict(rope_type="yarn", rope_theta=100.0, factor=4.0,
+                                                                 original_max_position_embeddings=16, beta_fast=2.0,
+                                                                 beta_slow=0.05)),
+                   transformers.LlamaForCausalLM),
+}
+
+EXPORTS = {  # zoo decoders written as Hugging Face models
+    "export_gpt2": dict(vocab_size=64, num_layers=2, d_model=16, num_heads=2, mlp_dim=32, activation="gelu_tanh",
+                        norm_eps=1e-5, qkv_bias=True, out_bias=True, mlp_bias=True, scale_embeddings=False,
+                        pe="learned", max_length=32, tie_embeddings=True),
+    "export_llama": dict(vocab_size=64, num_layers=2, d_model=16, num_heads=4, num_kv_heads=2, mlp_dim=32,
+                         activation="swiglu", norm="rmsnorm", scale_embeddings=False, pe="rope",
+                         pe_options=dict(base=1000.0), max_length=64, tie_embeddings=False),
+}
+
+
+def inputs(vocab: int, seed: int, pad_id: int = 0, avoid: int | None = None) -> dict[str, np.ndarray]:
+  rng = np.random.default_rng(seed)
+  tokens = rng.integers(0, vocab, (BATCH, LENGTH))
+  if avoid is not None:  # RoBERTa: real tokens must not be the pad id (it numbers positions from them)
+    tokens[tokens == avoid] = avoid + 1
+  mask = np.ones((BATCH, LENGTH), bool)
+  mask[1, PADDED_LENGTH:] = False
+  tokens[~mask] = pad_id
+  return dict(tokens=tokens, mask=mask, token_types=(rng.random((BATCH, LENGTH)) < 0.5) & mask)
+
+
+def outputs(model, batch: dict[str, np.ndarray]) -> np.ndarray:
+  model.eval()
+  kwargs = dict(input_ids=torch.tensor(batch["tokens"]), attention_mask=torch.tensor(batch["mask"]).long())
+  if model.config.model_type == "bert":  # the one fixture with sentence A / B types
+    kwargs["token_type_ids"] = torch.tensor(batch["token_types"]).long()
+  with torch.no_grad():
+    out = model(**kwargs)
+  return (out.logits if hasattr(out, "logits") else out.last_hidden_state).numpy().astype(np.float32)
+
+
+def save_reference(directory: pathlib.Path, batch: dict[str, np.ndarray], logits: np.ndarray) -> None:
+  np.savez(directory / "reference.npz", tokens=batch["tokens"].astype(np.int32), mask=batch["mask"],
+           token_types=batch["token_types"].astype(np.int32), logits=logits)
+
+
+def main():
+  from flax import nnx  # noqa: PLC0415 — zoo itself, for the exports
+
+  from zoo import models  # noqa: PLC0415
+  from zoo.convert import hf  # noqa: PLC0415
+  from zoo.train import param_paths  # noqa: PLC0415
+
+  shutil.rmtree(OUT, ignore_errors=True)
+  for seed, (name, (config, cls)) in enumerate(MODELS.items()):
+    torch.manual_seed(seed)
+    model = cls(config)
+    directory = OUT / name
+    model.save_pretrained(directory, safe_serialization=True)
+    pad = config.pad_token_id if config.model_type == "roberta" else 0
+    batch = inputs(config.vocab_size, seed, pad_id=pad, avoid=pad if config.model_type == "roberta" else None)
+    save_reference(directory, batch, outputs(model, batch))
+  for seed, (name, options) in enumerate(EXPORTS.items()):
+    directory = OUT / name
+    zoo_model = models.build("decoder", options, seed=seed)
+    params = {p: np.asarray(v) for p, v in param_paths.flatten(nnx.state(zoo_model, nnx.Param)).items()}
+    hf.write("decoder", options, params, directory)
+    (directory / "zoo_model.json").write_text(json.dumps(dict(family="decoder", options=options, seed=seed), indent=1))
+    model = transformers.AutoModelForCausalLM.from_pretrained(directory)
+    batch = inputs(options["vocab_size"], 100 + seed)
+    save_reference(directory, batch, outputs(model, batch))
+  total = sum(f.stat().st_size for f in OUT.rglob("*") if f.is_file())
+  print(f"wrote {OUT} ({total / 1024:.0f} KiB)")
+
+
+if __name__ == "__main__":
+  main()

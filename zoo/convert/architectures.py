@@ -1,0 +1,375 @@
+"""Per-architecture tables between Hugging Face checkpoints and zoo's families.
+
+An `Architecture` says three things about one Hugging Face `model_type`: which zoo model options its config means
+(`options`, refusing every field zoo cannot honour), which tensor becomes which zoo parameter (`rules`, each rule a
+pair of inverse functions, so the same table imports and exports) and which tensors zoo deliberately leaves out
+(`ignored`: task heads it does not carry, buffers). Adding an architecture is one entry in `ARCHITECTURES`. Needs
+numpy only (no JAX), so config files can read a Hugging Face config through it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from zoo.errors import CheckpointError
+
+Arrays = tuple[np.ndarray, ...]
+
+
+class ConversionError(CheckpointError):
+  """A Hugging Face checkpoint zoo cannot reproduce exactly (or a zoo model Hugging Face cannot); the message is one
+  line naming the reason. A CheckpointError, so every command that loads checkpoints reports it the same way."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+  """Hugging Face tensors `hf` ↔ zoo parameters `zoo` (paths as `zoo.train.param_paths` writes them)."""
+
+  hf: tuple[str, ...]
+  zoo: tuple[str, ...]
+  to_zoo: Callable[..., Arrays]
+  to_hf: Callable[..., Arrays] | None = None  # None: this architecture is import-only
+
+
+def same(hf: str, zoo: str) -> Rule:
+  return Rule((hf,), (zoo,), lambda a: (a,), lambda a: (a,))
+
+
+def linear(hf: str, zoo: str) -> Rule:
+  """torch.nn.Linear weight [out, in] ↔ kernel [in, out]."""
+  return Rule((hf,), (zoo,), lambda w: (w.T,), lambda k: (k.T,))
+
+
+def to_heads(hf: str, zoo: str, heads: int) -> Rule:
+  """A q / k / v projection: weight [heads·head_dim, d] ↔ kernel [d, heads, head_dim]; a bias [heads·head_dim] ↔
+  [heads, head_dim]."""
+  if hf.endswith("bias"):
+    return Rule((hf,), (zoo,), lambda b: (b.reshape(heads, -1),), lambda b: (b.reshape(-1),))
+  return Rule((hf,), (zoo,), lambda w: (w.T.reshape(w.shape[1], heads, -1),), lambda k: (k.reshape(k.shape[0], -1).T,))
+
+
+def from_heads(hf: str, zoo: str, heads: int) -> Rule:
+  """The output projection: weight [d, heads·head_dim] ↔ kernel [heads, head_dim, d]."""
+  return Rule((hf,), (zoo,), lambda w: (w.T.reshape(heads, -1, w.shape[0]),),
+              lambda k: (k.reshape(-1, k.shape[-1]).T,))
+
+
+def transposed(hf: str, zoo: str) -> Rule:
+  """T5's relative bias [buckets, heads] ↔ zoo's table [heads, rows]."""
+  return Rule((hf,), (zoo,), lambda t: (t.T,), lambda t: (t.T,))
+
+
+def conv1d(hf: str, zoo: str, heads: int | None = None, *, out: bool = False) -> Rule:
+  """GPT-2's Conv1D stores weight [in, out] (no transpose); `heads` splits the output (or, `out`, the input) into
+  heads."""
+  if heads is None:
+    return same(hf, zoo)
+  if out:
+    return Rule((hf,), (zoo,), lambda w: (w.reshape(heads, -1, w.shape[1]),), lambda k: (k.reshape(-1, k.shape[-1]),))
+  return Rule((hf,), (zoo,), lambda w: (w.reshape(w.shape[0], heads, -1),), lambda k: (k.reshape(k.shape[0], -1),))
+
+
+def fused_qkv(hf: str, zoo_prefix: str, heads: int) -> Rule:
+  """GPT-2's c_attn: weight [d, 3·d] (bias [3·d]) = q | k | v ↔ three [d, heads, head_dim] kernels (biases)."""
+  names = tuple(f"{zoo_prefix}/{part}/{hf.rsplit('.', 1)[1].replace('weight', 'kernel')}"
+                for part in ("query", "key", "value"))
+
+  def split(w):
+    return tuple(p.reshape(*p.shape[:-1], heads, -1) for p in np.split(w, 3, axis=-1))
+
+  def join(*parts):
+    return (np.concatenate([p.reshape(*p.shape[:-2], -1) for p in parts], axis=-1),)
+
+  return Rule((hf,), names, split, join)
+
+
+def require(config: Mapping[str, Any], field: str, allowed, default=None) -> Any:
+  """The config's `field`, or a ConversionError naming it when its value is not one of `allowed`."""
+  value = config.get(field, default)
+  if value not in allowed:
+    raise ConversionError(f"{config.get('model_type')}: {field}={value!r} is not supported (supported: "
+                          f"{', '.join(map(repr, allowed))})")
+  return value
+
+
+def activation(config: Mapping[str, Any], field: str, table: Mapping[str, str]) -> str:
+  return table[require(config, field, tuple(table))]
+
+
+GELU_NAMES = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu"}
+
+
+def layers(config: Mapping[str, Any], per_layer: Callable[[int], list[Rule]], key: str) -> list[Rule]:
+  return [rule for i in range(config[key]) for rule in per_layer(i)]
+
+
+def block(i: int) -> str:
+  return f"backbone/blocks/{i}"
+
+
+# --- GPT-2 ---------------------------------------------------------------------------------------------------------
+
+def gpt2_options(c: Mapping[str, Any]) -> dict[str, Any]:
+  require(c, "add_cross_attention", (False,), False)
+  require(c, "scale_attn_by_inverse_layer_idx", (False,), False)
+  return dict(vocab_size=c["vocab_size"], num_layers=c["n_layer"], d_model=c["n_embd"], num_heads=c["n_head"],
+              mlp_dim=c.get("n_inner") or 4 * c["n_embd"], activation=activation(c, "activation_function", GELU_NAMES),
+              norm="layernorm", norm_position="pre", norm_eps=c.get("layer_norm_epsilon", 1e-5), qkv_bias=True,
+              out_bias=True, mlp_bias=True, scale_logits=require(c, "scale_attn_weights", (True, False), True),
+              scale_embeddings=False, pe="learned", max_length=c["n_positions"],
+              tie_embeddings=c.get("tie_word_embeddings", True))
+
+
+def gpt2_rules(c: Mapping[str, Any], o: Mapping[str, Any]) -> list[Rule]:
+  h = o["num_heads"]
+
+  def per_layer(i):
+    b, p = block(i), f"h.{i}"
+    rules = [fused_qkv(f"{p}.attn.c_attn.{w}", f"{b}/attention", h) for w in ("weight", "bias")]
+    rules += [conv1d(f"{p}.attn.c_proj.weight", f"{b}/attention/out/kernel", h, out=True),
+              same(f"{p}.attn.c_proj.bias", f"{b}/attention/out/bias")]
+    rules += [conv1d(f"{p}.mlp.{hf}.{w}", f"{b}/mlp/{zoo}/{'kernel' if w == 'weight' else 'bias'}")
+              for hf, zoo in (("c_fc", "wi"), ("c_proj", "wo")) for w in ("weight", "bias")]
+    rules += [same(f"{p}.{hf}.{w}", f"{b}/{zoo}/{'scale' if w == 'weight' else 'bias'}")
+              for hf, zoo in (("ln_1", "attention_norm"), ("ln_2", "mlp_norm")) for w in ("weight", "bias")]
+    return rules
+
+  rules = [same("wte.weight", "embed/table/embedding"), same("wpe.weight", f"{block(0)}/attention/encoding/table"),
+           same("ln_f.weight", "backbone/final_norm/scale"), same("ln_f.bias", "backbone/final_norm/bias")]
+  if not o["tie_embeddings"]:
+    rules.append(linear("lm_head.weight", "lm_head/kernel"))
+  return rules + layers(c, per_layer, "n_layer")
+
+
+def gpt2_config(o: Mapping[str, Any]) -> dict[str, Any]:
+  return dict(model_type="gpt2", architectures=["GPT2LMHeadModel"], vocab_size=o["vocab_size"],
+              n_layer=o["num_layers"], n_embd=o["d_model"], n_head=o["num_heads"], n_inner=o["mlp_dim"],
+              n_positions=o["max_length"], activation_function="gelu_new", layer_norm_epsilon=o["norm_eps"],
+              scale_attn_weights=o["scale_logits"], tie_word_embeddings=o["tie_embeddings"], resid_pdrop=0.0,
+              embd_pdrop=0.0, attn_pdrop=0.0)
+
+
+# --- LLaMA, Mistral, Qwen2 -----------------------------------------------------------------------------------------
+
+def rope_options(c: Mapping[str, Any]) -> dict[str, Any]:
+  """zoo's RoPE options from `rope_parameters` (transformers ≥ 5) or `rope_theta` + `rope_scaling` (older).
+
+  Only scalings zoo computes identically are accepted: `linear` (position interpolation) and `yarn` (zoo's yarn with
+  the reference code's `ramp="index"`, the default attention factor 0.1 ln(factor) + 1, rounded ramp ends). `dynamic`
+  NTK changes the base with the sequence length where zoo's `ntk` is static; `llama3` and `longrope` have no zoo
+  counterpart; DeepSeek's yarn `mscale` has none either — all refused rather than silently approximated.
+  """
+  rope = dict(c.get("rope_parameters") or {})
+  if not rope:
+    rope = dict(c.get("rope_scaling") or {}, rope_theta=c.get("rope_theta", 10000.0))
+  kind = rope.get("rope_type", rope.get("type", "default"))
+  if kind not in ("default", "linear", "yarn"):
+    raise ConversionError(f"{c.get('model_type')}: rope_type={kind!r} is not supported (supported: 'default', "
+                          f"'linear', 'yarn'); zoo's RoPE scalings match no other of Hugging Face's exactly")
+  options = dict(base=float(rope.get("rope_theta", 10000.0)))
+  if kind == "linear":
+    options.update(scaling="linear", factor=float(rope["factor"]))
+  if kind == "yarn":
+    factor = float(rope["factor"])
+    for field, honoured in (("mscale", None), ("mscale_all_dim", None), ("truncate", True),
+                            ("attention_factor", 0.1 * math.log(factor) + 1.0 if factor > 1 else 1.0)):
+      if rope.get(field, honoured) != honoured:
+        raise ConversionError(f"{c.get('model_type')}: yarn {field}={rope[field]!r} is not supported (zoo's yarn has "
+                              f"{field}={honoured!r})")
+    options.update(scaling="yarn", factor=factor, ramp="index", beta_fast=float(rope.get("beta_fast") or 32),
+                   beta_slow=float(rope.get("beta_slow") or 1),
+                   original_length=rope.get("original_max_position_embeddings") or c["max_position_embeddings"])
+  fraction = c.get("partial_rotary_factor", 1.0)
+  if fraction != 1.0:
+    options["fraction"] = float(fraction)
+  return options
+
+
+def llama_options(c: Mapping[str, Any]) -> dict[str, Any]:
+  kind = c["model_type"]
+  window = c.get("sliding_window") if (kind == "mistral" or c.get("use_sliding_window")) else None
+  if window is not None and window < c["max_position_embeddings"]:
+    raise ConversionError(f"{kind}: sliding_window={window} is shorter than max_position_embeddings="
+                          f"{c['max_position_embeddings']}; zoo has no sliding-window attention")
+  heads = c["num_attention_heads"]
+  qkv_bias = c.get("attention_bias", False) or kind == "qwen2"
+  return dict(vocab_size=c["vocab_size"], num_layers=c["num_hidden_layers"], d_model=c["hidden_size"],
+              num_heads=heads, num_kv_heads=c.get("num_key_value_heads") or heads,
+              head_dim=c.get("head_dim") or c["hidden_size"] // heads, mlp_dim=c["intermediate_size"],
+              activation=activation(c, "hidden_act", {"silu": "swiglu"}), norm="rmsnorm", norm_position="pre",
+              norm_eps=c.get("rms_norm_eps", 1e-6), qkv_bias=qkv_bias,
+              out_bias=c.get("attention_bias", False), mlp_bias=c.get("mlp_bias", False), scale_embeddings=False,
+              pe="rope", pe_options=rope_options(c), max_length=c["max_position_embeddings"],
+              tie_embeddings=c.get("tie_word_embeddings", False))
+
+
+def llama_rules(c: Mapping[str, Any], o: Mapping[str, Any]) -> list[Rule]:
+  def per_layer(i):
+    b, p = block(i), f"layers.{i}"
+    rules = []
+    for name, zoo, heads in (("q", "query", o["num_heads"]), ("k", "key", o["num_kv_heads"]),
+                             ("v", "value", o["num_kv_heads"])):
+      rules.append(to_heads(f"{p}.self_attn.{name}_proj.weight", f"{b}/attention/{zoo}/kernel", heads))
+      if o["qkv_bias"]:
+        rules.append(to_heads(f"{p}.self_attn.{name}_proj.bias", f"{b}/attention/{zoo}/bias", heads))
+    rules.append(from_heads(f"{p}.self_attn.o_proj.weight", f"{b}/attention/out/kernel", o["num_heads"]))
+    if o["out_bias"]:
+      rules.append(same(f"{p}.self_attn.o_proj.bias", f"{b}/attention/out/bias"))
+    for hf, zoo in (("gate_proj", "wi_gate"), ("up_proj", "wi"), ("down_proj", "wo")):
+      rules.append(linear(f"{p}.mlp.{hf}.weight", f"{b}/mlp/{zoo}/kernel"))
+      if o["mlp_bias"]:
+        rules.append(same(f"{p}.mlp.{hf}.bias", f"{b}/mlp/{zoo}/bias"))
+    rules += [same(f"{p}.input_layernorm.weight", f"{b}/attention_norm/scale"),
+              same(f"{p}.post_attention_layernorm.weight", f"{b}/mlp_norm/scale")]
+    return rules
+
+  rules = [same("embed_tokens.weight", "embed/table/embedding"), same("norm.weight", "backbone/final_norm/scale")]
+  if not o["tie_embeddings"]:
+    rules.append(linear("lm_head.weight", "lm_head/kernel"))
+  return rules + layers(c, per_layer, "num_hidden_layers")
+
+
+def llama_config(o: Mapping[str, Any]) -> dict[str, Any]:
+  rope = o["pe_options"]
+  scaling = rope.get("scaling", "none")
+  if scaling not in ("none", "linear") or rope.get("fraction", 1.0) != 1.0 or rope.get("interleaved", False):
+    raise ConversionError(f"export: RoPE options {dict(rope)} have no LLaMA equivalent (supported: base, scaling "
+                          f"'none' or 'linear')")
+  parameters = dict(rope_type="default" if scaling == "none" else "linear", rope_theta=rope.get("base", 10000.0))
+  if scaling == "linear":
+    parameters["factor"] = rope["factor"]
+  if o["qkv_bias"] != o["out_bias"]:
+    raise ConversionError("export: LLaMA has one attention_bias for q, k, v and the output; this model has "
+                          f"qkv_bias={o['qkv_bias']}, out_bias={o['out_bias']}")
+  return dict(model_type="llama", architectures=["LlamaForCausalLM"], vocab_size=o["vocab_size"],
+              num_hidden_layers=o["num_layers"], hidden_size=o["d_model"], num_attention_heads=o["num_heads"],
+              num_key_value_heads=o["num_kv_heads"], head_dim=o["head_dim"], intermediate_size=o["mlp_dim"],
+              hidden_act="silu", rms_norm_eps=o["norm_eps"], max_position_embeddings=o["max_length"],
+              rope_parameters=parameters, attention_bias=o["qkv_bias"], mlp_bias=o["mlp_bias"],
+              tie_word_embeddings=o["tie_embeddings"], attention_dropout=0.0)
+
+
+# --- BERT, RoBERTa -------------------------------------------------------------------------------------------------
+
+def bert_options(c: Mapping[str, Any]) -> dict[str, Any]:
+  require(c, "position_embedding_type", ("absolute",), "absolute")
+  require(c, "is_decoder", (False,), False)
+  offset = c.get("pad_token_id", 1) + 1 if c["model_type"] == "roberta" else 0
+  return dict(vocab_size=c["vocab_size"], num_layers=c["num_hidden_layers"], d_model=c["hidden_size"],
+              num_heads=c["num_attention_heads"], mlp_dim=c["intermediate_size"],
+              activation=activation(c, "hidden_act", GELU_NAMES), norm="layernorm", norm_position="post",
+              norm_eps=c.get("layer_norm_eps", 1e-12), qkv_bias=True, out_bias=True, mlp_bias=True,
+              scale_embeddings=False, embedding_norm=True, pe="learned",
+              max_length=c["max_position_embeddings"] - offset, type_vocab_size=c.get("type_vocab_size", 2),
+              head="none")
+
+
+def bert_rules(c: Mapping[str, Any], o: Mapping[str, Any]) -> list[Rule]:
+  """RoBERTa numbers positions from pad_token_id + 1 (rows below are never read for real tokens): zoo's table
+  starts there, so zoo's positions 0, 1, … are RoBERTa's pad_token_id + 1, + 2, …"""
+  offset = c["max_position_embeddings"] - o["max_length"]
+  h = o["num_heads"]
+
+  def per_layer(i):
+    b, p = block(i), f"encoder.layer.{i}"
+    rules = [to_heads(f"{p}.attention.self.{zoo}.{w}", f"{b}/attention/{zoo}/{'kernel' if w == 'weight' else 'bias'}",
+                      h) for zoo in ("query", "key", "value") for w in ("weight", "bias")]
+    rules += [from_heads(f"{p}.attention.output.dense.weight", f"{b}/attention/out/kernel", h),
+              same(f"{p}.attention.output.dense.bias", f"{b}/attention/out/bias"),
+              linear(f"{p}.intermediate.dense.weight", f"{b}/mlp/wi/kernel"),
+              same(f"{p}.intermediate.dense.bias", f"{b}/mlp/wi/bias"),
+              linear(f"{p}.output.dense.weight", f"{b}/mlp/wo/kernel"),
+              same(f"{p}.output.dense.bias", f"{b}/mlp/wo/bias")]
+    norms = (("attention.output", "attention_norm"), ("output", "mlp_norm"))
+    rules += [same(f"{p}.{hf}.LayerNorm.{w}", f"{b}/{zoo}/{'scale' if w == 'weight' else 'bias'}")
+              for hf, zoo in norms for w in ("weight", "bias")]
+    return rules
+
+  rules = [same("embeddings.word_embeddings.weight", "embed/table/embedding"),
+           Rule(("embeddings.position_embeddings.weight",), (f"{block(0)}/attention/encoding/table",),
+                lambda t: (t[offset:],)),
+           same("embeddings.token_type_embeddings.weight", "token_types/embedding"),
+           same("embeddings.LayerNorm.weight", "backbone/embedding_norm/scale"),
+           same("embeddings.LayerNorm.bias", "backbone/embedding_norm/bias")]
+  return rules + layers(c, per_layer, "num_hidden_layers")
+
+
+# --- T5 (the encoder) ----------------------------------------------------------------------------------------------
+
+T5_FEED_FORWARD = {"relu": "relu", "gelu": "gelu", "gated-gelu": "geglu_tanh", "gated-silu": "swiglu"}
+
+
+def t5_options(c: Mapping[str, Any]) -> dict[str, Any]:
+  return dict(vocab_size=c["vocab_size"], num_layers=c["num_layers"], d_model=c["d_model"], num_heads=c["num_heads"],
+              head_dim=c["d_kv"], mlp_dim=c["d_ff"], activation=activation(c, "feed_forward_proj", T5_FEED_FORWARD),
+              norm="rmsnorm", norm_position="pre", norm_eps=c.get("layer_norm_epsilon", 1e-6), scale_logits=False,
+              scale_embeddings=False, pe="t5_bias",
+              pe_options=dict(num_buckets=c.get("relative_attention_num_buckets", 32),
+                              max_distance=c.get("relative_attention_max_distance", 128)),
+              max_length=c.get("n_positions", 512), head="none")
+
+
+def t5_rules(c: Mapping[str, Any], o: Mapping[str, Any]) -> list[Rule]:
+  h, gated = o["num_heads"], o["activation"] in ("geglu_tanh", "swiglu")
+
+  def per_layer(i):
+    b, p = block(i), f"encoder.block.{i}.layer"
+    rules = [to_heads(f"{p}.0.SelfAttention.{hf}.weight", f"{b}/attention/{zoo}/kernel", h)
+             for hf, zoo in (("q", "query"), ("k", "key"), ("v", "value"))]
+    rules += [from_heads(f"{p}.0.SelfAttention.o.weight", f"{b}/attention/out/kernel", h),
+              same(f"{p}.0.layer_norm.weight", f"{b}/attention_norm/scale"),
+              same(f"{p}.1.layer_norm.weight", f"{b}/mlp_norm/scale"),
+              linear(f"{p}.1.DenseReluDense.wo.weight", f"{b}/mlp/wo/kernel")]
+    inputs = (("wi_0", "wi_gate"), ("wi_1", "wi")) if gated else (("wi", "wi"),)
+    return rules + [linear(f"{p}.1.DenseReluDense.{hf}.weight", f"{b}/mlp/{zoo}/kernel") for hf, zoo in inputs]
+
+  return [same("shared.weight", "embed/table/embedding"),
+          transposed("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
+                     f"{block(0)}/attention/encoding/table"),
+          same("encoder.final_layer_norm.weight", "backbone/final_norm/scale")] + layers(c, per_layer, "num_layers")
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+  family: str  # the zoo family it becomes
+  options: Callable[[Mapping[str, Any]], dict[str, Any]]  # HF config -> zoo model options (refusing what differs)
+  rules: Callable[[Mapping[str, Any], Mapping[str, Any]], list[Rule]]  # (HF config, zoo options) -> tensor table
+  prefixes: tuple[str, ...] = ()  # stripped from HF names (a task model's base-model prefix)
+  ignored: tuple[str, ...] = ()  # regexes of HF tensors zoo leaves out on purpose (heads it lacks, buffers)
+  aliases: Mapping[str, str] = dataclasses.field(default_factory=dict)  # a tied tensor saved under its other name
+  export: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None  # zoo options -> HF config
+
+
+LLAMA = Architecture("decoder", llama_options, llama_rules, prefixes=("model.",),
+                     ignored=(r".*rotary_emb\.inv_freq",), export=llama_config)
+BERT = Architecture("encoder", bert_options, bert_rules, prefixes=("bert.", "roberta."),
+                    ignored=(r"pooler\..*", r"cls\..*", r"lm_head\..*", r"embeddings\.position_ids",
+                             r"classifier\..*"))
+ARCHITECTURES: dict[str, Architecture] = {
+    "gpt2": Architecture("decoder", gpt2_options, gpt2_rules, prefixes=("transformer.",),
+                         ignored=(r"h\.\d+\.attn\.(bias|masked_bias)",), export=gpt2_config),
+    "llama": LLAMA,
+    "mistral": LLAMA,
+    "qwen2": LLAMA,
+    "bert": BERT,
+    "roberta": BERT,
+    # T5's encoder (T5EncoderModel, or the encoder half of T5ForConditionalGeneration).
+    "t5": Architecture("encoder", t5_options, t5_rules,
+                       ignored=(r"decoder\..*", r"lm_head\.weight", r"encoder\.embed_tokens\.weight"),
+                       aliases={"encoder.embed_tokens.weight": "shared.weight"}),
+}
+
+
+def architecture(config: Mapping[str, Any]) -> Architecture:
+  """The table of a Hugging Face config's `model_type`, or the error naming it and the supported ones."""
+  kind = config.get("model_type")
+  if kind not in ARCHITECTURES:
+    classes = ", ".join(config.get("architectures") or [])
+    raise ConversionError(f"unsupported Hugging Face architecture {kind!r} ({classes}); supported: "
+                          f"{', '.join(ARCHITECTURES)}")
+  return ARCHITECTURES[kind]

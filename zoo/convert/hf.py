@@ -1,0 +1,125 @@
+"""Local Hugging Face model directories ↔ zoo models, with the tables of `zoo.convert.architectures`.
+
+  family, options, params = zoo.convert.hf.read("/models/tiny-llama")   # config.json + *.safetensors
+  zoo.convert.hf.write(family, options, params, "/tmp/out")             # a directory transformers loads
+
+Reading uses the `safetensors` package's numpy API (no torch). Every tensor of the checkpoint is either mapped, or
+named by the architecture as one zoo leaves out (a task head it lacks, a buffer): anything else is an error, as is
+a config field zoo cannot honour — a converted model computes what the original computes, or it is not converted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import re
+from typing import Any
+
+import numpy as np
+from safetensors import numpy as safetensors_numpy
+
+from zoo import models, positional
+from zoo.convert.architectures import ARCHITECTURES, ConversionError, architecture
+
+CONFIG = "config.json"
+WEIGHTS = "model.safetensors"
+INDEX = "model.safetensors.index.json"  # sharded checkpoints: {"weight_map": {tensor: file}}
+
+
+def is_hf_directory(path: str | os.PathLike) -> bool:
+  """A directory whose config.json names a Hugging Face `model_type`."""
+  config = pathlib.Path(path) / CONFIG
+  return config.is_file() and "model_type" in json.loads(config.read_text())
+
+
+def read_tensors(directory: pathlib.Path) -> dict[str, np.ndarray]:
+  """Every tensor of `model.safetensors`, or of the shards its index lists, as float32 numpy arrays."""
+  if (directory / INDEX).is_file():
+    files = sorted(set(json.loads((directory / INDEX).read_text())["weight_map"].values()))
+  elif (directory / WEIGHTS).is_file():
+    files = [WEIGHTS]
+  else:
+    raise ConversionError(f"{directory}: no {WEIGHTS} or {INDEX} (only safetensors checkpoints are read)")
+  tensors = {}
+  for file in files:
+    tensors.update(safetensors_numpy.load_file(str(directory / file)))
+  return {name: np.asarray(value, np.float32) for name, value in tensors.items()}
+
+
+def read(path: str | os.PathLike) -> tuple[str, dict[str, Any], dict[str, np.ndarray]]:
+  """(zoo family, model options, {zoo parameter path: float32 array}) of a local Hugging Face directory."""
+  directory = pathlib.Path(path).expanduser()
+  config = json.loads((directory / CONFIG).read_text())
+  arch = architecture(config)
+  options = arch.options(config)
+  models.parse_config(arch.family, options)  # zoo's own validation of what the mapping produced
+  tensors, stored_as = {}, {}  # stored_as: the name without the prefix -> the name in the file (for messages)
+  for name, value in read_tensors(directory).items():
+    short = next((name[len(p):] for p in arch.prefixes if name.startswith(p)), name)
+    tensors[short], stored_as[short] = value, name
+  for alias, name in arch.aliases.items():
+    if name not in tensors and alias in tensors:
+      tensors[name] = tensors.pop(alias)
+  params = {}
+  for rule in arch.rules(config, options):
+    missing = [name for name in rule.hf if name not in tensors]
+    if missing:
+      raise ConversionError(f"{directory}: tensor(s) {', '.join(missing)} missing for {config['model_type']}")
+    params.update(zip(rule.zoo, rule.to_zoo(*(tensors.pop(name) for name in rule.hf))))
+  ignored = arch.ignored + ((r"lm_head\.weight",) if options.get("tie_embeddings") else ())
+  unused = sorted(stored_as.get(name, name) for name in tensors
+                  if not any(re.fullmatch(pattern, name) for pattern in ignored))
+  if unused:
+    raise ConversionError(f"{directory}: tensor(s) zoo has no place for: {', '.join(unused[:5])}"
+                          f"{' …' if len(unused) > 5 else ''}")
+  return arch.family, options, params
+
+
+def resolved_options(config: models.TransformerConfig) -> dict[str, Any]:
+  """The model's options with what it derives filled in: head_dim, mlp_dim, num_kv_heads, every encoding option."""
+  pe_options = dataclasses.asdict(positional.parse_options(config.pe, config.pe_options))
+  return dict(dataclasses.asdict(config), head_dim=config.resolved_head_dim, mlp_dim=config.resolved_mlp_dim,
+              num_kv_heads=config.resolved_kv_heads, pe_options=pe_options)
+
+
+EXPORTS = {"learned": "gpt2", "rope": "llama"}  # a decoder's encoding -> the architecture it is written as
+# Options that change training or speed, not the function a trained model computes (linear attention does: it is
+# not among them).
+FUNCTION_NEUTRAL = ("dropout", "attention_dropout", "randomized_positions", "dtype")
+
+
+def hf_config(family: str, options: dict[str, Any]) -> dict[str, Any]:
+  """The Hugging Face config of a zoo decoder, checked by mapping it back: every option the architecture fixes must
+  be the model's own, else the error names the first ones that differ."""
+  config = models.parse_config(family, options)
+  if family != "decoder" or config.pe not in EXPORTS:
+    raise ConversionError(f"export: only decoders with encoding {' or '.join(map(repr, EXPORTS))} can be written as "
+                          f"Hugging Face models ({', '.join(EXPORTS.values())}); got a {family} with "
+                          f"{config.pe!r}")
+  kind = EXPORTS[config.pe]
+  have = resolved_options(config)
+  hf = ARCHITECTURES[kind].export(have)
+  back = resolved_options(models.parse_config(family, ARCHITECTURES[kind].options(hf)))
+  differ = [f"{k}={have[k]!r} (needs {v!r})" for k, v in back.items()
+            if have[k] != v and k not in FUNCTION_NEUTRAL and (k != "attention_impl" or have[k] == "linear")]
+  if differ:
+    raise ConversionError(f"export: this decoder is not {kind}-shaped: {', '.join(differ[:4])}")
+  return hf
+
+
+def write(family: str, options: dict[str, Any], params: dict[str, np.ndarray], path: str | os.PathLike) -> None:
+  """Writes a zoo decoder as `config.json` + `model.safetensors` that transformers' `from_pretrained` loads."""
+  config = hf_config(family, options)
+  arch = ARCHITECTURES[config["model_type"]]
+  tensors = {}
+  for rule in arch.rules(config, resolved_options(models.parse_config(family, options))):
+    # The base model's tensors carry the LM class's prefix (transformer., model.); its head does not.
+    prefix = arch.prefixes[0] if arch.prefixes and not rule.hf[0].startswith("lm_head") else ""
+    tensors.update({prefix + name: np.ascontiguousarray(value, np.float32)
+                    for name, value in zip(rule.hf, rule.to_hf(*(np.asarray(params[p]) for p in rule.zoo)))})
+  directory = pathlib.Path(path)
+  directory.mkdir(parents=True, exist_ok=True)
+  (directory / CONFIG).write_text(json.dumps(config, indent=1, sort_keys=True))
+  safetensors_numpy.save_file(tensors, str(directory / WEIGHTS), metadata={"format": "pt"})
