@@ -128,8 +128,11 @@ def with_random_biases(model, seed=2):
   return model
 
 
-@pytest.mark.parametrize("style", STYLES)
-@pytest.mark.parametrize("pe,impl", [(n, "xla") for n in ENCODINGS] + [(n, "linear") for n in LINEAR_ENCODINGS])
+DECODING_CASES = [(n, "xla") for n in ENCODINGS] + [(n, "linear") for n in LINEAR_ENCODINGS]
+
+
+@pytest.mark.parametrize("pe,impl,style", [(pe, impl, "zoo") for pe, impl in DECODING_CASES] +
+                         [representative_or_slow(pe, pe, impl, "pretrained") for pe, impl in DECODING_CASES])
 def test_cached_decoding_equals_full_forward(pe, impl, style):
   model = with_random_biases(token_model("decoder", pe, attention_impl=impl, **STYLES[style]))
   if impl == "linear":
@@ -147,7 +150,7 @@ def test_cached_decoding_equals_full_forward(pe, impl, style):
   np.testing.assert_array_equal(np.asarray(cache.index), [LENGTH, LENGTH])
 
 
-@pytest.mark.parametrize("pe", ENCODINGS)
+@pytest.mark.parametrize("pe", [representative_or_slow(pe) for pe in ENCODINGS])
 def test_pretrained_style_decoder_is_the_same_model_through_every_core_that_serves_it(pe):
   """Grouped-query heads are repeated before the core, so every core serving the encoding's terms (chunked, the
   Pallas kernels in the interpreter) must give the reference's logits with them."""
