@@ -26,6 +26,7 @@ import numpy as np
 from flax import nnx
 
 from zoo import models
+from zoo.models import scan
 from zoo.train import param_paths
 
 CHECKPOINTS = pathlib.Path(__file__).resolve().parent.parent / "checkpoints"
@@ -194,6 +195,7 @@ def build(config: dict[str, Any], params: dict[str, np.ndarray]) -> nnx.Module:
   model = models.build(experiment.model_name, experiment.model)
   graph, current, rest = nnx.split(model, nnx.Param, ...)
   wanted = param_paths.flatten(current)
+  params = scan.match_layout(params, {p: v.shape for p, v in wanted.items()})  # scanned layers or not
   report = param_paths.match({p: v.shape for p, v in wanted.items()}, {p: v.shape for p, v in params.items()}, "")
   if report.new or report.mismatched:
     raise CheckpointError(f"the checkpoint does not fit the model of this config: missing {report.new or 'none'}; "
