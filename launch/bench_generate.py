@@ -6,7 +6,8 @@ For each attention kind — softmax (a KV cache: the new token attends to `posit
 (FAVOR+; its cache is the recurrent state, whose cost does not grow with the prefix) — and each position p, two
 jitted programs of one decoder are timed, interleaved so load from other processes hits both alike:
 
-* cached: `Decoder.extend` of one token into a cache that holds p tokens (cache length p + 1);
+* cached: `Decoder.extend` of one token into a cache that holds p tokens (cache length p + 1), the cache donated
+  (written in place, as in `generate`'s decoding loop; each repeat rewrites slot p);
 * full: the decoder's forward over all p + 1 tokens, the logits of the last one being the next-token prediction.
 
 The cache's contents do not change the work (the token attends to every slot below its index), so the cache is
@@ -50,20 +51,28 @@ def programs(kind: str, position: int, args):
   cache = model.init_cache(args.batch, position + 1)
   cache = cache.replace(index=jnp.full((args.batch,), position, jnp.int32))  # p tokens held
 
-  def step(state, token, cache):  # one token at position p -> logits [batch, vocab]
-    logits, _ = nnx.merge(graphdef, state).extend(token, cache)
-    return logits[:, -1]
+  def step(state, token, cache):  # one token at position p -> logits [batch, vocab], the cache (same index)
+    logits, new_cache = nnx.merge(graphdef, state).extend(token, cache)
+    return logits[:, -1], new_cache.replace(index=cache.index)
 
   def full(state, tokens):  # all p + 1 tokens -> the last one's logits [batch, vocab]
     return nnx.merge(graphdef, state)(tokens)[:, -1]
 
-  compiled, compile_s = [], []
-  for fn, inputs in ((step, (state, tokens[:, -1:], cache)), (full, (state, tokens))):
+  def compile_timed(fn, *inputs, donate=()):
     start = time.perf_counter()
-    program = jax.jit(fn).lower(*inputs).compile()
-    compile_s.append(round(time.perf_counter() - start, 3))
-    compiled.append(lambda program=program, inputs=inputs: program(*inputs).block_until_ready())
-  return compiled, compile_s
+    program = jax.jit(fn, donate_argnums=donate).lower(*inputs).compile()
+    return program, round(time.perf_counter() - start, 3)
+
+  cached_step, cached_compile_s = compile_timed(step, state, tokens[:, -1:], cache, donate=(2,))
+  full_program, full_compile_s = compile_timed(full, state, tokens)
+  caches = [cache]
+
+  def run_cached():  # the cache is donated, as in `generate`'s decoding loop, so XLA writes its slot in place
+    logits, new_cache = cached_step(state, tokens[:, -1:], caches.pop())
+    caches.append(new_cache)
+    logits.block_until_ready()
+
+  return (run_cached, lambda: full_program(state, tokens).block_until_ready()), (cached_compile_s, full_compile_s)
 
 
 def measure(kind: str, position: int, args) -> dict:
