@@ -15,8 +15,10 @@ line reports:
   two-layer compile, as the analysis counts a loop body once), and `model_flops`: 6 · parameters + 12 · layers ·
   d_model · length per token (PaLM's count, causal attention not halved), per device;
 * `estimated_step_s`: the compiler's own step-time estimate when its cost analysis reports one ("optimal_seconds"),
-  else a roofline from its FLOPs and bytes against the chip's peak bf16 FLOP/s and HBM bandwidth — say which in
-  `estimate`; `estimated_mfu` = model FLOPs / (estimated step time × peak FLOP/s).
+  else a roofline from its FLOPs and bytes against the chip's peak bf16 FLOP/s and HBM bandwidth (`compute_s`,
+  `memory_s`; the larger) — say which in `estimate`; `estimated_mfu` = model FLOPs / (estimated step time × peak
+  FLOP/s). XLA's "bytes accessed" sums every operation's operands and results, fused or not, so `memory_s` is
+  pessimistic where fusion keeps intermediates on chip.
 
 These are the compiler's estimates for a program no TPU has run: they bound, they do not measure.
 """
@@ -101,12 +103,14 @@ def estimate(size: str, length: int, pe: str, impl: str, topology: str, remat: s
   per_step = {key: scanned.get(key, 0.0) + (layers - 1) * (unrolled.get(key, 0.0) - scanned.get(key, 0.0))
               for key in ("flops", "bytes accessed")}
   flops, nbytes = per_step["flops"], per_step["bytes accessed"]
+  compute_s, memory_s = flops / PEAK_FLOPS[kind], nbytes / HBM_BANDWIDTH[kind]
   if scanned.get("optimal_seconds", 0.0) > 0:
     seconds, how = float(scanned["optimal_seconds"]), "compiler (optimal_seconds)"
   else:
-    seconds, how = max(flops / PEAK_FLOPS[kind], nbytes / HBM_BANDWIDTH[kind]), "roofline of cost_analysis"
+    seconds, how = max(compute_s, memory_s), "roofline of cost_analysis"
   return dict(row, peak_gib=round(peak / GIB, 2), temp_gib=round(memory.temp_size_in_bytes / GIB, 2),
               fits=peak <= HBM_PER_CHIP[kind], step_flops=flops, bytes_accessed=nbytes,
+              compute_s=round(compute_s, 4), memory_s=round(memory_s, 4),
               estimated_step_s=round(seconds, 4), estimate=how,
               estimated_mfu=round(model_flops / (seconds * PEAK_FLOPS[kind]), 3),
               mosaic_kernels=compiled.as_text().count("tpu_custom_call"))
