@@ -3,6 +3,7 @@ across layers and per layer), every attention implementation, dropout, cached de
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 
@@ -17,6 +18,7 @@ from test_graph import TINY_GRAPH, batch_of, random_graph_example
 from test_train_cli import cli_env
 from zoo import attention, models, positional, pretrained
 from zoo.models import scan
+from zoo.nn import decay
 from zoo.train import init_from
 from zoo.train.mesh import make_mesh
 from zoo.train.options import parse_experiment
@@ -127,6 +129,10 @@ def test_layouts_convert_into_each_other():
   for path, value in plain_params.items():
     np.testing.assert_array_equal(np.asarray(back[path]), np.asarray(value), err_msg=path)
   assert scan.match_layout(twin_params, shapes(plain_params)).keys() == plain_params.keys()
+  # Weight decay applies to the same parameters (a stacked norm scale is 2-d but still a vector per layer).
+  plain_decay, twin_decay = (flatten(decay.mask(nnx.state(m, nnx.Param))) for m in (plain, twin))
+  decayed = lambda mask: {re.sub(r"blocks/\d+/", "blocks/", path) for path, applies in mask.items() if applies}
+  assert decayed(plain_decay) == decayed(twin_decay)
   assert scan.match_layout(plain_params, shapes(plain_params)).keys() == plain_params.keys()
 
 

@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from zoo.nn import decay
+
 REMAT_POLICIES = {"none": None, "dots_saveable": jax.checkpoint_policies.dots_saveable,
                   "full": jax.checkpoint_policies.nothing_saveable}
 LAYERS_AXIS = "layers"  # the logical name of the stacked axis (replicated by the default sharding rules)
@@ -43,9 +45,13 @@ def stack_blocks(blocks: Sequence[nnx.Module], *, shared_encoding: bool) -> nnx.
   template = blocks[0]
   nnx.update(template, stacked)
   for path, node in nnx.iter_graph(template):
-    axes = node.get_metadata().get("out_sharding") if isinstance(node, nnx.Variable) else None
-    if axes is not None and not (shared_encoding and _shared_encoding(path, node)):
+    if not isinstance(node, nnx.Variable) or (shared_encoding and _shared_encoding(path, node)):
+      continue
+    axes = node.get_metadata().get("out_sharding")
+    if axes is not None:
       node.set_metadata(out_sharding=(LAYERS_AXIS, *axes))
+    if isinstance(node, nnx.Param) and decay.KEY not in node.get_metadata():  # stacked, a norm scale is 2-d:
+      node.set_metadata(**{decay.KEY: node.ndim - 1 >= 2})  # declare the per-layer default (vectors do not decay)
   return template
 
 
