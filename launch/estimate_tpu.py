@@ -61,6 +61,15 @@ def cost_of(compiled) -> dict:
   return dict(analysis[0] if isinstance(analysis, (list, tuple)) else analysis or {})
 
 
+def mosaic_kernels(compiled) -> int | None:
+  """Mosaic (Pallas TPU) custom calls in the compiled program; None when its HLO text cannot be printed (libtpu's
+  v5p programs with async updates fail XLA's printer with a RET_CHECK)."""
+  try:
+    return compiled.as_text().count("tpu_custom_call")
+  except jax.errors.JaxRuntimeError:
+    return None
+
+
 def compile_step(config: dict, topology: str):
   """(compiled train step or the compiler's refusal message, its devices, parameter count, compile seconds)."""
   devices = topology_devices(topology)
@@ -113,7 +122,7 @@ def estimate(size: str, length: int, pe: str, impl: str, topology: str, remat: s
               compute_s=round(compute_s, 4), memory_s=round(memory_s, 4),
               estimated_step_s=round(seconds, 4), estimate=how,
               estimated_mfu=round(model_flops / (seconds * PEAK_FLOPS[kind]), 3),
-              mosaic_kernels=compiled.as_text().count("tpu_custom_call"))
+              mosaic_kernels=mosaic_kernels(compiled))
 
 
 def main() -> None:
