@@ -25,9 +25,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
   config.mesh.slices = 1  # TPU slices joined by DCN (multi-slice); the data axis spans them
   # Logical axis → mesh axes (comma-separated; "" = replicated). FSDP shards the model width and the batch,
-  # tensor parallelism the heads, the MLP width and the vocabulary.
+  # tensor parallelism the heads, the MLP width and the vocabulary; the stacked axis of scanned layers stays whole.
   config.sharding_rules = ml_collections.ConfigDict(dict(
-      batch="data,fsdp", embed="fsdp", heads="tensor", kv="", mlp="tensor", vocab="tensor"))
+      batch="data,fsdp", embed="fsdp", heads="tensor", kv="", mlp="tensor", vocab="tensor", layers=""))
   return config
 
 

@@ -31,6 +31,7 @@ from flax import nnx
 
 from zoo import models
 from zoo.errors import CheckpointError  # noqa: F401 — part of this module's interface
+from zoo.models import scan
 from zoo.train import param_paths
 
 CHECKPOINTS = pathlib.Path(__file__).resolve().parent.parent / "checkpoints"
@@ -229,6 +230,7 @@ def build(config: dict[str, Any], params: dict[str, np.ndarray]) -> nnx.Module:
     model = models.build(config["model_name"], config["model"])
   graph, current, rest = nnx.split(model, nnx.Param, ...)
   wanted = param_paths.flatten(current)
+  params = scan.match_layout(params, {p: v.shape for p, v in wanted.items()})  # scanned layers or not
   report = param_paths.match({p: v.shape for p, v in wanted.items()}, {p: v.shape for p, v in params.items()}, "")
   if report.new or report.mismatched:
     raise CheckpointError(f"the checkpoint does not fit the model of this config: missing {report.new or 'none'}; "

@@ -1,6 +1,7 @@
 """Logical axis names → mesh axes, and the target a computation is being traced for.
 
-Parameters and activations carry logical axis names (`batch`, `embed`, `heads`, `kv`, `mlp`, `vocab`); a rules table
+Parameters and activations carry logical axis names (`batch`, `embed`, `heads`, `kv`, `mlp`, `vocab`, and `layers`:
+the stacked axis of scanned layers, replicated by the default rules like any name they do not list); a rules table
 (the config's `sharding_rules`) maps each name onto mesh axes (`data`, `fsdp`, `tensor`) — MaxText's pattern: the
 model never names a mesh axis.
 

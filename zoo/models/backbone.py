@@ -7,8 +7,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from zoo import positional
+from zoo.models import scan
 from zoo.models.config import TransformerConfig
-from zoo.nn import Block, LayerCache, make_norm
+from zoo.nn import Block, make_norm
 from zoo.positional.randomized import RandomizedPositions
 
 
@@ -23,7 +24,7 @@ class Backbone(nnx.Module):
     encodings = [self.positional] + [
         self.positional if self.positional.share_across_layers else build_encoding()
         for _ in range(config.num_layers - 1)]
-    self.blocks = nnx.List([
+    blocks = [
         Block(d_model=config.d_model, num_heads=config.num_heads, head_dim=config.resolved_head_dim,
               mlp_dim=config.resolved_mlp_dim, activation=config.activation, norm=config.norm,
               norm_position=config.norm_position, causal=causal, encoding=encoding,
@@ -32,7 +33,12 @@ class Backbone(nnx.Module):
               attention_dropout=config.attention_dropout, num_kv_heads=config.num_kv_heads,
               qkv_bias=config.qkv_bias, out_bias=config.out_bias, mlp_bias=config.mlp_bias,
               scale_logits=config.scale_logits, norm_eps=config.norm_eps, dtype=config.compute_dtype, rngs=rngs)
-        for encoding in encodings])
+        for encoding in encodings]
+    # Scanned: one Block holding every layer's variables stacked (zoo.models.scan); else a list of N blocks.
+    self.scan_layers, self.remat, self.num_layers = config.scan_layers, config.remat, config.num_layers
+    self.shared_encoding = self.positional.share_across_layers
+    self.blocks = (scan.stack_blocks(blocks, shared_encoding=self.shared_encoding) if self.scan_layers
+                   else nnx.List(blocks))
     norm = lambda: make_norm(config.norm, config.d_model, dtype=config.compute_dtype, rngs=rngs,
                              epsilon=config.norm_eps)
     self.embedding_norm = norm() if config.embedding_norm else None
@@ -47,24 +53,47 @@ class Backbone(nnx.Module):
       positions: jax.Array,  # [batch, length] int
       *,
       relation=None,  # what relates the tokens besides their positions (a graph model's `Graph`), for the hooks
-      caches: tuple[LayerCache, ...] | None = None,
+      caches=None,  # from `init_caches`: one LayerCache per block, or (scanned) one stacked [layers, ...]
       **attention_kwargs,  # segment_ids, valid, cache_index: see SelfAttention
-  ) -> tuple[jax.Array, tuple[LayerCache, ...] | None]:
+  ):  # (features [batch, length, d_model], the updated caches or None)
     if self.randomize is not None and caches is None:  # training only; decoding keeps its cache slots' positions
       positions = self.randomize(positions)
     coords = positional.Coordinates(positions, relation)
     if positional.implements(self.positional, "embed"):
-      x = self.positional.embed(x, coords)
+      x = self.embedding_encoding().embed(x, coords)
     if self.embedding_norm is not None:
       x = self.embedding_norm(x)
     x = self.dropout(x)
-    new_caches = []
-    for i, block in enumerate(self.blocks):
-      x, cache = block(x, coords, cache=None if caches is None else caches[i], **attention_kwargs)
-      new_caches.append(cache)
+    if self.scan_layers:
+      x, caches = scan.run_stacked(self.blocks, x, coords, caches, shared_encoding=self.shared_encoding,
+                                   remat=self.remat, **attention_kwargs)
+    else:
+      new_caches = []
+      for i, block in enumerate(self.blocks):
+        x, cache = scan.run_block(block, x, coords, None if caches is None else caches[i], remat=self.remat,
+                                  **attention_kwargs)
+        new_caches.append(cache)
+      caches = None if caches is None else tuple(new_caches)
     if self.final_norm is not None:
       x = self.final_norm(x)
-    return x, (None if caches is None else tuple(new_caches))
+    return x, caches
+
+  def layer(self, index: int) -> Block:
+    """Block `index` (scanned: a copy of its slice of the stack, for reading)."""
+    if not self.scan_layers:
+      return self.blocks[index]
+    return scan.layer(self.blocks, index, shared_encoding=self.shared_encoding)
+
+  def embedding_encoding(self) -> positional.PositionalEncoding:
+    """The encoding whose `embed` hook runs: layer 0's (scanned with per-layer tables, a slice of the stack)."""
+    return self.positional if self.shared_encoding or not self.scan_layers else self.layer(0).attention.encoding
+
+  def init_caches(self, batch: int, cache_length: int):
+    """Empty decoding caches: a tuple of one per block, or (scanned) one whose arrays are stacked [layers, ...]."""
+    if not self.scan_layers:
+      return tuple(block.attention.init_cache(batch, cache_length) for block in self.blocks)
+    one = self.layer(0).attention.init_cache(batch, cache_length)
+    return jax.tree.map(lambda a: jnp.broadcast_to(a, (self.num_layers, *a.shape)), one)
 
 
 def default_positions(tokens: jax.Array) -> jax.Array:

@@ -11,6 +11,7 @@ from flax.core import FrozenDict
 
 from zoo import attention, positional
 from zoo.config import check
+from zoo.models.scan import REMAT_POLICIES
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -47,6 +48,10 @@ class TransformerConfig:
   feature_map: Literal["favor", "relu"] = "favor"  # attention_impl="linear" only: Performer FAVOR+ or relu + 1e-3
   num_features: int = 256  # FAVOR+ random features (attention_impl="linear", feature_map="favor")
   dtype: Literal["float32", "bfloat16"] = "float32"  # compute dtype; parameters stay float32
+  # The blocks as one `jax.lax.scan` over parameters stacked along a "layers" axis: compile time independent of
+  # depth (zoo.models.scan); checkpoints of either layout load into the other.
+  scan_layers: bool = False
+  remat: Literal["none", "dots_saveable", "full"] = "none"  # per-block jax.checkpoint policy (memory for time)
 
   def __post_init__(self):
     for name in ("vocab_size", "num_layers", "d_model", "num_heads", "max_length"):
@@ -61,6 +66,8 @@ class TransformerConfig:
     check(self.randomized_positions == 0 or self.randomized_positions >= self.max_length,
           f"model: randomized_positions must be 0 (off) or >= max_length ({self.max_length}), got "
           f"{self.randomized_positions}")
+    check(self.remat in REMAT_POLICIES,
+          f"model: unknown remat {self.remat!r}; valid choices: {', '.join(REMAT_POLICIES)}")
     positional.parse_options(self.pe, self.pe_options)  # unknown names / options fail here
     attention.get(self.attention_impl)
     if self.attention_impl == "linear":

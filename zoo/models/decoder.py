@@ -24,7 +24,8 @@ from zoo.nn.embed import TokenEmbedding
 
 @struct.dataclass
 class DecodeCache:
-  layers: tuple[LayerCache, ...]  # one per block: a KVCache (softmax) or a LinearState (linear attention)
+  # One per block: a KVCache (softmax) or a LinearState (linear attention); scanned layers: one, stacked [layers, ...]
+  layers: tuple[LayerCache, ...] | LayerCache
   index: jax.Array  # [batch] int32: how many tokens of each sequence are in the cache
   length: int = struct.field(pytree_node=False)  # the most tokens it may hold (positions 0..length-1)
 
@@ -69,8 +70,8 @@ class Decoder(nnx.Module):
   def init_cache(self, batch: int, cache_length: int) -> DecodeCache:
     """An empty cache for `batch` sequences of up to `cache_length` tokens (prompt + generated)."""
     self.check_cache_length(cache_length)
-    layers = tuple(block.attention.init_cache(batch, cache_length) for block in self.backbone.blocks)
-    return DecodeCache(layers=layers, index=jnp.zeros((batch,), jnp.int32), length=cache_length)
+    return DecodeCache(layers=self.backbone.init_caches(batch, cache_length), index=jnp.zeros((batch,), jnp.int32),
+                       length=cache_length)
 
   def extend(
       self,

@@ -19,6 +19,7 @@ import numpy as np
 from etils import epath
 
 from zoo import pretrained
+from zoo.models import scan
 from zoo.train.options import TrainOptions
 from zoo.train.param_paths import TrainableError, flatten, match, replace
 
@@ -36,6 +37,7 @@ ERRORS = (pretrained.CheckpointError, InitFromError, TrainableError)
 def load_into(state, params: dict[str, np.ndarray], source: str, *, allow_mismatch: bool = False):
   """(`state` with `params` copied in where path and shape match, in its dtypes and shardings; the LoadReport)."""
   current = flatten(state.params)
+  params = scan.match_layout(params, {p: v.shape for p, v in current.items()})  # scanned layers or not
   report = match({p: v.shape for p, v in current.items()}, {p: v.shape for p, v in params.items()}, source)
   if report.mismatched and not allow_mismatch:
     shapes = "; ".join(f"{p} {a} vs {b}" for p, (a, b) in report.mismatched.items())

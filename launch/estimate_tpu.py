@@ -1,0 +1,152 @@
+"""Ahead-of-time estimates of the train step at real sizes on TPU slices — compiler estimates, nothing run.
+
+  python -m launch.estimate_tpu [--sizes 125m,350m,1.3b] [--lengths 2048,8192] [--encodings rope,alibi,t5_bias,urpe]
+                                [--impls xla,pallas] [--topologies v5e:4x4,v5p:2x2x2] [--out rows.jsonl]
+
+For every combination, zoo's own train step (the decoder with `scan_layers` and the `--remat` policy, bfloat16
+compute over float32 parameters, AdamW, one sequence per chip, FSDP over every chip of the slice) is compiled for
+the topology with the TPU compiler (libtpu, the `tpu` extra; `zoo.train.aot` describes the devices), and one JSON
+line reports:
+
+* per-device memory from `memory_analysis()` (arguments + outputs − aliased + temporaries) and whether it fits the
+  chip's HBM; a compiler refusal ("RESOURCE_EXHAUSTED") is a row with `fits: false` and its message;
+* `step_flops`, `bytes_accessed`: the compiled per-device program's from `cost_analysis()` (the Pallas kernels
+  declare theirs with `pl.CostEstimate`, so they count; the scanned layers' share is scaled from an unscanned
+  two-layer compile, as the analysis counts a loop body once), and `model_flops`: 6 · parameters + 12 · layers ·
+  d_model · length per token (PaLM's count, causal attention not halved), per device;
+* `estimated_step_s`: the compiler's own step-time estimate when its cost analysis reports one ("optimal_seconds"),
+  else a roofline from its FLOPs and bytes against the chip's peak bf16 FLOP/s and HBM bandwidth (`compute_s`,
+  `memory_s`; the larger) — say which in `estimate`; `estimated_mfu` = model FLOPs / (estimated step time × peak
+  FLOP/s). XLA's "bytes accessed" sums every operation's operands and results, fused or not, so `memory_s` is
+  pessimistic where fusion keeps intermediates on chip.
+
+These are the compiler's estimates for a program no TPU has run: they bound, they do not measure.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")  # compiling needs no exclusive libtpu lock
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import time  # noqa: E402
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import optax  # noqa: E402
+
+from zoo.train.aot import GIB, HBM_PER_CHIP, topology_devices  # noqa: E402
+from zoo.train.mesh import batch_sharding, make_mesh  # noqa: E402
+from zoo.train.step import compile_steps, make_program  # noqa: E402
+
+# GPT-3's sizes (Brown et al. 2020, table 2.1) with head_dim 128 (the MXU's width) at 1.3B.
+SIZES = {"125m": dict(num_layers=12, d_model=768, num_heads=12),
+         "350m": dict(num_layers=24, d_model=1024, num_heads=16),
+         "1.3b": dict(num_layers=24, d_model=2048, num_heads=16)}
+VOCAB = 32000
+# Per chip, by JAX's device_kind: peak dense bfloat16 FLOP/s and HBM bytes/s (Google Cloud's published figures).
+PEAK_FLOPS = {"TPU v5 lite": 197e12, "TPU v5": 459e12, "TPU v4": 275e12, "TPU v6 lite": 918e12}
+HBM_BANDWIDTH = {"TPU v5 lite": 819e9, "TPU v5": 2765e9, "TPU v4": 1228e9, "TPU v6 lite": 1640e9}
+RULES = (("batch", ("data", "fsdp")), ("embed", ("fsdp",)), ("vocab", ()), ("heads", ()), ("mlp", ()),
+         ("kv", ()), ("layers", ()))
+
+
+def cost_of(compiled) -> dict:
+  analysis = compiled.cost_analysis()
+  return dict(analysis[0] if isinstance(analysis, (list, tuple)) else analysis or {})
+
+
+def mosaic_kernels(compiled) -> int | None:
+  """Mosaic (Pallas TPU) custom calls in the compiled program; None when its HLO text cannot be printed (libtpu's
+  v5p programs with async updates fail XLA's printer with a RET_CHECK)."""
+  try:
+    return compiled.as_text().count("tpu_custom_call")
+  except jax.errors.JaxRuntimeError:
+    return None
+
+
+def compile_step(config: dict, topology: str):
+  """(compiled train step or the compiler's refusal message, its devices, parameter count, compile seconds)."""
+  devices = topology_devices(topology)
+  chips = len(devices)
+  mesh = make_mesh((1, chips, 1), devices)
+  program, _ = make_program("decoder", config, seed=0, tx=optax.adamw(1e-4), schedule=optax.constant_schedule(1e-4),
+                            objective="next_token", grad_accum_steps=1, mesh=mesh, rules=RULES)
+  shardings = {name: batch_sharding(mesh, RULES, 2) for name in ("inputs", "targets")}
+  batch = {name: jax.ShapeDtypeStruct((chips, config["max_length"]), jnp.int32, sharding=s)
+           for name, s in shardings.items()}
+  params = sum(math.prod(x.shape) for x in jax.tree.leaves(program.abstract_state.params))
+  train, _ = compile_steps(program, shardings)
+  start = time.perf_counter()
+  try:
+    compiled = train.lower(program.abstract_state, batch).compile()
+  except Exception as e:  # noqa: BLE001 — the TPU compiler refusing the program (out of HBM) is a result
+    compiled = str(e).splitlines()[0][:300]
+  return compiled, devices, params, time.perf_counter() - start
+
+
+def estimate(size: str, length: int, pe: str, impl: str, topology: str, remat: str) -> dict:
+  config = dict(SIZES[size], vocab_size=VOCAB, max_length=length, pe=pe, attention_impl=impl, dtype="bfloat16",
+                scan_layers=True, remat=remat)
+  compiled, devices, params, compile_s = compile_step(config, topology)
+  kind, chips, layers = devices[0].device_kind, len(devices), config["num_layers"]
+  model_flops = (6 * params + 12 * layers * config["d_model"] * length) * length  # per device: one sequence each
+  row = dict(size=size, params=params, length=length, pe=pe, impl=impl, topology=topology, chips=chips,
+             device_kind=kind, remat=remat, scan_layers=True, dtype="bfloat16", batch_per_chip=1,
+             model_flops=model_flops, hbm_gib=round(HBM_PER_CHIP[kind] / GIB, 1), compile_s=round(compile_s, 1))
+  if isinstance(compiled, str):
+    return dict(row, fits=False, error=compiled)
+  memory = compiled.memory_analysis()
+  peak = (memory.argument_size_in_bytes + memory.output_size_in_bytes - memory.alias_size_in_bytes
+          + memory.temp_size_in_bytes)
+  # XLA's cost analysis counts a while loop's body once: the scanned program holds everything outside the layers
+  # plus one layer (forward and backward). An unscanned two-layer program holds the outside plus two layers, so
+  # their difference is one layer's cost, and the step's is the scanned figure plus (layers - 1) of it.
+  two_layers, _, _, _ = compile_step(dict(config, num_layers=2, scan_layers=False), topology)
+  scanned, unrolled = cost_of(compiled), cost_of(two_layers)
+  per_step = {key: scanned.get(key, 0.0) + (layers - 1) * (unrolled.get(key, 0.0) - scanned.get(key, 0.0))
+              for key in ("flops", "bytes accessed")}
+  flops, nbytes = per_step["flops"], per_step["bytes accessed"]
+  compute_s, memory_s = flops / PEAK_FLOPS[kind], nbytes / HBM_BANDWIDTH[kind]
+  if scanned.get("optimal_seconds", 0.0) > 0:
+    seconds, how = float(scanned["optimal_seconds"]), "compiler (optimal_seconds)"
+  else:
+    seconds, how = max(compute_s, memory_s), "roofline of cost_analysis"
+  return dict(row, peak_gib=round(peak / GIB, 2), temp_gib=round(memory.temp_size_in_bytes / GIB, 2),
+              fits=peak <= HBM_PER_CHIP[kind], step_flops=flops, bytes_accessed=nbytes,
+              compute_s=round(compute_s, 4), memory_s=round(memory_s, 4),
+              estimated_step_s=round(seconds, 4), estimate=how,
+              estimated_mfu=round(model_flops / (seconds * PEAK_FLOPS[kind]), 3),
+              mosaic_kernels=mosaic_kernels(compiled))
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--sizes", default="125m,350m,1.3b")
+  parser.add_argument("--lengths", default="2048,8192")
+  parser.add_argument("--encodings", default="rope,alibi,t5_bias,urpe")
+  parser.add_argument("--impls", default="xla,pallas")
+  parser.add_argument("--topologies", default="v5e:4x4,v5p:2x2x2")
+  parser.add_argument("--remat", default="full", help="model.remat of every row")
+  parser.add_argument("--out", default="", help="also append the JSON lines to this file")
+  args = parser.parse_args()
+  with open(args.out, "a") if args.out else contextlib.nullcontext() as out:
+    for topology in args.topologies.split(","):
+      for size in args.sizes.split(","):
+        for length in (int(n) for n in args.lengths.split(",")):
+          for pe in args.encodings.split(","):
+            for impl in args.impls.split(","):
+              line = json.dumps(estimate(size, length, pe, impl, topology, args.remat))
+              print(line, flush=True)
+              if out is not None:
+                out.write(line + "\n")
+                out.flush()
+
+
+if __name__ == "__main__":
+  main()
