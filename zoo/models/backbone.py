@@ -29,7 +29,9 @@ class Backbone(nnx.Module):
               norm_position=config.norm_position, causal=causal, encoding=encoding,
               attention_impl=config.attention_impl, feature_map=config.feature_map,
               num_features=config.num_features, dropout=config.dropout,
-              attention_dropout=config.attention_dropout, dtype=config.compute_dtype, rngs=rngs)
+              attention_dropout=config.attention_dropout, qk_rank=config.qk_rank,
+              attention_logits=config.attention_logits, attention_temperature=config.attention_temperature,
+              dtype=config.compute_dtype, rngs=rngs)
         for encoding in encodings])
     self.dropout = nnx.Dropout(config.dropout, rngs=rngs)
     self.randomize = (RandomizedPositions(config.randomized_positions, rngs=rngs) if config.randomized_positions

@@ -44,22 +44,45 @@ def linear_to_heads(d_model: int, num_heads: int, head_dim: int, *, dtype, rngs:
   return nnx.LinearGeneral(d_model, (num_heads, head_dim), use_bias=False, kernel_init=init, dtype=dtype, rngs=rngs)
 
 
+class LowRankToHeads(nnx.Module):
+  """x [batch, length, d_model] → [batch, length, heads, head_dim] through a rank-`rank` bottleneck per head: each
+  head's d_model × head_dim matrix is a (d_model × rank) · (rank × head_dim) product."""
+
+  def __init__(self, d_model: int, num_heads: int, head_dim: int, rank: int, *, dtype, rngs: nnx.Rngs):
+    self.down = linear_to_heads(d_model, num_heads, rank, dtype=dtype, rngs=rngs)
+    up_init = nnx.with_partitioning(nnx.initializers.lecun_normal(in_axis=-2, out_axis=-1), ("heads", None, "kv"))
+    self.up = nnx.Param(up_init(rngs.params(), (num_heads, rank, head_dim)))  # [heads, rank, head_dim]
+    self.dtype = dtype
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return jnp.einsum("blhr,hrd->blhd", self.down(x), self.up[...].astype(self.dtype))
+
+
 class SelfAttention(nnx.Module):
   """Self-attention with the positional hooks. `impl="linear"` uses kernelized attention with `feature_map`
   ("favor": `num_features` random features redrawn at every training call from the "features" RNG stream and fixed
-  in evaluation; "relu": deterministic)."""
+  in evaluation; "relu": deterministic). `qk_rank` factorises W_Q and W_K through a rank-`qk_rank` bottleneck;
+  `logits="positional"` drops W_Q and W_K (queries and keys are zero, so the encoding's bias alone sets the
+  attention); `temperature` divides q·kᵀ/√d."""
 
   def __init__(self, *, d_model: int, num_heads: int, head_dim: int, causal: bool, encoding: PositionalEncoding,
                impl: str = "xla", feature_map: str = "favor", num_features: int = 256, dropout_rate: float = 0.0,
+               qk_rank: int | None = None, logits: str = "content", temperature: float = 1.0,
                dtype=jnp.float32, rngs: nnx.Rngs):
     self.causal = causal
     self.encoding = encoding
     self.impl = impl
     self.num_heads, self.head_dim, self.dtype = num_heads, head_dim, dtype
     self.dropout_rate = dropout_rate
+    self.temperature = temperature
     self.deterministic = False  # flipped by `model.eval()` / `model.train()`
-    self.query = linear_to_heads(d_model, num_heads, head_dim, dtype=dtype, rngs=rngs)
-    self.key = linear_to_heads(d_model, num_heads, head_dim, dtype=dtype, rngs=rngs)
+    self.query = self.key = None  # logits="positional"
+    if logits == "content" and qk_rank is None:
+      self.query = nnx.data(linear_to_heads(d_model, num_heads, head_dim, dtype=dtype, rngs=rngs))
+      self.key = nnx.data(linear_to_heads(d_model, num_heads, head_dim, dtype=dtype, rngs=rngs))
+    elif logits == "content":
+      self.query = nnx.data(LowRankToHeads(d_model, num_heads, head_dim, qk_rank, dtype=dtype, rngs=rngs))
+      self.key = nnx.data(LowRankToHeads(d_model, num_heads, head_dim, qk_rank, dtype=dtype, rngs=rngs))
     self.value = linear_to_heads(d_model, num_heads, head_dim, dtype=dtype, rngs=rngs)
     out_init = nnx.with_partitioning(nnx.initializers.lecun_normal(), ("heads", "kv", "embed"))
     self.out = nnx.LinearGeneral((num_heads, head_dim), d_model, axis=(-2, -1), use_bias=False,
@@ -98,7 +121,11 @@ class SelfAttention(nnx.Module):
       cache: LayerCache | None = None,
       cache_index: jax.Array | None = None,  # [batch] int: where the new tokens go in a KV cache
   ) -> tuple[jax.Array, LayerCache | None]:
-    q, k, v = self.query(x), self.key(x), self.value(x)  # [batch, length, heads, head_dim]
+    v = self.value(x)  # [batch, length, heads, head_dim]
+    if self.query is None:  # dot-product-free: the logits are the positional bias alone
+      q = k = jnp.zeros_like(v)
+    else:
+      q, k = self.query(x), self.key(x)  # [batch, length, heads, head_dim]
     if implements(self.encoding, "transform_qk"):
       q, k = self.encoding.transform_qk(q, k, coords, coords)  # [batch, length, heads, qk_dim]
     if cache is not None and segment_ids is not None:
@@ -114,7 +141,7 @@ class SelfAttention(nnx.Module):
     """Kernelized attention; with a cache, a continuation of its recurrent state (positions follow the cache)."""
     del cache_index  # the state is a sum over the keys so far: it has no slots
     positions = coords.positions
-    softmax_scale = q.shape[-1] ** -0.5
+    softmax_scale = q.shape[-1] ** -0.5 / self.temperature
     projection = None
     if self.feature_keys is not None:  # FAVOR+: one draw per call, shared by heads, fixed while deterministic
       projection = linear.orthogonal_random_features(self.feature_keys(), self.num_features, q.shape[-1])
@@ -150,7 +177,8 @@ class SelfAttention(nnx.Module):
                          k_valid=k_valid, causal=self.causal)
     bias, scale = attention_terms(self.encoding, q_coords, k_coords)
     use_dropout = self.dropout_rate > 0 and not self.deterministic
-    out = attend(q, k, v, impl=self.impl, mask=mask, bias=bias, scale=scale, softmax_scale=q.shape[-1] ** -0.5,
+    out = attend(q, k, v, impl=self.impl, mask=mask, bias=bias, scale=scale,
+                 softmax_scale=q.shape[-1] ** -0.5 / self.temperature,
                  dropout_rate=self.dropout_rate if use_dropout else 0.0,
                  dropout_rng=self.dropout_rngs() if use_dropout else None)
     return out, cache

@@ -20,7 +20,8 @@ class Block(nnx.Module):
   def __init__(self, *, d_model: int, num_heads: int, head_dim: int, mlp_dim: int, activation: str, norm: str,
                norm_position: str, causal: bool, encoding: PositionalEncoding, attention_impl: str,
                dropout: float, attention_dropout: float, dtype, rngs: nnx.Rngs, feature_map: str = "favor",
-               num_features: int = 256):
+               num_features: int = 256, qk_rank: int | None = None, attention_logits: str = "content",
+               attention_temperature: float = 1.0):
     if norm_position not in NORM_POSITIONS:
       raise ValueError(f"unknown norm_position {norm_position!r}; valid choices: {', '.join(NORM_POSITIONS)}")
     self.pre_norm = norm_position == "pre"
@@ -28,6 +29,7 @@ class Block(nnx.Module):
     self.attention = SelfAttention(d_model=d_model, num_heads=num_heads, head_dim=head_dim, causal=causal,
                                    encoding=encoding, impl=attention_impl, feature_map=feature_map,
                                    num_features=num_features, dropout_rate=attention_dropout,
+                                   qk_rank=qk_rank, logits=attention_logits, temperature=attention_temperature,
                                    dtype=dtype, rngs=rngs)
     self.mlp_norm = make_norm(norm, d_model, dtype=dtype, rngs=rngs)
     self.mlp = Mlp(d_model, mlp_dim, activation, dtype=dtype, rngs=rngs)
