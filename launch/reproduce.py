@@ -473,7 +473,8 @@ def main(argv: list[str] | None = None) -> int:
   size = parser.add_mutually_exclusive_group()
   size.add_argument("--quick", action="store_true", help="smaller sizes and fewer steps: a run of minutes")
   size.add_argument("--tiny", action="store_true", help="tiny sizes and a few steps: seconds (the tests' size)")
-  parser.add_argument("--workdir", default=None, help="runs go here (default /tmp/zoo/reproduce/<experiment>_<variant>)")
+  parser.add_argument("--workdir", default=None,
+                      help="runs go here (default /tmp/zoo/reproduce/<experiment>_<variant>)")
   parser.add_argument("--out", default=None, help="table, JSONL and figures (default results/<experiment>)")
   parser.add_argument("--encodings", default="", help="urpe_pi / urpe_etp: comma-separated encodings (default: every "
                                                       "one the encoder accepts)")
