@@ -134,8 +134,9 @@ def urpe_plots(task: str, rows: list[dict], out: pathlib.Path, variant: str) -> 
   if urpe is not None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3), dpi=100)
     for ax, key, title in zip(axes, ("b", "c"), ("B (logit bias)", "C (post-softmax scale)")):
-      table = np.asarray(urpe[key])  # [heads, 2 D + 1]
-      reach = table.shape[1] // 2
+      table = np.asarray(urpe[key])  # [heads, 2 D + 1]: lags −D..D
+      centre, reach = table.shape[1] // 2, min(table.shape[1] // 2, urpe["length"] - 1)  # the lags that occur
+      table = table[:, centre - reach:centre + reach + 1]
       image = ax.imshow(table, aspect="auto", cmap="RdBu_r", extent=(-reach - 0.5, reach + 0.5, table.shape[0] - 0.5,
                                                                        -0.5))
       ax.set_xlabel("lag k − q")
