@@ -9,8 +9,8 @@ from zoo import models, positional
 
 
 @pytest.mark.parametrize("config,message", [
-    (dict(pe="fourier"), r"unknown positional encoding 'fourier'; valid choices: alibi, fire, kerple_log, "
-                         r"kerple_power, learned, none, rope"),
+    (dict(pe="fourier"), r"unknown positional encoding 'fourier'; valid choices: alibi, cope, fire, kerple_log, "
+                         r"kerple_power, learned, memory_rpe, none, rope"),
     (dict(pe="rope", pe_options={"bas": 500.0}), r"positional encoding 'rope': unknown option\(s\) 'bas'; "
                                                  r"valid options: base, fraction, interleaved"),
     (dict(pe="rope", pe_options={"interleaved": "yes"}), r"option 'interleaved' must be bool, got 'yes'"),

@@ -210,6 +210,7 @@ REFERENCES = {
     "sandwich": lambda enc, q, k, lag, fx: {"logit_bias": sandwich_reference(enc, q, k)},
     "fire": lambda enc, q, k, lag, fx: {"logit_bias": fire_reference(enc, q, lag)},
     "cope": lambda enc, q, k, lag, fx: {"logit_bias": cope_reference(enc, q, k, fx["content"])},
+    "memory_rpe": lambda enc, q, k, lag, fx: {"logit_bias": memory_rpe_reference(enc, lag)},
 }
 
 
@@ -247,6 +248,13 @@ def kerple_reference(enc, lag, kernel, max_r2=np.inf):
   params = np.asarray(enc.params[...], np.float64)
   r1, r2 = np.maximum(params[:, 0], 0.01), np.clip(params[:, 1], 0.01, max_r2)
   return kernel(r1[None, :, None, None], r2[None, :, None, None], np.abs(lag)[:, None].astype(np.float64))
+
+
+def memory_rpe_reference(enc, lag):
+  """Wang & E (2024): p · φ(|t − s|), φ(z) = −log z (z ≥ 1; z = 0 read as 1) or −z, p = exp of the stored log p."""
+  p = np.exp(np.asarray(enc.log_p[...], np.float64))[None, :, None, None]
+  z = np.abs(lag)[:, None].astype(np.float64)
+  return p * (-np.log(np.maximum(z, 1)) if enc.options.phi == "log" else -z)
 
 
 def sandwich_reference(enc, q_pos, k_pos):

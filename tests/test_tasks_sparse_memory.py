@@ -48,7 +48,7 @@ def test_last_position_scoring_and_model_fields(data_dir):
   batch = next(iter(make_dataset(task, prepare(task, data_dir).as_data_source(split="validation"), batch_size=4,
                                  seed=0, train=False)))
   assert batch["weights"].shape == (4, 40) and batch["weights"].sum() == 4 and batch["weights"][:, -1].all()
-  assert task.model_fields() == {"vocab_size": 2, "max_length": 40, "head": "token", "num_classes": 1}
+  assert task.model_fields() == {"vocab_size": 2, "max_length": 40, "head": "token", "num_classes": 1, "causal": True}
 
 
 def test_seeds_give_reproducible_and_distinct_inputs(data_dir, tmp_path):

@@ -40,8 +40,8 @@ def run_cli(*args, devices: int = 1, timeout: float = 240) -> subprocess.Complet
 BAD_CONFIGS = {
     "unknown key": ([SMOKE, "--config.train.stepz=3"], "error: unknown config key 'stepz' (did you mean 'steps'?)"),
     "unknown encoding": ([SMOKE, "--config.model.pe=nope"],
-                         "error: unknown positional encoding 'nope'; valid choices: alibi, fire, kerple_log, "
-                         "kerple_power, learned, none, rope"),
+                         "error: unknown positional encoding 'nope'; valid choices: alibi, cope, fire, kerple_log, "
+                         "kerple_power, learned, memory_rpe, none, rope"),
     "invalid schedule": ([SMOKE, "--config.optimizer.schedule=exp"],
                          "error: optimizer: option 'schedule' = 'exp' is not a valid choice; valid choices: "
                          "'constant' | 'cosine' | 'linear' | 'rsqrt'"),

@@ -32,7 +32,9 @@ class Backbone(nnx.Module):
               num_features=config.num_features, dropout=config.dropout,
               attention_dropout=config.attention_dropout, num_kv_heads=config.num_kv_heads,
               qkv_bias=config.qkv_bias, out_bias=config.out_bias, mlp_bias=config.mlp_bias,
-              scale_logits=config.scale_logits, norm_eps=config.norm_eps, dtype=config.compute_dtype, rngs=rngs)
+              scale_logits=config.scale_logits, norm_eps=config.norm_eps, qk_rank=config.qk_rank,
+              attention_logits=config.attention_logits, attention_temperature=config.attention_temperature,
+              dtype=config.compute_dtype, rngs=rngs)
         for encoding in encodings]
     # Scanned: one Block holding every layer's variables stacked (zoo.models.scan); else a list of N blocks.
     self.scan_layers, self.remat, self.num_layers = config.scan_layers, config.remat, config.num_layers

@@ -47,6 +47,13 @@ class TransformerConfig:
   attention_impl: str = "xla"  # a name from zoo.attention.available()
   feature_map: Literal["favor", "relu"] = "favor"  # attention_impl="linear" only: Performer FAVOR+ or relu + 1e-3
   num_features: int = 256  # FAVOR+ random features (attention_impl="linear", feature_map="favor")
+  # W_Q, W_K of each head factorised d_model × qk_rank · qk_rank × head_dim, so q·kᵀ has rank <= qk_rank (Kajitsuka &
+  # Sato's rank-1 attention is qk_rank=1); None: full rank.
+  qk_rank: int | None = None
+  # content: logits q·kᵀ/√d + positional bias; positional: the bias alone, no query or key projection (Wang & E's
+  # dot-product-free attention).
+  attention_logits: Literal["content", "positional"] = "content"
+  attention_temperature: float = 1.0  # divides q·kᵀ/√d (not the bias): → 0 approaches hardmax attention
   dtype: Literal["float32", "bfloat16"] = "float32"  # compute dtype; parameters stay float32
   # The blocks as one `jax.lax.scan` over parameters stacked along a "layers" axis: compile time independent of
   # depth (zoo.models.scan); checkpoints of either layout load into the other.
@@ -69,6 +76,12 @@ class TransformerConfig:
     check(self.remat in REMAT_POLICIES,
           f"model: unknown remat {self.remat!r}; valid choices: {', '.join(REMAT_POLICIES)}")
     positional.parse_options(self.pe, self.pe_options)  # unknown names / options fail here
+    check(self.qk_rank is None or 1 <= self.qk_rank <= self.resolved_head_dim,
+          f"model: qk_rank must be None (full rank) or in 1..head_dim ({self.resolved_head_dim}), got {self.qk_rank}")
+    check(self.attention_temperature > 0, f"model: attention_temperature must be > 0, got "
+                                          f"{self.attention_temperature}")
+    if self.attention_logits == "positional":
+      check_positional_logits(self)
     attention.get(self.attention_impl)
     if self.attention_impl == "linear":
       check_linear_attention(self)
@@ -112,6 +125,19 @@ def check_linear_attention(config: TransformerConfig) -> None:
   check(config.num_features >= 1, f"model: num_features must be >= 1, got {config.num_features}")
 
 
+def check_positional_logits(config: TransformerConfig) -> None:
+  """Dot-product-free attention has no queries or keys: only an encoding whose position enters as a logit bias (and
+  transforms no queries or keys) gives it anything to attend by."""
+  def usable(name: str) -> bool:
+    cls = positional.get(name)
+    return positional.implements(cls, "logit_bias") and not positional.implements(cls, "transform_qk")
+  if not usable(config.pe):
+    raise ValueError(f"model: attention_logits='positional' needs an encoding with a logit_bias hook and no "
+                     f"transform_qk (got pe={config.pe!r}); valid choices: "
+                     f"{', '.join(n for n in positional.available() if usable(n))}")
+  check(config.qk_rank is None, "model: qk_rank needs attention_logits='content' (positional logits have no W_Q, W_K)")
+
+
 @dataclasses.dataclass(frozen=True)
 class EncoderConfig(TransformerConfig):
   pe: str = "sinusoidal"
@@ -122,11 +148,16 @@ class EncoderConfig(TransformerConfig):
   pooling: Literal["cls", "mean"] = "mean"  # sequence / dual heads
   num_classes: int = 2
   type_vocab_size: int = 0  # > 0: learned token-type embeddings added to the input (BERT's sentence A / B)
+  # True: causal attention, so the token head's output at t reads only tokens <= t (sequence-to-sequence regression
+  # or tagging by a causal model, as in Wang & E's sparse-memory study).
+  causal: bool = False
 
   def __post_init__(self):
     super().__post_init__()
     check(self.num_classes >= 1, f"model: num_classes must be >= 1, got {self.num_classes}")
     check(self.type_vocab_size >= 0, f"model: type_vocab_size must be >= 0, got {self.type_vocab_size}")
+    check(not self.causal or self.head == "token", f"model: causal=True needs head='token' (a pooled head reads "
+                                                   f"every position), got head={self.head!r}")
 
 
 @dataclasses.dataclass(frozen=True)

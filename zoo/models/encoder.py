@@ -1,4 +1,5 @@
-"""The encoder family: bidirectional attention with a token-level, sequence-classification or dual-encoder head."""
+"""The encoder family: bidirectional attention with a token-level, sequence-classification or dual-encoder head; with
+`causal=True` and the token head, a causal sequence-to-sequence model (per-position regression or tagging)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ class Encoder(nnx.Module):
     if pooled and config.pooling == "cls":
       cls_init = nnx.with_partitioning(nnx.initializers.normal(0.02), ("embed",))
       self.cls = nnx.Param(cls_init(rngs.params(), (config.d_model,)))  # [d_model]
-    self.backbone = Backbone(config, causal=False, rngs=rngs)
+    self.backbone = Backbone(config, causal=config.causal, rngs=rngs)
     if config.head == "dual":
       hidden_init = nnx.with_partitioning(nnx.initializers.lecun_normal(), (None, "embed"))
       self.pair_hidden = nnx.Linear(4 * config.d_model, config.d_model, kernel_init=hidden_init, rngs=rngs)

@@ -51,10 +51,26 @@ def linear_to_heads(d_model: int, num_heads: int, head_dim: int, *, use_bias: bo
   return layer
 
 
+class LowRankToHeads(nnx.Module):
+  """x [batch, length, d_model] → [batch, length, heads, head_dim] through a rank-`rank` bottleneck per head: each
+  head's d_model × head_dim matrix is a (d_model × rank) · (rank × head_dim) product."""
+
+  def __init__(self, d_model: int, num_heads: int, head_dim: int, rank: int, *, dtype, rngs: nnx.Rngs):
+    self.down = linear_to_heads(d_model, num_heads, rank, dtype=dtype, rngs=rngs)
+    up_init = nnx.with_partitioning(nnx.initializers.lecun_normal(in_axis=-2, out_axis=-1), ("heads", None, "kv"))
+    self.up = nnx.Param(up_init(rngs.params(), (num_heads, rank, head_dim)))  # [heads, rank, head_dim]
+    self.dtype = dtype
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return jnp.einsum("blhr,hrd->blhd", self.down(x), self.up[...].astype(self.dtype))
+
+
 class SelfAttention(nnx.Module):
   """Self-attention with the positional hooks. `impl="linear"` uses kernelized attention with `feature_map`
   ("favor": `num_features` random features redrawn at every training call from the "features" RNG stream and fixed
-  in evaluation; "relu": deterministic).
+  in evaluation; "relu": deterministic). `qk_rank` factorises W_Q and W_K through a rank-`qk_rank` bottleneck;
+  `logits="positional"` drops W_Q and W_K (queries and keys are zero, so the encoding's bias alone sets the
+  attention); `temperature` divides q·kᵀ/√d.
 
   With `num_kv_heads` < `num_heads` (grouped-query attention) keys and values are projected to fewer heads and
   repeated right after the projection, so encodings, every core and the decoding cache see ordinary multi-head
@@ -64,7 +80,8 @@ class SelfAttention(nnx.Module):
   def __init__(self, *, d_model: int, num_heads: int, head_dim: int, causal: bool, encoding: PositionalEncoding,
                impl: str = "xla", feature_map: str = "favor", num_features: int = 256, dropout_rate: float = 0.0,
                num_kv_heads: int | None = None, qkv_bias: bool = False, out_bias: bool = False,
-               scale_logits: bool = True, dtype=jnp.float32, rngs: nnx.Rngs):
+               scale_logits: bool = True, qk_rank: int | None = None, logits: str = "content",
+               temperature: float = 1.0, dtype=jnp.float32, rngs: nnx.Rngs):
     self.causal = causal
     self.encoding = encoding
     self.impl = impl
@@ -72,12 +89,17 @@ class SelfAttention(nnx.Module):
     self.kv_repeats = num_heads // (num_kv_heads or num_heads)
     self.scale_logits = scale_logits
     self.dropout_rate = dropout_rate
+    self.temperature = temperature
     self.deterministic = False  # flipped by `model.eval()` / `model.train()`
-    self.query = linear_to_heads(d_model, num_heads, head_dim, use_bias=qkv_bias, dtype=dtype, rngs=rngs)
-    self.key = linear_to_heads(d_model, num_kv_heads or num_heads, head_dim, use_bias=qkv_bias, dtype=dtype,
-                               rngs=rngs)
-    self.value = linear_to_heads(d_model, num_kv_heads or num_heads, head_dim, use_bias=qkv_bias, dtype=dtype,
-                                 rngs=rngs)
+    kv_heads = num_kv_heads or num_heads
+    self.query = self.key = None  # logits="positional"
+    if logits == "content" and qk_rank is None:
+      self.query = nnx.data(linear_to_heads(d_model, num_heads, head_dim, use_bias=qkv_bias, dtype=dtype, rngs=rngs))
+      self.key = nnx.data(linear_to_heads(d_model, kv_heads, head_dim, use_bias=qkv_bias, dtype=dtype, rngs=rngs))
+    elif logits == "content":
+      self.query = nnx.data(LowRankToHeads(d_model, num_heads, head_dim, qk_rank, dtype=dtype, rngs=rngs))
+      self.key = nnx.data(LowRankToHeads(d_model, kv_heads, head_dim, qk_rank, dtype=dtype, rngs=rngs))
+    self.value = linear_to_heads(d_model, kv_heads, head_dim, use_bias=qkv_bias, dtype=dtype, rngs=rngs)
     out_init = nnx.with_partitioning(nnx.initializers.lecun_normal(), ("heads", "kv", "embed"))
     out_bias_init = nnx.with_partitioning(nnx.initializers.zeros, ("embed",))
     self.out = nnx.LinearGeneral((num_heads, head_dim), d_model, axis=(-2, -1), use_bias=out_bias,
@@ -116,9 +138,13 @@ class SelfAttention(nnx.Module):
       cache: LayerCache | None = None,
       cache_index: jax.Array | None = None,  # [batch] int: where the new tokens go in a KV cache
   ) -> tuple[jax.Array, LayerCache | None]:
-    q, k, v = self.query(x), self.key(x), self.value(x)  # q [batch, length, heads, head_dim]; k, v: kv heads
+    v = self.value(x)  # [batch, length, kv heads, head_dim]
+    if self.query is None:  # dot-product-free: the logits are the positional bias alone
+      q = k = jnp.zeros(v.shape[:2] + (self.num_heads, self.head_dim), v.dtype)
+    else:
+      q, k = self.query(x), self.key(x)  # q [batch, length, heads, head_dim]; k: kv heads
     if self.kv_repeats > 1:  # kv head j serves query heads j·repeats .. (j + 1)·repeats − 1
-      k, v = (jnp.repeat(a, self.kv_repeats, axis=2) for a in (k, v))  # [batch, length, heads, head_dim]
+      k, v = (jnp.repeat(a, self.kv_repeats, axis=2) if a.shape[2] != self.num_heads else a for a in (k, v))
     if implements(self.encoding, "transform_qk"):
       q, k = self.encoding.transform_qk(q, k, coords, coords)  # [batch, length, heads, qk_dim]
     if cache is not None and segment_ids is not None:
@@ -131,8 +157,8 @@ class SelfAttention(nnx.Module):
     return self.out(out), cache
 
   def softmax_scale(self, q: jax.Array) -> float:
-    """1/√(qk_dim), or 1 for unscaled logits."""
-    return q.shape[-1] ** -0.5 if self.scale_logits else 1.0
+    """1/(√(qk_dim) · temperature), or 1/temperature for unscaled logits."""
+    return (q.shape[-1] ** -0.5 if self.scale_logits else 1.0) / self.temperature
 
   def attend_linear(self, q, k, v, coords, *, segment_ids, valid, cache, cache_index):
     """Kernelized attention; with a cache, a continuation of its recurrent state (positions follow the cache)."""

@@ -21,7 +21,8 @@ class Block(nnx.Module):
                norm_position: str, causal: bool, encoding: PositionalEncoding, attention_impl: str,
                dropout: float, attention_dropout: float, dtype, rngs: nnx.Rngs, feature_map: str = "favor",
                num_features: int = 256, num_kv_heads: int | None = None, qkv_bias: bool = False,
-               out_bias: bool = False, mlp_bias: bool = False, scale_logits: bool = True, norm_eps: float = 1e-6):
+               out_bias: bool = False, mlp_bias: bool = False, scale_logits: bool = True, norm_eps: float = 1e-6,
+               qk_rank: int | None = None, attention_logits: str = "content", attention_temperature: float = 1.0):
     if norm_position not in NORM_POSITIONS:
       raise ValueError(f"unknown norm_position {norm_position!r}; valid choices: {', '.join(NORM_POSITIONS)}")
     self.pre_norm = norm_position == "pre"
@@ -30,7 +31,8 @@ class Block(nnx.Module):
                                    encoding=encoding, impl=attention_impl, feature_map=feature_map,
                                    num_features=num_features, dropout_rate=attention_dropout,
                                    num_kv_heads=num_kv_heads, qkv_bias=qkv_bias, out_bias=out_bias,
-                                   scale_logits=scale_logits, dtype=dtype, rngs=rngs)
+                                   scale_logits=scale_logits, qk_rank=qk_rank, logits=attention_logits,
+                                   temperature=attention_temperature, dtype=dtype, rngs=rngs)
     self.mlp_norm = make_norm(norm, d_model, dtype=dtype, rngs=rngs, epsilon=norm_eps)
     self.mlp = Mlp(d_model, mlp_dim, activation, use_bias=mlp_bias, dtype=dtype, rngs=rngs)
     self.dropout = nnx.Dropout(dropout, rngs=rngs)

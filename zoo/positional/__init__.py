@@ -15,6 +15,7 @@ from zoo.positional.rope import apply_rope  # noqa: E402
 from zoo.positional import urpe as _urpe  # noqa: E402,F401
 from zoo.positional import fire as _fire  # noqa: E402,F401
 from zoo.positional import kerple as _kerple  # noqa: E402,F401
+from zoo.positional import memory_rpe as _memory_rpe  # noqa: E402,F401
 from zoo.positional import sandwich as _sandwich  # noqa: E402,F401
 from zoo.positional import xpos as _xpos  # noqa: E402,F401
 from zoo.positional import cope as _cope  # noqa: E402,F401

@@ -18,8 +18,8 @@ Scored positions (weight 1) are those whose whole memory lies inside the sequenc
 t ≥ max g (Task II), t ≥ 1 (Task III) — or with `scored="last"` only the last position (the paper's
 single-output Task III). Loss: squared error; metric: mean absolute error.
 
-The model family is the encoder with a one-output token head; its attention is bidirectional, so unlike the paper's
-causal model it could also read future inputs, which carry no information about y_t.
+The model is the paper's: causal (the encoder family with `causal=True`, fixed by the task) with a one-output token
+head, a regression at every position.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ class SparseMemory(Task):
     return self.options.length
 
   def model_fields(self):
-    return {"vocab_size": 2, "max_length": self.length, "head": "token", "num_classes": 1}
+    return {"vocab_size": 2, "max_length": self.length, "head": "token", "num_classes": 1, "causal": True}
 
   def targets(self, x: np.ndarray) -> np.ndarray:
     """y [length] float32 for signs `x` [length]."""

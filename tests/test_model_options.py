@@ -1,0 +1,115 @@
+"""The model options the papers need, each against an independent reference: low-rank W_Q W_K (Kajitsuka & Sato),
+dot-product-free attention and the p·φ(t − s) encoding (Wang & E), the causal token head, the attention temperature."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import TINY, random_tokens, tiny_model
+from zoo import models
+from zoo.positional import Coordinates
+
+LENGTH = 12
+
+
+def block_inputs(seed: int = 0):
+  """Features [2, LENGTH, d_model] and their coordinates 0..LENGTH-1."""
+  x = jax.random.normal(jax.random.key(seed), (2, LENGTH, TINY["d_model"]))
+  return x, Coordinates(jnp.broadcast_to(jnp.arange(LENGTH), (2, LENGTH)))
+
+
+def logit_matrices(attention, x) -> np.ndarray:
+  """[batch, heads, L, L]: q·kᵀ per head, from the module's own projections."""
+  q, k = attention.query(x), attention.key(x)
+  return np.asarray(jnp.einsum("bqhd,bkhd->bhqk", q, k), np.float64)
+
+
+@pytest.mark.parametrize("family", ["encoder", "decoder"])
+@pytest.mark.parametrize("rank", [1, 3])
+def test_qk_rank_bounds_the_rank_of_every_logits_matrix(family, rank):
+  x, _ = block_inputs()
+  low = tiny_model(family, "rope" if family == "decoder" else "none", qk_rank=rank, head_dim=8)
+  full = tiny_model(family, "none", head_dim=8)
+  for model, bound in ((low, rank), (full, 8)):
+    logits = logit_matrices(model.backbone.blocks[0].attention, x)
+    ranks = {int(np.linalg.matrix_rank(m, tol=1e-6 * np.abs(m).max())) for m in logits.reshape(-1, LENGTH, LENGTH)}
+    assert ranks == {bound}, (family, rank, ranks)
+  tokens = random_tokens(0, (2, LENGTH))
+  assert np.isfinite(np.asarray(low(tokens))).all()
+
+
+def softmax(a, axis=-1):
+  a = a - a.max(axis=axis, keepdims=True)
+  return np.exp(a) / np.exp(a).sum(axis=axis, keepdims=True)
+
+
+@pytest.mark.parametrize("phi", ["log", "lin"])
+@pytest.mark.parametrize("impl", ["xla", "chunked", "pallas"])
+def test_positional_logits_are_the_softmax_of_the_bias_alone(phi, impl):
+  """Wang & E's dot-product-free attention with their R[t, s] = p·φ(t − s), causal: out = softmax(R + mask)·V·W_O,
+  written out in numpy from the stored log p, W_V and W_O."""
+  model = tiny_model("decoder", "memory_rpe", pe_options={"phi": phi}, attention_logits="positional",
+                     attention_impl=impl)
+  attention = model.backbone.blocks[0].attention
+  assert attention.query is None and attention.key is None  # no W_Q, W_K at all
+  x, coords = block_inputs(1)
+  out, _ = attention(x, coords)
+  p = np.exp(np.asarray(model.backbone.positional.log_p[...], np.float64))  # [heads]
+  t = np.arange(LENGTH)
+  z = (t[:, None] - t[None, :]).astype(np.float64)  # t − s
+  phi_z = -np.log(np.maximum(z, 1)) if phi == "log" else -z
+  bias = np.where(z >= 0, p[:, None, None] * phi_z, -np.inf)  # [heads, L, L], causal
+  probs = softmax(bias)
+  wv = np.asarray(attention.value.kernel[...], np.float64)  # [d_model, heads, head_dim]
+  wo = np.asarray(attention.out.kernel[...], np.float64)  # [heads, head_dim, d_model]
+  v = np.einsum("bld,dhe->blhe", np.asarray(x, np.float64), wv)
+  want = np.einsum("hqk,bkhe,hef->bqf", probs, v, wo)
+  np.testing.assert_allclose(np.asarray(out), want, rtol=2e-5, atol=2e-5)
+
+
+def test_causal_token_head_reads_no_future_input():
+  """Changing input t changes the regression outputs at t and after, never before (the paper's causal model)."""
+  model = tiny_model("encoder", "memory_rpe", head="token", num_classes=1, causal=True,
+                     attention_logits="positional")
+  tokens = random_tokens(0, (1, LENGTH))
+  base = np.asarray(model(tokens))  # [1, L, 1]
+  assert base.shape == (1, LENGTH, 1)
+  for t in (0, 5, LENGTH - 1):
+    changed = np.asarray(model(tokens.at[0, t].set((tokens[0, t] + 1) % TINY["vocab_size"])))
+    np.testing.assert_array_equal(changed[0, :t], base[0, :t])
+    assert np.abs(changed[0, t:] - base[0, t:]).min() > 0, t
+  bidirectional = tiny_model("encoder", "memory_rpe", head="token", num_classes=1)
+  changed = bidirectional(tokens.at[0, 5].set((tokens[0, 5] + 1) % TINY["vocab_size"]))
+  assert np.abs(np.asarray(changed)[0, :5] - np.asarray(bidirectional(tokens))[0, :5]).min() > 0
+
+
+def test_low_temperature_is_hardmax_attention():
+  """At temperature 1e-4 each query takes the value of its highest-scoring key (logits q·kᵀ/√d, no bias)."""
+  model = tiny_model("encoder", "none", head="token", attention_temperature=1e-4)
+  attention = model.backbone.blocks[0].attention
+  x, coords = block_inputs(2)
+  out, _ = attention(x, coords)
+  logits = logit_matrices(attention, x)  # [batch, heads, L, L]
+  one_hot = (logits == logits.max(-1, keepdims=True)).astype(np.float64)
+  v = np.einsum("bld,dhe->blhe", np.asarray(x, np.float64), np.asarray(attention.value.kernel[...], np.float64))
+  want = np.einsum("bhqk,bkhe,hef->bqf", one_hot, v, np.asarray(attention.out.kernel[...], np.float64))
+  np.testing.assert_allclose(np.asarray(out), want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("config,message", [
+    (dict(qk_rank=0), r"model: qk_rank must be None \(full rank\) or in 1..head_dim \(8\), got 0"),
+    (dict(qk_rank=9), r"qk_rank must be None \(full rank\) or in 1..head_dim \(8\), got 9"),
+    (dict(attention_logits="dot"), r"'dot' is not a valid choice; valid choices: 'content' \| 'positional'"),
+    (dict(attention_logits="positional", pe="rope"), r"attention_logits='positional' needs an encoding with a "
+                                                     r"logit_bias hook and no transform_qk \(got pe='rope'\); valid "
+                                                     r"choices: alibi, cope, fire, kerple_log"),
+    (dict(attention_logits="positional", pe="alibi", qk_rank=1), r"qk_rank needs attention_logits='content'"),
+    (dict(attention_temperature=0.0), r"attention_temperature must be > 0, got 0.0"),
+    (dict(pe="memory_rpe", pe_options={"phi": "exp"}), r"'exp' is not a valid choice; valid choices: 'log' \| 'lin'"),
+    (dict(pe="memory_rpe", pe_options={"p_min": 0.0}), r"memory_rpe': need 0 < p_min <= p_max"),
+    (dict(causal=True, head="sequence"), r"causal=True needs head='token'"),
+])
+def test_bad_option_values_name_the_valid_ones(config, message):
+  with pytest.raises(ValueError, match=message):
+    models.build("encoder", dict(TINY, **config))

@@ -1,0 +1,70 @@
+"""`python -m launch.reproduce EXPERIMENT`: every experiment end to end at its tiny size (the default suite) and its
+quick size (slow), each writing its JSONL, its table beside the paper's numbers and its figures; reruns resume."""
+
+import json
+
+import pytest
+
+from launch import reproduce, reproduce_urpe
+
+
+def test_unknown_experiment_and_misplaced_options_name_the_valid_ones(capsys):
+  assert reproduce.main(["urpe_bogus", "--tiny"]) == 2
+  assert "unknown experiment 'urpe_bogus'; valid choices: urpe_pi, urpe_etp, sparse_memory" in capsys.readouterr().err
+  assert reproduce.main(["sparse_memory", "--encodings=rpe"]) == 2
+  assert "--encodings applies to urpe_pi, urpe_etp only" in capsys.readouterr().err
+  assert reproduce.main(["urpe_pi", "--encodings=rpe,fourier"]) == 2
+  assert "unknown encoding 'fourier'; valid choices: alibi," in capsys.readouterr().err
+
+
+def test_urpe_experiments_cover_every_encoding_the_encoder_accepts():
+  names = {run.labels["encoding"] for run in reproduce.urpe_runs("pi", "quick", None)}
+  assert {"none", "rpe", "urpe", "rope", "alibi", "t5_bias", "sinusoidal", "spe_sine", "memory_rpe"} <= names
+  assert len(names) == len(reproduce.encoder_encodings())
+
+
+def test_reproduce_urpe_is_the_urpe_pi_experiment_for_rpe_and_urpe(monkeypatch):
+  calls = []
+  monkeypatch.setattr(reproduce, "main", lambda argv: calls.append(argv) or 0)
+  assert reproduce_urpe.main([]) == 0
+  assert reproduce_urpe.main(["--quick", "--workdir=/tmp/w"]) == 0
+  assert calls == [["urpe_pi", *reproduce_urpe.DEFAULTS],
+                   ["urpe_pi", "--encodings=rpe,urpe", "--out=/tmp/zoo/reproduce_urpe", "--quick", "--workdir=/tmp/w"]]
+
+
+def check_outputs(out, variant, experiment):
+  rows = [json.loads(line) for line in (out / f"{variant}.jsonl").read_text().splitlines()]
+  runs = reproduce.EXPERIMENTS[experiment].runs
+  expected = (runs(variant, None) if reproduce.EXPERIMENTS[experiment].takes_encodings else runs(variant))
+  assert [r["run"] for r in rows] == [run.name for run in expected]
+  assert all(r["experiment"] == experiment and r["variant"] == variant for r in rows)
+  table = (out / f"{variant}.md").read_text()
+  assert "Paper" in table and table.count("\n|") >= 3
+  figures = sorted(out.glob(f"{variant}*.png"))
+  assert figures and all(f.read_bytes().startswith(b"\x89PNG") for f in figures)
+  return rows, figures
+
+
+@pytest.mark.parametrize("experiment", list(reproduce.EXPERIMENTS))
+def test_tiny_run_writes_table_and_figures_and_a_rerun_resumes(experiment, tmp_path, data_dir, monkeypatch):
+  monkeypatch.setenv("ZOO_DATA_DIR", data_dir)
+  args = [experiment, "--tiny", f"--workdir={tmp_path / 'runs'}", f"--out={tmp_path / 'out'}"]
+  assert reproduce.main(args) == 0
+  rows, figures = check_outputs(tmp_path / "out", "tiny", experiment)
+  if experiment.startswith("urpe"):
+    assert {f.name for f in figures} == {"tiny.png", "tiny_urpe_tables.png"}
+    urpe = next(r for r in rows if r["encoding"] == "urpe")
+    assert len(urpe["b"]) == len(urpe["c"]) == 2  # [heads, lags] each
+  results = sorted((tmp_path / "runs").glob("*/result.json"))
+  stamps = [p.stat().st_mtime_ns for p in results]
+  assert reproduce.main(args) == 0  # every run finished: nothing is trained again
+  assert [p.stat().st_mtime_ns for p in results] == stamps
+  assert [json.loads(line) for line in (tmp_path / "out" / "tiny.jsonl").read_text().splitlines()] == rows
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment", list(reproduce.EXPERIMENTS))
+def test_quick_run_writes_table_and_figures(experiment, tmp_path, data_dir, monkeypatch):
+  monkeypatch.setenv("ZOO_DATA_DIR", data_dir)
+  assert reproduce.main([experiment, "--quick", f"--workdir={tmp_path / 'runs'}", f"--out={tmp_path / 'out'}"]) == 0
+  check_outputs(tmp_path / "out", "quick", experiment)
