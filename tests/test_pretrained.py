@@ -78,12 +78,13 @@ def test_a_damaged_shipped_file_is_a_one_line_error_naming_it(tmp_path, damage):
 
 def test_safetensors_round_trip_keeps_float32_exactly_and_bfloat16_as_stored(tmp_path):
   arrays = {"a/kernel": np.random.default_rng(0).normal(size=(3, 5)).astype(np.float32),
-            "b": np.arange(7, dtype=np.float32).astype(jnp.bfloat16)}
+            "b": np.arange(7, dtype=np.float32).astype(jnp.bfloat16),
+            "c/scalar": np.float32(0.5) * np.ones((), np.float32)}  # FIRE's c: a shape-() parameter
   pretrained.write_safetensors(tmp_path / "x.safetensors", arrays)
   back = pretrained.read_safetensors(tmp_path / "x.safetensors")
   assert back.keys() == arrays.keys()
   for name, array in arrays.items():
-    assert back[name].dtype == array.dtype and np.array_equal(back[name], array)
+    assert back[name].dtype == array.dtype and back[name].shape == array.shape and np.array_equal(back[name], array)
 
 
 @pytest.mark.parametrize("name", ["lm_rope", "lm_alibi"])  # one data set for both

@@ -45,7 +45,13 @@ def check_outputs(out, variant, experiment):
   return rows, figures
 
 
-@pytest.mark.parametrize("experiment", list(reproduce.EXPERIMENTS))
+# The tiny grids of spe_lra (14 runs, ≈ 4 min on 2 cores) and graph_urpe (≈ 1.5 min) run in the slow suite; the
+# other experiments' tiny runs stay in the default one.
+SLOW_TINY = ("spe_lra", "graph_urpe")
+
+
+@pytest.mark.parametrize("experiment", [pytest.param(e, marks=pytest.mark.slow if e in SLOW_TINY else ())
+                                        for e in reproduce.EXPERIMENTS])
 def test_tiny_run_writes_table_and_figures_and_a_rerun_resumes(experiment, tmp_path, data_dir, monkeypatch):
   monkeypatch.setenv("ZOO_DATA_DIR", data_dir)
   args = [experiment, "--tiny", f"--workdir={tmp_path / 'runs'}", f"--out={tmp_path / 'out'}"]

@@ -88,7 +88,7 @@ def write_safetensors(path: str | os.PathLike, arrays: dict[str, np.ndarray]) ->
   names = {dtype: code for code, dtype in DTYPES.items()}
   header, offset = {}, 0
   for name in sorted(arrays):
-    array = np.ascontiguousarray(arrays[name])
+    array = np.asarray(arrays[name], order="C")  # not ascontiguousarray: it turns a scalar's shape () into (1,)
     header[name] = {"dtype": names[array.dtype], "shape": list(array.shape),
                     "data_offsets": [offset, offset + array.nbytes]}
     offset += array.nbytes
@@ -97,7 +97,7 @@ def write_safetensors(path: str | os.PathLike, arrays: dict[str, np.ndarray]) ->
   with open(path, "wb") as f:
     f.write(struct.pack("<Q", len(text)) + text)
     for name in sorted(arrays):
-      f.write(np.ascontiguousarray(arrays[name]).tobytes())  # little-endian on every host JAX runs on
+      f.write(np.asarray(arrays[name], order="C").tobytes())  # little-endian on every host JAX runs on
 
 
 def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
