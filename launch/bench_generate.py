@@ -24,7 +24,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
-import json  # noqa: E402
+from launch.jsonl import emit  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 
@@ -111,11 +111,7 @@ def main() -> None:
   with open(args.out, "a") if args.out else contextlib.nullcontext() as out:
     for kind in args.attention.split(","):
       for position in (int(p) for p in args.positions.split(",")):
-        line = json.dumps(measure(kind, position, args))
-        print(line, flush=True)
-        if out is not None:
-          out.write(line + "\n")
-          out.flush()
+        emit(measure(kind, position, args), out)
 
 
 if __name__ == "__main__":

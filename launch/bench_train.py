@@ -25,7 +25,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import argparse  # noqa: E402
 import importlib.util  # noqa: E402
-import json  # noqa: E402
+from launch.jsonl import emit  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 
@@ -39,10 +39,6 @@ from zoo.train.step import compile_steps, make_program  # noqa: E402
 
 VOCAB = 256
 LEARNING_RATE = 1e-3
-
-
-def emit(row: dict) -> None:
-  print(json.dumps(row), flush=True)
 
 
 def matmul_peak(n: int, repeats: int) -> float:

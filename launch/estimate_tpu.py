@@ -32,7 +32,7 @@ os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")  # compiling needs no e
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
-import json  # noqa: E402
+from launch.jsonl import emit  # noqa: E402
 import math  # noqa: E402
 import time  # noqa: E402
 
@@ -141,11 +141,7 @@ def main() -> None:
         for length in (int(n) for n in args.lengths.split(",")):
           for pe in args.encodings.split(","):
             for impl in args.impls.split(","):
-              line = json.dumps(estimate(size, length, pe, impl, topology, args.remat))
-              print(line, flush=True)
-              if out is not None:
-                out.write(line + "\n")
-                out.flush()
+              emit(estimate(size, length, pe, impl, topology, args.remat), out)
 
 
 if __name__ == "__main__":
