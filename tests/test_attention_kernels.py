@@ -13,8 +13,12 @@ import pytest
 from flax import nnx
 
 from zoo import attention, models, positional
-from zoo.attention import AttentionMask, RelationTable
+from jax.experimental import pallas as pl
+
+from zoo.attention import AttentionMask, RelationTable, RelativeTable
+from zoo.attention.bias import consecutive
 from zoo.positional import Coordinates, Graph, ModelDims
+from zoo.positional.relative_bias import LagIndex
 
 from conftest import TINY, random_tokens
 
@@ -162,6 +166,75 @@ def test_cached_decoding_shape_short_queries_long_cache(impl):
   ours, theirs = (jax.jit(lambda q, k, v, f=f: f(q, k, v, **kwargs))(q[:, :3], k, v)
                   for f in (core_fn(impl), attention.reference_attention))
   np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), atol=1e-5)
+
+
+# ---- The TPU kernels' table lookup: a lag window skewed into the tile (one strided rotation), any other tile by
+# selects. Checked on single [128, 128] tiles against numpy indexing, then through the whole kernel at 128 blocks.
+LOOKUP_INDEXES = {"per-lag": LagIndex("clip", 200), "clipped": LagIndex("clip", 20),
+                  "t5 bidirectional": LagIndex("t5", 128, 32, True), "t5 causal": LagIndex("t5", 128, 32, False)}
+# (first query position, first key position): diagonal, below, above, far (lags clipped); None: scattered keys.
+LOOKUP_TILES = {"diagonal": (0, 0), "below": (128, 0), "above": (0, 384), "far": (1000, 3), "scattered": None}
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def tile_lookup(term, table, q_pos, k_pos, g):
+  """RelativeTable.kernel_values / kernel_grad of one tile, inside a Pallas kernel (interpreted)."""
+  width = table.shape[1]
+
+  def kernel(row_ref, q_ref, k_ref, g_ref, values_ref, grad_ref):
+    values_ref[...] = term.kernel_values(row_ref, q_ref[...], k_ref[...])
+    grad_ref[...] = term.kernel_grad(g_ref[...], row_ref, q_ref[...], k_ref[...], width)
+
+  shapes = [jax.ShapeDtypeStruct(g.shape, jnp.float32), jax.ShapeDtypeStruct((1, width), jnp.float32)]
+  return pl.pallas_call(kernel, out_shape=shapes, interpret=True)(table, q_pos, k_pos, g)
+
+
+@pytest.mark.parametrize("index", LOOKUP_INDEXES)
+def test_the_window_lookup_reads_and_differentiates_the_table_like_numpy_indexing(index):
+  index, bq = LOOKUP_INDEXES[index], 128
+  rng = np.random.default_rng(0)
+  table = jnp.asarray(rng.normal(size=(1, 512)), jnp.float32)
+  g = jnp.asarray(rng.normal(size=(bq, bq)), jnp.float32)
+  term = RelativeTable(None, index).static("tpu")
+  for tile, first in LOOKUP_TILES.items():
+    if first is None:
+      q_pos, k_pos = np.arange(bq)[:, None], rng.integers(0, 300, (1, bq))
+    else:
+      q_pos, k_pos = first[0] + np.arange(bq)[:, None], first[1] + np.arange(bq)[None]
+    q_pos, k_pos = jnp.asarray(q_pos, jnp.int32), jnp.asarray(k_pos, jnp.int32)
+    assert bool(consecutive(q_pos, k_pos)) == (first is not None), tile
+    assert term.lookup == "window" and term._windowed(q_pos, k_pos)
+    values, grad = tile_lookup(term, table, q_pos, k_pos, g)
+    rows = np.asarray(index(k_pos - q_pos))
+    np.testing.assert_array_equal(np.asarray(values), np.asarray(table)[0, rows], err_msg=tile)
+    want = np.zeros(512)
+    np.add.at(want, rows.ravel(), np.asarray(g, np.float64).ravel())
+    np.testing.assert_allclose(np.asarray(grad)[0], want, atol=1e-4, err_msg=tile)
+
+
+@pytest.mark.parametrize("name", ["urpe", pytest.param("t5_bias", marks=pytest.mark.slow)])
+def test_128_blocks_take_the_window_lookup_and_match_the_reference(name):
+  """Blocks of 128 (TPU's): the window lookup on whole-run tiles, the select one where example 0's packed second
+  sequence restarts its positions mid-tile; 256 tokens, example 1 offset by 5 with 6 padding tokens."""
+  length, causal = 256, True
+  rng = np.random.default_rng(0)
+  q, k, v = (jnp.asarray(rng.normal(size=(B, length, H, D)), jnp.float32) for _ in range(3))
+  positions = jnp.asarray(np.stack([np.r_[np.arange(150), np.arange(106)], np.arange(length) + 5]))
+  segments = jnp.asarray(np.stack([np.r_[np.zeros(150), np.ones(106)], np.zeros(length)]).astype(np.int32))
+  mask = AttentionMask(q_pos=positions, k_pos=positions, q_segment_ids=segments, k_segment_ids=segments,
+                       k_valid=jnp.ones((B, length), bool).at[1, -6:].set(False), causal=causal)
+  encoding = perturbed(build_encoding(name, causal))
+  coords = Coordinates(positions)
+
+  def loss(impl, q, k, v, encoding):
+    bias, scale = positional.attention_terms(encoding, coords, coords)
+    return jnp.sum(impl(q, k, v, mask=mask, bias=bias, scale=scale) ** 2)
+
+  grads = lambda impl: nnx.grad(functools.partial(loss, impl), argnums=(0, 1, 2, 3))(q, k, v, encoding)
+  kernel = functools.partial(attention.flash_attention, block_q=128, block_k=128, backend="tpu")
+  ours, theirs = grads(kernel), grads(attention.reference_attention)
+  for got, want in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs), strict=True):
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-4, rtol=1e-4)
 
 
 @functools.cache

@@ -14,7 +14,8 @@ logits and where that block sits in the call):
 Term types:
 
 * `RelativeTable` — a learned per-head table indexed by the lag `k_pos - q_pos` through a static, hashable
-  `index_fn` (clipped lag, T5 log buckets, ...): T5, RPE, URPE's B and C. In-kernel: a select loop over the rows.
+  `index_fn` (clipped lag, T5 log buckets, ...): T5, RPE, URPE's B and C. In-kernel on TPU: the tile's lag window
+  turned into the tile by one strided lane rotation (see the class).
 * `ClosedForm` — a formula of the positions with a few per-head parameters (ALiBi, KERPLE, Sandwich, FIRE): the
   parameters `[heads, P]` are the kernel operand; the formula is evaluated on the tile and its parameter gradient is
   the formula's own VJP, in-kernel. A new closed form is one `Formula` subclass.
@@ -81,7 +82,8 @@ class KernelTerm(Term):
     """[heads, n] float32: the head's row is all a kernel instance reads."""
     raise NotImplementedError
 
-  def static(self) -> KernelTerm:
+  def static(self, backend: str) -> KernelTerm:
+    """The term without its arrays, as the `backend` ("tpu" / "gpu") kernels evaluate it."""
     raise NotImplementedError
 
   def kernel_values(self, row, q_pos: jax.Array, k_pos: jax.Array) -> jax.Array:
@@ -93,17 +95,60 @@ class KernelTerm(Term):
     raise NotImplementedError
 
 
+def consecutive(q_pos: jax.Array, k_pos: jax.Array) -> jax.Array:
+  """Whether a tile's positions q_pos [bq, 1], k_pos [1, bk] are runs (p0, p0 + 1, ...): then its lags are
+  `k_pos[0] - q_pos[0] + j - i`, constant along diagonals (a Toeplitz tile). Scalar bool."""
+  q_run = q_pos - lax.broadcasted_iota(jnp.int32, q_pos.shape, 0)
+  k_run = k_pos - lax.broadcasted_iota(jnp.int32, k_pos.shape, 1)
+  return (jnp.min(q_run) == jnp.max(q_run)) & (jnp.min(k_run) == jnp.max(k_run))
+
+
+def window_width(bq: int, bk: int) -> int:
+  """Lanes of a [bq, bk] tile's lag window: bq + bk − 1 lags, rounded up to whole 128-lane vregs."""
+  return -(-(bq + bk - 1) // 128) * 128
+
+
+def skew(window: jax.Array, bq: int, bk: int) -> jax.Array:
+  """window [1, W] -> the Toeplitz tile [bq, bk] with tile[i, j] = window[j − i + bq − 1]: the window broadcast to
+  every row and row i rotated left by bq − 1 − i, in one strided lane rotation."""
+  from jax.experimental.pallas import tpu as pltpu  # noqa: PLC0415 — kernels only
+
+  width = window.shape[1]
+  rows = jnp.broadcast_to(window, (bq, width))
+  return pltpu.roll(rows, width - (bq - 1), 1, stride=1, stride_axis=0)[:, :bk]
+
+
+def unskew_sum(tile: jax.Array, width: int) -> jax.Array:
+  """The adjoint of `skew`: tile [bq, bk] -> [1, width], out[m] = Σ over i, j with j − i + bq − 1 = m of tile[i, j].
+
+  Row i must move right by bq − 1 − i, a stride Mosaic's rotation cannot take (it takes non-negative strides below a
+  vreg's width); so the rows are first reversed — a [bq, bq] exchange-matrix product on the MXU, exact in float32 —
+  after which row i moves right by i."""
+  from jax.experimental.pallas import tpu as pltpu  # noqa: PLC0415 — kernels only
+
+  bq, bk = tile.shape
+  exchange = (lax.broadcasted_iota(jnp.int32, (bq, bq), 0) + lax.broadcasted_iota(jnp.int32, (bq, bq), 1) == bq - 1)
+  reversed_rows = jnp.dot(exchange.astype(jnp.float32), tile, precision=lax.Precision.HIGHEST,
+                          preferred_element_type=jnp.float32)
+  padded = jnp.concatenate([reversed_rows, jnp.zeros((bq, width - bk), jnp.float32)], axis=1)
+  return jnp.sum(pltpu.roll(padded, 0, 1, stride=1, stride_axis=0), axis=0, keepdims=True)
+
+
 @struct.dataclass
 class RelativeTable(KernelTerm):
   """value[b, h, i, j] = table[h, index_fn(k_pos[b, j] - q_pos[b, i])].
 
-  In-kernel lookup: Mosaic has no general vector gather, so the tile is built by selects over the table rows that
-  occur in it (`min(rows) .. max(rows)`, one `where` per row, entries read as scalars). Near the diagonal that is
-  ≈ bq + bk rows for a per-lag table, 1 row far from it (clipped lags), at most `num_buckets` for T5. The gradient is
-  the same loop with a sum per row."""
+  In-kernel lookup. Mosaic has no general vector gather and the head's table row sits in SMEM (scalar reads), so a
+  lookup builds vectors by selects. On TPU (`lookup="window"`), a tile whose positions are runs — the usual case —
+  holds only bq + bk − 1 distinct lags, constant along its diagonals: the kernel reads that lag window ([1, W], one
+  select per table row it touches, on one or two vregs) and turns it into the [bq, bk] tile with one strided lane
+  rotation (`skew`); the gradient is the adjoint (`unskew_sum`, then the window's rows summed into the table's). Any
+  other tile (packed-sequence boundaries, arbitrary positions) and the GPU kernels (`lookup="select"`) use the
+  general form: one select over the whole tile per table row that occurs in it (`min(rows) .. max(rows)`)."""
 
   table: jax.Array  # [heads, rows]
   index_fn: IndexFn = struct.field(pytree_node=False)
+  lookup: str = struct.field(pytree_node=False, default="select")  # "window" (TPU kernels) | "select"
 
   def values(self, tile: Tile) -> jax.Array:
     rows = self.index_fn(lags(tile.q_pos, tile.k_pos))  # [batch, tq, tk]
@@ -112,20 +157,48 @@ class RelativeTable(KernelTerm):
   def kernel_operand(self) -> jax.Array:
     return self.table
 
-  def static(self) -> RelativeTable:
-    return self.replace(table=None)
+  def static(self, backend: str) -> RelativeTable:
+    return self.replace(table=None, lookup="window" if backend == "tpu" else "select")
+
+  def _windowed(self, q_pos, k_pos) -> bool:
+    """Statically: whether this tile shape may take the window path (keys fill whole vregs)."""
+    return self.lookup == "window" and k_pos.shape[1] % 128 == 0
+
+  def _window_rows(self, q_pos, k_pos) -> jax.Array:
+    """[1, W] int32: the table rows of the lag window k_pos[0] − q_pos[0] − (bq − 1) + m, m = 0 .. W − 1."""
+    bq, bk = q_pos.shape[0], k_pos.shape[1]
+    first_lag = jnp.min(k_pos) - jnp.min(q_pos) - (bq - 1)
+    return self.index_fn(first_lag + lax.broadcasted_iota(jnp.int32, (1, window_width(bq, bk)), 1))
 
   def kernel_values(self, row, q_pos, k_pos):
-    rows = self.index_fn(k_pos - q_pos)
-    pick = lambda r, acc: jnp.where(rows == r, row[0, r], acc)
-    return lax.fori_loop(jnp.min(rows), jnp.max(rows) + 1, pick, jnp.zeros(rows.shape, jnp.float32))
+    select = lambda rows: _select_rows(row, rows, jnp.zeros(rows.shape, jnp.float32))
+    general = lambda: select(self.index_fn(k_pos - q_pos))
+    if not self._windowed(q_pos, k_pos):
+      return general()
+    windowed = lambda: skew(select(self._window_rows(q_pos, k_pos)), q_pos.shape[0], k_pos.shape[1])
+    return lax.cond(consecutive(q_pos, k_pos), windowed, general)
 
   def kernel_grad(self, g, row, q_pos, k_pos, width):
     del row
-    rows = self.index_fn(k_pos - q_pos)
-    lane = lax.broadcasted_iota(jnp.int32, (1, width), 1)
-    add = lambda r, acc: acc + jnp.where(lane == r, jnp.sum(jnp.where(rows == r, g, 0.0), keepdims=True), 0.0)
-    return lax.fori_loop(jnp.min(rows), jnp.max(rows) + 1, add, jnp.zeros((1, width), jnp.float32))
+    general = lambda: _sum_into_rows(self.index_fn(k_pos - q_pos), g, width)
+    if not self._windowed(q_pos, k_pos):
+      return general()
+    windowed = lambda: _sum_into_rows(self._window_rows(q_pos, k_pos),
+                                      unskew_sum(g, window_width(q_pos.shape[0], k_pos.shape[1])), width)
+    return lax.cond(consecutive(q_pos, k_pos), windowed, general)
+
+
+def _select_rows(row, rows: jax.Array, init: jax.Array) -> jax.Array:
+  """rows (int32, any 2-D shape) -> row[0, rows]: one select per table row in min(rows) .. max(rows)."""
+  pick = lambda r, acc: jnp.where(rows == r, row[0, r], acc)
+  return lax.fori_loop(jnp.min(rows), jnp.max(rows) + 1, pick, init)
+
+
+def _sum_into_rows(rows: jax.Array, g: jax.Array, width: int) -> jax.Array:
+  """[1, width]: out[r] = Σ g where rows == r (rows, g of one 2-D shape), one masked sum per row that occurs."""
+  lane = lax.broadcasted_iota(jnp.int32, (1, width), 1)
+  add = lambda r, acc: acc + jnp.where(lane == r, jnp.sum(jnp.where(rows == r, g, 0.0), keepdims=True), 0.0)
+  return lax.fori_loop(jnp.min(rows), jnp.max(rows) + 1, add, jnp.zeros((1, width), jnp.float32))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,7 +232,8 @@ class ClosedForm(KernelTerm):
   def kernel_operand(self) -> jax.Array:
     return self.params
 
-  def static(self) -> ClosedForm:
+  def static(self, backend: str) -> ClosedForm:
+    del backend  # the same formula on every backend
     return self.replace(params=None)
 
   def _theta(self, row):

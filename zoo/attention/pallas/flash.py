@@ -89,7 +89,7 @@ def flash_attention(
   k_len = k.shape[1]
   bq, bk = min(block_q, _round_up(q_len, 8)), min(block_k, _round_up(k_len, 8))
   q_pad, k_pad = _round_up(q_len, bq), _round_up(k_len, bk)
-  layout, q_info, k_info, tables = prepare(mask, bias, scale, softmax_scale, q_pad, k_pad)
+  layout, q_info, k_info, tables = prepare(mask, bias, scale, softmax_scale, q_pad, k_pad, backend)
   heads_first = lambda x, length: jnp.pad(x, ((0, 0), (0, length - x.shape[1]), (0, 0), (0, 0))).transpose(0, 2, 1, 3)
   config = (("bq", bq), ("bk", bk), ("backend", backend), ("interpret", interpret))
   kernel = functools.partial(_flash, layout, config)

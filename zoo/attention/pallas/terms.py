@@ -2,7 +2,7 @@
 
 The kernels never see a dense `[batch, heads, q_len, k_len]` array. A call is described by
 * a static `Layout` (hashable, so it can be a `custom_vjp` non-differentiable argument and a kernel closure): the
-  terms without their arrays (`KernelTerm.static()`; each term type evaluates itself on a tile, see
+  terms without their arrays (`KernelTerm.static(backend)`; each term type evaluates itself on a tile, see
   `zoo.attention.bias`), which mask rules apply;
 * two small integer arrays: `q_info [batch, q_len, q_cols]` (per query: position, segment id) and
   `k_info [batch, k_rows, k_len]` (per key: position, segment id, validity). Queries run down the sublanes and keys
@@ -87,7 +87,7 @@ def k_positions(k_info: jax.Array) -> jax.Array:
 
 
 def prepare(mask: AttentionMask, bias: Sequence[KernelTerm], scale: KernelTerm | None, softmax_scale: float,
-            q_len: int, k_len: int):
+            q_len: int, k_len: int, backend: str):
   """Turns the structured inputs into (layout, q_info [batch, q_len, q_cols], k_info [batch, k_rows, k_len],
   operands [heads, width] float32 per term), padded to `q_len` / `k_len` (padded keys are invalid)."""
   terms = (*bias, *([] if scale is None else [scale]))
@@ -110,6 +110,6 @@ def prepare(mask: AttentionMask, bias: Sequence[KernelTerm], scale: KernelTerm |
   # Power-of-two column / row counts: legal Triton blocks (TPU blocks take the full dimension anyway).
   q_info = _pad_to(q_info, 2, pl.next_power_of_2(q_info.shape[2]))
   k_info = _pad_to(k_info, 1, pl.next_power_of_2(k_info.shape[1]))
-  layout = Layout(bias=tuple(t.static() for t in bias), scale=None if scale is None else scale.static(),
+  layout = Layout(bias=tuple(t.static(backend) for t in bias), scale=None if scale is None else scale.static(backend),
                   causal=mask.causal, segments=segments, valid_row=valid_row, softmax_scale=float(softmax_scale))
   return layout, q_info, k_info, operands
