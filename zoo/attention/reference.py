@@ -36,9 +36,13 @@ def reference_attention(
   logits = logits.astype(jnp.float32) * softmax_scale  # [batch, heads, q_len, k_len]
   tile = Tile.whole(mask.q_pos, mask.k_pos)  # every term is evaluated at the mask's coordinates
   allowed = mask.dense()  # [batch, 1, q_len, k_len]
-  logits = logits + dense_sum(bias, tile, Content(q, logits, allowed))
-  logits = jnp.where(allowed, logits, jnp.finfo(jnp.float32).min)
-  probs = jnp.where(allowed, jax.nn.softmax(logits, axis=-1), 0.0)
+  if bias:
+    logits = logits + dense_sum(bias, tile, Content(q, logits, allowed))
+  # A masked key's probability is exactly 0 wherever its row sees some key (exp(finfo.min − max) underflows to 0);
+  # rows that see no key (uniform here) are zeroed at the output, a [batch, q_len] factor instead of a second
+  # [batch, heads, q_len, k_len] pass.
+  probs = jax.nn.softmax(jnp.where(allowed, logits, jnp.finfo(jnp.float32).min), axis=-1)
+  sees_a_key = jnp.any(allowed, axis=-1)[:, 0, :, None, None]  # [batch, q_len, 1, 1]
   if scale is not None:
     probs = probs * scale.values(tile)
   if dropout_rate > 0.0:
@@ -46,4 +50,5 @@ def reference_attention(
       raise ValueError("attention dropout needs a dropout_rng")
     keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, probs.shape)
     probs = jnp.where(keep, probs / (1.0 - dropout_rate), 0.0)
-  return jnp.einsum("bhqk,bkhd->bqhd", probs.astype(v.dtype), v)
+  out = jnp.einsum("bhqk,bkhd->bqhd", probs.astype(v.dtype), v)
+  return jnp.where(sees_a_key, out, jnp.zeros((), out.dtype))
