@@ -187,9 +187,12 @@ def throughput(args, peak: float) -> None:
   for run in runs.values():
     run()  # warm-up
   times = {name: [] for name in runs}
-  for _ in range(args.repeats):
-    for name, run in runs.items():
-      times[name].append(_timed(run))
+  names = list(runs)
+  for repeat in range(args.repeats):
+    # Interleaved, each repeat starting one implementation later: no one always runs right after PyTorch, whose
+    # worker threads keep spinning for a while after each parallel region.
+    for name in names[repeat % len(names):] + names[:repeat % len(names)]:
+      times[name].append(_timed(runs[name]))
   tokens = args.batch * args.length
   config = dict(layers=args.layers, d_model=args.d_model, heads=args.heads, batch=args.batch, length=args.length,
                 dtype="float32", repeats=args.repeats)
