@@ -14,11 +14,12 @@ line reports:
   declare theirs with `pl.CostEstimate`, so they count; the scanned layers' share is scaled from an unscanned
   two-layer compile, as the analysis counts a loop body once), and `model_flops`: 6 · parameters + 12 · layers ·
   d_model · length per token (PaLM's count, causal attention not halved), per device;
-* `estimated_step_s`: the compiler's own step-time estimate when its cost analysis reports one ("optimal_seconds"),
-  else a roofline from its FLOPs and bytes against the chip's peak bf16 FLOP/s and HBM bandwidth (`compute_s`,
-  `memory_s`; the larger) — say which in `estimate`; `estimated_mfu` = model FLOPs / (estimated step time × peak
-  FLOP/s). XLA's "bytes accessed" sums every operation's operands and results, fused or not, so `memory_s` is
-  pessimistic where fusion keeps intermediates on chip.
+* `estimated_step_s`: a roofline from those FLOPs and bytes against the chip's peak bf16 FLOP/s and HBM bandwidth
+  (`compute_s`, `memory_s`; the larger); `estimated_mfu` = model FLOPs / (estimated step time × peak FLOP/s) and
+  `compute_only_mfu` the same with `compute_s`. XLA's "bytes accessed" sums every operation's operands and results,
+  fused or not, so `memory_s` is pessimistic where fusion keeps intermediates on chip: the two MFUs bracket the
+  estimate. Where libtpu reports its own step-time estimate ("optimal_seconds": v5p, not v5e), it is scaled like
+  the FLOPs and given as `compiler_optimal_s` with its `compiler_mfu`.
 
 These are the compiler's estimates for a program no TPU has run: they bound, they do not measure.
 """
@@ -40,7 +41,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import optax  # noqa: E402
 
-from zoo.train.aot import GIB, HBM_PER_CHIP, topology_devices  # noqa: E402
+from zoo.train.aot import GIB, HBM_PER_CHIP, mosaic_kernels, topology_devices  # noqa: E402
 from zoo.train.mesh import batch_sharding, make_mesh  # noqa: E402
 from zoo.train.step import compile_steps, make_program  # noqa: E402
 
@@ -59,15 +60,6 @@ RULES = (("batch", ("data", "fsdp")), ("embed", ("fsdp",)), ("vocab", ()), ("hea
 def cost_of(compiled) -> dict:
   analysis = compiled.cost_analysis()
   return dict(analysis[0] if isinstance(analysis, (list, tuple)) else analysis or {})
-
-
-def mosaic_kernels(compiled) -> int | None:
-  """Mosaic (Pallas TPU) custom calls in the compiled program; None when its HLO text cannot be printed (libtpu's
-  v5p programs with async updates fail XLA's printer with a RET_CHECK)."""
-  try:
-    return compiled.as_text().count("tpu_custom_call")
-  except jax.errors.JaxRuntimeError:
-    return None
 
 
 def compile_step(config: dict, topology: str):
@@ -110,18 +102,21 @@ def estimate(size: str, length: int, pe: str, impl: str, topology: str, remat: s
   two_layers, _, _, _ = compile_step(dict(config, num_layers=2, scan_layers=False), topology)
   scanned, unrolled = cost_of(compiled), cost_of(two_layers)
   per_step = {key: scanned.get(key, 0.0) + (layers - 1) * (unrolled.get(key, 0.0) - scanned.get(key, 0.0))
-              for key in ("flops", "bytes accessed")}
+              for key in ("flops", "bytes accessed", "optimal_seconds")}
   flops, nbytes = per_step["flops"], per_step["bytes accessed"]
   compute_s, memory_s = flops / PEAK_FLOPS[kind], nbytes / HBM_BANDWIDTH[kind]
-  if scanned.get("optimal_seconds", 0.0) > 0:
-    seconds, how = float(scanned["optimal_seconds"]), "compiler (optimal_seconds)"
-  else:
-    seconds, how = max(compute_s, memory_s), "roofline of cost_analysis"
+  seconds = max(compute_s, memory_s)
+  # libtpu's own step-time estimate ("optimal_seconds"; v5p programs report one, v5e none), scaled like the FLOPs:
+  # unscaled it is one layer's (0.03 s for a v5p step whose 177 TFLOPs per chip take ≥ 0.39 s at peak).
+  compiler_s = per_step["optimal_seconds"] if per_step["optimal_seconds"] > 0 else None
+  mfu = lambda s: round(model_flops / (s * PEAK_FLOPS[kind]), 3)
   return dict(row, peak_gib=round(peak / GIB, 2), temp_gib=round(memory.temp_size_in_bytes / GIB, 2),
               fits=peak <= HBM_PER_CHIP[kind], step_flops=flops, bytes_accessed=nbytes,
               compute_s=round(compute_s, 4), memory_s=round(memory_s, 4),
-              estimated_step_s=round(seconds, 4), estimate=how,
-              estimated_mfu=round(model_flops / (seconds * PEAK_FLOPS[kind]), 3),
+              estimated_step_s=round(seconds, 4), estimate="roofline of cost_analysis",
+              estimated_mfu=mfu(seconds), compute_only_mfu=mfu(compute_s),
+              compiler_optimal_s=None if compiler_s is None else round(compiler_s, 4),
+              compiler_mfu=None if compiler_s is None else mfu(compiler_s),
               mosaic_kernels=mosaic_kernels(compiled))
 
 

@@ -43,7 +43,7 @@ class FitReport:
   temp_bytes: int  # activations and scratch
   hbm_bytes: int | None  # per device; None for an unknown chip
   attention_impl: str  # the configured impl, with "auto" resolved for the topology's platform
-  mosaic_kernels: int  # Mosaic (Pallas TPU) custom calls in the compiled program
+  mosaic_kernels: int | None  # Mosaic (Pallas TPU) custom calls in the compiled program (None: not printable)
 
   @property
   def peak_bytes(self) -> int:
@@ -81,6 +81,15 @@ def batch_spec(experiment, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
           example.items()}
 
 
+def mosaic_kernels(compiled) -> int | None:
+  """Mosaic (Pallas TPU) custom calls in a compiled program; None when its HLO text cannot be printed (libtpu's
+  v5p programs with async updates fail XLA's printer with a RET_CHECK — the program itself compiled)."""
+  try:
+    return compiled.as_text().count("tpu_custom_call")
+  except jax.errors.JaxRuntimeError:
+    return None
+
+
 def fit_check(config: Mapping[str, Any], topology: str) -> FitReport:
   experiment = parse_experiment(config)
   slices = experiment.mesh.slices
@@ -106,7 +115,7 @@ def fit_check(config: Mapping[str, Any], topology: str) -> FitReport:
                    argument_bytes=memory.argument_size_in_bytes, output_bytes=memory.output_size_in_bytes,
                    alias_bytes=memory.alias_size_in_bytes, temp_bytes=memory.temp_size_in_bytes,
                    hbm_bytes=None if hbm is None else hbm * chips // len(devices), attention_impl=impl,
-                   mosaic_kernels=compiled.as_text().count("tpu_custom_call"))
+                   mosaic_kernels=mosaic_kernels(compiled))
 
 
 def format_report(report: FitReport) -> str:
@@ -117,4 +126,5 @@ def format_report(report: FitReport) -> str:
   return (f"aot {report.topology}{slices} ({report.num_devices} × {report.device_kind}, mesh {report.mesh_shape}): "
           f"per device arguments {gib(report.argument_bytes)}, outputs {gib(report.output_bytes)} "
           f"(aliased {gib(report.alias_bytes)}), temporaries {gib(report.temp_bytes)}, peak {gib(report.peak_bytes)} "
-          f"of {hbm} HBM: {verdict}; attention {report.attention_impl}, {report.mosaic_kernels} Mosaic kernel calls")
+          f"of {hbm} HBM: {verdict}; attention {report.attention_impl}, "
+          f"{'?' if report.mosaic_kernels is None else report.mosaic_kernels} Mosaic kernel calls")
