@@ -35,6 +35,8 @@ TABLES = {"per-lag (max_distance 127)": LagIndex("clip", 127), "per-lag (max_dis
 
 @functools.partial(jax.jit, static_argnums=0)
 def lookup(term: RelativeTable, table, q_pos, k_pos, g):
+  """(kernel_values, kernel_grad) of `term` on one tile — table [1, width], q_pos [bq, 1], k_pos [1, bk], g [bq, bk]
+  — inside a Pallas kernel, interpreted."""
   width = table.shape[1]
 
   def kernel(row_ref, q_ref, k_ref, g_ref, values_ref, grad_ref):

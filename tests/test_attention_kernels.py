@@ -13,14 +13,13 @@ import pytest
 from flax import nnx
 
 from zoo import attention, models, positional
-from jax.experimental import pallas as pl
-
 from zoo.attention import AttentionMask, RelationTable, RelativeTable
 from zoo.attention.bias import consecutive
 from zoo.positional import Coordinates, Graph, ModelDims
 from zoo.positional.relative_bias import LagIndex
 
 from conftest import TINY, random_tokens
+from launch import bench_lookup  # the tile lookup it times, here checked
 
 B, L, H, D = 2, 40, 2, 8  # L = 40 is not a multiple of the blocks below
 BLOCK = 16
@@ -176,19 +175,6 @@ LOOKUP_INDEXES = {"per-lag": LagIndex("clip", 200), "clipped": LagIndex("clip", 
 LOOKUP_TILES = {"diagonal": (0, 0), "below": (128, 0), "above": (0, 384), "far": (1000, 3), "scattered": None}
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def tile_lookup(term, table, q_pos, k_pos, g):
-  """RelativeTable.kernel_values / kernel_grad of one tile, inside a Pallas kernel (interpreted)."""
-  width = table.shape[1]
-
-  def kernel(row_ref, q_ref, k_ref, g_ref, values_ref, grad_ref):
-    values_ref[...] = term.kernel_values(row_ref, q_ref[...], k_ref[...])
-    grad_ref[...] = term.kernel_grad(g_ref[...], row_ref, q_ref[...], k_ref[...], width)
-
-  shapes = [jax.ShapeDtypeStruct(g.shape, jnp.float32), jax.ShapeDtypeStruct((1, width), jnp.float32)]
-  return pl.pallas_call(kernel, out_shape=shapes, interpret=True)(table, q_pos, k_pos, g)
-
-
 @pytest.mark.parametrize("index", LOOKUP_INDEXES)
 def test_the_window_lookup_reads_and_differentiates_the_table_like_numpy_indexing(index):
   index, bq = LOOKUP_INDEXES[index], 128
@@ -203,8 +189,8 @@ def test_the_window_lookup_reads_and_differentiates_the_table_like_numpy_indexin
       q_pos, k_pos = first[0] + np.arange(bq)[:, None], first[1] + np.arange(bq)[None]
     q_pos, k_pos = jnp.asarray(q_pos, jnp.int32), jnp.asarray(k_pos, jnp.int32)
     assert bool(consecutive(q_pos, k_pos)) == (first is not None), tile
-    assert term.lookup == "window" and term._windowed(q_pos, k_pos)
-    values, grad = tile_lookup(term, table, q_pos, k_pos, g)
+    assert term.lookup == "window" and term.windowed(bq)
+    values, grad = bench_lookup.lookup(term, table, q_pos, k_pos, g)
     rows = np.asarray(index(k_pos - q_pos))
     np.testing.assert_array_equal(np.asarray(values), np.asarray(table)[0, rows], err_msg=tile)
     want = np.zeros(512)

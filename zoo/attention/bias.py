@@ -160,9 +160,9 @@ class RelativeTable(KernelTerm):
   def static(self, backend: str) -> RelativeTable:
     return self.replace(table=None, lookup="window" if backend == "tpu" else "select")
 
-  def _windowed(self, q_pos, k_pos) -> bool:
-    """Statically: whether this tile shape may take the window path (keys fill whole vregs)."""
-    return self.lookup == "window" and k_pos.shape[1] % 128 == 0
+  def windowed(self, block_k: int) -> bool:
+    """Statically: whether tiles of `block_k` keys may take the window path (keys fill whole vregs)."""
+    return self.lookup == "window" and block_k % 128 == 0
 
   def _window_rows(self, q_pos, k_pos) -> jax.Array:
     """[1, W] int32: the table rows of the lag window k_pos[0] − q_pos[0] − (bq − 1) + m, m = 0 .. W − 1."""
@@ -171,27 +171,26 @@ class RelativeTable(KernelTerm):
     return self.index_fn(first_lag + lax.broadcasted_iota(jnp.int32, (1, window_width(bq, bk)), 1))
 
   def kernel_values(self, row, q_pos, k_pos):
-    select = lambda rows: _select_rows(row, rows, jnp.zeros(rows.shape, jnp.float32))
-    general = lambda: select(self.index_fn(k_pos - q_pos))
-    if not self._windowed(q_pos, k_pos):
+    general = lambda: _select_rows(row, self.index_fn(k_pos - q_pos))
+    if not self.windowed(k_pos.shape[1]):
       return general()
-    windowed = lambda: skew(select(self._window_rows(q_pos, k_pos)), q_pos.shape[0], k_pos.shape[1])
+    windowed = lambda: skew(_select_rows(row, self._window_rows(q_pos, k_pos)), q_pos.shape[0], k_pos.shape[1])
     return lax.cond(consecutive(q_pos, k_pos), windowed, general)
 
   def kernel_grad(self, g, row, q_pos, k_pos, width):
     del row
     general = lambda: _sum_into_rows(self.index_fn(k_pos - q_pos), g, width)
-    if not self._windowed(q_pos, k_pos):
+    if not self.windowed(k_pos.shape[1]):
       return general()
     windowed = lambda: _sum_into_rows(self._window_rows(q_pos, k_pos),
                                       unskew_sum(g, window_width(q_pos.shape[0], k_pos.shape[1])), width)
     return lax.cond(consecutive(q_pos, k_pos), windowed, general)
 
 
-def _select_rows(row, rows: jax.Array, init: jax.Array) -> jax.Array:
-  """rows (int32, any 2-D shape) -> row[0, rows]: one select per table row in min(rows) .. max(rows)."""
+def _select_rows(row, rows: jax.Array) -> jax.Array:
+  """rows (int32, any 2-D shape) -> row[0, rows] float32: one select per table row in min(rows) .. max(rows)."""
   pick = lambda r, acc: jnp.where(rows == r, row[0, r], acc)
-  return lax.fori_loop(jnp.min(rows), jnp.max(rows) + 1, pick, init)
+  return lax.fori_loop(jnp.min(rows), jnp.max(rows) + 1, pick, jnp.zeros(rows.shape, jnp.float32))
 
 
 def _sum_into_rows(rows: jax.Array, g: jax.Array, width: int) -> jax.Array:
