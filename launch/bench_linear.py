@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from zoo import positional  # noqa: E402
-from zoo.nn import SelfAttention  # noqa: E402
+from zoo.nn import AttentionOptions, SelfAttention  # noqa: E402
 
 IMPLS = {"linear": "linear", "softmax": "xla"}
 
@@ -41,8 +41,9 @@ def build_layer(impl: str, args) -> SelfAttention:
   rngs = nnx.Rngs(params=0)
   with nnx.use_eager_sharding(False):
     encoding = positional.build("spe_sine", {"num_realizations": args.realizations}, dims, rngs=rngs)
-    layer = SelfAttention(d_model=args.d_model, num_heads=args.heads, head_dim=args.head_dim, causal=True,
-                          encoding=encoding, impl=IMPLS[impl], num_features=args.features, rngs=rngs)
+    options = AttentionOptions(num_heads=args.heads, head_dim=args.head_dim, causal=True, impl=IMPLS[impl],
+                               num_features=args.features)
+    layer = SelfAttention(args.d_model, options, encoding=encoding, rngs=rngs)
   layer.eval()  # fixed SPE noise and random features: every repeat computes the same thing
   return layer
 

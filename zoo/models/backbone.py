@@ -9,8 +9,18 @@ from flax import nnx
 from zoo import positional
 from zoo.models import scan
 from zoo.models.config import TransformerConfig
-from zoo.nn import Block, make_norm
+from zoo.nn import AttentionOptions, Block, make_norm
 from zoo.positional.randomized import RandomizedPositions
+
+
+def attention_options(config: TransformerConfig, causal: bool) -> AttentionOptions:
+  """The model config's attention fields, as every block's self-attention takes them."""
+  return AttentionOptions(
+      num_heads=config.num_heads, head_dim=config.resolved_head_dim, causal=causal, impl=config.attention_impl,
+      feature_map=config.feature_map, num_features=config.num_features, dropout_rate=config.attention_dropout,
+      num_kv_heads=config.num_kv_heads, qkv_bias=config.qkv_bias, out_bias=config.out_bias,
+      scale_logits=config.scale_logits, qk_rank=config.qk_rank, logits=config.attention_logits,
+      temperature=config.attention_temperature)
 
 
 class Backbone(nnx.Module):
@@ -25,16 +35,10 @@ class Backbone(nnx.Module):
         self.positional if self.positional.share_across_layers else build_encoding()
         for _ in range(config.num_layers - 1)]
     blocks = [
-        Block(d_model=config.d_model, num_heads=config.num_heads, head_dim=config.resolved_head_dim,
+        Block(d_model=config.d_model, attention=attention_options(config, causal), encoding=encoding,
               mlp_dim=config.resolved_mlp_dim, activation=config.activation, norm=config.norm,
-              norm_position=config.norm_position, causal=causal, encoding=encoding,
-              attention_impl=config.attention_impl, feature_map=config.feature_map,
-              num_features=config.num_features, dropout=config.dropout,
-              attention_dropout=config.attention_dropout, num_kv_heads=config.num_kv_heads,
-              qkv_bias=config.qkv_bias, out_bias=config.out_bias, mlp_bias=config.mlp_bias,
-              scale_logits=config.scale_logits, norm_eps=config.norm_eps, qk_rank=config.qk_rank,
-              attention_logits=config.attention_logits, attention_temperature=config.attention_temperature,
-              dtype=config.compute_dtype, rngs=rngs)
+              norm_position=config.norm_position, dropout=config.dropout, mlp_bias=config.mlp_bias,
+              norm_eps=config.norm_eps, dtype=config.compute_dtype, rngs=rngs)
         for encoding in encodings]
     # Scanned: one Block holding every layer's variables stacked (zoo.models.scan); else a list of N blocks.
     self.scan_layers, self.remat, self.num_layers = config.scan_layers, config.remat, config.num_layers

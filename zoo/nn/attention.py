@@ -12,6 +12,8 @@ one; callers pass it around without looking inside.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 from flax import nnx, struct
@@ -65,6 +67,27 @@ class LowRankToHeads(nnx.Module):
     return jnp.einsum("blhr,hrd->blhd", self.down(x), self.up[...].astype(self.dtype))
 
 
+@dataclasses.dataclass(frozen=True)
+class AttentionOptions:
+  """How a self-attention layer attends — everything but its width, encoding, dtype and RNGs. Built from a model
+  config by `zoo.models.backbone.attention_options`; see `SelfAttention` for what each option does."""
+
+  num_heads: int
+  head_dim: int
+  causal: bool
+  impl: str = "xla"  # a name from zoo.attention.available()
+  feature_map: str = "favor"  # impl="linear"
+  num_features: int = 256  # impl="linear", feature_map="favor"
+  dropout_rate: float = 0.0  # attention dropout
+  num_kv_heads: int | None = None  # grouped-query attention; None: num_heads
+  qkv_bias: bool = False
+  out_bias: bool = False
+  scale_logits: bool = True  # q·kᵀ/√d (False: T5's unscaled logits)
+  qk_rank: int | None = None
+  logits: str = "content"  # "positional": no W_Q, W_K
+  temperature: float = 1.0
+
+
 class SelfAttention(nnx.Module):
   """Self-attention with the positional hooks. `impl="linear"` uses kernelized attention with `feature_map`
   ("favor": `num_features` random features redrawn at every training call from the "features" RNG stream and fixed
@@ -77,40 +100,39 @@ class SelfAttention(nnx.Module):
   attention: the parameters shrink, the cache does not.
   """
 
-  def __init__(self, *, d_model: int, num_heads: int, head_dim: int, causal: bool, encoding: PositionalEncoding,
-               impl: str = "xla", feature_map: str = "favor", num_features: int = 256, dropout_rate: float = 0.0,
-               num_kv_heads: int | None = None, qkv_bias: bool = False, out_bias: bool = False,
-               scale_logits: bool = True, qk_rank: int | None = None, logits: str = "content",
-               temperature: float = 1.0, dtype=jnp.float32, rngs: nnx.Rngs):
-    self.causal = causal
+  def __init__(self, d_model: int, options: AttentionOptions, *, encoding: PositionalEncoding, dtype=jnp.float32,
+               rngs: nnx.Rngs):
+    o = options
+    num_heads, head_dim, qkv_bias = o.num_heads, o.head_dim, o.qkv_bias
+    self.causal = o.causal
     self.encoding = encoding
-    self.impl = impl
+    self.impl = o.impl
     self.num_heads, self.head_dim, self.dtype = num_heads, head_dim, dtype
-    self.kv_repeats = num_heads // (num_kv_heads or num_heads)
-    self.scale_logits = scale_logits
-    self.dropout_rate = dropout_rate
-    self.temperature = temperature
+    self.kv_repeats = num_heads // (o.num_kv_heads or num_heads)
+    self.scale_logits = o.scale_logits
+    self.dropout_rate = o.dropout_rate
+    self.temperature = o.temperature
     self.deterministic = False  # flipped by `model.eval()` / `model.train()`
-    kv_heads = num_kv_heads or num_heads
+    kv_heads = o.num_kv_heads or num_heads
     self.query = self.key = None  # logits="positional"
-    if logits == "content" and qk_rank is None:
+    if o.logits == "content" and o.qk_rank is None:
       self.query = nnx.data(linear_to_heads(d_model, num_heads, head_dim, use_bias=qkv_bias, dtype=dtype, rngs=rngs))
       self.key = nnx.data(linear_to_heads(d_model, kv_heads, head_dim, use_bias=qkv_bias, dtype=dtype, rngs=rngs))
-    elif logits == "content":
-      self.query = nnx.data(LowRankToHeads(d_model, num_heads, head_dim, qk_rank, dtype=dtype, rngs=rngs))
-      self.key = nnx.data(LowRankToHeads(d_model, kv_heads, head_dim, qk_rank, dtype=dtype, rngs=rngs))
+    elif o.logits == "content":
+      self.query = nnx.data(LowRankToHeads(d_model, num_heads, head_dim, o.qk_rank, dtype=dtype, rngs=rngs))
+      self.key = nnx.data(LowRankToHeads(d_model, kv_heads, head_dim, o.qk_rank, dtype=dtype, rngs=rngs))
     self.value = linear_to_heads(d_model, kv_heads, head_dim, use_bias=qkv_bias, dtype=dtype, rngs=rngs)
     out_init = nnx.with_partitioning(nnx.initializers.lecun_normal(), ("heads", "kv", "embed"))
     out_bias_init = nnx.with_partitioning(nnx.initializers.zeros, ("embed",))
-    self.out = nnx.LinearGeneral((num_heads, head_dim), d_model, axis=(-2, -1), use_bias=out_bias,
+    self.out = nnx.LinearGeneral((num_heads, head_dim), d_model, axis=(-2, -1), use_bias=o.out_bias,
                                  kernel_init=out_init, bias_init=out_bias_init, dtype=dtype, rngs=rngs)
-    self.dropout_rngs = rngs.dropout.fork() if dropout_rate > 0 else None
-    self.is_linear = (impl != "auto" and core(impl).cache == "state")
+    self.dropout_rngs = rngs.dropout.fork() if o.dropout_rate > 0 else None
+    self.is_linear = (o.impl != "auto" and core(o.impl).cache == "state")
     if self.is_linear:
-      if feature_map not in linear.FEATURE_MAPS:
-        raise ValueError(f"unknown feature_map {feature_map!r}; valid choices: {', '.join(linear.FEATURE_MAPS)}")
-      self.feature_map, self.num_features = feature_map, num_features
-      self.feature_keys = linear.NoiseKeys("features", rngs) if feature_map == "favor" else None
+      if o.feature_map not in linear.FEATURE_MAPS:
+        raise ValueError(f"unknown feature_map {o.feature_map!r}; valid choices: {', '.join(linear.FEATURE_MAPS)}")
+      self.feature_map, self.num_features = o.feature_map, o.num_features
+      self.feature_keys = linear.NoiseKeys("features", rngs) if o.feature_map == "favor" else None
 
   def qk_dim(self) -> int:
     """The feature size of queries and keys after `transform_qk` (SPE: its number of realizations)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import jax
 from flax import nnx
 
-from zoo.nn.attention import LayerCache, SelfAttention
+from zoo.nn.attention import AttentionOptions, LayerCache, SelfAttention
 from zoo.nn.mlp import Mlp
 from zoo.nn.norms import make_norm
 from zoo.positional import Coordinates, PositionalEncoding
@@ -17,22 +17,14 @@ NORM_POSITIONS = ("pre", "post")
 
 
 class Block(nnx.Module):
-  def __init__(self, *, d_model: int, num_heads: int, head_dim: int, mlp_dim: int, activation: str, norm: str,
-               norm_position: str, causal: bool, encoding: PositionalEncoding, attention_impl: str,
-               dropout: float, attention_dropout: float, dtype, rngs: nnx.Rngs, feature_map: str = "favor",
-               num_features: int = 256, num_kv_heads: int | None = None, qkv_bias: bool = False,
-               out_bias: bool = False, mlp_bias: bool = False, scale_logits: bool = True, norm_eps: float = 1e-6,
-               qk_rank: int | None = None, attention_logits: str = "content", attention_temperature: float = 1.0):
+  def __init__(self, *, d_model: int, attention: AttentionOptions, encoding: PositionalEncoding, mlp_dim: int,
+               activation: str, norm: str, norm_position: str, dropout: float, dtype, rngs: nnx.Rngs,
+               mlp_bias: bool = False, norm_eps: float = 1e-6):
     if norm_position not in NORM_POSITIONS:
       raise ValueError(f"unknown norm_position {norm_position!r}; valid choices: {', '.join(NORM_POSITIONS)}")
     self.pre_norm = norm_position == "pre"
     self.attention_norm = make_norm(norm, d_model, dtype=dtype, rngs=rngs, epsilon=norm_eps)
-    self.attention = SelfAttention(d_model=d_model, num_heads=num_heads, head_dim=head_dim, causal=causal,
-                                   encoding=encoding, impl=attention_impl, feature_map=feature_map,
-                                   num_features=num_features, dropout_rate=attention_dropout,
-                                   num_kv_heads=num_kv_heads, qkv_bias=qkv_bias, out_bias=out_bias,
-                                   scale_logits=scale_logits, qk_rank=qk_rank, logits=attention_logits,
-                                   temperature=attention_temperature, dtype=dtype, rngs=rngs)
+    self.attention = SelfAttention(d_model, attention, encoding=encoding, dtype=dtype, rngs=rngs)
     self.mlp_norm = make_norm(norm, d_model, dtype=dtype, rngs=rngs, epsilon=norm_eps)
     self.mlp = Mlp(d_model, mlp_dim, activation, use_bias=mlp_bias, dtype=dtype, rngs=rngs)
     self.dropout = nnx.Dropout(dropout, rngs=rngs)
