@@ -2,6 +2,7 @@
 
   python -m launch.estimate_tpu [--sizes 125m,350m,1.3b] [--lengths 2048,8192] [--encodings rope,alibi,t5_bias,urpe]
                                 [--impls xla,pallas] [--topologies v5e:4x4,v5p:2x2x2] [--out rows.jsonl]
+  python -m launch.estimate_tpu --table rows.jsonl      # the README's markdown table of saved rows
 
 For every combination, zoo's own train step (the decoder with `scan_layers` and the `--remat` policy, bfloat16
 compute over float32 parameters, AdamW, one sequence per chip, FSDP over every chip of the slice) is compiled for
@@ -18,8 +19,10 @@ line reports:
   (`compute_s`, `memory_s`; the larger); `estimated_mfu` = model FLOPs / (estimated step time × peak FLOP/s) and
   `compute_only_mfu` the same with `compute_s`. XLA's "bytes accessed" sums every operation's operands and results,
   fused or not, so `memory_s` is pessimistic where fusion keeps intermediates on chip: the two MFUs bracket the
-  estimate. Where libtpu reports its own step-time estimate ("optimal_seconds": v5p, not v5e), it is scaled like
-  the FLOPs and given as `compiler_optimal_s` with its `compiler_mfu`.
+  estimate. Where libtpu reports its own step-time estimate ("optimal_seconds"), it is scaled like the FLOPs and
+  given as `compiler_optimal_s` with its `compiler_mfu`, for reference only: it is not consistent between programs
+  (0.97 s for a 1.3B step of 177 TFLOPs per v5p chip, beside a 0.39 s compute floor; 13–100 s for a 125M step of
+  4 TFLOPs per v5e chip).
 
 These are the compiler's estimates for a program no TPU has run: they bound, they do not measure.
 """
@@ -32,6 +35,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")  # compiling needs no exclusive libtpu lock
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import contextlib  # noqa: E402
 from launch.jsonl import emit  # noqa: E402
 import math  # noqa: E402
@@ -106,8 +110,8 @@ def estimate(size: str, length: int, pe: str, impl: str, topology: str, remat: s
   flops, nbytes = per_step["flops"], per_step["bytes accessed"]
   compute_s, memory_s = flops / PEAK_FLOPS[kind], nbytes / HBM_BANDWIDTH[kind]
   seconds = max(compute_s, memory_s)
-  # libtpu's own step-time estimate ("optimal_seconds"; v5p programs report one, v5e none), scaled like the FLOPs:
-  # unscaled it is one layer's (0.03 s for a v5p step whose 177 TFLOPs per chip take ≥ 0.39 s at peak).
+  # libtpu's own step-time estimate ("optimal_seconds", when reported), scaled like the FLOPs (unscaled it counts
+  # the loop body once: 0.03 s for a v5p step whose 177 TFLOPs per chip take ≥ 0.39 s at peak). Reference only.
   compiler_s = per_step["optimal_seconds"] if per_step["optimal_seconds"] > 0 else None
   mfu = lambda s: round(model_flops / (s * PEAK_FLOPS[kind]), 3)
   return dict(row, peak_gib=round(peak / GIB, 2), temp_gib=round(memory.temp_size_in_bytes / GIB, 2),
@@ -120,6 +124,25 @@ def estimate(size: str, length: int, pe: str, impl: str, topology: str, remat: s
               mosaic_kernels=mosaic_kernels(compiled))
 
 
+SIZE_NAMES = {"125m": "125M", "350m": "350M", "1.3b": "1.3B"}
+
+
+def markdown_table(rows: list[dict]) -> str:
+  """The README's table of saved rows."""
+  lines = ["| model | L | encoding | impl | slice | peak GiB / chip (HBM) | fits | step TFLOPs / chip | compute s | "
+           "memory s | MFU: roofline / compute only |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+  for r in rows:
+    head = f"| {SIZE_NAMES[r['size']]} | {r['length'] // 1024}k | {r['pe']} | {r['impl']} | {r['topology']} |"
+    if "error" in r:
+      asked = r["error"].split("temporaries (")[1].split(")")[0] + "iB" if "temporaries (" in r["error"] else "?"
+      lines.append(f"{head} — ({r['hbm_gib']:g}) | no: {asked} of temporaries asked | | | | |")
+      continue
+    lines.append(f"{head} {r['peak_gib']:.2f} ({r['hbm_gib']:g}) | {'yes' if r['fits'] else 'no'} | "
+                 f"{r['step_flops'] / 1e12:.1f} | {r['compute_s']:.3f} | {r['memory_s']:.3f} | "
+                 f"{r['estimated_mfu']:.2f} / {r['compute_only_mfu']:.2f} |")
+  return "\n".join(lines)
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--sizes", default="125m,350m,1.3b")
@@ -129,7 +152,12 @@ def main() -> None:
   parser.add_argument("--topologies", default="v5e:4x4,v5p:2x2x2")
   parser.add_argument("--remat", default="full", help="model.remat of every row")
   parser.add_argument("--out", default="", help="also append the JSON lines to this file")
+  parser.add_argument("--table", default="", metavar="JSONL", help="print the markdown table of saved rows, exit")
   args = parser.parse_args()
+  if args.table:
+    with open(args.table) as rows:
+      print(markdown_table([json.loads(line) for line in rows if line.strip()]))
+    return
   with open(args.out, "a") if args.out else contextlib.nullcontext() as out:
     for topology in args.topologies.split(","):
       for size in args.sizes.split(","):
