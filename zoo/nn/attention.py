@@ -102,16 +102,10 @@ class SelfAttention(nnx.Module):
 
   def __init__(self, d_model: int, options: AttentionOptions, *, encoding: PositionalEncoding, dtype=jnp.float32,
                rngs: nnx.Rngs):
-    o = options
+    o = self.options = options
     num_heads, head_dim, qkv_bias = o.num_heads, o.head_dim, o.qkv_bias
-    self.causal = o.causal
     self.encoding = encoding
-    self.impl = o.impl
-    self.num_heads, self.head_dim, self.dtype = num_heads, head_dim, dtype
-    self.kv_repeats = num_heads // (o.num_kv_heads or num_heads)
-    self.scale_logits = o.scale_logits
-    self.dropout_rate = o.dropout_rate
-    self.temperature = o.temperature
+    self.dtype = dtype
     self.deterministic = False  # flipped by `model.eval()` / `model.train()`
     kv_heads = o.num_kv_heads or num_heads
     self.query = self.key = None  # logits="positional"
@@ -131,24 +125,24 @@ class SelfAttention(nnx.Module):
     if self.is_linear:
       if o.feature_map not in linear.FEATURE_MAPS:
         raise ValueError(f"unknown feature_map {o.feature_map!r}; valid choices: {', '.join(linear.FEATURE_MAPS)}")
-      self.feature_map, self.num_features = o.feature_map, o.num_features
       self.feature_keys = linear.NoiseKeys("features", rngs) if o.feature_map == "favor" else None
 
   def qk_dim(self) -> int:
     """The feature size of queries and keys after `transform_qk` (SPE: its number of realizations)."""
     if not implements(self.encoding, "transform_qk"):
-      return self.head_dim
-    x = jax.ShapeDtypeStruct((1, 1, self.num_heads, self.head_dim), self.dtype)
+      return self.options.head_dim
+    x = jax.ShapeDtypeStruct((1, 1, self.options.num_heads, self.options.head_dim), self.dtype)
     coords = Coordinates(jax.ShapeDtypeStruct((1, 1), jnp.int32))
     return nnx.eval_shape(lambda enc, x, c: enc.transform_qk(x, x, c, c)[1], self.encoding, x, coords).shape[-1]
 
   def init_cache(self, batch: int, cache_length: int) -> LayerCache:
     """An empty decoding cache: `cache_length` key/value slots (softmax) or the recurrent state (linear)."""
     if self.is_linear:
-      features = self.num_features if self.feature_map == "favor" else self.qk_dim()
-      return linear.LinearState.empty(batch, self.num_heads, features, self.head_dim)
-    shape = (batch, cache_length, self.num_heads)
-    return KVCache(k=jnp.zeros((*shape, self.qk_dim()), self.dtype), v=jnp.zeros((*shape, self.head_dim), self.dtype))
+      features = self.options.num_features if self.options.feature_map == "favor" else self.qk_dim()
+      return linear.LinearState.empty(batch, self.options.num_heads, features, self.options.head_dim)
+    shape = (batch, cache_length, self.options.num_heads)
+    return KVCache(k=jnp.zeros((*shape, self.qk_dim()), self.dtype),
+                   v=jnp.zeros((*shape, self.options.head_dim), self.dtype))
 
   def __call__(
       self,
@@ -162,11 +156,12 @@ class SelfAttention(nnx.Module):
   ) -> tuple[jax.Array, LayerCache | None]:
     v = self.value(x)  # [batch, length, kv heads, head_dim]
     if self.query is None:  # dot-product-free: the logits are the positional bias alone
-      q = k = jnp.zeros(v.shape[:2] + (self.num_heads, self.head_dim), v.dtype)
+      q, k = jnp.zeros(v.shape[:2] + (self.options.num_heads, v.shape[3]), v.dtype), jnp.zeros_like(v)
     else:
       q, k = self.query(x), self.key(x)  # q [batch, length, heads, head_dim]; k: kv heads
-    if self.kv_repeats > 1:  # kv head j serves query heads j·repeats .. (j + 1)·repeats − 1
-      k, v = (jnp.repeat(a, self.kv_repeats, axis=2) if a.shape[2] != self.num_heads else a for a in (k, v))
+    repeats = self.options.num_heads // (self.options.num_kv_heads or self.options.num_heads)
+    if repeats > 1:  # kv head j serves query heads j·repeats .. (j + 1)·repeats − 1
+      k, v = (jnp.repeat(a, repeats, axis=2) for a in (k, v))  # [batch, length, heads, head_dim]
     if implements(self.encoding, "transform_qk"):
       q, k = self.encoding.transform_qk(q, k, coords, coords)  # [batch, length, heads, qk_dim]
     if cache is not None and segment_ids is not None:
@@ -180,7 +175,7 @@ class SelfAttention(nnx.Module):
 
   def softmax_scale(self, q: jax.Array) -> float:
     """1/(√(qk_dim) · temperature), or 1/temperature for unscaled logits."""
-    return (q.shape[-1] ** -0.5 if self.scale_logits else 1.0) / self.temperature
+    return (q.shape[-1] ** -0.5 if self.options.scale_logits else 1.0) / self.options.temperature
 
   def attend_linear(self, q, k, v, coords, *, segment_ids, valid, cache, cache_index):
     """Kernelized attention; with a cache, a continuation of its recurrent state (positions follow the cache)."""
@@ -189,14 +184,14 @@ class SelfAttention(nnx.Module):
     softmax_scale = self.softmax_scale(q)
     projection = None
     if self.feature_keys is not None:  # FAVOR+: one draw per call, shared by heads, fixed while deterministic
-      projection = linear.orthogonal_random_features(self.feature_keys(), self.num_features, q.shape[-1])
+      projection = linear.orthogonal_random_features(self.feature_keys(), self.options.num_features, q.shape[-1])
     if cache is None:
       mask = AttentionMask(q_pos=positions, k_pos=positions, q_segment_ids=segment_ids, k_segment_ids=segment_ids,
-                           k_valid=valid, causal=self.causal)
-      out = attend(q, k, v, impl=self.impl, mask=mask, softmax_scale=softmax_scale, feature_map=self.feature_map,
-                   projection=projection)
+                           k_valid=valid, causal=self.options.causal)
+      out = attend(q, k, v, impl=self.options.impl, mask=mask, softmax_scale=softmax_scale,
+                   feature_map=self.options.feature_map, projection=projection)
       return out, None
-    q_features, k_log = linear.kernel_features(self.feature_map, q, k, softmax_scale=softmax_scale,
+    q_features, k_log = linear.kernel_features(self.options.feature_map, q, k, softmax_scale=softmax_scale,
                                                projection=projection)
     out, cache = linear.causal_linear_attention(q_features, k_log, v, cache, k_valid=valid)
     return out.astype(v.dtype), cache
@@ -219,10 +214,10 @@ class SelfAttention(nnx.Module):
                                                          cache_index)
       k_coords = Coordinates(k_pos)
     mask = AttentionMask(q_pos=q_pos, k_pos=k_pos, q_segment_ids=segment_ids, k_segment_ids=segment_ids,
-                         k_valid=k_valid, causal=self.causal)
+                         k_valid=k_valid, causal=self.options.causal)
     bias, scale = attention_terms(self.encoding, q_coords, k_coords)
-    use_dropout = self.dropout_rate > 0 and not self.deterministic
-    out = attend(q, k, v, impl=self.impl, mask=mask, bias=bias, scale=scale, softmax_scale=self.softmax_scale(q),
-                 dropout_rate=self.dropout_rate if use_dropout else 0.0,
+    use_dropout = self.options.dropout_rate > 0 and not self.deterministic
+    out = attend(q, k, v, impl=self.options.impl, mask=mask, bias=bias, scale=scale,
+                 softmax_scale=self.softmax_scale(q), dropout_rate=self.options.dropout_rate if use_dropout else 0.0,
                  dropout_rng=self.dropout_rngs() if use_dropout else None)
     return out, cache
