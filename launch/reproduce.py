@@ -459,6 +459,10 @@ def save(fig, path: pathlib.Path) -> pathlib.Path:
   return path
 
 
+class RunStopped(Exception):
+  """A run ended before its last step (SIGTERM): the sweep stops too, and the same command resumes both."""
+
+
 def run_one(experiment: Experiment, run: Run, workdir: pathlib.Path) -> dict:
   """Trains `run` in `workdir` unless it finished before (its result.json); returns its row."""
   done = workdir / "result.json"
@@ -468,6 +472,9 @@ def run_one(experiment: Experiment, run: Run, workdir: pathlib.Path) -> dict:
 
   start = time.time()
   summary = loop.train_and_evaluate(run.config, str(workdir))
+  if "stopped" in summary:
+    raise RunStopped(f"run {run.name} {summary['stopped']} at step {summary['step']}; the same command resumes the "
+                     f"sweep from its checkpoint in {workdir}")
   row = {"run": run.name, **run.labels, **experiment.row(run, summary, workdir), "train_loss": summary["loss"],
          "seconds": round(time.time() - start, 1)}
   done.write_text(json.dumps(row))
@@ -509,7 +516,11 @@ def main(argv: list[str] | None = None) -> int:
   start = time.time()
   runs = experiment.runs(variant, encodings) if experiment.takes_encodings else experiment.runs(variant)
   for run in runs:
-    rows.append(run_one(experiment, run, workdir / run.name))
+    try:
+      rows.append(run_one(experiment, run, workdir / run.name))
+    except RunStopped as stop:
+      print(f"stopped: {stop}", file=sys.stderr)
+      return 1
     print(f"{args.experiment}/{run.name}: " + json.dumps({k: v for k, v in rows[-1].items()
                                                            if not isinstance(v, list)}), flush=True)
   with (out / f"{variant}.jsonl").open("w") as jsonl:

@@ -74,3 +74,22 @@ def test_quick_run_writes_table_and_figures(experiment, tmp_path, data_dir, monk
   monkeypatch.setenv("ZOO_DATA_DIR", data_dir)
   assert reproduce.main([experiment, "--quick", f"--workdir={tmp_path / 'runs'}", f"--out={tmp_path / 'out'}"]) == 0
   check_outputs(tmp_path / "out", "quick", experiment)
+
+
+def test_a_run_stopped_by_sigterm_stops_the_sweep_with_one_line_and_writes_no_table(tmp_path, monkeypatch, capsys):
+  from zoo.train import loop  # noqa: PLC0415
+
+  trained = []
+
+  def preempted(config, workdir):  # what train_and_evaluate returns after a SIGTERM (loop.stopped_by_preemption)
+    trained.append(workdir)
+    return {"step": 7, "stopped": "preempted", "workdir": workdir}
+
+  monkeypatch.setattr(loop, "train_and_evaluate", preempted)
+  args = ["urpe_pi", "--tiny", f"--workdir={tmp_path / 'runs'}", f"--out={tmp_path / 'out'}"]
+  assert reproduce.main(args) == 1
+  err = capsys.readouterr().err.strip()
+  assert err == (f"stopped: run pi_rpe preempted at step 7; the same command resumes the sweep from its checkpoint in "
+                 f"{tmp_path / 'runs' / 'pi_rpe'}")
+  assert len(trained) == 1 and not (tmp_path / "runs" / "pi_rpe" / "result.json").exists()
+  assert not list((tmp_path / "out").glob("tiny*"))
