@@ -106,6 +106,19 @@ def test_gated_cross_covariance_mixes_the_kernel_with_a_constant():
   assert np.all(np.abs(mean - closed) < 5 * stderr + 1e-3), np.abs(mean - closed) / stderr
 
 
+@pytest.mark.parametrize("name", ["spe_sine", "spe_conv"])
+def test_transform_is_the_code_weighted_sum_of_queries_and_keys(name):
+  """q̂ = Σ_d q_d q̄'_d: the transform (codes folded in without forming them) against the codes it is made of."""
+  spe = build(name, heads=2, head_dim=3, num_realizations=8)
+  q, k = jax.random.normal(jax.random.key(1), (2, 2, 5, 2, 3))  # [batch, len, heads, head_dim] each
+  positions, key = jnp.array([[0, 3, 5, 11, 12], [1, 2, 3, 4, 5]]), jax.random.key(3)
+  q_hat, k_hat = nnx.jit(lambda spe: spe.transform_qk_with_key(q, k, positions, positions, key))(spe)
+  q_bar, k_bar = nnx.jit(lambda spe: spe.codes(positions, positions, key))(spe)
+  for hat, x, bar in ((q_hat, q, q_bar), (k_hat, k, k_bar)):
+    np.testing.assert_allclose(np.asarray(hat), np.einsum("blhd,blhdr->blhr", np.asarray(x), np.asarray(bar)),
+                               rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("impl", ["xla", "linear"])
 def test_position_agnostic_gate_makes_the_model_ignore_positions(impl):
   model = tiny_model("encoder", "spe_sine", head="token", num_classes=5, attention_impl=impl)

