@@ -13,6 +13,10 @@ Rows (JSON lines):
   Both JAX programs are one `jax.jit` of loss, gradient and an AdamW update with the same width, depth, heads,
   pre-LN LayerNorm, exact GELU MLP, RoPE, causal softmax attention and tied embeddings, in float32.
   x-transformers (PyTorch, eager) is skipped, with a row saying so, when torch or x_transformers is missing.
+  `malloc` records the glibc allocator variables the process ran with: a step allocates ~1 GB of temporaries, and
+  with glibc's defaults every step faults them in as fresh pages (measured: writing a fresh 64 MiB array 38 ms, the
+  same write into a reused buffer 6 ms), so `MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0 MALLOC_TOP_PAD_=1073741824
+  MALLOC_TRIM_THRESHOLD_=68719476736`, which keep freed memory, speed up every implementation.
 * `{"row": "compile", ...}`: seconds to lower and compile zoo's train step at each depth of `--compile-layers`,
   scanned and unscanned, and the scanned deepest / shallowest ratio.
 """
@@ -54,6 +58,12 @@ def _timed(run) -> float:
   start = time.perf_counter()
   run()
   return time.perf_counter() - start
+
+
+def glibc_malloc_settings() -> dict[str, str]:
+  """The process's glibc allocator settings (MALLOC_* variables): on a CPU they move every implementation's step time
+  (a step's large temporaries are fresh pages unless the allocator keeps freed memory), so each row records them."""
+  return {name: value for name, value in sorted(os.environ.items()) if name.startswith("MALLOC_")}
 
 
 def flops_of(compiled) -> float:
@@ -195,7 +205,7 @@ def throughput(args, peak: float) -> None:
       times[name].append(_timed(runs[name]))
   tokens = args.batch * args.length
   config = dict(layers=args.layers, d_model=args.d_model, heads=args.heads, batch=args.batch, length=args.length,
-                dtype="float32", repeats=args.repeats)
+                dtype="float32", repeats=args.repeats, malloc=glibc_malloc_settings())
   medians = {name: statistics.median(values) for name, values in times.items()}
   for name, values in times.items():
     row = dict(row="step", impl=name, **config, min_s=round(min(values), 4), median_s=round(medians[name], 4),
