@@ -331,7 +331,9 @@ def spe_runs(variant: str) -> list[Run]:
       model = {**options, "dropout": 0.0, "attention_dropout": 0.0}
       sections = {"model": model}
       if variant != "tiny":
-        model.update(num_layers=2, d_model=64, num_heads=4, mlp_dim=128, num_features=64)
+        model.update(num_layers=2, d_model=64, num_heads=4, mlp_dim=128)
+        if model.get("attention_impl") == "linear":
+          model["num_features"] = 64  # FAVOR+'s random features (ReLU's feature map ignores it)
         steps = SPE_SIZES[variant][2]
         sections.update(task=SPE_SIZES[variant][i], optimizer={"warmup_steps": steps // 10},
                         train={"steps": steps, "checkpoint_every": steps // 2, "eval_every": 0, "eval_batches": 0})

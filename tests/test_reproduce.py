@@ -32,6 +32,21 @@ def test_reproduce_urpe_is_the_urpe_pi_experiment_for_rpe_and_urpe(monkeypatch):
                    ["urpe_pi", "--encodings=rpe,urpe", "--out=/tmp/zoo/reproduce_urpe", "--quick", "--workdir=/tmp/w"]]
 
 
+@pytest.mark.parametrize("variant", ["quick", "full"])
+def test_every_run_of_the_quick_and_full_variants_is_a_valid_experiment_config(variant):
+  """The default suite trains only the tiny variant; the sizes the others set must still parse (an option one row
+  does not accept, such as FAVOR+'s num_features on a softmax row, fails here instead of hours into a sweep)."""
+  from zoo.train.options import parse_experiment  # noqa: PLC0415
+
+  for name, experiment in reproduce.EXPERIMENTS.items():
+    runs = experiment.runs(variant, None) if experiment.takes_encodings else experiment.runs(variant)
+    for run in runs:
+      try:
+        parse_experiment(run.config)
+      except ValueError as error:
+        pytest.fail(f"{name} --{variant}, run {run.name}: {error}")
+
+
 def check_outputs(out, variant, experiment):
   rows = [json.loads(line) for line in (out / f"{variant}.jsonl").read_text().splitlines()]
   runs = reproduce.EXPERIMENTS[experiment].runs
