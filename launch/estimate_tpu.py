@@ -23,6 +23,8 @@ line reports:
   given as `compiler_optimal_s` with its `compiler_mfu`, for reference only: it is not consistent between programs
   (0.97 s for a 1.3B step of 177 TFLOPs per v5p chip, beside a 0.39 s compute floor; 13–100 s for a 125M step of
   4 TFLOPs per v5e chip).
+* where the unscanned two-layer program that scales the cost is refused while the scanned step fits, the row keeps
+  the memory and the fit and says so in `cost_error`, with no cost or MFU.
 
 These are the compiler's estimates for a program no TPU has run: they bound, they do not measure.
 """
@@ -103,7 +105,12 @@ def estimate(size: str, length: int, pe: str, impl: str, topology: str, remat: s
   # XLA's cost analysis counts a while loop's body once: the scanned program holds everything outside the layers
   # plus one layer (forward and backward). An unscanned two-layer program holds the outside plus two layers, so
   # their difference is one layer's cost, and the step's is the scanned figure plus (layers - 1) of it.
+  memory_row = dict(row, peak_gib=round(peak / GIB, 2), temp_gib=round(memory.temp_size_in_bytes / GIB, 2),
+                    fits=peak <= HBM_PER_CHIP[kind], mosaic_kernels=mosaic_kernels(compiled))
   two_layers, _, _, _ = compile_step(dict(config, num_layers=2, scan_layers=False), topology)
+  if isinstance(two_layers, str):  # memory and fit stand; the step's cost cannot be scaled without it
+    return dict(memory_row, cost_error=f"the unscanned two-layer program that scales the cost was refused: "
+                                       f"{two_layers}")
   scanned, unrolled = cost_of(compiled), cost_of(two_layers)
   per_step = {key: scanned.get(key, 0.0) + (layers - 1) * (unrolled.get(key, 0.0) - scanned.get(key, 0.0))
               for key in ("flops", "bytes accessed", "optimal_seconds")}
@@ -114,14 +121,12 @@ def estimate(size: str, length: int, pe: str, impl: str, topology: str, remat: s
   # the loop body once: 0.03 s for a v5p step whose 177 TFLOPs per chip take ≥ 0.39 s at peak). Reference only.
   compiler_s = per_step["optimal_seconds"] if per_step["optimal_seconds"] > 0 else None
   mfu = lambda s: round(model_flops / (s * PEAK_FLOPS[kind]), 3)
-  return dict(row, peak_gib=round(peak / GIB, 2), temp_gib=round(memory.temp_size_in_bytes / GIB, 2),
-              fits=peak <= HBM_PER_CHIP[kind], step_flops=flops, bytes_accessed=nbytes,
+  return dict(memory_row, step_flops=flops, bytes_accessed=nbytes,
               compute_s=round(compute_s, 4), memory_s=round(memory_s, 4),
               estimated_step_s=round(seconds, 4), estimate="roofline of cost_analysis",
               estimated_mfu=mfu(seconds), compute_only_mfu=mfu(compute_s),
               compiler_optimal_s=None if compiler_s is None else round(compiler_s, 4),
-              compiler_mfu=None if compiler_s is None else mfu(compiler_s),
-              mosaic_kernels=mosaic_kernels(compiled))
+              compiler_mfu=None if compiler_s is None else mfu(compiler_s))
 
 
 SIZE_NAMES = {"125m": "125M", "350m": "350M", "1.3b": "1.3B"}
@@ -137,8 +142,11 @@ def markdown_table(rows: list[dict]) -> str:
       asked = r["error"].split("temporaries (")[1].split(")")[0] + "iB" if "temporaries (" in r["error"] else "?"
       lines.append(f"{head} — ({r['hbm_gib']:g}) | no: {asked} of temporaries asked | | | | |")
       continue
-    lines.append(f"{head} {r['peak_gib']:.2f} ({r['hbm_gib']:g}) | {'yes' if r['fits'] else 'no'} | "
-                 f"{r['step_flops'] / 1e12:.1f} | {r['compute_s']:.3f} | {r['memory_s']:.3f} | "
+    memory = f"{head} {r['peak_gib']:.2f} ({r['hbm_gib']:g}) | {'yes' if r['fits'] else 'no'} |"
+    if "cost_error" in r:
+      lines.append(f"{memory} — | — | — | — (its two-layer cost program was refused) |")
+      continue
+    lines.append(f"{memory} {r['step_flops'] / 1e12:.1f} | {r['compute_s']:.3f} | {r['memory_s']:.3f} | "
                  f"{r['estimated_mfu']:.2f} / {r['compute_only_mfu']:.2f} |")
   return "\n".join(lines)
 

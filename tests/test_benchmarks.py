@@ -37,3 +37,18 @@ def test_bench_generate_times_cached_and_full_decoding_for_both_attention_kinds(
   assert [(r["attention"], r["impl"], r["position"]) for r in rows] == [("softmax", "xla", 16), ("linear", "linear", 16)]
   for row in rows:
     assert row["cached_median_s"] > 0 and row["full_median_s"] > 0 and row["full_over_cached"] > 0
+
+
+def test_estimate_table_shows_fits_refusals_and_rows_whose_cost_could_not_be_scaled():
+  from launch import estimate_tpu  # noqa: PLC0415
+
+  base = dict(size="125m", length=8192, pe="alibi", impl="xla", topology="v5e:4x4", hbm_gib=15.8)
+  rows = [dict(base, peak_gib=3.5, fits=True, step_flops=4.2e12, compute_s=0.021, memory_s=0.05, estimated_mfu=0.12,
+               compute_only_mfu=0.3),
+          dict(base, error="RESOURCE_EXHAUSTED: Ran out of memory; temporaries (36.2G) exceed"),
+          dict(base, peak_gib=9.0, fits=True, cost_error="the unscanned two-layer program ... was refused: ...")]
+  lines = estimate_tpu.markdown_table(rows).splitlines()
+  assert lines[2] == "| 125M | 8k | alibi | xla | v5e:4x4 | 3.50 (15.8) | yes | 4.2 | 0.021 | 0.050 | 0.12 / 0.30 |"
+  assert "no: 36.2GiB of temporaries asked" in lines[3]
+  assert lines[4].startswith("| 125M | 8k | alibi | xla | v5e:4x4 | 9.00 (15.8) | yes | — |")
+  assert lines[4].endswith("(its two-layer cost program was refused) |")
