@@ -313,12 +313,12 @@ SPE_MODELS = {
     "softmax + RPE": ({"pe": "rpe"}, "—"),
 }
 # Per variant: (ListOps task, Pathfinder task, steps). CPU-sized: ListOps trees much shorter than LRA's 500–2000
-# tokens, Pathfinder's easy contours on small images instead of 32×32 hard ones.
+# tokens, Pathfinder's easy contours on 16 × 16 images instead of 32 × 32 hard ones (12 × 12 cannot hold them).
 SPE_SIZES = {
     "full": ({"min_length": 64, "max_length": 256, "num_train": 8_000, "num_eval": 500, "num_test": 500},
              {"difficulty": "easy", "image_size": 16, "num_train": 8_000, "num_eval": 500, "num_test": 500}, 1500),
     "quick": ({"min_length": 16, "max_length": 64, "num_train": 2_000, "num_eval": 200, "num_test": 200},
-              {"difficulty": "easy", "image_size": 12, "num_train": 2_000, "num_eval": 200, "num_test": 200}, 200),
+              {"difficulty": "easy", "image_size": 16, "num_train": 2_000, "num_eval": 200, "num_test": 200}, 200),
 }
 SPE_TASKS = {"listops": listops, "pathfinder": pathfinder}
 

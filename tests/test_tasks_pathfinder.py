@@ -82,3 +82,8 @@ def test_sample_grid_is_a_valid_png_of_the_images(tmp_path):
   assert not rows[:, 0].any()  # filter byte 0 on every row
   first = next(tasks.build("pathfinder", dict(difficulty="easy")).images("train", 1))[0]
   np.testing.assert_array_equal(rows[2:66:2, 1 + 2:1 + 66:2], first)
+
+
+def test_a_geometry_that_cannot_hold_the_contours_fails_when_the_config_is_read():
+  with pytest.raises(ValueError, match=r"could not place 2 contours of 6 segments and 5 distractors in a 12x12 image"):
+    tasks.build("pathfinder", {"difficulty": "easy", "image_size": 12})

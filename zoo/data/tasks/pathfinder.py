@@ -137,6 +137,11 @@ class Pathfinder(Task):
       for field in ("image_size", "segment_length", "num_train", "num_eval", "num_test"):
         check(getattr(self, field) >= 1, f"task 'pathfinder': {field} must be >= 1, got {getattr(self, field)}")
       check(self.num_distractors >= 0, f"task 'pathfinder': num_distractors must be >= 0, got {self.num_distractors}")
+      # One image now: a geometry that cannot hold the contours (easy ones in 12 x 12) fails when the config is
+      # read, with the message naming the sizes, instead of when the data set is generated.
+      pathfinder_image(np.random.default_rng(self.seed), 1, size=self.image_size,
+                       contour_length=CONTOUR_LENGTHS[self.difficulty], segment_length=self.segment_length,
+                       num_distractors=self.num_distractors)
 
   @property
   def length(self) -> int:
