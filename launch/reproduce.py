@@ -432,6 +432,10 @@ class Experiment:
   plots: Callable[[list[dict], pathlib.Path, str], list[pathlib.Path]]
   takes_encodings: bool = False
 
+  def runs_for(self, variant: str, encodings: list[str] | None = None) -> list[Run]:
+    """The runs of `variant`; `encodings` (None: the default set) only where the experiment takes them."""
+    return self.runs(variant, encodings) if self.takes_encodings else self.runs(variant)
+
 
 EXPERIMENTS = {
     "urpe_pi": Experiment(lambda v, e: urpe_runs("pi", v, e), urpe_row("pi"), lambda r, v: urpe_markdown("pi", r, v),
@@ -516,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
   out.mkdir(parents=True, exist_ok=True)
   rows = []
   start = time.time()
-  runs = experiment.runs(variant, encodings) if experiment.takes_encodings else experiment.runs(variant)
+  runs = experiment.runs_for(variant, encodings)
   for run in runs:
     try:
       rows.append(run_one(experiment, run, workdir / run.name))

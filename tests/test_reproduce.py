@@ -39,8 +39,7 @@ def test_every_run_of_the_quick_and_full_variants_is_a_valid_experiment_config(v
   from zoo.train.options import parse_experiment  # noqa: PLC0415
 
   for name, experiment in reproduce.EXPERIMENTS.items():
-    runs = experiment.runs(variant, None) if experiment.takes_encodings else experiment.runs(variant)
-    for run in runs:
+    for run in experiment.runs_for(variant):
       try:
         parse_experiment(run.config)
       except ValueError as error:
@@ -49,8 +48,7 @@ def test_every_run_of_the_quick_and_full_variants_is_a_valid_experiment_config(v
 
 def check_outputs(out, variant, experiment):
   rows = [json.loads(line) for line in (out / f"{variant}.jsonl").read_text().splitlines()]
-  runs = reproduce.EXPERIMENTS[experiment].runs
-  expected = (runs(variant, None) if reproduce.EXPERIMENTS[experiment].takes_encodings else runs(variant))
+  expected = reproduce.EXPERIMENTS[experiment].runs_for(variant)
   assert [r["run"] for r in rows] == [run.name for run in expected]
   assert all(r["experiment"] == experiment and r["variant"] == variant for r in rows)
   table = (out / f"{variant}.md").read_text()
