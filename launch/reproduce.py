@@ -160,7 +160,9 @@ def urpe_row(task: str) -> Callable[[Run, dict, pathlib.Path], dict]:
 SPARSE_TARGETS = ("heavy_tailed", "light_tailed")
 PHIS = ("log", "lin")
 # (length, heads, steps) per variant. The paper: length 1000, H <= 64, 10,000 steps (width, lr, batch not stated).
-SPARSE_SIZES = {"full": (256, (1, 2, 4, 8, 16, 32, 64), 2000), "quick": (64, (1, 4, 16), 300),
+# A step's cost grows with H · length² (measured: H = 64 at length 128, 0.69 s a step on a shared 2-core machine,
+# about 3 s at length 256), so the full variant's 28 runs use length 128 and 400 steps to finish in about an hour.
+SPARSE_SIZES = {"full": (128, (1, 2, 4, 8, 16, 32, 64), 400), "quick": (64, (1, 4, 16), 300),
                 "tiny": (32, (1, 2), 4)}
 # The paper's light-tailed ρ(t) = e^−5t, read with t = s / length (the sequence spans unit time). Read with t = s
 # steps, the target y ≈ e^−5 x_{t−1} has variance 4.6e-5 — below the paper's own log-type error of 5.3e-4, so its t
@@ -314,9 +316,12 @@ SPE_MODELS = {
 }
 # Per variant: (ListOps task, Pathfinder task, steps). CPU-sized: ListOps trees much shorter than LRA's 500–2000
 # tokens, Pathfinder's easy contours on 16 × 16 images instead of 32 × 32 hard ones (12 × 12 cannot hold them).
+# The SPE rows dominate the time (convSPE's depthwise convolution and per-position gather: a quick ListOps run
+# 413 s against ReLU's 35 s on a shared machine), so the full variant keeps the quick lengths and trains 3× longer
+# on 2× the data to finish in about an hour.
 SPE_SIZES = {
-    "full": ({"min_length": 64, "max_length": 256, "num_train": 8_000, "num_eval": 500, "num_test": 500},
-             {"difficulty": "easy", "image_size": 16, "num_train": 8_000, "num_eval": 500, "num_test": 500}, 1500),
+    "full": ({"min_length": 16, "max_length": 64, "num_train": 4_000, "num_eval": 500, "num_test": 500},
+             {"difficulty": "easy", "image_size": 16, "num_train": 4_000, "num_eval": 500, "num_test": 500}, 600),
     "quick": ({"min_length": 16, "max_length": 64, "num_train": 2_000, "num_eval": 200, "num_test": 200},
               {"difficulty": "easy", "image_size": 16, "num_train": 2_000, "num_eval": 200, "num_test": 200}, 200),
 }
@@ -469,8 +474,29 @@ class RunStopped(Exception):
   """A run ended before its last step (SIGTERM): the sweep stops too, and the same command resumes both."""
 
 
+class StaleRun(Exception):
+  """A workdir holds a run of another config (the experiment's sizes changed since): reusing it would mislabel it."""
+
+
+def first_difference(saved: Any, wanted: Any, path: str = "") -> str | None:
+  """The dotted path of the first entry where two JSON values differ (None when they are equal)."""
+  if isinstance(saved, dict) and isinstance(wanted, dict):
+    for key in sorted(set(saved) | set(wanted)):
+      if (found := first_difference(saved.get(key), wanted.get(key), f"{path}.{key}" if path else key)) is not None:
+        return found
+    return None
+  return None if saved == wanted else f"{path} ({saved!r} there, {wanted!r} now)"
+
+
 def run_one(experiment: Experiment, run: Run, workdir: pathlib.Path) -> dict:
-  """Trains `run` in `workdir` unless it finished before (its result.json); returns its row."""
+  """Trains `run` in `workdir` unless it finished before (its result.json); returns its row. A workdir whose
+  config.json is another config's (a finished or a half-trained run) is neither reused nor resumed."""
+  saved = workdir / "config.json"
+  if saved.is_file():
+    difference = first_difference(json.loads(saved.read_text()), json.loads(json.dumps(run.config)))
+    if difference is not None:
+      raise StaleRun(f"{workdir} holds run {run.name} trained with another config: {difference}; delete it or pass "
+                     "another --workdir")
   done = workdir / "result.json"
   if done.is_file():
     return json.loads(done.read_text())
@@ -527,6 +553,9 @@ def main(argv: list[str] | None = None) -> int:
     except RunStopped as stop:
       print(f"stopped: {stop}", file=sys.stderr)
       return 1
+    except StaleRun as stale:
+      print(f"error: {stale}", file=sys.stderr)
+      return 2
     print(f"{args.experiment}/{run.name}: " + json.dumps({k: v for k, v in rows[-1].items()
                                                            if not isinstance(v, list)}), flush=True)
   with (out / f"{variant}.jsonl").open("w") as jsonl:

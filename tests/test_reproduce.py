@@ -106,3 +106,25 @@ def test_a_run_stopped_by_sigterm_stops_the_sweep_with_one_line_and_writes_no_ta
                  f"{tmp_path / 'runs' / 'pi_rpe'}")
   assert len(trained) == 1 and not (tmp_path / "runs" / "pi_rpe" / "result.json").exists()
   assert not list((tmp_path / "out").glob("tiny*"))
+
+
+def test_a_workdir_of_another_config_is_refused_with_one_line_naming_the_difference(tmp_path, monkeypatch, capsys):
+  """Changing an experiment's sizes and rerunning must not relabel the old runs as the new ones."""
+  from zoo.train import loop  # noqa: PLC0415
+
+  trained = []
+  monkeypatch.setattr(loop, "train_and_evaluate", lambda config, workdir: trained.append(workdir))
+  run = reproduce.EXPERIMENTS["urpe_pi"].runs_for("tiny", ["rpe"])[0]
+  workdir = tmp_path / "runs" / run.name
+  workdir.mkdir(parents=True)
+  config = json.loads(json.dumps(run.config))
+  config["train"]["steps"] += 1
+  (workdir / "config.json").write_text(json.dumps(config))
+  (workdir / "result.json").write_text("{}")
+  args = ["urpe_pi", "--tiny", "--encodings=rpe", f"--workdir={tmp_path / 'runs'}", f"--out={tmp_path / 'out'}"]
+  assert reproduce.main(args) == 2
+  steps = run.config["train"]["steps"]
+  assert capsys.readouterr().err.strip() == (f"error: {workdir} holds run {run.name} trained with another config: "
+                                             f"train.steps ({steps + 1!r} there, {steps!r} now); delete it or pass "
+                                             "another --workdir")
+  assert not trained and not list((tmp_path / "out").glob("tiny*"))
