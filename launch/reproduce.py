@@ -161,7 +161,8 @@ SPARSE_TARGETS = ("heavy_tailed", "light_tailed")
 PHIS = ("log", "lin")
 # (length, heads, steps) per variant. The paper: length 1000, H <= 64, 10,000 steps (width, lr, batch not stated).
 # A step's cost grows with H · length² (measured: H = 64 at length 128, 0.69 s a step on a shared 2-core machine,
-# about 3 s at length 256), so the full variant's 28 runs use length 128 and 400 steps to finish in about an hour.
+# about 3 s at length 256), so the full variant's 28 runs use length 128 and 400 steps, aiming at about an hour
+# (their times summed to 105 min on a machine shared with other sweeps and the test suite).
 SPARSE_SIZES = {"full": (128, (1, 2, 4, 8, 16, 32, 64), 400), "quick": (64, (1, 4, 16), 300),
                 "tiny": (32, (1, 2), 4)}
 # The paper's light-tailed ρ(t) = e^−5t, read with t = s / length (the sequence spans unit time). Read with t = s
