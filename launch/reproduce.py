@@ -40,7 +40,7 @@ import numpy as np
 
 from configs import (etp, graph_cycle, graph_distance, graph_neighbourhood, listops, memorization, pathfinder, pi,
                      sparse_memory)
-from zoo import models, positional
+from zoo import models, positional, pretrained
 
 VARIANTS = ("full", "quick", "tiny")
 
@@ -97,8 +97,6 @@ def urpe_runs(task: str, variant: str, encodings: list[str] | None) -> list[Run]
 
 def urpe_tables(workdir: pathlib.Path) -> dict[str, list]:
   """URPE's learned B and C, [heads, rows] each, from a finished run's checkpoint (rows = lags −D..D)."""
-  from zoo import pretrained  # noqa: PLC0415 — imports JAX
-
   params = pretrained.load_params(str(workdir)).params
   pick = lambda suffix: next(v for p, v in sorted(params.items()) if p.endswith(suffix)).tolist()
   return {"b": pick("encoding/b/table"), "c": pick("encoding/c")}  # shared by every layer: the first holds them
@@ -493,7 +491,7 @@ def first_difference(saved: Any, wanted: Any, path: str = "") -> str | None:
 def run_one(experiment: Experiment, run: Run, workdir: pathlib.Path) -> dict:
   """Trains `run` in `workdir` unless it finished before (its result.json); returns its row. A workdir whose
   config.json is another config's (a finished or a half-trained run) is neither reused nor resumed."""
-  saved = workdir / "config.json"
+  saved = workdir / pretrained.CONFIG_FILE  # what the training loop wrote when the run started
   if saved.is_file():
     difference = first_difference(json.loads(saved.read_text()), json.loads(json.dumps(run.config)))
     if difference is not None:
