@@ -119,6 +119,30 @@ def test_transform_is_the_code_weighted_sum_of_queries_and_keys(name):
                                rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("name", ["spe_sine", "spe_conv"])
+def test_rows_sharing_positions_get_the_codes_of_the_row_by_row_path(name):
+  """A batch whose rows share their positions forms the codes once; a batch with differing rows goes row by row
+  (`project`): the same row, key and parameters give the same q̂, k̂ either way — values and gradients."""
+  spe = build(name, heads=2, head_dim=3, num_realizations=8)
+  q, k = jax.random.normal(jax.random.key(1), (2, 2, 5, 2, 3))
+  row, other = jnp.array([0, 3, 5, 11, 12]), jnp.array([1, 2, 3, 4, 5])
+  shared, differing = jnp.stack([row, row]), jnp.stack([row, other])
+  graphdef, params, rest = nnx.split(spe, nnx.Param, ...)
+
+  def first_row(params, q, k, positions):  # q̂ · k̂ summed over row 0, a scalar to differentiate
+    q_hat, k_hat = nnx.merge(graphdef, params, rest).transform_qk_with_key(q, k, positions, positions,
+                                                                          jax.random.key(3))
+    return jnp.sum(q_hat[0] * k_hat[0]), (q_hat[0], k_hat[0])
+
+  grad = jax.jit(jax.grad(first_row, argnums=(0, 1, 2), has_aux=True))
+  (g_params, g_q, g_k), (q_shared, k_shared) = grad(params, q, k, shared)
+  (h_params, h_q, h_k), (q_rows, k_rows) = grad(params, q, k, differing)
+  for ours, theirs in ((q_shared, q_rows), (k_shared, k_rows), (g_q[0], h_q[0]), (g_k[0], h_k[0])):
+    np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-5, atol=1e-6)
+  for ours, theirs in zip(jax.tree.leaves(g_params), jax.tree.leaves(h_params)):
+    np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize("impl", ["xla", "linear"])
 def test_position_agnostic_gate_makes_the_model_ignore_positions(impl):
   model = tiny_model("encoder", "spe_sine", head="token", num_classes=5, attention_impl=impl)

@@ -73,11 +73,14 @@ class ConvSpeOptions:
 class StochasticPositionalEncoding(PositionalEncoding):
   """The shared part of sineSPE and convSPE: noise keys, the gate, and applying codes to queries and keys.
 
-  Subclasses implement `project(x, positions, side, key)`: Σ_d x_d · code_d, the ungated, unscaled codes applied to
-  queries or keys — without forming the [batch, len, heads, head_dim, R] codes where they can (sineSPE folds x
-  into its sines first: 3.5× less time for a train step's transform at the LRA sizes). Stochastic encodings also
-  expose `transform_qk_with_key`, the same transform with an explicit noise key, and `codes`, the codes
-  themselves, for tests that average over draws.
+  Subclasses implement `draw(side, key)`, the part of the codes that does not depend on positions (sineSPE's
+  weighted noise, convSPE's filtered noise on its whole grid), and `codes_at(drawn, positions, side)`, the ungated,
+  unscaled codes at any array of positions; they may override `project(drawn, x, positions, side)`, Σ_d x_d · code_d
+  per row, where they can do it without forming the [batch, len, heads, head_dim, R] codes (sineSPE folds x into its
+  sines first). When every row of a batch has the same positions (sequences not packed: the usual case) the codes
+  are formed once, [len, heads, head_dim, R], and contracted with every row instead. Stochastic encodings also
+  expose `transform_qk_with_key`, the transform with an explicit noise key, and `codes`, the codes themselves, for
+  tests that average over draws.
   """
 
   relative = True  # in expectation: the codes are a stationary random process
@@ -95,25 +98,53 @@ class StochasticPositionalEncoding(PositionalEncoding):
     """(R·D)^(−1/4): keeps E[q̂·k̂] at √(R/D) Σ_d q_d k_d P_d, the softmax scale 1/√R then gives back 1/√D."""
     return (self.options.num_realizations * self.dims.head_dim) ** -0.25
 
-  def project(self, x: jax.Array, positions: jax.Array, side: Side, key: jax.Array) -> jax.Array:
-    """Σ_d x_d · q̄_d (side "query") or k̄_d ("key"), ungated and unscaled, the codes drawn with `key` (the same key
-    for both sides): x [batch, len, heads, head_dim] float32, positions [batch, len] -> [batch, len, heads, R]."""
+  def draw(self, side: Side, key: jax.Array):
+    """What the codes of `side` ("query" or "key") need from the noise `key` (the same key for both sides)."""
     raise NotImplementedError
 
+  def codes_at(self, drawn, positions: jax.Array, side: Side) -> jax.Array:
+    """q̄ or k̄, ungated and unscaled, from `draw`'s result: positions [...] int -> [..., heads, head_dim, R]."""
+    raise NotImplementedError
+
+  def project(self, drawn, x: jax.Array, positions: jax.Array, side: Side) -> jax.Array:
+    """Σ_d x_d · code_d row by row: x [batch, len, heads, head_dim] float32, positions [batch, len] ->
+    [batch, len, heads, R]. This default forms every row's codes."""
+    return jnp.einsum("blhd,blhdr->blhr", x, self.codes_at(drawn, positions, side))
+
   def transform_qk_with_key(self, q, k, q_pos, k_pos, key):
-    """q [batch, q_len, heads, head_dim], k [batch, k_len, heads, head_dim] -> q̂, k̂ with R features each."""
+    """q [batch, q_len, heads, head_dim], k [batch, k_len, heads, head_dim] -> q̂, k̂ with R features each:
+    q̂ = Σ_d q_d (√σ_d q̄_d + ε_d) · (R·D)^(−1/4), k̂ likewise (without the gate: q̂ = Σ_d q_d q̄_d · (R·D)^(−1/4)).
+
+    Rows that share their positions (sequences not packed: the usual case) share their codes: formed, gated and
+    scaled once for the first row, [len, heads, head_dim, R], then contracted with every row. Other batches go
+    through `project`, recomputed in the backward pass so that the shared branch does not carry its large
+    residuals. Both branches are compiled and one runs; `draw` stays outside them (XLA on CPU runs a convolution's
+    gradient far slower inside a conditional)."""
     code_key, gate_key = jax.random.split(key)
-    if self.options.gated:
+    gated, scale = self.options.gated, self.code_scale
+    if gated:
       sigma = jax.nn.sigmoid(self.gate[...])  # [heads, head_dim]: weight of the positional part
       shape = (self.dims.num_heads, self.dims.head_dim, self.options.num_realizations)
       epsilon = jax.random.normal(gate_key, shape) * jnp.sqrt(1.0 - sigma)[..., None]  # shared by queries and keys
 
-    def apply(x, positions, side):  # Σ_d x_d (√σ_d code_d + ε_d) · (R·D)^(−1/4)
-      x32 = x.astype(jnp.float32)
-      if not self.options.gated:
-        return (self.project(x32, positions, side, code_key) * self.code_scale).astype(x.dtype)
-      coded = self.project(x32 * jnp.sqrt(sigma), positions, side, code_key)
-      return ((coded + jnp.einsum("blhd,hdr->blhr", x32, epsilon)) * self.code_scale).astype(x.dtype)
+    def shared_codes(drawn, row, side):  # row [len] -> gated, scaled codes [len, heads, head_dim, R]
+      codes = self.codes_at(drawn, row, side)
+      return (codes * jnp.sqrt(sigma)[..., None] + epsilon if gated else codes) * scale
+
+    def per_row(drawn, x, positions, side):  # x [batch, len, heads, head_dim] -> [batch, len, heads, R]
+      if not gated:
+        return self.project(drawn, x, positions, side) * scale
+      coded = self.project(drawn, x * jnp.sqrt(sigma), positions, side)
+      return (coded + jnp.einsum("blhd,hdr->blhr", x, epsilon)) * scale
+
+    def apply(x, positions, side):
+      if self.max_positions is not None:
+        check_positions_below(positions, self.max_positions, self.name)
+      x32, drawn, row = x.astype(jnp.float32), self.draw(side, code_key), positions[0]
+      out = jax.lax.cond(jnp.all(positions == row),
+                         lambda: jnp.einsum("blhd,lhdr->blhr", x32, shared_codes(drawn, row, side)),
+                         lambda: jax.checkpoint(per_row, static_argnums=3)(drawn, x32, positions, side))
+      return out.astype(x.dtype)
 
     return apply(q, q_pos, "query"), apply(k, k_pos, "key")
 
@@ -152,16 +183,25 @@ class SineSpe(StochasticPositionalEncoding):
     self.offsets = nnx.Param(normal(0.0)(rngs.params(), shape))
     self.gains = nnx.Param(nnx.with_partitioning(_gains_init, axes)(rngs.params(), shape))
 
-  def project(self, x, positions, side, key):
-    num_sines, realizations = self.options.num_sines, self.options.num_realizations
+  def draw(self, side, key):
+    """z [heads, head_dim, K, 2, R]: white noise weighted by each sine's amplitude (the same for both sides)."""
+    del side
+    amplitude = jax.nn.softplus(self.gains[...]) / math.sqrt(2 * self.options.num_sines)  # [heads, head_dim, K]
+    return jax.random.normal(key, (*amplitude.shape, 2, self.options.num_realizations)) * amplitude[..., None, None]
+
+  def sines(self, positions: jax.Array, side: Side) -> jax.Array:
+    """Ω at positions [...] -> [..., heads, head_dim, K, 2]: interleaved cos, sin; the codes are Σ_(k, c) Ω z."""
     freqs = jax.nn.sigmoid(self.freqs[...]) / 2  # [heads, head_dim, K]
-    amplitude = jax.nn.softplus(self.gains[...]) / math.sqrt(2 * num_sines)
-    z = jax.random.normal(key, (*freqs.shape, 2, realizations)) * amplitude[..., None, None]  # [h, d, K, 2, R]
     offsets = self.offsets[...] if side == "query" else 0.0
-    phase = 2 * jnp.pi * freqs * positions.astype(jnp.float32)[:, :, None, None, None] + offsets
-    omega = jnp.stack([jnp.cos(phase), jnp.sin(phase)], axis=-1)  # [batch, len, heads, head_dim, K, 2]
+    phase = 2 * jnp.pi * freqs * positions.astype(jnp.float32)[..., None, None, None] + offsets
+    return jnp.stack([jnp.cos(phase), jnp.sin(phase)], axis=-1)
+
+  def codes_at(self, drawn, positions, side):
+    return jnp.einsum("...hdkc,hdkcr->...hdr", self.sines(positions, side), drawn)
+
+  def project(self, drawn, x, positions, side):
     # x enters before z: one contraction over (head_dim, K, 2) per head, no [batch, len, heads, head_dim, R] codes.
-    return jnp.einsum("blhdkc,hdkcr->blhr", x[..., None, None] * omega, z)
+    return jnp.einsum("blhdkc,hdkcr->blhr", x[..., None, None] * self.sines(positions, side), drawn)
 
 
 @register("spe_conv")
@@ -180,16 +220,21 @@ class ConvSpe(StochasticPositionalEncoding):
   def max_positions(self) -> int:
     return self.dims.max_length
 
-  def project(self, x, positions, side, key):
+  def draw(self, side, key):
+    """The codes at every grid position, [max_length, heads, head_dim, R]: one white noise on the grid
+    0 .. max_length + taps − 2 per (head, feature), shared by both sides, filtered by the side's filter."""
     heads, head_dim, taps = self.query_filter.shape
     length = self.dims.max_length
-    check_positions_below(positions, length, "spe_conv")
-    # White noise on the position grid 0 .. length + taps - 2, one channel per (head, feature).
-    noise = jax.random.normal(key, (self.options.num_realizations, length + taps - 1, heads * head_dim))
+    grid = length + taps - 1
+    noise = jax.random.normal(key, (self.options.num_realizations, grid, heads * head_dim))  # [R, grid, channels]
+    filters = (self.query_filter if side == "query" else self.key_filter)[...].reshape(heads * head_dim, taps)
+    # codes[m] = Σ_t w[t] noise[m + t]: a cross-correlation, by FFT (XLA's depthwise convolution and its gradient
+    # are slow on CPU). size ≥ grid, so no lag m < length wraps around.
+    size = 1 << (grid - 1).bit_length()
+    spectrum = jnp.fft.rfft(noise, n=size, axis=1) * jnp.conj(jnp.fft.rfft(filters.T, n=size, axis=0))
+    table = jnp.fft.irfft(spectrum, n=size, axis=1)[:, :length]  # [R, length, channels]
+    return table.reshape(-1, length, heads, head_dim).transpose(1, 2, 3, 0)
 
-    filters = (self.query_filter if side == "query" else self.key_filter)[...]  # [heads, head_dim, taps]
-    kernel = filters.reshape(heads * head_dim, taps).T[:, None, :]  # [taps, 1, channels]
-    table = jax.lax.conv_general_dilated(noise, kernel, (1,), "VALID", dimension_numbers=("NWC", "WIO", "NWC"),
-                                         feature_group_count=heads * head_dim)  # [R, length, channels]
-    table = table.reshape(-1, length, heads, head_dim).transpose(1, 2, 3, 0)  # codes at every grid position
-    return jnp.einsum("blhd,blhdr->blhr", x, table[positions])
+  def codes_at(self, drawn, positions, side):
+    del side
+    return drawn[positions]
