@@ -315,9 +315,9 @@ SPE_MODELS = {
 }
 # Per variant: (ListOps task, Pathfinder task, steps). CPU-sized: ListOps trees much shorter than LRA's 500–2000
 # tokens, Pathfinder's easy contours on 16 × 16 images instead of 32 × 32 hard ones (12 × 12 cannot hold them).
-# The SPE rows dominate the time (convSPE's depthwise convolution and per-position gather: quick runs of 413 s on
-# ListOps and 1,275 s on Pathfinder against ReLU's 35 s and 226 s, on a shared machine), so the full variant keeps
-# the quick lengths and trains 3× longer on 2× the data: about 3× the quick's time, more than an hour on 2 cores.
+# The SPE rows dominated the quick run's time (convSPE 413 s on ListOps and 1,275 s on Pathfinder against ReLU's 35 s
+# and 226 s, on a shared machine, before SPE formed shared codes once and filtered by FFT), so the full variant keeps
+# the quick lengths and trains 3× longer on 2× the data: about 3× the quick's time.
 SPE_SIZES = {
     "full": ({"min_length": 16, "max_length": 64, "num_train": 4_000, "num_eval": 500, "num_test": 500},
              {"difficulty": "easy", "image_size": 16, "num_train": 4_000, "num_eval": 500, "num_test": 500}, 600),
