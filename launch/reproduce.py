@@ -16,7 +16,8 @@ Experiments (shared/papers/ holds the papers' task definitions and numbers):
 * `spe_lra` — Liutkus et al. 2021: generated ListOps (brackets kept) and Pathfinder, linear attention (ReLU and
   FAVOR+) without PE, with sineSPE and convSPE, against softmax with and without RPE; figure: accuracy per model.
 * `graph_urpe` — Luo et al. 2022's graph result: Graphormer (`spd`) vs Graphormer + URPE (`spd_urpe`) on the
-  built-in graph tasks (marked-node distance, cycle detection, neighbourhood counts); figure: the metric per task.
+  built-in graph tasks (marked-node distance, cycle detection, neighbourhood counts) and, given `--zinc=FOLDER` with
+  ZINC-subset's train.csv and valid.csv (columns smiles, target), on ZINC; figure: the metric per task.
 
 Every run is an experiment config trained by the same loop as `launch.train` (tfds + grain data, jitted steps,
 orbax checkpoints), in <workdir>/<run>. A finished run leaves <workdir>/<run>/result.json and is skipped when the
@@ -33,13 +34,13 @@ import json
 import pathlib
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from configs import (etp, graph_cycle, graph_distance, graph_neighbourhood, listops, memorization, pathfinder, pi,
-                     sparse_memory)
+from configs import (etp, graph_cycle, graph_distance, graph_neighbourhood, graph_zinc, listops, memorization,
+                     pathfinder, pi, sparse_memory)
 from zoo import models, positional, pretrained
 
 VARIANTS = ("full", "quick", "tiny")
@@ -50,6 +51,14 @@ class Run:
   name: str  # its workdir folder
   labels: dict[str, Any]  # what the table and figures group it by
   config: dict[str, Any]  # the experiment config (launch.train's)
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+  """The command line's choices beyond the variant; each experiment's `Experiment.takes` names those it accepts."""
+
+  encodings: tuple[str, ...] = ()  # urpe_pi / urpe_etp: the encodings to run (empty: every one the encoder accepts)
+  zinc: str = ""  # graph_urpe: a folder holding ZINC-subset's ZINC_FILES, which adds the ZINC runs
 
 
 def config_for(module, arg: str, variant: str, **sections: dict[str, Any]) -> dict[str, Any]:
@@ -85,7 +94,7 @@ def encoder_encodings() -> list[str]:
   return [name for name in positional.available() if accepted(name)]
 
 
-def urpe_runs(task: str, variant: str, encodings: list[str] | None) -> list[Run]:
+def urpe_runs(task: str, variant: str, encodings: Sequence[str] = ()) -> list[Run]:
   module = {"pi": pi, "etp": etp}[task]
   encodings = encodings or (TINY_ENCODINGS if variant == "tiny" else encoder_encodings())
   sections = {}
@@ -317,10 +326,12 @@ SPE_MODELS = {
 # tokens, Pathfinder's easy contours on 16 × 16 images instead of 32 × 32 hard ones (12 × 12 cannot hold them).
 # The SPE rows dominated the quick run's time (convSPE 413 s on ListOps and 1,275 s on Pathfinder against ReLU's 35 s
 # and 226 s, on a shared machine, before SPE formed shared codes once and filtered by FFT), so the full variant keeps
-# the quick lengths and trains 3× longer on 2× the data: about 3× the quick's time.
+# the quick lengths and trains 2× longer on 2× the data. Measured after that change, one step of all seven Pathfinder
+# models (batch 64 × 257) takes ≈ 10 s on 2 cores shared with another sweep, the seven ListOps ones ≈ 1.5 s (batch
+# 64): 400 steps keep the full variant near an hour.
 SPE_SIZES = {
     "full": ({"min_length": 16, "max_length": 64, "num_train": 4_000, "num_eval": 500, "num_test": 500},
-             {"difficulty": "easy", "image_size": 16, "num_train": 4_000, "num_eval": 500, "num_test": 500}, 600),
+             {"difficulty": "easy", "image_size": 16, "num_train": 4_000, "num_eval": 500, "num_test": 500}, 400),
     "quick": ({"min_length": 16, "max_length": 64, "num_train": 2_000, "num_eval": 200, "num_test": 200},
               {"difficulty": "easy", "image_size": 16, "num_train": 2_000, "num_eval": 200, "num_test": 200}, 200),
 }
@@ -386,12 +397,21 @@ GRAPH_TASKS = {"graph_marked_distance": graph_distance, "graph_cycle": graph_cyc
                "graph_neighbourhood": graph_neighbourhood}
 GRAPH_ENCODINGS = ("spd", "spd_urpe")
 GRAPH_STEPS = {"full": 1000, "quick": 300}  # tiny: the configs' smoke steps
+ZINC_FILES = ("train.csv", "valid.csv")  # in the --zinc folder: SMILES + target CSVs (configs/graph_zinc.py)
 
 
-def graph_runs(variant: str) -> list[Run]:
+def graph_runs(variant: str, zinc: str = "") -> list[Run]:
+  """Both encodings on every built-in graph task and, when `zinc` names a folder of ZINC_FILES, on ZINC with the
+  paper's Graphormer-slim model (configs/graph_zinc.py), CPU-sized: the variant's steps, a tenth of them warm-up, batch
+  128 instead of 256 (measured with the test molecules: ≈ 1.9 s a step at 256 on 2 cores shared with two sweeps)."""
   train = {} if variant == "tiny" else {"steps": GRAPH_STEPS[variant], "checkpoint_every": GRAPH_STEPS[variant] // 2}
-  return [Run(f"{task}_{pe}", {"task": task, "encoding": pe}, config_for(module, pe, variant, train=train))
-          for task, module in GRAPH_TASKS.items() for pe in GRAPH_ENCODINGS]
+  tasks = [(task, module, {"train": train}) for task, module in GRAPH_TASKS.items()]
+  if zinc:
+    files = dict(zip(("train_file", "validation_file"), (str(pathlib.Path(zinc, f).resolve()) for f in ZINC_FILES)))
+    cpu_sized = {"optimizer": {"warmup_steps": train["steps"] // 10}, "train": {**train, "batch_size": 128}}
+    tasks.append(("zinc", graph_zinc, {"task": files, "train": train, **(cpu_sized if train else {})}))
+  return [Run(f"{task}_{pe}", {"task": task, "encoding": pe}, config_for(module, pe, variant, **sections))
+          for task, module, sections in tasks for pe in GRAPH_ENCODINGS]
 
 
 def graph_row(run: Run, summary: dict, workdir: pathlib.Path) -> dict:
@@ -403,10 +423,10 @@ def graph_row(run: Run, summary: dict, workdir: pathlib.Path) -> dict:
 def graph_markdown(rows: list[dict], variant: str) -> str:
   lines = [f"Graphormer (`spd`) against Graphormer + URPE (`spd_urpe`) on zoo's generated graph tasks ({variant} run, "
            f"{rows[0]['steps']} steps each; eval metric: MAE ↓ or accuracy ↑). Paper (Luo et al. 2022): ZINC-subset "
-           "test MAE 0.122 ± 0.006 → 0.086 ± 0.007 with URPE (ZINC is not in zoo's built-in data; "
-           "configs/graph_zinc.py reads its CSVs when given).", "",
+           "test MAE 0.122 ± 0.006 → 0.086 ± 0.007 with URPE (ZINC is not in zoo's built-in data: "
+           "`--zinc=FOLDER` adds its rows, validation MAE, from its CSVs).", "",
            "| task | metric | spd | spd_urpe |", "|---|---|---|---|"]
-  for task in GRAPH_TASKS:
+  for task in graph_tasks(rows):
     by_pe = {r["encoding"]: r for r in rows if r["task"] == task}
     lines.append(f"| {task} | {by_pe['spd']['metric']} | {by_pe['spd']['value']:.3f} | "
                  f"{by_pe['spd_urpe']['value']:.3f} |")
@@ -414,10 +434,15 @@ def graph_markdown(rows: list[dict], variant: str) -> str:
   return "\n".join(lines) + "\n"
 
 
+def graph_tasks(rows: list[dict]) -> list[str]:
+  return list(dict.fromkeys(r["task"] for r in rows))  # the built-in tasks, then ZINC when it ran
+
+
 def graph_plots(rows: list[dict], out: pathlib.Path, variant: str) -> list[pathlib.Path]:
   plt = pyplot()
-  fig, axes = plt.subplots(1, len(GRAPH_TASKS), figsize=(10, 3.5), dpi=100)
-  for ax, task in zip(axes, GRAPH_TASKS):
+  tasks = graph_tasks(rows)
+  fig, axes = plt.subplots(1, len(tasks), figsize=(3.4 * len(tasks), 3.5), dpi=100)
+  for ax, task in zip(axes, tasks):
     by_pe = {r["encoding"]: r for r in rows if r["task"] == task}
     ax.bar(range(len(GRAPH_ENCODINGS)), [by_pe[pe]["value"] for pe in GRAPH_ENCODINGS], color=["C0", "C3"])
     ax.set_xticks(range(len(GRAPH_ENCODINGS)), GRAPH_ENCODINGS)
@@ -431,27 +456,28 @@ def graph_plots(rows: list[dict], out: pathlib.Path, variant: str) -> list[pathl
 
 @dataclasses.dataclass(frozen=True)
 class Experiment:
-  runs: Callable[..., list[Run]]  # (variant) or, if takes_encodings, (variant, encodings or None: the default set)
+  runs: Callable[..., list[Run]]  # (variant, **the Options fields named in `takes`)
   row: Callable[[Run, dict, pathlib.Path], dict]  # run, the loop's summary, its workdir -> the row's measurements
   markdown: Callable[[list[dict], str], str]
   plots: Callable[[list[dict], pathlib.Path, str], list[pathlib.Path]]
-  takes_encodings: bool = False
+  takes: tuple[str, ...] = ()  # the Options fields `runs` accepts
 
-  def runs_for(self, variant: str, encodings: list[str] | None = None) -> list[Run]:
-    """The runs of `variant`; `encodings` (None: the default set) only where the experiment takes them."""
-    return self.runs(variant, encodings) if self.takes_encodings else self.runs(variant)
+  def runs_for(self, variant: str, options: Options = Options()) -> list[Run]:
+    """The runs of `variant` with the options this experiment takes."""
+    return self.runs(variant, **{name: getattr(options, name) for name in self.takes})
 
 
 EXPERIMENTS = {
-    "urpe_pi": Experiment(lambda v, e: urpe_runs("pi", v, e), urpe_row("pi"), lambda r, v: urpe_markdown("pi", r, v),
-                          lambda r, o, v: urpe_plots("pi", r, o, v), takes_encodings=True),
-    "urpe_etp": Experiment(lambda v, e: urpe_runs("etp", v, e), urpe_row("etp"),
+    "urpe_pi": Experiment(lambda v, encodings: urpe_runs("pi", v, encodings), urpe_row("pi"),
+                          lambda r, v: urpe_markdown("pi", r, v), lambda r, o, v: urpe_plots("pi", r, o, v),
+                          takes=("encodings",)),
+    "urpe_etp": Experiment(lambda v, encodings: urpe_runs("etp", v, encodings), urpe_row("etp"),
                            lambda r, v: urpe_markdown("etp", r, v), lambda r, o, v: urpe_plots("etp", r, o, v),
-                           takes_encodings=True),
+                           takes=("encodings",)),
     "sparse_memory": Experiment(sparse_runs, sparse_row, sparse_markdown, sparse_plots),
     "memorization": Experiment(memo_runs, memo_row, memo_markdown, memo_plots),
     "spe_lra": Experiment(spe_runs, spe_row, spe_markdown, spe_plots),
-    "graph_urpe": Experiment(graph_runs, graph_row, graph_markdown, graph_plots),
+    "graph_urpe": Experiment(graph_runs, graph_row, graph_markdown, graph_plots, takes=("zinc",)),
 }
 
 
@@ -513,6 +539,19 @@ def run_one(experiment: Experiment, run: Run, workdir: pathlib.Path) -> dict:
   return row
 
 
+def options_error(experiment: Experiment, options: Options) -> str | None:
+  """One line naming what is wrong with `options` for `experiment`, or None."""
+  for field in dataclasses.fields(Options):
+    if getattr(options, field.name) and field.name not in experiment.takes:
+      takers = ", ".join(name for name, e in EXPERIMENTS.items() if field.name in e.takes)
+      return f"--{field.name} applies to {takers} only"
+  if unknown := [n for n in options.encodings if n not in encoder_encodings()]:
+    return f"unknown encoding {unknown[0]!r}; valid choices: {', '.join(encoder_encodings())}"
+  if options.zinc and (missing := [f for f in ZINC_FILES if not pathlib.Path(options.zinc, f).is_file()]):
+    return f"--zinc={options.zinc} holds no {missing[0]}; it needs {' and '.join(ZINC_FILES)} (columns smiles, target)"
+  return None
+
+
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("experiment", help=f"one of {', '.join(EXPERIMENTS)}")
@@ -524,15 +563,12 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--out", default=None, help="table, JSONL and figures (default results/<experiment>)")
   parser.add_argument("--encodings", default="", help="urpe_pi / urpe_etp: comma-separated encodings (default: every "
                                                       "one the encoder accepts)")
+  parser.add_argument("--zinc", default="", help=f"graph_urpe: a folder with ZINC-subset's {' and '.join(ZINC_FILES)} "
+                                                 "(columns smiles, target); adds the ZINC runs")
   args = parser.parse_args(argv)
-  encodings = [n for n in args.encodings.split(",") if n]
-  error = None
-  if args.experiment not in EXPERIMENTS:
-    error = f"unknown experiment {args.experiment!r}; valid choices: {', '.join(EXPERIMENTS)}"
-  elif encodings and not EXPERIMENTS[args.experiment].takes_encodings:
-    error = f"--encodings applies to {', '.join(n for n, e in EXPERIMENTS.items() if e.takes_encodings)} only"
-  elif unknown := [n for n in encodings if n not in encoder_encodings()]:
-    error = f"unknown encoding {unknown[0]!r}; valid choices: {', '.join(encoder_encodings())}"
+  options = Options(encodings=tuple(n for n in args.encodings.split(",") if n), zinc=args.zinc)
+  error = (f"unknown experiment {args.experiment!r}; valid choices: {', '.join(EXPERIMENTS)}"
+           if args.experiment not in EXPERIMENTS else options_error(EXPERIMENTS[args.experiment], options))
   if error:
     print(f"error: {error}", file=sys.stderr)
     return 2
@@ -546,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
   out.mkdir(parents=True, exist_ok=True)
   rows = []
   start = time.time()
-  runs = experiment.runs_for(variant, encodings)
+  runs = experiment.runs_for(variant, options)
   for run in runs:
     try:
       rows.append(run_one(experiment, run, workdir / run.name))

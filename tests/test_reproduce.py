@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+import task_files
 from launch import reproduce, reproduce_urpe
 
 
@@ -15,10 +16,32 @@ def test_unknown_experiment_and_misplaced_options_name_the_valid_ones(capsys):
   assert "--encodings applies to urpe_pi, urpe_etp only" in capsys.readouterr().err
   assert reproduce.main(["urpe_pi", "--encodings=rpe,fourier"]) == 2
   assert "unknown encoding 'fourier'; valid choices: alibi," in capsys.readouterr().err
+  assert reproduce.main(["urpe_pi", "--zinc=/data/zinc"]) == 2
+  assert "--zinc applies to graph_urpe only" in capsys.readouterr().err
+
+
+def test_a_zinc_folder_without_its_csvs_is_refused_with_one_line_naming_the_file(tmp_path, capsys):
+  (tmp_path / "train.csv").write_text("smiles,target\nCCO,0.5\n")
+  assert reproduce.main(["graph_urpe", "--tiny", f"--zinc={tmp_path}"]) == 2
+  assert capsys.readouterr().err.strip() == (f"error: --zinc={tmp_path} holds no valid.csv; it needs train.csv and "
+                                             "valid.csv (columns smiles, target)")
+
+
+def test_zinc_adds_graphormer_slim_runs_on_its_csvs_for_both_encodings(tmp_path):
+  files = task_files.molecules(tmp_path)
+  runs = reproduce.EXPERIMENTS["graph_urpe"].runs_for("full", reproduce.Options(zinc=str(tmp_path)))
+  zinc = [run for run in runs if run.labels["task"] == "zinc"]
+  assert [run.name for run in zinc] == ["zinc_spd", "zinc_spd_urpe"] and len(runs) == 8
+  for run in zinc:
+    assert run.config["task"]["train_file"] == files["train_file"]
+    assert run.config["task"]["validation_file"] == files["validation_file"]
+    assert run.config["model"]["num_layers"] == 12 and run.config["model"]["d_model"] == 80  # the paper's model
+    assert run.config["train"]["steps"] == 1000 and run.config["optimizer"]["warmup_steps"] == 100
+    assert run.config["train"]["batch_size"] == 128
 
 
 def test_urpe_experiments_cover_every_encoding_the_encoder_accepts():
-  names = {run.labels["encoding"] for run in reproduce.urpe_runs("pi", "quick", None)}
+  names = {run.labels["encoding"] for run in reproduce.urpe_runs("pi", "quick")}
   assert {"none", "rpe", "urpe", "rope", "alibi", "t5_bias", "sinusoidal", "spe_sine", "memory_rpe"} <= names
   assert len(names) == len(reproduce.encoder_encodings())
 
@@ -33,22 +56,23 @@ def test_reproduce_urpe_is_the_urpe_pi_experiment_for_rpe_and_urpe(monkeypatch):
 
 
 @pytest.mark.parametrize("variant", ["quick", "full"])
-def test_every_run_of_the_quick_and_full_variants_is_a_valid_experiment_config(variant):
+def test_every_run_of_the_quick_and_full_variants_is_a_valid_experiment_config(variant, tmp_path):
   """The default suite trains only the tiny variant; the sizes the others set must still parse (an option one row
   does not accept, such as FAVOR+'s num_features on a softmax row, fails here instead of hours into a sweep)."""
   from zoo.train.options import parse_experiment  # noqa: PLC0415
 
+  task_files.molecules(tmp_path)
   for name, experiment in reproduce.EXPERIMENTS.items():
-    for run in experiment.runs_for(variant):
+    for run in experiment.runs_for(variant, reproduce.Options(zinc=str(tmp_path))):
       try:
         parse_experiment(run.config)
       except ValueError as error:
         pytest.fail(f"{name} --{variant}, run {run.name}: {error}")
 
 
-def check_outputs(out, variant, experiment):
+def check_outputs(out, variant, experiment, options=reproduce.Options()):
   rows = [json.loads(line) for line in (out / f"{variant}.jsonl").read_text().splitlines()]
-  expected = reproduce.EXPERIMENTS[experiment].runs_for(variant)
+  expected = reproduce.EXPERIMENTS[experiment].runs_for(variant, options)
   assert [r["run"] for r in rows] == [run.name for run in expected]
   assert all(r["experiment"] == experiment and r["variant"] == variant for r in rows)
   table = (out / f"{variant}.md").read_text()
@@ -68,8 +92,15 @@ SLOW_TINY = ("spe_lra", "graph_urpe")
 def test_tiny_run_writes_table_and_figures_and_a_rerun_resumes(experiment, tmp_path, data_dir, monkeypatch):
   monkeypatch.setenv("ZOO_DATA_DIR", data_dir)
   args = [experiment, "--tiny", f"--workdir={tmp_path / 'runs'}", f"--out={tmp_path / 'out'}"]
+  options = reproduce.Options()
+  if experiment == "graph_urpe":  # with ZINC's rows, from CSVs in its release format
+    task_files.molecules(tmp_path / "zinc")
+    options = reproduce.Options(zinc=str(tmp_path / "zinc"))
+    args.append(f"--zinc={options.zinc}")
   assert reproduce.main(args) == 0
-  rows, figures = check_outputs(tmp_path / "out", "tiny", experiment)
+  rows, figures = check_outputs(tmp_path / "out", "tiny", experiment, options)
+  if experiment == "graph_urpe":
+    assert "| zinc | mae |" in (tmp_path / "out" / "tiny.md").read_text()
   if experiment.startswith("urpe"):
     assert {f.name for f in figures} == {"tiny.png", "tiny_urpe_tables.png"}
     urpe = next(r for r in rows if r["encoding"] == "urpe")
@@ -114,7 +145,7 @@ def test_a_workdir_of_another_config_is_refused_with_one_line_naming_the_differe
 
   trained = []
   monkeypatch.setattr(loop, "train_and_evaluate", lambda config, workdir: trained.append(workdir))
-  run = reproduce.EXPERIMENTS["urpe_pi"].runs_for("tiny", ["rpe"])[0]
+  run = reproduce.EXPERIMENTS["urpe_pi"].runs_for("tiny", reproduce.Options(encodings=("rpe",)))[0]
   workdir = tmp_path / "runs" / run.name
   workdir.mkdir(parents=True)
   config = json.loads(json.dumps(run.config))
