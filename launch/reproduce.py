@@ -545,8 +545,9 @@ def options_error(experiment: Experiment, options: Options) -> str | None:
     if getattr(options, field.name) and field.name not in experiment.takes:
       takers = ", ".join(name for name, e in EXPERIMENTS.items() if field.name in e.takes)
       return f"--{field.name} applies to {takers} only"
-  if unknown := [n for n in options.encodings if n not in encoder_encodings()]:
-    return f"unknown encoding {unknown[0]!r}; valid choices: {', '.join(encoder_encodings())}"
+  valid = encoder_encodings() if options.encodings else []  # builds each encoding once: not per requested name
+  if unknown := [n for n in options.encodings if n not in valid]:
+    return f"unknown encoding {unknown[0]!r}; valid choices: {', '.join(valid)}"
   if options.zinc and (missing := [f for f in ZINC_FILES if not pathlib.Path(options.zinc, f).is_file()]):
     return f"--zinc={options.zinc} holds no {missing[0]}; it needs {' and '.join(ZINC_FILES)} (columns smiles, target)"
   return None
