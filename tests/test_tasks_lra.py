@@ -1,12 +1,15 @@
 """LRA loaders on small files written in the real formats: bytes, labels, pairs, LRA's grayscale, clear errors."""
 
+import os
+import pathlib
 import pickle
 
 import numpy as np
 import pytest
 
 import task_files
-from zoo.data import make_dataset, prepare, tasks
+from zoo.data import TaskDataError, make_dataset, prepare, tasks
+from zoo.data.tasks import lra
 
 
 def test_text_reads_the_aclimdb_tree_as_bytes_plus_one(data_dir, tmp_path):
@@ -56,6 +59,46 @@ def test_image_is_lra_grayscale_of_the_pickled_batches(data_dir, tmp_path):
                   * 255.5) for p in range(1024)]
       expected.add((bytes(gray), label))
   assert {(bytes(source[i]["inputs"]), int(source[i]["targets"])) for i in range(20)} == expected
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_image_reads_every_pickle_protocol_numpy_writes(protocol, tmp_path):
+  """Protocol 2 as CIFAR-10's own files (Python 2, numpy 1.x: `numpy.core`), 4 and 5 as numpy 2 writes them."""
+  options = task_files.cifar10(tmp_path)
+  path = f"{options['folder']}/data_batch_1"
+  with open(path, "rb") as f:
+    batch = pickle.load(f, encoding="bytes")
+  data = pickle.dumps(batch, protocol=protocol)
+  with open(path, "wb") as f:
+    f.write(data.replace(b"numpy._core.", b"numpy.core.") if protocol == 2 else data)
+  images, labels = lra.read_cifar_batch(pathlib.Path(path))
+  assert images.shape == (4, 1024) and labels.tolist() == batch[b"labels"]
+
+
+class Hostile:
+  """Unpickles by calling `call(*args)`: what a crafted file can make `pickle.load` do."""
+
+  def __init__(self, call, *args):
+    self.call, self.args = call, args
+
+  def __reduce__(self):
+    return self.call, self.args
+
+
+@pytest.mark.parametrize("payload", [
+    lambda marker: Hostile(os.system, f"touch {marker}"),
+    lambda marker: Hostile(exec, f"open({str(marker)!r}, 'w').close()"),
+    lambda marker: {b"data": Hostile(os.system, f"touch {marker}"), b"labels": [0]},
+], ids=["os.system", "builtins.exec", "inside-a-batch"])
+def test_a_hostile_pickle_runs_nothing_and_gets_the_loaders_error(payload, tmp_path):
+  options = task_files.cifar10(tmp_path)
+  marker = tmp_path / "MARKER"
+  with open(f"{options['folder']}/data_batch_2", "wb") as f:
+    pickle.dump(payload(marker), f)
+  with pytest.raises(TaskDataError, match=r"data_batch_2: expected a CIFAR-10 python batch.*UnpicklingError: "
+                                          r"refused to load (posix\.system|builtins\.exec)"):
+    prepare(tasks.build("lra_image", options), str(tmp_path / "tfds"))
+  assert not marker.exists()
 
 
 @pytest.mark.parametrize("name, write, breaks, message", [

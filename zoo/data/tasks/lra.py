@@ -7,7 +7,9 @@
   head (inputs [2, n]); 2 classes.
 - `lra_image`: CIFAR-10 from its python pickle batches (`data_batch_1..5`, `test_batch`), converted to grayscale as
   LRA does (TensorFlow's rgb_to_grayscale: 0.2989 R + 0.5870 G + 0.1140 B, back to uint8 by × 255.5 / 255 and
-  truncation) and flattened to 1024 pixel tokens; 10 classes.
+  truncation) and flattened to 1024 pixel tokens; 10 classes. A pickle can call any function it names, so the
+  batches are read by `CifarUnpickler`, which admits only the names a numpy array needs: a file that names anything
+  else is refused before it runs.
 
 Byte tokens are the byte value + 1, so token 0 is padding (vocabulary 257). A missing folder or file, or a malformed
 line or batch, raises a ValueError naming the file and what was expected.
@@ -15,12 +17,14 @@ line or batch, raises a ValueError naming the file and what was expected.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import pathlib
 import pickle
 
 import numpy as np
 import tensorflow_datasets as tfds
+from numpy._core import multiarray, numeric  # numpy's array pickle helpers
 
 from zoo.config import check
 from zoo.data.tasks.base import Task
@@ -146,15 +150,37 @@ class LraRetrieval(_LraLoader):
                         data_dir=data_dir)
 
 
+class CifarUnpickler(pickle.Unpickler):
+  """Unpickles dicts, lists, bytes, numbers and numpy arrays, and nothing that could run code.
+
+  The globals are those numpy arrays pickle to: `_reconstruct` + `ndarray` + `dtype` (protocols 2–4; CIFAR-10's own
+  files, written by Python 2, name `numpy.core`, numpy 2 writes `numpy._core`), `_frombuffer` (protocol 5), and
+  `_codecs.encode`, with which Python 3 writes bytes at protocol 2. Any other name is an UnpicklingError.
+  """
+
+  SAFE = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype, ("_codecs", "encode"): codecs.encode,
+          ("numpy.core.multiarray", "_reconstruct"): multiarray._reconstruct,
+          ("numpy._core.multiarray", "_reconstruct"): multiarray._reconstruct,
+          ("numpy.core.numeric", "_frombuffer"): numeric._frombuffer,
+          ("numpy._core.numeric", "_frombuffer"): numeric._frombuffer}
+
+  def find_class(self, module: str, name: str):
+    if (module, name) not in self.SAFE:
+      raise pickle.UnpicklingError(f"refused to load {module}.{name}: a CIFAR batch holds only arrays, lists, bytes "
+                                   "and numbers")
+    return self.SAFE[module, name]
+
+
 def read_cifar_batch(path: pathlib.Path) -> tuple[np.ndarray, np.ndarray]:
   """(grayscale images [n, 1024] uint8, labels [n] int32) of one CIFAR-10 python batch."""
   try:
     with open(require_file("lra_image", path, CIFAR_FORMAT), "rb") as f:
-      batch = pickle.load(f, encoding="bytes")
+      batch = CifarUnpickler(f, encoding="bytes").load()
     rgb = np.asarray(batch[b"data"], np.uint8).reshape(-1, 3, 1024)
     labels = np.asarray(batch[b"labels"], np.int32)
     assert labels.shape == rgb.shape[:1] and labels.min() >= 0 and labels.max() <= 9
-  except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, AssertionError) as error:
+  except (pickle.UnpicklingError, EOFError, LookupError, AttributeError, TypeError, ValueError,
+          AssertionError) as error:
     raise ValueError(f"task 'lra_image': {path}: expected {CIFAR_FORMAT} ({type(error).__name__}: {error})")
   gray = np.einsum("c,ncp->np", GRAY, rgb.astype(np.float64) / 255.0)
   return np.floor(gray * 255.5).astype(np.uint8), labels
