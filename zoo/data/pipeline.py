@@ -13,11 +13,16 @@ so a resumed run sees exactly the batches an uninterrupted run would.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import pathlib
+from collections.abc import Iterator
 from typing import Any
 
 import grain
 import numpy as np
 import tensorflow_datasets as tfds
+from etils import epath
 
 from zoo.data.tasks import Task
 
@@ -30,14 +35,43 @@ class TaskDataError(ValueError):
 
 
 def prepare(task: Task, data_dir: str) -> tfds.core.DatasetBuilder:
-  """Writes the task's splits under `data_dir` unless they are there already (tfds writes atomically)."""
+  """Writes the task's splits under `data_dir` unless they are there already, and returns their builder.
+
+  tfds writes a data set into an `incomplete.*` folder and renames it when done. Two first builds of one data set at
+  once would race for that rename (the loser fails with FileExistsError), so a build holds a lock on the data set and
+  a process that finds it held waits, then reuses what the holder wrote. A killed build leaves its `incomplete.*`
+  folder behind; the next complete build removes it.
+  """
   tfds.display_progress_bar(False)
   try:
     builder = task.builder(data_dir)
-    builder.download_and_prepare()
+    if not builder.is_prepared():
+      with _build_lock(builder.data_path):
+        builder = task.builder(data_dir)  # read again: the data set may have been written while this process waited
+        builder.download_and_prepare()
+        for leftover in builder.data_path.parent.glob(f"incomplete.*_{builder.data_path.name}"):
+          leftover.rmtree(missing_ok=True)
   except ValueError as e:
     raise TaskDataError(str(e)) from e
   return builder
+
+
+@contextlib.contextmanager
+def _build_lock(data_path: epath.Path) -> Iterator[None]:
+  """Holds an exclusive lock on `<data_path>.lock`, waiting for it as long as another process holds it.
+
+  The operating system releases a lock when its holder exits, however it exits, so a killed build never blocks the
+  next one. The lock file stays: deleting it would let a third process lock a new file while the second waits on the
+  old one. A data set on a remote file system (`gs://...`) is not locked.
+  """
+  if "://" in str(data_path):
+    yield
+    return
+  lock = pathlib.Path(data_path.parent, f"{data_path.name}.lock")
+  lock.parent.mkdir(parents=True, exist_ok=True)
+  with open(lock, "a") as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    yield
 
 
 def _pad_document(example: dict[str, np.ndarray], length: int) -> Batch:

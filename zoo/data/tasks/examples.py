@@ -38,6 +38,17 @@ def tensor(shape: tuple[int | None, ...] = (), dtype: Any = np.int32) -> tfds.fe
   return tfds.features.Tensor(shape=shape, dtype=dtype)
 
 
+class LocalInfo(tfds.core.DatasetInfo):
+  """The DatasetInfo of a data set tfds has never published.
+
+  Before a data set is written, tfds looks for its metadata in its public bucket, and makes a temporary folder to
+  copy it into first — in the system's temp directory, which it never removes. zoo's data sets are never there.
+  """
+
+  def initialize_from_bucket(self) -> None:
+    pass
+
+
 class TaskExamples(tfds.core.GeneratorBasedBuilder):
   """Writes `splits[name]()` — an iterator of (key, example) — for every split, with `features`."""
 
@@ -49,7 +60,7 @@ class TaskExamples(tfds.core.GeneratorBasedBuilder):
     super().__init__(config=tfds.core.BuilderConfig(name=name), file_format="array_record", **kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(self._features))
+    return LocalInfo(builder=self, features=tfds.features.FeaturesDict(self._features))
 
   def _split_generators(self, dl_manager):
     return {split: make() for split, make in self._splits.items()}
