@@ -573,9 +573,6 @@ def main(argv: list[str] | None = None) -> int:
   if error:
     print(f"error: {error}", file=sys.stderr)
     return 2
-  from zoo.platform import skip_tpu_runtime_without_chips  # noqa: PLC0415 — before JAX starts
-
-  skip_tpu_runtime_without_chips()
   variant = "quick" if args.quick else "tiny" if args.tiny else "full"
   experiment = EXPERIMENTS[args.experiment]
   workdir = pathlib.Path(args.workdir or f"/tmp/zoo/reproduce/{args.experiment}_{variant}")

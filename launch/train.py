@@ -38,8 +38,6 @@ def main(argv: list[str]) -> None:
   if _WORKDIR.value is None and _AOT_TOPOLOGY.value is None:
     fail("--workdir is required")
 
-  from zoo.platform import skip_tpu_runtime_without_chips  # noqa: PLC0415 — after flag parsing, before JAX starts
-  skip_tpu_runtime_without_chips()
   import jax  # noqa: PLC0415
 
   from zoo.data import TaskDataError  # noqa: PLC0415
