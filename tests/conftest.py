@@ -3,7 +3,6 @@
 import json
 import os
 import pathlib
-import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # One persistent XLA compilation cache for every test process — the xdist workers and the command-line runs the tests
@@ -12,9 +11,9 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # start: the default suite 27 min 35 s against 32 min 27 s without it (test_train_cli.py alone 126 s against 191 s).
 # Executables with host callbacks (Pallas interpret mode) are never cached; the key covers jax's version and flags.
 # A size limit makes jax lock the directory (filelock) around each read and write, so no worker reads a half-written
-# entry; an unreadable one is a warning and a fresh compile.
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
-                      os.path.join(tempfile.gettempdir(), f"zoo-tests-xla-cache-{os.getuid()}"))
+# entry; an unreadable one is a warning and a fresh compile. It lives in the repository's git-ignored .cache/, not the
+# system temp dir, so that a test run leaves nothing there (tests/test_leftovers.py checks the commands do not either).
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(pathlib.Path(__file__).parent.parent / ".cache" / "xla-tests"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.3")
 os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(4 << 30))
 
