@@ -40,8 +40,8 @@ def test_commands_leave_the_temp_dir_empty_and_never_start_libtpu(tmp_path):
   env, workdir = fresh_env(tmp_path / "tmp"), tmp_path / "run"
   outputs = [
       run(["-m", "launch.train", "--config=configs/pi.py:urpe,smoke", f"--workdir={workdir}",
-           f"--config.train.data_dir={tmp_path / 'data'}", "--config.train.steps=3", "--config.train.progress_bar=False"],
-          env),
+           f"--config.train.data_dir={tmp_path / 'data'}", "--config.train.steps=3",
+           "--config.train.progress_bar=False"], env),
       run(["-m", "launch.evaluate", f"--workdir={workdir}"], env),
       run(["-c", "import zoo.models, jax; jax.numpy.ones(1)"], env),
   ]
