@@ -348,14 +348,15 @@ def test_hostile_names_zones_and_launch_ids_are_refused_with_one_line(tmp_path, 
 
 
 @pytest.mark.parametrize("verb", ["run", "supervise", "manifest"])
-def test_workdirs_and_overrides_with_a_newline_or_a_bad_bucket_are_refused(tmp_path, capsys, verb):
+def test_workdirs_configs_and_overrides_with_a_newline_or_a_bad_bucket_are_refused(tmp_path, capsys, verb):
   from launch.tpu.__main__ import main  # noqa: PLC0415 — refused before the config is read (which defines a flag)
 
   marker = tmp_path / "MARKER"
   argv = MANIFEST if verb == "manifest" else SLICE_VERBS[verb]
   cases = [("--workdir=", value) for value in hostile(marker)[1:]]  # not on GCS
   cases += [("--workdir=", f"gs://my-bucket/x\ntouch {marker}"), ("--workdir=", f"gs://b;touch {marker}/x"),
-            ("--workdir=", "gs://-bucket/x"), ("--config.train.data_dir=", f"x\ntouch {marker}")]
+            ("--workdir=", "gs://-bucket/x"), ("--config.train.data_dir=", f"x\ntouch {marker}"),
+            ("--config=", f"configs/pi.py:urpe\ntouch {marker}")]
   for option, value in cases:
     with pytest.raises(SystemExit) as exit_:
       main(replace(argv, option, value) + ["--dry-run"])

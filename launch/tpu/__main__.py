@@ -13,9 +13,10 @@ the experiment config with its overrides exactly as `launch.train` checks it (on
 every value that reaches a worker's shell is quoted (remote.py). Every subcommand takes --dry-run: it prints each
 command it would run (one per line) and runs none. Slices are queued resources (`--spot`, `--reserved` or
 on-demand); `run` copies the checkout to every worker as a per-launch archive, installs `.[tpu,gcs]` and starts
-`launch.train --distributed` detached on all workers (see gcloud.py for where logs go). `run --supervise` stays in the foreground, polls the slice every --poll seconds and, when it is
-preempted or gone, deletes and re-creates it and relaunches the same command, which resumes from the workdir's
-latest checkpoint; after --max-attempts launches it gives up. Needs the gcloud CLI (kubectl for `manifest --apply`).
+`launch.train --distributed` detached on all workers (see gcloud.py for where logs go). `run --supervise` stays in
+the foreground, polls the slice every --poll seconds and, when it is preempted or gone, deletes and re-creates it
+and relaunches the same command, which resumes from the workdir's latest checkpoint; after --max-attempts launches
+it gives up. Needs the gcloud CLI (kubectl for `manifest --apply`).
 """
 
 from __future__ import annotations
@@ -267,7 +268,7 @@ def checked(args: argparse.Namespace) -> gcloud.Slice | JobSpec:
     checks.launch_id(getattr(args, "launch", ""))
     if args.command == "run":
       checks.gcs_workdir(args.workdir, "run: --workdir")
-      checks.overrides(args.overrides)
+      checks.config_args(args.config, args.overrides)
       checks.experiment(gcloud.train_args(args.workdir, args.config, args.overrides))
     return tpu
   except ValueError as e:

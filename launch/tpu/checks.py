@@ -69,9 +69,10 @@ def gcs_workdir(workdir: str, what: str) -> None:
   printable(workdir, what)
 
 
-def overrides(values: list[str]) -> None:
-  """Config overrides travel to the workers as quoted words; their values are checked with the config."""
-  for value in values:
+def config_args(config: str, overrides: list[str]) -> None:
+  """--config and its overrides travel to the workers as quoted words; what they mean is checked by `experiment`."""
+  printable(config, "--config")
+  for value in overrides:
     printable(value, "config override")
 
 

@@ -55,7 +55,7 @@ class JobSpec:
           f"manifest: topology must look like 4x4 or 2x2x2, got {self.topology!r}")
     check(self.slices >= 1, f"manifest: slices must be >= 1, got {self.slices}")
     checks.gcs_workdir(self.workdir, "manifest: --workdir")
-    checks.overrides(list(self.overrides))
+    checks.config_args(self.config, list(self.overrides))
 
   @property
   def chips(self) -> int:
