@@ -6,8 +6,10 @@ import json
 import os
 import re
 import shlex
+import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import yaml
@@ -107,13 +109,13 @@ def test_run_copies_a_per_launch_archive_and_starts_training_detached_on_every_w
   assert not os.path.exists(scp[5])  # the local archive is removed once copied
   assert start[:7] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh", "zoo-v5e", *WHERE] and start[7] == "--worker=all"
   script = start[8].removeprefix("--command=")
-  run_dir = f"$HOME/zoo_runs/{first}"
-  assert f"tar -C {run_dir} -xzf $HOME/zoo-{first}.tgz" in script
+  run_dir = f'"$HOME"/zoo_runs/{first}'
+  assert f'tar -C {run_dir} -xzf "$HOME"/zoo-{first}.tgz' in script
   assert ".venv/bin/pip install -q -e '.[tpu,gcs]'" in script
   detached = script.split("; nohup setsid bash -c ", 1)[1]
   job, redirect = shlex.split(detached.split(" & ")[0])[0], detached.split(" & ")[1]
   assert job.startswith("trap : TERM; ") and f"{TRAIN} > {run_dir}/train.log 2>&1" in job
-  copy = f"gcloud storage cp -r {run_dir}/train.log {run_dir}/logs gs://my-bucket/zoo/pi/logs/{first}/$(hostname)/"
+  copy = f'gcloud storage cp -r {run_dir}/train.log {run_dir}/logs gs://my-bucket/zoo/pi/logs/{first}/"$(hostname)"/'
   assert copy in job
   assert redirect == f"echo $! > {run_dir}/pid"
   assert "> /dev/null 2>&1 < /dev/null" in detached  # nothing ties the job to the ssh session
@@ -128,8 +130,8 @@ def test_status_logs_stop_and_delete_issue_their_commands(cloud):
   calls = cloud.calls()
   assert [kind(c) for c in calls] == ["describe", "status", "logs", "stop", "delete"]
   assert calls[2][-1] == "--command=" + gcloud.logs_script("", 20)
-  assert "tail -n 20 $HOME/zoo_runs/latest/train.log" in calls[2][-1]
-  assert calls[3][-1] == "--command=kill -TERM -- -$(cat $HOME/zoo_runs/latest/pid)"
+  assert 'tail -n 20 "$HOME"/zoo_runs/latest/train.log' in calls[2][-1]
+  assert calls[3][-1] == '--command=kill -TERM -- -"$(cat "$HOME"/zoo_runs/latest/pid)"'
   assert calls[4] == DELETE
 
 
@@ -191,7 +193,7 @@ def test_dry_run_prints_the_commands_and_runs_none(cloud, args):
 
 @pytest.mark.parametrize("args,message", [
     ([*RUN[:3], "--workdir=/tmp/run", "--config=configs/pi.py:urpe"],
-     "error: run: --workdir must be on GCS (gs://...)"),
+     "error: run: --workdir must be on GCS (gs://BUCKET/PATH)"),
     (["create", "zoo-v5e", f"--zone={ZONE}", "--spot"], "error: create: --accelerator and --runtime are required"),
     ([*RUN, "--supervise"], "error: run --supervise: --accelerator and --runtime are required"),
     ([*RUN, "--steps=3"], "error: unrecognized arguments: --steps=3"),
@@ -252,7 +254,7 @@ def test_one_slice_needs_no_megascale_variables(cloud):
     ("--name=" + "z" * 41, "is not a valid Kubernetes name"),
     ("--accelerator=v5e", "error: manifest: unknown accelerator 'v5e'; valid choices: tpu-v4-podslice, "
                           "tpu-v5-lite-podslice, tpu-v5p-slice, tpu-v6e-slice"),
-    ("--workdir=/tmp/x", "error: manifest: the workdir must be on GCS (gs://...), got '/tmp/x'"),
+    ("--workdir=/tmp/x", "error: manifest: --workdir must be on GCS (gs://BUCKET/PATH)"),
 ])
 def test_bad_manifest_options_exit_2(cloud, override, message):
   result = cloud.launcher(*MANIFEST, override)
@@ -303,3 +305,170 @@ def test_the_readme_commands_run_in_dry_run(cloud):
     assert result.returncode == 0, (command, result.stderr)
     assert result.stdout.startswith(("gcloud ", "kubectl ")), (command, result.stdout)
   assert cloud.calls() == [] and not (REPO / "jobset.yaml").exists()
+
+
+# Hostile strings: each would run `touch MARKER` (or pass an option to ssh) if a shell or a parser read it as code.
+def hostile(marker) -> list[str]:
+  return [f"gs://my-bucket/x; touch {marker} #", f"$(touch {marker})", f"`touch {marker}`", f"x'; touch {marker}; '",
+          "a b", f"x\ntouch {marker}", f"-oProxyCommand=touch {marker}"]
+
+
+def replace(argv: list[str], option: str, value: str) -> list[str]:
+  """`argv` with `option`'s value (a `--name=` prefix, or "NAME" for the slice name) replaced by `value`."""
+  if option == "NAME":
+    return [argv[0], value, *argv[2:]]
+  return [a for a in argv if not a.startswith(option)] + [option + value]
+
+
+SLICE_VERBS = {"create": ["create", "zoo-v5e", f"--zone={ZONE}", *SLICE_OPTIONS], "run": RUN,
+               "supervise": [*RUN, "--supervise", *SLICE_OPTIONS], "status": ["status", "zoo-v5e", f"--zone={ZONE}"],
+               "logs": ["logs", "zoo-v5e", f"--zone={ZONE}"], "stop": ["stop", "zoo-v5e", f"--zone={ZONE}"],
+               "delete": ["delete", "zoo-v5e", f"--zone={ZONE}"]}
+# The values every hostile string must be refused in: those that gcloud reads as names and options, launch ids (a
+# directory on the workers), and anything holding a newline.
+REFUSED = [(verb, option) for verb in SLICE_VERBS for option in ("NAME", "--zone=", "--project=")]
+REFUSED += [(verb, "--launch=") for verb in ("status", "logs", "stop")]
+REFUSED += [(verb, option) for verb in ("create", "supervise") for option in ("--accelerator=", "--runtime=")]
+REFUSED += [("manifest", option) for option in ("--name=", "--topology=")]
+
+
+@pytest.mark.parametrize("verb,option", REFUSED, ids=[f"{verb}-{option.strip('-=')}" for verb, option in REFUSED])
+def test_hostile_names_zones_and_launch_ids_are_refused_with_one_line(tmp_path, capsys, monkeypatch, verb, option):
+  from launch.tpu.__main__ import main  # noqa: PLC0415 — the real command line, in this process: no gcloud runs
+
+  monkeypatch.setenv("PATH", str(FakeCloud(tmp_path).bin) + os.pathsep + os.environ["PATH"])
+  marker = tmp_path / "MARKER"
+  for value in hostile(marker):
+    with pytest.raises(SystemExit) as exit_:
+      main(replace(MANIFEST if verb == "manifest" else SLICE_VERBS[verb], option, value) + ["--dry-run"])
+    out, err = capsys.readouterr()
+    assert exit_.value.code == 2 and out == "", (value, out)
+    assert err.startswith("error: ") and err.count("\n") == 1, (value, err)
+  assert not marker.exists() and not (tmp_path / "calls.jsonl").exists()
+
+
+@pytest.mark.parametrize("verb", ["run", "supervise", "manifest"])
+def test_workdirs_configs_and_overrides_with_a_newline_or_a_bad_bucket_are_refused(tmp_path, capsys, verb):
+  from launch.tpu.__main__ import main  # noqa: PLC0415 — refused before the config is read (which defines a flag)
+
+  marker = tmp_path / "MARKER"
+  argv = MANIFEST if verb == "manifest" else SLICE_VERBS[verb]
+  cases = [("--workdir=", value) for value in hostile(marker)[1:]]  # not on GCS
+  cases += [("--workdir=", f"gs://my-bucket/x\ntouch {marker}"), ("--workdir=", f"gs://b;touch {marker}/x"),
+            ("--workdir=", "gs://-bucket/x"), ("--config.train.data_dir=", f"x\ntouch {marker}"),
+            ("--config=", f"configs/pi.py:urpe\ntouch {marker}")]
+  for option, value in cases:
+    with pytest.raises(SystemExit) as exit_:
+      main(replace(argv, option, value) + ["--dry-run"])
+    out, err = capsys.readouterr()
+    assert exit_.value.code == 2 and out == "" and err.startswith("error: ") and err.count("\n") == 1, (value, err)
+  assert not marker.exists()
+
+
+WORKER_STUB = """#!{python}
+# A harmless stand-in on a fake worker (gcloud, tar, python3, and the venv's pip and python): records its argv.
+import json, os, shutil, sys
+with open(os.environ["WORKER_CALLS"], "a") as f:
+  f.write(json.dumps([os.path.basename(sys.argv[0]), *sys.argv[1:]]) + "\\n")
+if sys.argv[1:] == ["-m", "venv", ".venv"]:
+  os.makedirs(".venv/bin")
+  for name in ("pip", "python"):
+    shutil.copy(sys.argv[0], os.path.join(".venv", "bin", name))
+"""
+
+
+class FakeWorker:
+  """A TPU worker's shell on this machine: bash with its own $HOME, and recording stubs in place of the programs
+  that would do anything (gcloud, tar, python3); the rest (mkdir, rm, ln, nohup, setsid, kill) is real."""
+
+  def __init__(self, directory):
+    self.home, stubs, self.log = directory / "home", directory / "stubs", directory / "worker_calls.jsonl"
+    self.home.mkdir()
+    stubs.mkdir()
+    for program in ("gcloud", "tar", "python3"):
+      (stubs / program).write_text(WORKER_STUB.format(python=sys.executable))
+      (stubs / program).chmod(0o755)
+    self.env = {"HOME": str(self.home), "PATH": f"{stubs}:/usr/bin:/bin", "WORKER_CALLS": str(self.log)}
+
+  def run(self, script: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-c", script], cwd=self.home, env=self.env, capture_output=True, text=True,
+                          timeout=30)
+
+  def calls(self) -> list[list[str]]:
+    return [json.loads(line) for line in self.log.read_text().splitlines()] if self.log.exists() else []
+
+  def wait_for(self, program: str) -> None:
+    """Until the detached job has called `program` (it runs in the background of the start script)."""
+    for _ in range(200):
+      if any(call[0] == program for call in self.calls()):
+        return
+      time.sleep(0.1)
+    raise AssertionError(f"{program} was never called: {self.calls()}")
+
+
+@pytest.mark.parametrize("verb", ["run", "supervise"])
+def test_hostile_workdirs_and_overrides_reach_the_worker_as_single_words(cloud, verb):
+  """The start script of `run --dry-run`, executed on a fake worker: each value reaches launch.train and the log
+  copy as exactly one argument, and nothing in them runs."""
+  marker = cloud.directory / "MARKER"
+  workdir = f"gs://my-bucket/a b/x; touch {marker} #"
+  overrides = [f"--config.train.data_dir=$(touch {marker})", f"--config.train.log_dir=`touch {marker}`",
+               f"--config.train.trainable=x'; touch {marker}; '"]
+  args = [*replace(SLICE_VERBS[verb], "--workdir=", workdir), *overrides, "--dry-run"]
+  result = cloud.launcher(*args)
+  assert result.returncode == 0, result.stderr
+  printed = [shlex.split(line) for line in result.stdout.splitlines()]
+  assert [argv[0] for argv in printed][:4] == ["gcloud", "tar", "gcloud", "gcloud"] and cloud.calls() == []
+  launch_id = printed[2][6].removeprefix("zoo-v5e:zoo-").removesuffix(".tgz")
+  scripts = [argv[-1].removeprefix("--command=") for argv in printed if argv[3:5] == ["tpu-vm", "ssh"]]
+  worker = FakeWorker(cloud.directory)
+  (worker.home / f"zoo-{launch_id}.tgz").write_text("")  # what scp put there
+  started = worker.run(scripts[0])
+  assert started.returncode == 0, started.stderr
+  worker.wait_for("gcloud")
+  run_dir = f"{worker.home}/zoo_runs/{launch_id}"
+  calls = worker.calls()
+  assert calls[0] == ["tar", "-C", run_dir, "-xzf", f"{worker.home}/zoo-{launch_id}.tgz"]
+  assert ["python", "-m", "launch.train", "--distributed", f"--workdir={workdir}", "--config=configs/pi.py:urpe",
+          "--config.train.log_dir=logs", "--config.train.steps=2000", *overrides] in calls
+  assert calls[-1] == ["gcloud", "storage", "cp", "-r", f"{run_dir}/train.log", f"{run_dir}/logs",
+                       f"{workdir}/logs/{launch_id}/{socket.gethostname()}/"]
+  if verb == "supervise":  # it polled the job with the status script
+    assert worker.run(scripts[1]).stdout == f"{socket.gethostname()} exited\n"
+  assert not marker.exists()
+
+
+def test_hostile_values_stay_single_arguments_in_the_jobset(cloud):
+  """The JobSet's container command is an argv (no shell reads it): each value is one element, the image intact."""
+  marker = cloud.directory / "MARKER"
+  workdir, image = f"gs://my-bucket/a b/x; touch {marker} #", f"img:1; touch {marker}"
+  overrides = [f"--config.train.data_dir=$(touch {marker})", f"--config.train.trainable=x'; touch {marker}; '"]
+  result = cloud.launcher(*replace(replace(MANIFEST, "--workdir=", workdir), "--image=", image), *overrides,
+                          "--dry-run")
+  assert result.returncode == 0, result.stderr
+  [container] = yaml.safe_load(result.stdout)["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"][
+      "containers"]
+  assert container["image"] == image
+  assert container["command"] == ["python", "-m", "launch.train", "--distributed", f"--workdir={workdir}",
+                                  "--config=configs/pi.py:urpe", "--config.train.log_dir=/tmp/zoo_logs",
+                                  "--config.mesh.slices=1", "--config.train.steps=2000", *overrides]
+  assert not marker.exists() and cloud.calls() == []
+
+
+@pytest.mark.parametrize("verb,change,message", [
+    ("run", ["--config.train.stepz=3"], "error: unknown config key 'stepz' (did you mean 'steps'?)"),
+    ("run", ["--config=configs/nope.py"], "error: Configuration is not available because of an earlier failure"),
+    ("supervise", ["--config.model.pe=nope"], "error: unknown positional encoding 'nope'; valid choices: "),
+    ("run", ["--config=configs/pi.py:urpe; touch MARKER"], "error: unknown positional encoding 'urpe; touch MARKER'"),
+    ("manifest", ["--config.train.batch_size=0"], "error: train: batch_size must be >= 1, got 0"),
+], ids=["unknown_key", "no_such_file", "invalid_choice", "hostile_arg", "manifest"])
+def test_the_config_is_checked_locally_before_any_cloud_call(cloud, verb, change, message):
+  argv = MANIFEST if verb == "manifest" else SLICE_VERBS[verb]
+  if change[0].startswith("--config="):
+    argv = replace(argv, "--config=", change[0].removeprefix("--config="))
+  else:
+    argv = [*argv, *change]
+  result = cloud.launcher(*argv, "--dry-run")
+  assert result.returncode == 2 and result.stdout == "", result.stdout  # not even the describe
+  assert result.stderr.startswith(message) and result.stderr.count("\n") == 1, result.stderr
+  assert cloud.calls() == [] and not (REPO / "MARKER").exists()

@@ -8,12 +8,15 @@ a JobSet for GKE.
   python -m launch.tpu manifest --name=RUN --image=IMAGE --accelerator=tpu-v5-lite-podslice --topology=4x4 \
       --slices=2 --workdir=gs://BUCKET/RUN --config=configs/pi.py:urpe [--out=jobset.yaml --apply]
 
-Every subcommand takes --dry-run: it prints each command it would run (one per line) and runs none. Slices are
-queued resources (`--spot`, `--reserved` or on-demand); `run` copies the checkout to every worker as a per-launch
-archive, installs `.[tpu,gcs]` and starts `launch.train --distributed` detached on all workers (see gcloud.py for
-where logs go). `run --supervise` stays in the foreground, polls the slice every --poll seconds and, when it is
-preempted or gone, deletes and re-creates it and relaunches the same command, which resumes from the workdir's
-latest checkpoint; after --max-attempts launches it gives up. Needs the gcloud CLI (kubectl for `manifest --apply`).
+Every value is checked here before any cloud call: names, zone and project, launch ids, the `gs://` workdir, and
+the experiment config with its overrides exactly as `launch.train` checks it (one `error:` line, exit status 2);
+every value that reaches a worker's shell is quoted (remote.py). Every subcommand takes --dry-run: it prints each
+command it would run (one per line) and runs none. Slices are queued resources (`--spot`, `--reserved` or
+on-demand); `run` copies the checkout to every worker as a per-launch archive, installs `.[tpu,gcs]` and starts
+`launch.train --distributed` detached on all workers (see gcloud.py for where logs go). `run --supervise` stays in
+the foreground, polls the slice every --poll seconds and, when it is preempted or gone, deletes and re-creates it
+and relaunches the same command, which resumes from the workdir's latest checkpoint; after --max-attempts launches
+it gives up. Needs the gcloud CLI (kubectl for `manifest --apply`).
 """
 
 from __future__ import annotations
@@ -29,9 +32,9 @@ import time
 
 import yaml
 
-from launch.tpu import gcloud
-from launch.tpu.manifest import JobSpec, jobset
-from launch.train import fail
+from launch.cli import fail
+from launch.tpu import checks, gcloud
+from launch.tpu.manifest import JobSpec, container_args, jobset
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LOST = ("SUSPENDING", "SUSPENDED", "FAILED", "DELETING", "")  # "" = no such queued resource
@@ -107,7 +110,8 @@ def launch(runner: Runner, tpu: gcloud.Slice, args: argparse.Namespace) -> str:
   finally:
     if os.path.exists(local):
       os.remove(local)
-  runner.run(gcloud.ssh(tpu, gcloud.start_script(launch_id, archive, args.config, args.overrides, args.workdir)))
+  train = gcloud.train_args(args.workdir, args.config, args.overrides)
+  runner.run(gcloud.ssh(tpu, gcloud.start_script(launch_id, archive, train, args.workdir)))
   print(f"launched {launch_id} on {tpu.name}: `python -m launch.tpu logs {tpu.name} --zone={tpu.zone}` follows it; "
         f"logs are copied to {args.workdir.rstrip('/')}/logs/{launch_id}/ when it ends", file=sys.stderr, flush=True)
   return launch_id
@@ -157,12 +161,7 @@ def supervise(runner: Runner, tpu: gcloud.Slice, args: argparse.Namespace) -> No
 
 
 def run(runner: Runner, tpu: gcloud.Slice, args: argparse.Namespace) -> None:
-  if not args.workdir.startswith("gs://"):
-    fail(f"run: --workdir must be on GCS (gs://...), where every worker and every re-created slice finds the same "
-         f"checkpoints; got {args.workdir!r}")
   if args.supervise:
-    if not (args.accelerator and args.runtime):
-      fail("run --supervise: --accelerator and --runtime are required (to re-create the slice after a preemption)")
     supervise(runner, tpu, args)
     return
   current = state(runner, tpu)
@@ -172,13 +171,7 @@ def run(runner: Runner, tpu: gcloud.Slice, args: argparse.Namespace) -> None:
   launch(runner, tpu, args)
 
 
-def manifest(runner: Runner, args: argparse.Namespace) -> None:
-  try:
-    spec = JobSpec(name=args.name, image=args.image, accelerator=args.accelerator, topology=args.topology,
-                   slices=args.slices, workdir=args.workdir, config=args.config, overrides=tuple(args.overrides),
-                   max_restarts=args.max_restarts)
-  except ValueError as e:
-    fail(str(e))
+def manifest(runner: Runner, spec: JobSpec, args: argparse.Namespace) -> None:
   text = yaml.safe_dump(jobset(spec), sort_keys=False)
   if not args.out:
     if args.apply:
@@ -253,16 +246,42 @@ def parse(argv: list[str]) -> argparse.Namespace:
     fail(f"{args.command} takes no config overrides, got {' '.join(extra)}")
   if args.command == "create" and not (args.accelerator and args.runtime):
     fail("create: --accelerator and --runtime are required")
+  if args.command == "run" and args.supervise and not (args.accelerator and args.runtime):
+    fail("run --supervise: --accelerator and --runtime are required (to re-create the slice after a preemption)")
   return args
+
+
+def checked(args: argparse.Namespace) -> gcloud.Slice | JobSpec:
+  """The slice (or the JobSet spec) once every user value is checked, the experiment config included — before any
+  cloud call, so a typo fails here with one line instead of on a billed slice after a pack, a copy and an install."""
+  try:
+    if args.command == "manifest":
+      spec = JobSpec(name=args.name, image=args.image, accelerator=args.accelerator, topology=args.topology,
+                     slices=args.slices, workdir=args.workdir, config=args.config, overrides=tuple(args.overrides),
+                     max_restarts=args.max_restarts)
+      checks.experiment(container_args(spec))
+      return spec
+    tpu = gcloud.Slice(args.name, args.zone, args.project)
+    for what in ("accelerator", "runtime"):
+      if getattr(args, what, None):
+        checks.gcloud_value(getattr(args, what), f"--{what}")
+    checks.launch_id(getattr(args, "launch", ""))
+    if args.command == "run":
+      checks.gcs_workdir(args.workdir, "run: --workdir")
+      checks.config_args(args.config, args.overrides)
+      checks.experiment(gcloud.train_args(args.workdir, args.config, args.overrides))
+    return tpu
+  except ValueError as e:
+    fail(str(e))
 
 
 def main(argv: list[str]) -> None:
   args = parse(argv)
   runner = Runner(args.dry_run)
   if args.command == "manifest":
-    manifest(runner, args)
+    manifest(runner, checked(args), args)
     return
-  tpu = gcloud.Slice(args.name, args.zone, args.project)
+  tpu = checked(args)
   if args.command == "create":
     create(runner, tpu, args)
   elif args.command == "run":

@@ -1,7 +1,8 @@
 """The gcloud command lines and worker shell scripts of the launcher, as pure functions.
 
-Nothing here runs anything: each function returns an argv list (or the bash text one runs on the workers), so the
-tests compare them directly and `--dry-run` prints exactly what a real run would execute.
+Nothing here runs anything: each function returns an argv list (or the bash text one runs on the workers, built by
+`remote.command`, every value in it quoted), so the tests compare them directly and `--dry-run` prints exactly what
+a real run would execute.
 
 On each worker a launch lives in `~/zoo_runs/<launch id>/` (the unpacked checkout, its venv, `train.log`, `pid`,
 `exit_status`, and `logs/` for metrics, TensorBoard events and profiles); `~/zoo_runs/latest` points at the newest.
@@ -13,11 +14,12 @@ finished, failed, or stopped by SIGTERM on a preemption — the worker copies `t
 from __future__ import annotations
 
 import dataclasses
-import shlex
+
+from launch.tpu import checks
+from launch.tpu.remote import HOME, RUNS, Shell, command
 
 TPUS = ("gcloud", "compute", "tpus")
 TIERS = {"spot": ("--spot",), "reserved": ("--reserved",), "on-demand": ()}
-RUNS = "$HOME/zoo_runs"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +29,9 @@ class Slice:
   name: str
   zone: str
   project: str = ""
+
+  def __post_init__(self):
+    checks.slice_location(self.name, self.zone, self.project)  # the name is a positional argument of gcloud
 
   def where(self) -> list[str]:
     return [f"--zone={self.zone}"] + ([f"--project={self.project}"] if self.project else [])
@@ -52,8 +57,9 @@ def scp_to_workers(tpu: Slice, local: str, remote: str) -> list[str]:
   return [*TPUS, "tpu-vm", "scp", local, f"{tpu.name}:{remote}", *tpu.where(), "--worker=all"]
 
 
-def ssh(tpu: Slice, command: str, worker: str = "all") -> list[str]:
-  return [*TPUS, "tpu-vm", "ssh", tpu.name, *tpu.where(), f"--worker={worker}", f"--command={command}"]
+def ssh(tpu: Slice, script: Shell, worker: str = "all") -> list[str]:
+  """`script` runs in each worker's shell: built by `remote.command`, every value in it quoted."""
+  return [*TPUS, "tpu-vm", "ssh", tpu.name, *tpu.where(), f"--worker={worker}", f"--command={script}"]
 
 
 def pack(repo: str, archive: str) -> list[str]:
@@ -61,54 +67,53 @@ def pack(repo: str, archive: str) -> list[str]:
   return ["tar", "-C", repo, "--exclude=.venv", "--exclude=.git", "--exclude=__pycache__", "-czf", archive, "."]
 
 
-def start_script(launch_id: str, archive: str, config: str, overrides: list[str], workdir: str) -> str:
+def train_args(workdir: str, config: str, overrides: list[str]) -> list[str]:
+  """The arguments of `launch.train` on every worker; the user's overrides last, so they win (`--config.train.log_dir`
+  included). `launch.tpu run` checks the config they make before any cloud call."""
+  return ["--distributed", f"--workdir={workdir}", f"--config={config}", "--config.train.log_dir=logs", *overrides]
+
+
+def start_script(launch_id: str, archive: str, train: list[str], workdir: str) -> Shell:
   """Unpacks the launch's archive (`archive`: its file name in the worker's home directory), installs zoo with the
-  tpu and gcs extras, and starts training detached.
+  tpu and gcs extras, and starts `launch.train` with the arguments `train` (see `train_args`) detached.
 
   The job's bash traps SIGTERM (a trap with a command, so the Python child gets the default disposition and
   saves a checkpoint): on a preemption it outlives the trainer long enough to record the exit status and copy the
   logs to the workdir.
   """
-  run = f"{RUNS}/{launch_id}"
-  train = shlex.join([".venv/bin/python", "-m", "launch.train", "--distributed", f"--workdir={workdir}",
-                      f"--config={config}", "--config.train.log_dir=logs", *overrides])  # logs: in the launch dir
-  logs = f"{workdir.rstrip('/')}/logs/{launch_id}/$(hostname)"
-  job = (f"trap : TERM; cd {run} && {train} > {run}/train.log 2>&1; echo $? > {run}/exit_status; "
-         f"gcloud storage cp -r {run}/train.log {run}/logs {logs}/")
-  return "; ".join([
-      "set -e",
-      f"mkdir -p {run}",
-      f"tar -C {run} -xzf $HOME/{archive}",
-      f"rm $HOME/{archive}",
-      f"cd {run}",
-      "python3 -m venv .venv",
-      ".venv/bin/pip install -q -e '.[tpu,gcs]'",
-      f"ln -sfn {run} {RUNS}/latest",
-      f"nohup setsid bash -c {shlex.quote(job)} > /dev/null 2>&1 < /dev/null & echo $! > {run}/pid",
-  ])
+  run = job_dir(launch_id)
+  job = command("trap : TERM; cd {run} && .venv/bin/python -m launch.train {train} > {run}/train.log 2>&1; "
+                "echo $? > {run}/exit_status; gcloud storage cp -r {run}/train.log {run}/logs {logs}/\"$(hostname)\"/",
+                run=run, train=train, logs=f"{workdir.rstrip('/')}/logs/{launch_id}")  # logs: in the launch dir
+  return command("set -e; mkdir -p {run}; tar -C {run} -xzf {home}/{archive}; rm {home}/{archive}; cd {run}; "
+                 "python3 -m venv .venv; .venv/bin/pip install -q -e '.[tpu,gcs]'; ln -sfn {run} {runs}/latest; "
+                 "nohup setsid bash -c {job} > /dev/null 2>&1 < /dev/null & echo $! > {run}/pid",
+                 run=run, home=HOME, archive=archive, runs=RUNS, job=str(job))  # str: the job is one word
 
 
-def job_dir(launch_id: str) -> str:
-  return f"{RUNS}/{launch_id or 'latest'}"
+def job_dir(launch_id: str) -> Shell:
+  """A launch's directory on a worker; "" = the latest launch."""
+  return command("{runs}/{id}", runs=RUNS, id=launch_id or "latest")
 
 
-def status_script(launch_id: str = "") -> str:
+def status_script(launch_id: str = "") -> Shell:
   """One line per worker, `<hostname> <state>`: running; finished / stopped (exit 0 with the final summary / after
   SIGTERM with a checkpoint saved: process 0 prints which); exited (exit 0 on another worker); failed <exit status>;
   lost (the process is gone without an exit status); missing (no such launch here, e.g. on a re-created VM)."""
-  run = job_dir(launch_id)
-  return (f"d={run}; if [ ! -f $d/pid ]; then s=missing; "
-          f"elif [ ! -f $d/exit_status ]; then if kill -0 $(cat $d/pid) 2>/dev/null; then s=running; else s=lost; fi; "
-          f"elif [ $(cat $d/exit_status) != 0 ]; then s=\"failed $(cat $d/exit_status)\"; "
-          f"elif grep -q '^summary:' $d/train.log; then s=finished; elif grep -q '^preempted:' $d/train.log; "
-          f"then s=stopped; else s=exited; fi; echo \"$(hostname) $s\"")
+  return command('d={run}; if [ ! -f "$d"/pid ]; then s=missing; '
+                 'elif [ ! -f "$d"/exit_status ]; then if kill -0 "$(cat "$d"/pid)" 2>/dev/null; then s=running; '
+                 'else s=lost; fi; '
+                 'elif [ "$(cat "$d"/exit_status)" != 0 ]; then s="failed $(cat "$d"/exit_status)"; '
+                 'elif grep -q \'^summary:\' "$d"/train.log; then s=finished; '
+                 'elif grep -q \'^preempted:\' "$d"/train.log; then s=stopped; else s=exited; fi; '
+                 'echo "$(hostname) $s"', run=job_dir(launch_id))
 
 
-def logs_script(launch_id: str = "", lines: int = 50) -> str:
+def logs_script(launch_id: str = "", lines: int = 50) -> Shell:
   """The last `lines` lines of each worker's train.log, prefixed with its hostname."""
-  return f"tail -n {lines} {job_dir(launch_id)}/train.log | sed \"s/^/$(hostname): /\""
+  return command('tail -n {lines} {run}/train.log | sed "s/^/$(hostname): /"', lines=lines, run=job_dir(launch_id))
 
 
-def stop_script(launch_id: str = "") -> str:
+def stop_script(launch_id: str = "") -> Shell:
   """SIGTERM to the job's process group: the trainer saves a checkpoint at the next step and exits 0."""
-  return f"kill -TERM -- -$(cat {job_dir(launch_id)}/pid)"
+  return command('kill -TERM -- -"$(cat {run}/pid)"', run=job_dir(launch_id))

@@ -16,6 +16,7 @@ import dataclasses
 import math
 import re
 
+from launch.tpu import checks
 from zoo.config import check
 
 API_VERSION = "jobset.x-k8s.io/v1alpha2"
@@ -53,7 +54,8 @@ class JobSpec:
     check(re.fullmatch(r"\d+(x\d+){1,2}", self.topology) is not None,
           f"manifest: topology must look like 4x4 or 2x2x2, got {self.topology!r}")
     check(self.slices >= 1, f"manifest: slices must be >= 1, got {self.slices}")
-    check(self.workdir.startswith("gs://"), f"manifest: the workdir must be on GCS (gs://...), got {self.workdir!r}")
+    checks.gcs_workdir(self.workdir, "manifest: --workdir")
+    checks.config_args(self.config, list(self.overrides))
 
   @property
   def chips(self) -> int:
@@ -68,6 +70,13 @@ class JobSpec:
     return self.chips // self.chips_per_vm
 
 
+def container_args(spec: JobSpec) -> list[str]:
+  """The arguments of `launch.train` in every pod; the user's overrides last, so they win. `launch.tpu manifest`
+  checks the config they make before it writes anything."""
+  return ["--distributed", f"--workdir={spec.workdir}", f"--config={spec.config}",
+          "--config.train.log_dir=/tmp/zoo_logs", f"--config.mesh.slices={spec.slices}", *spec.overrides]
+
+
 def jobset(spec: JobSpec) -> dict:
   """The JobSet as a dict (write it with yaml.safe_dump)."""
   env = [{"name": "JAX_PLATFORMS", "value": "tpu"}]
@@ -79,12 +88,10 @@ def jobset(spec: JobSpec) -> dict:
          "valueFrom": {"fieldRef": {"fieldPath": "metadata.annotations['jobset.sigs.k8s.io/job-index']"}}},
         {"name": "MEGASCALE_PORT", "value": MEGASCALE_PORT},
     ]
-  command = ["python", "-m", "launch.train", "--distributed", f"--workdir={spec.workdir}", f"--config={spec.config}",
-             "--config.train.log_dir=/tmp/zoo_logs", f"--config.mesh.slices={spec.slices}", *spec.overrides]
   container = {
       "name": "train",
       "image": spec.image,
-      "command": command,
+      "command": ["python", "-m", "launch.train", *container_args(spec)],  # an argv: no shell reads it
       "env": env,
       "ports": [{"containerPort": 8471}, {"containerPort": int(MEGASCALE_PORT)}, {"containerPort": 8482}],
       "resources": {"limits": {"google.com/tpu": spec.chips_per_vm}},
