@@ -92,7 +92,8 @@ def describe_owner(owner: dict[str, Any]) -> str:
 
 
 class Lock:
-  """Ownership of a workdir until `release()`; `take(workdir)` picks the local or the remote kind."""
+  """Ownership of a workdir until `release()`; `take(workdir)` picks the local or the remote kind. Each kind starts
+  the heartbeat once it holds the lock."""
 
   def __init__(self, workdir: str):
     self.workdir = workdir
@@ -103,9 +104,7 @@ class Lock:
 
   @staticmethod
   def take(workdir: str) -> Lock:
-    lock = RemoteLock(workdir) if "://" in workdir else LocalLock(workdir)
-    lock._heartbeat.start()
-    return lock
+    return RemoteLock(workdir) if "://" in workdir else LocalLock(workdir)
 
   def _beat(self) -> None:
     while not self._stop.wait(HEARTBEAT_SECONDS):
@@ -143,6 +142,7 @@ class LocalLock(Lock):
     if previous:
       self.took_over(workdir, previous, "that process is no longer running")
     self._write()
+    self._heartbeat.start()
 
   def _open_locked(self) -> int:
     while True:
@@ -206,6 +206,7 @@ class RemoteLock(Lock):
                          f"which one owns it")
     if previous:
       self.took_over(workdir, previous, f"no heartbeat for {age:.0f} s")
+    self._heartbeat.start()
 
   def _read(self) -> dict[str, Any]:
     try:
