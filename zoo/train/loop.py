@@ -117,7 +117,6 @@ def train_owned(config: Mapping[str, Any], experiment: Experiment, workdir: str,
   note = on_process_0(lambda: workdir_record.record(workdir, config))
   if note:
     print(note, flush=True)
-  checkpointer = Checkpointer(workdir_record.checkpoints(workdir), max_to_keep=t.max_to_keep)
   devices = jax.devices() if devices is None else list(devices)
   mesh = make_mesh(experiment.check_devices(len(devices), jax.process_count()), devices, experiment.mesh.slices)
   program, init = experiment_program(experiment, mesh)
@@ -125,7 +124,7 @@ def train_owned(config: Mapping[str, Any], experiment: Experiment, workdir: str,
   train_iter = iter(make_dataset(experiment.task, train_source, batch_size=t.batch_size,
                                  seed=t.seed, train=True, process_index=jax.process_index(),
                                  process_count=jax.process_count()))
-
+  checkpointer = Checkpointer(workdir_record.checkpoints(workdir), max_to_keep=t.max_to_keep)
   start, state = checkpointer.restore_latest(program.abstract_state, train_iter) or (0, None)
   if state is None:
     state = init()
