@@ -8,8 +8,8 @@ A workdir with checkpoints is resumed from the latest; one without starts fresh 
 Bad configs (unknown keys, invalid choices, sizes that do not divide) fail before anything is compiled with a
 one-line message and exit status 2; so do a workdir another run owns and a resume whose config would change the
 trajectory (zoo/train/workdir.py). SIGTERM saves a checkpoint at the next step and exits 0, Ctrl-C the same with
-exit status 130; the same command resumes from it. Multi-process: on Cloud TPU pass --distributed (JAX finds the cluster);
-elsewhere --coordinator_address, --num_processes and --process_id.
+exit status 130; the same command resumes from it. Multi-process: on Cloud TPU pass --distributed (JAX finds the
+cluster); elsewhere --coordinator_address, --num_processes and --process_id.
 """
 
 from __future__ import annotations
