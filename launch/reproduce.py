@@ -42,6 +42,7 @@ import numpy as np
 from configs import (etp, graph_cycle, graph_distance, graph_neighbourhood, graph_zinc, listops, memorization,
                      pathfinder, pi, sparse_memory)
 from zoo import models, positional, pretrained
+from zoo.train.workdir import WorkdirError, first_difference
 
 VARIANTS = ("full", "quick", "tiny")
 
@@ -504,16 +505,6 @@ class StaleRun(Exception):
   """A workdir holds a run of another config (the experiment's sizes changed since): reusing it would mislabel it."""
 
 
-def first_difference(saved: Any, wanted: Any, path: str = "") -> str | None:
-  """The dotted path of the first entry where two JSON values differ (None when they are equal)."""
-  if isinstance(saved, dict) and isinstance(wanted, dict):
-    for key in sorted(set(saved) | set(wanted)):
-      if (found := first_difference(saved.get(key), wanted.get(key), f"{path}.{key}" if path else key)) is not None:
-        return found
-    return None
-  return None if saved == wanted else f"{path} ({saved!r} there, {wanted!r} now)"
-
-
 def run_one(experiment: Experiment, run: Run, workdir: pathlib.Path) -> dict:
   """Trains `run` in `workdir` unless it finished before (its result.json); returns its row. A workdir whose
   config.json is another config's (a finished or a half-trained run) is neither reused nor resumed."""
@@ -587,7 +578,7 @@ def main(argv: list[str] | None = None) -> int:
     except RunStopped as stop:
       print(f"stopped: {stop}", file=sys.stderr)
       return 1
-    except StaleRun as stale:
+    except (StaleRun, WorkdirError) as stale:  # WorkdirError: another process trains in the run's workdir
       print(f"error: {stale}", file=sys.stderr)
       return 2
     print(f"{args.experiment}/{run.name}: " + json.dumps({k: v for k, v in rows[-1].items()

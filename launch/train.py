@@ -6,8 +6,10 @@ r"""Trains (or fit-checks) an experiment config.
 A workdir with checkpoints is resumed from the latest; one without starts fresh or, with
 --config.train.init_from=NAME|WORKDIR, from a pretrained model's parameters (fine-tuning, configs/finetune_*.py).
 Bad configs (unknown keys, invalid choices, sizes that do not divide) fail before anything is compiled with a
-one-line message and exit status 2. Multi-process: on Cloud TPU pass --distributed (JAX finds the cluster);
-elsewhere --coordinator_address, --num_processes and --process_id.
+one-line message and exit status 2; so do a workdir another run owns and a resume whose config would change the
+trajectory (zoo/train/workdir.py). SIGTERM saves a checkpoint at the next step and exits 0, Ctrl-C the same with
+exit status 130; the same command resumes from it. Multi-process: on Cloud TPU pass --distributed (JAX finds the
+cluster); elsewhere --coordinator_address, --num_processes and --process_id.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def main(argv: list[str]) -> None:
   import jax  # noqa: PLC0415
 
   from zoo.data import TaskDataError  # noqa: PLC0415
-  from zoo.train import aot, init_from, loop  # noqa: PLC0415
+  from zoo.train import aot, init_from, loop, workdir  # noqa: PLC0415
   from zoo.train.checkpoint import NoIntactCheckpoint  # noqa: PLC0415
   from zoo.train.options import parse_experiment  # noqa: PLC0415
 
@@ -62,16 +64,21 @@ def main(argv: list[str]) -> None:
     jax.distributed.initialize()
   try:  # sizes that only the device count reveals (mesh, batch divisibility), and where the run writes
     experiment.check_devices(jax.device_count(), jax.process_count())
-    loop.resolve_workdir(_WORKDIR.value, experiment.train.log_dir)
+    workdir.resolve(_WORKDIR.value, experiment.train.log_dir)
   except ValueError as e:
     fail(str(e))
   try:
-    loop.train_and_evaluate(config, _WORKDIR.value)
-  except (NoIntactCheckpoint, TaskDataError, *init_from.ERRORS) as e:
+    summary = loop.train_and_evaluate(config, _WORKDIR.value)
+  except (workdir.WorkdirError, NoIntactCheckpoint, TaskDataError, *init_from.ERRORS) as e:
     fail(str(e))
+  except KeyboardInterrupt:  # before training started, or a second Ctrl-C during the save
+    print("interrupted: Ctrl-C; stopped without a new checkpoint", file=sys.stderr, flush=True)
+    sys.exit(130)
   except loop.NonFiniteLoss as e:
     print(str(e), file=sys.stderr, flush=True)
     sys.exit(1)
+  if summary.get("stopped") == "interrupted":
+    sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 `train_and_evaluate(config, workdir)` is what `python -m launch.train` runs. A `workdir` that holds checkpoints is
 resumed from the latest one: parameters, optimizer state, step, RNG streams and the data iterator's position, so the
 resumed run is bit-identical to an uninterrupted one on the same mesh. A workdir without one starts fresh, from
-`train.init_from`'s parameters when set (fine-tuning, see `init_from.py`). The workdir records its config
-(`config.json`), so every command that reads a run needs only the workdir.
+`train.init_from`'s parameters when set (fine-tuning, see `init_from.py`). The run owns its workdir while it trains
+and the workdir records its config (`config.json`), so every command that reads a run needs only the workdir; a
+resume that would change the trajectory is refused before any checkpoint is touched (`workdir.py`).
 """
 
 from __future__ import annotations
@@ -20,9 +21,8 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from zoo import pretrained
 from zoo.data import make_dataset, prepare
-from zoo.train import init_from
+from zoo.train import init_from, workdir as workdir_record
 from zoo.train.checkpoint import Checkpointer
 from zoo.train.mesh import batch_sharding, make_mesh
 from zoo.train.metrics import MetricsLogger
@@ -72,29 +72,51 @@ def evaluate(experiment: Experiment, eval_fn, state, source, shardings) -> dict[
   return {f"eval_{name}": value / weight for name, value in totals.items()}
 
 
-def resolve_workdir(workdir: str, log_dir: str) -> str:
-  """An absolute local path, or a remote URL (gs://bucket/run on Cloud TPU) that orbax writes to directly; logs
-  are appended to local files, so a remote workdir needs a local `train.log_dir`."""
-  if "://" not in workdir:
-    return os.path.abspath(workdir)
-  if not log_dir:
-    raise ValueError(f"train: log_dir must name a local directory when the workdir is remote ({workdir})")
-  return workdir
-
-
-def stopped_by_preemption(step: int, checkpointer: Checkpointer, workdir: str) -> dict[str, Any]:
-  """The one line a run stopped by SIGTERM prints (process 0), and its summary."""
+def on_process_0(take):
+  """`take()` on process 0 only (None elsewhere); when it raises `WorkdirError` every process raises, so that none
+  goes on alone into the next collective."""
+  error = result = None
   if jax.process_index() == 0:
-    print(f"preempted: SIGTERM received; stopped at step {step} with a checkpoint in {checkpointer.manager.directory}"
-          f"; the same command resumes from it", flush=True)
-  return {"step": step, "stopped": "preempted", "workdir": workdir}
+    try:
+      result = take()
+    except workdir_record.WorkdirError as e:
+      error = e
+  if jax.process_count() > 1 and not multihost_utils.broadcast_one_to_all(np.int32(error is None)):
+    raise error or workdir_record.WorkdirError("process 0 may not use the workdir (its error line says why)")
+  if error is not None:
+    raise error
+  return result
+
+
+def stopped_early(step: int, reason: str, checkpointer: Checkpointer, workdir: str) -> dict[str, Any]:
+  """The one line a run stopped by SIGTERM or Ctrl-C prints (process 0), and its summary."""
+  if jax.process_index() == 0:
+    signal_name = "SIGTERM" if reason == "preempted" else "Ctrl-C"
+    print(f"{reason}: {signal_name} received; stopped at step {step} with a checkpoint in "
+          f"{checkpointer.manager.directory}; the same command resumes from it", flush=True)
+  return {"step": step, "stopped": reason, "workdir": workdir}
 
 
 def train_and_evaluate(config: Mapping[str, Any], workdir: str, *,
                        devices: Sequence[jax.Device] | None = None) -> dict[str, Any]:
   """Trains the experiment `config` in `workdir` on `devices` (default: all); returns and prints the summary."""
   experiment = parse_experiment(config)
+  workdir = workdir_record.resolve(workdir, experiment.train.log_dir)
+  lock = on_process_0(lambda: workdir_record.Lock.take(workdir))
+  try:
+    return train_owned(config, experiment, workdir, devices)
+  finally:
+    if lock is not None:
+      lock.release()
+
+
+def train_owned(config: Mapping[str, Any], experiment: Experiment, workdir: str,
+                devices: Sequence[jax.Device] | None) -> dict[str, Any]:
+  """`train_and_evaluate` once the workdir is this run's: record → mesh → data → state → steps."""
   t = experiment.train
+  note = on_process_0(lambda: workdir_record.record(workdir, config))
+  if note:
+    print(note, flush=True)
   devices = jax.devices() if devices is None else list(devices)
   mesh = make_mesh(experiment.check_devices(len(devices), jax.process_count()), devices, experiment.mesh.slices)
   program, init = experiment_program(experiment, mesh)
@@ -102,10 +124,7 @@ def train_and_evaluate(config: Mapping[str, Any], workdir: str, *,
   train_iter = iter(make_dataset(experiment.task, train_source, batch_size=t.batch_size,
                                  seed=t.seed, train=True, process_index=jax.process_index(),
                                  process_count=jax.process_count()))
-
-  workdir = resolve_workdir(workdir, t.log_dir)
-  checkpointer = Checkpointer(f"{workdir.rstrip('/')}/checkpoints", max_to_keep=t.max_to_keep)
-  pretrained.write_config(config, workdir)
+  checkpointer = Checkpointer(workdir_record.checkpoints(workdir), max_to_keep=t.max_to_keep)
   start, state = checkpointer.restore_latest(program.abstract_state, train_iter) or (0, None)
   if state is None:
     state = init()
@@ -125,11 +144,12 @@ def train_and_evaluate(config: Mapping[str, Any], workdir: str, *,
   clock, clock_step = time.perf_counter(), start
   local = first
   preemption, profiler = PreemptionNotice(), StepProfiler(t.profile_range, t.log_dir or workdir)
-  stopped_at = None
+  stopped_at, at = None, start  # `at`: the step the model is at, the only one a summary may claim
   try:
     for step in range(start + 1, t.steps + 1):
       profiler.at(step, state)
       state, metrics = train_fn(state, global_batch(local, shardings))
+      at = step
       is_last = step == t.steps
       stop_now = not is_last and preemption.reached(step)
       log_now = step % t.log_every == 0 or is_last
@@ -166,8 +186,8 @@ def train_and_evaluate(config: Mapping[str, Any], workdir: str, *,
     checkpointer.close()  # waits for the last save: a stopped run's checkpoint is complete when this returns
     logger.close()
   if stopped_at is not None:
-    return stopped_by_preemption(stopped_at, checkpointer, workdir)
-  summary = {"step": t.steps, "loss": metrics.get("loss"), **eval_metrics, "workdir": workdir}
+    return stopped_early(stopped_at, preemption.reason, checkpointer, workdir)
+  summary = {"step": at, "loss": metrics.get("loss"), **eval_metrics, "workdir": workdir}
   if jax.process_index() == 0:
     print("summary: " + json.dumps(summary), flush=True)
   return summary
