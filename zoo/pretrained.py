@@ -134,7 +134,9 @@ def _workdir_and_step(path: pathlib.Path, step: int | None) -> tuple[pathlib.Pat
 
 
 def _restore_workdir(workdir: pathlib.Path, step: int | None) -> tuple[dict[str, np.ndarray], dict, int]:
-  """Parameters of a training workdir's checkpoint (latest or `step`) on this host, its config and the step."""
+  """Parameters of a training workdir's checkpoint on this host, its config and the step: `step`, or the newest
+  intact one (a damaged latest step is a warning and the previous one, as when training resumes, but left in place:
+  a run may be training in this workdir)."""
   from zoo.train.checkpoint import Checkpointer  # noqa: PLC0415 — orbax is needed only for workdirs
   from zoo.train.mesh import make_mesh  # noqa: PLC0415
   from zoo.train.options import parse_experiment  # noqa: PLC0415
@@ -146,14 +148,12 @@ def _restore_workdir(workdir: pathlib.Path, step: int | None) -> tuple[dict[str,
   program, _ = experiment_program(experiment, make_mesh(experiment.mesh.shape(1), device))
   checkpointer = Checkpointer(str(workdir / "checkpoints"), max_to_keep=experiment.train.max_to_keep)
   try:
-    steps = checkpointer.manager.all_steps()
-    if not steps:
-      raise CheckpointError(f"workdir {workdir} has no checkpoint")
-    step = max(steps) if step is None else step
-    if step not in steps:
-      raise CheckpointError(f"workdir {workdir} has no checkpoint of step {step}; steps: "
-                            f"{', '.join(map(str, sorted(steps)))}")
-    state = checkpointer.restore(step, program.abstract_state)
+    if step is not None:
+      state = checkpointer.restore_step(step, program.abstract_state)
+    else:
+      step, state = checkpointer.restore_latest(program.abstract_state, set_aside=False) or (None, None)
+      if state is None:
+        raise CheckpointError(f"workdir {workdir} has no checkpoint")
   finally:
     checkpointer.close()
   return {path: np.asarray(value) for path, value in param_paths.flatten(state.params).items()}, config, step

@@ -5,10 +5,12 @@ temporary directory and renames it only when complete, so a crash mid-save leave
 latest. Restoring takes a target of ShapeDtypeStructs with concrete NamedShardings, which is what makes a restore
 onto another mesh or device count work: each array is read straight into the target's layout.
 
-A checkpoint can still be damaged after it was written (a truncated or deleted file, a half-copied directory).
-`restore_latest` then warns in one line naming the step and the problem, moves that step aside (into
+A checkpoint can still be damaged after it was written (a truncated or deleted file, flipped bytes, a half-copied
+directory). `restore_latest` then warns in one line naming the step and the problem and restores the newest intact
+step; when no step is intact it raises `NoIntactCheckpoint`. The trainer also moves the damaged step aside (into
 `damaged_checkpoints/` beside the checkpoints, so later saves of the same step number can proceed and nothing is
-deleted) and restores the newest intact step; when no step is intact it raises `NoIntactCheckpoint`.
+deleted); readers (evaluate, generate, convert, init_from, `zoo.pretrained`) pass `set_aside=False`, because the
+workdir may belong to a run training in it right now.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import jax
 import orbax.checkpoint as ocp
 from etils import epath
 from jax.experimental import multihost_utils
+
+from zoo.errors import CheckpointError
 
 
 def ignore_stragglers_of_failed_reads() -> None:
@@ -44,7 +48,7 @@ def ignore_stragglers_of_failed_reads() -> None:
                                                      "Task exception was never retrieved")))
 
 
-class NoIntactCheckpoint(ValueError):
+class NoIntactCheckpoint(CheckpointError):
   """Every checkpoint in the directory failed to restore."""
 
 
@@ -78,8 +82,10 @@ class Checkpointer:
       items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
     return self.manager.restore(step, args=ocp.args.Composite(**items))["state"]
 
-  def restore_latest(self, abstract_state, data_iterator: grain.DatasetIterator | None = None):
-    """(step, state) of the newest intact checkpoint, or None when there is none at all (see the module docstring).
+  def restore_latest(self, abstract_state, data_iterator: grain.DatasetIterator | None = None, *,
+                     set_aside: bool = True):
+    """(step, state) of the newest intact checkpoint, or None when there is none at all (see the module docstring);
+    `set_aside=False` leaves damaged steps where they are.
 
     Any error while reading a step counts as damage — orbax and TensorStore raise many kinds — so the warning names
     the error; a target that no step can match (a changed model) ends in `NoIntactCheckpoint` with each cause."""
@@ -90,12 +96,26 @@ class Checkpointer:
         return step, self.restore(step, abstract_state, data_iterator)
       except Exception as e:  # noqa: BLE001 — see the docstring
         failures.append(f"step {step}: {first_line(e)}")
-        moved = self.set_aside(step)
-        print(f"warning: checkpoint step {step} is damaged ({first_line(e)}); moved to {moved}, trying the "
-              f"previous step", file=sys.stderr, flush=True)
+        moved = f"moved to {self.set_aside(step)}, " if set_aside else ""
+        print(f"warning: checkpoint step {step} is damaged ({first_line(e)}); {moved}trying the previous step",
+              file=sys.stderr, flush=True)
     if failures:
       raise NoIntactCheckpoint(f"no intact checkpoint in {self.manager.directory} ({'; '.join(failures)})")
     return None
+
+  def restore_step(self, step: int, abstract_state):
+    """The state of `step` (one a user named), or a CheckpointError in one line when it is missing or damaged: no
+    fallback to another step, since the user asked for this one."""
+    steps = self.manager.all_steps()
+    if step not in steps:
+      raise CheckpointError(f"{self.manager.directory} has no checkpoint of step {step}; steps: "
+                            f"{', '.join(map(str, sorted(steps))) or '(none)'}")
+    ignore_stragglers_of_failed_reads()
+    try:
+      return self.restore(step, abstract_state)
+    except Exception as e:  # noqa: BLE001 — any read error is damage, as in restore_latest
+      raise CheckpointError(f"checkpoint step {step} in {self.manager.directory} is damaged ({first_line(e)})"
+                            ) from None
 
   def set_aside(self, step: int) -> epath.Path:
     """Moves step `step` out of the manager's directory into `damaged_checkpoints/` beside it (process 0 moves,
