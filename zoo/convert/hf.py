@@ -13,6 +13,7 @@ model is written anywhere.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -170,6 +171,15 @@ def write(family: str, options: dict[str, Any], params: dict[str, np.ndarray], p
     tensors.update({prefix + name: np.ascontiguousarray(value, np.float32)
                     for name, value in zip(rule.hf, rule.to_hf(*(np.asarray(params[p]) for p in rule.zoo)))})
   directory = pathlib.Path(path)
-  directory.mkdir(parents=True, exist_ok=True)
-  (directory / CONFIG).write_text(json.dumps(config, indent=1, sort_keys=True))
-  safetensors_numpy.save_file(tensors, str(directory / WEIGHTS), metadata={"format": "pt"})
+  files = [directory / WEIGHTS, directory / CONFIG]  # config.json last: it is what marks a Hugging Face directory
+  try:
+    directory.mkdir(parents=True, exist_ok=True)
+    files[1].unlink(missing_ok=True)
+    safetensors_numpy.save_file(tensors, str(files[0]), metadata={"format": "pt"})
+    files[1].write_text(json.dumps(config, indent=1, sort_keys=True))
+  except (OSError, safetensors.SafetensorError) as e:  # a full disk; the library reports its write errors its own way
+    for file in files:
+      with contextlib.suppress(OSError):
+        file.unlink(missing_ok=True)
+    raise ConversionError(f"cannot write the Hugging Face model to {directory}: {getattr(e, 'strerror', None) or e}"
+                          ) from None
