@@ -11,6 +11,9 @@ step; when no step is intact it raises `NoIntactCheckpoint`. The trainer also mo
 `damaged_checkpoints/` beside the checkpoints, so later saves of the same step number can proceed and nothing is
 deleted); readers (evaluate, generate, convert, init_from, `zoo.pretrained`) pass `set_aside=False`, because the
 workdir may belong to a run training in it right now.
+
+A save that fails (a full disk) surfaces in the main thread at the next save, wait or close as one
+`CheckpointSaveError` line; the failed step stays an orbax temporary directory, never listed as a checkpoint.
 """
 
 from __future__ import annotations
@@ -48,8 +51,24 @@ def ignore_stragglers_of_failed_reads() -> None:
                                                      "Task exception was never retrieved")))
 
 
+def quiet_background_save_reports() -> None:
+  """Orbax logs a failed asynchronous save at ERROR with its traceback once per thread the failure passes through
+  (four screens for one full disk) and then raises it in the main thread, where `Checkpointer` reports it in one
+  line. This drops those reports — orbax's ERROR records that carry a traceback — and keeps every other record."""
+  logger = logging.getLogger("absl")
+  if not any(getattr(f, "drops_orbax_tracebacks", False) for f in logger.filters):
+    def keep(record: logging.LogRecord) -> bool:
+      return not (record.levelno >= logging.ERROR and record.exc_info and "/orbax/checkpoint/" in record.pathname)
+    keep.drops_orbax_tracebacks = True
+    logger.addFilter(keep)
+
+
 class NoIntactCheckpoint(CheckpointError):
   """Every checkpoint in the directory failed to restore."""
+
+
+class CheckpointSaveError(CheckpointError):
+  """A save failed; the run stops, and the steps saved before it are intact."""
 
 
 def first_line(error: BaseException, limit: int = 300) -> str:
@@ -59,8 +78,16 @@ def first_line(error: BaseException, limit: int = 300) -> str:
   return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
+def save_error(directory, error: Exception) -> CheckpointSaveError:
+  """One line for a failed save; a full disk by name (TensorStore puts it at the end of a long message)."""
+  reason = "no space left on device" if "No space left on device" in str(error) else first_line(error)
+  return CheckpointSaveError(f"saving a checkpoint in {directory} failed ({reason}); the steps saved before it are "
+                             f"intact")
+
+
 class Checkpointer:
   def __init__(self, directory: str, *, max_to_keep: int):
+    quiet_background_save_reports()
     self.manager = ocp.CheckpointManager(
         directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                                         enable_async_checkpointing=True))
@@ -73,7 +100,10 @@ class Checkpointer:
     items = {"state": ocp.args.StandardSave(state)}
     if data_iterator is not None:
       items["data"] = grain.checkpoint.CheckpointSave(data_iterator)
-    self.manager.save(step, args=ocp.args.Composite(**items), force=True)
+    try:  # waits for the previous save first, so its failure surfaces here
+      self.manager.save(step, args=ocp.args.Composite(**items), force=True)
+    except Exception as e:  # noqa: BLE001 — orbax and TensorStore raise many kinds
+      raise save_error(self.manager.directory, e) from None
 
   def restore(self, step: int, abstract_state, data_iterator: grain.DatasetIterator | None = None):
     """The state saved at `step`, laid out as `abstract_state`'s shardings; moves `data_iterator` to its position."""
@@ -133,9 +163,14 @@ class Checkpointer:
     return target
 
   def wait(self) -> None:
-    self.manager.wait_until_finished()
+    try:
+      self.manager.wait_until_finished()
+    except Exception as e:  # noqa: BLE001 — as in save
+      raise save_error(self.manager.directory, e) from None
 
   def close(self) -> None:
-    self.manager.wait_until_finished()
-    self.manager.close()
+    try:
+      self.wait()
+    finally:
+      self.manager.close()
 
