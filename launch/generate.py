@@ -4,10 +4,10 @@ r"""Continues a prompt with a shipped decoder or a decoder's training workdir, s
   python -m launch.generate --workdir=/tmp/zoo/lm_rope --prompt_file=prompt.py --temperature=0.8 --top_p=0.95
 
 Text tasks (byte or character vocabularies, `Task.alphabet`) take the prompt as text and print decoded text; other
-tasks, and models without a zoo task (a Hugging Face directory or a `launch.convert --out` folder, whose tokenizer zoo
-does not have), take and print space-separated token ids. Temperature 0 is greedy. The tokens are those `zoo.models.generate`
-returns for the same prompt, options and --seed (the same prefill, decode steps and random keys), printed one by
-one as they are decoded.
+tasks, and models without a zoo task (a Hugging Face directory or a `launch.convert --out` folder, whose tokenizer
+zoo does not have), take and print space-separated token ids. Temperature 0 is greedy. The tokens are those
+`zoo.models.generate` returns for the same prompt, options and --seed (the same prefill, decode steps and random
+keys), printed one by one as they are decoded.
 """
 
 from __future__ import annotations

@@ -119,18 +119,23 @@ class Checkpointer:
 
     Any error while reading a step counts as damage — orbax and TensorStore raise many kinds — so the warning names
     the error; a target that no step can match (a changed model) ends in `NoIntactCheckpoint` with each cause."""
-    failures = []
+    failures, warnings = [], []  # the warnings are printed once a step restores; the error names every failure
     ignore_stragglers_of_failed_reads()
     for step in sorted(self.manager.all_steps(), reverse=True):
       try:
-        return step, self.restore(step, abstract_state, data_iterator)
+        state = self.restore(step, abstract_state, data_iterator)
       except Exception as e:  # noqa: BLE001 — see the docstring
         failures.append(f"step {step}: {first_line(e)}")
         moved = f"moved to {self.set_aside(step)}, " if set_aside else ""
-        print(f"warning: checkpoint step {step} is damaged ({first_line(e)}); {moved}trying the previous step",
-              file=sys.stderr, flush=True)
+        warnings.append(f"warning: checkpoint step {step} is damaged ({first_line(e)}); {moved}trying the previous "
+                        f"step")
+        continue
+      if warnings:
+        print(*warnings, sep="\n", file=sys.stderr, flush=True)
+      return step, state
     if failures:
-      raise NoIntactCheckpoint(f"no intact checkpoint in {self.manager.directory} ({'; '.join(failures)})")
+      aside = f"; set aside in {epath.Path(self.manager.directory).parent / 'damaged_checkpoints'}" if set_aside else ""
+      raise NoIntactCheckpoint(f"no intact checkpoint in {self.manager.directory} ({'; '.join(failures)}){aside}")
     return None
 
   def restore_step(self, step: int, abstract_state):
