@@ -114,9 +114,9 @@ def every_step_damaged(setup: Setup) -> str:
 
 
 def no_checkpoint_left(path: str) -> None:
-  """Nothing a reader would take for a complete checkpoint or model."""
+  """Nothing half-written left: no checkpoint step (not even orbax's temporary one), no model file."""
   if os.path.isdir(os.path.join(path, "checkpoints")):
-    assert not [name for name in os.listdir(os.path.join(path, "checkpoints")) if name.isdigit()]
+    assert not os.listdir(os.path.join(path, "checkpoints")), os.listdir(os.path.join(path, "checkpoints"))
   else:
     assert not os.path.exists(path) or not os.listdir(path), os.listdir(path)
 
@@ -179,6 +179,9 @@ ROWS = {
     "disk full: convert --out": Row(
         "launch.convert", lambda s: [f"--from_hf={HF / 'llama'}", f"--out={s.mount('disk', '32k')}/out"],
         "cannot write the converted model to ", lambda s: no_checkpoint_left(f"{s.tmp}/disk/out")),
+    "disk full: convert --to_hf": Row(
+        "launch.convert", lambda s: [f"--workdir={HF / 'llama'}", f"--to_hf={s.mount('disk', '32k')}/hf"],
+        "cannot write the Hugging Face model to ", lambda s: no_checkpoint_left(f"{s.tmp}/disk/hf")),
     "disk full: train checkpoint": Row(
         "launch.train", lambda s: [*DECODER, f"--config.train.data_dir={s.data_dir}", "--config.train.steps=3",
                                    "--config.train.progress_bar=false", f"--workdir={s.mount('disk', '96k')}/w"],

@@ -13,7 +13,8 @@ deleted); readers (evaluate, generate, convert, init_from, `zoo.pretrained`) pas
 workdir may belong to a run training in it right now.
 
 A save that fails (a full disk) surfaces in the main thread at the next save, wait or close as one
-`CheckpointSaveError` line; the failed step stays an orbax temporary directory, never listed as a checkpoint.
+`CheckpointSaveError` line; the failed step's orbax temporary directory (never listed as a checkpoint) is removed,
+which gives a full disk back the space the run's last writes (metrics, TensorBoard events) need.
 """
 
 from __future__ import annotations
@@ -46,21 +47,29 @@ def ignore_stragglers_of_failed_reads() -> None:
 
   hook.drops_closed_loop_reports = True
   sys.unraisablehook = hook
-  logging.getLogger("asyncio").addFilter(
-      lambda record: not str(record.msg).startswith(("Future exception was never retrieved",
-                                                     "Task exception was never retrieved")))
+  logging.getLogger("asyncio").addFilter(unretrieved_future_report)
+
+
+def unretrieved_future_report(record: logging.LogRecord) -> bool:
+  """False for asyncio's report of a failed future collected unread ("Future / Task / _GatheringFuture exception was
+  never retrieved"): what a failed read or write that orbax gave up on leaves behind."""
+  return not str(record.msg).split("\n", 1)[0].endswith("exception was never retrieved")
 
 
 def quiet_background_save_reports() -> None:
   """Orbax logs a failed asynchronous save at ERROR with its traceback once per thread the failure passes through
   (four screens for one full disk) and then raises it in the main thread, where `Checkpointer` reports it in one
-  line. This drops those reports — orbax's ERROR records that carry a traceback — and keeps every other record."""
+  line. This drops those reports — orbax's ERROR records that carry a traceback, and the unretrieved futures of the
+  other writes it gave up on — and keeps every other record."""
   logger = logging.getLogger("absl")
   if not any(getattr(f, "drops_orbax_tracebacks", False) for f in logger.filters):
     def keep(record: logging.LogRecord) -> bool:
       return not (record.levelno >= logging.ERROR and record.exc_info and "/orbax/checkpoint/" in record.pathname)
     keep.drops_orbax_tracebacks = True
     logger.addFilter(keep)
+  asyncio_logger = logging.getLogger("asyncio")
+  if unretrieved_future_report not in asyncio_logger.filters:
+    asyncio_logger.addFilter(unretrieved_future_report)
 
 
 class NoIntactCheckpoint(CheckpointError):
@@ -76,13 +85,6 @@ def first_line(error: BaseException, limit: int = 300) -> str:
   lines = [line.strip() for line in str(error).splitlines() if line.strip()]
   text = f"{type(error).__name__}: {lines[0] if lines else ''}".split(" [tensorstore_spec")[0]
   return text if len(text) <= limit else text[:limit - 1] + "…"
-
-
-def save_error(directory, error: Exception) -> CheckpointSaveError:
-  """One line for a failed save; a full disk by name (TensorStore puts it at the end of a long message)."""
-  reason = "no space left on device" if "No space left on device" in str(error) else first_line(error)
-  return CheckpointSaveError(f"saving a checkpoint in {directory} failed ({reason}); the steps saved before it are "
-                             f"intact")
 
 
 class Checkpointer:
@@ -103,7 +105,7 @@ class Checkpointer:
     try:  # waits for the previous save first, so its failure surfaces here
       self.manager.save(step, args=ocp.args.Composite(**items), force=True)
     except Exception as e:  # noqa: BLE001 — orbax and TensorStore raise many kinds
-      raise save_error(self.manager.directory, e) from None
+      raise self.failed_save(e) from None
 
   def restore(self, step: int, abstract_state, data_iterator: grain.DatasetIterator | None = None):
     """The state saved at `step`, laid out as `abstract_state`'s shardings; moves `data_iterator` to its position."""
@@ -171,7 +173,18 @@ class Checkpointer:
     try:
       self.manager.wait_until_finished()
     except Exception as e:  # noqa: BLE001 — as in save
-      raise save_error(self.manager.directory, e) from None
+      raise self.failed_save(e) from None
+
+  def failed_save(self, error: Exception) -> CheckpointSaveError:
+    """Removes the temporary directories of saves that failed (none is in flight once orbax raised) and returns the
+    one-line error, naming a full disk (TensorStore puts it at the end of a long message)."""
+    if jax.process_index() == 0:
+      for path in epath.Path(self.manager.directory).iterdir():
+        if ".orbax-checkpoint-tmp" in path.name:
+          path.rmtree(missing_ok=True)
+    reason = "no space left on device" if "No space left on device" in str(error) else first_line(error)
+    return CheckpointSaveError(f"saving a checkpoint in {self.manager.directory} failed ({reason}); the steps saved "
+                               f"before it are intact")
 
   def close(self) -> None:
     try:
