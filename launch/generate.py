@@ -4,9 +4,10 @@ r"""Continues a prompt with a shipped decoder or a decoder's training workdir, s
   python -m launch.generate --workdir=/tmp/zoo/lm_rope --prompt_file=prompt.py --temperature=0.8 --top_p=0.95
 
 Text tasks (byte or character vocabularies, `Task.alphabet`) take the prompt as text and print decoded text; other
-tasks take and print space-separated token ids. Temperature 0 is greedy. The tokens are those `zoo.models.generate`
-returns for the same prompt, options and --seed (the same prefill, decode steps and random keys), printed one by
-one as they are decoded.
+tasks, and models without a zoo task (a Hugging Face directory or a `launch.convert --out` folder, whose tokenizer
+zoo does not have), take and print space-separated token ids. Temperature 0 is greedy. The tokens are those
+`zoo.models.generate` returns for the same prompt, options and --seed (the same prefill, decode steps and random
+keys), printed one by one as they are decoded.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from launch.cli import define_model_flags, fail, model_source, parse_flags
 _PRETRAINED, _WORKDIR, _STEP = define_model_flags()
 _PROMPT = flags.DEFINE_string("prompt", None, "the prompt (text for text tasks, else space-separated token ids)")
 _PROMPT_FILE = flags.DEFINE_string("prompt_file", None, "read the prompt from this file instead")
-_MAX_NEW_TOKENS = flags.DEFINE_integer("max_new_tokens", 200, "how many tokens to generate")
+_MAX_NEW_TOKENS = flags.DEFINE_integer("max_new_tokens", 200, "how many tokens to generate", lower_bound=1)
 _TEMPERATURE = flags.DEFINE_float("temperature", 0.0, "sampling temperature; 0 = greedy")
 _TOP_K = flags.DEFINE_integer("top_k", 0, "sample among the k most likely tokens; 0 = off")
 _TOP_P = flags.DEFINE_float("top_p", 1.0, "nucleus sampling: the smallest set with this probability; 1 = off")
@@ -46,7 +47,7 @@ def encode(text: str, alphabet: bytes | None, vocab_size: int) -> list[int]:
     try:
       ids = [int(word) for word in text.split()]
     except ValueError:
-      fail(f"this model's task is not text: give the prompt as space-separated token ids, got {text[:40]!r}")
+      fail(f"this model reads token ids, not text: give the prompt as space-separated token ids, got {text[:40]!r}")
     if not all(0 <= i < vocab_size for i in ids):
       fail(f"prompt token ids must be in [0, {vocab_size})")
     return ids
@@ -76,10 +77,13 @@ def main(argv: list[str]) -> None:
     model, config = pretrained.load(source, step)
   except pretrained.CheckpointError as e:
     fail(str(e))
-  experiment = parse_experiment(config.to_dict())
-  if experiment.model_name != "decoder":
-    fail(f"{source} is a {experiment.model_name} model; generate needs a decoder")
-  alphabet = experiment.task.alphabet
+  if "task" in config:
+    experiment = parse_experiment(config.to_dict())
+    family, alphabet = experiment.model_name, experiment.task.alphabet
+  else:  # a Hugging Face or converted model: trained on no zoo task, so no alphabet
+    family, alphabet = config.model_name, None
+  if family != "decoder":
+    fail(f"{source} is a {family} model; generate needs a decoder")
   prompt = encode(text, alphabet, model.config.vocab_size)
   if not prompt:
     fail("the prompt is empty")

@@ -130,7 +130,7 @@ def make(name: str, spec: Spec, data_dir: str, out: pathlib.Path) -> dict:
                  "split": "validation", "batches": config["train"]["eval_batches"] or "all"},
       "parameters": int(sum(v.size for v in params.values())), "storage": "bfloat16" if bf16 else "float32",
       "steps": config["train"]["steps"], "wall_time_s": round(wall, 1),
-      "files": {file: {"bytes": (out / file).stat().st_size, "sha256": pretrained.sha256(out / file)}},
+      "files": {file: pretrained.file_entry(out / file)},
       "command": f"python -m launch.make_pretrained --only {name}", "train_command": spec.train_command(),
   }
 

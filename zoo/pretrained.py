@@ -12,11 +12,13 @@ pickle or orbax, and by other safetensors readers. `checkpoints/manifest.json` h
 metric, size, training time, the command that made it and the size and sha256 of every file, which `load` checks
 before reading anything. Workdirs are orbax checkpoints plus the `config.json` the training loop writes. A converted
 model is a folder of `model.safetensors` (zoo's parameter paths) and a `config.json` with the family and model
-options only (`{"model_name": ..., "model": {...}}`): no task, since it was trained on none of zoo's.
+options only (`{"model_name": ..., "model": {...}}`): no task, since it was trained on none of zoo's; its own
+`manifest.json`, written last, holds both files' sizes and sha256, checked as a shipped model's are.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -67,20 +69,31 @@ def sha256(path: pathlib.Path) -> str:
   return digest.hexdigest()
 
 
-def verify(name: str, root: str | os.PathLike = CHECKPOINTS) -> None:
-  """Checks that every file of shipped model `name` exists with the manifest's size and sha256."""
-  for file, expected in info(name, root)["files"].items():
-    path = pathlib.Path(root) / file
+def file_entry(path: pathlib.Path) -> dict[str, Any]:
+  """A manifest's record of one file: what `verify_files` checks it against."""
+  return {"bytes": path.stat().st_size, "sha256": sha256(path)}
+
+
+def verify_files(label: str, root: pathlib.Path, files: dict[str, dict[str, Any]]) -> None:
+  """Checks that every file of a manifest's `files` exists under `root` with its size and sha256; `label` names
+  the model in the one-line error."""
+  for file, expected in files.items():
+    path = root / file
     if not path.is_file():
-      raise CheckpointError(f"pretrained {name!r}: file {path} is missing")
+      raise CheckpointError(f"{label}: file {path} is missing")
     size = path.stat().st_size
     if size != expected["bytes"]:
-      raise CheckpointError(f"pretrained {name!r}: file {path} has {size} bytes, the manifest says "
-                            f"{expected['bytes']} (damaged or incomplete)")
+      raise CheckpointError(f"{label}: file {path} has {size} bytes, the manifest says {expected['bytes']} "
+                            f"(damaged or incomplete)")
     digest = sha256(path)
     if digest != expected["sha256"]:
-      raise CheckpointError(f"pretrained {name!r}: file {path} is damaged (sha256 {digest[:12]}…, the manifest says "
+      raise CheckpointError(f"{label}: file {path} is damaged (sha256 {digest[:12]}…, the manifest says "
                             f"{expected['sha256'][:12]}…)")
+
+
+def verify(name: str, root: str | os.PathLike = CHECKPOINTS) -> None:
+  """Checks that every file of shipped model `name` exists with the manifest's size and sha256."""
+  verify_files(f"pretrained {name!r}", pathlib.Path(root), info(name, root)["files"])
 
 
 def write_safetensors(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
@@ -134,7 +147,9 @@ def _workdir_and_step(path: pathlib.Path, step: int | None) -> tuple[pathlib.Pat
 
 
 def _restore_workdir(workdir: pathlib.Path, step: int | None) -> tuple[dict[str, np.ndarray], dict, int]:
-  """Parameters of a training workdir's checkpoint (latest or `step`) on this host, its config and the step."""
+  """Parameters of a training workdir's checkpoint on this host, its config and the step: `step`, or the newest
+  intact one (a damaged latest step is a warning and the previous one, as when training resumes, but left in place:
+  a run may be training in this workdir)."""
   from zoo.train.checkpoint import Checkpointer  # noqa: PLC0415 — orbax is needed only for workdirs
   from zoo.train.mesh import make_mesh  # noqa: PLC0415
   from zoo.train.options import parse_experiment  # noqa: PLC0415
@@ -146,14 +161,12 @@ def _restore_workdir(workdir: pathlib.Path, step: int | None) -> tuple[dict[str,
   program, _ = experiment_program(experiment, make_mesh(experiment.mesh.shape(1), device))
   checkpointer = Checkpointer(str(workdir / "checkpoints"), max_to_keep=experiment.train.max_to_keep)
   try:
-    steps = checkpointer.manager.all_steps()
-    if not steps:
-      raise CheckpointError(f"workdir {workdir} has no checkpoint")
-    step = max(steps) if step is None else step
-    if step not in steps:
-      raise CheckpointError(f"workdir {workdir} has no checkpoint of step {step}; steps: "
-                            f"{', '.join(map(str, sorted(steps)))}")
-    state = checkpointer.restore(step, program.abstract_state)
+    if step is not None:
+      state = checkpointer.restore_step(step, program.abstract_state)
+    else:
+      step, state = checkpointer.restore_latest(program.abstract_state, set_aside=False) or (None, None)
+      if state is None:
+        raise CheckpointError(f"workdir {workdir} has no checkpoint")
   finally:
     checkpointer.close()
   return {path: np.asarray(value) for path, value in param_paths.flatten(state.params).items()}, config, step
@@ -169,22 +182,42 @@ class Loaded(NamedTuple):
 
 def write_converted(path: str | os.PathLike, model_name: str, options: dict[str, Any], params: dict[str, np.ndarray],
                     source: str) -> None:
-  """A converted model's folder: `model.safetensors` + `config.json` (family, model options, where it came from)."""
+  """A converted model's folder: `model.safetensors`, `config.json` (family, model options, where it came from) and
+  `manifest.json` (both files' bytes and sha256). The manifest comes last and `load_converted` needs it, so a write
+  that stops midway (a full disk, a kill) never reads as a complete model; a failed write removes what it wrote and
+  raises a one-line CheckpointError."""
   directory = pathlib.Path(path)
-  directory.mkdir(parents=True, exist_ok=True)
-  write_safetensors(directory / PARAMS_FILE, params)
+  files = [directory / PARAMS_FILE, directory / CONFIG_FILE, directory / MANIFEST]
   config = dict(model_name=model_name, model=options, converted_from=source)
-  (directory / CONFIG_FILE).write_text(json.dumps(config, indent=1, sort_keys=True))
+  try:
+    directory.mkdir(parents=True, exist_ok=True)
+    files[2].unlink(missing_ok=True)  # an earlier conversion's: the folder is incomplete until the new one exists
+    write_safetensors(files[0], params)
+    files[1].write_text(json.dumps(config, indent=1, sort_keys=True))
+    files[2].write_text(json.dumps({"files": {file.name: file_entry(file) for file in files[:2]}}, indent=1))
+  except OSError as e:
+    for file in files:
+      with contextlib.suppress(OSError):
+        file.unlink(missing_ok=True)
+    raise CheckpointError(f"cannot write the converted model to {directory}: {e.strerror or e}") from None
 
 
 def load_converted(path: pathlib.Path) -> Loaded | None:
-  """A Hugging Face directory (converted now) or a folder `write_converted` wrote; None for anything else."""
+  """A Hugging Face directory (converted now) or a folder `write_converted` wrote, its files checked against its
+  manifest first; None for anything else."""
   from zoo.convert import hf  # noqa: PLC0415 — safetensors and the architecture tables, only when needed
 
   if hf.is_hf_directory(path):
     model_name, options, params = hf.read(path)
     return Loaded(params, dict(model_name=model_name, model=options), f"Hugging Face {path}", None, None)
   if (path / PARAMS_FILE).is_file() and (path / CONFIG_FILE).is_file():
+    if not (path / MANIFEST).is_file():
+      raise CheckpointError(f"converted {path}: no {MANIFEST} (it is written last: the conversion did not finish, "
+                            f"or predates manifests); convert again")
+    files = hf.read_json(path / MANIFEST).get("files")
+    if not isinstance(files, dict) or set(files) != {PARAMS_FILE, CONFIG_FILE}:
+      raise CheckpointError(f"converted {path}: {MANIFEST} must list exactly {PARAMS_FILE} and {CONFIG_FILE}")
+    verify_files(f"converted {path}", path, files)
     config = json.loads((path / CONFIG_FILE).read_text())
     params = {name: value.astype(np.float32) for name, value in read_safetensors(path / PARAMS_FILE).items()}
     return Loaded(params, {k: config[k] for k in ("model_name", "model")}, f"converted {path}", None, None)

@@ -6,10 +6,14 @@
 Reading uses the `safetensors` package's numpy API (no torch). Every tensor of the checkpoint is either mapped, or
 named by the architecture as one zoo leaves out (a task head it lacks, a buffer): anything else is an error, as is
 a config field zoo cannot honour — a converted model computes what the original computes, or it is not converted.
+The directory is a user's: an unreadable config or safetensors file, an index naming a file outside the directory
+and a tensor whose shape the config's model cannot take are each a one-line `ConversionError`, raised before the
+model is written anywhere.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -18,40 +22,81 @@ import re
 from typing import Any
 
 import numpy as np
+import safetensors
+from flax import nnx
 from safetensors import numpy as safetensors_numpy
 
 from zoo import models, positional
 from zoo.convert.architectures import ARCHITECTURES, ConversionError, architecture
+from zoo.train import param_paths
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 INDEX = "model.safetensors.index.json"  # sharded checkpoints: {"weight_map": {tensor: file}}
 
 
+def read_json(path: pathlib.Path) -> dict[str, Any]:
+  """A JSON object from a file of the directory, or a ConversionError naming the file."""
+  try:
+    value = json.loads(path.read_text())
+  except (OSError, ValueError) as e:  # ValueError: invalid JSON or UTF-8
+    raise ConversionError(f"{path}: not a readable JSON file ({e})") from None
+  if not isinstance(value, dict):
+    raise ConversionError(f"{path}: expected a JSON object, got {type(value).__name__}")
+  return value
+
+
 def is_hf_directory(path: str | os.PathLike) -> bool:
-  """A directory whose config.json names a Hugging Face `model_type`."""
+  """A directory whose config.json names a Hugging Face `model_type` (an unreadable config.json is an error)."""
   config = pathlib.Path(path) / CONFIG
-  return config.is_file() and "model_type" in json.loads(config.read_text())
+  return config.is_file() and "model_type" in read_json(config)
+
+
+def shard_files(directory: pathlib.Path) -> list[str]:
+  """The safetensors files of the checkpoint: its index's shards, each a file name in `directory` (an index naming
+  `../x` or `/x` is refused before anything is read), or `model.safetensors`."""
+  if not (directory / INDEX).is_file():
+    if not (directory / WEIGHTS).is_file():
+      raise ConversionError(f"{directory}: no {WEIGHTS} or {INDEX} (only safetensors checkpoints are read)")
+    return [WEIGHTS]
+  weight_map = read_json(directory / INDEX).get("weight_map")
+  if not isinstance(weight_map, dict):
+    raise ConversionError(f"{directory / INDEX}: no weight_map object")
+  files = sorted(set(map(str, weight_map.values())))
+  outside = [file for file in files if file in ("", ".", "..") or pathlib.PurePath(file).name != file]
+  if outside:
+    raise ConversionError(f"{directory / INDEX}: shard {outside[0]!r} is not a file name in the directory")
+  return files
 
 
 def read_tensors(directory: pathlib.Path) -> dict[str, np.ndarray]:
   """Every tensor of `model.safetensors`, or of the shards its index lists, as float32 numpy arrays."""
-  if (directory / INDEX).is_file():
-    files = sorted(set(json.loads((directory / INDEX).read_text())["weight_map"].values()))
-  elif (directory / WEIGHTS).is_file():
-    files = [WEIGHTS]
-  else:
-    raise ConversionError(f"{directory}: no {WEIGHTS} or {INDEX} (only safetensors checkpoints are read)")
   tensors = {}
-  for file in files:
-    tensors.update(safetensors_numpy.load_file(str(directory / file)))
+  for file in shard_files(directory):
+    try:
+      tensors.update(safetensors_numpy.load_file(str(directory / file)))
+    except (OSError, safetensors.SafetensorError) as e:  # missing, truncated, a damaged header
+      raise ConversionError(f"{directory / file}: not a readable safetensors file ({e})") from None
   return {name: np.asarray(value, np.float32) for name, value in tensors.items()}
+
+
+def check_shapes(directory: pathlib.Path, family: str, options: dict[str, Any], params: dict[str, np.ndarray],
+                 sources: dict[str, str]) -> None:
+  """Every converted parameter against the shape the config's model has (built abstractly: no arrays), so a
+  tensor of the wrong shape is refused by the conversion, not later by whoever loads what it wrote."""
+  model = nnx.eval_shape(lambda: models.build(family, options))
+  wanted = {path: tuple(value.shape) for path, value in param_paths.flatten(nnx.state(model, nnx.Param)).items()}
+  wrong = [f"{sources[path]} gives {path} shape {tuple(value.shape)}, the config's model has {wanted[path]}"
+           for path, value in params.items() if tuple(value.shape) != wanted.get(path, value.shape)]
+  if wrong:
+    raise ConversionError(f"{directory}: tensor of the wrong shape: {wrong[0]}"
+                          f"{f' (and {len(wrong) - 1} more)' if len(wrong) > 1 else ''}")
 
 
 def read(path: str | os.PathLike) -> tuple[str, dict[str, Any], dict[str, np.ndarray]]:
   """(zoo family, model options, {zoo parameter path: float32 array}) of a local Hugging Face directory."""
   directory = pathlib.Path(path).expanduser()
-  config = json.loads((directory / CONFIG).read_text())
+  config = read_json(directory / CONFIG)
   arch = architecture(config)
   options = arch.options(config)
   models.parse_config(arch.family, options)  # zoo's own validation of what the mapping produced
@@ -62,18 +107,24 @@ def read(path: str | os.PathLike) -> tuple[str, dict[str, Any], dict[str, np.nda
   for alias, name in arch.aliases.items():
     if name not in tensors and alias in tensors:
       tensors[name] = tensors.pop(alias)
-  params = {}
+  params, sources = {}, {}  # sources: zoo path -> the tensors it came from (for messages)
   for rule in arch.rules(config, options):
     missing = [name for name in rule.hf if name not in tensors]
     if missing:
       raise ConversionError(f"{directory}: tensor(s) {', '.join(missing)} missing for {config['model_type']}")
-    params.update(zip(rule.zoo, rule.to_zoo(*(tensors.pop(name) for name in rule.hf))))
+    source = ", ".join(f"{stored_as.get(name, name)} {tuple(tensors[name].shape)}" for name in rule.hf)
+    try:
+      params.update(zip(rule.zoo, rule.to_zoo(*(tensors.pop(name) for name in rule.hf))))
+    except ValueError as e:  # a reshape the tensor's size does not allow
+      raise ConversionError(f"{directory}: tensor of the wrong shape: {source} ({e})") from None
+    sources.update(dict.fromkeys(rule.zoo, source))
   ignored = arch.ignored + ((r"lm_head\.weight",) if options.get("tie_embeddings") else ())
   unused = sorted(stored_as.get(name, name) for name in tensors
                   if not any(re.fullmatch(pattern, name) for pattern in ignored))
   if unused:
     raise ConversionError(f"{directory}: tensor(s) zoo has no place for: {', '.join(unused[:5])}"
                           f"{' …' if len(unused) > 5 else ''}")
+  check_shapes(directory, arch.family, options, params, sources)
   return arch.family, options, params
 
 
@@ -120,6 +171,15 @@ def write(family: str, options: dict[str, Any], params: dict[str, np.ndarray], p
     tensors.update({prefix + name: np.ascontiguousarray(value, np.float32)
                     for name, value in zip(rule.hf, rule.to_hf(*(np.asarray(params[p]) for p in rule.zoo)))})
   directory = pathlib.Path(path)
-  directory.mkdir(parents=True, exist_ok=True)
-  (directory / CONFIG).write_text(json.dumps(config, indent=1, sort_keys=True))
-  safetensors_numpy.save_file(tensors, str(directory / WEIGHTS), metadata={"format": "pt"})
+  files = [directory / WEIGHTS, directory / CONFIG]  # config.json last: it is what marks a Hugging Face directory
+  try:
+    directory.mkdir(parents=True, exist_ok=True)
+    files[1].unlink(missing_ok=True)
+    safetensors_numpy.save_file(tensors, str(files[0]), metadata={"format": "pt"})
+    files[1].write_text(json.dumps(config, indent=1, sort_keys=True))
+  except (OSError, safetensors.SafetensorError) as e:  # a full disk; the library reports its write errors its own way
+    for file in files:
+      with contextlib.suppress(OSError):
+        file.unlink(missing_ok=True)
+    raise ConversionError(f"cannot write the Hugging Face model to {directory}: {getattr(e, 'strerror', None) or e}"
+                          ) from None

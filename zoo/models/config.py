@@ -63,6 +63,9 @@ class TransformerConfig:
   def __post_init__(self):
     for name in ("vocab_size", "num_layers", "d_model", "num_heads", "max_length"):
       check(getattr(self, name) >= 1, f"model: {name} must be >= 1, got {getattr(self, name)}")
+    for name in ("head_dim", "mlp_dim"):  # None derives the size; 0 or less would fail deep inside JAX's init
+      check(getattr(self, name) is None or getattr(self, name) >= 1,
+            f"model: {name} must be None (derived) or >= 1, got {getattr(self, name)}")
     check(self.head_dim is not None or self.d_model % self.num_heads == 0,
           f"model: num_heads ({self.num_heads}) must divide d_model ({self.d_model}), or set head_dim")
     check(self.num_kv_heads is None or (self.num_kv_heads >= 1 and self.num_heads % self.num_kv_heads == 0),

@@ -5,10 +5,16 @@ temporary directory and renames it only when complete, so a crash mid-save leave
 latest. Restoring takes a target of ShapeDtypeStructs with concrete NamedShardings, which is what makes a restore
 onto another mesh or device count work: each array is read straight into the target's layout.
 
-A checkpoint can still be damaged after it was written (a truncated or deleted file, a half-copied directory).
-`restore_latest` then warns in one line naming the step and the problem, moves that step aside (into
+A checkpoint can still be damaged after it was written (a truncated or deleted file, flipped bytes, a half-copied
+directory). `restore_latest` then warns in one line naming the step and the problem and restores the newest intact
+step; when no step is intact it raises `NoIntactCheckpoint`. The trainer also moves the damaged step aside (into
 `damaged_checkpoints/` beside the checkpoints, so later saves of the same step number can proceed and nothing is
-deleted) and restores the newest intact step; when no step is intact it raises `NoIntactCheckpoint`.
+deleted); readers (evaluate, generate, convert, init_from, `zoo.pretrained`) pass `set_aside=False`, because the
+workdir may belong to a run training in it right now.
+
+A save that fails (a full disk) surfaces in the main thread at the next save, wait or close as one
+`CheckpointSaveError` line; the failed step's orbax temporary directory (never listed as a checkpoint) is removed,
+which gives a full disk back the space the run's last writes (metrics, TensorBoard events) need.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import jax
 import orbax.checkpoint as ocp
 from etils import epath
 from jax.experimental import multihost_utils
+
+from zoo.errors import CheckpointError
 
 
 def ignore_stragglers_of_failed_reads() -> None:
@@ -39,13 +47,37 @@ def ignore_stragglers_of_failed_reads() -> None:
 
   hook.drops_closed_loop_reports = True
   sys.unraisablehook = hook
-  logging.getLogger("asyncio").addFilter(
-      lambda record: not str(record.msg).startswith(("Future exception was never retrieved",
-                                                     "Task exception was never retrieved")))
+  logging.getLogger("asyncio").addFilter(unretrieved_future_report)
 
 
-class NoIntactCheckpoint(ValueError):
+def unretrieved_future_report(record: logging.LogRecord) -> bool:
+  """False for asyncio's report of a failed future collected unread ("Future / Task / _GatheringFuture exception was
+  never retrieved"): what a failed read or write that orbax gave up on leaves behind."""
+  return not str(record.msg).split("\n", 1)[0].endswith("exception was never retrieved")
+
+
+def quiet_background_save_reports() -> None:
+  """Orbax logs a failed asynchronous save at ERROR with its traceback once per thread the failure passes through
+  (four screens for one full disk) and then raises it in the main thread, where `Checkpointer` reports it in one
+  line. This drops those reports — orbax's ERROR records that carry a traceback, and the unretrieved futures of the
+  other writes it gave up on — and keeps every other record."""
+  logger = logging.getLogger("absl")
+  if not any(getattr(f, "drops_orbax_tracebacks", False) for f in logger.filters):
+    def keep(record: logging.LogRecord) -> bool:
+      return not (record.levelno >= logging.ERROR and record.exc_info and "/orbax/checkpoint/" in record.pathname)
+    keep.drops_orbax_tracebacks = True
+    logger.addFilter(keep)
+  asyncio_logger = logging.getLogger("asyncio")
+  if unretrieved_future_report not in asyncio_logger.filters:
+    asyncio_logger.addFilter(unretrieved_future_report)
+
+
+class NoIntactCheckpoint(CheckpointError):
   """Every checkpoint in the directory failed to restore."""
+
+
+class CheckpointSaveError(CheckpointError):
+  """A save failed; the run stops, and the steps saved before it are intact."""
 
 
 def first_line(error: BaseException, limit: int = 300) -> str:
@@ -57,6 +89,7 @@ def first_line(error: BaseException, limit: int = 300) -> str:
 
 class Checkpointer:
   def __init__(self, directory: str, *, max_to_keep: int):
+    quiet_background_save_reports()
     self.manager = ocp.CheckpointManager(
         directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                                         enable_async_checkpointing=True))
@@ -69,7 +102,10 @@ class Checkpointer:
     items = {"state": ocp.args.StandardSave(state)}
     if data_iterator is not None:
       items["data"] = grain.checkpoint.CheckpointSave(data_iterator)
-    self.manager.save(step, args=ocp.args.Composite(**items), force=True)
+    try:  # waits for the previous save first, so its failure surfaces here
+      self.manager.save(step, args=ocp.args.Composite(**items), force=True)
+    except Exception as e:  # noqa: BLE001 — orbax and TensorStore raise many kinds
+      raise self.failed_save(e) from None
 
   def restore(self, step: int, abstract_state, data_iterator: grain.DatasetIterator | None = None):
     """The state saved at `step`, laid out as `abstract_state`'s shardings; moves `data_iterator` to its position."""
@@ -78,24 +114,45 @@ class Checkpointer:
       items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
     return self.manager.restore(step, args=ocp.args.Composite(**items))["state"]
 
-  def restore_latest(self, abstract_state, data_iterator: grain.DatasetIterator | None = None):
-    """(step, state) of the newest intact checkpoint, or None when there is none at all (see the module docstring).
+  def restore_latest(self, abstract_state, data_iterator: grain.DatasetIterator | None = None, *,
+                     set_aside: bool = True):
+    """(step, state) of the newest intact checkpoint, or None when there is none at all (see the module docstring);
+    `set_aside=False` leaves damaged steps where they are.
 
     Any error while reading a step counts as damage — orbax and TensorStore raise many kinds — so the warning names
     the error; a target that no step can match (a changed model) ends in `NoIntactCheckpoint` with each cause."""
-    failures = []
+    failures, warnings = [], []  # the warnings are printed once a step restores; the error names every failure
     ignore_stragglers_of_failed_reads()
     for step in sorted(self.manager.all_steps(), reverse=True):
       try:
-        return step, self.restore(step, abstract_state, data_iterator)
+        state = self.restore(step, abstract_state, data_iterator)
       except Exception as e:  # noqa: BLE001 — see the docstring
         failures.append(f"step {step}: {first_line(e)}")
-        moved = self.set_aside(step)
-        print(f"warning: checkpoint step {step} is damaged ({first_line(e)}); moved to {moved}, trying the "
-              f"previous step", file=sys.stderr, flush=True)
+        moved = f"moved to {self.set_aside(step)}, " if set_aside else ""
+        warnings.append(f"warning: checkpoint step {step} is damaged ({first_line(e)}); {moved}trying the previous "
+                        f"step")
+        continue
+      if warnings:
+        print(*warnings, sep="\n", file=sys.stderr, flush=True)
+      return step, state
     if failures:
-      raise NoIntactCheckpoint(f"no intact checkpoint in {self.manager.directory} ({'; '.join(failures)})")
+      aside = f"; set aside in {epath.Path(self.manager.directory).parent / 'damaged_checkpoints'}" if set_aside else ""
+      raise NoIntactCheckpoint(f"no intact checkpoint in {self.manager.directory} ({'; '.join(failures)}){aside}")
     return None
+
+  def restore_step(self, step: int, abstract_state):
+    """The state of `step` (one a user named), or a CheckpointError in one line when it is missing or damaged: no
+    fallback to another step, since the user asked for this one."""
+    steps = self.manager.all_steps()
+    if step not in steps:
+      raise CheckpointError(f"{self.manager.directory} has no checkpoint of step {step}; steps: "
+                            f"{', '.join(map(str, sorted(steps))) or '(none)'}")
+    ignore_stragglers_of_failed_reads()
+    try:
+      return self.restore(step, abstract_state)
+    except Exception as e:  # noqa: BLE001 — any read error is damage, as in restore_latest
+      raise CheckpointError(f"checkpoint step {step} in {self.manager.directory} is damaged ({first_line(e)})"
+                            ) from None
 
   def set_aside(self, step: int) -> epath.Path:
     """Moves step `step` out of the manager's directory into `damaged_checkpoints/` beside it (process 0 moves,
@@ -113,9 +170,25 @@ class Checkpointer:
     return target
 
   def wait(self) -> None:
-    self.manager.wait_until_finished()
+    try:
+      self.manager.wait_until_finished()
+    except Exception as e:  # noqa: BLE001 — as in save
+      raise self.failed_save(e) from None
+
+  def failed_save(self, error: Exception) -> CheckpointSaveError:
+    """Removes the temporary directories of saves that failed (none is in flight once orbax raised) and returns the
+    one-line error, naming a full disk (TensorStore puts it at the end of a long message)."""
+    if jax.process_index() == 0:
+      for path in epath.Path(self.manager.directory).iterdir():
+        if ".orbax-checkpoint-tmp" in path.name:
+          path.rmtree(missing_ok=True)
+    reason = "no space left on device" if "No space left on device" in str(error) else first_line(error)
+    return CheckpointSaveError(f"saving a checkpoint in {self.manager.directory} failed ({reason}); the steps saved "
+                               f"before it are intact")
 
   def close(self) -> None:
-    self.manager.wait_until_finished()
-    self.manager.close()
+    try:
+      self.wait()
+    finally:
+      self.manager.close()
 
