@@ -83,7 +83,7 @@ def main(argv: list[str]) -> None:
   else:  # a Hugging Face or converted model: trained on no zoo task, so no alphabet
     family, alphabet = config.model_name, None
   if family != "decoder":
-    fail(f"{source} is a {family} model; generate needs a decoder")
+    fail(f"{source} is of family {family!r}; generate needs a decoder")
   prompt = encode(text, alphabet, model.config.vocab_size)
   if not prompt:
     fail("the prompt is empty")

@@ -142,7 +142,7 @@ ROWS = {
                                                              "--max_new_tokens=0"],
                                "flag --max_new_tokens=0: 0 is not a positive integer"),
     "generate: Hugging Face encoder": Row("launch.generate", lambda s: [f"--workdir={HF / 'bert'}", "--prompt=1 2"],
-                                          "…is a encoder model; generate needs a decoder"),
+                                          "…is of family 'encoder'; generate needs a decoder"),
     "generate: text prompt to a converted folder": Row(
         "launch.generate", lambda s: [f"--workdir={converted(s)}", "--prompt=hello"],
         "this model reads token ids, not text: give the prompt as space-separated token ids"),

@@ -110,7 +110,10 @@ def test_a_resume_that_changes_the_trajectory_is_refused(stopped_run, data_dir, 
 def test_more_steps_resume_append_and_are_recorded_as_an_amendment(stopped_run, data_dir):
   workdir, stopped_at = stopped_run
   config_before = (workdir / "config.json").read_bytes()
+  killed_save = workdir / "checkpoints" / f"{stopped_at + 1}.orbax-checkpoint-tmp-1"  # what a kill -9 mid-save leaves
+  killed_save.mkdir()
   result = rerun(workdir, data_dir, f"--config.train.steps={STEPS + 10}", "--config.train.log_every=2")
+  assert not killed_save.exists()  # the owner's next run removes it
   assert result.returncode == 0, result.stderr[-3000:]
   assert logged_steps(workdir) == (list(range(1, stopped_at + 1))  # the run so far, then every second step
                                    + [s for s in range(stopped_at + 1, STEPS + 11) if s % 2 == 0] + [STEPS + 10])

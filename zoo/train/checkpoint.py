@@ -88,11 +88,15 @@ def first_line(error: BaseException, limit: int = 300) -> str:
 
 
 class Checkpointer:
-  def __init__(self, directory: str, *, max_to_keep: int):
+  def __init__(self, directory: str, *, max_to_keep: int, owner: bool = False):
+    """`owner`: the process that trains in this directory (it holds the workdir's lock). Only it removes the
+    `*.orbax-checkpoint-tmp` folders that a killed save or a full disk left; a reader must not, since they may be
+    a running trainer's save in progress."""
     quiet_background_save_reports()
     self.manager = ocp.CheckpointManager(
         directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
-                                                        enable_async_checkpointing=True))
+                                                        enable_async_checkpointing=True,
+                                                        cleanup_tmp_directories=owner))
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()

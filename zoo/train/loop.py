@@ -124,7 +124,7 @@ def train_owned(config: Mapping[str, Any], experiment: Experiment, workdir: str,
   train_iter = iter(make_dataset(experiment.task, train_source, batch_size=t.batch_size,
                                  seed=t.seed, train=True, process_index=jax.process_index(),
                                  process_count=jax.process_count()))
-  checkpointer = Checkpointer(workdir_record.checkpoints(workdir), max_to_keep=t.max_to_keep)
+  checkpointer = Checkpointer(workdir_record.checkpoints(workdir), max_to_keep=t.max_to_keep, owner=True)
   start, state = checkpointer.restore_latest(program.abstract_state, train_iter) or (0, None)
   if state is None:
     state = init()
@@ -183,8 +183,10 @@ def train_owned(config: Mapping[str, Any], experiment: Experiment, workdir: str,
   finally:
     profiler.stop()
     preemption.close()
-    checkpointer.close()  # waits for the last save: a stopped run's checkpoint is complete when this returns
-    logger.close()
+    try:
+      checkpointer.close()  # waits for the last save: a stopped run's checkpoint is complete when this returns
+    finally:
+      logger.close()  # also when the last save failed (a full disk): its files are flushed and closed here
   if stopped_at is not None:
     return stopped_early(stopped_at, preemption.reason, checkpointer, workdir)
   summary = {"step": at, "loss": metrics.get("loss"), **eval_metrics, "workdir": workdir}
