@@ -53,6 +53,8 @@ MODELS = {  # name -> (config, model class); "decoder" or "encoder" follows from
                                                                  original_max_position_embeddings=16, beta_fast=2.0,
                                                                  beta_slow=0.05)),
                    transformers.LlamaForCausalLM),
+    "bloom": (transformers.BloomConfig(vocab_size=64, hidden_size=24, n_layer=2, n_head=6),  # 6 heads: see above
+              transformers.BloomForCausalLM),
 }
 
 EXPORTS = {  # zoo decoders written as Hugging Face models
@@ -69,6 +71,10 @@ EXPORTS = {  # zoo decoders written as Hugging Face models
     "export_gpt2_scaled": dict(vocab_size=64, num_layers=2, d_model=16, num_heads=2, mlp_dim=32,
                                activation="gelu_tanh", norm_eps=1e-5, qkv_bias=True, out_bias=True, mlp_bias=True,
                                pe="learned", max_length=32, tie_embeddings=True),
+    # ALiBi as BLOOM, with zoo's default (scaled) embeddings; 6 heads: slopes past a power of two.
+    "export_bloom": dict(vocab_size=64, num_layers=2, d_model=24, num_heads=6, mlp_dim=96, activation="gelu_tanh",
+                         norm_eps=1e-5, qkv_bias=True, out_bias=True, mlp_bias=True, embedding_norm=True, pe="alibi",
+                         max_length=32, tie_embeddings=True),
 }
 SHIPPED_EXPORTS = {"export_lm_rope": "lm_rope"}  # shipped checkpoints written as Hugging Face models
 

@@ -135,14 +135,11 @@ def resolved_options(config: models.TransformerConfig) -> dict[str, Any]:
               num_kv_heads=config.resolved_kv_heads, pe_options=pe_options)
 
 
-EXPORTS = {"learned": "gpt2", "rope": "llama"}  # a decoder's encoding -> the architecture it is written as
-# Encodings Hugging Face has in some decoder that zoo does not write, and why (checked against transformers 5.25).
-# ALiBi: BLOOM adds Press's slopes after the 1/√d scaling, but only with LayerNorm (biased), tanh GELU, biases in
-# every projection, a LayerNorm on the embeddings and mlp_dim = 4·d_model; MPT has a bias-free LayerNorm (zoo's
-# has a bias), exact GELU and its own slopes for head counts that are not powers of two; Falcon's alibi=True adds
-# the bias before the 1/√d scaling (a different function).
-UNEXPORTED = {"alibi": "BLOOM (LayerNorm, tanh GELU, all biases, a norm on the embeddings) and MPT (a bias-free "
-                       "LayerNorm, exact GELU) compute ALiBi, but zoo writes neither"}
+# A decoder's encoding -> the architecture it is written as. ALiBi (checked against transformers 5.25): BLOOM
+# computes zoo's (Press's slopes, added after the 1/√d scaling); MPT's LayerNorm has no bias (zoo's has one) and
+# its slopes differ for head counts that are not powers of two; Falcon's alibi=True adds the bias before the 1/√d
+# scaling — neither computes zoo's function.
+EXPORTS = {"learned": "gpt2", "rope": "llama", "alibi": "bloom"}
 # Options that change training or speed, not the function a trained model computes (linear attention does: it is
 # not among them).
 FUNCTION_NEUTRAL = ("dropout", "attention_dropout", "randomized_positions", "dtype")
@@ -202,10 +199,9 @@ def checked_config(family: str, options: dict[str, Any]) -> dict[str, Any]:
   """`hf_config` without the suggestion (which calls this for each other encoding)."""
   config = models.parse_config(family, options)
   if family != "decoder" or config.pe not in EXPORTS:
-    why = f": {UNEXPORTED[config.pe]}" if family == "decoder" and config.pe in UNEXPORTED else ""
-    raise ConversionError(f"export: only decoders with encoding {' or '.join(map(repr, EXPORTS))} can be written as "
+    raise ConversionError(f"export: only decoders with encoding {', '.join(map(repr, EXPORTS))} can be written as "
                           f"Hugging Face models ({', '.join(EXPORTS.values())}); got a {family} with "
-                          f"{config.pe!r}{why}")
+                          f"{config.pe!r}")
   kind = EXPORTS[config.pe]
   have = resolved_options(models.parse_config(family, plain_options(options)))
   hf = ARCHITECTURES[kind].export(have)
@@ -213,7 +209,7 @@ def checked_config(family: str, options: dict[str, Any]) -> dict[str, Any]:
   differ = [f"{k}={have[k]!r} (needs {v!r})" for k, v in back.items()
             if have[k] != v and k not in FUNCTION_NEUTRAL and (k != "attention_impl" or have[k] == "linear")]
   if differ:
-    raise ConversionError(f"export: this decoder is not {kind}-shaped: {', '.join(differ[:4])}")
+    raise ConversionError(f"export: this decoder is not {kind}-shaped: {', '.join(differ)}")
   return hf
 
 
