@@ -5,10 +5,12 @@ r"""Converts between local Hugging Face model directories and zoo models.
   python -m launch.convert --pretrained=NAME --to_hf=DIR
 
 `--out` receives `model.safetensors` (zoo's parameter paths) and `config.json` (family and model options), which
-`zoo.pretrained.load` and `train.init_from` read like any checkpoint. `--to_hf` writes a gpt2- (learned positions)
-or llama-shaped (RoPE) decoder as `config.json` + `model.safetensors` for transformers' `from_pretrained`; the
-source may be a shipped name, a workdir or a converted folder. A model or config field the other side cannot
-reproduce exactly is an error naming it.
+`zoo.pretrained.load` and `train.init_from` read like any checkpoint. `--to_hf` writes a gpt2- (learned
+positions), llama- (RoPE) or bloom-shaped (ALiBi) decoder as `config.json` + `model.safetensors` for transformers'
+`from_pretrained` (zoo's default √d_model-scaled, tied embeddings as an untied model with the scale in its input
+table: the same function); the source may be a shipped name, a workdir or a converted folder. A model or config
+field the other side cannot reproduce exactly is an error naming it (and, where one exists, the encoding that would
+export).
 """
 
 from __future__ import annotations

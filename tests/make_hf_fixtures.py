@@ -8,8 +8,14 @@ For every supported architecture a tiny random model (`transformers` config clas
 attention mask, token types) and the outputs transformers computes for them (decoders: LM logits; encoders: the
 last hidden state, as zoo's `head="none"` returns). `export_*` are zoo decoders (options and seed in
 `zoo_model.json`) written by `zoo.convert.hf.write`, with the logits transformers computes after loading them.
+`export_lm_rope` is the shipped checkpoint: its 300 KB of tensors are kept only as digests (`tensors.json`, the
+sha256 of each tensor's float32 bytes), which the tests compare with what zoo writes today.
+
+  cd <repository> && PYTHONPATH=. <venv with torch + transformers>/bin/python tests/make_hf_fixtures.py
 """
 
+import dataclasses
+import hashlib
 import json
 import pathlib
 import shutil
@@ -47,6 +53,8 @@ MODELS = {  # name -> (config, model class); "decoder" or "encoder" follows from
                                                                  original_max_position_embeddings=16, beta_fast=2.0,
                                                                  beta_slow=0.05)),
                    transformers.LlamaForCausalLM),
+    "bloom": (transformers.BloomConfig(vocab_size=64, hidden_size=24, n_layer=2, n_head=6),  # 6 heads: see above
+              transformers.BloomForCausalLM),
 }
 
 EXPORTS = {  # zoo decoders written as Hugging Face models
@@ -56,7 +64,19 @@ EXPORTS = {  # zoo decoders written as Hugging Face models
     "export_llama": dict(vocab_size=64, num_layers=2, d_model=16, num_heads=4, num_kv_heads=2, mlp_dim=32,
                          activation="swiglu", norm="rmsnorm", scale_embeddings=False, pe="rope",
                          pe_options=dict(base=1000.0), max_length=64, tie_embeddings=False),
+    # zoo's defaults: scale_embeddings=True, tied (written untied, the input table × √d_model). The first has the
+    # model options of configs/lm_bytes.py:rope,smoke, so a workdir trained with it exports to this architecture.
+    "export_default": dict(vocab_size=256, num_layers=1, d_model=16, num_heads=2, mlp_dim=32, activation="swiglu",
+                           norm="rmsnorm", pe="rope", max_length=32, tie_embeddings=True),
+    "export_gpt2_scaled": dict(vocab_size=64, num_layers=2, d_model=16, num_heads=2, mlp_dim=32,
+                               activation="gelu_tanh", norm_eps=1e-5, qkv_bias=True, out_bias=True, mlp_bias=True,
+                               pe="learned", max_length=32, tie_embeddings=True),
+    # ALiBi as BLOOM, with zoo's default (scaled) embeddings; 6 heads: slopes past a power of two.
+    "export_bloom": dict(vocab_size=64, num_layers=2, d_model=24, num_heads=6, mlp_dim=96, activation="gelu_tanh",
+                         norm_eps=1e-5, qkv_bias=True, out_bias=True, mlp_bias=True, embedding_norm=True, pe="alibi",
+                         max_length=32, tie_embeddings=True),
 }
+SHIPPED_EXPORTS = {"export_lm_rope": "lm_rope"}  # shipped checkpoints written as Hugging Face models
 
 
 def inputs(vocab: int, seed: int, pad_id: int = 0, avoid: int | None = None) -> dict[str, np.ndarray]:
@@ -85,10 +105,17 @@ def save_reference(directory: pathlib.Path, batch: dict[str, np.ndarray], logits
            token_types=batch["token_types"].astype(np.int32), logits=logits)
 
 
+def digests(path: pathlib.Path) -> dict[str, str]:
+  from safetensors import numpy as safetensors_numpy  # noqa: PLC0415
+
+  return {name: hashlib.sha256(np.ascontiguousarray(value, np.float32).tobytes()).hexdigest()
+          for name, value in sorted(safetensors_numpy.load_file(str(path)).items())}
+
+
 def main():
   from flax import nnx  # noqa: PLC0415 — zoo itself, for the exports
 
-  from zoo import models  # noqa: PLC0415
+  from zoo import models, pretrained  # noqa: PLC0415
   from zoo.convert import hf  # noqa: PLC0415
   from zoo.train import param_paths  # noqa: PLC0415
 
@@ -110,6 +137,17 @@ def main():
     model = transformers.AutoModelForCausalLM.from_pretrained(directory)
     batch = inputs(options["vocab_size"], 100 + seed)
     save_reference(directory, batch, outputs(model, batch))
+  for seed, (name, source) in enumerate(SHIPPED_EXPORTS.items()):
+    directory = OUT / name
+    loaded = pretrained.load_params(source)
+    options = dataclasses.asdict(pretrained.build(loaded.config, loaded.params).config)
+    hf.write("decoder", options, loaded.params, directory)
+    (directory / "zoo_model.json").write_text(json.dumps(dict(family="decoder", pretrained=source), indent=1))
+    model = transformers.AutoModelForCausalLM.from_pretrained(directory)
+    batch = inputs(options["vocab_size"], 200 + seed)
+    save_reference(directory, batch, outputs(model, batch))
+    (directory / "tensors.json").write_text(json.dumps(digests(directory / hf.WEIGHTS), indent=1))
+    (directory / hf.WEIGHTS).unlink()
   total = sum(f.stat().st_size for f in OUT.rglob("*") if f.is_file())
   print(f"wrote {OUT} ({total / 1024:.0f} KiB)")
 

@@ -254,6 +254,68 @@ def llama_config(o: Mapping[str, Any]) -> dict[str, Any]:
               tie_word_embeddings=o["tie_embeddings"], attention_dropout=0.0)
 
 
+# --- BLOOM (ALiBi) -------------------------------------------------------------------------------------------------
+
+def bloom_options(c: Mapping[str, Any]) -> dict[str, Any]:
+  """BLOOM adds Press's ALiBi slopes (zoo's `alibi_slopes`, also for head counts that are not powers of two) after
+  the 1/√d scaling, as zoo does; its MLP is 4·d_model wide with tanh GELU, every projection has a bias and a
+  LayerNorm follows the embeddings."""
+  require(c, "apply_residual_connection_post_layernorm", (False,), False)
+  d = c["hidden_size"]
+  return dict(vocab_size=c["vocab_size"], num_layers=c["n_layer"], d_model=d, num_heads=c["n_head"], mlp_dim=4 * d,
+              activation="gelu_tanh", norm="layernorm", norm_position="pre", norm_eps=c.get("layer_norm_epsilon", 1e-5),
+              qkv_bias=True, out_bias=True, mlp_bias=True, scale_embeddings=False, embedding_norm=True, pe="alibi",
+              max_length=c.get("seq_length") or 2048, tie_embeddings=c.get("tie_word_embeddings", True))
+
+
+def bloom_rules(c: Mapping[str, Any], o: Mapping[str, Any]) -> list[Rule]:
+  """query_key_value interleaves per head: rows [heads, (q | k | v), head_dim] ↔ zoo's three [d, heads, head_dim]
+  kernels (biases [heads, head_dim])."""
+  h = o["num_heads"]
+
+  def fused(hf: str, zoo_prefix: str) -> Rule:
+    kind = "kernel" if hf.endswith("weight") else "bias"
+
+    def split(w):  # weight [heads·3·head_dim, d] or bias [heads·3·head_dim]
+      parts = w.reshape(h, 3, -1, *w.shape[1:])
+      return tuple(np.moveaxis(parts[:, i], (0, 1), (-2, -1)) if w.ndim == 2 else parts[:, i] for i in range(3))
+
+    def join(*parts):  # kernels [d, heads, head_dim] or biases [heads, head_dim]
+      rows = [np.moveaxis(p, (-2, -1), (0, 1)) if p.ndim == 3 else p for p in parts]
+      stacked = np.stack(rows, axis=1)  # [heads, 3, head_dim, (d)]
+      return (stacked.reshape(-1, *stacked.shape[3:]),)
+
+    return Rule((hf,), tuple(f"{zoo_prefix}/{part}/{kind}" for part in ("query", "key", "value")), split, join)
+
+  def per_layer(i):
+    b, p = block(i), f"h.{i}"
+    rules = [fused(f"{p}.self_attention.query_key_value.{w}", f"{b}/attention") for w in ("weight", "bias")]
+    rules += [from_heads(f"{p}.self_attention.dense.weight", f"{b}/attention/out/kernel", h),
+              same(f"{p}.self_attention.dense.bias", f"{b}/attention/out/bias")]
+    rules += [rule for hf, zoo in (("dense_h_to_4h", "wi"), ("dense_4h_to_h", "wo"))
+              for rule in (linear(f"{p}.mlp.{hf}.weight", f"{b}/mlp/{zoo}/kernel"),
+                           same(f"{p}.mlp.{hf}.bias", f"{b}/mlp/{zoo}/bias"))]
+    rules += [same(f"{p}.{hf}.{w}", f"{b}/{zoo}/{'scale' if w == 'weight' else 'bias'}")
+              for hf, zoo in (("input_layernorm", "attention_norm"), ("post_attention_layernorm", "mlp_norm"))
+              for w in ("weight", "bias")]
+    return rules
+
+  rules = [same("word_embeddings.weight", "embed/table/embedding")]
+  rules += [same(f"{hf}.{w}", f"backbone/{zoo}/{'scale' if w == 'weight' else 'bias'}")
+            for hf, zoo in (("word_embeddings_layernorm", "embedding_norm"), ("ln_f", "final_norm"))
+            for w in ("weight", "bias")]
+  if not o["tie_embeddings"]:
+    rules.append(linear("lm_head.weight", "lm_head/kernel"))
+  return rules + layers(c, per_layer, "n_layer")
+
+
+def bloom_config(o: Mapping[str, Any]) -> dict[str, Any]:
+  return dict(model_type="bloom", architectures=["BloomForCausalLM"], vocab_size=o["vocab_size"],
+              n_layer=o["num_layers"], hidden_size=o["d_model"], n_head=o["num_heads"],
+              layer_norm_epsilon=o["norm_eps"], seq_length=o["max_length"], tie_word_embeddings=o["tie_embeddings"],
+              apply_residual_connection_post_layernorm=False, hidden_dropout=0.0, attention_dropout=0.0)
+
+
 # --- BERT, RoBERTa -------------------------------------------------------------------------------------------------
 
 def bert_options(c: Mapping[str, Any]) -> dict[str, Any]:
@@ -354,6 +416,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "gpt2": Architecture("decoder", gpt2_options, gpt2_rules, prefixes=("transformer.",),
                          ignored=(r"h\.\d+\.attn\.(bias|masked_bias)",), export=gpt2_config),
     "llama": LLAMA,
+    "bloom": Architecture("decoder", bloom_options, bloom_rules, prefixes=("transformer.",), export=bloom_config),
     "mistral": LLAMA,
     "qwen2": LLAMA,
     "bert": BERT,

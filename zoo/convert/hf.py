@@ -135,28 +135,81 @@ def resolved_options(config: models.TransformerConfig) -> dict[str, Any]:
               num_kv_heads=config.resolved_kv_heads, pe_options=pe_options)
 
 
-EXPORTS = {"learned": "gpt2", "rope": "llama"}  # a decoder's encoding -> the architecture it is written as
+# A decoder's encoding -> the architecture it is written as. ALiBi (checked against transformers 5.25): BLOOM
+# computes zoo's (Press's slopes, added after the 1/√d scaling); MPT's LayerNorm has no bias (zoo's has one) and
+# its slopes differ for head counts that are not powers of two; Falcon's alibi=True adds the bias before the 1/√d
+# scaling — neither computes zoo's function.
+EXPORTS = {"learned": "gpt2", "rope": "llama", "alibi": "bloom"}
 # Options that change training or speed, not the function a trained model computes (linear attention does: it is
 # not among them).
 FUNCTION_NEUTRAL = ("dropout", "attention_dropout", "randomized_positions", "dtype")
 
 
+EMBEDDING, LM_HEAD = "embed/table/embedding", "lm_head/kernel"  # [vocab, d_model], [d_model, vocab]
+
+
+def plain_options(options: dict[str, Any]) -> dict[str, Any]:
+  """A decoder's options as Hugging Face's decoders compute them: zoo's default `scale_embeddings=True` multiplies
+  the looked-up rows by √d_model, which no exported architecture does, so the scale moves into the input table —
+  which then differs from the output table, so the model is untied. `plain_params` moves the parameters along."""
+  if not models.parse_config("decoder", options).scale_embeddings:
+    return options
+  return dict(options, scale_embeddings=False, tie_embeddings=False)
+
+
+def plain_params(options: dict[str, Any], params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """The parameters of `plain_options(options)` that compute what `params` compute: input table × √d_model with
+  zoo's float32 factor and float32 rounding (`TokenEmbedding`), so every input row is bit-identical; a tied
+  model's output head is the plain table (`attend` multiplies by tableᵀ)."""
+  config = models.parse_config("decoder", options)
+  if not config.scale_embeddings:
+    return params
+  table = np.asarray(params[EMBEDDING], np.float32)
+  plain = dict(params, **{EMBEDDING: table * np.float32(config.d_model ** 0.5)})
+  if config.tie_embeddings:
+    plain[LM_HEAD] = table.T
+  return plain
+
+
 def hf_config(family: str, options: dict[str, Any]) -> dict[str, Any]:
-  """The Hugging Face config of a zoo decoder, checked by mapping it back: every option the architecture fixes must
-  be the model's own, else the error names the first ones that differ."""
+  """The Hugging Face config of a zoo decoder (of `plain_options`, the same function), checked by mapping it back:
+  every option the architecture fixes must be the model's own, else the error names the first ones that differ and
+  the nearest exportable choice."""
+  try:
+    return checked_config(family, options)
+  except ConversionError as e:
+    raise ConversionError(f"{e}{nearest(family, options)}") from None
+
+
+def nearest(family: str, options: dict[str, Any]) -> str:
+  """'; the nearest exportable choice: pe=...' when the same decoder with another exported encoding (its default
+  options) would be written, else ''. Another encoding is a different model: this names what to train instead."""
+  pe = models.parse_config(family, options).pe
+  for other, kind in EXPORTS.items():
+    if family == "decoder" and other != pe:  # (only decoders are exported at all)
+      try:
+        checked_config(family, dict(options, pe=other, pe_options={}))
+      except ConversionError:
+        continue
+      return f"; the nearest exportable choice: pe={other!r} (written as {kind})"
+  return ""
+
+
+def checked_config(family: str, options: dict[str, Any]) -> dict[str, Any]:
+  """`hf_config` without the suggestion (which calls this for each other encoding)."""
   config = models.parse_config(family, options)
   if family != "decoder" or config.pe not in EXPORTS:
-    raise ConversionError(f"export: only decoders with encoding {' or '.join(map(repr, EXPORTS))} can be written as "
+    raise ConversionError(f"export: only decoders with encoding {', '.join(map(repr, EXPORTS))} can be written as "
                           f"Hugging Face models ({', '.join(EXPORTS.values())}); got a {family} with "
                           f"{config.pe!r}")
   kind = EXPORTS[config.pe]
-  have = resolved_options(config)
+  have = resolved_options(models.parse_config(family, plain_options(options)))
   hf = ARCHITECTURES[kind].export(have)
   back = resolved_options(models.parse_config(family, ARCHITECTURES[kind].options(hf)))
   differ = [f"{k}={have[k]!r} (needs {v!r})" for k, v in back.items()
             if have[k] != v and k not in FUNCTION_NEUTRAL and (k != "attention_impl" or have[k] == "linear")]
   if differ:
-    raise ConversionError(f"export: this decoder is not {kind}-shaped: {', '.join(differ[:4])}")
+    raise ConversionError(f"export: this decoder is not {kind}-shaped: {', '.join(differ)}")
   return hf
 
 
@@ -164,6 +217,7 @@ def write(family: str, options: dict[str, Any], params: dict[str, np.ndarray], p
   """Writes a zoo decoder as `config.json` + `model.safetensors` that transformers' `from_pretrained` loads."""
   config = hf_config(family, options)
   arch = ARCHITECTURES[config["model_type"]]
+  options, params = plain_options(options), plain_params(options, params)
   tensors = {}
   for rule in arch.rules(config, resolved_options(models.parse_config(family, options))):
     # The base model's tensors carry the LM class's prefix (transformer., model.); its head does not.
