@@ -16,6 +16,9 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(pathlib.Path(__file__).parent.parent / ".cache" / "xla-tests"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.3")
 os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(4 << 30))
+# The ahead-of-time TPU compiles (test_tpu_compile.py, the fit check) load libtpu, which logs to /tmp/tpu_logs whatever
+# TMPDIR says; "disabled" keeps its log on stderr only (measured: two files per run without it, none with it).
+os.environ.setdefault("TPU_LOG_DIR", "disabled")
 
 import jax  # noqa: E402
 
@@ -28,6 +31,13 @@ from zoo import models  # noqa: E402
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 REPO = pathlib.Path(__file__).parent.parent
+
+
+def pytest_configure(config):
+  """pytest's tmp_path folders go under the repository's git-ignored .cache/ (emptied at each run's start), not
+  pytest-of-<user> in the system temp dir: a test run leaves nothing there."""
+  if config.option.basetemp is None and not hasattr(config, "workerinput"):  # xdist workers get theirs from it
+    config.option.basetemp = str(REPO / ".cache" / "pytest-tmp")
 
 # Small enough to compile in well under a second, big enough to have several heads and layers.
 TINY = dict(vocab_size=32, num_layers=2, d_model=16, num_heads=2, mlp_dim=32, max_length=48)
