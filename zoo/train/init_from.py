@@ -53,7 +53,8 @@ def fine_tune_config(config: Mapping[str, Any]) -> dict[str, Any]:
   it twice changes nothing.
   """
   config = copy.deepcopy(dict(config))
-  source = dict(config.get("train") or {}).get("init_from")
+  train = config.get("train")
+  source = train.get("init_from") if isinstance(train, Mapping) else None  # parse_experiment names a bad section
   if not source:
     return config
   checkpoint = pretrained.load_config(source)
