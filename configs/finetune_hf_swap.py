@@ -4,14 +4,15 @@ r"""Fine-tunes a converted Llama-shaped decoder with its encoding swapped: URPE 
   python -m launch.train --config=configs/finetune_hf_swap.py:/tmp/zoo/tiny-llama,alibi --workdir=/tmp/zoo/ft_swap
   python -m launch.train --config=configs/finetune_hf_swap.py:smoke --workdir=/tmp/zoo/ft_swap_smoke
 
-The argument is the model — a folder `launch.convert --out` wrote, or a Hugging Face directory itself (converted
-while loading); default: the tests' tiny random Llama, tests/fixtures/hf/llama — then optionally `urpe` or `alibi`
-and `smoke`. The model is the converted one with `pe` replaced: the file states only that, the training run takes
-every other option from the checkpoint (`zoo.train.init_from.fine_tune_config`; with `--config.model.pe=rope` the
-checkpoint's RoPE base and scaling too), every parameter loads through `train.init_from` (RoPE has no parameters of
-its own, so nothing is dropped; URPE's tables are new), and all of them train. The task is byte-level language modelling on local text (`configs/lm_bytes.py`), so the model's vocabulary
-must be the 256 bytes; for another vocabulary set `--config.train.init_from_allow_mismatch=True` (the embeddings
-then start afresh). ",smoke" runs four steps on a few files.
+The argument is the model — a folder `launch.convert --out` wrote, or a Hugging Face directory itself (converted while
+loading); default: the tests' tiny random Llama, tests/fixtures/hf/llama — then optionally `urpe` or `alibi` and
+`smoke`. The model is the converted one with `pe` replaced: the file states only that, the training run takes every
+other option from the checkpoint (`zoo.train.init_from.fine_tune_config`; with `--config.model.pe=rope` the checkpoint's
+RoPE base and scaling too), every parameter loads through `train.init_from` (RoPE has no parameters of its own, so
+nothing is dropped; URPE's tables are new), and all of them train. The task is byte-level language modelling on local
+text (`configs/lm_bytes.py`), so the model's vocabulary must be the 256 bytes; for another vocabulary set
+`--config.train.init_from_allow_mismatch=True` (the embeddings then start afresh). ",smoke" runs four steps on a few
+files.
 """
 
 import json
