@@ -57,7 +57,7 @@ def main(argv: list[str]) -> None:
     except ValueError as e:
       fail(str(e))
     if task.family != family:
-      fail(f"{loaded.source} is a {family} model; --task's task {task.name!r} trains the {task.family} family")
+      fail(f"{loaded.source} is of family {family!r}; --task's task {task.name!r} trains family {task.family!r}")
     config = {**task_config, "model": options_for_task(loaded.config["model"], task)}
   elif config is None and "task" not in loaded.config:
     fail(f"{loaded.source} has no zoo task to evaluate on (it was trained on none of zoo's): give "

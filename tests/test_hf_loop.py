@@ -56,8 +56,8 @@ def test_evaluate_refuses_a_task_of_another_family_in_one_line(converted, data_d
   result = run_command("launch.evaluate", f"--workdir={converted}", "--task=configs/pi.py:urpe,smoke",
                        data_dir=data_dir)
   assert result.returncode == 2 and "Traceback" not in result.stderr
-  assert error_lines(result) == [f"error: converted {converted} is a decoder model; --task's task "
-                                 f"'position_identification' trains the encoder family"]
+  assert error_lines(result) == [f"error: converted {converted} is of family 'decoder'; --task's task "
+                                 f"'position_identification' trains family 'encoder'"]
 
 
 def test_a_rope_fine_tune_of_a_llama_keeps_its_rope_theta_back_to_hugging_face(tmp_path, data_dir):
