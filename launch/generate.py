@@ -1,7 +1,8 @@
-r"""Continues a prompt with a shipped decoder or a decoder's training workdir, streaming the output.
+r"""Continues a prompt with any loadable decoder, streaming the output.
 
   python -m launch.generate --pretrained=lm_rope --prompt="def main(" --max_new_tokens=200
   python -m launch.generate --workdir=/tmp/zoo/lm_rope --prompt_file=prompt.py --temperature=0.8 --top_p=0.95
+  python -m launch.generate --workdir=/models/tiny-llama --prompt="1 2 3"    # a Hugging Face or converted folder
 
 Text tasks (byte or character vocabularies, `Task.alphabet`) take the prompt as text and print decoded text; other
 tasks, and models without a zoo task (a Hugging Face directory or a `launch.convert --out` folder, whose tokenizer
@@ -71,19 +72,16 @@ def main(argv: list[str]) -> None:
 
   from zoo import pretrained  # noqa: PLC0415
   from zoo.models.sampling import check_sampling, sample  # noqa: PLC0415
-  from zoo.train.options import parse_experiment  # noqa: PLC0415
+  from zoo.train.options import task_of  # noqa: PLC0415
 
   try:
     model, config = pretrained.load(source, step)
   except pretrained.CheckpointError as e:
     fail(str(e))
-  if "task" in config:
-    experiment = parse_experiment(config.to_dict())
-    family, alphabet = experiment.model_name, experiment.task.alphabet
-  else:  # a Hugging Face or converted model: trained on no zoo task, so no alphabet
-    family, alphabet = config.model_name, None
-  if family != "decoder":
-    fail(f"{source} is of family {family!r}; generate needs a decoder")
+  if config.model_name != "decoder":
+    fail(f"{source} is of family {config.model_name!r}; generate needs a decoder")
+  # A Hugging Face or converted model was trained on no zoo task, so it has no alphabet.
+  alphabet = task_of(config.to_dict()).alphabet if "task" in config else None
   prompt = encode(text, alphabet, model.config.vocab_size)
   if not prompt:
     fail("the prompt is empty")

@@ -47,9 +47,10 @@ def main(argv: list[str]) -> None:
   from zoo.train.checkpoint import NoIntactCheckpoint  # noqa: PLC0415
   from zoo.train.options import parse_experiment  # noqa: PLC0415
 
-  try:
+  try:  # a fine-tune's model options come from its checkpoint before anything checks or compiles them
+    config = init_from.fine_tune_config(config)
     experiment = parse_experiment(config)
-  except ValueError as e:
+  except ValueError as e:  # CheckpointError too: init_from names nothing loadable
     fail(str(e))
   if _AOT_TOPOLOGY.value:
     try:

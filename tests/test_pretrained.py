@@ -13,16 +13,18 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
-from conftest import REPO
+from conftest import FIXTURES, REPO
 
 from launch import make_pretrained
 from zoo import models, pretrained
+from zoo.convert import hf
 from zoo.train import init_from, loop
 from zoo.train.mesh import make_mesh
 from zoo.train.options import parse_experiment
-from zoo.train.param_paths import TrainableError, flatten, trainable_only
+from zoo.train.param_paths import TrainableError, flatten, frozen, trainable_only
 from zoo.train.step import experiment_program
 
+HF = FIXTURES / "hf"
 NAMES = pretrained.available()
 METRIC_TOLERANCE = 1e-4  # relative; the same code on the same data reproduces it exactly on one machine
 
@@ -51,7 +53,28 @@ def test_every_shipped_name_verifies_and_loads(name):
   model, config = pretrained.load(name)
   entry = pretrained.info(name)
   assert sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param))) == entry["parameters"]
-  assert config.to_dict() == entry["config"]
+  assert config.to_dict() == {**entry["config"], "model_name": entry["family"]}
+
+
+@pytest.mark.parametrize("source", ["lm_rope", "hf", "converted"])
+def test_every_source_loads_a_config_of_one_shape(source, tmp_path):
+  if source == "converted":
+    pretrained.write_converted(tmp_path, *hf.read(HF / "llama"), source=str(HF / "llama"))
+  path = {"lm_rope": "lm_rope", "hf": str(HF / "llama"), "converted": str(tmp_path)}[source]
+  _, config = pretrained.load(path)
+  assert (config.model_name, config.model.pe) == ("decoder", "rope")
+  assert ("task" in config) == (source == "lm_rope")
+  assert pretrained.load_config(path) == config.to_dict()  # the same without reading a parameter
+
+
+@pytest.mark.parametrize("source", ["lm_rope", "hf"])
+def test_save_writes_what_load_reads_back_as_the_same_model(source, tmp_path):
+  model, config = pretrained.load(source if source == "lm_rope" else str(HF / "llama"))
+  pretrained.save(model, config, tmp_path / "saved")
+  again, config_again = pretrained.load(str(tmp_path / "saved"))
+  assert config_again.to_dict() == config.to_dict()
+  tokens = jnp.asarray([[3, 1, 4, 1, 5, 9, 2, 6]], jnp.int32)
+  np.testing.assert_array_equal(np.asarray(again(tokens)), np.asarray(model(tokens)))
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "delete"])
@@ -113,7 +136,7 @@ def finetune_config(file: str, data_dir: str, **train) -> dict:
 
 
 def test_init_from_loads_the_checkpoint_at_step_0_with_a_fresh_head_and_optimizer(tmp_path, data_dir):
-  experiment = parse_experiment(finetune_config("pi_to_etp", data_dir))
+  experiment = parse_experiment(init_from.fine_tune_config(finetune_config("pi_to_etp", data_dir)))
   program, init = experiment_program(experiment, make_mesh((1, 1, 1), jax.devices()[:1]))
   fresh = {p: np.asarray(v) for p, v in flatten(init().params).items()}
   state = init_from.warm_start(init(), experiment.train, str(tmp_path))
@@ -142,14 +165,20 @@ def test_a_head_of_another_shape_without_the_allowance_is_a_one_line_error(tmp_p
 def test_fine_tuning_with_a_swapped_encoding_keeps_frozen_parameters_bit_unchanged(tmp_path, data_dir, capsys):
   workdir = tmp_path / "run"
   loop.train_and_evaluate(finetune_config("rope_to_urpe", data_dir), str(workdir), devices=jax.devices()[:1])
-  assert "train.init_from 'lm_rope' (pretrained 'lm_rope'): loaded" in capsys.readouterr().out
+  printed = capsys.readouterr().out
+  assert "train.init_from 'lm_rope' (pretrained 'lm_rope'): loaded" in printed
   report = json.loads((workdir / init_from.REPORT_FILE).read_text())
   assert report["new"] and all("/encoding/" in p for p in report["new"]) and not report["mismatched"]
   shipped = pretrained.load_params("lm_rope").params
   trained = pretrained.load_params(str(workdir))
   recorded = json.loads((workdir / "config.json").read_text())
   assert trained.step == 4 and (recorded["model"]["pe"], recorded["train"]["init_from"]) == ("urpe", "lm_rope")
+  assert {k: v for k, v in recorded["model"].items() if k != "pe"} == {  # the rest is lm_rope's, stated in full
+      k: v for k, v in pretrained.info("lm_rope")["config"]["model"].items() if k != "pe"}
   assert set(trained.params) - set(shipped) == set(report["new"])
+  # train.trainable="encoding": everything else is frozen, listed as such, and stays the shipped parameters.
+  assert report["frozen"] == sorted(shipped) and set(report["frozen"]).isdisjoint(report["new"])
+  assert f"  frozen (not in train.trainable): {', '.join(sorted(shipped))}" in printed
   for path, value in shipped.items():
     assert np.array_equal(trained.params[path], value), path
 
@@ -174,6 +203,34 @@ def test_fine_tuning_at_four_times_the_length_then_resume_then_evaluate_the_work
   last = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
   assert last["step"] == 4 and last["evaluate"] == {"task": "byte_lm", "length": 512}
   assert math.isfinite(last["eval_loss"])
+
+
+@pytest.mark.parametrize("stated,expected", [
+    ({}, {"pe": "rope", "pe_options": {"base": 500.0}}),  # nothing stated: the checkpoint's model, in full
+    ({"pe": "rope"}, {"pe": "rope", "pe_options": {"base": 500.0}}),  # its own pe: its options stay
+    ({"pe": "rope", "pe_options": {"scaling": "linear", "factor": 2.0}},  # given ones merge over the checkpoint's
+     {"pe": "rope", "pe_options": {"base": 500.0, "scaling": "linear", "factor": 2.0}}),
+    ({"pe": "rope", "pe_options": {"base": 10000.0}}, {"pe": "rope", "pe_options": {"base": 10000.0}}),
+    ({"pe": "alibi"}, {"pe": "alibi", "pe_options": {}}),  # another pe: RoPE's options would not apply
+    ({"pe": "urpe", "num_kv_heads": 4}, {"pe": "urpe", "pe_options": {}, "num_kv_heads": 4}),
+])
+def test_a_fine_tune_config_keeps_every_option_its_checkpoint_states_unless_stated(stated, expected):
+  from configs import lm_bytes  # noqa: PLC0415
+
+  config = lm_bytes.get_config("smoke").to_dict()
+  config["model"] = stated
+  config["train"]["init_from"] = str(HF / "llama")
+  model = init_from.fine_tune_config(config)["model"]
+  checkpoint = pretrained.load_config(str(HF / "llama"))["model"]
+  assert model == {**{k: v for k, v in checkpoint.items() if k not in ("vocab_size", "max_length")}, **expected}
+  assert init_from.fine_tune_config(init_from.fine_tune_config(config))["model"] == model
+  parse_experiment(init_from.fine_tune_config(config))  # a valid experiment: the task sets vocabulary and length
+
+
+def test_frozen_lists_what_the_trainable_regex_leaves_out():
+  paths = ["embed/table", "backbone/blocks/0/attention/encoding/c", "head/kernel"]
+  assert frozen(paths, "") == []
+  assert frozen(paths, "encoding|head") == ["embed/table"]
 
 
 def test_a_trainable_regex_that_matches_nothing_is_an_error():

@@ -5,6 +5,10 @@
   model, config = zoo.pretrained.load("/tmp/zoo/pi_urpe/checkpoints/400")  # one step of it
   model, config = zoo.pretrained.load("/models/tiny-llama")         # a Hugging Face directory (zoo.convert.hf)
   model, config = zoo.pretrained.load("/tmp/zoo/tiny-llama")        # what `launch.convert --from_hf` wrote
+  zoo.pretrained.save(model, config, "/tmp/zoo/mine")               # a folder `load` reads back
+
+Every source gives a config of one shape: `model_name` (the family), `model` (its options, the encoding among them)
+and, when the model was trained on one of zoo's tasks, the experiment's `task` and other sections.
 
 Shipped checkpoints are parameters only, one safetensors file per model (an 8-byte header length, a JSON header of
 name → dtype, shape and byte range, then the raw little-endian arrays): plain to hash, small, readable without
@@ -12,8 +16,9 @@ pickle or orbax, and by other safetensors readers. `checkpoints/manifest.json` h
 metric, size, training time, the command that made it and the size and sha256 of every file, which `load` checks
 before reading anything. Workdirs are orbax checkpoints plus the `config.json` the training loop writes. A converted
 model is a folder of `model.safetensors` (zoo's parameter paths) and a `config.json` with the family and model
-options only (`{"model_name": ..., "model": {...}}`): no task, since it was trained on none of zoo's; its own
-`manifest.json`, written last, holds both files' sizes and sha256, checked as a shipped model's are.
+options (`{"model_name": ..., "model": {...}}`; no task when it was trained on none of zoo's, the experiment's
+sections when `save` wrote a model that was); its own `manifest.json`, written last, holds both files' sizes and
+sha256, checked as a shipped model's are.
 """
 
 from __future__ import annotations
@@ -174,21 +179,22 @@ def _restore_workdir(workdir: pathlib.Path, step: int | None) -> tuple[dict[str,
 
 class Loaded(NamedTuple):
   params: dict[str, np.ndarray]  # path -> float32 array
-  config: dict[str, Any]  # the experiment config that trained them; converted models: model_name and model only
+  config: dict[str, Any]  # model_name, model and, when trained on a zoo task, the rest of its experiment config
   source: str  # where they came from, for messages and reports
   workdir: pathlib.Path | None  # the training workdir (None for a shipped name)
   step: int | None  # its checkpoint's step
 
 
 def write_converted(path: str | os.PathLike, model_name: str, options: dict[str, Any], params: dict[str, np.ndarray],
-                    source: str) -> None:
-  """A converted model's folder: `model.safetensors`, `config.json` (family, model options, where it came from) and
-  `manifest.json` (both files' bytes and sha256). The manifest comes last and `load_converted` needs it, so a write
-  that stops midway (a full disk, a kill) never reads as a complete model; a failed write removes what it wrote and
-  raises a one-line CheckpointError."""
+                    source: str, experiment: dict[str, Any] | None = None) -> None:
+  """A converted model's folder: `model.safetensors`, `config.json` (family, model options, where it came from, and
+  the other sections of `experiment`, the config that trained it, when there is one) and `manifest.json` (both
+  files' bytes and sha256). The manifest comes last and `load_converted` needs it, so a write that stops midway (a
+  full disk, a kill) never reads as a complete model; a failed write removes what it wrote and raises a one-line
+  CheckpointError."""
   directory = pathlib.Path(path)
   files = [directory / PARAMS_FILE, directory / CONFIG_FILE, directory / MANIFEST]
-  config = dict(model_name=model_name, model=options, converted_from=source)
+  config = dict(experiment or {}, model_name=model_name, model=options, converted_from=source)
   try:
     directory.mkdir(parents=True, exist_ok=True)
     files[2].unlink(missing_ok=True)  # an earlier conversion's: the folder is incomplete until the new one exists
@@ -210,7 +216,7 @@ def load_converted(path: pathlib.Path) -> Loaded | None:
   if hf.is_hf_directory(path):
     model_name, options, params = hf.read(path)
     return Loaded(params, dict(model_name=model_name, model=options), f"Hugging Face {path}", None, None)
-  if (path / PARAMS_FILE).is_file() and (path / CONFIG_FILE).is_file():
+  if _is_converted(path):
     if not (path / MANIFEST).is_file():
       raise CheckpointError(f"converted {path}: no {MANIFEST} (it is written last: the conversion did not finish, "
                             f"or predates manifests); convert again")
@@ -218,10 +224,51 @@ def load_converted(path: pathlib.Path) -> Loaded | None:
     if not isinstance(files, dict) or set(files) != {PARAMS_FILE, CONFIG_FILE}:
       raise CheckpointError(f"converted {path}: {MANIFEST} must list exactly {PARAMS_FILE} and {CONFIG_FILE}")
     verify_files(f"converted {path}", path, files)
-    config = json.loads((path / CONFIG_FILE).read_text())
     params = {name: value.astype(np.float32) for name, value in read_safetensors(path / PARAMS_FILE).items()}
-    return Loaded(params, {k: config[k] for k in ("model_name", "model")}, f"converted {path}", None, None)
+    return Loaded(params, _converted_config(path), f"converted {path}", None, None)
   return None
+
+
+def _is_converted(path: pathlib.Path) -> bool:
+  return (path / PARAMS_FILE).is_file() and (path / CONFIG_FILE).is_file()
+
+
+def _converted_config(path: pathlib.Path) -> dict[str, Any]:
+  """A converted folder's config as `load` returns it (where it came from is for people reading the file)."""
+  return {k: v for k, v in json.loads((path / CONFIG_FILE).read_text()).items() if k != "converted_from"}
+
+
+def _with_family(config: dict[str, Any]) -> dict[str, Any]:
+  """An experiment config with `model_name`, the family its task trains: the shape every source's config has."""
+  from zoo.train.options import task_of  # noqa: PLC0415 — the task registry is only needed here
+
+  return {**config, "model_name": task_of(config).family}
+
+
+def _unknown_source(source: str, root: str | os.PathLike) -> CheckpointError:
+  names = ", ".join(available(root)) or "(none)"
+  return CheckpointError(f"{source!r} is neither a pretrained name (available: {names}) nor a workdir with a "
+                         f"{CONFIG_FILE} (or a checkpoint folder inside one)")
+
+
+def load_config(source: str, *, root: str | os.PathLike = CHECKPOINTS) -> dict[str, Any]:
+  """The config `load_params(source)` gives, without reading or checking any parameter: what a fine-tune of `source`
+  inherits (`zoo.train.init_from.fine_tune_config`), cheap enough to ask before anything is built."""
+  from zoo.convert import hf  # noqa: PLC0415 — the architecture tables, only when needed
+  from zoo.convert.architectures import architecture  # noqa: PLC0415
+
+  if source in manifest(root):
+    return _with_family(info(source, root)["config"])
+  path = pathlib.Path(source).expanduser().resolve()
+  if hf.is_hf_directory(path):
+    config = hf.read_json(path / CONFIG_FILE)
+    return dict(model_name=architecture(config).family, model=architecture(config).options(config))
+  if _is_converted(path):
+    return _converted_config(path)
+  workdir, _ = _workdir_and_step(path, None)
+  if not (workdir / CONFIG_FILE).is_file():
+    raise _unknown_source(source, root)
+  return _with_family(json.loads((workdir / CONFIG_FILE).read_text()))
 
 
 def load_params(source: str, step: int | None = None, *, root: str | os.PathLike = CHECKPOINTS) -> Loaded:
@@ -235,7 +282,7 @@ def load_params(source: str, step: int | None = None, *, root: str | os.PathLike
     arrays = {}
     for file in entry["files"]:
       arrays.update(read_safetensors(pathlib.Path(root) / file))
-    return Loaded({path: value.astype(np.float32) for path, value in arrays.items()}, entry["config"],
+    return Loaded({path: value.astype(np.float32) for path, value in arrays.items()}, _with_family(entry["config"]),
                   f"pretrained {source!r}", None, None)
   converted = load_converted(pathlib.Path(source).expanduser().resolve())
   if converted is not None:
@@ -244,11 +291,9 @@ def load_params(source: str, step: int | None = None, *, root: str | os.PathLike
     return converted
   workdir, step = _workdir_and_step(pathlib.Path(source).expanduser().resolve(), step)
   if not (workdir / CONFIG_FILE).is_file():
-    names = ", ".join(available(root)) or "(none)"
-    raise CheckpointError(f"{source!r} is neither a pretrained name (available: {names}) nor a workdir with a "
-                          f"{CONFIG_FILE} (or a checkpoint folder inside one)")
+    raise _unknown_source(source, root)
   params, config, step = _restore_workdir(workdir, step)
-  return Loaded(params, config, f"{workdir} step {step}", workdir, step)
+  return Loaded(params, _with_family(config), f"{workdir} step {step}", workdir, step)
 
 
 def build(config: dict[str, Any], params: dict[str, np.ndarray]) -> nnx.Module:
@@ -274,9 +319,18 @@ def build(config: dict[str, Any], params: dict[str, np.ndarray]) -> nnx.Module:
 
 def load(source: str, step: int | None = None, *, root: str | os.PathLike = CHECKPOINTS
          ) -> tuple[nnx.Module, ml_collections.ConfigDict]:
-  """(model in eval mode, its experiment config) for a shipped name, a workdir or a checkpoint folder in one, a
-  Hugging Face directory or a converted one (config: model_name and model only)."""
+  """(model in eval mode, its config) for a shipped name, a workdir or a checkpoint folder in one, a Hugging Face
+  directory or a converted one; the config has `model_name` and `model`, and `task` etc. when known."""
   loaded = load_params(source, step, root=root)
   model = build(loaded.config, loaded.params)
   model.eval()
   return model, ml_collections.ConfigDict(loaded.config)
+
+
+def save(model: nnx.Module, config: dict[str, Any] | ml_collections.ConfigDict, directory: str | os.PathLike) -> None:
+  """Writes `model`'s parameters (as they are: trained, fine-tuned, edited) with `config` (what `load` returned)
+  as a converted folder, which `load`, `train.init_from` and every command read back as the same model."""
+  config = config.to_dict() if isinstance(config, ml_collections.ConfigDict) else dict(config)
+  params = {path: np.asarray(value) for path, value in param_paths.flatten(nnx.state(model, nnx.Param)).items()}
+  experiment = {k: v for k, v in config.items() if k not in ("model_name", "model")}
+  write_converted(directory, config["model_name"], config["model"], params, "zoo.pretrained.save", experiment)

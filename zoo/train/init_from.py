@@ -5,14 +5,23 @@ the fresh state — matched by path and shape. Parameters the new model adds (an
 tables) keep their fresh initialisation, parameters it lacks are dropped, and parameters whose shape differs are an
 error naming them unless `train.init_from_allow_mismatch` lets them be initialised afresh. The training loop applies
 this only when the workdir has no checkpoint: once it has one, resuming wins, so a restarted fine-tuning run
-continues where it stopped instead of starting over. The load report is printed and written to
-`<workdir>/init_from.json`.
+continues where it stopped instead of starting over. The load report (loaded, new, dropped, shape-mismatched and
+frozen parameters) is printed and written to `<workdir>/init_from.json`.
+
+A fine-tune is the checkpoint's model unless the config says otherwise: `fine_tune_config` gives the config every
+model option the checkpoint states (RoPE's base and scaling, norms, biases, heads, ...) that the config file and
+the command line leave unset. It runs where a config becomes a training run (`launch.train`, `loop`), after the
+command line's overrides, so `--config.model.pe=rope` on a RoPE checkpoint keeps its base; the workdir's
+`config.json` then records the complete options.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import numpy as np
@@ -20,8 +29,8 @@ from etils import epath
 
 from zoo import pretrained
 from zoo.models import scan
-from zoo.train.options import TrainOptions
-from zoo.train.param_paths import TrainableError, flatten, match, replace
+from zoo.train.options import TrainOptions, options_for_task, task_of
+from zoo.train.param_paths import TrainableError, flatten, frozen, match, replace
 
 REPORT_FILE = "init_from.json"
 
@@ -32,6 +41,32 @@ class InitFromError(ValueError):
 
 # Config mistakes that only show once the checkpoint or the model exists; the CLI reports them in one line.
 ERRORS = (pretrained.CheckpointError, InitFromError, TrainableError)
+
+
+def fine_tune_config(config: Mapping[str, Any]) -> dict[str, Any]:
+  """`config` with the model options of `train.init_from`'s checkpoint under its own `model` section.
+
+  The options the config states win; the task's own model fields (vocabulary, length) come from the task. The
+  encoding's options follow the checkpoint's (under any the config states) when the final `pe` is the
+  checkpoint's, and are only the config's when `pe` changes: another encoding's options would not apply. A config
+  without `init_from`, or whose task trains another family than the checkpoint's, is returned as it is; applying
+  it twice changes nothing.
+  """
+  config = copy.deepcopy(dict(config))
+  train = config.get("train")
+  source = train.get("init_from") if isinstance(train, Mapping) else None  # parse_experiment names a bad section
+  if not source:
+    return config
+  checkpoint = pretrained.load_config(source)
+  task = task_of(config)
+  if checkpoint["model_name"] != task.family:
+    return config
+  stated = dict(config.get("model") or {})
+  options = options_for_task(checkpoint["model"], task)
+  pe = stated.get("pe", options.get("pe"))
+  inherited = dict(options.get("pe_options") or {}) if pe == options.get("pe") else {}
+  config["model"] = {**options, **stated, "pe_options": {**inherited, **dict(stated.get("pe_options") or {})}}
+  return config
 
 
 def load_into(state, params: dict[str, np.ndarray], source: str, *, allow_mismatch: bool = False):
@@ -59,6 +94,7 @@ def warm_start(state, train: TrainOptions, workdir: str, *, primary: bool = True
                               allow_mismatch=train.init_from_allow_mismatch)
   except InitFromError as e:
     raise InitFromError(f"{e}; set train.init_from_allow_mismatch=True to initialise them afresh") from None
+  report = dataclasses.replace(report, frozen=frozen(flatten(state.params), train.trainable))
   if primary:
     print(report.summary(), flush=True)
     (epath.Path(workdir) / REPORT_FILE).write_text(json.dumps(dataclasses.asdict(report), indent=1))

@@ -99,7 +99,10 @@ def stopped_early(step: int, reason: str, checkpointer: Checkpointer, workdir: s
 
 def train_and_evaluate(config: Mapping[str, Any], workdir: str, *,
                        devices: Sequence[jax.Device] | None = None) -> dict[str, Any]:
-  """Trains the experiment `config` in `workdir` on `devices` (default: all); returns and prints the summary."""
+  """Trains the experiment `config` in `workdir` on `devices` (default: all); returns and prints the summary. A
+  fine-tune's config first gets the model options its checkpoint states (`init_from.fine_tune_config`), so that
+  the workdir records the model it trains."""
+  config = init_from.fine_tune_config(config)
   experiment = parse_experiment(config)
   workdir = workdir_record.resolve(workdir, experiment.train.log_dir)
   lock = on_process_0(lambda: workdir_record.Lock.take(workdir))

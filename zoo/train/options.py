@@ -193,15 +193,32 @@ def parse_rules(rules: Mapping[str, Any]) -> tuple[tuple[str, tuple[str, ...]], 
   return tuple(parsed)
 
 
-def parse_experiment(config: Mapping[str, Any]) -> Experiment:
-  """Validates a whole experiment config; raises ValueError with a one-line message naming the problem."""
-  unknown = sorted(set(config) - set(SECTIONS))
-  check(not unknown, f"config: unknown section(s) {', '.join(map(repr, unknown))}; valid sections: "
-                     f"{', '.join(SECTIONS)}")
+def task_of(config: Mapping[str, Any]) -> tasks.Task:
+  """The task of an experiment config's `task` section (a ValueError naming the valid tasks when it names none)."""
   task_options = _section(config, "task")
   task_name = task_options.pop("name", None)
   check(task_name is not None, f"config: task.name is missing; valid choices: {', '.join(tasks.available())}")
-  task = tasks.build(task_name, task_options)
+  return tasks.build(task_name, task_options)
+
+
+def options_for_task(model: Mapping[str, Any], task: tasks.Task) -> dict[str, Any]:
+  """A model's options less the fields `task` sets (vocabulary, length, classes): the model moved onto `task`."""
+  return {k: v for k, v in model.items() if k not in task.model_fields()}
+
+
+def parse_experiment(config: Mapping[str, Any]) -> Experiment:
+  """Validates a whole experiment config; raises ValueError with a one-line message naming the problem.
+
+  `model_name`, which `zoo.pretrained.load` adds to every config it returns, may be present: it must be the family
+  the task trains (that is where the family comes from)."""
+  unknown = sorted(set(config) - {*SECTIONS, "model_name"})
+  check(not unknown, f"config: unknown section(s) {', '.join(map(repr, unknown))}; valid sections: "
+                     f"{', '.join(SECTIONS)}")
+  task = task_of(config)
+  task_name = task.name
+  family = config.get("model_name", task.family)
+  check(family == task.family, f"config: model_name {family!r} cannot train task {task_name!r} (a {task.family} "
+                               f"task)")
   model_options = _section(config, "model")
   fixed = sorted(set(model_options) & set(task.model_fields()))
   check(not fixed, f"model: {', '.join(fixed)} fixed by task {task_name!r}; set them in the task section instead")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Iterable
 
 import jax
 import jax.numpy as jnp
@@ -40,12 +41,14 @@ class LoadReport:
   new: list[str]  # only in the model: freshly initialised
   dropped: list[str]  # only in the checkpoint: ignored
   mismatched: dict[str, tuple[list[int], list[int]]]  # path: (checkpoint shape, model shape); freshly initialised
+  frozen: list[str] = dataclasses.field(default_factory=list)  # outside `train.trainable`: kept as they start
 
   def summary(self) -> str:
     lines = [f"{self.source}: loaded {len(self.loaded)} parameter(s)"]
     for label, paths in (("new (initialised)", self.new), ("dropped", self.dropped),
                          ("shape-mismatched (initialised)", [f"{p} {a} -> {b}" for p, (a, b) in
-                                                             self.mismatched.items()])):
+                                                             self.mismatched.items()]),
+                         ("frozen (not in train.trainable)", self.frozen)):
       lines.append(f"  {label}: {', '.join(paths) if paths else 'none'}")
     return "\n".join(lines)
 
@@ -63,6 +66,14 @@ class TrainableError(ValueError):
   """`train.trainable` selects no parameter."""
 
 
+def frozen(paths: Iterable[str], trainable: str) -> list[str]:
+  """The paths the regex `trainable` (re.search; "" = all) leaves out, sorted: the parameters training keeps."""
+  if not trainable:
+    return []
+  pattern = re.compile(trainable)
+  return sorted(path for path in paths if not pattern.search(path))
+
+
 def trainable_only(tx: optax.GradientTransformation, trainable: str) -> optax.GradientTransformation:
   """`tx` restricted to the parameters whose path matches the regex `trainable` (re.search; "" = all).
 
@@ -72,14 +83,14 @@ def trainable_only(tx: optax.GradientTransformation, trainable: str) -> optax.Gr
   """
   if not trainable:
     return tx
-  pattern = re.compile(trainable)
 
   def only_trainable(tree):
-    kept = {path: bool(pattern.search(path)) for path in flatten(tree)}
-    if not any(kept.values()):
+    paths = list(flatten(tree))
+    fixed = set(frozen(paths, trainable))
+    if len(fixed) == len(paths):
       raise TrainableError(f"train.trainable {trainable!r} matches no parameter path (paths look like "
-                           f"{', '.join(list(kept)[:3])})")
-    return jax.tree_util.tree_map_with_path(lambda kp, x: x if kept[path_of(kp)] else jnp.zeros_like(x), tree)
+                           f"{', '.join(paths[:3])})")
+    return jax.tree_util.tree_map_with_path(lambda kp, x: jnp.zeros_like(x) if path_of(kp) in fixed else x, tree)
 
   def update(updates, state, params=None):
     updates, state = tx.update(only_trainable(updates), state, params)
