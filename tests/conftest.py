@@ -37,7 +37,9 @@ def pytest_configure(config):
   """pytest's tmp_path folders go under the repository's git-ignored .cache/ (emptied at each run's start), not
   pytest-of-<user> in the system temp dir: a test run leaves nothing there."""
   if config.option.basetemp is None and not hasattr(config, "workerinput"):  # xdist workers get theirs from it
-    config.option.basetemp = str(REPO / ".cache" / "pytest-tmp")
+    basetemp = REPO / ".cache" / "pytest-tmp"
+    basetemp.mkdir(parents=True, exist_ok=True)  # xdist places its workers' folders in it before pytest makes it
+    config.option.basetemp = str(basetemp)
 
 # Small enough to compile in well under a second, big enough to have several heads and layers.
 TINY = dict(vocab_size=32, num_layers=2, d_model=16, num_heads=2, mlp_dim=32, max_length=48)
