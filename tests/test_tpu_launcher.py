@@ -111,7 +111,7 @@ def test_run_copies_a_per_launch_archive_and_starts_training_detached_on_every_w
   script = start[8].removeprefix("--command=")
   run_dir = f'"$HOME"/zoo_runs/{first}'
   assert f'tar -C {run_dir} -xzf "$HOME"/zoo-{first}.tgz' in script
-  assert ".venv/bin/pip install -q -e '.[tpu,gcs]'" in script
+  assert "uv pip install -q --python .venv/bin/python --require-hashes -r launch/tpu/requirements-tpu.txt" in script
   detached = script.split("; nohup setsid bash -c ", 1)[1]
   job, redirect = shlex.split(detached.split(" & ")[0])[0], detached.split(" & ")[1]
   assert job.startswith("trap : TERM; ") and f"{TRAIN} > {run_dir}/train.log 2>&1" in job
@@ -183,11 +183,11 @@ def test_dry_run_prints_the_commands_and_runs_none(cloud, args):
   assert result.returncode == 0, result.stderr
   assert cloud.calls() == []
   printed = [shlex.split(line) for line in result.stdout.splitlines()]
-  assert printed and all(argv[0] in ("gcloud", "tar") for argv in printed), result.stdout
+  assert printed and all(argv[0] in ("gcloud", "git", "tar") for argv in printed), result.stdout
   if args[0] == "create":
     assert printed == [CREATE, DESCRIBE]
   if args[0] == "run":
-    assert [argv[0] for argv in printed][:3] == ["gcloud", "tar", "gcloud"]
+    assert [argv[0] for argv in printed][:4] == ["gcloud", "git", "tar", "gcloud"]
     assert not list(cloud.directory.glob("*.tgz"))  # not even the archive was built
 
 
@@ -366,29 +366,43 @@ def test_workdirs_configs_and_overrides_with_a_newline_or_a_bad_bucket_are_refus
 
 
 WORKER_STUB = """#!{python}
-# A harmless stand-in on a fake worker (gcloud, tar, python3, and the venv's pip and python): records its argv.
+# A stand-in on a fake TPU worker (Ubuntu 22.04: python3 and its pip are 3.10): records its argv, then acts as below.
 import json, os, shutil, sys
+name, args = os.path.basename(sys.argv[0]), sys.argv[1:]
 with open(os.environ["WORKER_CALLS"], "a") as f:
-  f.write(json.dumps([os.path.basename(sys.argv[0]), *sys.argv[1:]]) + "\\n")
-if sys.argv[1:] == ["-m", "venv", ".venv"]:
+  f.write(json.dumps([name, *args]) + "\\n")
+too_old = "ERROR: Package 'zoo' requires a different Python: 3.10.12 not in '>=3.11'"
+if name in ("pip", "pip3") or (name == "python3" and args[:2] != ["-m", "pip"]):
+  sys.exit(too_old)  # the image's Python cannot run or install zoo
+if name == "python3":  # python3 -m pip install --user --require-hashes -r launch/tpu/requirements-uv.txt: uv only
+  if "--hash=" not in open(args[-1]).read():
+    sys.exit("no hashes")
+  os.makedirs(os.path.expanduser("~/.local/bin"), exist_ok=True)
+  shutil.copy(sys.argv[0], os.path.expanduser("~/.local/bin/uv"))
+if name == "uv" and args[0] == "venv":  # the venv's python: the >= 3.11 interpreter uv installed
   os.makedirs(".venv/bin")
-  for name in ("pip", "python"):
-    shutil.copy(sys.argv[0], os.path.join(".venv", "bin", name))
+  shutil.copy(sys.argv[0], ".venv/bin/python")
+if name == "uv" and args[0] == "pip" and "-r" in args and "--hash=" not in open(args[args.index("-r") + 1]).read():
+  sys.exit("no hashes")
+if name == "python" and os.environ.get("WORKER_PYTHON"):
+  os.execv(os.environ["WORKER_PYTHON"], [os.environ["WORKER_PYTHON"], *args])
 """
 
 
 class FakeWorker:
   """A TPU worker's shell on this machine: bash with its own $HOME, and recording stubs in place of the programs
-  that would do anything (gcloud, tar, python3); the rest (mkdir, rm, ln, nohup, setsid, kill) is real."""
+  that would reach the network or install anything (gcloud, python3 and pip of the image, uv; tar too unless
+  `real_tar`); the rest (mkdir, rm, ln, nohup, setsid, kill) is real. With `python` the venv's python runs it."""
 
-  def __init__(self, directory):
-    self.home, stubs, self.log = directory / "home", directory / "stubs", directory / "worker_calls.jsonl"
-    self.home.mkdir()
+  def __init__(self, directory, real_tar: bool = False, python: str = ""):
+    self.home, stubs, self.log = directory / "worker_home", directory / "stubs", directory / "worker_calls.jsonl"
+    self.home.mkdir(exist_ok=True)
     stubs.mkdir()
-    for program in ("gcloud", "tar", "python3"):
+    for program in ("gcloud", "python3", "pip", "pip3", *(() if real_tar else ("tar",))):
       (stubs / program).write_text(WORKER_STUB.format(python=sys.executable))
       (stubs / program).chmod(0o755)
-    self.env = {"HOME": str(self.home), "PATH": f"{stubs}:/usr/bin:/bin", "WORKER_CALLS": str(self.log)}
+    self.env = {"HOME": str(self.home), "PATH": f"{stubs}:/usr/bin:/bin", "WORKER_CALLS": str(self.log),
+                "WORKER_PYTHON": python, "JAX_PLATFORMS": "cpu"}
 
   def run(self, script: str) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", "-c", script], cwd=self.home, env=self.env, capture_output=True, text=True,
@@ -397,13 +411,54 @@ class FakeWorker:
   def calls(self) -> list[list[str]]:
     return [json.loads(line) for line in self.log.read_text().splitlines()] if self.log.exists() else []
 
-  def wait_for(self, program: str) -> None:
+  def wait_for(self, program: str, seconds: float = 20) -> None:
     """Until the detached job has called `program` (it runs in the background of the start script)."""
-    for _ in range(200):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
       if any(call[0] == program for call in self.calls()):
         return
       time.sleep(0.1)
     raise AssertionError(f"{program} was never called: {self.calls()}")
+
+
+def test_a_worker_whose_python3_is_3_10_trains_under_the_pinned_3_11(cloud, data_dir):
+  """`run` against the fake cloud, whose scp puts the archive in a fake worker's home; the start script then runs
+  there: the image's python3 / pip (3.10) only install uv, uv installs Python 3.11 and the locked packages, and the
+  venv's interpreter trains the smoke config from the unpacked archive. Two changes to the recorded script: the
+  bucket is a local directory, and no --distributed (one CPU host: no TPU cluster to detect)."""
+  cloud.scenario(describe=["ACTIVE"])
+  result = cloud.launcher("run", "zoo-v5e", f"--zone={ZONE}", "--workdir=gs://my-bucket/zoo/pi",
+                          "--config=configs/pi.py:urpe,smoke", f"--config.train.data_dir={data_dir}")
+  assert result.returncode == 0, result.stderr
+  [start] = [c for c in cloud.calls() if kind(c) == "start"]
+  [launch_id] = launch_ids([start])
+  worker = FakeWorker(cloud.directory, real_tar=True, python=sys.executable)
+  workdir = cloud.directory / "bucket" / "zoo" / "pi"
+  script = start[-1].removeprefix("--command=").replace("--distributed ", "")
+  started = worker.run(script.replace("gs://my-bucket/zoo/pi", str(workdir)))
+  assert started.returncode == 0, started.stderr
+  worker.wait_for("gcloud", seconds=240)  # the log copy, once training has ended
+  run_dir = worker.home / "zoo_runs" / launch_id
+  assert (run_dir / "exit_status").read_text() == "0\n", (run_dir / "train.log").read_text()[-3000:]
+  assert "summary:" in (run_dir / "train.log").read_text()
+  assert (workdir / "config.json").exists() and (workdir / "checkpoints" / "6").is_dir()
+  calls = [c for c in worker.calls() if c[0] != "gcloud"]
+  assert calls == [
+      ["python3", "-m", "pip", "install", "-q", "--user", "--require-hashes", "-r", "launch/tpu/requirements-uv.txt"],
+      ["uv", "python", "install", "-q", gcloud.PYTHON],
+      ["uv", "venv", "-q", "--python", gcloud.PYTHON, ".venv"],
+      ["uv", "pip", "install", "-q", "--python", ".venv/bin/python", "--require-hashes", "-r",
+       "launch/tpu/requirements-tpu.txt"],
+      ["uv", "pip", "install", "-q", "--python", ".venv/bin/python", "--no-deps", "-e", "."],
+      ["python", "-m", "launch.train", f"--workdir={workdir}", "--config=configs/pi.py:urpe,smoke",
+       "--config.train.log_dir=logs", f"--config.train.data_dir={data_dir}"]]
+  assert gcloud.PYTHON.startswith("3.11.")
+  shipped = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                           capture_output=True, text=True).stdout.split()
+  unpacked = [str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file()]
+  made_there = (".venv/", "logs/", "train.log", "pid", "exit_status")
+  assert {p for p in unpacked if not p.startswith(made_there) and "__pycache__" not in p} == \
+      {p for p in shipped if (REPO / p).exists()}  # only the checkout's tracked and unignored files
 
 
 @pytest.mark.parametrize("verb", ["run", "supervise"])
@@ -418,17 +473,17 @@ def test_hostile_workdirs_and_overrides_reach_the_worker_as_single_words(cloud, 
   result = cloud.launcher(*args)
   assert result.returncode == 0, result.stderr
   printed = [shlex.split(line) for line in result.stdout.splitlines()]
-  assert [argv[0] for argv in printed][:4] == ["gcloud", "tar", "gcloud", "gcloud"] and cloud.calls() == []
-  launch_id = printed[2][6].removeprefix("zoo-v5e:zoo-").removesuffix(".tgz")
+  assert [argv[0] for argv in printed][:5] == ["gcloud", "git", "tar", "gcloud", "gcloud"] and cloud.calls() == []
+  launch_id = printed[3][6].removeprefix("zoo-v5e:zoo-").removesuffix(".tgz")
   scripts = [argv[-1].removeprefix("--command=") for argv in printed if argv[3:5] == ["tpu-vm", "ssh"]]
-  worker = FakeWorker(cloud.directory)
-  (worker.home / f"zoo-{launch_id}.tgz").write_text("")  # what scp put there
+  worker = FakeWorker(cloud.directory, real_tar=True)
+  subprocess.run(["tar", "-C", REPO, "-czf", worker.home / f"zoo-{launch_id}.tgz", gcloud.UV_LOCK, gcloud.TPU_LOCK],
+                 check=True)  # what scp put there: as much of the checkout as the setup reads
   started = worker.run(scripts[0])
   assert started.returncode == 0, started.stderr
   worker.wait_for("gcloud")
   run_dir = f"{worker.home}/zoo_runs/{launch_id}"
   calls = worker.calls()
-  assert calls[0] == ["tar", "-C", run_dir, "-xzf", f"{worker.home}/zoo-{launch_id}.tgz"]
   assert ["python", "-m", "launch.train", "--distributed", f"--workdir={workdir}", "--config=configs/pi.py:urpe",
           "--config.train.log_dir=logs", "--config.train.steps=2000", *overrides] in calls
   assert calls[-1] == ["gcloud", "storage", "cp", "-r", f"{run_dir}/train.log", f"{run_dir}/logs",

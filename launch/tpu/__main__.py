@@ -104,12 +104,20 @@ def launch(runner: Runner, tpu: gcloud.Slice, args: argparse.Namespace) -> str:
   launch_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
   archive = f"zoo-{launch_id}.tgz"
   local = os.path.join(tempfile.gettempdir(), f"{tpu.name}-{archive}")
+  file_list = f"{local}.files"
+  files = runner.output(gcloud.shipped_files(REPO), dry_value="")
+  if not (files or runner.dry_run):
+    fail(f"run: ships the git checkout's files, but `git ls-files` found none in {REPO}")
   try:
-    runner.run(gcloud.pack(REPO, local))
+    if not runner.dry_run:
+      with open(file_list, "w") as f:  # paths that no longer exist (deleted, not yet committed) are not shipped
+        f.write("\0".join(p for p in files.split("\0") if p and os.path.lexists(os.path.join(REPO, p))))
+    runner.run(gcloud.pack(REPO, local, file_list))
     runner.run(gcloud.scp_to_workers(tpu, local, archive))
   finally:
-    if os.path.exists(local):
-      os.remove(local)
+    for path in (local, file_list):
+      if os.path.exists(path):
+        os.remove(path)
   train = gcloud.train_args(args.workdir, args.config, args.overrides)
   runner.run(gcloud.ssh(tpu, gcloud.start_script(launch_id, archive, train, args.workdir)))
   print(f"launched {launch_id} on {tpu.name}: `python -m launch.tpu logs {tpu.name} --zone={tpu.zone}` follows it; "

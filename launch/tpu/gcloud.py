@@ -19,6 +19,12 @@ from launch.tpu import checks
 from launch.tpu.remote import HOME, RUNS, Shell, command
 
 TPUS = ("gcloud", "compute", "tpus")
+# The workers' Python. The TPU VM runtime images are Ubuntu 22.04, whose python3 is 3.10, and zoo and jax need >= 3.11:
+# the image's pip installs only uv (pinned with its hash), uv installs this CPython (its own managed build: no apt, no
+# PPA, no unattended-upgrades lock on a fresh VM) and the venv, then exactly the versions and hashes of the lock file.
+PYTHON = "3.11.18"
+UV_LOCK = "launch/tpu/requirements-uv.txt"
+TPU_LOCK = "launch/tpu/requirements-tpu.txt"
 TIERS = {"spot": ("--spot",), "reserved": ("--reserved",), "on-demand": ()}
 
 
@@ -62,9 +68,16 @@ def ssh(tpu: Slice, script: Shell, worker: str = "all") -> list[str]:
   return [*TPUS, "tpu-vm", "ssh", tpu.name, *tpu.where(), f"--worker={worker}", f"--command={script}"]
 
 
-def pack(repo: str, archive: str) -> list[str]:
-  """The checkout as a tarball (no venv, git history or caches), built locally once per launch."""
-  return ["tar", "-C", repo, "--exclude=.venv", "--exclude=.git", "--exclude=__pycache__", "-czf", archive, "."]
+def shipped_files(repo: str) -> list[str]:
+  """Lists (NUL-separated) the checkout's files that a launch ships: tracked ones as they are in the working tree and
+  new ones git does not ignore (a config just written), but no venv, local data or caches that .gitignore names."""
+  return ["git", "-C", repo, "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
+
+
+def pack(repo: str, archive: str, file_list: str) -> list[str]:
+  """The files named in `file_list` (NUL-separated paths relative to `repo`) as a tarball, built locally once per
+  launch."""
+  return ["tar", "-C", repo, "--null", f"--files-from={file_list}", "-czf", archive]
 
 
 def train_args(workdir: str, config: str, overrides: list[str]) -> list[str]:
@@ -74,8 +87,9 @@ def train_args(workdir: str, config: str, overrides: list[str]) -> list[str]:
 
 
 def start_script(launch_id: str, archive: str, train: list[str], workdir: str) -> Shell:
-  """Unpacks the launch's archive (`archive`: its file name in the worker's home directory), installs zoo with the
-  tpu and gcs extras, and starts `launch.train` with the arguments `train` (see `train_args`) detached.
+  """Unpacks the launch's archive (`archive`: its file name in the worker's home directory), installs Python
+  `PYTHON`, the locked tpu and gcs dependencies and zoo into the launch's venv with uv (see `PYTHON`), and starts
+  `launch.train` with the arguments `train` (see `train_args`) detached.
 
   The job's bash traps SIGTERM (a trap with a command, so the Python child gets the default disposition and
   saves a checkpoint): on a preemption it outlives the trainer long enough to record the exit status and copy the
@@ -86,9 +100,13 @@ def start_script(launch_id: str, archive: str, train: list[str], workdir: str) -
                 "echo $? > {run}/exit_status; gcloud storage cp -r {run}/train.log {run}/logs {logs}/\"$(hostname)\"/",
                 run=run, train=train, logs=f"{workdir.rstrip('/')}/logs/{launch_id}")  # logs: in the launch dir
   return command("set -e; mkdir -p {run}; tar -C {run} -xzf {home}/{archive}; rm {home}/{archive}; cd {run}; "
-                 "python3 -m venv .venv; .venv/bin/pip install -q -e '.[tpu,gcs]'; ln -sfn {run} {runs}/latest; "
+                 "python3 -m pip install -q --user --require-hashes -r {uv_lock}; "
+                 "export PATH={home}/.local/bin:\"$PATH\"; uv python install -q {python}; uv venv -q --python {python} .venv; "
+                 "uv pip install -q --python .venv/bin/python --require-hashes -r {lock}; "
+                 "uv pip install -q --python .venv/bin/python --no-deps -e .; ln -sfn {run} {runs}/latest; "
                  "nohup setsid bash -c {job} > /dev/null 2>&1 < /dev/null & echo $! > {run}/pid",
-                 run=run, home=HOME, archive=archive, runs=RUNS, job=str(job))  # str: the job is one word
+                 run=run, home=HOME, archive=archive, uv_lock=UV_LOCK, python=PYTHON, lock=TPU_LOCK, runs=RUNS,
+                 job=str(job))  # str: the job is one word
 
 
 def job_dir(launch_id: str) -> Shell:
