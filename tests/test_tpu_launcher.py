@@ -255,6 +255,8 @@ def test_one_slice_needs_no_megascale_variables(cloud):
     ("--accelerator=v5e", "error: manifest: unknown accelerator 'v5e'; valid choices: tpu-v4-podslice, "
                           "tpu-v5-lite-podslice, tpu-v5p-slice, tpu-v6e-slice"),
     ("--workdir=/tmp/x", "error: manifest: --workdir must be on GCS (gs://BUCKET/PATH)"),
+    ("--ttl=-1", "error: manifest: ttl must be >= 0 seconds, got -1"),
+    ("--queue=Team A", "error: manifest: queue 'Team A' is not a valid Kubernetes name"),
 ])
 def test_bad_manifest_options_exit_2(cloud, override, message):
   result = cloud.launcher(*MANIFEST, override)

@@ -237,6 +237,8 @@ def build_parser() -> Parser:
   manifest_parser.add_argument("--workdir", required=True, help="gs://... : checkpoints")
   manifest_parser.add_argument("--config", required=True, help="experiment config, e.g. configs/pi.py:urpe")
   manifest_parser.add_argument("--max-restarts", type=int, default=3, help="JobSet restarts (preemptions) allowed")
+  manifest_parser.add_argument("--ttl", type=int, default=7 * 24 * 3600, help="seconds a finished JobSet is kept")
+  manifest_parser.add_argument("--queue", default="", help="a Kueue LocalQueue to submit to (default: no Kueue)")
   manifest_parser.add_argument("--out", default="", help="write here instead of stdout")
   manifest_parser.add_argument("--apply", action="store_true", help="then kubectl apply -f OUT")
   return parser
@@ -266,7 +268,7 @@ def checked(args: argparse.Namespace) -> gcloud.Slice | JobSpec:
     if args.command == "manifest":
       spec = JobSpec(name=args.name, image=args.image, accelerator=args.accelerator, topology=args.topology,
                      slices=args.slices, workdir=args.workdir, config=args.config, overrides=tuple(args.overrides),
-                     max_restarts=args.max_restarts)
+                     max_restarts=args.max_restarts, ttl_seconds=args.ttl, queue=args.queue)
       checks.experiment(container_args(spec))
       return spec
     tpu = gcloud.Slice(args.name, args.zone, args.project)
