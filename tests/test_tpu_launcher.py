@@ -36,7 +36,7 @@ class FakeCloud:
     self.directory = directory
     self.bin = directory / "bin"
     self.bin.mkdir()
-    for program in ("gcloud", "kubectl"):
+    for program in ("gcloud", "kubectl", "docker"):
       wrapper = self.bin / program
       wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} {REPO / 'tests' / 'fake_cloud.py'} {program} \"$@\"\n")
       wrapper.chmod(0o755)
@@ -301,11 +301,12 @@ def readme_launcher_commands() -> list[list[str]]:
 
 def test_the_readme_commands_run_in_dry_run(cloud):
   commands = readme_launcher_commands()
-  assert [c[0] for c in commands] == ["create", "run", "status", "logs", "stop", "run", "delete", "manifest"]
+  assert [c[0] for c in commands] == ["create", "run", "status", "logs", "stop", "run", "delete", "image", "image",
+                                      "manifest"]
   for command in commands:
     result = cloud.launcher(*command, "--dry-run")
     assert result.returncode == 0, (command, result.stderr)
-    assert result.stdout.startswith(("gcloud ", "kubectl ")), (command, result.stdout)
+    assert result.stdout.startswith(("gcloud ", "docker ", "kubectl ")), (command, result.stdout)
   assert cloud.calls() == [] and not (REPO / "jobset.yaml").exists()
 
 
@@ -529,3 +530,38 @@ def test_the_config_is_checked_locally_before_any_cloud_call(cloud, verb, change
   assert result.returncode == 2 and result.stdout == "", result.stdout  # not even the describe
   assert result.stderr.startswith(message) and result.stderr.count("\n") == 1, result.stderr
   assert cloud.calls() == [] and not (REPO / "MARKER").exists()
+
+
+IMAGE = "europe-docker.pkg.dev/p/zoo/train:1"
+
+
+def test_image_build_and_push_run_docker_on_the_checkout_with_the_workers_python(cloud):
+  build = ["docker", "build", f"--file={REPO}/launch/tpu/Dockerfile", f"--build-arg=PYTHON={gcloud.PYTHON}",
+           f"--tag={IMAGE}", str(REPO)]
+  dry = [cloud.launcher("image", action, f"--image={IMAGE}", "--dry-run") for action in ("build", "push")]
+  assert [r.stdout for r in dry] == [shlex.join(build) + "\n", f"docker push {IMAGE}\n"] and cloud.calls() == []
+  for action in ("build", "push"):
+    assert cloud.launcher("image", action, f"--image={IMAGE}").returncode == 0
+  assert cloud.calls() == [build, ["docker", "push", IMAGE]]
+  for bad in [*hostile(cloud.directory / "MARKER"), "Europe/Train:1", "--output=/tmp/x"]:
+    result = cloud.launcher("image", "build", f"--image={bad}", "--dry-run")
+    assert result.returncode == 2 and result.stdout == "" and result.stderr.startswith("error: --image "), bad
+    assert result.stderr.count("\n") == 1, result.stderr
+  assert len(cloud.calls()) == 2 and not (cloud.directory / "MARKER").exists()
+
+
+def test_the_image_installs_the_lock_and_runs_where_the_manifest_says():
+  """The Dockerfile's instructions: the workers' Python, the hash-checked lock, the checkout at the manifest's
+  workingDir with zoo installed; the build context leaves out what .gitignore leaves out."""
+  from launch.tpu import manifest  # noqa: PLC0415
+
+  lines = [line for line in (REPO / "launch/tpu/Dockerfile").read_text().splitlines() if not line.startswith("#")]
+  steps = [line.split(" ", 1) for line in lines if line]
+  assert steps == [
+      ["ARG", "PYTHON"], ["FROM", "python:${PYTHON}-slim-bookworm"], ["WORKDIR", manifest.WORKING_DIR],
+      ["COPY", f"{gcloud.TPU_LOCK} {gcloud.TPU_LOCK}"],
+      ["RUN", f"pip install --no-cache-dir --require-hashes -r {gcloud.TPU_LOCK}"], ["COPY", ". ."],
+      ["RUN", "pip install --no-cache-dir --no-deps -e ."], ["ENV", f"PYTHONPATH={manifest.WORKING_DIR}"]]
+  ignored = (REPO / "launch/tpu/Dockerfile.dockerignore").read_text().splitlines()
+  for pattern in (REPO / ".gitignore").read_text().split():
+    assert pattern.strip("/").rstrip("/") in {line.removeprefix("**/") for line in ignored}, pattern

@@ -5,6 +5,7 @@ a JobSet for GKE.
   python -m launch.tpu run NAME --zone=ZONE --workdir=gs://BUCKET/RUN --config=configs/pi.py:urpe [--config.x=y ...]
   python -m launch.tpu run ... --supervise --accelerator=... --runtime=... --spot [--max-attempts=5 --poll=60]
   python -m launch.tpu status|logs|stop|delete NAME --zone=ZONE
+  python -m launch.tpu image build|push --image=REGISTRY/PATH:TAG
   python -m launch.tpu manifest --name=RUN --image=IMAGE --accelerator=tpu-v5-lite-podslice --topology=4x4 \
       --slices=2 --workdir=gs://BUCKET/RUN --config=configs/pi.py:urpe [--out=jobset.yaml --apply]
 
@@ -16,7 +17,7 @@ on-demand); `run` copies the checkout to every worker as a per-launch archive, i
 `launch.train --distributed` detached on all workers (see gcloud.py for where logs go). `run --supervise` stays in
 the foreground, polls the slice every --poll seconds and, when it is preempted or gone, deletes and re-creates it
 and relaunches the same command, which resumes from the workdir's latest checkpoint; after --max-attempts launches
-it gives up. Needs the gcloud CLI (kubectl for `manifest --apply`).
+it gives up. Needs the gcloud CLI (docker for `image`, kubectl for `manifest --apply`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import time
 import yaml
 
 from launch.cli import fail
-from launch.tpu import checks, gcloud
+from launch.tpu import checks, gcloud, image
 from launch.tpu.manifest import JobSpec, container_args, jobset
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -228,6 +229,10 @@ def build_parser() -> Parser:
       sub.add_argument("--launch", default="", help="a launch id (default: the latest on the workers)")
   commands.choices["logs"].add_argument("--lines", type=int, default=50)
 
+  image_parser = commands.add_parser("image", parents=[common], help="build or push the training image (docker)")
+  image_parser.add_argument("action", choices=("build", "push"))
+  image_parser.add_argument("--image", required=True, help="e.g. europe-docker.pkg.dev/PROJECT/REPO/train:TAG")
+
   manifest_parser = commands.add_parser("manifest", parents=[common], help="a JobSet for GKE (kubectl apply -f)")
   manifest_parser.add_argument("--name", required=True, help="the JobSet name (a DNS label)")
   manifest_parser.add_argument("--image", required=True, help="a container image with this checkout and .[tpu,gcs]")
@@ -290,6 +295,13 @@ def main(argv: list[str]) -> None:
   runner = Runner(args.dry_run)
   if args.command == "manifest":
     manifest(runner, checked(args), args)
+    return
+  if args.command == "image":
+    try:
+      checks.image(args.image)
+    except ValueError as e:
+      fail(str(e))
+    runner.run(image.build(REPO, args.image) if args.action == "build" else image.push(args.image))
     return
   tpu = checked(args)
   if args.command == "create":
