@@ -70,8 +70,8 @@ def kind(call: list[str]) -> str:
   if call[3:5] == ["tpu-vm", "scp"]:
     return "scp"
   command = next(a for a in call if a.startswith("--command="))
-  return {"nohup setsid": "start", "kill -0": "status", "tail -n": "logs", "kill -TERM": "stop"}[
-      next(marker for marker in ("nohup setsid", "kill -0", "tail -n", "kill -TERM") if marker in command)]
+  return {"nohup setsid": "start", "kill -TERM": "stop", "kill -0": "status", "tail -n": "logs"}[
+      next(marker for marker in ("nohup setsid", "kill -TERM", "kill -0", "tail -n") if marker in command)]
 
 
 def launch_ids(calls) -> list[str]:
@@ -128,31 +128,33 @@ def test_status_logs_stop_and_delete_issue_their_commands(cloud):
   for command in (["logs", "--lines=20"], ["stop"], ["delete"]):
     assert cloud.launcher(command[0], "zoo-v5e", f"--zone={ZONE}", *command[1:]).returncode == 0
   calls = cloud.calls()
-  assert [kind(c) for c in calls] == ["describe", "status", "logs", "stop", "delete"]
+  assert [kind(c) for c in calls] == ["describe", "status", "logs", "stop", "describe", "delete"]
   assert calls[2][-1] == "--command=" + gcloud.logs_script("", 20)
   assert 'tail -n 20 "$HOME"/zoo_runs/latest/train.log' in calls[2][-1]
-  assert calls[3][-1] == '--command=kill -TERM -- -"$(cat "$HOME"/zoo_runs/latest/pid)"'
-  assert calls[4] == DELETE
+  assert calls[3][-1] == "--command=" + gcloud.stop_script("")
+  assert 'kill -TERM -- -"$(cat "$d"/pid)"' in calls[3][-1] and 'd="$HOME"/zoo_runs/latest;' in calls[3][-1]
+  assert calls[5] == DELETE
 
 
 def test_a_preempted_slice_is_recreated_and_the_same_command_relaunched(cloud):
-  cloud.scenario(describe=["ACTIVE", "ACTIVE", "PREEMPTED", "PREEMPTED", "WAITING_FOR_RESOURCES", "ACTIVE", "ACTIVE"],
+  """A Spot slice taken back goes SUSPENDING, then SUSPENDED (the queued resource's real states)."""
+  cloud.scenario(describe=["ACTIVE", "ACTIVE", "SUSPENDING", "SUSPENDED", "WAITING_FOR_RESOURCES", "ACTIVE", "ACTIVE"],
                  status=["t1v-n-0 running\nt1v-n-1 running", "t1v-n-0 finished\nt1v-n-1 exited"])
   result = cloud.launcher(*RUN, "--supervise", *SLICE_OPTIONS, "--poll=0")
   assert result.returncode == 0, result.stderr
   calls = cloud.calls()
   assert [kind(c) for c in calls] == [
-      "describe", "scp", "start", "describe", "status", "describe",  # running, then preempted
+      "describe", "scp", "start", "describe", "status", "describe",  # running, then SUSPENDING
       "describe", "delete", "create", "describe", "describe",  # re-create, wait for ACTIVE
       "scp", "start", "describe", "status"]  # relaunch, finished
   assert calls[7] == DELETE and calls[8] == CREATE
   first, second = launch_ids(calls)
   assert calls[2][-1].replace(first, "ID") == calls[12][-1].replace(second, "ID")  # the same command
-  assert "slice zoo-v5e is PREEMPTED" in result.stderr and f"supervise: {second} finished (attempt 2)" in result.stderr
+  assert "slice zoo-v5e is SUSPENDING" in result.stderr and f"supervise: {second} finished (attempt 2)" in result.stderr
 
 
 def test_supervise_gives_up_after_max_attempts(cloud):
-  cloud.scenario(describe=["ACTIVE", "PREEMPTED", "PREEMPTED", "ACTIVE", "PREEMPTED"])
+  cloud.scenario(describe=["ACTIVE", "SUSPENDING", "SUSPENDED", "ACTIVE", "FAILED"])
   result = cloud.launcher(*RUN, "--supervise", *SLICE_OPTIONS, "--poll=0", "--max-attempts=2")
   assert result.returncode == 1
   assert [kind(c) for c in cloud.calls()].count("start") == 2
@@ -169,15 +171,111 @@ def test_a_failed_job_is_not_relaunched_and_an_unreachable_one_is_asked_again(cl
   assert [kind(c) for c in cloud.calls()] == ["describe", "scp", "start", "describe", "status", "describe", "status"]
 
 
+def test_supervise_retries_a_failed_copy_or_start_with_backoff(cloud):
+  """scp fails once, then the start's ssh: each failure repeats copy and start, after 0.2 s, then 0.4 s."""
+  rules = [{"match": "tpu-vm scp", "outputs": [{"rc": 1}, "", ""]},
+           {"match": "nohup setsid", "outputs": [{"rc": 255}, ""]},
+           {"match": "queued-resources describe", "outputs": ["ACTIVE"]},
+           {"match": "kill -0", "outputs": ["t1v-n-0 finished\nt1v-n-1 exited"]}]
+  (cloud.directory / "scenario.json").write_text(json.dumps(rules))
+  began = time.monotonic()
+  result = cloud.launcher(*RUN, "--supervise", *SLICE_OPTIONS, "--poll=0", "--retry-wait=0.2")
+  assert result.returncode == 0, result.stderr
+  assert time.monotonic() - began >= 0.6
+  assert [kind(c) for c in cloud.calls()] == ["describe", "scp", "scp", "start", "scp", "start", "describe", "status"]
+  retries = [line for line in result.stderr.splitlines() if "trying again" in line]
+  assert [line.split(" failed ")[1] for line in retries] == [
+      "(exit status 1); trying again in 0.2 s (retry 1 of 3)",
+      "(exit status 255); trying again in 0.4 s (retry 2 of 3)"]
+  assert "error" not in result.stderr
+
+
+def test_a_launch_that_cannot_be_copied_counts_as_an_attempt_and_plain_run_gives_up(cloud):
+  rules = [{"match": "tpu-vm scp", "outputs": [{"rc": 1}]},
+           {"match": "queued-resources describe", "outputs": ["ACTIVE"]}]
+  (cloud.directory / "scenario.json").write_text(json.dumps(rules))
+  result = cloud.launcher(*RUN, "--retry-wait=0", "--retries=1")
+  assert result.returncode == 1 and [kind(c) for c in cloud.calls()] == ["describe", "scp", "scp"]
+  assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [
+      "error: run: could not copy or start the launch on zoo-v5e after 2 tries"]
+  result = cloud.launcher(*RUN, "--supervise", *SLICE_OPTIONS, "--poll=0", "--retry-wait=0", "--retries=1",
+                          "--max-attempts=2")
+  assert result.returncode == 1 and [kind(c) for c in cloud.calls()].count("scp") == 2 + 4
+  assert result.stderr.splitlines()[-1].startswith("error: supervise: gave up after 2 attempts")
+
+
+def test_supervise_gives_up_on_a_job_no_ssh_reaches_after_the_stated_time(cloud):
+  cloud.scenario(describe=["ACTIVE"], status=[{"rc": 255}])
+  began = time.monotonic()
+  result = cloud.launcher(*RUN, "--supervise", *SLICE_OPTIONS, "--poll=0.1", "--unreachable-after=0.5")
+  assert result.returncode == 1 and time.monotonic() - began > 0.5
+  errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1 and errors[0].startswith("error: supervise: no worker of zoo-v5e answered ssh for 0.5 s "
+                                                   "while the slice is ACTIVE; gave up watching ")
+  assert [kind(c) for c in cloud.calls()].count("status") >= 3  # asked again, 0.1 s apart, for over 0.5 s
+
+
+@pytest.mark.parametrize("states,calls", [
+    ([""], ["describe"]),  # already gone
+    (["DELETING", "DELETING", ""], ["describe", "describe", "describe"]),  # being deleted: wait until gone
+    (["SUSPENDED"], ["describe", "delete"]),
+], ids=["gone", "deleting", "suspended"])
+def test_delete_is_idempotent(cloud, states, calls):
+  cloud.scenario(describe=states)
+  result = cloud.launcher("delete", "zoo-v5e", f"--zone={ZONE}")
+  assert result.returncode == 0, result.stderr
+  assert [kind(c) for c in cloud.calls()] == calls
+
+
+@pytest.mark.parametrize("files,expected", [
+    ({}, "no such launch"),
+    ({"pid": "PID", "exit_status": "0"}, "not running"),
+    ({"pid": "999999999"}, "not running"),
+    ({"pid": "PID"}, "stopping"),
+], ids=["missing", "ended", "gone", "running"])
+def test_the_stop_script_stops_a_running_job_and_is_no_error_otherwise(tmp_path, files, expected):
+  run = tmp_path / "zoo_runs" / "L1"
+  run.mkdir(parents=True)
+  job = subprocess.Popen(["sleep", "60"], start_new_session=True)  # its own process group, as under setsid
+  try:
+    for name, text in files.items():
+      (run / name).write_text(text.replace("PID", str(job.pid)))
+    result = subprocess.run(["bash", "-c", gcloud.stop_script("L1")], env={**os.environ, "HOME": str(tmp_path)},
+                            capture_output=True, text=True, timeout=10)
+    assert result.returncode == 0 and result.stdout == f"{socket.gethostname()} {expected}\n", result.stderr
+    if expected == "stopping":
+      assert job.wait(timeout=10) == -15  # SIGTERM
+  finally:
+    job.kill()
+    job.wait()
+
+
+def test_logs_follow_prints_lines_as_they_are_written(tmp_path):
+  run = tmp_path / "zoo_runs" / "L1"
+  run.mkdir(parents=True)
+  (run / "train.log").write_text("step 1\n")
+  follow = subprocess.Popen(["bash", "-c", gcloud.logs_script("L1", 5, follow=True)], start_new_session=True,
+                            env={**os.environ, "HOME": str(tmp_path)}, stdout=subprocess.PIPE, text=True)
+  try:
+    assert follow.stdout.readline() == f"{socket.gethostname()}: step 1\n"
+    with open(run / "train.log", "a") as f:
+      f.write("step 2\n")
+    assert follow.stdout.readline() == f"{socket.gethostname()}: step 2\n"  # tail -F and sed -u: no buffering
+  finally:
+    os.killpg(follow.pid, 15)
+    follow.wait()
+
+
 @pytest.mark.parametrize("args", [
     ["create", "zoo-v5e", f"--zone={ZONE}", *SLICE_OPTIONS],
     RUN,
     [*RUN, "--supervise", *SLICE_OPTIONS],
     ["status", "zoo-v5e", f"--zone={ZONE}"],
     ["logs", "zoo-v5e", f"--zone={ZONE}"],
+    ["logs", "zoo-v5e", f"--zone={ZONE}", "--follow"],
     ["stop", "zoo-v5e", f"--zone={ZONE}"],
     ["delete", "zoo-v5e", f"--zone={ZONE}"],
-], ids=["create", "run", "supervise", "status", "logs", "stop", "delete"])
+], ids=["create", "run", "supervise", "status", "logs", "follow", "stop", "delete"])
 def test_dry_run_prints_the_commands_and_runs_none(cloud, args):
   result = cloud.launcher(*args, "--dry-run")
   assert result.returncode == 0, result.stderr

@@ -89,7 +89,8 @@ def train_args(workdir: str, config: str, overrides: list[str]) -> list[str]:
 def start_script(launch_id: str, archive: str, train: list[str], workdir: str) -> Shell:
   """Unpacks the launch's archive (`archive`: its file name in the worker's home directory), installs Python
   `PYTHON`, the locked tpu and gcs dependencies and zoo into the launch's venv with uv (see `PYTHON`), and starts
-  `launch.train` with the arguments `train` (see `train_args`) detached.
+  `launch.train` with the arguments `train` (see `train_args`) detached. On a worker where this launch already
+  started (a retry after an ssh session that dropped) it only removes the archive: never two trainers.
 
   The job's bash traps SIGTERM (a trap with a command, so the Python child gets the default disposition and
   saves a checkpoint): on a preemption it outlives the trainer long enough to record the exit status and copy the
@@ -99,9 +100,11 @@ def start_script(launch_id: str, archive: str, train: list[str], workdir: str) -
   job = command("trap : TERM; cd {run} && .venv/bin/python -m launch.train {train} > {run}/train.log 2>&1; "
                 "echo $? > {run}/exit_status; gcloud storage cp -r {run}/train.log {run}/logs {logs}/\"$(hostname)\"/",
                 run=run, train=train, logs=f"{workdir.rstrip('/')}/logs/{launch_id}")  # logs: in the launch dir
-  return command("set -e; mkdir -p {run}; tar -C {run} -xzf {home}/{archive}; rm {home}/{archive}; cd {run}; "
+  return command("set -e; if [ -f {run}/pid ]; then rm -f {home}/{archive}; exit 0; fi; "
+                 "mkdir -p {run}; tar -C {run} -xzf {home}/{archive}; rm {home}/{archive}; cd {run}; "
                  "python3 -m pip install -q --user --require-hashes -r {uv_lock}; "
-                 "export PATH={home}/.local/bin:\"$PATH\"; uv python install -q {python}; uv venv -q --python {python} .venv; "
+                 "export PATH={home}/.local/bin:\"$PATH\"; uv python install -q {python}; "
+                 "uv venv -q --python {python} .venv; "
                  "uv pip install -q --python .venv/bin/python --require-hashes -r {lock}; "
                  "uv pip install -q --python .venv/bin/python --no-deps -e .; ln -sfn {run} {runs}/latest; "
                  "nohup setsid bash -c {job} > /dev/null 2>&1 < /dev/null & echo $! > {run}/pid",
@@ -127,11 +130,20 @@ def status_script(launch_id: str = "") -> Shell:
                  'echo "$(hostname) $s"', run=job_dir(launch_id))
 
 
-def logs_script(launch_id: str = "", lines: int = 50) -> Shell:
-  """The last `lines` lines of each worker's train.log, prefixed with its hostname."""
+def logs_script(launch_id: str = "", lines: int = 50, follow: bool = False) -> Shell:
+  """The last `lines` lines of each worker's train.log, prefixed with its hostname; with `follow`, then every new
+  line as it is written (until Ctrl-C; `tail -F` follows a log that appears later too)."""
+  if follow:
+    return command('tail -n {lines} -F {run}/train.log | sed -u "s/^/$(hostname): /"', lines=lines,
+                   run=job_dir(launch_id))
   return command('tail -n {lines} {run}/train.log | sed "s/^/$(hostname): /"', lines=lines, run=job_dir(launch_id))
 
 
 def stop_script(launch_id: str = "") -> Shell:
-  """SIGTERM to the job's process group: the trainer saves a checkpoint at the next step and exits 0."""
-  return command('kill -TERM -- -"$(cat {run}/pid)"', run=job_dir(launch_id))
+  """SIGTERM to the job's process group: the trainer saves a checkpoint at the next step and exits 0. Says what it
+  did on each worker, and exits 0 where there is nothing to stop (no such launch, already ended): stopping twice is
+  no error."""
+  return command('d={run}; if [ ! -f "$d"/pid ]; then s="no such launch"; '
+                 'elif [ -f "$d"/exit_status ] || ! kill -0 "$(cat "$d"/pid)" 2>/dev/null; then s="not running"; '
+                 'else kill -TERM -- -"$(cat "$d"/pid)"; s=stopping; fi; echo "$(hostname) $s"',
+                 run=job_dir(launch_id))
