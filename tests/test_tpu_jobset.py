@@ -81,6 +81,16 @@ def test_only_infrastructure_failures_restart_the_jobset(manifests, which):
   assert container["name"] == "train" and container["workingDir"] == "/zoo"
 
 
+@pytest.mark.parametrize("which", ["one_slice", "two_slices"])
+def test_no_log_lives_only_on_the_pods_disk(manifests, which):
+  """Metrics and TensorBoard events go to the gs:// workdir (train.log_dir left at its default, the workdir)."""
+  pod = manifests[which]["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]
+  [container] = pod["containers"]
+  assert "--workdir=gs://my-bucket/zoo/pi" in container["command"]
+  assert not [a for a in container["command"] if a.startswith(("--config.train.log_dir", "--config.train.workdir"))]
+  assert "volumes" not in pod and "volumeMounts" not in container
+
+
 def test_coordinator_ttl_and_queue(manifests):
   one, two = manifests["one_slice"], manifests["two_slices"]
   for document in (one, two):

@@ -28,7 +28,7 @@ SLICE_OPTIONS = ["--accelerator=v5litepod-16", "--runtime=v2-alpha-tpuv5-lite", 
 RUN = ["run", "zoo-v5e", f"--zone={ZONE}", "--workdir=gs://my-bucket/zoo/pi", "--config=configs/pi.py:urpe",
        "--config.train.steps=2000"]
 TRAIN = ".venv/bin/python -m launch.train --distributed --workdir=gs://my-bucket/zoo/pi --config=configs/pi.py:urpe " \
-        "--config.train.log_dir=logs --config.train.steps=2000"  # overrides after --config, the user's last
+        "--config.train.steps=2000"  # overrides after --config, the user's last
 
 
 class FakeCloud:
@@ -115,7 +115,7 @@ def test_run_copies_a_per_launch_archive_and_starts_training_detached_on_every_w
   detached = script.split("; nohup setsid bash -c ", 1)[1]
   job, redirect = shlex.split(detached.split(" & ")[0])[0], detached.split(" & ")[1]
   assert job.startswith("trap : TERM; ") and f"{TRAIN} > {run_dir}/train.log 2>&1" in job
-  copy = f'gcloud storage cp -r {run_dir}/train.log {run_dir}/logs gs://my-bucket/zoo/pi/logs/{first}/"$(hostname)"/'
+  copy = f'gcloud storage cp {run_dir}/train.log gs://my-bucket/zoo/pi/logs/{first}/"$(hostname)"/'
   assert copy in job
   assert redirect == f"echo $! > {run_dir}/pid"
   assert "> /dev/null 2>&1 < /dev/null" in detached  # nothing ties the job to the ssh session
@@ -327,8 +327,7 @@ def test_the_jobset_manifest_has_one_job_per_slice_and_what_jax_needs(cloud):
   [container] = pod["containers"]
   assert container["resources"]["limits"] == {"google.com/tpu": 4}
   assert container["command"] == ["python", "-m", "launch.train", "--distributed", "--workdir=gs://my-bucket/zoo/pi",
-                                  "--config=configs/pi.py:urpe", "--config.train.log_dir=/tmp/zoo_logs",
-                                  "--config.mesh.slices=2", "--config.train.steps=2000"]
+                                  "--config=configs/pi.py:urpe", "--config.mesh.slices=2", "--config.train.steps=2000"]
   env = {e["name"]: e for e in container["env"]}
   assert env["MEGASCALE_COORDINATOR_ADDRESS"]["value"] == "zoo-pi-slice-0-0.zoo-pi"  # pod 0 of slice 0
   assert env["MEGASCALE_NUM_SLICES"]["value"] == "2"
@@ -552,12 +551,12 @@ def test_a_worker_whose_python3_is_3_10_trains_under_the_pinned_3_11(cloud, data
        "launch/tpu/requirements-tpu.txt"],
       ["uv", "pip", "install", "-q", "--python", ".venv/bin/python", "--no-deps", "-e", "."],
       ["python", "-m", "launch.train", f"--workdir={workdir}", "--config=configs/pi.py:urpe,smoke",
-       "--config.train.log_dir=logs", f"--config.train.data_dir={data_dir}"]]
+       f"--config.train.data_dir={data_dir}"]]
   assert gcloud.PYTHON.startswith("3.11.")
   shipped = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
                            capture_output=True, text=True).stdout.split()
   unpacked = [str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file()]
-  made_there = (".venv/", "logs/", "train.log", "pid", "exit_status")
+  made_there = (".venv/", "train.log", "pid", "exit_status")
   assert {p for p in unpacked if not p.startswith(made_there) and "__pycache__" not in p} == \
       {p for p in shipped if (REPO / p).exists()}  # only the checkout's tracked and unignored files
 
@@ -586,8 +585,8 @@ def test_hostile_workdirs_and_overrides_reach_the_worker_as_single_words(cloud, 
   run_dir = f"{worker.home}/zoo_runs/{launch_id}"
   calls = worker.calls()
   assert ["python", "-m", "launch.train", "--distributed", f"--workdir={workdir}", "--config=configs/pi.py:urpe",
-          "--config.train.log_dir=logs", "--config.train.steps=2000", *overrides] in calls
-  assert calls[-1] == ["gcloud", "storage", "cp", "-r", f"{run_dir}/train.log", f"{run_dir}/logs",
+          "--config.train.steps=2000", *overrides] in calls
+  assert calls[-1] == ["gcloud", "storage", "cp", f"{run_dir}/train.log",
                        f"{workdir}/logs/{launch_id}/{socket.gethostname()}/"]
   if verb == "supervise":  # it polled the job with the status script
     assert worker.run(scripts[1]).stdout == f"{socket.gethostname()} exited\n"
@@ -606,8 +605,8 @@ def test_hostile_values_stay_single_arguments_in_the_jobset(cloud):
       "containers"]
   assert container["image"] == image
   assert container["command"] == ["python", "-m", "launch.train", "--distributed", f"--workdir={workdir}",
-                                  "--config=configs/pi.py:urpe", "--config.train.log_dir=/tmp/zoo_logs",
-                                  "--config.mesh.slices=1", "--config.train.steps=2000", *overrides]
+                                  "--config=configs/pi.py:urpe", "--config.mesh.slices=1", "--config.train.steps=2000",
+                                  *overrides]
   assert not marker.exists() and cloud.calls() == []
 
 

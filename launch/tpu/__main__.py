@@ -151,7 +151,8 @@ def launch(runner: Runner, tpu: gcloud.Slice, args: argparse.Namespace) -> str |
       if os.path.exists(path):
         os.remove(path)
   print(f"launched {launch_id} on {tpu.name}: `python -m launch.tpu logs {tpu.name} --zone={tpu.zone}` follows it; "
-        f"logs are copied to {args.workdir.rstrip('/')}/logs/{launch_id}/ when it ends", file=sys.stderr, flush=True)
+        f"metrics go to {args.workdir}, each worker's train.log to {args.workdir.rstrip('/')}/logs/{launch_id}/ when "
+        f"it ends", file=sys.stderr, flush=True)
   return launch_id
 
 

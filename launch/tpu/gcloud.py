@@ -5,10 +5,11 @@ Nothing here runs anything: each function returns an argv list (or the bash text
 a real run would execute.
 
 On each worker a launch lives in `~/zoo_runs/<launch id>/` (the unpacked checkout, its venv, `train.log`, `pid`,
-`exit_status`, and `logs/` for metrics, TensorBoard events and profiles); `~/zoo_runs/latest` points at the newest.
+and `exit_status`); `~/zoo_runs/latest` points at the newest. Metrics and TensorBoard events go straight to the
+`gs://` workdir (`train.log_dir` is left at its default, the workdir), so no log lives only on a VM.
 The training process runs detached (`nohup setsid`), so a dropped ssh connection does not end it. When it ends —
-finished, failed, or stopped by SIGTERM on a preemption — the worker copies `train.log` and `logs/` to
-`<workdir>/logs/<launch id>/<hostname>/` on GCS, so the logs outlive the VM.
+finished, failed, or stopped by SIGTERM on a preemption — the worker copies its `train.log` (the process's output)
+to `<workdir>/logs/<launch id>/<hostname>/` on GCS, so it outlives the VM.
 """
 
 from __future__ import annotations
@@ -81,9 +82,9 @@ def pack(repo: str, archive: str, file_list: str) -> list[str]:
 
 
 def train_args(workdir: str, config: str, overrides: list[str]) -> list[str]:
-  """The arguments of `launch.train` on every worker; the user's overrides last, so they win (`--config.train.log_dir`
-  included). `launch.tpu run` checks the config they make before any cloud call."""
-  return ["--distributed", f"--workdir={workdir}", f"--config={config}", "--config.train.log_dir=logs", *overrides]
+  """The arguments of `launch.train` on every worker; the user's overrides last, so they win. `launch.tpu run` checks
+  the config they make before any cloud call."""
+  return ["--distributed", f"--workdir={workdir}", f"--config={config}", *overrides]
 
 
 def start_script(launch_id: str, archive: str, train: list[str], workdir: str) -> Shell:
@@ -98,8 +99,8 @@ def start_script(launch_id: str, archive: str, train: list[str], workdir: str) -
   """
   run = job_dir(launch_id)
   job = command("trap : TERM; cd {run} && .venv/bin/python -m launch.train {train} > {run}/train.log 2>&1; "
-                "echo $? > {run}/exit_status; gcloud storage cp -r {run}/train.log {run}/logs {logs}/\"$(hostname)\"/",
-                run=run, train=train, logs=f"{workdir.rstrip('/')}/logs/{launch_id}")  # logs: in the launch dir
+                "echo $? > {run}/exit_status; gcloud storage cp {run}/train.log {logs}/\"$(hostname)\"/",
+                run=run, train=train, logs=f"{workdir.rstrip('/')}/logs/{launch_id}")
   return command("set -e; if [ -f {run}/pid ]; then rm -f {home}/{archive}; exit 0; fi; "
                  "mkdir -p {run}; tar -C {run} -xzf {home}/{archive}; rm {home}/{archive}; cd {run}; "
                  "python3 -m pip install -q --user --require-hashes -r {uv_lock}; "

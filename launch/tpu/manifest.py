@@ -87,10 +87,11 @@ class JobSpec:
 
 
 def container_args(spec: JobSpec) -> list[str]:
-  """The arguments of `launch.train` in every pod; the user's overrides last, so they win. `launch.tpu manifest`
-  checks the config they make before it writes anything."""
+  """The arguments of `launch.train` in every pod; the user's overrides last, so they win. `train.log_dir` stays at
+  its default, the `gs://` workdir: metrics and TensorBoard events outlive the pod. `launch.tpu manifest` checks the
+  config they make before it writes anything."""
   return ["--distributed", f"--workdir={spec.workdir}", f"--config={spec.config}",
-          "--config.train.log_dir=/tmp/zoo_logs", f"--config.mesh.slices={spec.slices}", *spec.overrides]
+          f"--config.mesh.slices={spec.slices}", *spec.overrides]
 
 
 def jobset(spec: JobSpec) -> dict:
