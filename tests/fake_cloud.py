@@ -4,11 +4,13 @@ script per program name): records every call and answers from a scenario.
 `$FAKE_CLOUD_DIR/calls.jsonl` gets one JSON list (the program name, then its arguments) per call. The scenario,
 `$FAKE_CLOUD_DIR/scenario.json`, is a list of rules `{"match": SUBSTRING, "outputs": [ANSWER, ...]}`: the first rule
 whose substring occurs in the joined command line answers with its next output (the last one repeats); an answer
-is a string for stdout (exit 0) or `{"rc": N}`. Commands no rule matches print nothing and exit 0.
+is a string for stdout (exit 0) or `{"rc": N}`. Commands no rule matches print nothing and exit 0. A `tpu-vm scp`
+that no rule fails copies its file into `$FAKE_CLOUD_DIR/worker_home/` (one fake worker's home directory).
 """
 
 import json
 import os
+import shutil
 import sys
 
 directory = os.environ["FAKE_CLOUD_DIR"]
@@ -28,3 +30,7 @@ for rule in rules:
       sys.exit(answer["rc"])
     print(answer)
     break
+if argv[:5] == ["gcloud", "compute", "tpus", "tpu-vm", "scp"]:
+  home = os.path.join(directory, "worker_home")
+  os.makedirs(home, exist_ok=True)
+  shutil.copy(argv[5], os.path.join(home, argv[6].split(":", 1)[1]))

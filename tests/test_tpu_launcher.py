@@ -28,7 +28,7 @@ SLICE_OPTIONS = ["--accelerator=v5litepod-16", "--runtime=v2-alpha-tpuv5-lite", 
 RUN = ["run", "zoo-v5e", f"--zone={ZONE}", "--workdir=gs://my-bucket/zoo/pi", "--config=configs/pi.py:urpe",
        "--config.train.steps=2000"]
 TRAIN = ".venv/bin/python -m launch.train --distributed --workdir=gs://my-bucket/zoo/pi --config=configs/pi.py:urpe " \
-        "--config.train.log_dir=logs --config.train.steps=2000"  # overrides after --config, the user's last
+        "--config.train.steps=2000"  # overrides after --config, the user's last
 
 
 class FakeCloud:
@@ -36,7 +36,7 @@ class FakeCloud:
     self.directory = directory
     self.bin = directory / "bin"
     self.bin.mkdir()
-    for program in ("gcloud", "kubectl"):
+    for program in ("gcloud", "kubectl", "docker"):
       wrapper = self.bin / program
       wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} {REPO / 'tests' / 'fake_cloud.py'} {program} \"$@\"\n")
       wrapper.chmod(0o755)
@@ -70,8 +70,8 @@ def kind(call: list[str]) -> str:
   if call[3:5] == ["tpu-vm", "scp"]:
     return "scp"
   command = next(a for a in call if a.startswith("--command="))
-  return {"nohup setsid": "start", "kill -0": "status", "tail -n": "logs", "kill -TERM": "stop"}[
-      next(marker for marker in ("nohup setsid", "kill -0", "tail -n", "kill -TERM") if marker in command)]
+  return {"nohup setsid": "start", "kill -TERM": "stop", "kill -0": "status", "tail -n": "logs"}[
+      next(marker for marker in ("nohup setsid", "kill -TERM", "kill -0", "tail -n") if marker in command)]
 
 
 def launch_ids(calls) -> list[str]:
@@ -111,11 +111,11 @@ def test_run_copies_a_per_launch_archive_and_starts_training_detached_on_every_w
   script = start[8].removeprefix("--command=")
   run_dir = f'"$HOME"/zoo_runs/{first}'
   assert f'tar -C {run_dir} -xzf "$HOME"/zoo-{first}.tgz' in script
-  assert ".venv/bin/pip install -q -e '.[tpu,gcs]'" in script
+  assert "uv pip install -q --python .venv/bin/python --require-hashes -r launch/tpu/requirements-tpu.txt" in script
   detached = script.split("; nohup setsid bash -c ", 1)[1]
   job, redirect = shlex.split(detached.split(" & ")[0])[0], detached.split(" & ")[1]
   assert job.startswith("trap : TERM; ") and f"{TRAIN} > {run_dir}/train.log 2>&1" in job
-  copy = f'gcloud storage cp -r {run_dir}/train.log {run_dir}/logs gs://my-bucket/zoo/pi/logs/{first}/"$(hostname)"/'
+  copy = f'gcloud storage cp {run_dir}/train.log gs://my-bucket/zoo/pi/logs/{first}/"$(hostname)"/'
   assert copy in job
   assert redirect == f"echo $! > {run_dir}/pid"
   assert "> /dev/null 2>&1 < /dev/null" in detached  # nothing ties the job to the ssh session
@@ -128,31 +128,33 @@ def test_status_logs_stop_and_delete_issue_their_commands(cloud):
   for command in (["logs", "--lines=20"], ["stop"], ["delete"]):
     assert cloud.launcher(command[0], "zoo-v5e", f"--zone={ZONE}", *command[1:]).returncode == 0
   calls = cloud.calls()
-  assert [kind(c) for c in calls] == ["describe", "status", "logs", "stop", "delete"]
+  assert [kind(c) for c in calls] == ["describe", "status", "logs", "stop", "describe", "delete"]
   assert calls[2][-1] == "--command=" + gcloud.logs_script("", 20)
   assert 'tail -n 20 "$HOME"/zoo_runs/latest/train.log' in calls[2][-1]
-  assert calls[3][-1] == '--command=kill -TERM -- -"$(cat "$HOME"/zoo_runs/latest/pid)"'
-  assert calls[4] == DELETE
+  assert calls[3][-1] == "--command=" + gcloud.stop_script("")
+  assert 'kill -TERM -- -"$(cat "$d"/pid)"' in calls[3][-1] and 'd="$HOME"/zoo_runs/latest;' in calls[3][-1]
+  assert calls[5] == DELETE
 
 
 def test_a_preempted_slice_is_recreated_and_the_same_command_relaunched(cloud):
-  cloud.scenario(describe=["ACTIVE", "ACTIVE", "PREEMPTED", "PREEMPTED", "WAITING_FOR_RESOURCES", "ACTIVE", "ACTIVE"],
+  """A Spot slice taken back goes SUSPENDING, then SUSPENDED (the queued resource's real states)."""
+  cloud.scenario(describe=["ACTIVE", "ACTIVE", "SUSPENDING", "SUSPENDED", "WAITING_FOR_RESOURCES", "ACTIVE", "ACTIVE"],
                  status=["t1v-n-0 running\nt1v-n-1 running", "t1v-n-0 finished\nt1v-n-1 exited"])
   result = cloud.launcher(*RUN, "--supervise", *SLICE_OPTIONS, "--poll=0")
   assert result.returncode == 0, result.stderr
   calls = cloud.calls()
   assert [kind(c) for c in calls] == [
-      "describe", "scp", "start", "describe", "status", "describe",  # running, then preempted
+      "describe", "scp", "start", "describe", "status", "describe",  # running, then SUSPENDING
       "describe", "delete", "create", "describe", "describe",  # re-create, wait for ACTIVE
       "scp", "start", "describe", "status"]  # relaunch, finished
   assert calls[7] == DELETE and calls[8] == CREATE
   first, second = launch_ids(calls)
   assert calls[2][-1].replace(first, "ID") == calls[12][-1].replace(second, "ID")  # the same command
-  assert "slice zoo-v5e is PREEMPTED" in result.stderr and f"supervise: {second} finished (attempt 2)" in result.stderr
+  assert "slice zoo-v5e is SUSPENDING" in result.stderr and f"supervise: {second} finished (attempt 2)" in result.stderr
 
 
 def test_supervise_gives_up_after_max_attempts(cloud):
-  cloud.scenario(describe=["ACTIVE", "PREEMPTED", "PREEMPTED", "ACTIVE", "PREEMPTED"])
+  cloud.scenario(describe=["ACTIVE", "SUSPENDING", "SUSPENDED", "ACTIVE", "FAILED"])
   result = cloud.launcher(*RUN, "--supervise", *SLICE_OPTIONS, "--poll=0", "--max-attempts=2")
   assert result.returncode == 1
   assert [kind(c) for c in cloud.calls()].count("start") == 2
@@ -169,25 +171,121 @@ def test_a_failed_job_is_not_relaunched_and_an_unreachable_one_is_asked_again(cl
   assert [kind(c) for c in cloud.calls()] == ["describe", "scp", "start", "describe", "status", "describe", "status"]
 
 
+def test_supervise_retries_a_failed_copy_or_start_with_backoff(cloud):
+  """scp fails once, then the start's ssh: each failure repeats copy and start, after 0.2 s, then 0.4 s."""
+  rules = [{"match": "tpu-vm scp", "outputs": [{"rc": 1}, "", ""]},
+           {"match": "nohup setsid", "outputs": [{"rc": 255}, ""]},
+           {"match": "queued-resources describe", "outputs": ["ACTIVE"]},
+           {"match": "kill -0", "outputs": ["t1v-n-0 finished\nt1v-n-1 exited"]}]
+  (cloud.directory / "scenario.json").write_text(json.dumps(rules))
+  began = time.monotonic()
+  result = cloud.launcher(*RUN, "--supervise", *SLICE_OPTIONS, "--poll=0", "--retry-wait=0.2")
+  assert result.returncode == 0, result.stderr
+  assert time.monotonic() - began >= 0.6
+  assert [kind(c) for c in cloud.calls()] == ["describe", "scp", "scp", "start", "scp", "start", "describe", "status"]
+  retries = [line for line in result.stderr.splitlines() if "trying again" in line]
+  assert [line.split(" failed ")[1] for line in retries] == [
+      "(exit status 1); trying again in 0.2 s (retry 1 of 3)",
+      "(exit status 255); trying again in 0.4 s (retry 2 of 3)"]
+  assert "error" not in result.stderr
+
+
+def test_a_launch_that_cannot_be_copied_counts_as_an_attempt_and_plain_run_gives_up(cloud):
+  rules = [{"match": "tpu-vm scp", "outputs": [{"rc": 1}]},
+           {"match": "queued-resources describe", "outputs": ["ACTIVE"]}]
+  (cloud.directory / "scenario.json").write_text(json.dumps(rules))
+  result = cloud.launcher(*RUN, "--retry-wait=0", "--retries=1")
+  assert result.returncode == 1 and [kind(c) for c in cloud.calls()] == ["describe", "scp", "scp"]
+  assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [
+      "error: run: could not copy or start the launch on zoo-v5e after 2 tries"]
+  result = cloud.launcher(*RUN, "--supervise", *SLICE_OPTIONS, "--poll=0", "--retry-wait=0", "--retries=1",
+                          "--max-attempts=2")
+  assert result.returncode == 1 and [kind(c) for c in cloud.calls()].count("scp") == 2 + 4
+  assert result.stderr.splitlines()[-1].startswith("error: supervise: gave up after 2 attempts")
+
+
+def test_supervise_gives_up_on_a_job_no_ssh_reaches_after_the_stated_time(cloud):
+  cloud.scenario(describe=["ACTIVE"], status=[{"rc": 255}])
+  began = time.monotonic()
+  result = cloud.launcher(*RUN, "--supervise", *SLICE_OPTIONS, "--poll=0.1", "--unreachable-after=0.5")
+  assert result.returncode == 1 and time.monotonic() - began > 0.5
+  errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1 and errors[0].startswith("error: supervise: no worker of zoo-v5e answered ssh for 0.5 s "
+                                                   "while the slice is ACTIVE; gave up watching ")
+  assert [kind(c) for c in cloud.calls()].count("status") >= 3  # asked again, 0.1 s apart, for over 0.5 s
+
+
+@pytest.mark.parametrize("states,calls", [
+    ([""], ["describe"]),  # already gone
+    (["DELETING", "DELETING", ""], ["describe", "describe", "describe"]),  # being deleted: wait until gone
+    (["SUSPENDED"], ["describe", "delete"]),
+], ids=["gone", "deleting", "suspended"])
+def test_delete_is_idempotent(cloud, states, calls):
+  cloud.scenario(describe=states)
+  result = cloud.launcher("delete", "zoo-v5e", f"--zone={ZONE}")
+  assert result.returncode == 0, result.stderr
+  assert [kind(c) for c in cloud.calls()] == calls
+
+
+@pytest.mark.parametrize("files,expected", [
+    ({}, "no such launch"),
+    ({"pid": "PID", "exit_status": "0"}, "not running"),
+    ({"pid": "999999999"}, "not running"),
+    ({"pid": "PID"}, "stopping"),
+], ids=["missing", "ended", "gone", "running"])
+def test_the_stop_script_stops_a_running_job_and_is_no_error_otherwise(tmp_path, files, expected):
+  run = tmp_path / "zoo_runs" / "L1"
+  run.mkdir(parents=True)
+  job = subprocess.Popen(["sleep", "60"], start_new_session=True)  # its own process group, as under setsid
+  try:
+    for name, text in files.items():
+      (run / name).write_text(text.replace("PID", str(job.pid)))
+    result = subprocess.run(["bash", "-c", gcloud.stop_script("L1")], env={**os.environ, "HOME": str(tmp_path)},
+                            capture_output=True, text=True, timeout=10)
+    assert result.returncode == 0 and result.stdout == f"{socket.gethostname()} {expected}\n", result.stderr
+    if expected == "stopping":
+      assert job.wait(timeout=10) == -15  # SIGTERM
+  finally:
+    job.kill()
+    job.wait()
+
+
+def test_logs_follow_prints_lines_as_they_are_written(tmp_path):
+  run = tmp_path / "zoo_runs" / "L1"
+  run.mkdir(parents=True)
+  (run / "train.log").write_text("step 1\n")
+  follow = subprocess.Popen(["bash", "-c", gcloud.logs_script("L1", 5, follow=True)], start_new_session=True,
+                            env={**os.environ, "HOME": str(tmp_path)}, stdout=subprocess.PIPE, text=True)
+  try:
+    assert follow.stdout.readline() == f"{socket.gethostname()}: step 1\n"
+    with open(run / "train.log", "a") as f:
+      f.write("step 2\n")
+    assert follow.stdout.readline() == f"{socket.gethostname()}: step 2\n"  # tail -F and sed -u: no buffering
+  finally:
+    os.killpg(follow.pid, 15)
+    follow.wait()
+
+
 @pytest.mark.parametrize("args", [
     ["create", "zoo-v5e", f"--zone={ZONE}", *SLICE_OPTIONS],
     RUN,
     [*RUN, "--supervise", *SLICE_OPTIONS],
     ["status", "zoo-v5e", f"--zone={ZONE}"],
     ["logs", "zoo-v5e", f"--zone={ZONE}"],
+    ["logs", "zoo-v5e", f"--zone={ZONE}", "--follow"],
     ["stop", "zoo-v5e", f"--zone={ZONE}"],
     ["delete", "zoo-v5e", f"--zone={ZONE}"],
-], ids=["create", "run", "supervise", "status", "logs", "stop", "delete"])
+], ids=["create", "run", "supervise", "status", "logs", "follow", "stop", "delete"])
 def test_dry_run_prints_the_commands_and_runs_none(cloud, args):
   result = cloud.launcher(*args, "--dry-run")
   assert result.returncode == 0, result.stderr
   assert cloud.calls() == []
   printed = [shlex.split(line) for line in result.stdout.splitlines()]
-  assert printed and all(argv[0] in ("gcloud", "tar") for argv in printed), result.stdout
+  assert printed and all(argv[0] in ("gcloud", "git", "tar") for argv in printed), result.stdout
   if args[0] == "create":
     assert printed == [CREATE, DESCRIBE]
   if args[0] == "run":
-    assert [argv[0] for argv in printed][:3] == ["gcloud", "tar", "gcloud"]
+    assert [argv[0] for argv in printed][:4] == ["gcloud", "git", "tar", "gcloud"]
     assert not list(cloud.directory.glob("*.tgz"))  # not even the archive was built
 
 
@@ -229,8 +327,7 @@ def test_the_jobset_manifest_has_one_job_per_slice_and_what_jax_needs(cloud):
   [container] = pod["containers"]
   assert container["resources"]["limits"] == {"google.com/tpu": 4}
   assert container["command"] == ["python", "-m", "launch.train", "--distributed", "--workdir=gs://my-bucket/zoo/pi",
-                                  "--config=configs/pi.py:urpe", "--config.train.log_dir=/tmp/zoo_logs",
-                                  "--config.mesh.slices=2", "--config.train.steps=2000"]
+                                  "--config=configs/pi.py:urpe", "--config.mesh.slices=2", "--config.train.steps=2000"]
   env = {e["name"]: e for e in container["env"]}
   assert env["MEGASCALE_COORDINATOR_ADDRESS"]["value"] == "zoo-pi-slice-0-0.zoo-pi"  # pod 0 of slice 0
   assert env["MEGASCALE_NUM_SLICES"]["value"] == "2"
@@ -255,6 +352,8 @@ def test_one_slice_needs_no_megascale_variables(cloud):
     ("--accelerator=v5e", "error: manifest: unknown accelerator 'v5e'; valid choices: tpu-v4-podslice, "
                           "tpu-v5-lite-podslice, tpu-v5p-slice, tpu-v6e-slice"),
     ("--workdir=/tmp/x", "error: manifest: --workdir must be on GCS (gs://BUCKET/PATH)"),
+    ("--ttl=-1", "error: manifest: ttl must be >= 0 seconds, got -1"),
+    ("--queue=Team A", "error: manifest: queue 'Team A' is not a valid Kubernetes name"),
 ])
 def test_bad_manifest_options_exit_2(cloud, override, message):
   result = cloud.launcher(*MANIFEST, override)
@@ -299,11 +398,12 @@ def readme_launcher_commands() -> list[list[str]]:
 
 def test_the_readme_commands_run_in_dry_run(cloud):
   commands = readme_launcher_commands()
-  assert [c[0] for c in commands] == ["create", "run", "status", "logs", "stop", "run", "delete", "manifest"]
+  assert [c[0] for c in commands] == ["create", "run", "status", "logs", "stop", "run", "delete", "image", "image",
+                                      "manifest"]
   for command in commands:
     result = cloud.launcher(*command, "--dry-run")
     assert result.returncode == 0, (command, result.stderr)
-    assert result.stdout.startswith(("gcloud ", "kubectl ")), (command, result.stdout)
+    assert result.stdout.startswith(("gcloud ", "docker ", "kubectl ")), (command, result.stdout)
   assert cloud.calls() == [] and not (REPO / "jobset.yaml").exists()
 
 
@@ -366,29 +466,43 @@ def test_workdirs_configs_and_overrides_with_a_newline_or_a_bad_bucket_are_refus
 
 
 WORKER_STUB = """#!{python}
-# A harmless stand-in on a fake worker (gcloud, tar, python3, and the venv's pip and python): records its argv.
+# A stand-in on a fake TPU worker (Ubuntu 22.04: python3 and its pip are 3.10): records its argv, then acts as below.
 import json, os, shutil, sys
+name, args = os.path.basename(sys.argv[0]), sys.argv[1:]
 with open(os.environ["WORKER_CALLS"], "a") as f:
-  f.write(json.dumps([os.path.basename(sys.argv[0]), *sys.argv[1:]]) + "\\n")
-if sys.argv[1:] == ["-m", "venv", ".venv"]:
+  f.write(json.dumps([name, *args]) + "\\n")
+too_old = "ERROR: Package 'zoo' requires a different Python: 3.10.12 not in '>=3.11'"
+if name in ("pip", "pip3") or (name == "python3" and args[:2] != ["-m", "pip"]):
+  sys.exit(too_old)  # the image's Python cannot run or install zoo
+if name == "python3":  # python3 -m pip install --user --require-hashes -r launch/tpu/requirements-uv.txt: uv only
+  if "--hash=" not in open(args[-1]).read():
+    sys.exit("no hashes")
+  os.makedirs(os.path.expanduser("~/.local/bin"), exist_ok=True)
+  shutil.copy(sys.argv[0], os.path.expanduser("~/.local/bin/uv"))
+if name == "uv" and args[0] == "venv":  # the venv's python: the >= 3.11 interpreter uv installed
   os.makedirs(".venv/bin")
-  for name in ("pip", "python"):
-    shutil.copy(sys.argv[0], os.path.join(".venv", "bin", name))
+  shutil.copy(sys.argv[0], ".venv/bin/python")
+if name == "uv" and args[0] == "pip" and "-r" in args and "--hash=" not in open(args[args.index("-r") + 1]).read():
+  sys.exit("no hashes")
+if name == "python" and os.environ.get("WORKER_PYTHON"):
+  os.execv(os.environ["WORKER_PYTHON"], [os.environ["WORKER_PYTHON"], *args])
 """
 
 
 class FakeWorker:
   """A TPU worker's shell on this machine: bash with its own $HOME, and recording stubs in place of the programs
-  that would do anything (gcloud, tar, python3); the rest (mkdir, rm, ln, nohup, setsid, kill) is real."""
+  that would reach the network or install anything (gcloud, python3 and pip of the image, uv; tar too unless
+  `real_tar`); the rest (mkdir, rm, ln, nohup, setsid, kill) is real. With `python` the venv's python runs it."""
 
-  def __init__(self, directory):
-    self.home, stubs, self.log = directory / "home", directory / "stubs", directory / "worker_calls.jsonl"
-    self.home.mkdir()
+  def __init__(self, directory, real_tar: bool = False, python: str = ""):
+    self.home, stubs, self.log = directory / "worker_home", directory / "stubs", directory / "worker_calls.jsonl"
+    self.home.mkdir(exist_ok=True)
     stubs.mkdir()
-    for program in ("gcloud", "tar", "python3"):
+    for program in ("gcloud", "python3", "pip", "pip3", *(() if real_tar else ("tar",))):
       (stubs / program).write_text(WORKER_STUB.format(python=sys.executable))
       (stubs / program).chmod(0o755)
-    self.env = {"HOME": str(self.home), "PATH": f"{stubs}:/usr/bin:/bin", "WORKER_CALLS": str(self.log)}
+    self.env = {"HOME": str(self.home), "PATH": f"{stubs}:/usr/bin:/bin", "WORKER_CALLS": str(self.log),
+                "WORKER_PYTHON": python, "JAX_PLATFORMS": "cpu"}
 
   def run(self, script: str) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", "-c", script], cwd=self.home, env=self.env, capture_output=True, text=True,
@@ -397,13 +511,54 @@ class FakeWorker:
   def calls(self) -> list[list[str]]:
     return [json.loads(line) for line in self.log.read_text().splitlines()] if self.log.exists() else []
 
-  def wait_for(self, program: str) -> None:
+  def wait_for(self, program: str, seconds: float = 20) -> None:
     """Until the detached job has called `program` (it runs in the background of the start script)."""
-    for _ in range(200):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
       if any(call[0] == program for call in self.calls()):
         return
       time.sleep(0.1)
     raise AssertionError(f"{program} was never called: {self.calls()}")
+
+
+def test_a_worker_whose_python3_is_3_10_trains_under_the_pinned_3_11(cloud, data_dir):
+  """`run` against the fake cloud, whose scp puts the archive in a fake worker's home; the start script then runs
+  there: the image's python3 / pip (3.10) only install uv, uv installs Python 3.11 and the locked packages, and the
+  venv's interpreter trains the smoke config from the unpacked archive. Two changes to the recorded script: the
+  bucket is a local directory, and no --distributed (one CPU host: no TPU cluster to detect)."""
+  cloud.scenario(describe=["ACTIVE"])
+  result = cloud.launcher("run", "zoo-v5e", f"--zone={ZONE}", "--workdir=gs://my-bucket/zoo/pi",
+                          "--config=configs/pi.py:urpe,smoke", f"--config.train.data_dir={data_dir}")
+  assert result.returncode == 0, result.stderr
+  [start] = [c for c in cloud.calls() if kind(c) == "start"]
+  [launch_id] = launch_ids([start])
+  worker = FakeWorker(cloud.directory, real_tar=True, python=sys.executable)
+  workdir = cloud.directory / "bucket" / "zoo" / "pi"
+  script = start[-1].removeprefix("--command=").replace("--distributed ", "")
+  started = worker.run(script.replace("gs://my-bucket/zoo/pi", str(workdir)))
+  assert started.returncode == 0, started.stderr
+  worker.wait_for("gcloud", seconds=240)  # the log copy, once training has ended
+  run_dir = worker.home / "zoo_runs" / launch_id
+  assert (run_dir / "exit_status").read_text() == "0\n", (run_dir / "train.log").read_text()[-3000:]
+  assert "summary:" in (run_dir / "train.log").read_text()
+  assert (workdir / "config.json").exists() and (workdir / "checkpoints" / "6").is_dir()
+  calls = [c for c in worker.calls() if c[0] != "gcloud"]
+  assert calls == [
+      ["python3", "-m", "pip", "install", "-q", "--user", "--require-hashes", "-r", "launch/tpu/requirements-uv.txt"],
+      ["uv", "python", "install", "-q", gcloud.PYTHON],
+      ["uv", "venv", "-q", "--python", gcloud.PYTHON, ".venv"],
+      ["uv", "pip", "install", "-q", "--python", ".venv/bin/python", "--require-hashes", "-r",
+       "launch/tpu/requirements-tpu.txt"],
+      ["uv", "pip", "install", "-q", "--python", ".venv/bin/python", "--no-deps", "-e", "."],
+      ["python", "-m", "launch.train", f"--workdir={workdir}", "--config=configs/pi.py:urpe,smoke",
+       f"--config.train.data_dir={data_dir}"]]
+  assert gcloud.PYTHON.startswith("3.11.")
+  shipped = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                           capture_output=True, text=True).stdout.split()
+  unpacked = [str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file()]
+  made_there = (".venv/", "train.log", "pid", "exit_status")
+  assert {p for p in unpacked if not p.startswith(made_there) and "__pycache__" not in p} == \
+      {p for p in shipped if (REPO / p).exists()}  # only the checkout's tracked and unignored files
 
 
 @pytest.mark.parametrize("verb", ["run", "supervise"])
@@ -418,20 +573,20 @@ def test_hostile_workdirs_and_overrides_reach_the_worker_as_single_words(cloud, 
   result = cloud.launcher(*args)
   assert result.returncode == 0, result.stderr
   printed = [shlex.split(line) for line in result.stdout.splitlines()]
-  assert [argv[0] for argv in printed][:4] == ["gcloud", "tar", "gcloud", "gcloud"] and cloud.calls() == []
-  launch_id = printed[2][6].removeprefix("zoo-v5e:zoo-").removesuffix(".tgz")
+  assert [argv[0] for argv in printed][:5] == ["gcloud", "git", "tar", "gcloud", "gcloud"] and cloud.calls() == []
+  launch_id = printed[3][6].removeprefix("zoo-v5e:zoo-").removesuffix(".tgz")
   scripts = [argv[-1].removeprefix("--command=") for argv in printed if argv[3:5] == ["tpu-vm", "ssh"]]
-  worker = FakeWorker(cloud.directory)
-  (worker.home / f"zoo-{launch_id}.tgz").write_text("")  # what scp put there
+  worker = FakeWorker(cloud.directory, real_tar=True)
+  subprocess.run(["tar", "-C", REPO, "-czf", worker.home / f"zoo-{launch_id}.tgz", gcloud.UV_LOCK, gcloud.TPU_LOCK],
+                 check=True)  # what scp put there: as much of the checkout as the setup reads
   started = worker.run(scripts[0])
   assert started.returncode == 0, started.stderr
   worker.wait_for("gcloud")
   run_dir = f"{worker.home}/zoo_runs/{launch_id}"
   calls = worker.calls()
-  assert calls[0] == ["tar", "-C", run_dir, "-xzf", f"{worker.home}/zoo-{launch_id}.tgz"]
   assert ["python", "-m", "launch.train", "--distributed", f"--workdir={workdir}", "--config=configs/pi.py:urpe",
-          "--config.train.log_dir=logs", "--config.train.steps=2000", *overrides] in calls
-  assert calls[-1] == ["gcloud", "storage", "cp", "-r", f"{run_dir}/train.log", f"{run_dir}/logs",
+          "--config.train.steps=2000", *overrides] in calls
+  assert calls[-1] == ["gcloud", "storage", "cp", f"{run_dir}/train.log",
                        f"{workdir}/logs/{launch_id}/{socket.gethostname()}/"]
   if verb == "supervise":  # it polled the job with the status script
     assert worker.run(scripts[1]).stdout == f"{socket.gethostname()} exited\n"
@@ -450,8 +605,8 @@ def test_hostile_values_stay_single_arguments_in_the_jobset(cloud):
       "containers"]
   assert container["image"] == image
   assert container["command"] == ["python", "-m", "launch.train", "--distributed", f"--workdir={workdir}",
-                                  "--config=configs/pi.py:urpe", "--config.train.log_dir=/tmp/zoo_logs",
-                                  "--config.mesh.slices=1", "--config.train.steps=2000", *overrides]
+                                  "--config=configs/pi.py:urpe", "--config.mesh.slices=1", "--config.train.steps=2000",
+                                  *overrides]
   assert not marker.exists() and cloud.calls() == []
 
 
@@ -472,3 +627,38 @@ def test_the_config_is_checked_locally_before_any_cloud_call(cloud, verb, change
   assert result.returncode == 2 and result.stdout == "", result.stdout  # not even the describe
   assert result.stderr.startswith(message) and result.stderr.count("\n") == 1, result.stderr
   assert cloud.calls() == [] and not (REPO / "MARKER").exists()
+
+
+IMAGE = "europe-docker.pkg.dev/p/zoo/train:1"
+
+
+def test_image_build_and_push_run_docker_on_the_checkout_with_the_workers_python(cloud):
+  build = ["docker", "build", f"--file={REPO}/launch/tpu/Dockerfile", f"--build-arg=PYTHON={gcloud.PYTHON}",
+           f"--tag={IMAGE}", str(REPO)]
+  dry = [cloud.launcher("image", action, f"--image={IMAGE}", "--dry-run") for action in ("build", "push")]
+  assert [r.stdout for r in dry] == [shlex.join(build) + "\n", f"docker push {IMAGE}\n"] and cloud.calls() == []
+  for action in ("build", "push"):
+    assert cloud.launcher("image", action, f"--image={IMAGE}").returncode == 0
+  assert cloud.calls() == [build, ["docker", "push", IMAGE]]
+  for bad in [*hostile(cloud.directory / "MARKER"), "Europe/Train:1", "--output=/tmp/x"]:
+    result = cloud.launcher("image", "build", f"--image={bad}", "--dry-run")
+    assert result.returncode == 2 and result.stdout == "" and result.stderr.startswith("error: --image "), bad
+    assert result.stderr.count("\n") == 1, result.stderr
+  assert len(cloud.calls()) == 2 and not (cloud.directory / "MARKER").exists()
+
+
+def test_the_image_installs_the_lock_and_runs_where_the_manifest_says():
+  """The Dockerfile's instructions: the workers' Python, the hash-checked lock, the checkout at the manifest's
+  workingDir with zoo installed; the build context leaves out what .gitignore leaves out."""
+  from launch.tpu import manifest  # noqa: PLC0415
+
+  lines = [line for line in (REPO / "launch/tpu/Dockerfile").read_text().splitlines() if not line.startswith("#")]
+  steps = [line.split(" ", 1) for line in lines if line]
+  assert steps == [
+      ["ARG", "PYTHON"], ["FROM", "python:${PYTHON}-slim-bookworm"], ["WORKDIR", manifest.WORKING_DIR],
+      ["COPY", f"{gcloud.TPU_LOCK} {gcloud.TPU_LOCK}"],
+      ["RUN", f"pip install --no-cache-dir --require-hashes -r {gcloud.TPU_LOCK}"], ["COPY", ". ."],
+      ["RUN", "pip install --no-cache-dir --no-deps -e ."], ["ENV", f"PYTHONPATH={manifest.WORKING_DIR}"]]
+  ignored = (REPO / "launch/tpu/Dockerfile.dockerignore").read_text().splitlines()
+  for pattern in (REPO / ".gitignore").read_text().split():
+    assert pattern.strip("/").rstrip("/") in {line.removeprefix("**/") for line in ignored}, pattern

@@ -58,9 +58,10 @@ BAD_CONFIGS = {
     "mesh does not match devices": ([SMOKE, "--config.mesh.data=3"],
                                     "error: mesh: {'data': 3, 'fsdp': 1, 'tensor': 1} needs 3 devices, but 8 are "
                                     "available"),
-    "remote workdir without a local log_dir": (
+    "remote workdir without the gcs extra": (
         [SMOKE, "--workdir=gs://bucket/run"],
-        "error: train: log_dir must name a local directory when the workdir is remote (gs://bucket/run)"),
+        "error: train: a gs:// workdir or log_dir needs the gcs extra (pip install -e '.[gcs]'): gcsfs, "
+        "google.cloud.storage not installed"),
     "unknown encoding option": ([SMOKE, "--config.model.pe_options.max_distanc=4"],
                                 "error: positional encoding 'urpe': unknown option(s) 'max_distanc'; valid options:"),
     "unknown model option": ([SMOKE, "--config.model.num_layer=3"],

@@ -5,6 +5,7 @@ a JobSet for GKE.
   python -m launch.tpu run NAME --zone=ZONE --workdir=gs://BUCKET/RUN --config=configs/pi.py:urpe [--config.x=y ...]
   python -m launch.tpu run ... --supervise --accelerator=... --runtime=... --spot [--max-attempts=5 --poll=60]
   python -m launch.tpu status|logs|stop|delete NAME --zone=ZONE
+  python -m launch.tpu image build|push --image=REGISTRY/PATH:TAG
   python -m launch.tpu manifest --name=RUN --image=IMAGE --accelerator=tpu-v5-lite-podslice --topology=4x4 \
       --slices=2 --workdir=gs://BUCKET/RUN --config=configs/pi.py:urpe [--out=jobset.yaml --apply]
 
@@ -16,7 +17,7 @@ on-demand); `run` copies the checkout to every worker as a per-launch archive, i
 `launch.train --distributed` detached on all workers (see gcloud.py for where logs go). `run --supervise` stays in
 the foreground, polls the slice every --poll seconds and, when it is preempted or gone, deletes and re-creates it
 and relaunches the same command, which resumes from the workdir's latest checkpoint; after --max-attempts launches
-it gives up. Needs the gcloud CLI (kubectl for `manifest --apply`).
+it gives up. Needs the gcloud CLI (docker for `image`, kubectl for `manifest --apply`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import time
 import yaml
 
 from launch.cli import fail
-from launch.tpu import checks, gcloud
+from launch.tpu import checks, gcloud, image
 from launch.tpu.manifest import JobSpec, container_args, jobset
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -53,14 +54,18 @@ class Runner:
     self.dry_run = dry_run
 
   def run(self, argv: list[str]) -> None:
+    """Runs `argv`; a failure ends the launcher with one line (exit status 1)."""
+    if status := self.attempt(argv):
+      print(f"error: {' '.join(argv[:5])} ... failed with exit status {status}", file=sys.stderr)
+      sys.exit(1)
+
+  def attempt(self, argv: list[str]) -> int:
+    """Runs `argv`: its exit status (0 in a dry run), for the caller to decide what a failure means."""
     if self.dry_run:
       print(shlex.join(argv), flush=True)
-      return
+      return 0
     print(f"+ {shlex.join(argv)}", file=sys.stderr, flush=True)
-    result = subprocess.run(argv)
-    if result.returncode != 0:
-      print(f"error: {' '.join(argv[:5])} ... failed with exit status {result.returncode}", file=sys.stderr)
-      sys.exit(1)
+    return subprocess.run(argv).returncode
 
   def output(self, argv: list[str], dry_value: str) -> str:
     """The command's stdout, stripped; "" when it fails (a describe of a deleted slice); `dry_value` in a dry run."""
@@ -94,26 +99,60 @@ def wait_until_active(runner: Runner, tpu: gcloud.Slice, poll: float) -> None:
   print(f"{tpu.name}: ACTIVE", file=sys.stderr, flush=True)
 
 
+def delete(runner: Runner, tpu: gcloud.Slice, current: str, poll: float) -> None:
+  """Deletes the queued resource (in state `current`) and waits until it is gone; one already gone or being deleted
+  is no error."""
+  if current == "DELETING":
+    print(f"{tpu.name}: already being deleted", file=sys.stderr, flush=True)
+    while state(runner, tpu):
+      runner.sleep(poll)
+  elif current:
+    runner.run(gcloud.delete(tpu))
+  else:
+    print(f"{tpu.name}: no such queued resource (already deleted)", file=sys.stderr, flush=True)
+
+
 def create(runner: Runner, tpu: gcloud.Slice, args: argparse.Namespace) -> None:
   runner.run(gcloud.create(tpu, args.accelerator, args.runtime, args.tier))
   wait_until_active(runner, tpu, args.poll)
 
 
-def launch(runner: Runner, tpu: gcloud.Slice, args: argparse.Namespace) -> str:
-  """Copies the checkout to every worker under a new launch id and starts training there, detached."""
+def launch(runner: Runner, tpu: gcloud.Slice, args: argparse.Namespace) -> str | None:
+  """Copies the checkout to every worker under a new launch id and starts training there, detached; None when the
+  copy or the start still fails after --retries more tries (a slice lost meanwhile, a network that stays down).
+
+  A failed try is repeated whole, copy and start, after --retry-wait seconds, doubling each time: the start script
+  does nothing on a worker where the launch already started (an ssh session that dropped after the start)."""
   launch_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
   archive = f"zoo-{launch_id}.tgz"
   local = os.path.join(tempfile.gettempdir(), f"{tpu.name}-{archive}")
+  file_list = f"{local}.files"
+  files = runner.output(gcloud.shipped_files(REPO), dry_value="")
+  if not (files or runner.dry_run):
+    fail(f"run: ships the git checkout's files, but `git ls-files` found none in {REPO}")
   try:
-    runner.run(gcloud.pack(REPO, local))
-    runner.run(gcloud.scp_to_workers(tpu, local, archive))
+    if not runner.dry_run:
+      with open(file_list, "w") as f:  # paths that no longer exist (deleted, not yet committed) are not shipped
+        f.write("\0".join(p for p in files.split("\0") if p and os.path.lexists(os.path.join(REPO, p))))
+    runner.run(gcloud.pack(REPO, local, file_list))
+    start = gcloud.ssh(tpu, gcloud.start_script(launch_id, archive, gcloud.train_args(args.workdir, args.config,
+                                                                                        args.overrides), args.workdir))
+    for retry in range(args.retries + 1):
+      if not (status := runner.attempt(gcloud.scp_to_workers(tpu, local, archive)) or runner.attempt(start)):
+        break
+      if retry == args.retries:
+        return None
+      wait = args.retry_wait * 2**retry
+      print(f"{tpu.name}: copying or starting {launch_id} failed (exit status {status}); trying again in {wait:g} s "
+            f"(retry {retry + 1} of {args.retries})", file=sys.stderr, flush=True)
+      runner.sleep(wait)
   finally:
-    if os.path.exists(local):
-      os.remove(local)
-  train = gcloud.train_args(args.workdir, args.config, args.overrides)
-  runner.run(gcloud.ssh(tpu, gcloud.start_script(launch_id, archive, train, args.workdir)))
+    for path in (local, file_list):
+      if os.path.exists(path):
+        os.remove(path)
   print(f"launched {launch_id} on {tpu.name}: `python -m launch.tpu logs {tpu.name} --zone={tpu.zone}` follows it; "
-        f"logs are copied to {args.workdir.rstrip('/')}/logs/{launch_id}/ when it ends", file=sys.stderr, flush=True)
+        f"metrics go to {args.workdir}, each worker's train.log to {args.workdir.rstrip('/')}/logs/{launch_id}/ when "
+        f"it ends", file=sys.stderr, flush=True)
   return launch_id
 
 
@@ -130,22 +169,42 @@ def job_state(runner: Runner, tpu: gcloud.Slice, launch_id: str) -> str:
   return next((s for s in ("running", "finished", "stopped", "missing") if s in states), "lost")
 
 
+def watch(runner: Runner, tpu: gcloud.Slice, launch_id: str, args: argparse.Namespace) -> tuple[str, str]:
+  """Polls the slice and the job until the job is no longer running: (the slice's state, the job's). A slice that
+  stays ACTIVE while no worker answers ssh for more than --unreachable-after seconds ends the launcher (exit 1)."""
+  unreachable_since = None
+  while True:
+    runner.sleep(args.poll)
+    current = state(runner, tpu)
+    job = "lost with the slice" if current != "ACTIVE" else job_state(runner, tpu, launch_id)
+    if job == "unreachable":
+      unreachable_since = unreachable_since or time.monotonic()
+      if time.monotonic() - unreachable_since > args.unreachable_after:
+        print(f"error: supervise: no worker of {tpu.name} answered ssh for {args.unreachable_after:g} s while the "
+              f"slice is ACTIVE; gave up watching {launch_id}, which may still run: see `python -m launch.tpu "
+              f"status {tpu.name} --zone={tpu.zone}`", file=sys.stderr)
+        sys.exit(1)
+    elif job != "running":
+      return current, job
+    else:
+      unreachable_since = None
+
+
 def supervise(runner: Runner, tpu: gcloud.Slice, args: argparse.Namespace) -> None:
-  """Launches, then polls the slice and the job; re-creates and relaunches after a preemption, at most
-  --max-attempts launches in all."""
+  """Launches, then polls the slice and the job; re-creates and relaunches after a preemption (the queued resource
+  SUSPENDING, SUSPENDED, FAILED or gone) or a launch that could not be copied or started, at most --max-attempts
+  launches in all."""
   for attempt in range(1, args.max_attempts + 1):
     current = state(runner, tpu)
     if current != "ACTIVE":
       if current:
-        runner.run(gcloud.delete(tpu))
+        delete(runner, tpu, current, args.poll)
       create(runner, tpu, args)
     launch_id = launch(runner, tpu, args)
-    while True:
-      runner.sleep(args.poll)
-      current = state(runner, tpu)
-      job = "lost with the slice" if current != "ACTIVE" else job_state(runner, tpu, launch_id)
-      if job not in ("running", "unreachable"):
-        break
+    if launch_id is None:
+      current, job = state(runner, tpu), "not started"
+    else:
+      current, job = watch(runner, tpu, launch_id, args)
     if job == "finished":
       print(f"supervise: {launch_id} finished (attempt {attempt})", file=sys.stderr, flush=True)
       return
@@ -168,7 +227,10 @@ def run(runner: Runner, tpu: gcloud.Slice, args: argparse.Namespace) -> None:
   if current != "ACTIVE":
     fail(f"run: slice {tpu.name} is {current or 'not there'}; create it first (python -m launch.tpu create ...) or "
          f"pass --supervise")
-  launch(runner, tpu, args)
+  if launch(runner, tpu, args) is None:
+    print(f"error: run: could not copy or start the launch on {tpu.name} after {args.retries + 1} tries",
+          file=sys.stderr)
+    sys.exit(1)
 
 
 def manifest(runner: Runner, spec: JobSpec, args: argparse.Namespace) -> None:
@@ -211,6 +273,10 @@ def build_parser() -> Parser:
   run_parser.add_argument("--config", required=True, help="experiment config, e.g. configs/pi.py:urpe")
   run_parser.add_argument("--supervise", action="store_true", help="stay, re-create and relaunch after preemptions")
   run_parser.add_argument("--max-attempts", type=int, default=5, help="launches in all before giving up")
+  run_parser.add_argument("--retries", type=int, default=3, help="more tries of a failed copy or start (ssh, scp)")
+  run_parser.add_argument("--retry-wait", type=float, default=15.0, help="seconds before the first retry, doubling")
+  run_parser.add_argument("--unreachable-after", type=float, default=1800.0,
+                          help="seconds without ssh to an ACTIVE slice before --supervise gives up")
   for name, help_text in (("status", "the slice's state and the job's on every worker"),
                           ("logs", "the end of every worker's train.log"),
                           ("stop", "SIGTERM to the job: it saves a checkpoint and exits"),
@@ -219,6 +285,11 @@ def build_parser() -> Parser:
     if name != "delete":
       sub.add_argument("--launch", default="", help="a launch id (default: the latest on the workers)")
   commands.choices["logs"].add_argument("--lines", type=int, default=50)
+  commands.choices["logs"].add_argument("--follow", action="store_true", help="then print new lines until Ctrl-C")
+
+  image_parser = commands.add_parser("image", parents=[common], help="build or push the training image (docker)")
+  image_parser.add_argument("action", choices=("build", "push"))
+  image_parser.add_argument("--image", required=True, help="e.g. europe-docker.pkg.dev/PROJECT/REPO/train:TAG")
 
   manifest_parser = commands.add_parser("manifest", parents=[common], help="a JobSet for GKE (kubectl apply -f)")
   manifest_parser.add_argument("--name", required=True, help="the JobSet name (a DNS label)")
@@ -229,6 +300,8 @@ def build_parser() -> Parser:
   manifest_parser.add_argument("--workdir", required=True, help="gs://... : checkpoints")
   manifest_parser.add_argument("--config", required=True, help="experiment config, e.g. configs/pi.py:urpe")
   manifest_parser.add_argument("--max-restarts", type=int, default=3, help="JobSet restarts (preemptions) allowed")
+  manifest_parser.add_argument("--ttl", type=int, default=7 * 24 * 3600, help="seconds a finished JobSet is kept")
+  manifest_parser.add_argument("--queue", default="", help="a Kueue LocalQueue to submit to (default: no Kueue)")
   manifest_parser.add_argument("--out", default="", help="write here instead of stdout")
   manifest_parser.add_argument("--apply", action="store_true", help="then kubectl apply -f OUT")
   return parser
@@ -258,7 +331,7 @@ def checked(args: argparse.Namespace) -> gcloud.Slice | JobSpec:
     if args.command == "manifest":
       spec = JobSpec(name=args.name, image=args.image, accelerator=args.accelerator, topology=args.topology,
                      slices=args.slices, workdir=args.workdir, config=args.config, overrides=tuple(args.overrides),
-                     max_restarts=args.max_restarts)
+                     max_restarts=args.max_restarts, ttl_seconds=args.ttl, queue=args.queue)
       checks.experiment(container_args(spec))
       return spec
     tpu = gcloud.Slice(args.name, args.zone, args.project)
@@ -281,6 +354,13 @@ def main(argv: list[str]) -> None:
   if args.command == "manifest":
     manifest(runner, checked(args), args)
     return
+  if args.command == "image":
+    try:
+      checks.image(args.image)
+    except ValueError as e:
+      fail(str(e))
+    runner.run(image.build(REPO, args.image) if args.action == "build" else image.push(args.image))
+    return
   tpu = checked(args)
   if args.command == "create":
     create(runner, tpu, args)
@@ -292,11 +372,11 @@ def main(argv: list[str]) -> None:
     if not runner.dry_run:
       print(f"{tpu.name}: {current or 'not found'}\n{jobs}", flush=True)
   elif args.command == "logs":
-    runner.run(gcloud.ssh(tpu, gcloud.logs_script(args.launch, args.lines)))
+    runner.run(gcloud.ssh(tpu, gcloud.logs_script(args.launch, args.lines, args.follow)))
   elif args.command == "stop":
     runner.run(gcloud.ssh(tpu, gcloud.stop_script(args.launch)))
   elif args.command == "delete":
-    runner.run(gcloud.delete(tpu))
+    delete(runner, tpu, state(runner, tpu), poll=10.0)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,9 @@ LAUNCH_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 # (up to 222 with dots, each dot-separated part at most 63).
 BUCKET = re.compile(r"[a-z0-9][-a-z0-9_.]{1,220}[a-z0-9]")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Container image references: [registry[:port]/]path[:tag][@sha256:digest], lowercase path components.
+IMAGE = re.compile(r"[a-z0-9][-a-z0-9._]*(?::[0-9]+)?(?:/[a-z0-9][-a-z0-9._]*)*(?::[A-Za-z0-9_][-A-Za-z0-9_.]{0,127})?"
+                   r"(?:@sha256:[0-9a-f]{64})?")
 
 
 def printable(value: str, what: str) -> None:
@@ -48,6 +51,10 @@ def slice_location(name: str, zone: str, project: str) -> None:
 
 def gcloud_value(value: str, what: str) -> None:
   matches(GCLOUD_VALUE, value, what, "lowercase letters, digits, '-', '.' and '_'")
+
+
+def image(value: str) -> None:
+  matches(IMAGE, value, "--image", "a container image such as europe-docker.pkg.dev/PROJECT/REPO/train:TAG")
 
 
 def launch_id(value: str) -> None:

@@ -5,10 +5,11 @@ Nothing here runs anything: each function returns an argv list (or the bash text
 a real run would execute.
 
 On each worker a launch lives in `~/zoo_runs/<launch id>/` (the unpacked checkout, its venv, `train.log`, `pid`,
-`exit_status`, and `logs/` for metrics, TensorBoard events and profiles); `~/zoo_runs/latest` points at the newest.
+and `exit_status`); `~/zoo_runs/latest` points at the newest. Metrics and TensorBoard events go straight to the
+`gs://` workdir (`train.log_dir` is left at its default, the workdir), so no log lives only on a VM.
 The training process runs detached (`nohup setsid`), so a dropped ssh connection does not end it. When it ends —
-finished, failed, or stopped by SIGTERM on a preemption — the worker copies `train.log` and `logs/` to
-`<workdir>/logs/<launch id>/<hostname>/` on GCS, so the logs outlive the VM.
+finished, failed, or stopped by SIGTERM on a preemption — the worker copies its `train.log` (the process's output)
+to `<workdir>/logs/<launch id>/<hostname>/` on GCS, so it outlives the VM.
 """
 
 from __future__ import annotations
@@ -19,6 +20,12 @@ from launch.tpu import checks
 from launch.tpu.remote import HOME, RUNS, Shell, command
 
 TPUS = ("gcloud", "compute", "tpus")
+# The workers' Python. The TPU VM runtime images are Ubuntu 22.04, whose python3 is 3.10, and zoo and jax need >= 3.11:
+# the image's pip installs only uv (pinned with its hash), uv installs this CPython (its own managed build: no apt, no
+# PPA, no unattended-upgrades lock on a fresh VM) and the venv, then exactly the versions and hashes of the lock file.
+PYTHON = "3.11.18"
+UV_LOCK = "launch/tpu/requirements-uv.txt"
+TPU_LOCK = "launch/tpu/requirements-tpu.txt"
 TIERS = {"spot": ("--spot",), "reserved": ("--reserved",), "on-demand": ()}
 
 
@@ -62,20 +69,29 @@ def ssh(tpu: Slice, script: Shell, worker: str = "all") -> list[str]:
   return [*TPUS, "tpu-vm", "ssh", tpu.name, *tpu.where(), f"--worker={worker}", f"--command={script}"]
 
 
-def pack(repo: str, archive: str) -> list[str]:
-  """The checkout as a tarball (no venv, git history or caches), built locally once per launch."""
-  return ["tar", "-C", repo, "--exclude=.venv", "--exclude=.git", "--exclude=__pycache__", "-czf", archive, "."]
+def shipped_files(repo: str) -> list[str]:
+  """Lists (NUL-separated) the checkout's files that a launch ships: tracked ones as they are in the working tree and
+  new ones git does not ignore (a config just written), but no venv, local data or caches that .gitignore names."""
+  return ["git", "-C", repo, "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
+
+
+def pack(repo: str, archive: str, file_list: str) -> list[str]:
+  """The files named in `file_list` (NUL-separated paths relative to `repo`) as a tarball, built locally once per
+  launch."""
+  return ["tar", "-C", repo, "--null", f"--files-from={file_list}", "-czf", archive]
 
 
 def train_args(workdir: str, config: str, overrides: list[str]) -> list[str]:
-  """The arguments of `launch.train` on every worker; the user's overrides last, so they win (`--config.train.log_dir`
-  included). `launch.tpu run` checks the config they make before any cloud call."""
-  return ["--distributed", f"--workdir={workdir}", f"--config={config}", "--config.train.log_dir=logs", *overrides]
+  """The arguments of `launch.train` on every worker; the user's overrides last, so they win. `launch.tpu run` checks
+  the config they make before any cloud call."""
+  return ["--distributed", f"--workdir={workdir}", f"--config={config}", *overrides]
 
 
 def start_script(launch_id: str, archive: str, train: list[str], workdir: str) -> Shell:
-  """Unpacks the launch's archive (`archive`: its file name in the worker's home directory), installs zoo with the
-  tpu and gcs extras, and starts `launch.train` with the arguments `train` (see `train_args`) detached.
+  """Unpacks the launch's archive (`archive`: its file name in the worker's home directory), installs Python
+  `PYTHON`, the locked tpu and gcs dependencies and zoo into the launch's venv with uv (see `PYTHON`), and starts
+  `launch.train` with the arguments `train` (see `train_args`) detached. On a worker where this launch already
+  started (a retry after an ssh session that dropped) it only removes the archive: never two trainers.
 
   The job's bash traps SIGTERM (a trap with a command, so the Python child gets the default disposition and
   saves a checkpoint): on a preemption it outlives the trainer long enough to record the exit status and copy the
@@ -83,12 +99,18 @@ def start_script(launch_id: str, archive: str, train: list[str], workdir: str) -
   """
   run = job_dir(launch_id)
   job = command("trap : TERM; cd {run} && .venv/bin/python -m launch.train {train} > {run}/train.log 2>&1; "
-                "echo $? > {run}/exit_status; gcloud storage cp -r {run}/train.log {run}/logs {logs}/\"$(hostname)\"/",
-                run=run, train=train, logs=f"{workdir.rstrip('/')}/logs/{launch_id}")  # logs: in the launch dir
-  return command("set -e; mkdir -p {run}; tar -C {run} -xzf {home}/{archive}; rm {home}/{archive}; cd {run}; "
-                 "python3 -m venv .venv; .venv/bin/pip install -q -e '.[tpu,gcs]'; ln -sfn {run} {runs}/latest; "
+                "echo $? > {run}/exit_status; gcloud storage cp {run}/train.log {logs}/\"$(hostname)\"/",
+                run=run, train=train, logs=f"{workdir.rstrip('/')}/logs/{launch_id}")
+  return command("set -e; if [ -f {run}/pid ]; then rm -f {home}/{archive}; exit 0; fi; "
+                 "mkdir -p {run}; tar -C {run} -xzf {home}/{archive}; rm {home}/{archive}; cd {run}; "
+                 "python3 -m pip install -q --user --require-hashes -r {uv_lock}; "
+                 "export PATH={home}/.local/bin:\"$PATH\"; uv python install -q {python}; "
+                 "uv venv -q --python {python} .venv; "
+                 "uv pip install -q --python .venv/bin/python --require-hashes -r {lock}; "
+                 "uv pip install -q --python .venv/bin/python --no-deps -e .; ln -sfn {run} {runs}/latest; "
                  "nohup setsid bash -c {job} > /dev/null 2>&1 < /dev/null & echo $! > {run}/pid",
-                 run=run, home=HOME, archive=archive, runs=RUNS, job=str(job))  # str: the job is one word
+                 run=run, home=HOME, archive=archive, uv_lock=UV_LOCK, python=PYTHON, lock=TPU_LOCK, runs=RUNS,
+                 job=str(job))  # str: the job is one word
 
 
 def job_dir(launch_id: str) -> Shell:
@@ -109,11 +131,20 @@ def status_script(launch_id: str = "") -> Shell:
                  'echo "$(hostname) $s"', run=job_dir(launch_id))
 
 
-def logs_script(launch_id: str = "", lines: int = 50) -> Shell:
-  """The last `lines` lines of each worker's train.log, prefixed with its hostname."""
+def logs_script(launch_id: str = "", lines: int = 50, follow: bool = False) -> Shell:
+  """The last `lines` lines of each worker's train.log, prefixed with its hostname; with `follow`, then every new
+  line as it is written (until Ctrl-C; `tail -F` follows a log that appears later too)."""
+  if follow:
+    return command('tail -n {lines} -F {run}/train.log | sed -u "s/^/$(hostname): /"', lines=lines,
+                   run=job_dir(launch_id))
   return command('tail -n {lines} {run}/train.log | sed "s/^/$(hostname): /"', lines=lines, run=job_dir(launch_id))
 
 
 def stop_script(launch_id: str = "") -> Shell:
-  """SIGTERM to the job's process group: the trainer saves a checkpoint at the next step and exits 0."""
-  return command('kill -TERM -- -"$(cat {run}/pid)"', run=job_dir(launch_id))
+  """SIGTERM to the job's process group: the trainer saves a checkpoint at the next step and exits 0. Says what it
+  did on each worker, and exits 0 where there is nothing to stop (no such launch, already ended): stopping twice is
+  no error."""
+  return command('d={run}; if [ ! -f "$d"/pid ]; then s="no such launch"; '
+                 'elif [ -f "$d"/exit_status ] || ! kill -0 "$(cat "$d"/pid)" 2>/dev/null; then s="not running"; '
+                 'else kill -TERM -- -"$(cat "$d"/pid)"; s=stopping; fi; echo "$(hostname) $s"',
+                 run=job_dir(launch_id))

@@ -5,9 +5,17 @@ slice (`parallelism` = `completions` = chips / chips per VM), pinned by node sel
 topology, asking for the VM's chips as `google.com/tpu`. The exclusive-topology annotation keeps each Job on one
 node pool (one physical slice). GKE gives each pod `TPU_WORKER_ID` / `TPU_WORKER_HOSTNAMES`, which is all that
 `jax.distributed.initialize()` needs inside a slice; several slices also need the `MEGASCALE_*` variables set here
-(the first pod of slice 0 coordinates; a pod's slice is its Job's index). Checkpoints go to the `gs://` workdir, so a
-JobSet restarted after a preemption (`failurePolicy.maxRestarts`) resumes from the latest one; pods get SIGTERM and
-`terminationGracePeriodSeconds` to save it.
+(the first pod of slice 0 coordinates, as `spec.coordinator` names it; a pod's slice is its Job's index).
+
+Restarts only on infrastructure failures, as xpk does: each Job's `podFailurePolicy` fails the Job at once when the
+trainer exits with any status but the kill signals' (`RESTART_EXIT_CODES`) — exit 2 is a bad config, exit 1 a
+non-finite loss or a crash, which a restart would only repeat — and the JobSet's failure policy turns that Job
+failure (reason `PodFailurePolicy`) into a failed JobSet. A pod killed by a signal, evicted or lost with its node
+fails its Job through `backoffLimit: 0` instead, and the JobSet restarts (`failurePolicy.maxRestarts` times) and
+resumes from the latest checkpoint in the `gs://` workdir. Pods get SIGTERM and `terminationGracePeriodSeconds` to
+save one, but Spot GKE nodes give a pod about 15 s whatever the manifest says: the SIGTERM save is best effort there
+and the periodic checkpoints (`train.checkpoint_every`) are what a restart resumes from. A finished JobSet is
+deleted after `ttlSecondsAfterFinished`; `--queue` submits it to a Kueue LocalQueue.
 """
 
 from __future__ import annotations
@@ -24,6 +32,9 @@ API_VERSION = "jobset.x-k8s.io/v1alpha2"
 ACCELERATORS = {"tpu-v4-podslice": 4, "tpu-v5-lite-podslice": 4, "tpu-v5p-slice": 4, "tpu-v6e-slice": 4}
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 MEGASCALE_PORT = "8081"  # the value Ray's TPU support uses
+CONTAINER = "train"
+WORKING_DIR = "/zoo"  # the image's checkout (launch/tpu/Dockerfile): configs/... resolve from here
+RESTART_EXIT_CODES = (137, 143)  # SIGKILL (the grace period ran out), SIGTERM before the trainer handles it
 
 
 def check_name(name: str, what: str, max_length: int = 63) -> None:
@@ -45,6 +56,8 @@ class JobSpec:
   overrides: tuple[str, ...]  # --config.x=y
   max_restarts: int = 3
   grace_seconds: int = 120
+  ttl_seconds: int = 7 * 24 * 3600
+  queue: str = ""  # a Kueue LocalQueue, or "" without Kueue
 
   def __post_init__(self):
     # Pod host names are <jobset>-slice-<job>-<pod> (DNS labels, <= 63): leave room for the suffix.
@@ -54,6 +67,9 @@ class JobSpec:
     check(re.fullmatch(r"\d+(x\d+){1,2}", self.topology) is not None,
           f"manifest: topology must look like 4x4 or 2x2x2, got {self.topology!r}")
     check(self.slices >= 1, f"manifest: slices must be >= 1, got {self.slices}")
+    check(self.ttl_seconds >= 0, f"manifest: ttl must be >= 0 seconds, got {self.ttl_seconds}")
+    if self.queue:
+      check_name(self.queue, "manifest: queue")
     checks.gcs_workdir(self.workdir, "manifest: --workdir")
     checks.config_args(self.config, list(self.overrides))
 
@@ -71,10 +87,11 @@ class JobSpec:
 
 
 def container_args(spec: JobSpec) -> list[str]:
-  """The arguments of `launch.train` in every pod; the user's overrides last, so they win. `launch.tpu manifest`
-  checks the config they make before it writes anything."""
+  """The arguments of `launch.train` in every pod; the user's overrides last, so they win. `train.log_dir` stays at
+  its default, the `gs://` workdir: metrics and TensorBoard events outlive the pod. `launch.tpu manifest` checks the
+  config they make before it writes anything."""
   return ["--distributed", f"--workdir={spec.workdir}", f"--config={spec.config}",
-          "--config.train.log_dir=/tmp/zoo_logs", f"--config.mesh.slices={spec.slices}", *spec.overrides]
+          f"--config.mesh.slices={spec.slices}", *spec.overrides]
 
 
 def jobset(spec: JobSpec) -> dict:
@@ -89,8 +106,9 @@ def jobset(spec: JobSpec) -> dict:
         {"name": "MEGASCALE_PORT", "value": MEGASCALE_PORT},
     ]
   container = {
-      "name": "train",
+      "name": CONTAINER,
       "image": spec.image,
+      "workingDir": WORKING_DIR,
       "command": ["python", "-m", "launch.train", *container_args(spec)],  # an argv: no shell reads it
       "env": env,
       "ports": [{"containerPort": 8471}, {"containerPort": int(MEGASCALE_PORT)}, {"containerPort": 8482}],
@@ -105,14 +123,24 @@ def jobset(spec: JobSpec) -> dict:
                        "cloud.google.com/gke-tpu-topology": spec.topology},
       "containers": [container],
   }
-  job = {"parallelism": spec.vms, "completions": spec.vms, "backoffLimit": 0, "template": {"spec": pod}}
+  fail_on_exit = {"action": "FailJob", "onExitCodes": {"containerName": CONTAINER, "operator": "NotIn",
+                                                        "values": list(RESTART_EXIT_CODES)}}
+  job = {"parallelism": spec.vms, "completions": spec.vms, "backoffLimit": 0,
+         "podFailurePolicy": {"rules": [fail_on_exit]}, "template": {"spec": pod}}
+  metadata = {"name": spec.name,
+              "annotations": {"alpha.jobset.sigs.k8s.io/exclusive-topology": "cloud.google.com/gke-nodepool"}}
+  if spec.queue:
+    metadata["labels"] = {"kueue.x-k8s.io/queue-name": spec.queue}
   return {
       "apiVersion": API_VERSION,
       "kind": "JobSet",
-      "metadata": {"name": spec.name,
-                   "annotations": {"alpha.jobset.sigs.k8s.io/exclusive-topology": "cloud.google.com/gke-nodepool"}},
+      "metadata": metadata,
       "spec": {
-          "failurePolicy": {"maxRestarts": spec.max_restarts},
+          "failurePolicy": {"maxRestarts": spec.max_restarts,
+                            "rules": [{"name": "TrainerExitStatus", "action": "FailJobSet",
+                                       "onJobFailureReasons": ["PodFailurePolicy"]}]},
+          "coordinator": {"replicatedJob": "slice", "jobIndex": 0, "podIndex": 0},
+          "ttlSecondsAfterFinished": spec.ttl_seconds,
           "replicatedJobs": [{"name": "slice", "replicas": spec.slices, "template": {"spec": job}}],
       },
   }

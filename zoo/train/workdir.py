@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import datetime
 import fcntl
+import importlib.util
 import json
 import os
 import socket
@@ -71,16 +72,27 @@ class WorkdirError(ValueError):
 
 
 def resolve(workdir: str, log_dir: str) -> str:
-  """An absolute local path, or a remote URL (gs://bucket/run on Cloud TPU) that orbax writes to directly; logs
-  are appended to local files, so a remote workdir needs a local `train.log_dir`."""
+  """An absolute local path, or a remote URL (gs://bucket/run on Cloud TPU) that orbax writes to directly, as do the
+  lock, the record and the logs (`train.log_dir`, default the workdir) through gcsfs and google-cloud-storage: the
+  `gcs` extra, checked here so that a run without it stops in one line before it trains."""
+  if "://" in workdir or "://" in log_dir:
+    missing = [name for name in ("gcsfs", "google.cloud.storage") if not _importable(name)]
+    if missing:
+      raise WorkdirError(f"train: a gs:// workdir or log_dir needs the gcs extra (pip install -e '.[gcs]'): "
+                         f"{', '.join(missing)} not installed")
   if "://" in workdir:
-    if not log_dir:
-      raise WorkdirError(f"train: log_dir must name a local directory when the workdir is remote ({workdir})")
     return workdir
   path = os.path.abspath(workdir)
   if os.path.exists(path) and not os.path.isdir(path):
     raise WorkdirError(f"--workdir={workdir} is a file, not a directory")
   return path
+
+
+def _importable(module: str) -> bool:
+  try:
+    return importlib.util.find_spec(module) is not None
+  except ModuleNotFoundError:  # a parent package (google.cloud) is missing
+    return False
 
 
 def now() -> str:
