@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import jax.numpy as jnp
 from flax.core import FrozenDict
@@ -60,6 +60,7 @@ class TransformerConfig:
   # depth (zoo.models.scan); checkpoints of either layout load into the other.
   scan_layers: bool = False
   remat: Literal["none", "dots_saveable", "full"] = "none"  # per-block jax.checkpoint policy (memory for time)
+  relation: ClassVar[bool] = False  # the family relates its tokens by more than positions (a graph), for the hooks
 
   def __post_init__(self):
     for name in ("vocab_size", "num_layers", "d_model", "num_heads", "max_length"):
@@ -122,7 +123,7 @@ def check_attention_core(config: TransformerConfig) -> None:
   check(not unused, f"model: {' and '.join(CORE_FIELDS)} apply only with attention_impl="
                     f"{' or '.join(map(repr, takers))} (got attention_impl={config.attention_impl!r})")
   attention.build(config.attention_impl, carried)  # the core's own validation of its options
-  reason = incompatibility(config.pe, config.attention_impl, config.pe_options)
+  reason = incompatibility(config.pe, config.attention_impl, config.pe_options, relation=config.relation)
   check(reason is None, f"model: {reason}")
   serving = [name for name, cls in sorted(attention.CORES.items()) if cls.dropout]
   check(config.attention_dropout == 0.0 or core.dropout,

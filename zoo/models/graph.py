@@ -19,7 +19,7 @@ Padding nodes (mask False) are invalid keys: they change no real node's output.
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import ClassVar, Literal
 
 import jax
 import jax.numpy as jnp
@@ -45,6 +45,7 @@ class GraphConfig(TransformerConfig):
   head: Literal["graph", "node"] = "graph"
   num_classes: int = 1  # outputs per graph (or node); 1 with a regression objective
   pe: str = "spd"
+  relation: ClassVar[bool] = True  # shortest-path distances and edges (`Graph`) reach the encoding's hooks
 
   def __post_init__(self):
     super().__post_init__()

@@ -182,30 +182,33 @@ def has_per_head_state(encoding: PositionalEncoding) -> bool:
              for _, node in nnx.iter_graph(encoding) if isinstance(node, nnx.Variable))
 
 
-def compatible(pe: str, impl: str, pe_options: Mapping[str, Any] | None = None) -> bool:
-  """Whether attention core `impl` serves every term encoding `pe` (with `pe_options`) gives the attention."""
-  return not refused_hooks(pe, impl, pe_options)
+def compatible(pe: str, impl: str, pe_options: Mapping[str, Any] | None = None, *, relation: bool = False) -> bool:
+  """Whether attention core `impl` serves every term encoding `pe` (with `pe_options`) gives the attention, in a
+  model whose tokens have a relation (a graph) or not (a sequence)."""
+  return not refused_hooks(pe, impl, pe_options, relation=relation)
 
 
-def refused_hooks(pe: str, impl: str, pe_options: Mapping[str, Any] | None = None) -> dict[str, str]:
+def refused_hooks(pe: str, impl: str, pe_options: Mapping[str, Any] | None = None, *,
+                  relation: bool = False) -> dict[str, str]:
   """hook -> why core `impl` cannot serve the terms that hook of encoding `pe` gives (empty: it serves them all)."""
   core = attention.core_class(impl)
   refused = {}
-  for hook, types in hook_term_types(pe, _hashable(pe_options)).items():
+  for hook, types in hook_term_types(pe, _hashable(pe_options), relation).items():
     for t in types:
       if not issubclass(t, core.terms):
         refused.setdefault(hook, f"cannot evaluate a {t.__name__} term")
   return refused
 
 
-def incompatibility(pe: str, impl: str, pe_options: Mapping[str, Any] | None = None) -> str | None:
+def incompatibility(pe: str, impl: str, pe_options: Mapping[str, Any] | None = None, *,
+                    relation: bool = False) -> str | None:
   """Why core `impl` cannot serve encoding `pe`, in one line naming the hooks, the cores that serve it and the
   encodings `impl` serves; None when it can. Unknown names and options fail with their own errors."""
-  refused = refused_hooks(pe, impl, pe_options)
+  refused = refused_hooks(pe, impl, pe_options, relation=relation)
   if not refused:
     return None
-  serving = [name for name in sorted(attention.CORES) if compatible(pe, name, pe_options)]
-  works = [name for name in positional.available() if compatible(name, impl)]
+  serving = [name for name in sorted(attention.CORES) if compatible(pe, name, pe_options, relation=relation)]
+  works = [name for name in positional.available() if compatible(name, impl, relation=relation)]
   return (f"positional encoding {pe!r} uses the {' and '.join(refused)} hook, which attention_impl={impl!r} cannot "
           f"apply ({next(iter(refused.values()))}); attention_impl must be {' or '.join(map(repr, serving))} for "
           f"it, or pe one that attention_impl={impl!r} serves: {', '.join(works)}")
@@ -216,9 +219,10 @@ def _hashable(options: Mapping[str, Any] | None) -> tuple:
 
 
 @functools.cache
-def hook_term_types(pe: str, pe_options: tuple) -> dict[str, tuple[type, ...]]:
+def hook_term_types(pe: str, pe_options: tuple, relation: bool) -> dict[str, tuple[type, ...]]:
   """The term types each of the encoding's `logit_bias` / `prob_scale` hooks gives the attention, read by building
-  it abstractly (shapes only) for a small model; a graph encoding is given a graph with an edge bias."""
+  it abstractly (shapes only) for a small model; with `relation`, a graph encoding is given a graph with an edge
+  bias (on a sequence it reads lags)."""
   found = {}
 
   def probe():
@@ -226,11 +230,11 @@ def hook_term_types(pe: str, pe_options: tuple) -> dict[str, tuple[type, ...]]:
     with nnx.use_eager_sharding(False):
       encoding = positional.build(pe, dict(pe_options), dims, rngs=nnx.Rngs(0))
     positions = jnp.zeros((1, 4), jnp.int32)
-    relation = None
-    if positional.get(pe).reads_relation:
-      relation = positional.graph.Graph(spd=jnp.zeros((1, 4, 4), jnp.int32), in_degree=positions, out_degree=positions,
+    graph = None
+    if relation and positional.get(pe).reads_relation:
+      graph = positional.graph.Graph(spd=jnp.zeros((1, 4, 4), jnp.int32), in_degree=positions, out_degree=positions,
                                   edge_bias=jnp.zeros((1, 2, 4, 4)))
-    coords = Coordinates(positions, relation)
+    coords = Coordinates(positions, graph)
     bias, scale = attention_terms(encoding, coords, coords)
     if bias:
       found["logit_bias"] = tuple(type(t) for t in bias)
