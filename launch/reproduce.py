@@ -42,6 +42,7 @@ import numpy as np
 from configs import (etp, graph_cycle, graph_distance, graph_neighbourhood, graph_zinc, listops, memorization,
                      pathfinder, pi, sparse_memory)
 from zoo import models, positional, pretrained
+from zoo.nn import compatible
 from zoo.train.workdir import WorkdirError, first_difference
 
 VARIANTS = ("full", "quick", "tiny")
@@ -85,14 +86,9 @@ TINY_ENCODINGS = ("rpe", "urpe")  # tiny runs two encodings (URPE's heat-maps ne
 
 
 def encoder_encodings() -> list[str]:
-  """Every registered encoding the encoder family accepts (with its default options)."""
-  def accepted(name: str) -> bool:
-    try:
-      models.parse_config("encoder", {"pe": name, "head": "token"})
-    except ValueError:
-      return False
-    return True
-  return [name for name in positional.available() if accepted(name)]
+  """Every registered encoding the encoder family's attention core serves (with its default options)."""
+  impl = models.parse_config("encoder", {"head": "token"}).attention_impl
+  return [name for name in positional.available() if compatible(name, impl)]
 
 
 def urpe_runs(task: str, variant: str, encodings: Sequence[str] = ()) -> list[Run]:

@@ -115,7 +115,7 @@ def run(impl, name, causal, graph=False):
 
 
 def core_fn(impl):
-  return functools.partial(attention.CORES[impl].fn, **TILE_OPTIONS.get(impl, {}))
+  return functools.partial(attention.attend, impl=impl, **TILE_OPTIONS.get(impl, {}))
 
 
 @functools.cache

@@ -116,4 +116,4 @@ def test_attention_dropout_keeps_expectation():
 def test_unknown_impl_names_the_valid_ones():
   with pytest.raises(ValueError, match=r"unknown attention impl 'flash'; valid choices: auto, chunked, linear, "
                                        r"pallas, xla"):
-    attention.get("flash")
+    attention.build("flash")

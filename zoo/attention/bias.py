@@ -25,7 +25,7 @@ Term types:
 * `ContentTerm` — a term of the attention's content as well as its coordinates (CoPE's gated position counts): its
   tile values read the tile's queries and content logits (`Content`) and a per-query summary of the whole row.
 
-Which term types an attention implementation serves is declared by the implementation (`zoo.attention.dispatch`);
+Which term types an attention implementation serves is declared by the implementation (`zoo.attention.cores`);
 `values(Tile.whole(...))` is the one place where structure turns into an `L × L` array.
 """
 

@@ -212,36 +212,3 @@ def causal_linear_attention(
   state, out = jax.lax.scan(step, state, xs)
   return out.swapaxes(0, 1).reshape(batch, padded, heads, v.shape[-1])[:, :length], state
 
-
-def attention(
-    q: jax.Array,  # [batch, q_len, heads, dim]
-    k: jax.Array,  # [batch, k_len, heads, dim]
-    v: jax.Array,  # [batch, k_len, heads, v_dim]
-    *,
-    mask,  # AttentionMask: causal and key validity are honoured, segments are not supported
-    bias=(),
-    scale=None,
-    softmax_scale: float | None = None,
-    dropout_rate: float = 0.0,
-    dropout_rng: jax.Array | None = None,
-    feature_map: str = "favor",  # one of FEATURE_MAPS
-    projection: jax.Array | None = None,  # [features, dim] for "favor"
-    chunk_size: int = 128,
-) -> jax.Array:  # [batch, q_len, heads, v_dim], v.dtype
-  """`impl="linear"` of the dispatch: the arguments of `reference_attention` plus the feature map.
-
-  Terms that need the attention matrix are refused: logit biases and post-softmax scales (ALiBi, T5, RPE, URPE —
-  models refuse them at build time already) and attention dropout.
-  """
-  del dropout_rng
-  if bias or scale is not None:
-    raise ValueError("linear attention cannot apply logit_bias or prob_scale terms: it never forms the attention "
-                     "matrix (use transform_qk encodings such as rope or spe_sine)")
-  if dropout_rate:
-    raise ValueError("linear attention has no attention matrix to apply attention dropout to")
-  if mask.q_segment_ids is not None or mask.k_segment_ids is not None:
-    raise ValueError("linear attention does not support segment_ids (packed sequences)")
-  softmax_scale = q.shape[-1] ** -0.5 if softmax_scale is None else softmax_scale
-  q_features, k_log = kernel_features(feature_map, q, k, softmax_scale=softmax_scale, projection=projection)
-  out = linear_attention(q_features, k_log, v, causal=mask.causal, k_valid=mask.k_valid, chunk_size=chunk_size)
-  return out.astype(v.dtype)

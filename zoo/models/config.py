@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import jax.numpy as jnp
 from flax.core import FrozenDict
@@ -12,6 +12,7 @@ from flax.core import FrozenDict
 from zoo import attention, positional
 from zoo.config import check
 from zoo.models.scan import REMAT_POLICIES
+from zoo.nn.attention import carried_core_options, incompatibility
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -59,6 +60,7 @@ class TransformerConfig:
   # depth (zoo.models.scan); checkpoints of either layout load into the other.
   scan_layers: bool = False
   remat: Literal["none", "dots_saveable", "full"] = "none"  # per-block jax.checkpoint policy (memory for time)
+  relation: ClassVar[bool] = False  # the family relates its tokens by more than positions (a graph), for the hooks
 
   def __post_init__(self):
     for name in ("vocab_size", "num_layers", "d_model", "num_heads", "max_length"):
@@ -85,13 +87,7 @@ class TransformerConfig:
                                           f"{self.attention_temperature}")
     if self.attention_logits == "positional":
       check_positional_logits(self)
-    attention.get(self.attention_impl)
-    if self.attention_impl == "linear":
-      check_linear_attention(self)
-    else:
-      check((self.feature_map, self.num_features) == ("favor", 256),
-            f"model: feature_map and num_features apply only with attention_impl='linear' (got "
-            f"attention_impl={self.attention_impl!r})")
+    check_attention_core(self)
     object.__setattr__(self, "pe_options", FrozenDict(self.pe_options))  # hashable, so the model can be static
 
   @property
@@ -111,21 +107,28 @@ class TransformerConfig:
     return DTYPES[self.dtype]
 
 
-def check_linear_attention(config: TransformerConfig) -> None:
-  """Linear attention never forms the attention logits or probabilities, so encodings that bias the logits or
-  scale the probabilities cannot work with it: refuse them here, before anything is built, naming the ones that do
-  work (`transform_qk` and `embed` encodings, SPE above all)."""
-  def unusable_hooks(name: str) -> list[str]:
-    return [h for h in ("logit_bias", "prob_scale") if positional.implements(positional.get(name), h)]
-  hooks = unusable_hooks(config.pe)
-  if hooks:
-    usable = [name for name in positional.available() if not unusable_hooks(name)]
-    raise ValueError(f"model: positional encoding {config.pe!r} uses the {' and '.join(hooks)} hook, which "
-                     f"attention_impl='linear' cannot apply (it never forms the attention matrix); encodings that "
-                     f"work with linear attention: {', '.join(usable)}")
-  check(config.attention_dropout == 0.0, "model: attention_dropout needs the attention matrix; it must be 0 with "
-                                         "attention_impl='linear'")
-  check(config.num_features >= 1, f"model: num_features must be >= 1, got {config.num_features}")
+# The options of attention cores a model config carries as flat fields (linear attention's feature map).
+CORE_FIELDS = ("feature_map", "num_features")
+
+
+def check_attention_core(config: TransformerConfig) -> None:
+  """The core must exist, take the core options set here, serve the encoding's terms (`compatible`, which names
+  the cores and encodings that work) and, with attention dropout, have it."""
+  core = attention.core_class(config.attention_impl)
+  carried = carried_core_options(config, config.attention_impl)
+  defaults = {f.name: f.default for f in dataclasses.fields(TransformerConfig) if f.name in CORE_FIELDS}
+  unused = [name for name in CORE_FIELDS if name not in carried and getattr(config, name) != defaults[name]]
+  takers = [name for name, cls in sorted(attention.CORES.items())
+            if set(CORE_FIELDS) <= {f.name for f in dataclasses.fields(cls.Options)}]
+  check(not unused, f"model: {' and '.join(CORE_FIELDS)} apply only with attention_impl="
+                    f"{' or '.join(map(repr, takers))} (got attention_impl={config.attention_impl!r})")
+  attention.build(config.attention_impl, carried)  # the core's own validation of its options
+  reason = incompatibility(config.pe, config.attention_impl, config.pe_options, relation=config.relation)
+  check(reason is None, f"model: {reason}")
+  serving = [name for name, cls in sorted(attention.CORES.items()) if cls.dropout]
+  check(config.attention_dropout == 0.0 or core.dropout,
+        f"model: attention_dropout needs the attention matrix, which attention_impl={config.attention_impl!r} does "
+        f"not drop out of; it must be 0, or attention_impl {' or '.join(map(repr, serving))}")
 
 
 def check_positional_logits(config: TransformerConfig) -> None:

@@ -19,14 +19,13 @@ Padding nodes (mask False) are invalid keys: they change no real node's output.
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import ClassVar, Literal
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from zoo import attention, positional
-from zoo.attention.bias import DenseBias, RelationTable
+from zoo import positional
 from zoo.config import check
 from zoo.models.backbone import Backbone
 from zoo.models.config import TransformerConfig
@@ -46,15 +45,12 @@ class GraphConfig(TransformerConfig):
   head: Literal["graph", "node"] = "graph"
   num_classes: int = 1  # outputs per graph (or node); 1 with a regression objective
   pe: str = "spd"
+  relation: ClassVar[bool] = True  # shortest-path distances and edges (`Graph`) reach the encoding's hooks
 
   def __post_init__(self):
     super().__post_init__()
     check(positional.get(self.pe).reads_relation,
           f"model 'graph': pe must be a graph encoding ({', '.join(graph_encodings())}), got {self.pe!r}")
-    serving = relation_cores()
-    check(self.attention_impl in serving,
-          f"model 'graph': attention_impl must be {' or '.join(map(repr, serving))} (the cores that evaluate "
-          f"graph relations and dense edge biases), got {self.attention_impl!r}")
     for name in ("num_node_features", "edge_vocab_size", "num_edge_features", "num_classes"):
       check(getattr(self, name) >= 1, f"model: {name} must be >= 1, got {getattr(self, name)}")
     check(self.max_hops >= 0, f"model: max_hops must be >= 0, got {self.max_hops}")
@@ -62,12 +58,6 @@ class GraphConfig(TransformerConfig):
 
 def graph_encodings() -> list[str]:
   return [n for n in positional.available() if positional.get(n).reads_relation]
-
-
-def relation_cores() -> list[str]:
-  """The attention cores that serve a graph's terms (its SPD table and its edge bias)."""
-  return [name for name, core in sorted(attention.CORES.items())
-          if all(issubclass(t, core.terms) for t in (RelationTable, DenseBias))]
 
 
 class FeatureEmbedding(nnx.Module):

@@ -1,45 +1,31 @@
-"""Multi-head self-attention that consults the positional-encoding hooks, with a decoding cache.
+"""Multi-head self-attention that consults the positional-encoding hooks: project → transform_qk → core → out.
 
 The module projects q, k, v, lets the encoding transform them (`transform_qk`), asks it for structured logit biases
-(`logit_bias`) and a post-softmax scale (`prob_scale`), and hands everything to the attention implementation chosen by
-name. It never looks at which encoding is active.
+(`logit_bias`) and a post-softmax scale (`prob_scale`), and hands everything to the attention core its options name
+(`zoo.attention.cores`). It never looks at which encoding or which core is active: the decoding cache is the core's
+(`init_cache`; keys and values of the kv heads, or linear attention's recurrent state), passed around unopened.
 
-The decoding cache depends on the implementation (its declared `Core.cache`), not on the encoding: softmax attention
-keeps every key and value (`KVCache`); linear attention keeps only its recurrent state (`LinearState`: Σ φ(k)vᵀ and
-Σ φ(k)), so each new token costs O(features · head_dim) whatever the prefix length. `init_cache` builds the right
-one; callers pass it around without looking inside.
+`compatible(pe, impl)` is the one answer to "can this core serve this encoding": model validation, experiments and
+tests ask it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-from flax import nnx, struct
+from flax import nnx
 
-from zoo.attention import AttentionMask, attend, core
-from zoo.attention import linear
+from zoo import attention, positional
+from zoo.attention import AttentionMask, Core, Terms, linear
 from zoo.nn import decay
 from zoo.positional import Coordinates, PositionalEncoding, attention_terms, implements
 
-
-@struct.dataclass
-class KVCache:
-  """One softmax-attention layer's keys and values for cached decoding. Slot s holds the token at position s."""
-
-  k: jax.Array  # [batch, cache_length, heads, qk_dim], already transformed by `transform_qk`
-  v: jax.Array  # [batch, cache_length, heads, head_dim]
-
-
-LayerCache = KVCache | linear.LinearState  # one layer's decoding cache, whichever the attention implementation
-
-
-def write_at(buffer: jax.Array, update: jax.Array, start: jax.Array) -> jax.Array:
-  """Writes `update` [batch, t, ...] into `buffer` [batch, S, ...] at per-example offsets `start` [batch]."""
-  def write_one(b, u, s):
-    return jax.lax.dynamic_update_slice_in_dim(b, u.astype(b.dtype), s, axis=0)
-  return jax.vmap(write_one)(buffer, update, start)
+LayerCache = attention.KVCache | linear.LinearState  # one layer's decoding cache, whatever its core keeps
 
 
 def linear_to_heads(d_model: int, num_heads: int, head_dim: int, *, use_bias: bool = False, dtype,
@@ -87,17 +73,27 @@ class AttentionOptions:
   logits: str = "content"  # "positional": no W_Q, W_K
   temperature: float = 1.0
 
+  def core(self) -> Core:
+    """The core `impl`, with the options of its `Options` these fields carry (linear attention's feature map)."""
+    return attention.build(self.impl, carried_core_options(self, self.impl))
+
+
+def carried_core_options(fields: Any, impl: str) -> dict[str, Any]:
+  """The options of core `impl` that a flat config (model config, `AttentionOptions`) carries as fields of its own."""
+  names = [f.name for f in dataclasses.fields(attention.core_class(impl).Options)]
+  return {name: getattr(fields, name) for name in names if hasattr(fields, name)}
+
 
 class SelfAttention(nnx.Module):
-  """Self-attention with the positional hooks. `impl="linear"` uses kernelized attention with `feature_map`
-  ("favor": `num_features` random features redrawn at every training call from the "features" RNG stream and fixed
-  in evaluation; "relu": deterministic). `qk_rank` factorises W_Q and W_K through a rank-`qk_rank` bottleneck;
-  `logits="positional"` drops W_Q and W_K (queries and keys are zero, so the encoding's bias alone sets the
-  attention); `temperature` divides q·kᵀ/√d.
+  """Self-attention with the positional hooks. The core is `options.core()` (for linear attention, "favor" draws
+  `num_features` random features at every training call from the "features" RNG stream, fixed in evaluation).
+  `qk_rank` factorises W_Q and W_K through a rank-`qk_rank` bottleneck; `logits="positional"` drops W_Q and W_K
+  (queries and keys are zero, so the encoding's bias alone sets the attention); `temperature` divides q·kᵀ/√d.
 
-  With `num_kv_heads` < `num_heads` (grouped-query attention) keys and values are projected to fewer heads and
-  repeated right after the projection, so encodings, every core and the decoding cache see ordinary multi-head
-  attention: the parameters shrink, the cache does not.
+  With `num_kv_heads` < `num_heads` (grouped-query attention) keys and values are projected to fewer heads and stay
+  so into the core and its cache (the core maps query head h to kv head h // (num_heads / num_kv_heads)). An encoding
+  with per-head state (parameters on the "heads" axis: SPE) transforms the keys of every query head differently, so
+  its keys are repeated to `num_heads` before `transform_qk`; per-position transforms (RoPE) keep the kv heads.
   """
 
   def __init__(self, d_model: int, options: AttentionOptions, *, encoding: PositionalEncoding, dtype=jnp.float32,
@@ -107,6 +103,7 @@ class SelfAttention(nnx.Module):
     self.encoding = encoding
     self.dtype = dtype
     self.deterministic = False  # flipped by `model.eval()` / `model.train()`
+    self.core = o.core()
     kv_heads = o.num_kv_heads or num_heads
     self.query = self.key = None  # logits="positional"
     if o.logits == "content" and o.qk_rank is None:
@@ -121,11 +118,8 @@ class SelfAttention(nnx.Module):
     self.out = nnx.LinearGeneral((num_heads, head_dim), d_model, axis=(-2, -1), use_bias=o.out_bias,
                                  kernel_init=out_init, bias_init=out_bias_init, dtype=dtype, rngs=rngs)
     self.dropout_rngs = rngs.dropout.fork() if o.dropout_rate > 0 else None
-    self.is_linear = (o.impl != "auto" and core(o.impl).cache == "state")
-    if self.is_linear:
-      if o.feature_map not in linear.FEATURE_MAPS:
-        raise ValueError(f"unknown feature_map {o.feature_map!r}; valid choices: {', '.join(linear.FEATURE_MAPS)}")
-      self.feature_keys = linear.NoiseKeys("features", rngs) if o.feature_map == "favor" else None
+    self.feature_keys = linear.NoiseKeys(self.core.noise, rngs) if self.core.noise else None  # the core's stream
+    self.keys_per_head = implements(encoding, "transform_qk") and has_per_head_state(encoding)
 
   def qk_dim(self) -> int:
     """The feature size of queries and keys after `transform_qk` (SPE: its number of realizations)."""
@@ -136,13 +130,11 @@ class SelfAttention(nnx.Module):
     return nnx.eval_shape(lambda enc, x, c: enc.transform_qk(x, x, c, c)[1], self.encoding, x, coords).shape[-1]
 
   def init_cache(self, batch: int, cache_length: int) -> LayerCache:
-    """An empty decoding cache: `cache_length` key/value slots (softmax) or the recurrent state (linear)."""
-    if self.is_linear:
-      features = self.options.num_features if self.options.feature_map == "favor" else self.qk_dim()
-      return linear.LinearState.empty(batch, self.options.num_heads, features, self.options.head_dim)
-    shape = (batch, cache_length, self.options.num_heads)
-    return KVCache(k=jnp.zeros((*shape, self.qk_dim()), self.dtype),
-                   v=jnp.zeros((*shape, self.options.head_dim), self.dtype))
+    """An empty decoding cache of the core for `batch` sequences of up to `cache_length` tokens."""
+    o = self.options
+    kv_heads = o.num_heads if self.keys_per_head else (o.num_kv_heads or o.num_heads)
+    return self.core.init_cache(batch, cache_length, heads=o.num_heads, kv_heads=kv_heads, qk_dim=self.qk_dim(),
+                                v_dim=o.head_dim, dtype=self.dtype)
 
   def __call__(
       self,
@@ -154,70 +146,101 @@ class SelfAttention(nnx.Module):
       cache: LayerCache | None = None,
       cache_index: jax.Array | None = None,  # [batch] int: where the new tokens go in a KV cache
   ) -> tuple[jax.Array, LayerCache | None]:
+    o = self.options
     v = self.value(x)  # [batch, length, kv heads, head_dim]
     if self.query is None:  # dot-product-free: the logits are the positional bias alone
-      q, k = jnp.zeros(v.shape[:2] + (self.options.num_heads, v.shape[3]), v.dtype), jnp.zeros_like(v)
+      q, k = jnp.zeros(v.shape[:2] + (o.num_heads, v.shape[3]), v.dtype), jnp.zeros_like(v)
     else:
       q, k = self.query(x), self.key(x)  # q [batch, length, heads, head_dim]; k: kv heads
-    repeats = self.options.num_heads // (self.options.num_kv_heads or self.options.num_heads)
-    if repeats > 1:  # kv head j serves query heads j·repeats .. (j + 1)·repeats − 1
-      k, v = (jnp.repeat(a, repeats, axis=2) for a in (k, v))  # [batch, length, heads, head_dim]
+    if self.keys_per_head:
+      k, v = attention.cores.repeat_kv(k, o.num_heads), attention.cores.repeat_kv(v, o.num_heads)
     if implements(self.encoding, "transform_qk"):
-      q, k = self.encoding.transform_qk(q, k, coords, coords)  # [batch, length, heads, qk_dim]
-    if cache is not None and segment_ids is not None:
-      raise ValueError("cached decoding does not support segment_ids (packed sequences)")
-    if coords.relation is not None and (cache is not None or self.is_linear):
-      raise ValueError("a relation between tokens needs softmax attention without a decoding cache")
-    attention = self.attend_linear if self.is_linear else self.attend_softmax
-    out, cache = attention(q, k, v, coords, segment_ids=segment_ids, valid=valid, cache=cache,
-                           cache_index=cache_index)
+      q, k = self.encoding.transform_qk(q, k, coords, coords)  # [batch, length, heads or kv heads, qk_dim]
+    if coords.relation is not None and cache is not None:
+      raise ValueError("a relation between tokens needs attention without a decoding cache")
+    positions = coords.positions
+    mask = AttentionMask(q_pos=positions, k_pos=positions, q_segment_ids=segment_ids, k_segment_ids=segment_ids,
+                         k_valid=valid, causal=o.causal)
+    # Terms are evaluated at the core's mask positions (with a cache: its slots), so the new tokens' coordinates
+    # describe them whatever the cache holds.
+    terms = Terms(*attention_terms(self.encoding, coords, coords))
+    use_dropout = o.dropout_rate > 0 and not self.deterministic
+    out, cache = self.core(q, k, v, terms, mask, cache, cache_index=cache_index,
+                           softmax_scale=self.softmax_scale(q), dropout_rate=o.dropout_rate if use_dropout else 0.0,
+                           dropout_rng=self.dropout_rngs() if use_dropout else None,
+                           noise=None if self.feature_keys is None else self.feature_keys())
     return self.out(out), cache
 
   def softmax_scale(self, q: jax.Array) -> float:
     """1/(√(qk_dim) · temperature), or 1/temperature for unscaled logits."""
     return (q.shape[-1] ** -0.5 if self.options.scale_logits else 1.0) / self.options.temperature
 
-  def attend_linear(self, q, k, v, coords, *, segment_ids, valid, cache, cache_index):
-    """Kernelized attention; with a cache, a continuation of its recurrent state (positions follow the cache)."""
-    del cache_index  # the state is a sum over the keys so far: it has no slots
-    positions = coords.positions
-    softmax_scale = self.softmax_scale(q)
-    projection = None
-    if self.feature_keys is not None:  # FAVOR+: one draw per call, shared by heads, fixed while deterministic
-      projection = linear.orthogonal_random_features(self.feature_keys(), self.options.num_features, q.shape[-1])
-    if cache is None:
-      mask = AttentionMask(q_pos=positions, k_pos=positions, q_segment_ids=segment_ids, k_segment_ids=segment_ids,
-                           k_valid=valid, causal=self.options.causal)
-      out = attend(q, k, v, impl=self.options.impl, mask=mask, softmax_scale=softmax_scale,
-                   feature_map=self.options.feature_map, projection=projection)
-      return out, None
-    q_features, k_log = linear.kernel_features(self.options.feature_map, q, k, softmax_scale=softmax_scale,
-                                               projection=projection)
-    out, cache = linear.causal_linear_attention(q_features, k_log, v, cache, k_valid=valid)
-    return out.astype(v.dtype), cache
 
-  def attend_softmax(self, q, k, v, coords, *, segment_ids, valid, cache, cache_index):
-    """Attention through the dispatch (any implementation that serves the encoding's terms); a KV cache gets the
-    new keys and values written at `cache_index` and the keys' coordinates are its slots."""
-    q_coords = k_coords = coords
-    q_pos = k_pos = coords.positions
-    k_valid = valid
-    if cache is not None:
-      batch, cache_length = cache.k.shape[:2]
-      k = write_at(cache.k, k, cache_index)
-      v = write_at(cache.v, v, cache_index)
-      cache = KVCache(k=k, v=v)
-      slots = jnp.arange(cache_length)
-      k_pos = jnp.broadcast_to(slots, (batch, cache_length))
-      new_valid = jnp.ones(q_pos.shape, bool) if valid is None else valid
-      k_valid = (slots < cache_index[:, None]) | write_at(jnp.zeros((batch, cache_length), bool), new_valid,
-                                                         cache_index)
-      k_coords = Coordinates(k_pos)
-    mask = AttentionMask(q_pos=q_pos, k_pos=k_pos, q_segment_ids=segment_ids, k_segment_ids=segment_ids,
-                         k_valid=k_valid, causal=self.options.causal)
-    bias, scale = attention_terms(self.encoding, q_coords, k_coords)
-    use_dropout = self.options.dropout_rate > 0 and not self.deterministic
-    out = attend(q, k, v, impl=self.options.impl, mask=mask, bias=bias, scale=scale,
-                 softmax_scale=self.softmax_scale(q), dropout_rate=self.options.dropout_rate if use_dropout else 0.0,
-                 dropout_rng=self.dropout_rngs() if use_dropout else None)
-    return out, cache
+def has_per_head_state(encoding: PositionalEncoding) -> bool:
+  """Whether the encoding holds a variable on the "heads" axis (then each query head needs keys of its own)."""
+  return any("heads" in (node.get_metadata().get("out_sharding") or ())
+             for _, node in nnx.iter_graph(encoding) if isinstance(node, nnx.Variable))
+
+
+def compatible(pe: str, impl: str, pe_options: Mapping[str, Any] | None = None, *, relation: bool = False) -> bool:
+  """Whether attention core `impl` serves every term encoding `pe` (with `pe_options`) gives the attention, in a
+  model whose tokens have a relation (a graph) or not (a sequence)."""
+  return not refused_hooks(pe, impl, pe_options, relation=relation)
+
+
+def refused_hooks(pe: str, impl: str, pe_options: Mapping[str, Any] | None = None, *,
+                  relation: bool = False) -> dict[str, str]:
+  """hook -> why core `impl` cannot serve the terms that hook of encoding `pe` gives (empty: it serves them all)."""
+  core = attention.core_class(impl)
+  refused = {}
+  for hook, types in hook_term_types(pe, _hashable(pe_options), relation).items():
+    for t in types:
+      if not issubclass(t, core.terms):
+        refused.setdefault(hook, f"cannot evaluate a {t.__name__} term")
+  return refused
+
+
+def incompatibility(pe: str, impl: str, pe_options: Mapping[str, Any] | None = None, *,
+                    relation: bool = False) -> str | None:
+  """Why core `impl` cannot serve encoding `pe`, in one line naming the hooks, the cores that serve it and the
+  encodings `impl` serves; None when it can. Unknown names and options fail with their own errors."""
+  refused = refused_hooks(pe, impl, pe_options, relation=relation)
+  if not refused:
+    return None
+  serving = [name for name in sorted(attention.CORES) if compatible(pe, name, pe_options, relation=relation)]
+  works = [name for name in positional.available() if compatible(name, impl, relation=relation)]
+  return (f"positional encoding {pe!r} uses the {' and '.join(refused)} hook, which attention_impl={impl!r} cannot "
+          f"apply ({next(iter(refused.values()))}); attention_impl must be {' or '.join(map(repr, serving))} for "
+          f"it, or pe one that attention_impl={impl!r} serves: {', '.join(works)}")
+
+
+def _hashable(options: Mapping[str, Any] | None) -> tuple:
+  return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in (options or {}).items()))
+
+
+@functools.cache
+def hook_term_types(pe: str, pe_options: tuple, relation: bool) -> dict[str, tuple[type, ...]]:
+  """The term types each of the encoding's `logit_bias` / `prob_scale` hooks gives the attention, read by building
+  it abstractly (shapes only) for a small model; with `relation`, a graph encoding is given a graph with an edge
+  bias (on a sequence it reads lags)."""
+  found = {}
+
+  def probe():
+    dims = positional.ModelDims(num_heads=2, head_dim=8, d_model=16, max_length=64, causal=False)
+    with nnx.use_eager_sharding(False):
+      encoding = positional.build(pe, dict(pe_options), dims, rngs=nnx.Rngs(0))
+    positions = jnp.zeros((1, 4), jnp.int32)
+    graph = None
+    if relation and positional.get(pe).reads_relation:
+      graph = positional.graph.Graph(spd=jnp.zeros((1, 4, 4), jnp.int32), in_degree=positions, out_degree=positions,
+                                  edge_bias=jnp.zeros((1, 2, 4, 4)))
+    coords = Coordinates(positions, graph)
+    bias, scale = attention_terms(encoding, coords, coords)
+    if bias:
+      found["logit_bias"] = tuple(type(t) for t in bias)
+    if scale is not None:
+      found["prob_scale"] = (type(scale),)
+    return 0
+
+  jax.eval_shape(probe)
+  return found

@@ -1,0 +1,336 @@
+"""Attention cores as registered objects, chosen by name, so models say *what* to compute and configs say *how*.
+
+A core is one attention implementation behind one call, `core(q, k, v, terms, mask, cache) -> (out, cache)`: q
+[batch, q_len, heads, qk_dim], k [batch, k_len, kv_heads, qk_dim], v [batch, k_len, kv_heads, v_dim], the structured
+bias / scale `Terms` (`zoo.attention.bias`), an `AttentionMask`, and the decoding cache from its own `init_cache` (or
+None for a whole sequence) — prefill and decode steps go through the same call. Each core class declares what it
+serves: the term types it evaluates, whether it has attention dropout and packed-segment masks, and the RNG stream
+it draws from per call (`noise`); `refusal` turns a request it does not serve into a ValueError naming the cores that
+do. Tests, `auto` and model validation (`zoo.nn.attention.compatible`) choose by these declarations, never by name
+lists. Each core has an `Options` dataclass of its own knobs (tile sizes, feature map), validated by
+`zoo.config.from_options`.
+
+Grouped-query attention lives here: keys and values come with `kv_heads` heads (a divisor of `heads`), the KV cache
+keeps only those, and query head h reads kv head h // (heads / kv_heads).
+
+* "xla" — the reference: dense logits, O(L²) memory, every term type, the only one with attention dropout.
+* "chunked" — blockwise online softmax in XLA loops, O(L) memory (plus a relation's own O(L²) array); every term type.
+* "pallas" — fused flash kernels (Mosaic on TPU, Triton on GPU, the interpreter on CPU), `KernelTerm`s in-kernel.
+* "linear" — kernelized attention (Performer FAVOR+ or ReLU features), O(L) time and memory, for SPE; serves no
+  term and keeps a recurrent state instead of keys and values when decoding.
+* "auto" — the safe choice per call (MaxText's `attention=autoselected` habit), resolved in `auto_choice` only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from zoo import sharding
+from zoo.attention import linear
+from zoo.attention.bias import KernelTerm, Term
+from zoo.attention.chunked import chunked_attention
+from zoo.attention.masks import AttentionMask
+from zoo.attention.pallas import flash_attention
+from zoo.attention.pallas.kernels import BACKENDS
+from zoo.attention.reference import reference_attention
+from zoo.config import check, from_options
+
+# On CPU, "auto" stays dense up to this many logits per (example, head): 2048 × 2048 is 16 MiB of float32.
+AUTO_DENSE_MAX_ELEMENTS = 2048 * 2048
+
+
+class Terms(NamedTuple):
+  """What the positional encoding adds to the attention: logit-bias terms and a post-softmax scale."""
+
+  bias: tuple[Term, ...] = ()
+  scale: Term | None = None
+
+
+@struct.dataclass
+class KVCache:
+  """One softmax-attention layer's keys and values for cached decoding. Slot s holds the token at position s."""
+
+  k: jax.Array  # [batch, cache_length, kv_heads, qk_dim], already transformed by `transform_qk`
+  v: jax.Array  # [batch, cache_length, kv_heads, v_dim]
+
+  def append(self, k: jax.Array, v: jax.Array, mask: AttentionMask,
+             index: jax.Array) -> tuple[KVCache, AttentionMask]:
+    """The cache with the new keys and values [batch, t, kv_heads, ...] written at `index` [batch], and `mask`'s
+    key side moved onto the cache slots: positions 0..cache_length − 1, valid where written."""
+    if mask.q_segment_ids is not None:
+      raise ValueError("cached decoding does not support segment_ids (packed sequences)")
+    batch, cache_length = self.k.shape[:2]
+    cache = KVCache(k=write_at(self.k, k, index), v=write_at(self.v, v, index))
+    slots = jnp.arange(cache_length)
+    new_valid = jnp.ones(mask.k_pos.shape, bool) if mask.k_valid is None else mask.k_valid
+    k_valid = (slots < index[:, None]) | write_at(jnp.zeros((batch, cache_length), bool), new_valid, index)
+    return cache, mask.replace(k_pos=jnp.broadcast_to(slots, (batch, cache_length)), k_valid=k_valid)
+
+
+def write_at(buffer: jax.Array, update: jax.Array, start: jax.Array) -> jax.Array:
+  """Writes `update` [batch, t, ...] into `buffer` [batch, S, ...] at per-example offsets `start` [batch]."""
+  def write_one(b, u, s):
+    return jax.lax.dynamic_update_slice_in_dim(b, u.astype(b.dtype), s, axis=0)
+  return jax.vmap(write_one)(buffer, update, start)
+
+
+def repeat_kv(x: jax.Array, heads: int) -> jax.Array:
+  """[batch, length, kv_heads, dim] -> [batch, length, heads, dim]: head h is kv head h // (heads / kv_heads)."""
+  repeats = heads // x.shape[2]
+  return x if repeats == 1 else jnp.repeat(x, repeats, axis=2)
+
+
+@dataclasses.dataclass(frozen=True)
+class NoOptions:
+  """A core without options."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Core:
+  """An attention core: its options (an instance of `Options`) and its declarations (class attributes)."""
+
+  options: Any = None
+  Options: ClassVar[type] = NoOptions
+  terms: ClassVar[tuple[type[Term], ...]] = (Term,)  # the term types it evaluates (as logit bias and as scale)
+  dropout: ClassVar[bool] = False  # attention dropout
+  segments: ClassVar[bool] = True  # packed-sequence (segment id) masks
+
+  def __post_init__(self):
+    object.__setattr__(self, "options", from_options(self.Options, self.options, what=f"attention core {self.name!r}"))
+
+  @property
+  def name(self) -> str:
+    return next(name for name, cls in REGISTRY.items() if cls is type(self))
+
+  @property
+  def noise(self) -> str | None:
+    """The RNG stream it draws from at every call (a `linear.NoiseKeys` the caller keeps), or None."""
+    return None
+
+  @classmethod
+  def serves(cls, term: Term) -> bool:
+    return isinstance(term, cls.terms)
+
+  @classmethod
+  def refusal(cls, bias: Sequence[Term] = (), scale: Term | None = None, dropout_rate: float = 0.0) -> str | None:
+    """Why this core cannot serve the request, or None."""
+    if dropout_rate > 0.0 and not cls.dropout:
+      return f"has no attention dropout (got dropout_rate={dropout_rate})"
+    for term in (*bias, *([] if scale is None else [scale])):
+      if not cls.serves(term):
+        return f"cannot evaluate a {type(term).__name__} term"
+    return None
+
+  def check(self, terms: Terms, dropout_rate: float) -> None:
+    reason = self.refusal(terms.bias, terms.scale, dropout_rate)
+    if reason is not None:
+      serving = " or ".join(map(repr, cores_serving(terms.bias, terms.scale, dropout_rate)))
+      raise ValueError(f"attention impl {self.name!r} {reason}; use impl={serving}")
+
+  def init_cache(self, batch: int, cache_length: int, *, heads: int, kv_heads: int, qk_dim: int, v_dim: int,
+                 dtype) -> Any:
+    """An empty decoding cache for `batch` sequences of up to `cache_length` tokens: `cache_length` slots of keys
+    and values, kv heads only."""
+    del heads
+    shape = (batch, cache_length, kv_heads)
+    return KVCache(k=jnp.zeros((*shape, qk_dim), dtype), v=jnp.zeros((*shape, v_dim), dtype))
+
+  def __call__(
+      self,
+      q: jax.Array,  # [batch, q_len, heads, qk_dim]
+      k: jax.Array,  # [batch, q_len, kv_heads, qk_dim]
+      v: jax.Array,  # [batch, q_len, kv_heads, v_dim]
+      terms: Terms,
+      mask: AttentionMask,
+      cache: Any = None,  # from `init_cache`: the new keys are appended at `cache_index` and attend with the old
+      *,
+      cache_index: jax.Array | None = None,  # [batch] int: where the new tokens go in the cache
+      softmax_scale: float | None = None,  # default 1/√qk_dim
+      dropout_rate: float = 0.0,
+      dropout_rng: jax.Array | None = None,
+      noise: jax.Array | None = None,  # a key from the stream `self.noise` names
+  ) -> tuple[jax.Array, Any]:  # [batch, q_len, heads, v_dim], the cache after these tokens
+    del noise
+    self.check(terms, dropout_rate)
+    if cache is not None:
+      cache, mask = cache.append(k, v, mask, cache_index)
+      k, v = cache.k, cache.v
+    k, v = repeat_kv(k, q.shape[2]), repeat_kv(v, q.shape[2])
+    out = self.attend(q, k, v, mask=mask, bias=terms.bias, scale=terms.scale, softmax_scale=softmax_scale,
+                      dropout_rate=dropout_rate, dropout_rng=dropout_rng)
+    return out, cache
+
+  def attend(self, q, k, v, **kwargs) -> jax.Array:
+    """Softmax attention with as many kv heads as query heads (`reference_attention`'s arguments)."""
+    raise NotImplementedError
+
+
+REGISTRY: dict[str, type[Core]] = {}  # every name a config may give, "auto" included
+
+
+def register(name: str):
+  def add(cls: type[Core]) -> type[Core]:
+    REGISTRY[name] = cls
+    return cls
+  return add
+
+
+@register("xla")
+class Xla(Core):
+  dropout: ClassVar[bool] = True
+
+  def attend(self, q, k, v, **kwargs):
+    return reference_attention(q, k, v, **kwargs)
+
+
+@dataclasses.dataclass(frozen=True)
+class ChunkedOptions:
+  chunk_q: int = 512  # query rows per block
+  chunk_k: int = 512  # key columns per block
+
+  def __post_init__(self):
+    check(min(self.chunk_q, self.chunk_k) >= 1, f"attention core 'chunked': chunks must be >= 1, got {self}")
+
+
+@register("chunked")
+class Chunked(Core):
+  Options: ClassVar[type] = ChunkedOptions
+
+  def attend(self, q, k, v, **kwargs):
+    return chunked_attention(q, k, v, **kwargs, **dataclasses.asdict(self.options))
+
+
+@dataclasses.dataclass(frozen=True)
+class PallasOptions:
+  """See `flash_attention`: tile sizes, the kernel backend and the interpreter (defaults: from the target)."""
+
+  block_q: int = 128
+  block_k: int = 128
+  backend: Literal[BACKENDS] | None = None
+  interpret: bool | None = None
+
+  def __post_init__(self):
+    check(min(self.block_q, self.block_k) >= 1, f"attention core 'pallas': blocks must be >= 1, got {self}")
+
+
+@register("pallas")
+class Pallas(Core):
+  Options: ClassVar[type] = PallasOptions
+  terms: ClassVar[tuple[type[Term], ...]] = (KernelTerm,)
+
+  def attend(self, q, k, v, **kwargs):
+    return flash_attention(q, k, v, **kwargs, **dataclasses.asdict(self.options))
+
+
+@dataclasses.dataclass(frozen=True)
+class LinearOptions:
+  feature_map: Literal[linear.FEATURE_MAPS] = "favor"  # Performer FAVOR+ or relu + 1e-3
+  num_features: int = 256  # FAVOR+ random features, redrawn at every training call and fixed in evaluation
+
+  def __post_init__(self):
+    check(self.num_features >= 1, f"attention core 'linear': num_features must be >= 1, got {self.num_features}")
+
+
+@register("linear")
+class Linear(Core):
+  """Causal attention by prefix sums over a recurrent state (`linear.LinearState`, which is also its decoding
+  cache: O(features · v_dim) per head whatever the prefix length), non-causal by contracting keys first. Segment
+  masks are not served; FAVOR+ draws its projection from the "features" stream at every call."""
+
+  Options: ClassVar[type] = LinearOptions
+  terms: ClassVar[tuple[type[Term], ...]] = ()
+  segments: ClassVar[bool] = False
+
+  @property
+  def noise(self) -> str | None:
+    return "features" if self.options.feature_map == "favor" else None
+
+  def init_cache(self, batch, cache_length, *, heads, kv_heads, qk_dim, v_dim, dtype):
+    del cache_length, kv_heads, dtype  # the state is a sum over the keys so far: it has no slots
+    features = self.options.num_features if self.options.feature_map == "favor" else qk_dim
+    return linear.LinearState.empty(batch, heads, features, v_dim)
+
+  def __call__(self, q, k, v, terms, mask, cache=None, *, cache_index=None, softmax_scale=None, dropout_rate=0.0,
+               dropout_rng=None, noise=None):
+    del cache_index, dropout_rng
+    self.check(terms, dropout_rate)
+    if mask.q_segment_ids is not None or mask.k_segment_ids is not None:
+      raise ValueError("linear attention does not support segment_ids (packed sequences)")
+    k, v = repeat_kv(k, q.shape[2]), repeat_kv(v, q.shape[2])
+    softmax_scale = q.shape[-1] ** -0.5 if softmax_scale is None else softmax_scale
+    projection = None
+    if self.noise is not None:  # FAVOR+: one draw per call, shared by heads
+      if noise is None:
+        raise ValueError(f"linear attention with feature_map='favor' needs a key from the {self.noise!r} stream")
+      projection = linear.orthogonal_random_features(noise, self.options.num_features, q.shape[-1])
+    q_features, k_log = linear.kernel_features(self.options.feature_map, q, k, softmax_scale=softmax_scale,
+                                               projection=projection)
+    if cache is None:
+      out = linear.linear_attention(q_features, k_log, v, causal=mask.causal, k_valid=mask.k_valid)
+    else:  # a continuation of the recurrent state: the new tokens follow the cached ones
+      out, cache = linear.causal_linear_attention(q_features, k_log, v, cache, k_valid=mask.k_valid)
+    return out.astype(v.dtype), cache
+
+
+@register("auto")
+class Auto(Core):
+  """Resolves to a softmax core per call (`auto_choice`); declares what its candidates serve together."""
+
+  dropout: ClassVar[bool] = True
+
+  def __call__(self, q, k, v, terms, mask, cache=None, **kwargs):
+    k_len = k.shape[1] if cache is None else cache.k.shape[1]
+    choice = auto_choice(q.shape[1], k_len, kwargs.get("dropout_rate", 0.0), terms=(*terms.bias, *(
+        [] if terms.scale is None else [terms.scale])))
+    return build(choice)(q, k, v, terms, mask, cache, **kwargs)
+
+
+CORES: dict[str, type[Core]] = {name: cls for name, cls in REGISTRY.items() if cls is not Auto}  # concrete ones
+
+
+def auto_choice(q_len: int, k_len: int, dropout_rate: float = 0.0, platform: str | None = None,
+                terms: Sequence[Term] = ()) -> str:
+  """The core "auto" uses for these lengths and terms on `platform` (default: the target platform, see
+  `zoo.sharding.target_platform`: the devices of the mesh being traced for, not the host's): the Pallas kernel on a
+  TPU / GPU; on CPU "xla" up to `AUTO_DENSE_MAX_ELEMENTS` logits per head and example, "chunked" beyond (short
+  sequences run fastest dense; long ones would not fit) — the first of these preferences that serves the request
+  ("xla" whenever attention dropout is on)."""
+  platform = platform or sharding.target_platform()
+  preferred = ("pallas",) if platform in ("tpu", "gpu") else ()
+  preferred += ("xla", "chunked") if q_len * k_len <= AUTO_DENSE_MAX_ELEMENTS else ("chunked", "xla")
+  return next(name for name in preferred if CORES[name].refusal(terms, None, dropout_rate) is None)
+
+
+def cores_serving(bias: Sequence[Term] = (), scale: Term | None = None, dropout_rate: float = 0.0) -> list[str]:
+  """The names of the concrete cores that serve this request."""
+  return [name for name, cls in sorted(CORES.items()) if cls.refusal(bias, scale, dropout_rate) is None]
+
+
+def available() -> tuple[str, ...]:
+  return tuple(sorted(REGISTRY))
+
+
+def core_class(impl: str) -> type[Core]:
+  """The class registered as `impl`; a ValueError lists the valid names otherwise."""
+  if impl not in REGISTRY:
+    raise ValueError(f"unknown attention impl {impl!r}; valid choices: {', '.join(available())}")
+  return REGISTRY[impl]
+
+
+def build(impl: str, options: Mapping[str, Any] | None = None) -> Core:
+  """The core `impl` with `options` (a mapping of its `Options` fields; unknown or mistyped ones fail)."""
+  return core_class(impl)(options)
+
+
+def attend(q, k, v, *, impl: str = "xla", mask: AttentionMask, bias: Sequence[Term] = (), scale: Term | None = None,
+           softmax_scale: float | None = None, dropout_rate: float = 0.0, dropout_rng: jax.Array | None = None,
+           noise: jax.Array | None = None, **options) -> jax.Array:
+  """One uncached call of core `impl` built with `options` (its `Options` fields); refuses what it does not serve."""
+  return build(impl, options)(q, k, v, Terms(tuple(bias), scale), mask, softmax_scale=softmax_scale,
+                              dropout_rate=dropout_rate, dropout_rng=dropout_rng, noise=noise)[0]
