@@ -1,4 +1,5 @@
-r"""Trains the shipped checkpoints and writes them: checkpoints/<name>.safetensors, manifest.json, README's table.
+r"""Trains the shipped checkpoints and writes them: checkpoints/<name>.safetensors, manifest.json, the table of
+docs/pretrained.md.
 
   python -m launch.make_pretrained                 # every model of `suite()` (see the time below)
   python -m launch.make_pretrained --only lm_rope  # one of them (the others' manifest entries are kept)
@@ -29,8 +30,8 @@ from launch.cli import fail, parse_flags
 
 _ONLY = flags.DEFINE_multi_string("only", None, "make only these names (repeatable)")
 _DATA_DIR = flags.DEFINE_string("data_dir", "", "tfds data directory for training ('' = the default)")
-_OUT = flags.DEFINE_string("out", None, "write the files and manifest here instead of checkpoints/ (then README's "
-                           "table is left alone)")
+_OUT = flags.DEFINE_string("out", None, "write the files and manifest here instead of checkpoints/ (then the "
+                           "table of docs/pretrained.md is left alone)")
 
 # The decoder suite's size, chosen for a 2-core CPU machine: ≈ 0.15M parameters, 128-byte documents, 500 steps of 16
 # rows. Measured there while other jobs shared the cores (December 2026): 2-3 min per softmax model, 12-27 min for
@@ -45,8 +46,9 @@ LM_SIZE = {"task": dict(length=128, pack=False),
 LM_LINEAR = ("spe_conv", "spe_sine")  # also trained with attention_impl="linear" (SPE is made for it)
 LINEAR_FEATURES = 64  # FAVOR+ random features of the linear-attention models (the default 256 is 4× slower here)
 BF16_TOLERANCE = 0.005
-README_BEGIN, README_END = "<!-- pretrained table: begin -->", "<!-- pretrained table: end -->"
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+TABLE_PAGE = ROOT / "docs" / "pretrained.md"  # the shipped models' table, between these two markers:
+TABLE_BEGIN, TABLE_END = "<!-- pretrained table: begin -->", "<!-- pretrained table: end -->"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,7 +138,7 @@ def make(name: str, spec: Spec, data_dir: str, out: pathlib.Path) -> dict:
 
 
 def table(entries: dict) -> str:
-  """README's "Pretrained models" table, from the manifest."""
+  """The shipped models' table of docs/pretrained.md, from the manifest."""
   rows = ["| name | family | encoding | attention | task | metric (validation) | parameters | storage |",
           "|---|---|---|---|---|---|---|---|"]
   for name in sorted(entries):
@@ -146,10 +148,10 @@ def table(entries: dict) -> str:
   return "\n".join(rows)
 
 
-def write_readme_table(entries: dict, readme: pathlib.Path = ROOT / "README.md") -> None:
-  text = readme.read_text()
-  pattern = re.compile(re.escape(README_BEGIN) + ".*?" + re.escape(README_END), re.S)
-  readme.write_text(pattern.sub(lambda _: f"{README_BEGIN}\n{table(entries)}\n{README_END}", text))
+def write_table(entries: dict, page: pathlib.Path = TABLE_PAGE) -> None:
+  text = page.read_text()
+  pattern = re.compile(re.escape(TABLE_BEGIN) + ".*?" + re.escape(TABLE_END), re.S)
+  page.write_text(pattern.sub(lambda _: f"{TABLE_BEGIN}\n{table(entries)}\n{TABLE_END}", text))
 
 
 def main(argv: list[str]) -> None:
@@ -169,7 +171,7 @@ def main(argv: list[str]) -> None:
     entries[name] = make(name, specs[name], _DATA_DIR.value, out)
     (out / pretrained.MANIFEST).write_text(json.dumps({"models": dict(sorted(entries.items()))}, indent=1) + "\n")
     if out == pretrained.CHECKPOINTS:
-      write_readme_table(entries)
+      write_table(entries)
     print(f"{name}: {entries[name]['metric']} in {entries[name]['wall_time_s']} s", flush=True)
 
 

@@ -251,8 +251,8 @@ def test_generate_streams_the_greedy_continuation_of_models_generate(data_dir):
   assert result.stdout == bytes(np.asarray(tokens[0]).tolist()).decode("utf-8", "replace") + "\n"
 
 
-def test_readme_table_is_the_manifest():
-  assert make_pretrained.table(pretrained.manifest()) in (REPO / "README.md").read_text()
+def test_the_docs_table_is_the_manifest():
+  assert make_pretrained.table(pretrained.manifest()) in make_pretrained.TABLE_PAGE.read_text()
 
 
 def test_an_unknown_source_names_the_shipped_models(tmp_path):

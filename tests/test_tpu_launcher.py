@@ -389,10 +389,8 @@ def test_the_worker_status_script_reads_a_launch_directory(tmp_path, files, expe
 
 
 def readme_launcher_commands() -> list[list[str]]:
-  """The `python -m launch.tpu ...` commands of the README's Cloud TPU section, continuation lines joined."""
-  text = (REPO / "README.md").read_text()
-  section = text.split("\n## Cloud TPU\n", 1)[1].split("\n## ", 1)[0]
-  lines = section.replace("\\\n", " ").splitlines()
+  """The `python -m launch.tpu ...` commands of docs/tpu.md, continuation lines joined."""
+  lines = (REPO / "docs" / "tpu.md").read_text().replace("\\\n", " ").splitlines()
   return [shlex.split(line)[3:] for line in lines if line.startswith("python -m launch.tpu ")]
 
 

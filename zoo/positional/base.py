@@ -1,7 +1,7 @@
 """The positional-encoding contract: a Flax NNX module with validated options and up to four hooks.
 
 An encoding implements any subset of these methods; the shared block calls the ones that exist and knows nothing
-else about the encoding (see DESIGN.md):
+else about the encoding (see docs/design.md):
 
 | hook                                  | returns                                          | e.g.                      |
 |---------------------------------------|--------------------------------------------------|---------------------------|
