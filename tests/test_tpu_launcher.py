@@ -388,14 +388,14 @@ def test_the_worker_status_script_reads_a_launch_directory(tmp_path, files, expe
   assert result.stdout.split(" ", 1)[1] == expected + "\n", result.stderr
 
 
-def readme_launcher_commands() -> list[list[str]]:
+def docs_launcher_commands() -> list[list[str]]:
   """The `python -m launch.tpu ...` commands of docs/tpu.md, continuation lines joined."""
   lines = (REPO / "docs" / "tpu.md").read_text().replace("\\\n", " ").splitlines()
   return [shlex.split(line)[3:] for line in lines if line.startswith("python -m launch.tpu ")]
 
 
-def test_the_readme_commands_run_in_dry_run(cloud):
-  commands = readme_launcher_commands()
+def test_the_docs_commands_run_in_dry_run(cloud):
+  commands = docs_launcher_commands()
   assert [c[0] for c in commands] == ["create", "run", "status", "logs", "stop", "run", "delete", "image", "image",
                                       "manifest"]
   for command in commands:
