@@ -258,17 +258,17 @@ def memory_rpe_reference(enc, lag):
 
 
 def sandwich_reference(enc, q_pos, k_pos):
-  """p(q/r_h) · p(k/r_h) − d̄/2 with p the sinusoidal embedding of Vaswani et al., evaluated in numpy."""
+  """(p(q) · p(k) − d̄/2) / r_h, r_h = 8h/H, with p the sinusoidal embedding of Vaswani et al., in numpy — the
+  compression ratio dividing the whole bias, as NeMo's SandwichRelativePositionEmbedding."""
   dim, heads = enc.options.dim, enc.dims.num_heads
   freqs = 10000.0 ** (-np.arange(0, dim, 2) / dim)
 
-  def embedding(pos, ratio):  # [batch, n] -> [batch, n, dim]
-    angles = (pos / ratio)[..., None] * freqs
+  def embedding(pos):  # [batch, n] -> [batch, n, dim]
+    angles = pos[..., None] * freqs
     return np.concatenate([np.sin(angles), np.cos(angles)], axis=-1)
 
-  out = [np.einsum("bid,bjd->bij", embedding(q_pos, 8 * h / heads), embedding(k_pos, 8 * h / heads)) - dim / 2
-         for h in range(1, heads + 1)]
-  return np.stack(out, axis=1)
+  dot = np.einsum("bid,bjd->bij", embedding(q_pos), embedding(k_pos)) - dim / 2
+  return np.stack([dot / (8 * h / heads) for h in range(1, heads + 1)], axis=1)
 
 
 def fire_reference(enc, q_pos, lag):
