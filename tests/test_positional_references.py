@@ -138,3 +138,43 @@ def test_xpos_matches_the_papers_formula(positions_kind):
   np.testing.assert_allclose(np.asarray(ours[0]), numpy_rope(q, positions, theta) * zeta ** power, rtol=1e-3, atol=1e-3)
   np.testing.assert_allclose(np.asarray(ours[1]), numpy_rope(k, positions, theta) * zeta ** -power, rtol=1e-3,
                              atol=1e-3)
+
+
+def kerple_log_numpy(r1, r2, lag):
+  """Chi et al. (2022), eq. (7): −r₁ · log(1 + r₂ |lag|)."""
+  return -r1[:, None, None] * np.log1p(r2[:, None, None] * np.abs(lag))
+
+
+def test_kerple_parameter_pushed_past_its_bound_recovers_under_gradient_steps():
+  """The authors clamp the stored parameter, so one that left [0.01, ∞) keeps the gradient it has on the boundary;
+  under gradient descent towards a bias made with r₁ = 0.5, r₁ = −1 (used as 0.01) must climb back into range."""
+  encoding = rope_encoding("kerple_log", 8, None)
+  r2 = np.asarray(encoding.params[...])[:, 1]
+  encoding.params[...] = jnp.asarray(np.stack([np.full_like(r2, -1.0), r2], axis=1))
+  positions = jnp.arange(16)[None]
+  tile = Tile.whole(positions, positions)
+  lag = np.arange(16)[None, :] - np.arange(16)[:, None]
+  target = jnp.asarray(kerple_log_numpy(np.full_like(r2, 0.5), np.maximum(r2, 0.01), lag)[None], jnp.float32)
+
+  def loss(enc):
+    return jnp.mean((enc.logit_bias(None, None).values(tile) - target) ** 2)
+
+  first = None
+  for _ in range(200):
+    grads = nnx.grad(loss)(encoding)
+    first = grads.params[...] if first is None else first
+    encoding.params[...] = encoding.params[...] - 2.0 * grads.params[...] * jnp.array([1.0, 0.0])  # r₁ only
+  assert np.all(np.asarray(first)[:, 0] < 0), "a parameter outside its range must keep a gradient (towards the target)"
+  np.testing.assert_allclose(np.asarray(encoding.params[...])[:, 0], 0.5, atol=0.05)
+
+
+@pytest.mark.parametrize("name, high", [("kerple_log", (2.0, 1.0)), ("kerple_power", (1.0, 2.0))])
+def test_kerple_initialisation_follows_the_authors(name, high):
+  """chijames/KERPLE: log kernel p ~ U(0, 2), a ~ U(0, 1) for −p·log(1 + a|lag|); power kernel a ~ U(0, 1),
+  p ~ U(0, 2) for −a·|lag|^p. zoo stores (scale, shape parameter) = (r₁, r₂) in that order for both."""
+  with nnx.use_eager_sharding(False):
+    encoding = positional.build(name, None, positional.ModelDims(4096, 8, 8 * 4096, 64, True), rngs=nnx.Rngs(0))
+  params = np.asarray(encoding.params[...])
+  for column, bound in enumerate(high):
+    assert params[:, column].min() >= 0 and params[:, column].max() <= bound
+    assert params[:, column].max() > 0.95 * bound  # the whole range is drawn
