@@ -272,11 +272,12 @@ def sandwich_reference(enc, q_pos, k_pos):
 
 
 def fire_reference(enc, q_pos, lag):
-  """Li et al. (2024), eq. (3): f(ψ(|lag|) / ψ(max(q, L))), ψ(x) = log(c·x + 1), f a ReLU MLP, in numpy."""
+  """Li et al. (2024), eq. (3) as their appendix code: f(ψ(|lag|) / (ψ(max(q, L)) + 1e-6)), ψ(x) = log(c·x + 1), f a
+  ReLU MLP, in numpy."""
   c = np.log1p(np.exp(float(enc.c[...])))  # softplus
   threshold = abs(float(enc.threshold_scale[...])) * enc.options.threshold
   psi = lambda x: np.log(c * x + 1.0)
-  x = psi(np.abs(lag)) / psi(np.maximum(q_pos, threshold))[:, :, None]  # [batch, q, k]
+  x = psi(np.abs(lag)) / (psi(np.maximum(q_pos, threshold))[:, :, None] + 1e-6)  # [batch, q, k]
   hidden = np.maximum(x[..., None] * np.asarray(enc.w1[...]) + np.asarray(enc.b1[...]), 0.0)  # [batch, q, k, hidden]
   return np.einsum("bqku,uh->bhqk", hidden, np.asarray(enc.w2[...])) + np.asarray(enc.b2[...])[None, :, None, None]
 

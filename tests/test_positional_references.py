@@ -3,6 +3,7 @@ formula."""
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -178,3 +179,22 @@ def test_kerple_initialisation_follows_the_authors(name, high):
   for column, bound in enumerate(high):
     assert params[:, column].min() >= 0 and params[:, column].max() <= bound
     assert params[:, column].max() > 0.95 * bound  # the whole range is drawn
+
+
+def test_fire_is_finite_with_its_threshold_at_zero_and_a_query_at_position_zero():
+  """Li et al. (2024), appendix code: the normaliser ψ(max(q, L)) + 1e-6, so L → 0 at q = 0 gives 0 / 1e-6, not 0 / 0;
+  c starts at 0.1. The reference is their formula in numpy."""
+  encoding = rope_encoding("fire", 8, None)
+  assert math.isclose(float(jax.nn.softplus(encoding.c[...])), 0.1, rel_tol=1e-5)
+  encoding.threshold_scale[...] = jnp.zeros(())
+  positions = jnp.arange(6)[None]
+  tile = Tile.whole(positions, positions)
+  values = np.asarray(encoding.logit_bias(None, None).values(tile))[0]  # [heads, q, k]
+  c = 0.1
+  lag = np.abs(np.arange(6)[None, :] - np.arange(6)[:, None])
+  x = np.log(c * lag + 1) / (np.log(c * np.arange(6)[:, None] + 1) + 1e-6)
+  hidden = np.maximum(x[..., None] * np.asarray(encoding.w1[...]) + np.asarray(encoding.b1[...]), 0.0)
+  expected = np.einsum("qku,uh->hqk", hidden, np.asarray(encoding.w2[...])) + np.asarray(encoding.b2[...])[:, None, None]
+  np.testing.assert_allclose(values, expected, rtol=1e-5, atol=1e-5)
+  grads = nnx.grad(lambda enc: jnp.sum(enc.logit_bias(None, None).values(tile)))(encoding)
+  assert all(np.all(np.isfinite(np.asarray(leaf))) for leaf in jax.tree.leaves(nnx.state(grads)))
