@@ -240,7 +240,8 @@ def random_content(encoding, q_pos, k_pos):
   k = rng.normal(size=(*k_pos.shape, heads, head_dim))
   logits = np.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(head_dim)
   allowed = rng.random((q_pos.shape[0], 1, q_pos.shape[1], k_pos.shape[1])) > 0.2
-  return attention.Content(jnp.asarray(q, jnp.float32), jnp.asarray(logits, jnp.float32), jnp.asarray(allowed))
+  return attention.Content(jnp.asarray(q, jnp.float32), jnp.asarray(logits, jnp.float32), jnp.asarray(allowed),
+                           head_dim ** -0.5)
 
 
 def kerple_reference(enc, lag, kernel, max_r2=np.inf):

@@ -198,3 +198,32 @@ def test_fire_is_finite_with_its_threshold_at_zero_and_a_query_at_position_zero(
   np.testing.assert_allclose(values, expected, rtol=1e-5, atol=1e-5)
   grads = nnx.grad(lambda enc: jnp.sum(enc.logit_bias(None, None).values(tile)))(encoding)
   assert all(np.all(np.isfinite(np.asarray(leaf))) for leaf in jax.tree.leaves(nnx.state(grads)))
+
+
+@pytest.mark.parametrize("core", ["reference", "chunked"])
+def test_cope_gates_are_the_papers_whatever_the_softmax_scale(core):
+  """Golovneva et al. (2024): g_ij = σ(q_i·k_j/√d). A model's attention temperature or unscaled logits change the
+  softmax's scale, not the gates: the attention equals, in numpy, softmax(q·k · s + bias) v with the bias counted
+  from σ(q·k/√d) (the term at the standard scale, checked against the definition in test_encoding_properties)."""
+  from zoo import attention  # noqa: PLC0415
+  rng = np.random.default_rng(4)
+  batch, length, heads, head_dim = 1, 6, 2, 8
+  q, k, v = (jnp.asarray(rng.normal(size=(batch, length, heads, head_dim)), jnp.float32) for _ in range(3))
+  encoding = rope_encoding("cope", head_dim, {"num_positions": 4})
+  encoding.embeddings[...] = jnp.asarray(rng.normal(size=(4, head_dim)), jnp.float32)
+  positions = jnp.arange(length)[None]
+  mask = attention.AttentionMask(positions, positions, causal=True)
+  term = encoding.logit_bias(None, None)
+  tile, allowed = Tile.whole(positions, positions), mask.dense()
+  standard = head_dim ** -0.5
+  qk = np.einsum("bqhd,bkhd->bhqk", np.asarray(q, np.float64), np.asarray(k, np.float64))
+  bias = np.asarray(attention.dense_sum([term], tile, attention.Content(
+      q, jnp.asarray(qk * standard, jnp.float32), allowed, standard)), np.float64)
+  run = {"reference": attention.reference_attention, "chunked": attention.chunked_attention}[core]
+  for scale in (standard, 0.25 * standard, 1.0):  # temperature 1, temperature 4, scale_logits=False
+    logits = np.where(np.asarray(allowed), qk * scale + bias, -np.inf)
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    expected = np.einsum("bhqk,bkhd->bqhd", probs / probs.sum(-1, keepdims=True), np.asarray(v, np.float64))
+    kwargs = {"chunk_q": 4, "chunk_k": 4} if core == "chunked" else {}
+    ours = run(q, k, v, mask=mask, bias=[term], softmax_scale=scale, **kwargs)
+    np.testing.assert_allclose(np.asarray(ours), expected, rtol=1e-4, atol=1e-5, err_msg=f"softmax scale {scale}")
