@@ -202,6 +202,8 @@ def test_a_tensor_zoo_has_no_place_for_is_an_error(tmp_path):
      r"not llama-shaped: norm='layernorm' \(needs 'rmsnorm'\)$"),
     (dict(pe="learned", activation="swiglu", norm="rmsnorm"),
      r"not gpt2-shaped: activation='swiglu'.*; the nearest exportable choice: pe='rope' \(written as llama\)$"),
+    (dict(pe="rope", pe_options=dict(p=0.5), norm="rmsnorm", activation="swiglu"),
+     r"RoPE options \{.*'p': 0.5\} have no LLaMA equivalent"),
 ])
 def test_a_model_hugging_face_cannot_reproduce_is_not_exported(options, message, tmp_path):
   options = dict(vocab_size=32, num_layers=1, d_model=16, num_heads=2, max_length=16, **options)

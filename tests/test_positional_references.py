@@ -227,3 +227,21 @@ def test_cope_gates_are_the_papers_whatever_the_softmax_scale(core):
     kwargs = {"chunk_q": 4, "chunk_k": 4} if core == "chunked" else {}
     ours = run(q, k, v, mask=mask, bias=[term], softmax_scale=scale, **kwargs)
     np.testing.assert_allclose(np.asarray(ours), expected, rtol=1e-4, atol=1e-5, err_msg=f"softmax scale {scale}")
+
+
+@pytest.mark.parametrize("p", [0.0, 0.5, 0.75, 1.0])
+def test_p_rope_rotates_only_the_highest_frequency_fraction(p):
+  """Barbero et al. (2025): p-RoPE keeps the int(p · d/2) highest frequencies θ_i = base^(−2i/d), i < int(p · d/2),
+  and leaves the other pairs unrotated; p = 1 is RoPE, p = 0 no encoding. Reference: numpy rotate-half."""
+  dim = 16
+  rng = np.random.default_rng(5)
+  x = rng.normal(size=(2, 7, 2, dim))
+  positions = rng.integers(0, 500, (2, 7))
+  theta = 10000.0 ** (-np.arange(0, dim, 2) / dim)
+  theta[int(p * dim / 2):] = 0.0
+  coords = positional.Coordinates(jnp.asarray(positions))
+  ours = rope_encoding("rope", dim, {"p": p}).transform_qk(jnp.asarray(x, jnp.float32), jnp.asarray(x, jnp.float32),
+                                                           coords, coords)[0]
+  np.testing.assert_allclose(np.asarray(ours), numpy_rope(x, positions, theta), rtol=1e-4, atol=5e-4)
+  if p == 0.0:
+    np.testing.assert_array_equal(np.asarray(ours), np.asarray(jnp.asarray(x, jnp.float32)))

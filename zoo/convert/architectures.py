@@ -237,7 +237,8 @@ def llama_rules(c: Mapping[str, Any], o: Mapping[str, Any]) -> list[Rule]:
 def llama_config(o: Mapping[str, Any]) -> dict[str, Any]:
   rope = o["pe_options"]
   scaling = rope.get("scaling", "none")
-  if scaling not in ("none", "linear") or rope.get("fraction", 1.0) != 1.0 or rope.get("interleaved", False):
+  if (scaling not in ("none", "linear") or rope.get("fraction", 1.0) != 1.0 or rope.get("interleaved", False)
+      or rope.get("p", 1.0) != 1.0):
     raise ConversionError(f"export: RoPE options {dict(rope)} have no LLaMA equivalent (supported: base, scaling "
                           f"'none' or 'linear')")
   parameters = dict(rope_type="default" if scaling == "none" else "linear", rope_theta=rope.get("base", 10000.0))

@@ -11,6 +11,11 @@ q·k depends on positions only through their difference; with `scaling`, the fre
   extrapolation (γ = 1: θ_d); and an attention temperature: q and k are both multiplied by 0.1 · ln(factor) + 1.
   `ramp="index"` is the ramp of YaRN's reference code and Hugging Face's `yarn`: linear in the pair index d between
   the (rounded) indices where r_d crosses beta_fast and beta_slow — what converted checkpoints were trained with.
+
+`p` < 1 is p-RoPE (Barbero et al., ICLR 2025, "Round and round we go! What makes Rotary Positional Encodings
+useful?"): only the highest-frequency fraction p of the pairs rotate — int(p · rot/2) pairs, at their usual
+frequencies — and the lowest-frequency rest pass unrotated (frequency 0), the "semantic" channels no position
+perturbs. p = 1 is RoPE, p = 0 is no positional encoding (the paper's 1-RoPE and 0-RoPE); it applies after any scaling.
 """
 
 from __future__ import annotations
@@ -107,6 +112,7 @@ class RopeOptions:
   beta_fast: float = 32.0  # yarn: pairs with more than beta_fast wavelengths in the original context extrapolate
   beta_slow: float = 1.0  # yarn: pairs with fewer than beta_slow wavelengths interpolate
   ramp: str = "ratio"  # yarn: one of RAMPS
+  p: float = 1.0  # p-RoPE: the fraction of pairs (the highest frequencies) that rotate; the rest stay unrotated
 
   def __post_init__(self):
     check(self.base > 1.0, f"rope: base must be > 1, got {self.base}")
@@ -115,6 +121,7 @@ class RopeOptions:
     check(self.factor >= 1.0, f"rope: factor must be >= 1, got {self.factor}")
     check(self.original_length >= 1, f"rope: original_length must be >= 1, got {self.original_length}")
     check(self.ramp in RAMPS, f"rope: ramp must be one of {', '.join(RAMPS)}, got {self.ramp!r}")
+    check(0.0 <= self.p <= 1.0, f"rope: p must be in [0, 1], got {self.p}")
     check(self.beta_fast > self.beta_slow > 0, f"rope: need beta_fast > beta_slow > 0, got {self.beta_fast}, "
                                                f"{self.beta_slow}")
 
@@ -142,6 +149,8 @@ class Rope(PositionalEncoding):
     rot = rotary_dim(q.shape[-1], o.fraction)
     inv_freq = rope_frequencies(rot, o.base, o.scaling, o.factor, o.original_length, o.beta_fast, o.beta_slow,
                                 o.ramp)
+    if o.p < 1.0:  # p-RoPE: the lowest frequencies (the last pairs) do not turn
+      inv_freq = jnp.where(jnp.arange(rot // 2) < int(o.p * rot / 2), inv_freq, 0.0)
 
     def rotate(x, pos):
       out = apply_rope(x, pos, fraction=o.fraction, interleaved=o.interleaved, inv_freq=inv_freq)
