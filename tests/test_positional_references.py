@@ -84,13 +84,29 @@ def yarn_frequencies(dim, base, factor, original_length, alpha=1.0, beta=32.0):
   return (1 - gamma) * theta / factor + gamma * theta
 
 
+def llama3_frequencies(dim, base, factor, original_length, low=1.0, high=4.0):
+  """Meta's Llama 3.1 `apply_scaling`, per frequency: keep short wavelengths, divide long ones by the factor, blend in
+  between with smooth = (L / wavelength − low) / (high − low)."""
+  out = []
+  for freq in base ** (-np.arange(0, dim, 2) / dim):
+    wavelength = 2 * math.pi / freq
+    if wavelength < original_length / high:
+      out.append(freq)
+    elif wavelength > original_length / low:
+      out.append(freq / factor)
+    else:
+      smooth = (original_length / wavelength - low) / (high - low)
+      out.append((1 - smooth) * freq / factor + smooth * freq)
+  return np.asarray(out)
+
+
 def rope_encoding(name, head_dim, options):
   with nnx.use_eager_sharding(False):
     return positional.build(name, options, positional.ModelDims(2, head_dim, 2 * head_dim, 64, True),
                             rngs=nnx.Rngs(0))
 
 
-@pytest.mark.parametrize("scaling", ["linear", "ntk", "yarn"])
+@pytest.mark.parametrize("scaling", ["linear", "ntk", "yarn", "llama3", "dynamic"])
 @pytest.mark.parametrize("positions_kind", ["random", "offset"])
 def test_rope_scaling_matches_the_papers_formulas(scaling, positions_kind):
   dim, factor, base, original = 16, 4.0, 10000.0, 32
@@ -102,6 +118,10 @@ def test_rope_scaling_matches_the_papers_formulas(scaling, positions_kind):
       "linear": (theta / factor, 1.0),  # Chen et al. (2023): positions m → m / s
       "ntk": ((base * factor ** (dim / (dim - 2))) ** (-np.arange(0, dim, 2) / dim), 1.0),  # bloc97: base · s^(d/(d−2))
       "yarn": (yarn_frequencies(dim, base, factor, original), 0.1 * np.log(factor) + 1),  # √(1/t) = 0.1 ln s + 1
+      "llama3": (llama3_frequencies(dim, base, factor, original), 1.0),
+      # emozilla's dynamic NTK: the NTK base for the length the call reaches, S = max position + 1
+      "dynamic": ((base * (factor * (positions.max() + 1) / original - factor + 1) ** (dim / (dim - 2))) ** (
+          -np.arange(0, dim, 2) / dim), 1.0),
   }[scaling]
   encoding = rope_encoding("rope", dim, {"scaling": scaling, "factor": factor, "original_length": original})
   coords = positional.Coordinates(jnp.asarray(positions))
