@@ -172,15 +172,20 @@ def rope_options(c: Mapping[str, Any]) -> dict[str, Any]:
     raise ConversionError(f"{c.get('model_type')}: rope_type={kind!r} is not supported (supported: 'default', "
                           f"'linear', 'yarn', 'llama3', 'dynamic'); zoo's RoPE scalings match no other of Hugging "
                           f"Face's exactly")
+  def field(name):
+    if rope.get(name) is None:
+      raise ConversionError(f"{c.get('model_type')}: rope_type={kind!r} needs {name} in rope_parameters")
+    return rope[name]
+
   options = dict(base=float(rope.get("rope_theta", 10000.0)))
   if kind in ("linear", "dynamic"):
-    options.update(scaling=kind, factor=float(rope["factor"]))
+    options.update(scaling=kind, factor=float(field("factor")))
   if kind == "dynamic":
     options.update(original_length=c["max_position_embeddings"])
   if kind == "llama3":
-    options.update(scaling="llama3", factor=float(rope["factor"]), low_freq_factor=float(rope["low_freq_factor"]),
-                   high_freq_factor=float(rope["high_freq_factor"]),
-                   original_length=rope["original_max_position_embeddings"])
+    options.update(scaling="llama3", factor=float(field("factor")), low_freq_factor=float(field("low_freq_factor")),
+                   high_freq_factor=float(field("high_freq_factor")),
+                   original_length=field("original_max_position_embeddings"))
   if kind == "yarn":
     factor = float(rope["factor"])
     for field, honoured in (("mscale", None), ("mscale_all_dim", None), ("truncate", True),
