@@ -55,7 +55,21 @@ MODELS = {  # name -> (config, model class); "decoder" or "encoder" follows from
                    transformers.LlamaForCausalLM),
     "bloom": (transformers.BloomConfig(vocab_size=64, hidden_size=24, n_layer=2, n_head=6),  # 6 heads: see above
               transformers.BloomForCausalLM),
+    # Llama 3.x scaling, original context 16 and 40-token inputs; θ = 100, head_dim 16: with high_freq_factor 2 pair 0
+    # keeps its frequency (wavelength 6.3 < 8), pair 1 is blended (11.2), pairs 2-7 interpolate (> 16).
+    "llama3": (transformers.LlamaConfig(**dict(LLAMA, hidden_size=32, num_attention_heads=2, num_key_value_heads=1),
+                                        rope_parameters=dict(rope_type="llama3", rope_theta=100.0, factor=4.0,
+                                                             low_freq_factor=1.0, high_freq_factor=2.0,
+                                                             original_max_position_embeddings=16)),
+               transformers.LlamaForCausalLM),
+    # Dynamic NTK: Hugging Face reads the original context from max_position_embeddings (16); inputs of 40 tokens.
+    "llama_dynamic": (transformers.LlamaConfig(**dict(LLAMA, hidden_size=32, num_attention_heads=2,
+                                                      num_key_value_heads=1, max_position_embeddings=16),
+                                               rope_parameters=dict(rope_type="dynamic", rope_theta=100.0, factor=4.0)),
+                      transformers.LlamaForCausalLM),
 }
+LONG = {"llama3": 40, "llama_dynamic": 40}  # fixtures read past their original context: input length
+CACHED = ("llama_dynamic",)  # also Hugging Face's cached generation: a 20-token prompt, then one token at a time
 
 EXPORTS = {  # zoo decoders written as Hugging Face models
     "export_gpt2": dict(vocab_size=64, num_layers=2, d_model=16, num_heads=2, mlp_dim=32, activation="gelu_tanh",
@@ -79,15 +93,16 @@ EXPORTS = {  # zoo decoders written as Hugging Face models
 SHIPPED_EXPORTS = {"export_lm_rope": "lm_rope"}  # shipped checkpoints written as Hugging Face models
 
 
-def inputs(vocab: int, seed: int, pad_id: int = 0, avoid: int | None = None) -> dict[str, np.ndarray]:
+def inputs(vocab: int, seed: int, pad_id: int = 0, avoid: int | None = None,
+           length: int = LENGTH) -> dict[str, np.ndarray]:
   rng = np.random.default_rng(seed)
-  tokens = rng.integers(0, vocab, (BATCH, LENGTH))
+  tokens = rng.integers(0, vocab, (BATCH, length))
   if avoid is not None:  # RoBERTa: real tokens must not be the pad id (it numbers positions from them)
     tokens[tokens == avoid] = avoid + 1
-  mask = np.ones((BATCH, LENGTH), bool)
+  mask = np.ones((BATCH, length), bool)
   mask[1, PADDED_LENGTH:] = False
   tokens[~mask] = pad_id
-  return dict(tokens=tokens, mask=mask, token_types=(rng.random((BATCH, LENGTH)) < 0.5) & mask)
+  return dict(tokens=tokens, mask=mask, token_types=(rng.random((BATCH, length)) < 0.5) & mask)
 
 
 def outputs(model, batch: dict[str, np.ndarray]) -> np.ndarray:
@@ -100,9 +115,20 @@ def outputs(model, batch: dict[str, np.ndarray]) -> np.ndarray:
   return (out.logits if hasattr(out, "logits") else out.last_hidden_state).numpy().astype(np.float32)
 
 
-def save_reference(directory: pathlib.Path, batch: dict[str, np.ndarray], logits: np.ndarray) -> None:
+def cached_outputs(model, tokens: np.ndarray, prompt: int = 20) -> np.ndarray:
+  """The logits of Hugging Face's cached decoding: the first `prompt` tokens at once, then one token per step."""
+  cache, pieces = transformers.DynamicCache(config=model.config), []
+  with torch.no_grad():
+    for start, stop in [(0, prompt)] + [(t, t + 1) for t in range(prompt, tokens.shape[1])]:
+      out = model(input_ids=torch.tensor(tokens[:, start:stop]), past_key_values=cache, use_cache=True)
+      cache = out.past_key_values
+      pieces.append(out.logits.numpy().astype(np.float32))
+  return np.concatenate(pieces, axis=1)
+
+
+def save_reference(directory: pathlib.Path, batch: dict[str, np.ndarray], logits: np.ndarray, **extra) -> None:
   np.savez(directory / "reference.npz", tokens=batch["tokens"].astype(np.int32), mask=batch["mask"],
-           token_types=batch["token_types"].astype(np.int32), logits=logits)
+           token_types=batch["token_types"].astype(np.int32), logits=logits, **extra)
 
 
 def digests(path: pathlib.Path) -> dict[str, str]:
@@ -126,8 +152,10 @@ def main():
     directory = OUT / name
     model.save_pretrained(directory, safe_serialization=True)
     pad = config.pad_token_id if config.model_type == "roberta" else 0
-    batch = inputs(config.vocab_size, seed, pad_id=pad, avoid=pad if config.model_type == "roberta" else None)
-    save_reference(directory, batch, outputs(model, batch))
+    batch = inputs(config.vocab_size, seed, pad_id=pad, avoid=pad if config.model_type == "roberta" else None,
+                   length=LONG.get(name, LENGTH))
+    extra = dict(cached_logits=cached_outputs(model, batch["tokens"][:1])) if name in CACHED else {}
+    save_reference(directory, batch, outputs(model, batch), **extra)
   for seed, (name, options) in enumerate(EXPORTS.items()):
     directory = OUT / name
     zoo_model = models.build("decoder", options, seed=seed)

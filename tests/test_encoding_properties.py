@@ -240,7 +240,8 @@ def random_content(encoding, q_pos, k_pos):
   k = rng.normal(size=(*k_pos.shape, heads, head_dim))
   logits = np.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(head_dim)
   allowed = rng.random((q_pos.shape[0], 1, q_pos.shape[1], k_pos.shape[1])) > 0.2
-  return attention.Content(jnp.asarray(q, jnp.float32), jnp.asarray(logits, jnp.float32), jnp.asarray(allowed))
+  return attention.Content(jnp.asarray(q, jnp.float32), jnp.asarray(logits, jnp.float32), jnp.asarray(allowed),
+                           head_dim ** -0.5)
 
 
 def kerple_reference(enc, lag, kernel, max_r2=np.inf):
@@ -258,25 +259,26 @@ def memory_rpe_reference(enc, lag):
 
 
 def sandwich_reference(enc, q_pos, k_pos):
-  """p(q/r_h) · p(k/r_h) − d̄/2 with p the sinusoidal embedding of Vaswani et al., evaluated in numpy."""
+  """(p(q) · p(k) − d̄/2) / r_h, r_h = 8h/H, with p the sinusoidal embedding of Vaswani et al., in numpy — the
+  compression ratio dividing the whole bias, as NeMo's SandwichRelativePositionEmbedding."""
   dim, heads = enc.options.dim, enc.dims.num_heads
   freqs = 10000.0 ** (-np.arange(0, dim, 2) / dim)
 
-  def embedding(pos, ratio):  # [batch, n] -> [batch, n, dim]
-    angles = (pos / ratio)[..., None] * freqs
+  def embedding(pos):  # [batch, n] -> [batch, n, dim]
+    angles = pos[..., None] * freqs
     return np.concatenate([np.sin(angles), np.cos(angles)], axis=-1)
 
-  out = [np.einsum("bid,bjd->bij", embedding(q_pos, 8 * h / heads), embedding(k_pos, 8 * h / heads)) - dim / 2
-         for h in range(1, heads + 1)]
-  return np.stack(out, axis=1)
+  dot = np.einsum("bid,bjd->bij", embedding(q_pos), embedding(k_pos)) - dim / 2
+  return np.stack([dot / (8 * h / heads) for h in range(1, heads + 1)], axis=1)
 
 
 def fire_reference(enc, q_pos, lag):
-  """Li et al. (2024), eq. (3): f(ψ(|lag|) / ψ(max(q, L))), ψ(x) = log(c·x + 1), f a ReLU MLP, in numpy."""
+  """Li et al. (2024), eq. (3) as their appendix code: f(ψ(|lag|) / (ψ(max(q, L)) + 1e-6)), ψ(x) = log(c·x + 1), f a
+  ReLU MLP, in numpy."""
   c = np.log1p(np.exp(float(enc.c[...])))  # softplus
   threshold = abs(float(enc.threshold_scale[...])) * enc.options.threshold
   psi = lambda x: np.log(c * x + 1.0)
-  x = psi(np.abs(lag)) / psi(np.maximum(q_pos, threshold))[:, :, None]  # [batch, q, k]
+  x = psi(np.abs(lag)) / (psi(np.maximum(q_pos, threshold))[:, :, None] + 1e-6)  # [batch, q, k]
   hidden = np.maximum(x[..., None] * np.asarray(enc.w1[...]) + np.asarray(enc.b1[...]), 0.0)  # [batch, q, k, hidden]
   return np.einsum("bqku,uh->bhqk", hidden, np.asarray(enc.w2[...])) + np.asarray(enc.b2[...])[None, :, None, None]
 

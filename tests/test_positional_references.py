@@ -3,6 +3,7 @@ formula."""
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -83,13 +84,29 @@ def yarn_frequencies(dim, base, factor, original_length, alpha=1.0, beta=32.0):
   return (1 - gamma) * theta / factor + gamma * theta
 
 
+def llama3_frequencies(dim, base, factor, original_length, low=1.0, high=4.0):
+  """Meta's Llama 3.1 `apply_scaling`, per frequency: keep short wavelengths, divide long ones by the factor, blend in
+  between with smooth = (L / wavelength − low) / (high − low)."""
+  out = []
+  for freq in base ** (-np.arange(0, dim, 2) / dim):
+    wavelength = 2 * math.pi / freq
+    if wavelength < original_length / high:
+      out.append(freq)
+    elif wavelength > original_length / low:
+      out.append(freq / factor)
+    else:
+      smooth = (original_length / wavelength - low) / (high - low)
+      out.append((1 - smooth) * freq / factor + smooth * freq)
+  return np.asarray(out)
+
+
 def rope_encoding(name, head_dim, options):
   with nnx.use_eager_sharding(False):
     return positional.build(name, options, positional.ModelDims(2, head_dim, 2 * head_dim, 64, True),
                             rngs=nnx.Rngs(0))
 
 
-@pytest.mark.parametrize("scaling", ["linear", "ntk", "yarn"])
+@pytest.mark.parametrize("scaling", ["linear", "ntk", "yarn", "llama3", "dynamic"])
 @pytest.mark.parametrize("positions_kind", ["random", "offset"])
 def test_rope_scaling_matches_the_papers_formulas(scaling, positions_kind):
   dim, factor, base, original = 16, 4.0, 10000.0, 32
@@ -101,6 +118,10 @@ def test_rope_scaling_matches_the_papers_formulas(scaling, positions_kind):
       "linear": (theta / factor, 1.0),  # Chen et al. (2023): positions m → m / s
       "ntk": ((base * factor ** (dim / (dim - 2))) ** (-np.arange(0, dim, 2) / dim), 1.0),  # bloc97: base · s^(d/(d−2))
       "yarn": (yarn_frequencies(dim, base, factor, original), 0.1 * np.log(factor) + 1),  # √(1/t) = 0.1 ln s + 1
+      "llama3": (llama3_frequencies(dim, base, factor, original), 1.0),
+      # emozilla's dynamic NTK: the NTK base for the length the call reaches, S = max position + 1
+      "dynamic": ((base * (factor * (positions.max() + 1) / original - factor + 1) ** (dim / (dim - 2))) ** (
+          -np.arange(0, dim, 2) / dim), 1.0),
   }[scaling]
   encoding = rope_encoding("rope", dim, {"scaling": scaling, "factor": factor, "original_length": original})
   coords = positional.Coordinates(jnp.asarray(positions))
@@ -138,3 +159,109 @@ def test_xpos_matches_the_papers_formula(positions_kind):
   np.testing.assert_allclose(np.asarray(ours[0]), numpy_rope(q, positions, theta) * zeta ** power, rtol=1e-3, atol=1e-3)
   np.testing.assert_allclose(np.asarray(ours[1]), numpy_rope(k, positions, theta) * zeta ** -power, rtol=1e-3,
                              atol=1e-3)
+
+
+def kerple_log_numpy(r1, r2, lag):
+  """Chi et al. (2022), eq. (7): −r₁ · log(1 + r₂ |lag|)."""
+  return -r1[:, None, None] * np.log1p(r2[:, None, None] * np.abs(lag))
+
+
+def test_kerple_parameter_pushed_past_its_bound_recovers_under_gradient_steps():
+  """The authors clamp the stored parameter, so one that left [0.01, ∞) keeps the gradient it has on the boundary;
+  under gradient descent towards a bias made with r₁ = 0.5, r₁ = −1 (used as 0.01) must climb back into range."""
+  encoding = rope_encoding("kerple_log", 8, None)
+  r2 = np.asarray(encoding.params[...])[:, 1]
+  encoding.params[...] = jnp.asarray(np.stack([np.full_like(r2, -1.0), r2], axis=1))
+  positions = jnp.arange(16)[None]
+  tile = Tile.whole(positions, positions)
+  lag = np.arange(16)[None, :] - np.arange(16)[:, None]
+  target = jnp.asarray(kerple_log_numpy(np.full_like(r2, 0.5), np.maximum(r2, 0.01), lag)[None], jnp.float32)
+
+  def loss(enc):
+    return jnp.mean((enc.logit_bias(None, None).values(tile) - target) ** 2)
+
+  first = None
+  for _ in range(200):
+    grads = nnx.grad(loss)(encoding)
+    first = grads.params[...] if first is None else first
+    encoding.params[...] = encoding.params[...] - 2.0 * grads.params[...] * jnp.array([1.0, 0.0])  # r₁ only
+  assert np.all(np.asarray(first)[:, 0] < 0), "a parameter outside its range must keep a gradient (towards the target)"
+  np.testing.assert_allclose(np.asarray(encoding.params[...])[:, 0], 0.5, atol=0.05)
+
+
+@pytest.mark.parametrize("name, high", [("kerple_log", (2.0, 1.0)), ("kerple_power", (1.0, 2.0))])
+def test_kerple_initialisation_follows_the_authors(name, high):
+  """chijames/KERPLE: log kernel p ~ U(0, 2), a ~ U(0, 1) for −p·log(1 + a|lag|); power kernel a ~ U(0, 1),
+  p ~ U(0, 2) for −a·|lag|^p. zoo stores (scale, shape parameter) = (r₁, r₂) in that order for both."""
+  with nnx.use_eager_sharding(False):
+    encoding = positional.build(name, None, positional.ModelDims(4096, 8, 8 * 4096, 64, True), rngs=nnx.Rngs(0))
+  params = np.asarray(encoding.params[...])
+  for column, bound in enumerate(high):
+    assert params[:, column].min() >= 0 and params[:, column].max() <= bound
+    assert params[:, column].max() > 0.95 * bound  # the whole range is drawn
+
+
+def test_fire_is_finite_with_its_threshold_at_zero_and_a_query_at_position_zero():
+  """Li et al. (2024), appendix code: the normaliser ψ(max(q, L)) + 1e-6, so L → 0 at q = 0 gives 0 / 1e-6, not 0 / 0;
+  c starts at 0.1. The reference is their formula in numpy."""
+  encoding = rope_encoding("fire", 8, None)
+  assert math.isclose(float(jax.nn.softplus(encoding.c[...])), 0.1, rel_tol=1e-5)
+  encoding.threshold_scale[...] = jnp.zeros(())
+  positions = jnp.arange(6)[None]
+  tile = Tile.whole(positions, positions)
+  values = np.asarray(encoding.logit_bias(None, None).values(tile))[0]  # [heads, q, k]
+  c = 0.1
+  lag = np.abs(np.arange(6)[None, :] - np.arange(6)[:, None])
+  x = np.log(c * lag + 1) / (np.log(c * np.arange(6)[:, None] + 1) + 1e-6)
+  hidden = np.maximum(x[..., None] * np.asarray(encoding.w1[...]) + np.asarray(encoding.b1[...]), 0.0)
+  expected = np.einsum("qku,uh->hqk", hidden, np.asarray(encoding.w2[...])) + np.asarray(encoding.b2[...])[:, None, None]
+  np.testing.assert_allclose(values, expected, rtol=1e-5, atol=1e-5)
+  grads = nnx.grad(lambda enc: jnp.sum(enc.logit_bias(None, None).values(tile)))(encoding)
+  assert all(np.all(np.isfinite(np.asarray(leaf))) for leaf in jax.tree.leaves(nnx.state(grads)))
+
+
+@pytest.mark.parametrize("core", ["reference", "chunked"])
+def test_cope_gates_are_the_papers_whatever_the_softmax_scale(core):
+  """Golovneva et al. (2024): g_ij = σ(q_i·k_j/√d). A model's attention temperature or unscaled logits change the
+  softmax's scale, not the gates: the attention equals, in numpy, softmax(q·k · s + bias) v with the bias counted
+  from σ(q·k/√d) (the term at the standard scale, checked against the definition in test_encoding_properties)."""
+  from zoo import attention  # noqa: PLC0415
+  rng = np.random.default_rng(4)
+  batch, length, heads, head_dim = 1, 6, 2, 8
+  q, k, v = (jnp.asarray(rng.normal(size=(batch, length, heads, head_dim)), jnp.float32) for _ in range(3))
+  encoding = rope_encoding("cope", head_dim, {"num_positions": 4})
+  encoding.embeddings[...] = jnp.asarray(rng.normal(size=(4, head_dim)), jnp.float32)
+  positions = jnp.arange(length)[None]
+  mask = attention.AttentionMask(positions, positions, causal=True)
+  term = encoding.logit_bias(None, None)
+  tile, allowed = Tile.whole(positions, positions), mask.dense()
+  standard = head_dim ** -0.5
+  qk = np.einsum("bqhd,bkhd->bhqk", np.asarray(q, np.float64), np.asarray(k, np.float64))
+  bias = np.asarray(attention.dense_sum([term], tile, attention.Content(
+      q, jnp.asarray(qk * standard, jnp.float32), allowed, standard)), np.float64)
+  run = {"reference": attention.reference_attention, "chunked": attention.chunked_attention}[core]
+  for scale in (standard, 0.25 * standard, 1.0):  # temperature 1, temperature 4, scale_logits=False
+    logits = np.where(np.asarray(allowed), qk * scale + bias, -np.inf)
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    expected = np.einsum("bhqk,bkhd->bqhd", probs / probs.sum(-1, keepdims=True), np.asarray(v, np.float64))
+    kwargs = {"chunk_q": 4, "chunk_k": 4} if core == "chunked" else {}
+    ours = run(q, k, v, mask=mask, bias=[term], softmax_scale=scale, **kwargs)
+    np.testing.assert_allclose(np.asarray(ours), expected, rtol=1e-4, atol=1e-5, err_msg=f"softmax scale {scale}")
+
+
+@pytest.mark.parametrize("p", [0.0, 0.5, 0.75, 1.0])
+def test_p_rope_rotates_only_the_highest_frequency_fraction(p):
+  """Barbero et al. (2025): p-RoPE keeps the int(p · d/2) highest frequencies θ_i = base^(−2i/d), i < int(p · d/2),
+  and leaves the other pairs unrotated; p = 1 is RoPE, p = 0 no encoding. Reference: numpy rotate-half."""
+  dim = 16
+  rng = np.random.default_rng(5)
+  x = rng.normal(size=(2, 7, 2, dim))
+  positions = rng.integers(0, 500, (2, 7))
+  theta = 10000.0 ** (-np.arange(0, dim, 2) / dim)
+  theta[int(p * dim / 2):] = 0.0
+  coords = positional.Coordinates(jnp.asarray(positions))
+  ours = rope_encoding("rope", dim, {"p": p}).transform_qk(jnp.asarray(x, jnp.float32), jnp.asarray(x, jnp.float32),
+                                                           coords, coords)[0]
+  np.testing.assert_allclose(np.asarray(ours), numpy_rope(x, positions, theta), rtol=1e-4, atol=5e-4)
+  if p == 0.0:
+    np.testing.assert_array_equal(np.asarray(ours), np.asarray(jnp.asarray(x, jnp.float32)))

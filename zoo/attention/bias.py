@@ -283,6 +283,13 @@ class Content:
   q: jax.Array  # [batch, tq, heads, head_dim]: the queries as the attention core received them
   logits: jax.Array  # [batch, heads, tq, tk] float32: q·k · softmax_scale, before any term
   allowed: jax.Array  # [batch, 1, tq, tk] bool: the attention mask
+  # The factor in `logits`: 1/√head_dim, or another where the model sets a temperature or unscaled logits.
+  softmax_scale: float = struct.field(pytree_node=False)
+
+  def scaled_dot_products(self) -> jax.Array:
+    """q·k/√head_dim whatever the model's softmax scale: [batch, heads, tq, tk] float32."""
+    factor = self.q.shape[-1] ** -0.5 / self.softmax_scale
+    return self.logits if factor == 1.0 else self.logits * factor
 
 
 class ContentTerm(Term):

@@ -92,7 +92,7 @@ def chunked_attention(
     k_c = jax.lax.dynamic_slice_in_dim(k, ks, ck, axis=1)
     mask_block, tile = block(qs, ks)
     logits = jnp.einsum("bqhd,bkhd->bhqk", q_c, k_c, preferred_element_type=jnp.float32) * softmax_scale
-    return tile, Content(q_c, logits, mask_block.dense())  # allowed: [batch, 1, cq, ck]
+    return tile, Content(q_c, logits, mask_block.dense(), softmax_scale)  # allowed: [batch, 1, cq, ck]
 
   @jax.checkpoint
   def key_step(carry, ks, qs, q_c, totals):

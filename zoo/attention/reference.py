@@ -37,7 +37,7 @@ def reference_attention(
   tile = Tile.whole(mask.q_pos, mask.k_pos)  # every term is evaluated at the mask's coordinates
   allowed = mask.dense()  # [batch, 1, q_len, k_len]
   if bias:
-    logits = logits + dense_sum(bias, tile, Content(q, logits, allowed))
+    logits = logits + dense_sum(bias, tile, Content(q, logits, allowed, softmax_scale))
   # A masked key's probability is exactly 0 wherever its row sees some key (exp(finfo.min − max) underflows to 0);
   # rows that see no key (uniform here) are zeroed at the output, a [batch, q_len] factor instead of a second
   # [batch, heads, q_len, k_len] pass.

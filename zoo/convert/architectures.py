@@ -159,21 +159,33 @@ def gpt2_config(o: Mapping[str, Any]) -> dict[str, Any]:
 def rope_options(c: Mapping[str, Any]) -> dict[str, Any]:
   """zoo's RoPE options from `rope_parameters` (transformers ≥ 5) or `rope_theta` + `rope_scaling` (older).
 
-  Only scalings zoo computes identically are accepted: `linear` (position interpolation) and `yarn` (zoo's yarn with
-  the reference code's `ramp="index"`, the default attention factor 0.1 ln(factor) + 1, rounded ramp ends). `dynamic`
-  NTK changes the base with the sequence length where zoo's `ntk` is static; `llama3` and `longrope` have no zoo
-  counterpart; DeepSeek's yarn `mscale` has none either — all refused rather than silently approximated.
+  Only scalings zoo computes identically are accepted: `linear` (position interpolation), `yarn` (zoo's yarn with
+  the reference code's `ramp="index"`, the default attention factor 0.1 ln(factor) + 1, rounded ramp ends), `llama3`
+  (Llama 3.x) and `dynamic` NTK (whose original context Hugging Face reads from `max_position_embeddings`).
+  `longrope` (Phi-3) and DeepSeek's yarn `mscale` have no zoo counterpart — refused rather than approximated.
   """
   rope = dict(c.get("rope_parameters") or {})
   if not rope:
     rope = dict(c.get("rope_scaling") or {}, rope_theta=c.get("rope_theta", 10000.0))
   kind = rope.get("rope_type", rope.get("type", "default"))
-  if kind not in ("default", "linear", "yarn"):
+  if kind not in ("default", "linear", "yarn", "llama3", "dynamic"):
     raise ConversionError(f"{c.get('model_type')}: rope_type={kind!r} is not supported (supported: 'default', "
-                          f"'linear', 'yarn'); zoo's RoPE scalings match no other of Hugging Face's exactly")
+                          f"'linear', 'yarn', 'llama3', 'dynamic'); zoo's RoPE scalings match no other of Hugging "
+                          f"Face's exactly")
+  def field(name):
+    if rope.get(name) is None:
+      raise ConversionError(f"{c.get('model_type')}: rope_type={kind!r} needs {name} in rope_parameters")
+    return rope[name]
+
   options = dict(base=float(rope.get("rope_theta", 10000.0)))
-  if kind == "linear":
-    options.update(scaling="linear", factor=float(rope["factor"]))
+  if kind in ("linear", "dynamic"):
+    options.update(scaling=kind, factor=float(field("factor")))
+  if kind == "dynamic":
+    options.update(original_length=c["max_position_embeddings"])
+  if kind == "llama3":
+    options.update(scaling="llama3", factor=float(field("factor")), low_freq_factor=float(field("low_freq_factor")),
+                   high_freq_factor=float(field("high_freq_factor")),
+                   original_length=field("original_max_position_embeddings"))
   if kind == "yarn":
     factor = float(rope["factor"])
     for field, honoured in (("mscale", None), ("mscale_all_dim", None), ("truncate", True),
@@ -234,15 +246,26 @@ def llama_rules(c: Mapping[str, Any], o: Mapping[str, Any]) -> list[Rule]:
   return rules + layers(c, per_layer, "num_hidden_layers")
 
 
-def llama_config(o: Mapping[str, Any]) -> dict[str, Any]:
-  rope = o["pe_options"]
+def llama_rope_parameters(rope: Mapping[str, Any], max_length: int) -> dict[str, Any]:
+  """Hugging Face's `rope_parameters` for zoo's RoPE options: the inverse of `rope_options` (yarn excepted)."""
   scaling = rope.get("scaling", "none")
-  if scaling not in ("none", "linear") or rope.get("fraction", 1.0) != 1.0 or rope.get("interleaved", False):
+  dynamic_mismatch = scaling == "dynamic" and rope.get("original_length", 2048) != max_length
+  if (scaling not in ("none", "linear", "llama3", "dynamic") or rope.get("fraction", 1.0) != 1.0
+      or rope.get("interleaved", False) or rope.get("p", 1.0) != 1.0 or dynamic_mismatch):
     raise ConversionError(f"export: RoPE options {dict(rope)} have no LLaMA equivalent (supported: base, scaling "
-                          f"'none' or 'linear')")
-  parameters = dict(rope_type="default" if scaling == "none" else "linear", rope_theta=rope.get("base", 10000.0))
-  if scaling == "linear":
+                          f"'none', 'linear', 'llama3', or 'dynamic' with original_length = max_length, which "
+                          f"Hugging Face reads as the original context)")
+  parameters = dict(rope_type="default" if scaling == "none" else scaling, rope_theta=rope.get("base", 10000.0))
+  if scaling != "none":
     parameters["factor"] = rope["factor"]
+  if scaling == "llama3":
+    parameters.update(low_freq_factor=rope.get("low_freq_factor", 1.0), high_freq_factor=rope.get(
+        "high_freq_factor", 4.0), original_max_position_embeddings=rope.get("original_length", 2048))
+  return parameters
+
+
+def llama_config(o: Mapping[str, Any]) -> dict[str, Any]:
+  parameters = llama_rope_parameters(o["pe_options"], o["max_length"])
   if o["qkv_bias"] != o["out_bias"]:
     raise ConversionError("export: LLaMA has one attention_bias for q, k, v and the output; this model has "
                           f"qkv_bias={o['qkv_bias']}, out_bias={o['out_bias']}")

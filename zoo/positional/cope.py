@@ -1,7 +1,8 @@
 """CoPE (Golovneva et al., 2024, "Contextual Position Encoding: Learning to Count What's Important"): positions
 counted by the content, not by the tokens.
 
-Each query i gates every key j it sees, g_ij = σ(q_i·k_j/√d), and the position of key j relative to i is the number
+Each query i gates every key j it sees, g_ij = σ(q_i·k_j/√d) — the paper's scaled dot product, whatever
+temperature or logit scale the model's softmax uses —, and the position of key j relative to i is the number
 of gated keys between them,
 
     p_ij = Σ_{k visible, between j and i} g_ik        (p_ii = g_ii; a causal model counts keys j ≤ k ≤ i),
@@ -50,7 +51,7 @@ class GatedCount(ContentTerm):
 
   def _gates(self, tile: Tile, content: Content):
     """The visible gates of keys at or before the query position, and at or after it: [batch, heads, tq, tk] ×2."""
-    gates = jnp.where(content.allowed, jax.nn.sigmoid(content.logits), 0.0)
+    gates = jnp.where(content.allowed, jax.nn.sigmoid(content.scaled_dot_products()), 0.0)
     at_or_before = tile.k_pos[:, None, None, :] <= tile.q_pos[:, None, :, None]  # [batch, 1, tq, tk]
     at_or_after = tile.k_pos[:, None, None, :] >= tile.q_pos[:, None, :, None]
     return jnp.where(at_or_before, gates, 0.0), jnp.where(at_or_after, gates, 0.0)

@@ -11,6 +11,20 @@ q·k depends on positions only through their difference; with `scaling`, the fre
   extrapolation (γ = 1: θ_d); and an attention temperature: q and k are both multiplied by 0.1 · ln(factor) + 1.
   `ramp="index"` is the ramp of YaRN's reference code and Hugging Face's `yarn`: linear in the pair index d between
   the (rounded) indices where r_d crosses beta_fast and beta_slow — what converted checkpoints were trained with.
+* `llama3` — Llama 3.1's scaling (Meta's reference code, Hugging Face's `llama3`): pairs whose wavelength exceeds
+  original_length / low_freq_factor interpolate (θ_d / factor), those shorter than original_length /
+  high_freq_factor keep θ_d, and in between a blend with weight s = (original_length / wavelength − low_freq_factor)
+  / (high_freq_factor − low_freq_factor) on θ_d.
+* `dynamic` — dynamic NTK (emozilla, 2023; Hugging Face's `dynamic`): `ntk` with the factor recomputed from the
+  length S the call reaches (the largest position + 1, at least original_length): base · (factor · S /
+  original_length − factor + 1)^(rot / (rot − 2)). Up to original_length it is plain RoPE. Each call rotates with
+  the base of its own length, so in cached decoding a key keeps the rotation of the step that wrote it — as
+  Hugging Face's cached generation does (a full forward over the same tokens rotates every key with the final base).
+
+`p` < 1 is p-RoPE (Barbero et al., ICLR 2025, "Round and round we go! What makes Rotary Positional Encodings
+useful?"): only the highest-frequency fraction p of the pairs rotate — int(p · rot/2) pairs, at their usual
+frequencies — and the lowest-frequency rest pass unrotated (frequency 0), the "semantic" channels no position
+perturbs. p = 1 is RoPE, p = 0 is no positional encoding (the paper's 1-RoPE and 0-RoPE); it applies after any scaling.
 """
 
 from __future__ import annotations
@@ -70,14 +84,25 @@ def apply_rope(
 
 def rope_frequencies(rot: int, base: float, scaling: str = "none", factor: float = 1.0,
                      original_length: int = 2048, beta_fast: float = 32.0, beta_slow: float = 1.0,
-                     ramp: str = "ratio") -> jax.Array:
-  """The rotation frequency of each of the rot/2 feature pairs, [rot / 2] float32 (see the module docstring)."""
+                     ramp: str = "ratio", low_freq_factor: float = 1.0, high_freq_factor: float = 4.0,
+                     length: jax.Array | None = None) -> jax.Array:
+  """The rotation frequency of each of the rot/2 feature pairs, [rot / 2] float32 (see the module docstring).
+  `length`: the length the call reaches (`dynamic` only; a traced scalar)."""
   exponents = jnp.arange(0, rot, 2, dtype=jnp.float32) / rot
   if scaling == "ntk":
     base = base * factor ** (rot / (rot - 2))
+  if scaling == "dynamic":
+    length = jnp.maximum(jnp.asarray(length, jnp.float32), original_length)
+    base = base * (factor * length / original_length - (factor - 1)) ** (rot / (rot - 2))
   inv_freq = base ** -exponents
   if scaling == "linear":
     return inv_freq / factor
+  if scaling == "llama3":
+    wavelength = 2 * jnp.pi / inv_freq
+    interpolated = jnp.where(wavelength > original_length / low_freq_factor, inv_freq / factor, inv_freq)
+    weight = (original_length / wavelength - low_freq_factor) / (high_freq_factor - low_freq_factor)
+    medium = (wavelength >= original_length / high_freq_factor) & (wavelength <= original_length / low_freq_factor)
+    return jnp.where(medium, (1 - weight) * interpolated / factor + weight * interpolated, interpolated)
   if scaling == "yarn":
     if ramp == "index":
       # The pair index (real-valued) at which r_d = rotations, inverted from r_d = L · base^(−2d/rot) / 2π.
@@ -92,7 +117,7 @@ def rope_frequencies(rot: int, base: float, scaling: str = "none", factor: float
   return inv_freq
 
 
-SCALINGS = ("none", "linear", "ntk", "yarn")
+SCALINGS = ("none", "linear", "ntk", "yarn", "llama3", "dynamic")
 RAMPS = ("ratio", "index")  # yarn: the paper's ramp over r_d, or the reference code's over the pair index
 
 
@@ -103,10 +128,13 @@ class RopeOptions:
   interleaved: bool = False  # False: rotate-half (NeoX / LLaMA); True: adjacent pairs (GPT-J)
   scaling: str = "none"  # one of SCALINGS: how to serve contexts `factor` times the original length
   factor: float = 1.0
-  original_length: int = 2048  # yarn: the context the model was trained on
+  original_length: int = 2048  # yarn, llama3, dynamic: the context the model was trained on
   beta_fast: float = 32.0  # yarn: pairs with more than beta_fast wavelengths in the original context extrapolate
   beta_slow: float = 1.0  # yarn: pairs with fewer than beta_slow wavelengths interpolate
   ramp: str = "ratio"  # yarn: one of RAMPS
+  low_freq_factor: float = 1.0  # llama3: wavelengths above original_length / low_freq_factor interpolate
+  high_freq_factor: float = 4.0  # llama3: wavelengths below original_length / high_freq_factor are kept
+  p: float = 1.0  # p-RoPE: the fraction of pairs (the highest frequencies) that rotate; the rest stay unrotated
 
   def __post_init__(self):
     check(self.base > 1.0, f"rope: base must be > 1, got {self.base}")
@@ -115,6 +143,9 @@ class RopeOptions:
     check(self.factor >= 1.0, f"rope: factor must be >= 1, got {self.factor}")
     check(self.original_length >= 1, f"rope: original_length must be >= 1, got {self.original_length}")
     check(self.ramp in RAMPS, f"rope: ramp must be one of {', '.join(RAMPS)}, got {self.ramp!r}")
+    check(0.0 <= self.p <= 1.0, f"rope: p must be in [0, 1], got {self.p}")
+    check(self.high_freq_factor > self.low_freq_factor > 0, f"rope: need high_freq_factor > low_freq_factor > 0, "
+                                                            f"got {self.high_freq_factor}, {self.low_freq_factor}")
     check(self.beta_fast > self.beta_slow > 0, f"rope: need beta_fast > beta_slow > 0, got {self.beta_fast}, "
                                                f"{self.beta_slow}")
 
@@ -134,14 +165,17 @@ class Rope(PositionalEncoding):
     rot = rotary_dim(dims.head_dim, options.fraction)
     if rot == 0:
       raise ValueError(f"rope: fraction {options.fraction} of head_dim {dims.head_dim} rotates no feature pair")
-    if options.scaling == "ntk" and rot < 4:
-      raise ValueError(f"rope: scaling 'ntk' needs at least 2 rotating feature pairs, got {rot // 2}")
+    if options.scaling in ("ntk", "dynamic") and rot < 4:
+      raise ValueError(f"rope: scaling {options.scaling!r} needs at least 2 rotating feature pairs, got {rot // 2}")
 
   def transform_qk(self, q, k, q_coords, k_coords):
     o = self.options
     rot = rotary_dim(q.shape[-1], o.fraction)
+    length = jnp.maximum(jnp.max(q_coords.positions), jnp.max(k_coords.positions)) + 1  # dynamic's S
     inv_freq = rope_frequencies(rot, o.base, o.scaling, o.factor, o.original_length, o.beta_fast, o.beta_slow,
-                                o.ramp)
+                                o.ramp, o.low_freq_factor, o.high_freq_factor, length)
+    if o.p < 1.0:  # p-RoPE: the lowest frequencies (the last pairs) do not turn
+      inv_freq = jnp.where(jnp.arange(rot // 2) < int(o.p * rot / 2), inv_freq, 0.0)
 
     def rotate(x, pos):
       out = apply_rope(x, pos, fraction=o.fraction, interleaved=o.interleaved, inv_freq=inv_freq)

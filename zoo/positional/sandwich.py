@@ -1,12 +1,15 @@
 """Sandwich (Chi et al., ACL 2023, "Dissecting Transformer Length Extrapolation via the Lens of Receptive Field
 Analysis"): the parameter-free relative bias left of sinusoidal embeddings when the cross terms are dropped,
 
-    bias_h(q, k) = p(q / r_h) · p(k / r_h) − d̄/2 = Σ_{i<d̄/2} cos((k − q) · ω_i / r_h) − d̄/2,   ω_i = 10000^(−2i/d̄)
+    bias_h(q, k) = (p(q) · p(k) − d̄/2) / r_h = (Σ_{i<d̄/2} cos((k − q) · ω_i) − d̄/2) / r_h,   ω_i = 10000^(−2i/d̄)
 
 with p the d̄-dimensional sinusoidal embedding (`zoo.positional.sinusoidal`). It decays roughly logarithmically with
 the distance, like KERPLE and T5, and is 0 at lag 0 (the −d̄/2 shifts every logit of a row equally: it changes
-nothing but keeps the bias ≤ 0). Heads differ by a compression ratio r_h = 8h/H (h = 1..H) — ALiBi's head ladder
-— so some heads see a long window and others a short one. A `ClosedForm` with r_h as its one constant per head.
+nothing but keeps the bias ≤ 0). Heads differ by a compression ratio r_h = 8h/H (h = 1..H) — ALiBi's head ladder —
+that divides the whole bias, as NeMo's `SandwichRelativePositionEmbedding` computes it (the issue that asked for this
+fix reports attention-gym's `sandwich` score_mod the same; before, zoo divided the lag inside the cosines). Frequencies
+are the sinusoidal embedding's, i = 0 .. d̄/2 − 1 (NeMo's code starts at i = 1, one frequency over). A `ClosedForm`
+with r_h as its one constant per head.
 """
 
 from __future__ import annotations
@@ -36,11 +39,11 @@ class SandwichFormula(Formula):
 
   def __call__(self, theta, q_pos, k_pos):
     (ratio,) = theta
-    lag = (k_pos - q_pos) / ratio
+    lag = k_pos - q_pos
     total = 0.0
     for i in range(self.dim // 2):  # d̄/2 cosines per logit, in-kernel too
       total = total + jnp.cos(lag * float(10000.0 ** (-2.0 * i / self.dim)))
-    return total - self.dim / 2
+    return (total - self.dim / 2) / ratio
 
 
 def compression_ratios(num_heads: int) -> np.ndarray:
