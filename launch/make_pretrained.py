@@ -101,6 +101,7 @@ def make(name: str, spec: Spec, data_dir: str, out: pathlib.Path) -> dict:
   import numpy as np  # noqa: PLC0415
 
   from zoo import pretrained  # noqa: PLC0415
+  from zoo.checkpoints import tensors  # noqa: PLC0415
   from zoo.data import prepare  # noqa: PLC0415
   from zoo.train import evaluation, loop  # noqa: PLC0415
   from zoo.train.options import parse_experiment  # noqa: PLC0415

@@ -17,6 +17,7 @@ from conftest import FIXTURES, REPO
 
 from launch import make_pretrained
 from zoo import models, pretrained
+from zoo.checkpoints import tensors
 from zoo.convert import hf
 from zoo.train import init_from, loop
 from zoo.train.mesh import make_mesh

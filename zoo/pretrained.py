@@ -18,7 +18,6 @@ built with its parameters, and Hugging Face directories (importing `zoo.convert.
 from __future__ import annotations
 
 import os
-import pathlib
 from typing import Any
 
 import jax
