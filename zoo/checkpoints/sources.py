@@ -20,6 +20,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from safetensors import SafetensorError
+
 from zoo.checkpoints import tensors, workdir
 from zoo.checkpoints.manifest import (CHECKPOINTS, CONFIG_FILE, MANIFEST, PARAMS_FILE, available, file_entry, info,
                                       manifest, verify, verify_files)
@@ -69,11 +71,12 @@ def write_converted(path: str | os.PathLike, model_name: str, options: dict[str,
     tensors.write(files[0], params)
     files[1].write_text(json.dumps(config, indent=1, sort_keys=True))
     files[2].write_text(json.dumps({"files": {file.name: file_entry(file) for file in files[:2]}}, indent=1))
-  except OSError as e:
+  except (OSError, SafetensorError) as e:  # a full disk; the library reports its write errors its own way
     for file in files:
       with contextlib.suppress(OSError):
         file.unlink(missing_ok=True)
-    raise CheckpointError(f"cannot write the converted model to {directory}: {e.strerror or e}") from None
+    raise CheckpointError(f"cannot write the converted model to {directory}: {getattr(e, 'strerror', None) or e}"
+                          ) from None
 
 
 def converted_config(path: pathlib.Path) -> dict[str, Any]:

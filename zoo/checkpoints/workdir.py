@@ -94,15 +94,16 @@ def read(workdir: pathlib.Path, step: int | None) -> tuple[dict[str, np.ndarray]
       return read_params(directory / str(step)), config, step
     except Exception as e:  # noqa: BLE001 — orbax and TensorStore raise many kinds; any read error is damage
       raise CheckpointError(f"checkpoint step {step} in {directory} is damaged ({first_line(e)})") from None
-  failures = []
+  failures, warnings = [], []  # the warnings are printed once a step reads; the error names every failure
   for candidate in steps:
     try:
       params = read_params(directory / str(candidate))
     except Exception as e:  # noqa: BLE001 — as above
       failures.append(f"step {candidate}: {first_line(e)}")
-      print(f"warning: checkpoint step {candidate} is damaged ({first_line(e)}); trying the previous step",
-            file=sys.stderr, flush=True)
+      warnings.append(f"warning: checkpoint step {candidate} is damaged ({first_line(e)}); trying the previous step")
       continue
+    if warnings:
+      print(*warnings, sep="\n", file=sys.stderr, flush=True)
     return params, config, candidate
   if failures:
     raise CheckpointError(f"no intact checkpoint in {directory} ({'; '.join(failures)})")
