@@ -19,7 +19,6 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
-
 from safetensors import SafetensorError
 
 from zoo.checkpoints import tensors, workdir
