@@ -1,6 +1,9 @@
-"""The shared base of every experiment config: optimizer, training loop, mesh and sharding-rule defaults.
+"""The shared base of every experiment config: every section at the option dataclasses' defaults.
 
-Experiment files (`configs/<experiment>.py`) call `get_base_config()` and set the task and model sections.
+Experiment files (`configs/<experiment>.py`) call `get_base_config()`, set the task and model sections and state
+only what differs from the defaults. The defaults live in one place, the option dataclasses of
+`zoo.train.options` (`OptimizerOptions`, `TrainOptions`, `MeshOptions`, `SHARDING_RULES`); every field is here, so
+every option can be set from the command line (`--config.optimizer.momentum=0.5`).
 """
 
 import json
@@ -10,25 +13,9 @@ import ml_collections
 
 
 def get_base_config() -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict()
-  config.task = ml_collections.ConfigDict()
-  config.model = ml_collections.ConfigDict()
-  config.optimizer = ml_collections.ConfigDict(dict(
-      name="adamw", learning_rate=1e-3, schedule="cosine", warmup_steps=100, end_factor=0.0, b1=0.9, b2=0.999,
-      eps=1e-8, weight_decay=0.0, clip_norm=1.0))
-  config.train = ml_collections.ConfigDict(dict(
-      steps=1000, batch_size=64, grad_accum_steps=1, seed=0, log_every=50, eval_every=0, eval_batch_size=0,
-      eval_batches=0, checkpoint_every=500, max_to_keep=3, data_dir="", log_dir="", progress_bar=True,
-      init_from="", init_from_step=0, init_from_allow_mismatch=False, trainable=""))
-  config.train.profile_steps = ""  # e.g. "5:8": a jax.profiler trace of steps 5, 6, 7 in <log_dir or workdir>/profile
-  # Device mesh: data-parallel over all devices by default; -1 = the rest.
-  config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
-  config.mesh.slices = 1  # TPU slices joined by DCN (multi-slice); the data axis spans them
-  # Logical axis → mesh axes (comma-separated; "" = replicated). FSDP shards the model width and the batch,
-  # tensor parallelism the heads, the MLP width and the vocabulary; the stacked axis of scanned layers stays whole.
-  config.sharding_rules = ml_collections.ConfigDict(dict(
-      batch="data,fsdp", embed="fsdp", heads="tensor", kv="", mlp="tensor", vocab="tensor", layers=""))
-  return config
+  from zoo.train.options import default_sections  # noqa: PLC0415 — JAX only once a config is built
+
+  return ml_collections.ConfigDict(default_sections())
 
 
 def parse_arg(arg: str | None, *, default: str, flags: tuple[str, ...] = ("smoke",)) -> tuple[str, set[str]]:

@@ -103,6 +103,7 @@ def make(name: str, spec: Spec, data_dir: str, out: pathlib.Path) -> dict:
   import numpy as np  # noqa: PLC0415
 
   from zoo import pretrained  # noqa: PLC0415
+  from zoo.checkpoints import tensors  # noqa: PLC0415
   from zoo.data import prepare  # noqa: PLC0415
   from zoo.train import evaluation, loop  # noqa: PLC0415
   from zoo.train.options import parse_experiment  # noqa: PLC0415
@@ -122,7 +123,7 @@ def make(name: str, spec: Spec, data_dir: str, out: pathlib.Path) -> dict:
                                        name)[spec.metric]
   bf16 = abs(rounded - exact) <= BF16_TOLERANCE * max(abs(exact), 1e-3)
   file = f"{name}.safetensors"
-  pretrained.write_safetensors(out / file, as_bf16 if bf16 else params)
+  tensors.write(out / file, as_bf16 if bf16 else params)
   config["train"].update(data_dir="", progress_bar=True)
   return {
       "name": name, "family": experiment.model_name, "task": config["task"]["name"],

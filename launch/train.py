@@ -42,6 +42,7 @@ def main(argv: list[str]) -> None:
 
   import jax  # noqa: PLC0415
 
+  from zoo import pretrained  # noqa: F401, PLC0415 — Hugging Face directories as train.init_from sources
   from zoo.data import TaskDataError  # noqa: PLC0415
   from zoo.train import aot, init_from, loop, workdir  # noqa: PLC0415
   from zoo.train.checkpoint import NoIntactCheckpoint  # noqa: PLC0415

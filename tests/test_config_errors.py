@@ -1,11 +1,20 @@
 """Bad input fails early with a ValueError that names the problem and the valid choices."""
 
+import dataclasses
+import importlib
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import pytest
 
-from conftest import TINY, random_tokens, tiny_model
+from configs.base import get_base_config
+from conftest import REPO, TINY, random_tokens, tiny_model
+from test_tasks_registry import LOADER_FILES
 from zoo import models, positional
+from zoo.train.init_from import fine_tune_config
+from zoo.train.options import OPTION_SECTIONS, SHARDING_RULES, parse_experiment
 
 
 @pytest.mark.parametrize("config,message", [
@@ -98,3 +107,33 @@ def test_bad_generation_arguments():
 def test_registering_a_name_twice_fails():
   with pytest.raises(ValueError, match="'rope' is already registered"):
     positional.register("rope")(type("Again", (positional.PositionalEncoding,), {}))
+
+
+def test_the_base_config_is_every_option_field_at_its_default():
+  """One source of defaults: configs/base.py holds each field of the option dataclasses, at the dataclass's value."""
+  base = get_base_config().to_dict()
+  for section, cls in OPTION_SECTIONS.items():
+    assert base[section] == {f.name: f.default for f in dataclasses.fields(cls)}, section
+  assert base["sharding_rules"] == SHARDING_RULES and base["task"] == base["model"] == {}
+
+
+def test_every_option_field_is_settable_on_the_command_line():
+  """launch.train accepts `--config.<section>.<field>` for every option field (momentum was once refused as an
+  unknown key); with no --workdir it stops right after reading the config, so nothing trains."""
+  overrides = [f"--config.{section}.{f.name}={f.default}" for section, cls in OPTION_SECTIONS.items()
+               for f in dataclasses.fields(cls) if f.name != "momentum"]
+  result = subprocess.run([sys.executable, "-m", "launch.train", "--config=configs/pi.py:urpe,smoke", *overrides,
+                           "--config.optimizer.momentum=0.5"], cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert (result.returncode, result.stderr) == (2, "error: --workdir is required\n")
+
+
+@pytest.mark.parametrize("path", sorted(p.stem for p in (REPO / "configs").glob("*.py")
+                                        if p.stem not in ("__init__", "base")))
+def test_every_config_file_builds_an_experiment(path, tmp_path):
+  """Both variants of every config file validate in full (a fine-tune after taking its checkpoint's options; a task
+  that reads files given a tiny folder of them)."""
+  module = importlib.import_module(f"configs.{path}")
+  for arg in ("", "smoke"):
+    config = fine_tune_config(module.get_config(arg).to_dict())
+    config["task"].update(LOADER_FILES.get(config["task"]["name"], lambda _: {})(tmp_path / arg))
+    assert parse_experiment(config).train.steps >= 1

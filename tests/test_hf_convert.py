@@ -20,7 +20,7 @@ from conftest import FIXTURES, REPO
 from zoo import models, pretrained
 from zoo.convert import hf
 from zoo.convert.architectures import ConversionError
-from zoo.nn import decay
+from zoo import decay
 from zoo.train import param_paths
 
 HF = FIXTURES / "hf"

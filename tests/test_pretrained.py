@@ -17,6 +17,7 @@ from conftest import FIXTURES, REPO
 
 from launch import make_pretrained
 from zoo import models, pretrained
+from zoo.checkpoints import tensors
 from zoo.convert import hf
 from zoo.train import init_from, loop
 from zoo.train.mesh import make_mesh
@@ -103,8 +104,8 @@ def test_safetensors_round_trip_keeps_float32_exactly_and_bfloat16_as_stored(tmp
   arrays = {"a/kernel": np.random.default_rng(0).normal(size=(3, 5)).astype(np.float32),
             "b": np.arange(7, dtype=np.float32).astype(jnp.bfloat16),
             "c/scalar": np.float32(0.5) * np.ones((), np.float32)}  # FIRE's c: a shape-() parameter
-  pretrained.write_safetensors(tmp_path / "x.safetensors", arrays)
-  back = pretrained.read_safetensors(tmp_path / "x.safetensors")
+  tensors.write(tmp_path / "x.safetensors", arrays)
+  back = tensors.read(tmp_path / "x.safetensors")
   assert back.keys() == arrays.keys()
   for name, array in arrays.items():
     assert back[name].dtype == array.dtype and back[name].shape == array.shape and np.array_equal(back[name], array)

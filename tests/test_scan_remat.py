@@ -18,7 +18,7 @@ from test_graph import TINY_GRAPH, batch_of, random_graph_example
 from test_train_cli import cli_env
 from zoo import attention, models, positional, pretrained
 from zoo.models import scan
-from zoo.nn import decay
+from zoo import decay
 from zoo.train import init_from
 from zoo.train.mesh import make_mesh
 from zoo.train.options import parse_experiment

@@ -43,7 +43,7 @@ def train_twice(family: str, config: dict, grad_accum_steps: int = 1):
   """Two optimizer steps from one initial state, and one more first step from that state with the RNG state the
   first step left behind. Returns (first metrics, second metrics, first metrics under the advanced RNG state,
   RNG state before, RNG state after)."""
-  tx, schedule = make_optimizer(OptimizerOptions(weight_decay=0.1), 2)
+  tx, schedule = make_optimizer(OptimizerOptions(weight_decay=0.1, warmup_steps=0, clip_norm=0.0), 2)
   mesh = make_mesh((1, 1, 1), jax.devices()[:1])
   program, init = make_program(family, config, seed=0, tx=tx, schedule=schedule, objective=OBJECTIVES[family],
                                grad_accum_steps=grad_accum_steps, mesh=mesh, rules=RULES)

@@ -27,6 +27,7 @@ from flax import nnx
 from safetensors import numpy as safetensors_numpy
 
 from zoo import models, positional
+from zoo.checkpoints import sources
 from zoo.convert.architectures import ARCHITECTURES, ConversionError, architecture
 from zoo.train import param_paths
 
@@ -237,3 +238,12 @@ def write(family: str, options: dict[str, Any], params: dict[str, np.ndarray], p
         file.unlink(missing_ok=True)
     raise ConversionError(f"cannot write the Hugging Face model to {directory}: {getattr(e, 'strerror', None) or e}"
                           ) from None
+
+
+def source_config(path: pathlib.Path) -> dict[str, Any]:
+  """A Hugging Face directory's family and model options, read from its config.json alone (no tensor)."""
+  arch = architecture(read_json(path / CONFIG))
+  return dict(model_name=arch.family, model=arch.options(read_json(path / CONFIG)))
+
+
+sources.register(sources.Reader("Hugging Face", is_hf_directory, source_config, lambda path: read(path)[2]))

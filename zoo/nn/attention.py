@@ -22,7 +22,7 @@ from flax import nnx
 
 from zoo import attention, positional
 from zoo.attention import AttentionMask, Core, Terms, linear
-from zoo.nn import decay
+from zoo import decay
 from zoo.positional import Coordinates, PositionalEncoding, attention_terms, implements
 
 LayerCache = attention.KVCache | linear.LinearState  # one layer's decoding cache, whatever its core keeps

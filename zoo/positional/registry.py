@@ -9,7 +9,7 @@ from typing import Any
 from flax import nnx
 
 from zoo.config import from_options
-from zoo.nn import decay
+from zoo import decay
 from zoo.registry import Registry
 from zoo.positional.base import ModelDims, PositionalEncoding
 
@@ -27,7 +27,7 @@ def parse_options(name: str, options: Mapping[str, Any] | None = None):
 
 def build(name: str, options: Mapping[str, Any] | None, dims: ModelDims, *, rngs: nnx.Rngs) -> PositionalEncoding:
   """Builds encoding `name` with validated `options` for a model of size `dims`; its parameters (position tables,
-  URPE's C, SPE's filters) are exempt from weight decay (`zoo.nn.decay`)."""
+  URPE's C, SPE's filters) are exempt from weight decay (`zoo.decay`)."""
   encoding = get(name)(parse_options(name, options), dims, rngs=rngs)
   decay.exempt(encoding)
   return encoding

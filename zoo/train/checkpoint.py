@@ -28,32 +28,8 @@ import orbax.checkpoint as ocp
 from etils import epath
 from jax.experimental import multihost_utils
 
+from zoo.checkpoints.workdir import first_line, ignore_stragglers_of_failed_reads, unretrieved_future_report
 from zoo.errors import CheckpointError
-
-
-def ignore_stragglers_of_failed_reads() -> None:
-  """After a failed restore, TensorStore's reads that were still in flight finish after orbax gave up on them and
-  surface as a screen of tracebacks around the one-line warning, by two channels: `RuntimeError: Event loop is
-  closed` through `sys.unraisablehook` (a read completing into orbax's closed event loop), and asyncio's "Future
-  exception was never retrieved" log record (a failed read's future collected unread). Installed before restoring
-  (a report can come before the failure reaches us), it drops those reports, and only those, from then on."""
-  previous = sys.unraisablehook
-  if getattr(previous, "drops_closed_loop_reports", False):
-    return
-
-  def hook(report):
-    if not (isinstance(report.exc_value, RuntimeError) and str(report.exc_value) == "Event loop is closed"):
-      previous(report)
-
-  hook.drops_closed_loop_reports = True
-  sys.unraisablehook = hook
-  logging.getLogger("asyncio").addFilter(unretrieved_future_report)
-
-
-def unretrieved_future_report(record: logging.LogRecord) -> bool:
-  """False for asyncio's report of a failed future collected unread ("Future / Task / _GatheringFuture exception was
-  never retrieved"): what a failed read or write that orbax gave up on leaves behind."""
-  return not str(record.msg).split("\n", 1)[0].endswith("exception was never retrieved")
 
 
 def quiet_background_save_reports() -> None:
@@ -78,13 +54,6 @@ class NoIntactCheckpoint(CheckpointError):
 
 class CheckpointSaveError(CheckpointError):
   """A save failed; the run stops, and the steps saved before it are intact."""
-
-
-def first_line(error: BaseException, limit: int = 300) -> str:
-  """The error's type and first line, without TensorStore's spec dump, at most `limit` characters."""
-  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-  text = f"{type(error).__name__}: {lines[0] if lines else ''}".split(" [tensorstore_spec")[0]
-  return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 class Checkpointer:

@@ -12,8 +12,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from zoo import pretrained
 from zoo.data import make_dataset
+from zoo.errors import CheckpointError
 from zoo.train import loop
 from zoo.train.init_from import load_into
 from zoo.train.mesh import batch_sharding, make_mesh
@@ -29,7 +29,7 @@ def evaluate_params(config: dict[str, Any], params: dict[str, np.ndarray], sourc
   program, init = experiment_program(experiment, mesh)
   state, report = load_into(init(), params, source)
   if report.new:
-    raise pretrained.CheckpointError(f"{source} lacks parameters of this config's model: {', '.join(report.new)}")
+    raise CheckpointError(f"{source} lacks parameters of this config's model: {', '.join(report.new)}")
   _, eval_source = loop.open_splits(experiment)
   first = next(iter(make_dataset(experiment.task, eval_source, batch_size=t.resolved_eval_batch_size, seed=t.seed,
                                  train=False)))

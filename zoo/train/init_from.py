@@ -13,6 +13,9 @@ model option the checkpoint states (RoPE's base and scaling, norms, biases, head
 the command line leave unset. It runs where a config becomes a training run (`launch.train`, `loop`), after the
 command line's overrides, so `--config.model.pe=rope` on a RoPE checkpoint keeps its base; the workdir's
 `config.json` then records the complete options.
+
+Sources are read by `zoo.checkpoints.sources`; a Hugging Face directory is one once `zoo.convert.hf` is imported
+(`zoo.pretrained` and `launch.train` import it).
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ import jax
 import numpy as np
 from etils import epath
 
-from zoo import pretrained
+from zoo.checkpoints import sources
+from zoo.errors import CheckpointError
 from zoo.models import scan
 from zoo.train.options import TrainOptions, options_for_task, task_of
 from zoo.train.param_paths import TrainableError, flatten, frozen, match, replace
@@ -40,7 +44,7 @@ class InitFromError(ValueError):
 
 
 # Config mistakes that only show once the checkpoint or the model exists; the CLI reports them in one line.
-ERRORS = (pretrained.CheckpointError, InitFromError, TrainableError)
+ERRORS = (CheckpointError, InitFromError, TrainableError)
 
 
 def fine_tune_config(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -57,9 +61,9 @@ def fine_tune_config(config: Mapping[str, Any]) -> dict[str, Any]:
   source = train.get("init_from") if isinstance(train, Mapping) else None  # parse_experiment names a bad section
   if not source:
     return config
-  checkpoint = pretrained.load_config(source)
+  checkpoint = sources.load_config(source)
   task = task_of(config)
-  if checkpoint["model_name"] != task.family:
+  if (checkpoint.get("model_name") or task_of(checkpoint).family) != task.family:
     return config
   stated = dict(config.get("model") or {})
   options = options_for_task(checkpoint["model"], task)
@@ -88,7 +92,7 @@ def load_into(state, params: dict[str, np.ndarray], source: str, *, allow_mismat
 
 def warm_start(state, train: TrainOptions, workdir: str, *, primary: bool = True):
   """`state` (fresh) with the parameters of `train.init_from` copied in where path and shape match."""
-  loaded = pretrained.load_params(train.init_from, train.init_from_step or None)
+  loaded = sources.load_params(train.init_from, train.init_from_step or None)
   try:
     state, report = load_into(state, loaded.params, f"train.init_from {train.init_from!r} ({loaded.source})",
                               allow_mismatch=train.init_from_allow_mismatch)

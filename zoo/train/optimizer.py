@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import optax
 
-from zoo.nn import decay
+from zoo import decay
 from zoo.train.options import OptimizerOptions
 
 

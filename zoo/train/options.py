@@ -66,14 +66,14 @@ class OptimizerOptions:
   name: Literal["adamw", "sgd"] = "adamw"
   learning_rate: float = 1e-3  # peak
   schedule: Literal["constant", "cosine", "linear", "rsqrt"] = "cosine"
-  warmup_steps: int = 0  # linear warm-up from 0 to the peak
+  warmup_steps: int = 100  # linear warm-up from 0 to the peak
   end_factor: float = 0.0  # cosine / linear: final learning rate = end_factor × peak
   b1: float = 0.9
   b2: float = 0.999
   eps: float = 1e-8
   momentum: float = 0.9  # sgd
-  weight_decay: float = 0.0  # decoupled, on weight matrices only (not norms, biases, positional tables: zoo.nn.decay)
-  clip_norm: float = 0.0  # global-norm gradient clipping; 0 = off
+  weight_decay: float = 0.0  # decoupled, on weight matrices only (not norms, biases, positional tables: zoo.decay)
+  clip_norm: float = 1.0  # global-norm gradient clipping; 0 = off
 
   def __post_init__(self):
     check(self.learning_rate > 0, f"optimizer: learning_rate must be > 0, got {self.learning_rate}")
@@ -91,7 +91,7 @@ class TrainOptions:
   eval_every: int = 0  # 0: evaluate at the end only
   eval_batch_size: int = 0  # 0: batch_size
   eval_batches: int = 0  # 0: the whole validation split
-  checkpoint_every: int = 0  # 0: checkpoint at the end only
+  checkpoint_every: int = 500  # 0: checkpoint at the end only
   max_to_keep: int = 3
   data_dir: str = ""  # where tfds writes the task's array_record files; "" = $ZOO_DATA_DIR or ~/.cache/zoo/tfds
   log_dir: str = ""  # metrics.jsonl and TensorBoard events; "" = the workdir (required when the workdir is remote)
@@ -169,6 +169,30 @@ class Experiment:
     check("tensor" not in dict(self.rules).get("heads", ()) or self.model.num_heads % tensor == 0,
           f"mesh: the tensor axis ({tensor}) must divide num_heads ({self.model.num_heads})")
     return shape
+
+
+# The sections read into option dataclasses; their fields' defaults are the only defaults (configs/base.py is derived).
+OPTION_SECTIONS = {"optimizer": OptimizerOptions, "train": TrainOptions, "mesh": MeshOptions}
+# Logical axis → mesh axes (comma-separated; "" = replicated). FSDP shards the model width and the batch, tensor
+# parallelism the heads, the MLP width and the vocabulary; the stacked axis of scanned layers stays whole.
+SHARDING_RULES = dict(batch="data,fsdp", embed="fsdp", heads="tensor", kv="", mlp="tensor", vocab="tensor", layers="")
+
+
+def default_sections() -> dict[str, dict[str, Any]]:
+  """Every section of an experiment config at its defaults: each option dataclass field, the sharding rules, and
+  empty `task` and `model` sections (the task names the family whose model options apply)."""
+  options = {name: {f.name: f.default for f in dataclasses.fields(cls)} for name, cls in OPTION_SECTIONS.items()}
+  return {"task": {}, "model": {}, **options, "sharding_rules": dict(SHARDING_RULES)}
+
+
+def with_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
+  """`config` (a JSON-like dict) with every option field it leaves out at its default: two configs that train the same
+  run compare equal however many defaults each states (a workdir's config.json may predate a new field)."""
+  filled = dict(config)
+  for name, fields in default_sections().items():
+    if name in OPTION_SECTIONS and isinstance(config.get(name, {}), Mapping):
+      filled[name] = {**fields, **config.get(name, {})}
+  return filled
 
 
 def _section(config: Mapping[str, Any], name: str) -> dict[str, Any]:

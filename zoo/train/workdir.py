@@ -41,7 +41,8 @@ from typing import Any
 
 from etils import epath
 
-from zoo import pretrained
+from zoo.checkpoints.manifest import CONFIG_FILE, write_config
+from zoo.train.options import with_defaults
 
 LOCK_FILE = "lock"
 AMENDMENTS_FILE = "amendments.jsonl"
@@ -281,7 +282,7 @@ def set_path(config: dict[str, Any], path: str, value: Any) -> None:
 
 def effective_config(workdir: str) -> dict[str, Any] | None:
   """The workdir's config.json with its amendments applied in order (None when it has no config.json)."""
-  path = epath.Path(workdir) / pretrained.CONFIG_FILE
+  path = epath.Path(workdir) / CONFIG_FILE
   if not path.exists():
     return None
   config = json.loads(path.read_text())
@@ -309,14 +310,14 @@ def record(workdir: str, config: Any) -> str | None:
   latest_step = latest_checkpoint_step(workdir)
   wanted = json.loads(json.dumps(config.to_dict() if hasattr(config, "to_dict") else config))
   if latest_step is None:  # a fresh start: nothing trained yet that a record could misdescribe
-    pretrained.write_config(wanted, workdir)
+    write_config(wanted, workdir)
     (epath.Path(workdir) / AMENDMENTS_FILE).unlink(missing_ok=True)
     return None
   saved = effective_config(workdir)
   if saved is None:
-    raise WorkdirError(f"workdir {workdir} has checkpoints but no {pretrained.CONFIG_FILE}: its config is unknown, "
+    raise WorkdirError(f"workdir {workdir} has checkpoints but no {CONFIG_FILE}: its config is unknown, "
                        f"so a resume cannot be checked; pass another --workdir")
-  found = differences(saved, wanted)
+  found = differences(with_defaults(saved), with_defaults(wanted))  # an option left out is its default
   if refused := [d for d in found if not allowed(d[0])]:
     raise WorkdirError(f"workdir {workdir} holds a run of another config: {describe(refused[0])}; a resume may "
                        f"change only train.steps, the log / eval / checkpoint cadence, data_dir, log_dir and the mesh "
