@@ -23,9 +23,9 @@ import re
 import tempfile
 import time
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from launch.cli import fail, parse_flags
+from launch.cli import fail, run
 
 _ONLY = flags.DEFINE_multi_string("only", None, "make only these names (repeatable)")
 _DATA_DIR = flags.DEFINE_string("data_dir", "", "tfds data directory for training ('' = the default)")
@@ -152,10 +152,8 @@ def write_readme_table(entries: dict, readme: pathlib.Path = ROOT / "README.md")
   readme.write_text(pattern.sub(lambda _: f"{README_BEGIN}\n{table(entries)}\n{README_END}", text))
 
 
-def main(argv: list[str]) -> None:
+def main() -> None:
   logging.set_verbosity(logging.WARNING)
-  if len(argv) > 1:
-    fail(f"unexpected arguments {argv[1:]}")
   from zoo import pretrained  # noqa: PLC0415 — after flag parsing, before JAX starts
 
   specs = suite()
@@ -174,4 +172,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  run(main)
