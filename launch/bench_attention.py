@@ -43,7 +43,7 @@ IMPLS = ("xla", "chunked", "pallas")
 
 _LENGTHS = define_list("lengths", "1024,2048,4096,8192,16384", "sequence lengths", positive_int)
 _ENCODINGS = define_list("encodings", "", "encodings (default: every structured encoding + none)",
-                         choices=("none", *positional.available()))
+                         choices=positional.available())
 _IMPLS = define_list("impls", ",".join(IMPLS), "attention implementations", choices=IMPLS)
 _REPEATS = timing.define_repeats_flag(3)
 _MAX_RUN_GIB = flags.DEFINE_float("max_run_gib", 4.0, "compile only above this much temporary memory")

@@ -32,14 +32,14 @@ from flax import nnx  # noqa: E402
 
 from launch import jsonl, timing  # noqa: E402
 from launch.cli import define_list, positive_int, run  # noqa: E402
-from zoo import models  # noqa: E402
+from zoo import attention, models  # noqa: E402
 
 ATTENTION = {"softmax": "xla", "linear": "linear"}  # attention kind -> attention_impl
 
 _POSITIONS = define_list("positions", "512,2048,8192", "prefix lengths p: the new token is the (p + 1)-th",
                          positive_int)
 _ATTENTION = define_list("attention", "softmax,linear", "attention kinds", choices=ATTENTION)
-_SOFTMAX_IMPL = flags.DEFINE_string("softmax_impl", "xla", "attention_impl of the softmax rows (xla, chunked, ...)")
+_SOFTMAX_IMPL = flags.DEFINE_enum("softmax_impl", "xla", attention.available(), "attention_impl of the softmax rows")
 _REPEATS = timing.define_repeats_flag(3)
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 1, "sequences decoded at once", lower_bound=1)
 _NUM_LAYERS = flags.DEFINE_integer("num_layers", 4, "decoder layers", lower_bound=1)

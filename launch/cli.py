@@ -14,7 +14,7 @@ from ml_collections.config_flags.config_flags import ConfigFileFlagParser
 
 # The flags this module's helpers define belong to the command that calls them, so its --help lists them.
 flags.disclaim_key_flags()
-HELP = ("--help", "-help", "--helpshort", "-?", "--helpfull", "--helpxml")  # absl's; each prints and exits 1
+HELP = {"help", "helpshort", "helpfull", "helpxml", "?"}  # absl's help flags (-x or --x): each prints and exits 1
 
 
 def fail(message: str) -> None:
@@ -44,7 +44,7 @@ def parse_flags(argv: list[str]) -> list[str]:
   except (flags.Error, AttributeError, KeyError, OSError) as e:
     fail(config_error_message(e))
   except SystemExit as e:
-    if e.code == 1 and any(arg.split("=")[0] in HELP for arg in argv[1:]):
+    if e.code == 1 and any(arg.startswith("-") and arg.lstrip("-").split("=")[0] in HELP for arg in argv[1:]):
       sys.exit(0)
     raise
 

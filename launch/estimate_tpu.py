@@ -46,6 +46,7 @@ from absl import flags  # noqa: E402
 
 from launch import jsonl  # noqa: E402
 from launch.cli import define_list, positive_int, run  # noqa: E402
+from zoo import attention, positional  # noqa: E402
 from zoo.train.aot import GIB, HBM_PER_CHIP, mosaic_kernels, topology_devices  # noqa: E402
 from zoo.train.mesh import batch_sharding, make_mesh  # noqa: E402
 from zoo.train.step import compile_steps, make_program  # noqa: E402
@@ -63,8 +64,10 @@ RULES = (("batch", ("data", "fsdp")), ("embed", ("fsdp",)), ("vocab", ()), ("hea
 
 _SIZES = define_list("sizes", "125m,350m,1.3b", "model sizes", choices=SIZES)
 _LENGTHS = define_list("lengths", "2048,8192", "sequence lengths", positive_int)
-_ENCODINGS = define_list("encodings", "rope,alibi,t5_bias,urpe", "positional encodings (model.pe)")
-_IMPLS = define_list("impls", "xla,pallas", "attention implementations (model.attention_impl)")
+_ENCODINGS = define_list("encodings", "rope,alibi,t5_bias,urpe", "positional encodings (model.pe)",
+                         choices=positional.available())
+_IMPLS = define_list("impls", "xla,pallas", "attention implementations (model.attention_impl)",
+                     choices=attention.available())
 _TOPOLOGIES = define_list("topologies", "v5e:4x4,v5p:2x2x2", "TPU slices to compile for")
 _REMAT = flags.DEFINE_string("remat", "full", "model.remat of every row")
 _OUT = jsonl.define_out_flag()
