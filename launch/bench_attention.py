@@ -1,30 +1,26 @@
 r"""Attention implementations × encodings × lengths: compiled peak temporary memory and run time, as JSON lines.
 
-    python -m launch.bench_attention                       # full sweep, L = 1k … 16k (≈ 15 min on 2 CPU cores)
-    python -m launch.bench_attention --lengths 1024 --encodings rpe urpe --repeats 5
-    python -m launch.bench_attention --tpu v5e:1x1         # also compile xla / pallas for a TPU chip (needs libtpu)
-    python -m launch.bench_attention --table rows.jsonl    # the README's markdown table from saved rows
+    python -m launch.bench_attention                           # full sweep, L = 1k … 16k (≈ 15 min on 2 CPU cores)
+    python -m launch.bench_attention --lengths=1024 --encodings=rpe,urpe --repeats=5
+    python -m launch.bench_attention --aot_topology=v5e:1x1    # also compile xla / pallas for a TPU chip (libtpu)
+    python -m launch.bench_attention --table=rows.jsonl        # the README's markdown table from saved rows
 
 One row per (encoding, impl, length): batch 1, 8 heads, head_dim 64, float32, bidirectional, forward pass (with
 `--backward`: value and gradient wrt q, k, v and the tables). `temp_bytes` is `memory_analysis().temp_size_in_bytes`
 of the compiled program. On CPU the YNNPACK fusion hides its internal buffers from that figure, so this script
 turns it off (`--xla_cpu_experimental_ynn_fusion_type=`, set before JAX loads) and the dense reference then reports
-its [heads, L, L] arrays. A program runs only if its temporaries fit under `--max-run-gib`; otherwise it is compiled
+its [heads, L, L] arrays. A program runs only if its temporaries fit under `--max_run_gib`; otherwise it is compiled
 for the memory figure alone (`ran: false`). Times are wall clock over `--repeats` runs after one warm-up; the machine
 may be shared, so the min and the median are both reported. Pallas runs on CPU only in the interpreter, whose speed
-means nothing: there it is compiled (memory of the interpreted program) but not timed; `--tpu TOPOLOGY` adds rows
-compiled for a TPU chip (`platform: "tpu:<topology>"`, Mosaic kernels, no run). After the rows come
+means nothing: there it is compiled (memory of the interpreted program) but not timed; `--aot_topology=TOPOLOGY`
+adds rows compiled for a TPU chip (`platform: "tpu:<topology>"`, Mosaic kernels, no run). After the rows come
 `{"summary": "urpe_over_rpe", ...}` lines: URPE's time and memory relative to RPE's for each impl and length.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import re
-import statistics
-import sys
 import time
 
 os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_cpu_experimental_ynn_fusion_type="
@@ -33,14 +29,29 @@ os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")  # compiling for TPU ne
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from absl import flags  # noqa: E402
 from flax import nnx  # noqa: E402
 
+from launch import jsonl, timing  # noqa: E402
+from launch.cli import define_list, positive_int, run  # noqa: E402
 from zoo import attention, positional  # noqa: E402
 from zoo.attention import AttentionMask  # noqa: E402
 from zoo.positional import ModelDims  # noqa: E402
 
 BATCH, HEADS, HEAD_DIM = 1, 8, 64
 IMPLS = ("xla", "chunked", "pallas")
+
+_LENGTHS = define_list("lengths", "1024,2048,4096,8192,16384", "sequence lengths", positive_int)
+_ENCODINGS = define_list("encodings", "", "encodings (default: every structured encoding + none)",
+                         choices=positional.available())
+_IMPLS = define_list("impls", ",".join(IMPLS), "attention implementations", choices=IMPLS)
+_REPEATS = timing.define_repeats_flag(3)
+_MAX_RUN_GIB = flags.DEFINE_float("max_run_gib", 4.0, "compile only above this much temporary memory")
+_BACKWARD = flags.DEFINE_bool("backward", False, "value and gradients instead of the forward pass")
+_AOT_TOPOLOGY = flags.DEFINE_string("aot_topology", None, "also compile xla / pallas for this TPU topology (e.g. "
+                                    "v5e:1x1; needs libtpu)")
+_OUT = jsonl.define_out_flag()
+_TABLE = jsonl.define_table_flag()
 
 
 def structured_encodings() -> list[str]:
@@ -88,26 +99,22 @@ def tpu_compile(fn, abstract_args, topology_name: str):
   return fn.lower(*args).compile()
 
 
-def measure(encoding_name: str, impl: str, length: int, args) -> dict:
-  fn, abstract_args, params = program(encoding_name, impl, length, args.backward, tpu=False)
+def measure(encoding_name: str, impl: str, length: int) -> dict:
+  fn, abstract_args, params = program(encoding_name, impl, length, _BACKWARD.value, tpu=False)
   start = time.perf_counter()
   compiled = fn.lower(*abstract_args).compile()
   row = dict(encoding=encoding_name, impl=impl, length=length, batch=BATCH, heads=HEADS, head_dim=HEAD_DIM,
-             platform=jax.default_backend(), backward=args.backward, compile_s=round(time.perf_counter() - start, 3),
+             platform=jax.default_backend(), backward=_BACKWARD.value, compile_s=round(time.perf_counter() - start, 3),
              temp_bytes=compiled.memory_analysis().temp_size_in_bytes, ran=False)
-  runnable = row["temp_bytes"] <= args.max_run_gib * 2 ** 30 and not (impl == "pallas" and row["platform"] == "cpu")
+  runnable = row["temp_bytes"] <= _MAX_RUN_GIB.value * 2 ** 30 and not (impl == "pallas" and row["platform"] == "cpu")
   if runnable:
     keys = jax.random.split(jax.random.key(0), 3)
     q, k, v = (jax.random.normal(key, abstract_args[0].shape, jnp.float32) for key in keys)
     positions = jnp.tile(jnp.arange(length, dtype=jnp.int32), (BATCH, 1))
-    jax.block_until_ready(compiled(q, k, v, positions, params))  # warm-up
-    times = []
-    for _ in range(args.repeats):
-      start = time.perf_counter()
-      jax.block_until_ready(compiled(q, k, v, positions, params))
-      times.append(time.perf_counter() - start)
-    row.update(ran=True, repeats=args.repeats, time_min_s=round(min(times), 4),
-               time_median_s=round(statistics.median(times), 4))
+    run = lambda: jax.block_until_ready(compiled(q, k, v, positions, params))
+    run()  # warm-up
+    time_min_s, time_median_s = timing.min_median([timing.seconds(run) for _ in range(_REPEATS.value)], 4)
+    row.update(ran=True, repeats=_REPEATS.value, time_min_s=time_min_s, time_median_s=time_median_s)
   return row
 
 
@@ -140,9 +147,9 @@ def seconds(row: dict | None) -> str:
   return "–" if row is None or not row.get("ran") else f"{row['time_min_s']:.3g} / {row['time_median_s']:.3g}"
 
 
-def markdown_table(lines: list[str]) -> str:
+def markdown_table(saved: list[dict]) -> str:
   """The README tables: temporaries (MiB) per impl and platform with CPU times (min / median s), then URPE / RPE."""
-  rows = [r for r in (json.loads(line) for line in lines if line.strip().startswith("{")) if "summary" not in r]
+  rows = [r for r in saved if "summary" not in r]
   by_key = {(r["platform"], r["impl"], r["length"], r["encoding"]): r for r in rows}
   tpu = sorted({p for p, *_ in by_key if p and p.startswith("tpu")})
   columns = [("cpu", "xla"), ("cpu", "chunked"), ("cpu", "pallas")] + [(p, i) for p in tpu for i in ("xla", "pallas")]
@@ -160,44 +167,35 @@ def markdown_table(lines: list[str]) -> str:
   return "\n".join(out)
 
 
-def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 2048, 4096, 8192, 16384])
-  parser.add_argument("--encodings", nargs="+", default=None, help="default: every structured encoding + none")
-  parser.add_argument("--impls", nargs="+", default=list(IMPLS), choices=IMPLS)
-  parser.add_argument("--repeats", type=int, default=3)
-  parser.add_argument("--max-run-gib", type=float, default=4.0, help="compile only above this much temporary memory")
-  parser.add_argument("--backward", action="store_true", help="value and gradients instead of the forward pass")
-  parser.add_argument("--tpu", default=None, metavar="TOPOLOGY", help="also compile xla / pallas for this TPU")
-  parser.add_argument("--table", default=None, metavar="JSONL", help="print the markdown table of saved rows, exit")
-  args = parser.parse_args(argv)
-  if args.table:
-    with open(args.table) as f:
-      print(markdown_table(f.readlines()))
+def main() -> None:
+  if _TABLE.value:
+    print(markdown_table(jsonl.read(_TABLE.value)))
     return
   rows = []
-  names = args.encodings or structured_encodings()
-  # Encodings innermost: rows that are compared (URPE against RPE) are measured back to back on a shared machine.
-  for length in args.lengths:
-    for impl in args.impls:
-      for name in names:
-        rows.append(measure(name, impl, length, args))
-        print(json.dumps(rows[-1]), flush=True)
-        if args.tpu and impl in ("xla", "pallas"):
-          fn, abstract_args, _ = program(name, impl, length, args.backward, tpu=True)
-          rows.append(dict(rows[-1], platform=f"tpu:{args.tpu}", ran=False, compile_s=None))
-          for key in ("repeats", "time_min_s", "time_median_s"):
-            rows[-1].pop(key, None)
-          try:
-            rows[-1]["temp_bytes"] = tpu_compile(fn, abstract_args, args.tpu).memory_analysis().temp_size_in_bytes
-          except jax.errors.JaxRuntimeError as error:  # the TPU compiler refuses programs that exceed HBM
-            if "RESOURCE_EXHAUSTED" not in str(error):
-              raise
-            rows[-1].update(temp_bytes=None, error=str(error).splitlines()[0])
-          print(json.dumps(rows[-1]), flush=True)
-  for summary in summaries(rows):
-    print(json.dumps(summary), flush=True)
+  names = _ENCODINGS.value or structured_encodings()
+  topology = _AOT_TOPOLOGY.value
+  with jsonl.writer(_OUT.value) as emit:
+    # Encodings innermost: rows that are compared (URPE against RPE) are measured back to back on a shared machine.
+    for length in _LENGTHS.value:
+      for impl in _IMPLS.value:
+        for name in names:
+          rows.append(measure(name, impl, length))
+          emit(rows[-1])
+          if topology and impl in ("xla", "pallas"):
+            fn, abstract_args, _ = program(name, impl, length, _BACKWARD.value, tpu=True)
+            rows.append(dict(rows[-1], platform=f"tpu:{topology}", ran=False, compile_s=None))
+            for key in ("repeats", "time_min_s", "time_median_s"):
+              rows[-1].pop(key, None)
+            try:
+              rows[-1]["temp_bytes"] = tpu_compile(fn, abstract_args, topology).memory_analysis().temp_size_in_bytes
+            except jax.errors.JaxRuntimeError as error:  # the TPU compiler refuses programs that exceed HBM
+              if "RESOURCE_EXHAUSTED" not in str(error):
+                raise
+              rows[-1].update(temp_bytes=None, error=str(error).splitlines()[0])
+            emit(rows[-1])
+    for summary in summaries(rows):
+      emit(summary)
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  run(main)

@@ -2,7 +2,7 @@ r"""The Pallas kernels' in-kernel table lookup, one tile: the TPU kernels' lag w
 by one strided lane rotation) against the general lookup (one select over the whole tile per table row), as JSON lines.
 
     python -m launch.bench_lookup                  # per-lag (URPE's B and C, RPE) and T5 tables, tiles 128 and 256
-    python -m launch.bench_lookup --repeats 50 --out results/perf/bench_lookup.jsonl
+    python -m launch.bench_lookup --repeats=50 --out=results/perf/bench_lookup.jsonl
 
 No TPU here, so two proxies of the kernel's vector work, per tile on the diagonal (the most distinct lags):
 * `vector_elements` (and `mxu_macs`): array elements the lookup's vector ops touch, counted from the loops' real
@@ -15,22 +15,25 @@ No TPU here, so two proxies of the kernel's vector work, per tile on the diagona
 
 from __future__ import annotations
 
-import argparse
 import functools
 import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.experimental import pallas as pl
 
-from launch.jsonl import emit
+from launch import jsonl, timing
+from launch.cli import define_list, positive_int, run
 from zoo.attention.bias import RelativeTable, window_width
 from zoo.positional.relative_bias import LagIndex
 
 TABLES = {"per-lag (max_distance 127)": LagIndex("clip", 127), "per-lag (max_distance 1023)": LagIndex("clip", 1023),
           "t5 (32 buckets)": LagIndex("t5", 128, 32, True)}
+
+_BLOCKS = define_list("blocks", "128,256", "tile sizes (bq = bk)", positive_int)
+_REPEATS = timing.define_repeats_flag(20)
+_OUT = jsonl.define_out_flag()
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -61,42 +64,32 @@ def work(index: LagIndex, block: int, width: int) -> dict[str, dict[str, int]]:
                      "mxu_macs": block * block * block}}
 
 
-def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--blocks", type=int, nargs="+", default=[128, 256])
-  parser.add_argument("--repeats", type=int, default=20)
-  parser.add_argument("--out", default=None, help="also append the JSON lines to this file")
-  args = parser.parse_args(argv)
-  out = open(args.out, "a") if args.out else None  # noqa: SIM115 — closed below
+def main() -> None:
   rng = np.random.default_rng(0)
-  for name, index in TABLES.items():
-    width = max(128, pl.next_power_of_2(index.rows))
-    table = jnp.asarray(rng.normal(size=(1, width)), jnp.float32)
-    for block in args.blocks:
-      positions = jnp.arange(block, dtype=jnp.int32)
-      q_pos, k_pos = positions[:, None], positions[None, :]
-      g = jnp.asarray(rng.normal(size=(block, block)), jnp.float32)
-      terms = {lookup_kind: RelativeTable(None, index, lookup_kind) for lookup_kind in ("select", "window")}
-      results = {kind: jax.block_until_ready(lookup(term, table, q_pos, k_pos, g)) for kind, term in terms.items()}
-      for got in zip(*results.values()):
-        np.testing.assert_allclose(np.asarray(got[0]), np.asarray(got[1]), atol=1e-3)  # the same lookup
-      times = {kind: [] for kind in terms}
-      for _ in range(args.repeats):  # interleaved
-        for kind, term in terms.items():
-          start = time.perf_counter()
-          jax.block_until_ready(lookup(term, table, q_pos, k_pos, g))
-          times[kind].append(time.perf_counter() - start)
-      counts = work(index, block, width)
-      for kind in terms:
-        emit({"bench": "lookup", "table": name, "block": block, "lookup": kind, **counts[kind],
-              "seconds_min": min(times[kind]), "seconds_median": statistics.median(times[kind]),
-              "repeats": args.repeats}, out)
-      emit({"bench": "lookup", "table": name, "block": block, "summary": "select_over_window",
-            "vector_elements": counts["select"]["vector_elements"] / counts["window"]["vector_elements"],
-            "seconds_median": statistics.median(times["select"]) / statistics.median(times["window"])}, out)
-  if out is not None:
-    out.close()
+  with jsonl.writer(_OUT.value) as emit:
+    for name, index in TABLES.items():
+      width = max(128, pl.next_power_of_2(index.rows))
+      table = jnp.asarray(rng.normal(size=(1, width)), jnp.float32)
+      for block in _BLOCKS.value:
+        positions = jnp.arange(block, dtype=jnp.int32)
+        q_pos, k_pos = positions[:, None], positions[None, :]
+        g = jnp.asarray(rng.normal(size=(block, block)), jnp.float32)
+        terms = {lookup_kind: RelativeTable(None, index, lookup_kind) for lookup_kind in ("select", "window")}
+        results = {kind: jax.block_until_ready(lookup(term, table, q_pos, k_pos, g)) for kind, term in terms.items()}
+        for got in zip(*results.values()):
+          np.testing.assert_allclose(np.asarray(got[0]), np.asarray(got[1]), atol=1e-3)  # the same lookup
+        runs = {kind: lambda term=term: jax.block_until_ready(lookup(term, table, q_pos, k_pos, g))
+                for kind, term in terms.items()}
+        times = timing.interleaved(runs, _REPEATS.value)
+        counts = work(index, block, width)
+        for kind in terms:
+          emit({"bench": "lookup", "table": name, "block": block, "lookup": kind, **counts[kind],
+                "seconds_min": min(times[kind]), "seconds_median": statistics.median(times[kind]),
+                "repeats": _REPEATS.value})
+        emit({"bench": "lookup", "table": name, "block": block, "summary": "select_over_window",
+              "vector_elements": counts["select"]["vector_elements"] / counts["window"]["vector_elements"],
+              "seconds_median": statistics.median(times["select"]) / statistics.median(times["window"])})
 
 
 if __name__ == "__main__":
-  main()
+  run(main)

@@ -1,14 +1,20 @@
-"""What every command line of zoo shares: one-line usage errors, config-file loading, choosing a trained model."""
+"""What every command line of zoo shares: absl flags with one-line usage errors and a `--help` that exits 0, flag
+helpers (lists, config files, the trained model a command reads), config-file loading."""
 
 from __future__ import annotations
 
 import difflib
 import re
 import sys
+from collections.abc import Callable, Collection
 
-from absl import flags
+from absl import app, flags
 from ml_collections import config_flags
 from ml_collections.config_flags.config_flags import ConfigFileFlagParser
+
+# The flags this module's helpers define belong to the command that calls them, so its --help lists them.
+flags.disclaim_key_flags()
+HELP = {"help", "helpshort", "helpfull", "helpxml", "?"}  # absl's help flags (-x or --x): each prints and exits 1
 
 
 def fail(message: str) -> None:
@@ -32,10 +38,54 @@ def config_error_message(error: Exception) -> str:
 
 
 def parse_flags(argv: list[str]) -> list[str]:
+  """absl's parsing, with a bad flag as one `error:` line and the help (which absl ends with status 1) status 0."""
   try:
     return flags.FLAGS(argv)
   except (flags.Error, AttributeError, KeyError, OSError) as e:
     fail(config_error_message(e))
+  except SystemExit as e:
+    if e.code == 1 and any(arg.startswith("-") and arg.lstrip("-").split("=")[0] in HELP for arg in argv[1:]):
+      sys.exit(0)
+    raise
+
+
+def run(main: Callable[[], None]) -> None:
+  """Runs a command: parses its flags (`parse_flags`), refuses positional arguments, calls `main()`."""
+  def main_without_arguments(argv: list[str]) -> None:
+    if len(argv) > 1:
+      fail(f"unexpected arguments {argv[1:]}")
+    main()
+
+  app.run(main_without_arguments, flags_parser=parse_flags)
+
+
+class ListParser(flags.ListParser):
+  """Comma-separated values, each converted by `item` (a ValueError is absl's one-line usage error) and, with
+  `choices`, one of those."""
+
+  def __init__(self, item: Callable[[str], object], choices: Collection | None):
+    super().__init__()
+    self.item, self.choices = item, choices
+
+  def parse(self, argument):
+    values = [self.item(value) for value in super().parse(argument)]
+    unknown = [value for value in values if self.choices is not None and value not in self.choices]
+    if unknown:
+      raise ValueError(f"{unknown[0]!r} is not one of {', '.join(map(str, self.choices))}")
+    return values
+
+
+def positive_int(text: str) -> int:
+  value = int(text)
+  if value < 1:
+    raise ValueError(f"{value} is not a positive integer")
+  return value
+
+
+def define_list(name: str, default: str, help_string: str, item: Callable[[str], object] = str,
+                choices: Collection | None = None) -> flags.FlagHolder:
+  """--name=a,b,c: a list of `item`s (e.g. `positive_int`), each one of `choices` when given; '' is the empty list."""
+  return flags.DEFINE(ListParser(item, choices), name, default, help_string, serializer=flags.CsvListSerializer(","))
 
 
 def define_config_flag(help_string: str, argv: list[str] | None = None, name: str = "config") -> flags.FlagHolder:

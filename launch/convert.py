@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from launch.cli import define_model_flags, fail, model_source, parse_flags
+from launch.cli import define_model_flags, fail, model_source, run
 
 _PRETRAINED, _WORKDIR, _STEP = define_model_flags()
 _FROM_HF = flags.DEFINE_string("from_hf", None, "a local Hugging Face model directory (config.json + *.safetensors)")
@@ -27,10 +27,8 @@ _OUT = flags.DEFINE_string("out", None, "with --from_hf: the folder to write the
 _TO_HF = flags.DEFINE_string("to_hf", None, "write the model of --pretrained / --workdir as a Hugging Face directory")
 
 
-def main(argv: list[str]) -> None:
+def main() -> None:
   logging.set_verbosity(logging.WARNING)
-  if len(argv) > 1:
-    fail(f"unexpected arguments {argv[1:]}")
   if (_FROM_HF.value is None) == (_TO_HF.value is None):
     fail("give exactly one of --from_hf=DIR (with --out=DIR) and --to_hf=DIR (with --pretrained or --workdir)")
   if _FROM_HF.value is not None and (_OUT.value is None or _PRETRAINED.value or _WORKDIR.value):
@@ -59,4 +57,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  run(main)

@@ -1,8 +1,8 @@
 """Ahead-of-time estimates of the train step at real sizes on TPU slices — compiler estimates, nothing run.
 
-  python -m launch.estimate_tpu [--sizes 125m,350m,1.3b] [--lengths 2048,8192] [--encodings rope,alibi,t5_bias,urpe]
-                                [--impls xla,pallas] [--topologies v5e:4x4,v5p:2x2x2] [--out rows.jsonl]
-  python -m launch.estimate_tpu --table rows.jsonl      # the README's markdown table of saved rows
+  python -m launch.estimate_tpu [--sizes=125m,350m,1.3b] [--lengths=2048,8192] [--encodings=rope,alibi,t5_bias,urpe]
+                                [--impls=xla,pallas] [--topologies=v5e:4x4,v5p:2x2x2] [--out=rows.jsonl]
+  python -m launch.estimate_tpu --table=rows.jsonl      # the README's markdown table of saved rows
 
 For every combination, zoo's own train step (the decoder with `scan_layers` and the `--remat` policy, bfloat16
 compute over float32 parameters, AdamW, one sequence per chip, FSDP over every chip of the slice) is compiled for
@@ -36,17 +36,17 @@ import os
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")  # compiling needs no exclusive libtpu lock
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import contextlib  # noqa: E402
-from launch.jsonl import emit  # noqa: E402
 import math  # noqa: E402
 import time  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import optax  # noqa: E402
+from absl import flags  # noqa: E402
 
+from launch import jsonl  # noqa: E402
+from launch.cli import define_list, positive_int, run  # noqa: E402
+from zoo import attention, positional  # noqa: E402
 from zoo.train.aot import GIB, HBM_PER_CHIP, mosaic_kernels, topology_devices  # noqa: E402
 from zoo.train.mesh import batch_sharding, make_mesh  # noqa: E402
 from zoo.train.step import compile_steps, make_program  # noqa: E402
@@ -61,6 +61,17 @@ PEAK_FLOPS = {"TPU v5 lite": 197e12, "TPU v5": 459e12, "TPU v4": 275e12, "TPU v6
 HBM_BANDWIDTH = {"TPU v5 lite": 819e9, "TPU v5": 2765e9, "TPU v4": 1228e9, "TPU v6 lite": 1640e9}
 RULES = (("batch", ("data", "fsdp")), ("embed", ("fsdp",)), ("vocab", ()), ("heads", ()), ("mlp", ()),
          ("kv", ()), ("layers", ()))
+
+_SIZES = define_list("sizes", "125m,350m,1.3b", "model sizes", choices=SIZES)
+_LENGTHS = define_list("lengths", "2048,8192", "sequence lengths", positive_int)
+_ENCODINGS = define_list("encodings", "rope,alibi,t5_bias,urpe", "positional encodings (model.pe)",
+                         choices=positional.available())
+_IMPLS = define_list("impls", "xla,pallas", "attention implementations (model.attention_impl)",
+                     choices=attention.available())
+_TOPOLOGIES = define_list("topologies", "v5e:4x4,v5p:2x2x2", "TPU slices to compile for")
+_REMAT = flags.DEFINE_string("remat", "full", "model.remat of every row")
+_OUT = jsonl.define_out_flag()
+_TABLE = jsonl.define_table_flag()
 
 
 def cost_of(compiled) -> dict:
@@ -152,28 +163,17 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--sizes", default="125m,350m,1.3b")
-  parser.add_argument("--lengths", default="2048,8192")
-  parser.add_argument("--encodings", default="rope,alibi,t5_bias,urpe")
-  parser.add_argument("--impls", default="xla,pallas")
-  parser.add_argument("--topologies", default="v5e:4x4,v5p:2x2x2")
-  parser.add_argument("--remat", default="full", help="model.remat of every row")
-  parser.add_argument("--out", default="", help="also append the JSON lines to this file")
-  parser.add_argument("--table", default="", metavar="JSONL", help="print the markdown table of saved rows, exit")
-  args = parser.parse_args()
-  if args.table:
-    with open(args.table) as rows:
-      print(markdown_table([json.loads(line) for line in rows if line.strip()]))
+  if _TABLE.value:
+    print(markdown_table(jsonl.read(_TABLE.value)))
     return
-  with open(args.out, "a") if args.out else contextlib.nullcontext() as out:
-    for topology in args.topologies.split(","):
-      for size in args.sizes.split(","):
-        for length in (int(n) for n in args.lengths.split(",")):
-          for pe in args.encodings.split(","):
-            for impl in args.impls.split(","):
-              emit(estimate(size, length, pe, impl, topology, args.remat), out)
+  with jsonl.writer(_OUT.value) as emit:
+    for topology in _TOPOLOGIES.value:
+      for size in _SIZES.value:
+        for length in _LENGTHS.value:
+          for pe in _ENCODINGS.value:
+            for impl in _IMPLS.value:
+              emit(estimate(size, length, pe, impl, topology, _REMAT.value))
 
 
 if __name__ == "__main__":
-  main()
+  run(main)

@@ -21,9 +21,9 @@ from __future__ import annotations
 import json
 import os
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from launch.cli import define_config_flag, define_model_flags, fail, load_config, model_source, parse_flags
+from launch.cli import define_config_flag, define_model_flags, fail, load_config, model_source, run
 
 _PRETRAINED, _WORKDIR, _STEP = define_model_flags()
 _CONFIG = define_config_flag("evaluate on this experiment config's task instead of the model's own (the model "
@@ -33,10 +33,8 @@ _TASK = define_config_flag("evaluate the model as loaded on this experiment conf
 _LENGTH = flags.DEFINE_integer("length", None, "evaluate at this sequence length (sets task.length)")
 
 
-def main(argv: list[str]) -> None:
+def main() -> None:
   logging.set_verbosity(logging.WARNING)
-  if len(argv) > 1:
-    fail(f"unexpected arguments {argv[1:]}")
   source, step = model_source(_PRETRAINED, _WORKDIR, _STEP)
   config, task_config = load_config(_CONFIG), load_config(_TASK)
   if config is not None and task_config is not None:
@@ -84,4 +82,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  run(main)

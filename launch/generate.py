@@ -17,9 +17,9 @@ import codecs
 import pathlib
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from launch.cli import define_model_flags, fail, model_source, parse_flags
+from launch.cli import define_model_flags, fail, model_source, run
 
 _PRETRAINED, _WORKDIR, _STEP = define_model_flags()
 _PROMPT = flags.DEFINE_string("prompt", None, "the prompt (text for text tasks, else space-separated token ids)")
@@ -59,10 +59,8 @@ def encode(text: str, alphabet: bytes | None, vocab_size: int) -> list[int]:
   return [index[b] for b in text.encode()]
 
 
-def main(argv: list[str]) -> None:
+def main() -> None:
   logging.set_verbosity(logging.WARNING)
-  if len(argv) > 1:
-    fail(f"unexpected arguments {argv[1:]}")
   source, step = model_source(_PRETRAINED, _WORKDIR, _STEP)
   text = prompt_text()
 
@@ -110,4 +108,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  run(main)

@@ -24,9 +24,9 @@ import re
 import tempfile
 import time
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from launch.cli import fail, parse_flags
+from launch.cli import fail, run
 
 _ONLY = flags.DEFINE_multi_string("only", None, "make only these names (repeatable)")
 _DATA_DIR = flags.DEFINE_string("data_dir", "", "tfds data directory for training ('' = the default)")
@@ -155,10 +155,8 @@ def write_table(entries: dict, page: pathlib.Path = TABLE_PAGE) -> None:
   page.write_text(pattern.sub(lambda _: f"{TABLE_BEGIN}\n{table(entries)}\n{TABLE_END}", text))
 
 
-def main(argv: list[str]) -> None:
+def main() -> None:
   logging.set_verbosity(logging.WARNING)
-  if len(argv) > 1:
-    fail(f"unexpected arguments {argv[1:]}")
   from zoo import pretrained  # noqa: PLC0415 — after flag parsing, before JAX starts
 
   specs = suite()
@@ -177,4 +175,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  run(main)

@@ -10,14 +10,24 @@ gray frame between images. Needs no imaging library: the PNG is written with zli
 
 from __future__ import annotations
 
-import argparse
 import struct
 import sys
 import zlib
 
 import numpy as np
+from absl import flags
 
+from launch.cli import fail, run
 from zoo.data import tasks
+
+_DIFFICULTY = flags.DEFINE_enum("difficulty", "hard", ["easy", "intermediate", "hard"], "contour length")
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", 32, "image side in pixels", lower_bound=1)
+_SPLIT = flags.DEFINE_enum("split", "train", ["train", "validation", "test"], "the task's split")
+_SEED = flags.DEFINE_integer("seed", 0, "the task's seed")
+_ROWS = flags.DEFINE_integer("rows", 4, "rows of images", lower_bound=1)
+_COLUMNS = flags.DEFINE_integer("columns", 8, "images per row", lower_bound=1)
+_SCALE = flags.DEFINE_integer("scale", 4, "enlargement of each image", lower_bound=1)
+_OUT = flags.DEFINE_string("out", None, "the PNG file to write", required=True)
 
 
 def png_bytes(image: np.ndarray) -> bytes:
@@ -42,24 +52,21 @@ def grid(images: list[np.ndarray], columns: int, scale: int, frame: int = 2) -> 
   return canvas
 
 
-def main(argv: list[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--difficulty", default="hard", choices=["easy", "intermediate", "hard"])
-  parser.add_argument("--image_size", type=int, default=32)
-  parser.add_argument("--split", default="train", choices=["train", "validation", "test"])
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--rows", type=int, default=4)
-  parser.add_argument("--columns", type=int, default=8)
-  parser.add_argument("--scale", type=int, default=4)
-  parser.add_argument("--out", required=True, help="the PNG file to write")
-  args = parser.parse_args(argv)
-  task = tasks.build("pathfinder", dict(difficulty=args.difficulty, image_size=args.image_size, seed=args.seed))
-  samples = list(task.images(args.split, args.rows * args.columns))
-  with open(args.out, "wb") as f:
-    f.write(png_bytes(grid([image for image, _ in samples], args.columns, args.scale)))
-  labels = " ".join(str(label) for _, label in samples[:args.columns])
-  print(f"wrote {args.out}: {len(samples)} {args.difficulty} images; labels of each row: {labels}", file=sys.stderr)
+def main() -> None:
+  options = dict(difficulty=_DIFFICULTY.value, image_size=_IMAGE_SIZE.value, seed=_SEED.value)
+  try:
+    samples = list(tasks.build("pathfinder", options).images(_SPLIT.value, _ROWS.value * _COLUMNS.value))
+  except ValueError as e:  # contours that do not fit the image size
+    fail(str(e))
+  try:
+    with open(_OUT.value, "wb") as f:
+      f.write(png_bytes(grid([image for image, _ in samples], _COLUMNS.value, _SCALE.value)))
+  except OSError as e:
+    fail(f"cannot write --out: {e}")
+  labels = " ".join(str(label) for _, label in samples[:_COLUMNS.value])
+  print(f"wrote {_OUT.value}: {len(samples)} {_DIFFICULTY.value} images; labels of each row: {labels}",
+        file=sys.stderr)
 
 
 if __name__ == "__main__":
-  main()
+  run(main)

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from launch.cli import define_config_flag, fail, load_config, parse_flags
+from launch.cli import define_config_flag, fail, load_config, run
 
 _CONFIG = define_config_flag("experiment config: configs/<name>.py[:arg]")
 _WORKDIR = flags.DEFINE_string("workdir", None, "checkpoints, metrics.jsonl and TensorBoard events go here")
@@ -30,10 +30,8 @@ _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "number of processe
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "this process's index (with --coordinator_address)")
 
 
-def main(argv: list[str]) -> None:
+def main() -> None:
   logging.set_verbosity(logging.WARNING)  # orbax logs every save step at INFO
-  if len(argv) > 1:
-    fail(f"unexpected arguments {argv[1:]}")
   config = load_config(_CONFIG)
   if config is None:
     fail("--config is required, e.g. --config=configs/pi.py:urpe")
@@ -84,4 +82,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  run(main)

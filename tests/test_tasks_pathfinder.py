@@ -3,12 +3,14 @@ the PNG grid command."""
 
 import collections
 import struct
+import subprocess
+import sys
 import zlib
 
 import numpy as np
 import pytest
 
-from launch import pathfinder_samples
+from conftest import REPO
 from zoo.data import prepare, tasks
 
 
@@ -71,7 +73,11 @@ def test_impossible_layouts_are_an_error():
 
 def test_sample_grid_is_a_valid_png_of_the_images(tmp_path):
   out = tmp_path / "grid.png"
-  pathfinder_samples.main(["--difficulty=easy", "--rows=2", "--columns=3", "--scale=2", f"--out={out}"])
+  result = subprocess.run([sys.executable, "-m", "launch.pathfinder_samples", "--difficulty=easy", "--rows=2",
+                           "--columns=3", "--scale=2", f"--out={out}"], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stderr.endswith("6 easy images; labels of each row: 0 1 0\n"), result.stderr[-3000:]
   data = out.read_bytes()
   assert data[:8] == b"\x89PNG\r\n\x1a\n"
   width, height = struct.unpack(">II", data[16:24])

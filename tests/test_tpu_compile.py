@@ -75,7 +75,7 @@ def test_forward_and_backward_compile_for_tpu(topology_name, encoding_name, reco
   record_property("memory_per_device_bytes", per_device)
   print(f"{topology_name} {encoding_name}: {per_device}")
   # The kernels hold no [heads, L, L] array: far less than half of one (≈ 0.2 MiB on v5e, ≈ 7 MiB on v5p at L = 2048
-  # against 32 MiB). The dense reference's figures are in launch/bench_attention.py's `--tpu` rows.
+  # against 32 MiB). The dense reference's figures are in launch/bench_attention.py's `--aot_topology` rows.
   assert stats.temp_size_in_bytes < H * L * L * 4 // 2
 
 
