@@ -3,7 +3,7 @@ r"""Attention implementations × encodings × lengths: compiled peak temporary m
     python -m launch.bench_attention                           # full sweep, L = 1k … 16k (≈ 15 min on 2 CPU cores)
     python -m launch.bench_attention --lengths=1024 --encodings=rpe,urpe --repeats=5
     python -m launch.bench_attention --aot_topology=v5e:1x1    # also compile xla / pallas for a TPU chip (libtpu)
-    python -m launch.bench_attention --table=rows.jsonl        # the README's markdown table from saved rows
+    python -m launch.bench_attention --table=rows.jsonl        # the markdown table of docs/benchmarks.md from saved rows
 
 One row per (encoding, impl, length): batch 1, 8 heads, head_dim 64, float32, bidirectional, forward pass (with
 `--backward`: value and gradient wrt q, k, v and the tables). `temp_bytes` is `memory_analysis().temp_size_in_bytes`
@@ -148,7 +148,7 @@ def seconds(row: dict | None) -> str:
 
 
 def markdown_table(saved: list[dict]) -> str:
-  """The README tables: temporaries (MiB) per impl and platform with CPU times (min / median s), then URPE / RPE."""
+  """The tables of docs/benchmarks.md: temporaries (MiB) per impl and platform with CPU times (min / median s), then URPE / RPE."""
   rows = [r for r in saved if "summary" not in r]
   by_key = {(r["platform"], r["impl"], r["length"], r["encoding"]): r for r in rows}
   tpu = sorted({p for p, *_ in by_key if p and p.startswith("tpu")})

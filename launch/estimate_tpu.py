@@ -2,7 +2,7 @@
 
   python -m launch.estimate_tpu [--sizes=125m,350m,1.3b] [--lengths=2048,8192] [--encodings=rope,alibi,t5_bias,urpe]
                                 [--impls=xla,pallas] [--topologies=v5e:4x4,v5p:2x2x2] [--out=rows.jsonl]
-  python -m launch.estimate_tpu --table=rows.jsonl      # the README's markdown table of saved rows
+  python -m launch.estimate_tpu --table=rows.jsonl      # the markdown table of docs/benchmarks.md of saved rows
 
 For every combination, zoo's own train step (the decoder with `scan_layers` and the `--remat` policy, bfloat16
 compute over float32 parameters, AdamW, one sequence per chip, FSDP over every chip of the slice) is compiled for
@@ -144,7 +144,7 @@ SIZE_NAMES = {"125m": "125M", "350m": "350M", "1.3b": "1.3B"}
 
 
 def markdown_table(rows: list[dict]) -> str:
-  """The README's table of saved rows."""
+  """docs/benchmarks.md's table of saved rows."""
   lines = ["| model | L | encoding | impl | slice | peak GiB / chip (HBM) | fits | step TFLOPs / chip | compute s | "
            "memory s | MFU: roofline / compute only |", "|---|---|---|---|---|---|---|---|---|---|---|"]
   for r in rows:
