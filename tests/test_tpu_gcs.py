@@ -121,7 +121,7 @@ def test_a_gs_workdir_stopped_mid_run_resumes_to_the_same_losses_with_everything
     time.sleep(0.05)
   process.send_signal(signal.SIGTERM)
   out, err = process.communicate(timeout=150)
-  assert process.returncode == 0 and "preempted:" in out + err, (process.returncode, out[-1000:], err[-1500:])
+  assert process.returncode == 143 and "preempted:" in out + err, (process.returncode, out[-1000:], err[-1500:])
   stopped_at = max(losses(emulator, "stopped"))
   assert stopped_at < 12, "the signal came too late to interrupt the run"
   trainer.run("stopped")

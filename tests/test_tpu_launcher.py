@@ -153,6 +153,17 @@ def test_a_preempted_slice_is_recreated_and_the_same_command_relaunched(cloud):
   assert "slice zoo-v5e is SUSPENDING" in result.stderr and f"supervise: {second} finished (attempt 2)" in result.stderr
 
 
+def test_a_job_stopped_by_sigterm_on_an_active_slice_is_relaunched_not_failed(cloud):
+  """A maintenance event's SIGTERM: launch.train saves and exits 143 (process 0 says `preempted:`, the others are
+  `killed 143`), which GKE's podFailurePolicy restarts too; the slice stays ACTIVE, so only the job is relaunched."""
+  cloud.scenario(describe=["ACTIVE"], status=["t1v-n-0 stopped\nt1v-n-1 killed 143", "t1v-n-0 finished"])
+  result = cloud.launcher(*RUN, "--supervise", *SLICE_OPTIONS, "--poll=0")
+  assert result.returncode == 0, result.stderr
+  assert [kind(c) for c in cloud.calls()] == ["describe", "scp", "start", "describe", "status",
+                                              "describe", "scp", "start", "describe", "status"]
+  assert "job stopped (attempt 1 of 5)" in result.stderr and "finished (attempt 2)" in result.stderr
+
+
 def test_supervise_gives_up_after_max_attempts(cloud):
   cloud.scenario(describe=["ACTIVE", "SUSPENDING", "SUSPENDED", "ACTIVE", "FAILED"])
   result = cloud.launcher(*RUN, "--supervise", *SLICE_OPTIONS, "--poll=0", "--max-attempts=2")
@@ -375,7 +386,9 @@ def test_manifest_apply_runs_kubectl_and_dry_run_does_not(cloud):
     ({"pid": "PID"}, "running"),
     ({"pid": "1", "exit_status": "3", "train.log": ""}, "failed 3"),
     ({"pid": "1", "exit_status": "0", "train.log": "...\nsummary: {}\n"}, "finished"),
-    ({"pid": "1", "exit_status": "0", "train.log": "...\npreempted: SIGTERM received; ...\n"}, "stopped"),
+    ({"pid": "1", "exit_status": "143", "train.log": "...\npreempted: SIGTERM received; ...\n"}, "stopped"),
+    ({"pid": "1", "exit_status": "143", "train.log": "...\n"}, "killed 143"),  # another worker's SIGTERM stop
+    ({"pid": "1", "exit_status": "137", "train.log": "...\n"}, "killed 137"),
     ({"pid": "1", "exit_status": "0", "train.log": "...\n"}, "exited"),
 ])
 def test_the_worker_status_script_reads_a_launch_directory(tmp_path, files, expected):

@@ -158,7 +158,8 @@ def launch(runner: Runner, tpu: gcloud.Slice, args: argparse.Namespace) -> str |
 
 def job_state(runner: Runner, tpu: gcloud.Slice, launch_id: str) -> str:
   """The launch's state over all workers: failed N if any failed, running while any runs, then what process 0 said
-  (finished or stopped), otherwise missing or lost; unreachable when ssh fails (the next poll asks again)."""
+  (finished or stopped), otherwise killed (by a signal), missing or lost; unreachable when ssh fails (the next poll
+  asks again)."""
   lines = runner.output(gcloud.ssh(tpu, gcloud.status_script(launch_id)), dry_value="worker finished").splitlines()
   states = [line.split(" ", 1)[1] for line in lines if " " in line]
   if not states:
@@ -166,7 +167,8 @@ def job_state(runner: Runner, tpu: gcloud.Slice, launch_id: str) -> str:
   failed = [s for s in states if s.startswith("failed")]
   if failed:
     return failed[0]
-  return next((s for s in ("running", "finished", "stopped", "missing") if s in states), "lost")
+  kinds = {s.split()[0] for s in states}
+  return next((s for s in ("running", "finished", "stopped", "killed", "missing") if s in kinds), "lost")
 
 
 def watch(runner: Runner, tpu: gcloud.Slice, launch_id: str, args: argparse.Namespace) -> tuple[str, str]:
@@ -279,7 +281,7 @@ def build_parser() -> Parser:
                           help="seconds without ssh to an ACTIVE slice before --supervise gives up")
   for name, help_text in (("status", "the slice's state and the job's on every worker"),
                           ("logs", "the end of every worker's train.log"),
-                          ("stop", "SIGTERM to the job: it saves a checkpoint and exits"),
+                          ("stop", "SIGTERM to the job: it saves a checkpoint and exits 143"),
                           ("delete", "delete the queued resource and its TPU VMs")):
     sub = commands.add_parser(name, parents=[on_slice], help=help_text)
     if name != "delete":

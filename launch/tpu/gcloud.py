@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 
 from launch.tpu import checks
+from launch.tpu.manifest import RESTART_EXIT_CODES
 from launch.tpu.remote import HOME, RUNS, Shell, command
 
 TPUS = ("gcloud", "compute", "tpus")
@@ -119,16 +120,20 @@ def job_dir(launch_id: str) -> Shell:
 
 
 def status_script(launch_id: str = "") -> Shell:
-  """One line per worker, `<hostname> <state>`: running; finished / stopped (exit 0 with the final summary / after
-  SIGTERM with a checkpoint saved: process 0 prints which); exited (exit 0 on another worker); failed <exit status>;
-  lost (the process is gone without an exit status); missing (no such launch here, e.g. on a re-created VM)."""
+  """One line per worker, `<hostname> <state>`: running; finished / exited (exit 0, with the final summary that
+  process 0 prints / on another worker); stopped (exit 143 after SIGTERM with a checkpoint saved: process 0 says so);
+  killed <exit status> (one of `RESTART_EXIT_CODES` otherwise: another worker's SIGTERM stop, a SIGKILL) — both
+  restarted as a preemption, as GKE's podFailurePolicy restarts them; failed <exit status>; lost (the process is
+  gone without an exit status); missing (no such launch here, e.g. on a re-created VM)."""
   return command('d={run}; if [ ! -f "$d"/pid ]; then s=missing; '
                  'elif [ ! -f "$d"/exit_status ]; then if kill -0 "$(cat "$d"/pid)" 2>/dev/null; then s=running; '
                  'else s=lost; fi; '
-                 'elif [ "$(cat "$d"/exit_status)" != 0 ]; then s="failed $(cat "$d"/exit_status)"; '
-                 'elif grep -q \'^summary:\' "$d"/train.log; then s=finished; '
-                 'elif grep -q \'^preempted:\' "$d"/train.log; then s=stopped; else s=exited; fi; '
-                 'echo "$(hostname) $s"', run=job_dir(launch_id))
+                 'else e="$(cat "$d"/exit_status)"; case "$e" in '
+                 '0) if grep -q \'^summary:\' "$d"/train.log; then s=finished; else s=exited; fi;; '
+                 '{restart}) if grep -q \'^preempted:\' "$d"/train.log; then s=stopped; else s="killed $e"; fi;; '
+                 '*) s="failed $e";; esac; fi; '
+                 'echo "$(hostname) $s"', run=job_dir(launch_id),
+                 restart=Shell("|".join(map(str, RESTART_EXIT_CODES))))
 
 
 def logs_script(launch_id: str = "", lines: int = 50, follow: bool = False) -> Shell:
@@ -141,7 +146,7 @@ def logs_script(launch_id: str = "", lines: int = 50, follow: bool = False) -> S
 
 
 def stop_script(launch_id: str = "") -> Shell:
-  """SIGTERM to the job's process group: the trainer saves a checkpoint at the next step and exits 0. Says what it
+  """SIGTERM to the job's process group: the trainer saves a checkpoint at the next step and exits 143. Says what it
   did on each worker, and exits 0 where there is nothing to stop (no such launch, already ended): stopping twice is
   no error."""
   return command('d={run}; if [ ! -f "$d"/pid ]; then s="no such launch"; '
