@@ -4,7 +4,7 @@ script per program name): records every call and answers from a scenario.
 `$FAKE_CLOUD_DIR/calls.jsonl` gets one JSON list (the program name, then its arguments) per call. The scenario,
 `$FAKE_CLOUD_DIR/scenario.json`, is a list of rules `{"match": SUBSTRING, "outputs": [ANSWER, ...]}`: the first rule
 whose substring occurs in the joined command line answers with its next output (the last one repeats); an answer
-is a string for stdout (exit 0) or `{"rc": N}`. Commands no rule matches print nothing and exit 0. A `tpu-vm scp`
+is a string for stdout (exit 0) or `{"rc": N, "stderr": TEXT}` (stderr optional). Commands no rule matches print nothing and exit 0. A `tpu-vm scp`
 that no rule fails copies its file into `$FAKE_CLOUD_DIR/worker_home/` (one fake worker's home directory).
 """
 
@@ -27,6 +27,8 @@ for rule in rules:
       rule["outputs"].pop(0)
       json.dump(rules, open(path, "w"))
     if isinstance(answer, dict):
+      if "stderr" in answer:
+        print(answer["stderr"], file=sys.stderr)
       sys.exit(answer["rc"])
     print(answer)
     break

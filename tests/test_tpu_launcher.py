@@ -24,6 +24,11 @@ CREATE = ["gcloud", "compute", "tpus", "queued-resources", "create", "zoo-v5e", 
           "--accelerator-type=v5litepod-16", "--runtime-version=v2-alpha-tpuv5-lite", *WHERE, "--spot"]
 DESCRIBE = ["gcloud", *gcloud.describe(TPU)[1:]]
 DELETE = ["gcloud", "compute", "tpus", "queued-resources", "delete", "zoo-v5e", *WHERE, "--force", "--quiet"]
+# gcloud's answers to a describe: the queued resource does not exist; a failure that says nothing about it.
+GONE = {"rc": 1, "stderr": "ERROR: (gcloud.compute.tpus.queued-resources.describe) NOT_FOUND: Resource "
+                           "'projects/p/locations/europe-west4-b/queuedResources/zoo-v5e' was not found"}
+FLAKY = {"rc": 1, "stderr": "ERROR: (gcloud.compute.tpus.queued-resources.describe) There was a problem refreshing "
+                            "your current auth tokens: ('Connection aborted.', RemoteDisconnected())"}
 SLICE_OPTIONS = ["--accelerator=v5litepod-16", "--runtime=v2-alpha-tpuv5-lite", "--spot"]
 RUN = ["run", "zoo-v5e", f"--zone={ZONE}", "--workdir=gs://my-bucket/zoo/pi", "--config=configs/pi.py:urpe",
        "--config.train.steps=2000"]
@@ -215,6 +220,22 @@ def test_a_launch_that_cannot_be_copied_counts_as_an_attempt_and_plain_run_gives
   assert result.stderr.splitlines()[-1].startswith("error: supervise: gave up after 2 attempts")
 
 
+def test_a_describe_that_fails_for_a_moment_is_asked_again_not_read_as_a_lost_slice(cloud):
+  cloud.scenario(describe=["ACTIVE", FLAKY, FLAKY, "ACTIVE"], status=["t1v-n-0 finished"])
+  result = cloud.launcher(*RUN, "--supervise", *SLICE_OPTIONS, "--poll=0", "--retry-wait=0")
+  assert result.returncode == 0, result.stderr
+  assert [kind(c) for c in cloud.calls()] == ["describe", "scp", "start", "describe", "describe", "describe", "status"]
+  retries = [line for line in result.stderr.splitlines() if "trying again" in line]
+  assert len(retries) == 2 and retries[0].startswith("zoo-v5e: describing the queued resource failed (ERROR: ")
+
+  cloud.scenario(describe=[FLAKY])  # it stays down: one line, and the slice is neither deleted nor re-created
+  result = cloud.launcher(*RUN, "--supervise", *SLICE_OPTIONS, "--poll=0", "--retry-wait=0", "--retries=1")
+  assert result.returncode == 1
+  assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [
+      f"error: could not read the state of zoo-v5e after 2 tries: {FLAKY['stderr']}"]
+  assert [kind(c) for c in cloud.calls()][7:] == ["describe", "describe"]
+
+
 def test_supervise_gives_up_on_a_job_no_ssh_reaches_after_the_stated_time(cloud):
   cloud.scenario(describe=["ACTIVE"], status=[{"rc": 255}])
   began = time.monotonic()
@@ -227,8 +248,8 @@ def test_supervise_gives_up_on_a_job_no_ssh_reaches_after_the_stated_time(cloud)
 
 
 @pytest.mark.parametrize("states,calls", [
-    ([""], ["describe"]),  # already gone
-    (["DELETING", "DELETING", ""], ["describe", "describe", "describe"]),  # being deleted: wait until gone
+    ([GONE], ["describe"]),  # already gone
+    (["DELETING", "DELETING", GONE], ["describe", "describe", "describe"]),  # being deleted: wait until gone
     (["SUSPENDED"], ["describe", "delete"]),
 ], ids=["gone", "deleting", "suspended"])
 def test_delete_is_idempotent(cloud, states, calls):

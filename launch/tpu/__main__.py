@@ -48,10 +48,11 @@ class Parser(argparse.ArgumentParser):
 
 class Runner:
   """Runs commands, echoing each to stderr; with `dry_run` prints each to stdout instead, runs none and does not
-  wait between polls."""
+  wait between polls. A command that may fail for a moment (ssh, scp, a describe) is tried `retries` more times,
+  after `retry_wait` seconds, doubling each time."""
 
-  def __init__(self, dry_run: bool):
-    self.dry_run = dry_run
+  def __init__(self, dry_run: bool, retries: int, retry_wait: float):
+    self.dry_run, self.retries, self.retry_wait = dry_run, retries, retry_wait
 
   def run(self, argv: list[str]) -> None:
     """Runs `argv`; a failure ends the launcher with one line (exit status 1)."""
@@ -67,13 +68,23 @@ class Runner:
     print(f"+ {shlex.join(argv)}", file=sys.stderr, flush=True)
     return subprocess.run(argv).returncode
 
-  def output(self, argv: list[str], dry_value: str) -> str:
-    """The command's stdout, stripped; "" when it fails (a describe of a deleted slice); `dry_value` in a dry run."""
+  def capture(self, argv: list[str], dry_value: str) -> subprocess.CompletedProcess:
+    """Runs `argv` with its output captured, for the caller to read; in a dry run, `dry_value` as its stdout."""
     if self.dry_run:
       print(shlex.join(argv), flush=True)
-      return dry_value
-    result = subprocess.run(argv, capture_output=True, text=True)
+      return subprocess.CompletedProcess(argv, 0, dry_value, "")
+    return subprocess.run(argv, capture_output=True, text=True)
+
+  def output(self, argv: list[str], dry_value: str) -> str:
+    """The command's stdout, stripped; "" when it fails (no worker answered ssh); `dry_value` in a dry run."""
+    result = self.capture(argv, dry_value)
     return result.stdout.strip() if result.returncode == 0 else ""
+
+  def backoff(self, retry: int, what: str) -> None:
+    """Says that `what` failed and waits before retry number `retry` + 1."""
+    wait = self.retry_wait * 2**retry
+    print(f"{what}; trying again in {wait:g} s (retry {retry + 1} of {self.retries})", file=sys.stderr, flush=True)
+    self.sleep(wait)
 
   def sleep(self, seconds: float) -> None:
     if not self.dry_run:
@@ -81,7 +92,20 @@ class Runner:
 
 
 def state(runner: Runner, tpu: gcloud.Slice) -> str:
-  return runner.output(gcloud.describe(tpu), dry_value="ACTIVE")
+  """The queued resource's state; "" when there is no such queued resource (gcloud says NOT_FOUND). Any other failure
+  of the describe (the network, an expired token, a 5xx) says nothing about the slice: it is tried again, and when it
+  still fails it ends the launcher with one line instead of being read as a slice that is gone."""
+  retry = 0
+  while (result := runner.capture(gcloud.describe(tpu), dry_value="ACTIVE")).returncode:
+    if gcloud.NOT_FOUND in result.stderr:
+      return ""
+    reason = (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[-1]
+    if retry == runner.retries:
+      print(f"error: could not read the state of {tpu.name} after {retry + 1} tries: {reason}", file=sys.stderr)
+      sys.exit(1)
+    runner.backoff(retry, f"{tpu.name}: describing the queued resource failed ({reason})")
+    retry += 1
+  return result.stdout.strip()
 
 
 def wait_until_active(runner: Runner, tpu: gcloud.Slice, poll: float) -> None:
@@ -137,15 +161,12 @@ def launch(runner: Runner, tpu: gcloud.Slice, args: argparse.Namespace) -> str |
     runner.run(gcloud.pack(REPO, local, file_list))
     start = gcloud.ssh(tpu, gcloud.start_script(launch_id, archive, gcloud.train_args(args.workdir, args.config,
                                                                                         args.overrides), args.workdir))
-    for retry in range(args.retries + 1):
+    for retry in range(runner.retries + 1):
       if not (status := runner.attempt(gcloud.scp_to_workers(tpu, local, archive)) or runner.attempt(start)):
         break
-      if retry == args.retries:
+      if retry == runner.retries:
         return None
-      wait = args.retry_wait * 2**retry
-      print(f"{tpu.name}: copying or starting {launch_id} failed (exit status {status}); trying again in {wait:g} s "
-            f"(retry {retry + 1} of {args.retries})", file=sys.stderr, flush=True)
-      runner.sleep(wait)
+      runner.backoff(retry, f"{tpu.name}: copying or starting {launch_id} failed (exit status {status})")
   finally:
     for path in (local, file_list):
       if os.path.exists(path):
@@ -230,7 +251,7 @@ def run(runner: Runner, tpu: gcloud.Slice, args: argparse.Namespace) -> None:
     fail(f"run: slice {tpu.name} is {current or 'not there'}; create it first (python -m launch.tpu create ...) or "
          f"pass --supervise")
   if launch(runner, tpu, args) is None:
-    print(f"error: run: could not copy or start the launch on {tpu.name} after {args.retries + 1} tries",
+    print(f"error: run: could not copy or start the launch on {tpu.name} after {runner.retries + 1} tries",
           file=sys.stderr)
     sys.exit(1)
 
@@ -260,6 +281,8 @@ def build_parser() -> Parser:
   on_slice.add_argument("name", help="the slice (queued resource and TPU VM) name")
   on_slice.add_argument("--zone", required=True)
   on_slice.add_argument("--project", default="", help="default: gcloud's configured project")
+  on_slice.add_argument("--retries", type=int, default=3, help="more tries of a failed copy, start or describe")
+  on_slice.add_argument("--retry-wait", type=float, default=15.0, help="seconds before the first retry, doubling")
   creating = Parser(add_help=False)
   creating.add_argument("--accelerator", help="e.g. v5litepod-16, v5p-32, v4-32, v6e-16")
   creating.add_argument("--runtime", help="TPU VM runtime version, e.g. v2-alpha-tpuv5-lite, v2-alpha-tpuv5")
@@ -275,8 +298,6 @@ def build_parser() -> Parser:
   run_parser.add_argument("--config", required=True, help="experiment config, e.g. configs/pi.py:urpe")
   run_parser.add_argument("--supervise", action="store_true", help="stay, re-create and relaunch after preemptions")
   run_parser.add_argument("--max-attempts", type=int, default=5, help="launches in all before giving up")
-  run_parser.add_argument("--retries", type=int, default=3, help="more tries of a failed copy or start (ssh, scp)")
-  run_parser.add_argument("--retry-wait", type=float, default=15.0, help="seconds before the first retry, doubling")
   run_parser.add_argument("--unreachable-after", type=float, default=1800.0,
                           help="seconds without ssh to an ACTIVE slice before --supervise gives up")
   for name, help_text in (("status", "the slice's state and the job's on every worker"),
@@ -352,7 +373,7 @@ def checked(args: argparse.Namespace) -> gcloud.Slice | JobSpec:
 
 def main(argv: list[str]) -> None:
   args = parse(argv)
-  runner = Runner(args.dry_run)
+  runner = Runner(args.dry_run, getattr(args, "retries", 0), getattr(args, "retry_wait", 0.0))  # image, manifest: 0
   if args.command == "manifest":
     manifest(runner, checked(args), args)
     return

@@ -27,6 +27,7 @@ TPUS = ("gcloud", "compute", "tpus")
 PYTHON = "3.11.18"
 UV_LOCK = "launch/tpu/requirements-uv.txt"
 TPU_LOCK = "launch/tpu/requirements-tpu.txt"
+NOT_FOUND = "NOT_FOUND"  # in gcloud's error for a resource that does not exist: "(gcloud....describe) NOT_FOUND: ..."
 TIERS = {"spot": ("--spot",), "reserved": ("--reserved",), "on-demand": ()}
 
 
