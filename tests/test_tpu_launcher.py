@@ -74,6 +74,8 @@ def kind(call: list[str]) -> str:
     return call[4]
   if call[3:5] == ["tpu-vm", "scp"]:
     return "scp"
+  if call[3:5] == ["tpu-vm", "describe"]:
+    return "address"
   command = next(a for a in call if a.startswith("--command="))
   return {"nohup setsid": "start", "kill -TERM": "stop", "kill -0": "status", "tail -n": "logs"}[
       next(marker for marker in ("nohup setsid", "kill -TERM", "kill -0", "tail -n") if marker in command)]
@@ -518,6 +520,9 @@ if name == "uv" and args[0] == "venv":  # the venv's python: the >= 3.11 interpr
   shutil.copy(sys.argv[0], ".venv/bin/python")
 if name == "uv" and args[0] == "pip" and "-r" in args and "--hash=" not in open(args[args.index("-r") + 1]).read():
   sys.exit("no hashes")
+if name == "python" and os.environ.get("WORKER_ENV"):  # what a trainer was started with, for multislice
+  with open(os.environ["WORKER_ENV"], "w") as f:
+    json.dump({{k: v for k, v in os.environ.items() if k.startswith("MEGASCALE_")}}, f)
 if name == "python" and os.environ.get("WORKER_PYTHON"):
   os.execv(os.environ["WORKER_PYTHON"], [os.environ["WORKER_PYTHON"], *args])
 """
@@ -625,6 +630,45 @@ def test_hostile_workdirs_and_overrides_reach_the_worker_as_single_words(cloud, 
   if verb == "supervise":  # it polled the job with the status script
     assert worker.run(scripts[1]).stdout == f"{socket.gethostname()} exited\n"
   assert not marker.exists()
+
+
+def test_multislice_on_tpu_vms_queues_n_nodes_and_starts_each_slice_with_its_megascale_settings(cloud):
+  """`--slices=2`: one queued resource of two nodes; worker 0 of zoo-v5e-0 coordinates (its internal IP from gcloud);
+  each node's start script, executed on a fake worker, hands the trainer its slice's MEGASCALE settings."""
+  dry = cloud.launcher("create", "zoo-v5e", f"--zone={ZONE}", *SLICE_OPTIONS, "--slices=2", "--dry-run")
+  assert dry.returncode == 0 and shlex.split(dry.stdout.splitlines()[0]) == [
+      *CREATE[:6], "--node-count=2", "--node-prefix=zoo-v5e", *CREATE[7:]]
+  rules = [{"match": "queued-resources describe", "outputs": ["ACTIVE"]},
+           {"match": "tpu-vm describe", "outputs": ["10.164.0.7"]}]
+  (cloud.directory / "scenario.json").write_text(json.dumps(rules))
+  result = cloud.launcher(*RUN, "--slices=2")
+  assert result.returncode == 0, result.stderr
+  calls = cloud.calls()
+  assert [kind(c) for c in calls] == ["describe", "address", "scp", "start", "scp", "start"]
+  assert calls[1] == ["gcloud", "compute", "tpus", "tpu-vm", "describe", "zoo-v5e-0", *WHERE,
+                      "--format=value(networkEndpoints[0].ipAddress)"]
+  assert [calls[2][6].split(":")[0], calls[4][6].split(":")[0], calls[3][5], calls[5][5]] == [
+      "zoo-v5e-0", "zoo-v5e-1", "zoo-v5e-0", "zoo-v5e-1"]
+  [launch_id, _] = launch_ids(calls)
+  for slice_id, start in enumerate((calls[3], calls[5])):
+    (cloud.directory / f"slice{slice_id}").mkdir()
+    worker = FakeWorker(cloud.directory / f"slice{slice_id}", real_tar=True)
+    worker.env["WORKER_ENV"] = str(cloud.directory / f"env{slice_id}.json")
+    subprocess.run(["tar", "-C", REPO, "-czf", worker.home / f"zoo-{launch_id}.tgz", gcloud.UV_LOCK, gcloud.TPU_LOCK],
+                   check=True)
+    assert worker.run(start[-1].removeprefix("--command=")).returncode == 0
+    worker.wait_for("gcloud")
+    assert json.loads((cloud.directory / f"env{slice_id}.json").read_text()) == {
+        "MEGASCALE_COORDINATOR_ADDRESS": "10.164.0.7:8081", "MEGASCALE_NUM_SLICES": "2",
+        "MEGASCALE_SLICE_ID": str(slice_id), "MEGASCALE_PORT": "8081"}
+    trainer = next(c for c in worker.calls() if c[0] == "python")
+    assert trainer[3:6] == ["--distributed", "--workdir=gs://my-bucket/zoo/pi", "--config=configs/pi.py:urpe"]
+    assert trainer[6:] == ["--config.mesh.slices=2", "--config.train.steps=2000"]  # the mesh's DCN axis
+
+  for verb in ("status", "logs", "stop"):  # every node's workers
+    dry = cloud.launcher(verb, "zoo-v5e", f"--zone={ZONE}", "--slices=2", "--dry-run")
+    nodes = [argv[5] for argv in map(shlex.split, dry.stdout.splitlines()) if argv[3:5] == ["tpu-vm", "ssh"]]
+    assert dry.returncode == 0 and nodes == ["zoo-v5e-0", "zoo-v5e-1"], dry.stdout
 
 
 def test_hostile_values_stay_single_arguments_in_the_jobset(cloud):

@@ -14,7 +14,9 @@ the experiment config with its overrides exactly as `launch.train` checks it (on
 every value that reaches a worker's shell is quoted (remote.py). Every subcommand takes --dry-run: it prints each
 command it would run (one per line) and runs none. Slices are queued resources (`--spot`, `--reserved` or
 on-demand); `run` copies the checkout to every worker as a per-launch archive, installs `.[tpu,gcs]` and starts
-`launch.train --distributed` detached on all workers (see gcloud.py for where logs go). `run --supervise` stays in
+`launch.train --distributed` detached on all workers (see gcloud.py for where logs go). `--slices=N` (on every slice
+command, the same each time) makes it multislice: one queued resource of N nodes NAME-0 ... NAME-<N-1>, each
+worker started with its slice's MEGASCALE settings (worker 0 of NAME-0 coordinates) and `--config.mesh.slices=N`. `run --supervise` stays in
 the foreground, polls the slice every --poll seconds and, when it is preempted or gone, deletes and re-creates it
 and relaunches the same command, which resumes from the workdir's latest checkpoint; after --max-attempts launches
 it gives up. Needs the gcloud CLI (docker for `image`, kubectl for `manifest --apply`).
@@ -58,6 +60,21 @@ class Runner:
     """Runs `argv`; a failure ends the launcher with one line (exit status 1)."""
     if status := self.attempt(argv):
       print(f"error: {' '.join(argv[:5])} ... failed with exit status {status}", file=sys.stderr)
+      sys.exit(1)
+
+  def run_all(self, argvs: list[list[str]]) -> None:
+    """Runs the commands side by side (one per slice: `logs --follow` never ends) and waits for all; a failure ends
+    the launcher with one line (exit status 1)."""
+    if self.dry_run:
+      for argv in argvs:
+        print(shlex.join(argv), flush=True)
+      return
+    for argv in argvs:
+      print(f"+ {shlex.join(argv)}", file=sys.stderr, flush=True)
+    processes = [subprocess.Popen(argv) for argv in argvs]
+    if failed := [(argv, status) for argv, p in zip(argvs, processes) if (status := p.wait())]:
+      argv, status = failed[0]
+      print(f"error: {' '.join(argv[:6])} ... failed with exit status {status}", file=sys.stderr)
       sys.exit(1)
 
   def attempt(self, argv: list[str]) -> int:
@@ -141,6 +158,31 @@ def create(runner: Runner, tpu: gcloud.Slice, args: argparse.Namespace) -> None:
   wait_until_active(runner, tpu, args.poll)
 
 
+def multislice_coordinator(runner: Runner, tpu: gcloud.Slice) -> str:
+  """The internal IP address of worker 0 of slice 0 ("" for one slice); one line (exit status 1) when gcloud does not
+  say it."""
+  if tpu.slices == 1:
+    return ""
+  address = runner.output(gcloud.coordinator_ip(tpu), dry_value="WORKER-0-IP")
+  if not runner.dry_run:
+    try:
+      checks.coordinator_ip(address)
+    except ValueError as e:
+      print(f"error: {tpu.nodes[0]}: {e}", file=sys.stderr)
+      sys.exit(1)
+  return address
+
+
+def copy_and_start(runner: Runner, tpu: gcloud.Slice, starts: list[tuple[str, list[str]]], local: str,
+                   archive: str) -> int:
+  """Copies the archive to every worker of each node and runs the node's start command: the first failure's exit
+  status, 0 when all succeeded."""
+  for node, start in starts:
+    if status := runner.attempt(gcloud.scp_to_workers(tpu, node, local, archive)) or runner.attempt(start):
+      return status
+  return 0
+
+
 def launch(runner: Runner, tpu: gcloud.Slice, args: argparse.Namespace) -> str | None:
   """Copies the checkout to every worker under a new launch id and starts training there, detached; None when the
   copy or the start still fails after --retries more tries (a slice lost meanwhile, a network that stays down).
@@ -159,10 +201,13 @@ def launch(runner: Runner, tpu: gcloud.Slice, args: argparse.Namespace) -> str |
       with open(file_list, "w") as f:  # paths that no longer exist (deleted, not yet committed) are not shipped
         f.write("\0".join(p for p in files.split("\0") if p and os.path.lexists(os.path.join(REPO, p))))
     runner.run(gcloud.pack(REPO, local, file_list))
-    start = gcloud.ssh(tpu, gcloud.start_script(launch_id, archive, gcloud.train_args(args.workdir, args.config,
-                                                                                        args.overrides), args.workdir))
+    train = gcloud.train_args(args.workdir, args.config, args.overrides, tpu.slices)
+    coordinator = multislice_coordinator(runner, tpu)
+    starts = [(node, gcloud.ssh(tpu, node, gcloud.start_script(launch_id, archive, train, args.workdir,
+                                                               gcloud.megascale_env(tpu, i, coordinator))))
+              for i, node in enumerate(tpu.nodes)]
     for retry in range(runner.retries + 1):
-      if not (status := runner.attempt(gcloud.scp_to_workers(tpu, local, archive)) or runner.attempt(start)):
+      if not (status := copy_and_start(runner, tpu, starts, local, archive)):
         break
       if retry == runner.retries:
         return None
@@ -181,10 +226,11 @@ def job_state(runner: Runner, tpu: gcloud.Slice, launch_id: str) -> str:
   """The launch's state over all workers: failed N if any failed, running while any runs, then what process 0 said
   (finished or stopped), otherwise killed (by a signal), missing or lost; unreachable when ssh fails (the next poll
   asks again)."""
-  lines = runner.output(gcloud.ssh(tpu, gcloud.status_script(launch_id)), dry_value="worker finished").splitlines()
-  states = [line.split(" ", 1)[1] for line in lines if " " in line]
-  if not states:
+  answers = [runner.output(gcloud.ssh(tpu, node, gcloud.status_script(launch_id)), dry_value="worker finished")
+             for node in tpu.nodes]
+  if not all(answers):
     return "unreachable"
+  states = [line.split(" ", 1)[1] for answer in answers for line in answer.splitlines() if " " in line]
   failed = [s for s in states if s.startswith("failed")]
   if failed:
     return failed[0]
@@ -281,6 +327,8 @@ def build_parser() -> Parser:
   on_slice.add_argument("name", help="the slice (queued resource and TPU VM) name")
   on_slice.add_argument("--zone", required=True)
   on_slice.add_argument("--project", default="", help="default: gcloud's configured project")
+  on_slice.add_argument("--slices", type=int, default=1, help="slices joined over DCN (multislice): one queued "
+                        "resource with nodes NAME-0, NAME-1, ...")
   on_slice.add_argument("--retries", type=int, default=3, help="more tries of a failed copy, start or describe")
   on_slice.add_argument("--retry-wait", type=float, default=15.0, help="seconds before the first retry, doubling")
   creating = Parser(add_help=False)
@@ -357,7 +405,7 @@ def checked(args: argparse.Namespace) -> gcloud.Slice | JobSpec:
                      max_restarts=args.max_restarts, ttl_seconds=args.ttl, queue=args.queue)
       checks.experiment(container_args(spec))
       return spec
-    tpu = gcloud.Slice(args.name, args.zone, args.project)
+    tpu = gcloud.Slice(args.name, args.zone, args.project, args.slices)
     for what in ("accelerator", "runtime"):
       if getattr(args, what, None):
         checks.gcloud_value(getattr(args, what), f"--{what}")
@@ -365,7 +413,7 @@ def checked(args: argparse.Namespace) -> gcloud.Slice | JobSpec:
     if args.command == "run":
       checks.gcs_workdir(args.workdir, "run: --workdir")
       checks.config_args(args.config, args.overrides)
-      checks.experiment(gcloud.train_args(args.workdir, args.config, args.overrides))
+      checks.experiment(gcloud.train_args(args.workdir, args.config, args.overrides, tpu.slices))
     return tpu
   except ValueError as e:
     fail(str(e))
@@ -391,13 +439,14 @@ def main(argv: list[str]) -> None:
     run(runner, tpu, args)
   elif args.command == "status":
     current = state(runner, tpu)
-    jobs = runner.output(gcloud.ssh(tpu, gcloud.status_script(args.launch)), dry_value="")
+    jobs = [runner.output(gcloud.ssh(tpu, node, gcloud.status_script(args.launch)), dry_value="") for node in tpu.nodes]
     if not runner.dry_run:
-      print(f"{tpu.name}: {current or 'not found'}\n{jobs}", flush=True)
+      print("\n".join([f"{tpu.name}: {current or 'not found'}", *jobs]), flush=True)
   elif args.command == "logs":
-    runner.run(gcloud.ssh(tpu, gcloud.logs_script(args.launch, args.lines, args.follow)))
+    runner.run_all([gcloud.ssh(tpu, node, gcloud.logs_script(args.launch, args.lines, args.follow))
+                    for node in tpu.nodes])
   elif args.command == "stop":
-    runner.run(gcloud.ssh(tpu, gcloud.stop_script(args.launch)))
+    runner.run_all([gcloud.ssh(tpu, node, gcloud.stop_script(args.launch)) for node in tpu.nodes])
   elif args.command == "delete":
     delete(runner, tpu, state(runner, tpu), poll=10.0)
 

@@ -15,9 +15,10 @@ to `<workdir>/logs/<launch id>/<hostname>/` on GCS, so it outlives the VM.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 from launch.tpu import checks
-from launch.tpu.manifest import RESTART_EXIT_CODES
+from launch.tpu.manifest import MEGASCALE_PORT, RESTART_EXIT_CODES
 from launch.tpu.remote import HOME, RUNS, Shell, command
 
 TPUS = ("gcloud", "compute", "tpus")
@@ -33,23 +34,48 @@ TIERS = {"spot": ("--spot",), "reserved": ("--reserved",), "on-demand": ()}
 
 @dataclasses.dataclass(frozen=True)
 class Slice:
-  """A TPU VM slice created through a queued resource of the same name."""
+  """A TPU VM slice created through a queued resource of the same name; with `slices` > 1, that many slices joined
+  over the data-center network (multislice), one TPU VM node each, named `<name>-0`, `<name>-1`, ..."""
 
   name: str
   zone: str
   project: str = ""
+  slices: int = 1
 
   def __post_init__(self):
     checks.slice_location(self.name, self.zone, self.project)  # the name is a positional argument of gcloud
+    checks.slice_count(self.slices)
 
   def where(self) -> list[str]:
     return [f"--zone={self.zone}"] + ([f"--project={self.project}"] if self.project else [])
 
+  @property
+  def nodes(self) -> list[str]:
+    """The TPU VM nodes, slice 0 first: the queued resource's `--node-id`, or its `--node-prefix` and an index."""
+    return [self.name] if self.slices == 1 else [f"{self.name}-{i}" for i in range(self.slices)]
+
 
 def create(tpu: Slice, accelerator: str, runtime: str, tier: str) -> list[str]:
-  """Queues a request for the slice; `tier` is spot, reserved or on-demand."""
-  return [*TPUS, "queued-resources", "create", tpu.name, f"--node-id={tpu.name}", f"--accelerator-type={accelerator}",
+  """Queues a request for the slice (or, multislice, for all its slices at once); `tier` is spot, reserved or
+  on-demand."""
+  nodes = [f"--node-id={tpu.name}"] if tpu.slices == 1 else [f"--node-count={tpu.slices}", f"--node-prefix={tpu.name}"]
+  return [*TPUS, "queued-resources", "create", tpu.name, *nodes, f"--accelerator-type={accelerator}",
           f"--runtime-version={runtime}", *tpu.where(), *TIERS[tier]]
+
+
+def coordinator_ip(tpu: Slice) -> list[str]:
+  """Prints the internal IP address of worker 0 of slice 0, which coordinates a multislice run."""
+  return [*TPUS, "tpu-vm", "describe", tpu.nodes[0], *tpu.where(), "--format=value(networkEndpoints[0].ipAddress)"]
+
+
+def megascale_env(tpu: Slice, slice_id: int, coordinator: str) -> list[str]:
+  """`NAME=VALUE` words of what libtpu needs to join slice `slice_id` to the others over DCN (as xpk and Google's
+  multislice scripts set them on TPU VMs; GKE's JobSet sets the same, see manifest.py): nothing for one slice. With
+  MEGASCALE_COORDINATOR_ADDRESS set, `jax.distributed.initialize()` also finds its coordinator on that host."""
+  if tpu.slices == 1:
+    return []
+  return [f"MEGASCALE_COORDINATOR_ADDRESS={coordinator}:{MEGASCALE_PORT}", f"MEGASCALE_NUM_SLICES={tpu.slices}",
+          f"MEGASCALE_SLICE_ID={slice_id}", f"MEGASCALE_PORT={MEGASCALE_PORT}"]
 
 
 def describe(tpu: Slice) -> list[str]:
@@ -62,13 +88,14 @@ def delete(tpu: Slice) -> list[str]:
   return [*TPUS, "queued-resources", "delete", tpu.name, *tpu.where(), "--force", "--quiet"]
 
 
-def scp_to_workers(tpu: Slice, local: str, remote: str) -> list[str]:
-  return [*TPUS, "tpu-vm", "scp", local, f"{tpu.name}:{remote}", *tpu.where(), "--worker=all"]
+def scp_to_workers(tpu: Slice, node: str, local: str, remote: str) -> list[str]:
+  return [*TPUS, "tpu-vm", "scp", local, f"{node}:{remote}", *tpu.where(), "--worker=all"]
 
 
-def ssh(tpu: Slice, script: Shell, worker: str = "all") -> list[str]:
-  """`script` runs in each worker's shell: built by `remote.command`, every value in it quoted."""
-  return [*TPUS, "tpu-vm", "ssh", tpu.name, *tpu.where(), f"--worker={worker}", f"--command={script}"]
+def ssh(tpu: Slice, node: str, script: Shell) -> list[str]:
+  """`script` runs in the shell of each worker of `node` (one of `tpu.nodes`): built by `remote.command`, every value
+  in it quoted."""
+  return [*TPUS, "tpu-vm", "ssh", node, *tpu.where(), "--worker=all", f"--command={script}"]
 
 
 def shipped_files(repo: str) -> list[str]:
@@ -83,16 +110,18 @@ def pack(repo: str, archive: str, file_list: str) -> list[str]:
   return ["tar", "-C", repo, "--null", f"--files-from={file_list}", "-czf", archive]
 
 
-def train_args(workdir: str, config: str, overrides: list[str]) -> list[str]:
-  """The arguments of `launch.train` on every worker; the user's overrides last, so they win. `launch.tpu run` checks
-  the config they make before any cloud call."""
-  return ["--distributed", f"--workdir={workdir}", f"--config={config}", *overrides]
+def train_args(workdir: str, config: str, overrides: list[str], slices: int = 1) -> list[str]:
+  """The arguments of `launch.train` on every worker (multislice: the mesh's DCN axis); the user's overrides last, so
+  they win. `launch.tpu run` checks the config they make before any cloud call."""
+  mesh = [f"--config.mesh.slices={slices}"] if slices > 1 else []
+  return ["--distributed", f"--workdir={workdir}", f"--config={config}", *mesh, *overrides]
 
 
-def start_script(launch_id: str, archive: str, train: list[str], workdir: str) -> Shell:
+def start_script(launch_id: str, archive: str, train: list[str], workdir: str, env: Sequence[str] = ()) -> Shell:
   """Unpacks the launch's archive (`archive`: its file name in the worker's home directory), installs Python
   `PYTHON`, the locked tpu and gcs dependencies and zoo into the launch's venv with uv (see `PYTHON`), and starts
-  `launch.train` with the arguments `train` (see `train_args`) detached. On a worker where this launch already
+  `launch.train` with the arguments `train` (see `train_args`) and the `NAME=VALUE` words `env` in its environment,
+  detached. On a worker where this launch already
   started (a retry after an ssh session that dropped) it only removes the archive: never two trainers.
 
   The job's bash traps SIGTERM (a trap with a command, so the Python child gets the default disposition and
@@ -100,9 +129,10 @@ def start_script(launch_id: str, archive: str, train: list[str], workdir: str) -
   logs to the workdir.
   """
   run = job_dir(launch_id)
-  job = command("trap : TERM; cd {run} && .venv/bin/python -m launch.train {train} > {run}/train.log 2>&1; "
+  job = command("trap : TERM; cd {run} && {env}.venv/bin/python -m launch.train {train} > {run}/train.log 2>&1; "
                 "echo $? > {run}/exit_status; gcloud storage cp {run}/train.log {logs}/\"$(hostname)\"/",
-                run=run, train=train, logs=f"{workdir.rstrip('/')}/logs/{launch_id}")
+                run=run, env=command("env {env} ", env=env) if env else Shell(""), train=train,
+                logs=f"{workdir.rstrip('/')}/logs/{launch_id}")
   return command("set -e; if [ -f {run}/pid ]; then rm -f {home}/{archive}; exit 0; fi; "
                  "mkdir -p {run}; tar -C {run} -xzf {home}/{archive}; rm {home}/{archive}; cd {run}; "
                  "python3 -m pip install -q --user --require-hashes -r {uv_lock}; "
