@@ -9,6 +9,7 @@ import shlex
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -18,8 +19,9 @@ from conftest import REPO
 from launch.tpu import gcloud
 
 ZONE = "europe-west4-b"
-TPU = gcloud.Slice("zoo-v5e", ZONE)
-WHERE = ["--zone=europe-west4-b"]
+PROJECT = "my-project-1"  # the fake gcloud's configured project (no --project in the commands below)
+TPU = gcloud.Slice("zoo-v5e", ZONE, PROJECT)
+WHERE = ["--zone=europe-west4-b", f"--project={PROJECT}"]
 CREATE = ["gcloud", "compute", "tpus", "queued-resources", "create", "zoo-v5e", "--node-id=zoo-v5e",
           "--accelerator-type=v5litepod-16", "--runtime-version=v2-alpha-tpuv5-lite", *WHERE, "--spot"]
 DESCRIBE = ["gcloud", *gcloud.describe(TPU)[1:]]
@@ -41,10 +43,16 @@ class FakeCloud:
     self.directory = directory
     self.bin = directory / "bin"
     self.bin.mkdir()
+    self.configure(project=PROJECT)
     for program in ("gcloud", "kubectl", "docker"):
       wrapper = self.bin / program
       wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} {REPO / 'tests' / 'fake_cloud.py'} {program} \"$@\"\n")
       wrapper.chmod(0o755)
+
+  def configure(self, **properties) -> None:
+    """gcloud's local config (`gcloud config set`): compute/zone as `zone`, project."""
+    names = {"zone": "compute/zone", "project": "project"}
+    (self.directory / "gcloud_config.json").write_text(json.dumps({names[k]: v for k, v in properties.items()}))
 
   def scenario(self, **outputs) -> None:
     """Answers by command: describe=[states...], status=[worker lines...]."""
@@ -93,6 +101,24 @@ def test_create_queues_a_spot_slice_and_polls_until_active(cloud):
   assert "zoo-v5e: WAITING_FOR_RESOURCES\nzoo-v5e: PROVISIONING\nzoo-v5e: ACTIVE" in result.stderr
 
 
+def test_zone_and_project_default_to_gclouds_and_neither_set_is_one_line(cloud):
+  cloud.configure(zone="us-east5-a", project="other-project")
+  result = cloud.launcher("create", "zoo-v5e", *SLICE_OPTIONS, "--dry-run")
+  assert result.returncode == 0 and shlex.split(result.stdout.splitlines()[0]) == [
+      *CREATE[:-3], "--zone=us-east5-a", "--project=other-project", "--spot"]
+  result = cloud.launcher("delete", "zoo-v5e", f"--zone={ZONE}", "--project=my-project-2", "--dry-run")
+  assert shlex.split(result.stdout.splitlines()[0])[-3:] == [f"--zone={ZONE}", "--project=my-project-2",
+                                                              "--format=value(state.state)"]  # the flags win
+  for properties, missing in (({"project": "p-123456"}, "zone"), ({"zone": ZONE}, "project")):
+    cloud.configure(**properties)
+    result = cloud.launcher("status", "zoo-v5e", "--dry-run")
+    assert result.returncode == 2 and result.stdout == "", result.stdout
+    assert result.stderr == (f"error: no --{missing}, and gcloud has no default {missing}: pass --{missing}="
+                             f"{missing.upper()} or set gcloud's default: gcloud config set "
+                             f"{'compute/zone' if missing == 'zone' else 'project'} {missing.upper()}\n")
+  assert cloud.calls() == []
+
+
 @pytest.mark.parametrize("tier,flags", [("--reserved", ["--reserved"]), (None, [])], ids=["reserved", "on_demand"])
 def test_reserved_and_on_demand_slices(cloud, tier, flags):
   cloud.scenario(describe=["ACTIVE"])
@@ -114,8 +140,8 @@ def test_run_copies_a_per_launch_archive_and_starts_training_detached_on_every_w
   assert scp[6:] == [f"zoo-v5e:zoo-{first}.tgz", *WHERE, "--worker=all"]
   assert scp[5] == str(cloud.directory / f"zoo-v5e-zoo-{first}.tgz")
   assert not os.path.exists(scp[5])  # the local archive is removed once copied
-  assert start[:7] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh", "zoo-v5e", *WHERE] and start[7] == "--worker=all"
-  script = start[8].removeprefix("--command=")
+  assert start[:8] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh", "zoo-v5e", *WHERE] and start[8] == "--worker=all"
+  script = start[9].removeprefix("--command=")
   run_dir = f'"$HOME"/zoo_runs/{first}'
   assert f'tar -C {run_dir} -xzf "$HOME"/zoo-{first}.tgz' in script
   assert "uv pip install -q --python .venv/bin/python --require-hashes -r launch/tpu/requirements-tpu.txt" in script
@@ -329,7 +355,6 @@ def test_dry_run_prints_the_commands_and_runs_none(cloud, args):
     (["create", "zoo-v5e", f"--zone={ZONE}", "--spot"], "error: create: --accelerator and --runtime are required"),
     ([*RUN, "--supervise"], "error: run --supervise: --accelerator and --runtime are required"),
     ([*RUN, "--steps=3"], "error: unrecognized arguments: --steps=3"),
-    (["create", "zoo-v5e", *SLICE_OPTIONS], "error: the following arguments are required: --zone"),
 ])
 def test_usage_errors_exit_2_with_one_line(cloud, args, message):
   result = cloud.launcher(*args)
@@ -473,6 +498,7 @@ def test_hostile_names_zones_and_launch_ids_are_refused_with_one_line(tmp_path, 
   from launch.tpu.__main__ import main  # noqa: PLC0415 — the real command line, in this process: no gcloud runs
 
   monkeypatch.setenv("PATH", str(FakeCloud(tmp_path).bin) + os.pathsep + os.environ["PATH"])
+  monkeypatch.setenv("FAKE_CLOUD_DIR", str(tmp_path))
   marker = tmp_path / "MARKER"
   for value in hostile(marker):
     with pytest.raises(SystemExit) as exit_:
@@ -484,8 +510,12 @@ def test_hostile_names_zones_and_launch_ids_are_refused_with_one_line(tmp_path, 
 
 
 @pytest.mark.parametrize("verb", ["run", "supervise", "manifest"])
-def test_workdirs_configs_and_overrides_with_a_newline_or_a_bad_bucket_are_refused(tmp_path, capsys, verb):
+def test_workdirs_configs_and_overrides_with_a_newline_or_a_bad_bucket_are_refused(tmp_path, capsys, monkeypatch,
+                                                                                     verb):
   from launch.tpu.__main__ import main  # noqa: PLC0415 — refused before the config is read (which defines a flag)
+
+  monkeypatch.setenv("PATH", str(FakeCloud(tmp_path).bin) + os.pathsep + os.environ["PATH"])
+  monkeypatch.setenv("FAKE_CLOUD_DIR", str(tmp_path))  # its configured project
 
   marker = tmp_path / "MARKER"
   argv = MANIFEST if verb == "manifest" else SLICE_VERBS[verb]
@@ -520,6 +550,10 @@ if name == "uv" and args[0] == "venv":  # the venv's python: the >= 3.11 interpr
   shutil.copy(sys.argv[0], ".venv/bin/python")
 if name == "uv" and args[0] == "pip" and "-r" in args and "--hash=" not in open(args[args.index("-r") + 1]).read():
   sys.exit("no hashes")
+if name == "sudo" and args[0] == "lsof":  # the process that holds the TPU, if the test made one
+  print(os.environ.get("STALE_PID", ""))
+if name == "sudo" and args[0] == "kill":  # really (sudo rm of libtpu's lock file is only recorded: /tmp is shared)
+  os.execv("/usr/bin/kill", ["kill", *args[1:]])
 if name == "python" and os.environ.get("WORKER_ENV"):  # what a trainer was started with, for multislice
   with open(os.environ["WORKER_ENV"], "w") as f:
     json.dump({{k: v for k, v in os.environ.items() if k.startswith("MEGASCALE_")}}, f)
@@ -537,7 +571,7 @@ class FakeWorker:
     self.home, stubs, self.log = directory / "worker_home", directory / "stubs", directory / "worker_calls.jsonl"
     self.home.mkdir(exist_ok=True)
     stubs.mkdir()
-    for program in ("gcloud", "python3", "pip", "pip3", *(() if real_tar else ("tar",))):
+    for program in ("gcloud", "python3", "pip", "pip3", "sudo", *(() if real_tar else ("tar",))):
       (stubs / program).write_text(WORKER_STUB.format(python=sys.executable))
       (stubs / program).chmod(0o755)
     self.env = {"HOME": str(self.home), "PATH": f"{stubs}:/usr/bin:/bin", "WORKER_CALLS": str(self.log),
@@ -589,6 +623,7 @@ def test_a_worker_whose_python3_is_3_10_trains_under_the_pinned_3_11(cloud, data
       ["uv", "pip", "install", "-q", "--python", ".venv/bin/python", "--require-hashes", "-r",
        "launch/tpu/requirements-tpu.txt"],
       ["uv", "pip", "install", "-q", "--python", ".venv/bin/python", "--no-deps", "-e", "."],
+      ["sudo", "lsof", "-t", "/dev/accel*", "/dev/vfio/*"], ["sudo", "rm", "-f", "/tmp/libtpu_lockfile"],  # no TPU here
       ["python", "-m", "launch.train", f"--workdir={workdir}", "--config=configs/pi.py:urpe,smoke",
        f"--config.train.data_dir={data_dir}"]]
   assert gcloud.PYTHON.startswith("3.11.")
@@ -598,6 +633,30 @@ def test_a_worker_whose_python3_is_3_10_trains_under_the_pinned_3_11(cloud, data
   made_there = (".venv/", "train.log", "pid", "exit_status")
   assert {p for p in unpacked if not p.startswith(made_there) and "__pycache__" not in p} == \
       {p for p in shipped if (REPO / p).exists()}  # only the checkout's tracked and unignored files
+
+
+def test_the_start_script_kills_a_stale_tpu_holder_and_removes_libtpus_lock_before_training(cloud):
+  result = cloud.launcher(*RUN, "--dry-run")
+  assert result.returncode == 0, result.stderr
+  printed = [shlex.split(line) for line in result.stdout.splitlines()]
+  launch_id = printed[3][6].removeprefix("zoo-v5e:zoo-").removesuffix(".tgz")
+  worker = FakeWorker(cloud.directory, real_tar=True)
+  subprocess.run(["tar", "-C", REPO, "-czf", worker.home / f"zoo-{launch_id}.tgz", gcloud.UV_LOCK, gcloud.TPU_LOCK],
+                 check=True)
+  stale = subprocess.Popen(["sleep", "60"], start_new_session=True)  # an earlier trainer that still holds the TPU
+  threading.Thread(target=stale.wait, daemon=True).start()  # reaped once killed, as init would
+  try:
+    worker.env["STALE_PID"] = str(stale.pid)
+    started = worker.run(printed[4][-1].removeprefix("--command="))
+    assert started.returncode == 0, started.stderr
+    assert f"{socket.gethostname()}: killing {stale.pid}, which holds the TPU" in started.stdout
+    worker.wait_for("python")
+    assert stale.wait(timeout=10) == -9
+    calls = [c for c in worker.calls() if c[0] in ("sudo", "python")]
+    assert [c[:2] for c in calls] == [["sudo", "lsof"], ["sudo", "kill"], ["sudo", "rm"], ["python", "-m"]]
+    assert calls[1] == ["sudo", "kill", "-9", str(stale.pid)] and calls[2] == ["sudo", "rm", "-f", gcloud.LIBTPU_LOCK]
+  finally:
+    stale.kill()
 
 
 @pytest.mark.parametrize("verb", ["run", "supervise"])

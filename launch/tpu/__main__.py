@@ -325,8 +325,8 @@ def build_parser() -> Parser:
   common.add_argument("--dry-run", action="store_true", help="print every command, run none")
   on_slice = Parser(add_help=False, parents=[common])
   on_slice.add_argument("name", help="the slice (queued resource and TPU VM) name")
-  on_slice.add_argument("--zone", required=True)
-  on_slice.add_argument("--project", default="", help="default: gcloud's configured project")
+  on_slice.add_argument("--zone", default="", help="default: gcloud's (gcloud config set compute/zone ZONE)")
+  on_slice.add_argument("--project", default="", help="default: gcloud's (gcloud config set project PROJECT)")
   on_slice.add_argument("--slices", type=int, default=1, help="slices joined over DCN (multislice): one queued "
                         "resource with nodes NAME-0, NAME-1, ...")
   on_slice.add_argument("--retries", type=int, default=3, help="more tries of a failed copy, start or describe")
@@ -395,6 +395,19 @@ def parse(argv: list[str]) -> argparse.Namespace:
   return args
 
 
+def gcloud_default(prop: str, flag: str, placeholder: str) -> str:
+  """gcloud's configured `prop`, for a --`flag` left out: read from the local gcloud config (no cloud call, so also in
+  --dry-run, whose commands name it). One line (exit status 2) when it is not set either."""
+  how = f"pass --{flag}={placeholder} or set gcloud's default: gcloud config set {prop} {placeholder}"
+  try:
+    result = subprocess.run(gcloud.config_value(prop), capture_output=True, text=True)
+  except FileNotFoundError:
+    fail(f"no --{flag}, and no gcloud CLI to read its default from: {how}")
+  if result.returncode or not (value := result.stdout.strip()):
+    fail(f"no --{flag}, and gcloud has no default {flag}: {how}")
+  return value
+
+
 def checked(args: argparse.Namespace) -> gcloud.Slice | JobSpec:
   """The slice (or the JobSet spec) once every user value is checked, the experiment config included — before any
   cloud call, so a typo fails here with one line instead of on a billed slice after a pack, a copy and an install."""
@@ -405,7 +418,9 @@ def checked(args: argparse.Namespace) -> gcloud.Slice | JobSpec:
                      max_restarts=args.max_restarts, ttl_seconds=args.ttl, queue=args.queue)
       checks.experiment(container_args(spec))
       return spec
-    tpu = gcloud.Slice(args.name, args.zone, args.project, args.slices)
+    zone = args.zone or gcloud_default("compute/zone", "zone", "ZONE")
+    project = args.project or gcloud_default("project", "project", "PROJECT")
+    tpu = gcloud.Slice(args.name, zone, project, args.slices)
     for what in ("accelerator", "runtime"):
       if getattr(args, what, None):
         checks.gcloud_value(getattr(args, what), f"--{what}")

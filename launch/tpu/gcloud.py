@@ -28,6 +28,7 @@ TPUS = ("gcloud", "compute", "tpus")
 PYTHON = "3.11.18"
 UV_LOCK = "launch/tpu/requirements-uv.txt"
 TPU_LOCK = "launch/tpu/requirements-tpu.txt"
+LIBTPU_LOCK = "/tmp/libtpu_lockfile"  # libtpu's: one process per TPU VM holds the chips
 NOT_FOUND = "NOT_FOUND"  # in gcloud's error for a resource that does not exist: "(gcloud....describe) NOT_FOUND: ..."
 TIERS = {"spot": ("--spot",), "reserved": ("--reserved",), "on-demand": ()}
 
@@ -53,6 +54,11 @@ class Slice:
   def nodes(self) -> list[str]:
     """The TPU VM nodes, slice 0 first: the queued resource's `--node-id`, or its `--node-prefix` and an index."""
     return [self.name] if self.slices == 1 else [f"{self.name}-{i}" for i in range(self.slices)]
+
+
+def config_value(prop: str) -> list[str]:
+  """Prints gcloud's configured `prop` (compute/zone, project), nothing when it is unset."""
+  return ["gcloud", "config", "get-value", prop]
 
 
 def create(tpu: Slice, accelerator: str, runtime: str, tier: str) -> list[str]:
@@ -121,8 +127,8 @@ def start_script(launch_id: str, archive: str, train: list[str], workdir: str, e
   """Unpacks the launch's archive (`archive`: its file name in the worker's home directory), installs Python
   `PYTHON`, the locked tpu and gcs dependencies and zoo into the launch's venv with uv (see `PYTHON`), and starts
   `launch.train` with the arguments `train` (see `train_args`) and the `NAME=VALUE` words `env` in its environment,
-  detached. On a worker where this launch already
-  started (a retry after an ssh session that dropped) it only removes the archive: never two trainers.
+  detached, once the TPU is free (`clear_tpu_script`). On a worker where this launch already started (a retry after
+  an ssh session that dropped) it only removes the archive: never two trainers.
 
   The job's bash traps SIGTERM (a trap with a command, so the Python child gets the default disposition and
   saves a checkpoint): on a preemption it outlives the trainer long enough to record the exit status and copy the
@@ -139,10 +145,20 @@ def start_script(launch_id: str, archive: str, train: list[str], workdir: str, e
                  "export PATH={home}/.local/bin:\"$PATH\"; uv python install -q {python}; "
                  "uv venv -q --python {python} .venv; "
                  "uv pip install -q --python .venv/bin/python --require-hashes -r {lock}; "
-                 "uv pip install -q --python .venv/bin/python --no-deps -e .; ln -sfn {run} {runs}/latest; "
+                 "uv pip install -q --python .venv/bin/python --no-deps -e .; ln -sfn {run} {runs}/latest; {clear}; "
                  "nohup setsid bash -c {job} > /dev/null 2>&1 < /dev/null & echo $! > {run}/pid",
                  run=run, home=HOME, archive=archive, uv_lock=UV_LOCK, python=PYTHON, lock=TPU_LOCK, runs=RUNS,
-                 job=str(job))  # str: the job is one word
+                 clear=clear_tpu_script(), job=str(job))  # str: the job is one word
+
+
+def clear_tpu_script() -> Shell:
+  """Frees the worker's TPU for a new trainer, as MaxText's runner does: a process still holding a TPU device (an
+  earlier launch's trainer, a notebook, a crashed run's orphan) gets SIGKILL and is waited for, and libtpu's lock file
+  of a process that died without removing it goes. Otherwise the new trainer fails at start with "TPU in use" or
+  waits on the lock. Each process it kills is named in the start's output."""
+  return command('for p in $(sudo lsof -t {devices} 2>/dev/null | sort -u); do echo "$(hostname): killing $p, which '
+                 'holds the TPU"; sudo kill -9 "$p" || true; timeout 30 tail --pid="$p" -f /dev/null || true; done; '
+                 'sudo rm -f {lock}', devices=Shell("/dev/accel* /dev/vfio/*"), lock=LIBTPU_LOCK)
 
 
 def job_dir(launch_id: str) -> Shell:
