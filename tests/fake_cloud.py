@@ -4,8 +4,9 @@ script per program name): records every call and answers from a scenario.
 `$FAKE_CLOUD_DIR/calls.jsonl` gets one JSON list (the program name, then its arguments) per call. The scenario,
 `$FAKE_CLOUD_DIR/scenario.json`, is a list of rules `{"match": SUBSTRING, "outputs": [ANSWER, ...]}`: the first rule
 whose substring occurs in the joined command line answers with its next output (the last one repeats); an answer
-is a string for stdout (exit 0) or `{"rc": N, "stderr": TEXT}` (stderr optional). Commands no rule matches print nothing and exit 0. A `tpu-vm scp`
-that no rule fails copies its file into `$FAKE_CLOUD_DIR/worker_home/` (one fake worker's home directory).
+is a string for stdout (exit 0) or `{"rc": N, "stderr": TEXT}` (stderr optional). Commands no rule matches print
+nothing and exit 0. A `tpu-vm scp` that no rule fails copies its file into `$FAKE_CLOUD_DIR/worker_home/` (one fake
+worker's home directory).
 `gcloud config get-value PROP` reads the local gcloud config, not the cloud: it is answered from
 `$FAKE_CLOUD_DIR/gcloud_config.json` (nothing for an unset property) and not recorded.
 """

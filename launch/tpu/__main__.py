@@ -5,6 +5,7 @@ a JobSet for GKE.
   python -m launch.tpu run NAME --zone=ZONE --workdir=gs://BUCKET/RUN --config=configs/pi.py:urpe [--config.x=y ...]
   python -m launch.tpu run ... --supervise --accelerator=... --runtime=... --spot [--max-attempts=5 --poll=60]
   python -m launch.tpu status|logs|stop|delete NAME --zone=ZONE
+  python -m launch.tpu create|run|status|logs|stop|delete NAME ... --slices=2   # multislice: nodes NAME-0, NAME-1
   python -m launch.tpu image build|push --image=REGISTRY/PATH:TAG
   python -m launch.tpu manifest --name=RUN --image=IMAGE --accelerator=tpu-v5-lite-podslice --topology=4x4 \
       --slices=2 --workdir=gs://BUCKET/RUN --config=configs/pi.py:urpe [--out=jobset.yaml --apply]
@@ -16,10 +17,11 @@ command it would run (one per line) and runs none. Slices are queued resources (
 on-demand); `run` copies the checkout to every worker as a per-launch archive, installs `.[tpu,gcs]` and starts
 `launch.train --distributed` detached on all workers (see gcloud.py for where logs go). `--slices=N` (on every slice
 command, the same each time) makes it multislice: one queued resource of N nodes NAME-0 ... NAME-<N-1>, each
-worker started with its slice's MEGASCALE settings (worker 0 of NAME-0 coordinates) and `--config.mesh.slices=N`. `run --supervise` stays in
-the foreground, polls the slice every --poll seconds and, when it is preempted or gone, deletes and re-creates it
-and relaunches the same command, which resumes from the workdir's latest checkpoint; after --max-attempts launches
-it gives up. Needs the gcloud CLI (docker for `image`, kubectl for `manifest --apply`).
+worker started with its slice's MEGASCALE settings (worker 0 of NAME-0 coordinates) and `--config.mesh.slices=N`.
+`run --supervise` stays in the foreground, polls the slice every --poll seconds and, when it is preempted or gone,
+deletes and re-creates it and relaunches the same command, which resumes from the workdir's latest checkpoint; after
+--max-attempts launches it gives up. --zone and --project default to gcloud's (`gcloud config set compute/zone ...`).
+Needs the gcloud CLI (docker for `image`, kubectl for `manifest --apply`).
 """
 
 from __future__ import annotations
