@@ -7,9 +7,11 @@ A workdir with checkpoints is resumed from the latest; one without starts fresh 
 --config.train.init_from=NAME|WORKDIR, from a pretrained model's parameters (fine-tuning, configs/finetune_*.py).
 Bad configs (unknown keys, invalid choices, sizes that do not divide) fail before anything is compiled with a
 one-line message and exit status 2; so do a workdir another run owns and a resume whose config would change the
-trajectory (zoo/train/workdir.py). SIGTERM saves a checkpoint at the next step and exits 0, Ctrl-C the same with
-exit status 130; the same command resumes from it. Multi-process: on Cloud TPU pass --distributed (JAX finds the
-cluster); elsewhere --coordinator_address, --num_processes and --process_id.
+trajectory (zoo/train/workdir.py). SIGTERM saves a checkpoint at the next step and exits 143, Ctrl-C the same with
+exit status 130 — 128 + the signal, as for a process the signal killed, so that a supervisor (GKE's
+podFailurePolicy, `launch.tpu run --supervise`) restarts it as a preemption instead of reading a finished run; the
+same command resumes from the checkpoint. Multi-process: on Cloud TPU pass --distributed (JAX finds the cluster);
+elsewhere --coordinator_address, --num_processes and --process_id.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "call jax.distributed.ini
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-process without TPU)")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "number of processes (with --coordinator_address)")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "this process's index (with --coordinator_address)")
+
+# 128 + the signal, as a shell reports a process that signal killed: not 0, which reads as a finished run.
+STOPPED_EXIT_STATUS = {"preempted": 143, "interrupted": 130}  # SIGTERM, SIGINT (Ctrl-C)
 
 
 def main() -> None:
@@ -77,8 +82,8 @@ def main() -> None:
   except loop.NonFiniteLoss as e:
     print(str(e), file=sys.stderr, flush=True)
     sys.exit(1)
-  if summary.get("stopped") == "interrupted":
-    sys.exit(130)
+  if "stopped" in summary:
+    sys.exit(STOPPED_EXIT_STATUS[summary["stopped"]])
 
 
 if __name__ == "__main__":

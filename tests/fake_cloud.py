@@ -4,8 +4,11 @@ script per program name): records every call and answers from a scenario.
 `$FAKE_CLOUD_DIR/calls.jsonl` gets one JSON list (the program name, then its arguments) per call. The scenario,
 `$FAKE_CLOUD_DIR/scenario.json`, is a list of rules `{"match": SUBSTRING, "outputs": [ANSWER, ...]}`: the first rule
 whose substring occurs in the joined command line answers with its next output (the last one repeats); an answer
-is a string for stdout (exit 0) or `{"rc": N}`. Commands no rule matches print nothing and exit 0. A `tpu-vm scp`
-that no rule fails copies its file into `$FAKE_CLOUD_DIR/worker_home/` (one fake worker's home directory).
+is a string for stdout (exit 0) or `{"rc": N, "stderr": TEXT}` (stderr optional). Commands no rule matches print
+nothing and exit 0. A `tpu-vm scp` that no rule fails copies its file into `$FAKE_CLOUD_DIR/worker_home/` (one fake
+worker's home directory).
+`gcloud config get-value PROP` reads the local gcloud config, not the cloud: it is answered from
+`$FAKE_CLOUD_DIR/gcloud_config.json` (nothing for an unset property) and not recorded.
 """
 
 import json
@@ -15,6 +18,10 @@ import sys
 
 directory = os.environ["FAKE_CLOUD_DIR"]
 argv = sys.argv[1:]
+if argv[:3] == ["gcloud", "config", "get-value"]:
+  config = os.path.join(directory, "gcloud_config.json")
+  print(json.load(open(config)).get(argv[3], "") if os.path.exists(config) else "")
+  sys.exit(0)
 with open(os.path.join(directory, "calls.jsonl"), "a") as f:
   f.write(json.dumps(argv) + "\n")
 path = os.path.join(directory, "scenario.json")
@@ -27,6 +34,8 @@ for rule in rules:
       rule["outputs"].pop(0)
       json.dump(rules, open(path, "w"))
     if isinstance(answer, dict):
+      if "stderr" in answer:
+        print(answer["stderr"], file=sys.stderr)
       sys.exit(answer["rc"])
     print(answer)
     break

@@ -9,6 +9,7 @@ import shlex
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -18,12 +19,18 @@ from conftest import REPO
 from launch.tpu import gcloud
 
 ZONE = "europe-west4-b"
-TPU = gcloud.Slice("zoo-v5e", ZONE)
-WHERE = ["--zone=europe-west4-b"]
+PROJECT = "my-project-1"  # the fake gcloud's configured project (no --project in the commands below)
+TPU = gcloud.Slice("zoo-v5e", ZONE, PROJECT)
+WHERE = ["--zone=europe-west4-b", f"--project={PROJECT}"]
 CREATE = ["gcloud", "compute", "tpus", "queued-resources", "create", "zoo-v5e", "--node-id=zoo-v5e",
           "--accelerator-type=v5litepod-16", "--runtime-version=v2-alpha-tpuv5-lite", *WHERE, "--spot"]
 DESCRIBE = ["gcloud", *gcloud.describe(TPU)[1:]]
 DELETE = ["gcloud", "compute", "tpus", "queued-resources", "delete", "zoo-v5e", *WHERE, "--force", "--quiet"]
+# gcloud's answers to a describe: the queued resource does not exist; a failure that says nothing about it.
+GONE = {"rc": 1, "stderr": "ERROR: (gcloud.compute.tpus.queued-resources.describe) NOT_FOUND: Resource "
+                           "'projects/p/locations/europe-west4-b/queuedResources/zoo-v5e' was not found"}
+FLAKY = {"rc": 1, "stderr": "ERROR: (gcloud.compute.tpus.queued-resources.describe) There was a problem refreshing "
+                            "your current auth tokens: ('Connection aborted.', RemoteDisconnected())"}
 SLICE_OPTIONS = ["--accelerator=v5litepod-16", "--runtime=v2-alpha-tpuv5-lite", "--spot"]
 RUN = ["run", "zoo-v5e", f"--zone={ZONE}", "--workdir=gs://my-bucket/zoo/pi", "--config=configs/pi.py:urpe",
        "--config.train.steps=2000"]
@@ -36,10 +43,16 @@ class FakeCloud:
     self.directory = directory
     self.bin = directory / "bin"
     self.bin.mkdir()
+    self.configure(project=PROJECT)
     for program in ("gcloud", "kubectl", "docker"):
       wrapper = self.bin / program
       wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} {REPO / 'tests' / 'fake_cloud.py'} {program} \"$@\"\n")
       wrapper.chmod(0o755)
+
+  def configure(self, **properties) -> None:
+    """gcloud's local config (`gcloud config set`): compute/zone as `zone`, project."""
+    names = {"zone": "compute/zone", "project": "project"}
+    (self.directory / "gcloud_config.json").write_text(json.dumps({names[k]: v for k, v in properties.items()}))
 
   def scenario(self, **outputs) -> None:
     """Answers by command: describe=[states...], status=[worker lines...]."""
@@ -69,6 +82,8 @@ def kind(call: list[str]) -> str:
     return call[4]
   if call[3:5] == ["tpu-vm", "scp"]:
     return "scp"
+  if call[3:5] == ["tpu-vm", "describe"]:
+    return "address"
   command = next(a for a in call if a.startswith("--command="))
   return {"nohup setsid": "start", "kill -TERM": "stop", "kill -0": "status", "tail -n": "logs"}[
       next(marker for marker in ("nohup setsid", "kill -TERM", "kill -0", "tail -n") if marker in command)]
@@ -84,6 +99,24 @@ def test_create_queues_a_spot_slice_and_polls_until_active(cloud):
   assert result.returncode == 0, result.stderr
   assert cloud.calls() == [CREATE, DESCRIBE, DESCRIBE, DESCRIBE]
   assert "zoo-v5e: WAITING_FOR_RESOURCES\nzoo-v5e: PROVISIONING\nzoo-v5e: ACTIVE" in result.stderr
+
+
+def test_zone_and_project_default_to_gclouds_and_neither_set_is_one_line(cloud):
+  cloud.configure(zone="us-east5-a", project="other-project")
+  result = cloud.launcher("create", "zoo-v5e", *SLICE_OPTIONS, "--dry-run")
+  assert result.returncode == 0 and shlex.split(result.stdout.splitlines()[0]) == [
+      *CREATE[:-3], "--zone=us-east5-a", "--project=other-project", "--spot"]
+  result = cloud.launcher("delete", "zoo-v5e", f"--zone={ZONE}", "--project=my-project-2", "--dry-run")
+  assert shlex.split(result.stdout.splitlines()[0])[-3:] == [f"--zone={ZONE}", "--project=my-project-2",
+                                                              "--format=value(state.state)"]  # the flags win
+  for properties, missing in (({"project": "p-123456"}, "zone"), ({"zone": ZONE}, "project")):
+    cloud.configure(**properties)
+    result = cloud.launcher("status", "zoo-v5e", "--dry-run")
+    assert result.returncode == 2 and result.stdout == "", result.stdout
+    assert result.stderr == (f"error: no --{missing}, and gcloud has no default {missing}: pass --{missing}="
+                             f"{missing.upper()} or set gcloud's default: gcloud config set "
+                             f"{'compute/zone' if missing == 'zone' else 'project'} {missing.upper()}\n")
+  assert cloud.calls() == []
 
 
 @pytest.mark.parametrize("tier,flags", [("--reserved", ["--reserved"]), (None, [])], ids=["reserved", "on_demand"])
@@ -107,8 +140,8 @@ def test_run_copies_a_per_launch_archive_and_starts_training_detached_on_every_w
   assert scp[6:] == [f"zoo-v5e:zoo-{first}.tgz", *WHERE, "--worker=all"]
   assert scp[5] == str(cloud.directory / f"zoo-v5e-zoo-{first}.tgz")
   assert not os.path.exists(scp[5])  # the local archive is removed once copied
-  assert start[:7] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh", "zoo-v5e", *WHERE] and start[7] == "--worker=all"
-  script = start[8].removeprefix("--command=")
+  assert start[:8] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh", "zoo-v5e", *WHERE] and start[8] == "--worker=all"
+  script = start[9].removeprefix("--command=")
   run_dir = f'"$HOME"/zoo_runs/{first}'
   assert f'tar -C {run_dir} -xzf "$HOME"/zoo-{first}.tgz' in script
   assert "uv pip install -q --python .venv/bin/python --require-hashes -r launch/tpu/requirements-tpu.txt" in script
@@ -151,6 +184,17 @@ def test_a_preempted_slice_is_recreated_and_the_same_command_relaunched(cloud):
   first, second = launch_ids(calls)
   assert calls[2][-1].replace(first, "ID") == calls[12][-1].replace(second, "ID")  # the same command
   assert "slice zoo-v5e is SUSPENDING" in result.stderr and f"supervise: {second} finished (attempt 2)" in result.stderr
+
+
+def test_a_job_stopped_by_sigterm_on_an_active_slice_is_relaunched_not_failed(cloud):
+  """A maintenance event's SIGTERM: launch.train saves and exits 143 (process 0 says `preempted:`, the others are
+  `killed 143`), which GKE's podFailurePolicy restarts too; the slice stays ACTIVE, so only the job is relaunched."""
+  cloud.scenario(describe=["ACTIVE"], status=["t1v-n-0 stopped\nt1v-n-1 killed 143", "t1v-n-0 finished"])
+  result = cloud.launcher(*RUN, "--supervise", *SLICE_OPTIONS, "--poll=0")
+  assert result.returncode == 0, result.stderr
+  assert [kind(c) for c in cloud.calls()] == ["describe", "scp", "start", "describe", "status",
+                                              "describe", "scp", "start", "describe", "status"]
+  assert "job stopped (attempt 1 of 5)" in result.stderr and "finished (attempt 2)" in result.stderr
 
 
 def test_supervise_gives_up_after_max_attempts(cloud):
@@ -204,6 +248,22 @@ def test_a_launch_that_cannot_be_copied_counts_as_an_attempt_and_plain_run_gives
   assert result.stderr.splitlines()[-1].startswith("error: supervise: gave up after 2 attempts")
 
 
+def test_a_describe_that_fails_for_a_moment_is_asked_again_not_read_as_a_lost_slice(cloud):
+  cloud.scenario(describe=["ACTIVE", FLAKY, FLAKY, "ACTIVE"], status=["t1v-n-0 finished"])
+  result = cloud.launcher(*RUN, "--supervise", *SLICE_OPTIONS, "--poll=0", "--retry-wait=0")
+  assert result.returncode == 0, result.stderr
+  assert [kind(c) for c in cloud.calls()] == ["describe", "scp", "start", "describe", "describe", "describe", "status"]
+  retries = [line for line in result.stderr.splitlines() if "trying again" in line]
+  assert len(retries) == 2 and retries[0].startswith("zoo-v5e: describing the queued resource failed (ERROR: ")
+
+  cloud.scenario(describe=[FLAKY])  # it stays down: one line, and the slice is neither deleted nor re-created
+  result = cloud.launcher(*RUN, "--supervise", *SLICE_OPTIONS, "--poll=0", "--retry-wait=0", "--retries=1")
+  assert result.returncode == 1
+  assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [
+      f"error: could not read the state of zoo-v5e after 2 tries: {FLAKY['stderr']}"]
+  assert [kind(c) for c in cloud.calls()][7:] == ["describe", "describe"]
+
+
 def test_supervise_gives_up_on_a_job_no_ssh_reaches_after_the_stated_time(cloud):
   cloud.scenario(describe=["ACTIVE"], status=[{"rc": 255}])
   began = time.monotonic()
@@ -216,8 +276,8 @@ def test_supervise_gives_up_on_a_job_no_ssh_reaches_after_the_stated_time(cloud)
 
 
 @pytest.mark.parametrize("states,calls", [
-    ([""], ["describe"]),  # already gone
-    (["DELETING", "DELETING", ""], ["describe", "describe", "describe"]),  # being deleted: wait until gone
+    ([GONE], ["describe"]),  # already gone
+    (["DELETING", "DELETING", GONE], ["describe", "describe", "describe"]),  # being deleted: wait until gone
     (["SUSPENDED"], ["describe", "delete"]),
 ], ids=["gone", "deleting", "suspended"])
 def test_delete_is_idempotent(cloud, states, calls):
@@ -295,7 +355,6 @@ def test_dry_run_prints_the_commands_and_runs_none(cloud, args):
     (["create", "zoo-v5e", f"--zone={ZONE}", "--spot"], "error: create: --accelerator and --runtime are required"),
     ([*RUN, "--supervise"], "error: run --supervise: --accelerator and --runtime are required"),
     ([*RUN, "--steps=3"], "error: unrecognized arguments: --steps=3"),
-    (["create", "zoo-v5e", *SLICE_OPTIONS], "error: the following arguments are required: --zone"),
 ])
 def test_usage_errors_exit_2_with_one_line(cloud, args, message):
   result = cloud.launcher(*args)
@@ -375,7 +434,9 @@ def test_manifest_apply_runs_kubectl_and_dry_run_does_not(cloud):
     ({"pid": "PID"}, "running"),
     ({"pid": "1", "exit_status": "3", "train.log": ""}, "failed 3"),
     ({"pid": "1", "exit_status": "0", "train.log": "...\nsummary: {}\n"}, "finished"),
-    ({"pid": "1", "exit_status": "0", "train.log": "...\npreempted: SIGTERM received; ...\n"}, "stopped"),
+    ({"pid": "1", "exit_status": "143", "train.log": "...\npreempted: SIGTERM received; ...\n"}, "stopped"),
+    ({"pid": "1", "exit_status": "143", "train.log": "...\n"}, "killed 143"),  # another worker's SIGTERM stop
+    ({"pid": "1", "exit_status": "137", "train.log": "...\n"}, "killed 137"),
     ({"pid": "1", "exit_status": "0", "train.log": "...\n"}, "exited"),
 ])
 def test_the_worker_status_script_reads_a_launch_directory(tmp_path, files, expected):
@@ -435,6 +496,7 @@ def test_hostile_names_zones_and_launch_ids_are_refused_with_one_line(tmp_path, 
   from launch.tpu.__main__ import main  # noqa: PLC0415 — the real command line, in this process: no gcloud runs
 
   monkeypatch.setenv("PATH", str(FakeCloud(tmp_path).bin) + os.pathsep + os.environ["PATH"])
+  monkeypatch.setenv("FAKE_CLOUD_DIR", str(tmp_path))
   marker = tmp_path / "MARKER"
   for value in hostile(marker):
     with pytest.raises(SystemExit) as exit_:
@@ -446,8 +508,12 @@ def test_hostile_names_zones_and_launch_ids_are_refused_with_one_line(tmp_path, 
 
 
 @pytest.mark.parametrize("verb", ["run", "supervise", "manifest"])
-def test_workdirs_configs_and_overrides_with_a_newline_or_a_bad_bucket_are_refused(tmp_path, capsys, verb):
+def test_workdirs_configs_and_overrides_with_a_newline_or_a_bad_bucket_are_refused(tmp_path, capsys, monkeypatch,
+                                                                                     verb):
   from launch.tpu.__main__ import main  # noqa: PLC0415 — refused before the config is read (which defines a flag)
+
+  monkeypatch.setenv("PATH", str(FakeCloud(tmp_path).bin) + os.pathsep + os.environ["PATH"])
+  monkeypatch.setenv("FAKE_CLOUD_DIR", str(tmp_path))  # its configured project
 
   marker = tmp_path / "MARKER"
   argv = MANIFEST if verb == "manifest" else SLICE_VERBS[verb]
@@ -482,6 +548,13 @@ if name == "uv" and args[0] == "venv":  # the venv's python: the >= 3.11 interpr
   shutil.copy(sys.argv[0], ".venv/bin/python")
 if name == "uv" and args[0] == "pip" and "-r" in args and "--hash=" not in open(args[args.index("-r") + 1]).read():
   sys.exit("no hashes")
+if name == "sudo" and args[0] == "lsof":  # the process that holds the TPU, if the test made one
+  print(os.environ.get("STALE_PID", ""))
+if name == "sudo" and args[0] == "kill":  # really (sudo rm of libtpu's lock file is only recorded: /tmp is shared)
+  os.execv("/usr/bin/kill", ["kill", *args[1:]])
+if name == "python" and os.environ.get("WORKER_ENV"):  # what a trainer was started with, for multislice
+  with open(os.environ["WORKER_ENV"], "w") as f:
+    json.dump({{k: v for k, v in os.environ.items() if k.startswith("MEGASCALE_")}}, f)
 if name == "python" and os.environ.get("WORKER_PYTHON"):
   os.execv(os.environ["WORKER_PYTHON"], [os.environ["WORKER_PYTHON"], *args])
 """
@@ -496,7 +569,7 @@ class FakeWorker:
     self.home, stubs, self.log = directory / "worker_home", directory / "stubs", directory / "worker_calls.jsonl"
     self.home.mkdir(exist_ok=True)
     stubs.mkdir()
-    for program in ("gcloud", "python3", "pip", "pip3", *(() if real_tar else ("tar",))):
+    for program in ("gcloud", "python3", "pip", "pip3", "sudo", *(() if real_tar else ("tar",))):
       (stubs / program).write_text(WORKER_STUB.format(python=sys.executable))
       (stubs / program).chmod(0o755)
     self.env = {"HOME": str(self.home), "PATH": f"{stubs}:/usr/bin:/bin", "WORKER_CALLS": str(self.log),
@@ -548,6 +621,7 @@ def test_a_worker_whose_python3_is_3_10_trains_under_the_pinned_3_11(cloud, data
       ["uv", "pip", "install", "-q", "--python", ".venv/bin/python", "--require-hashes", "-r",
        "launch/tpu/requirements-tpu.txt"],
       ["uv", "pip", "install", "-q", "--python", ".venv/bin/python", "--no-deps", "-e", "."],
+      ["sudo", "lsof", "-t", "/dev/accel*", "/dev/vfio/*"], ["sudo", "rm", "-f", "/tmp/libtpu_lockfile"],  # no TPU here
       ["python", "-m", "launch.train", f"--workdir={workdir}", "--config=configs/pi.py:urpe,smoke",
        f"--config.train.data_dir={data_dir}"]]
   assert gcloud.PYTHON.startswith("3.11.")
@@ -557,6 +631,30 @@ def test_a_worker_whose_python3_is_3_10_trains_under_the_pinned_3_11(cloud, data
   made_there = (".venv/", "train.log", "pid", "exit_status")
   assert {p for p in unpacked if not p.startswith(made_there) and "__pycache__" not in p} == \
       {p for p in shipped if (REPO / p).exists()}  # only the checkout's tracked and unignored files
+
+
+def test_the_start_script_kills_a_stale_tpu_holder_and_removes_libtpus_lock_before_training(cloud):
+  result = cloud.launcher(*RUN, "--dry-run")
+  assert result.returncode == 0, result.stderr
+  printed = [shlex.split(line) for line in result.stdout.splitlines()]
+  launch_id = printed[3][6].removeprefix("zoo-v5e:zoo-").removesuffix(".tgz")
+  worker = FakeWorker(cloud.directory, real_tar=True)
+  subprocess.run(["tar", "-C", REPO, "-czf", worker.home / f"zoo-{launch_id}.tgz", gcloud.UV_LOCK, gcloud.TPU_LOCK],
+                 check=True)
+  stale = subprocess.Popen(["sleep", "60"], start_new_session=True)  # an earlier trainer that still holds the TPU
+  threading.Thread(target=stale.wait, daemon=True).start()  # reaped once killed, as init would
+  try:
+    worker.env["STALE_PID"] = str(stale.pid)
+    started = worker.run(printed[4][-1].removeprefix("--command="))
+    assert started.returncode == 0, started.stderr
+    assert f"{socket.gethostname()}: killing {stale.pid}, which holds the TPU" in started.stdout
+    worker.wait_for("python")
+    assert stale.wait(timeout=10) == -9
+    calls = [c for c in worker.calls() if c[0] in ("sudo", "python")]
+    assert [c[:2] for c in calls] == [["sudo", "lsof"], ["sudo", "kill"], ["sudo", "rm"], ["python", "-m"]]
+    assert calls[1] == ["sudo", "kill", "-9", str(stale.pid)] and calls[2] == ["sudo", "rm", "-f", gcloud.LIBTPU_LOCK]
+  finally:
+    stale.kill()
 
 
 @pytest.mark.parametrize("verb", ["run", "supervise"])
@@ -589,6 +687,45 @@ def test_hostile_workdirs_and_overrides_reach_the_worker_as_single_words(cloud, 
   if verb == "supervise":  # it polled the job with the status script
     assert worker.run(scripts[1]).stdout == f"{socket.gethostname()} exited\n"
   assert not marker.exists()
+
+
+def test_multislice_on_tpu_vms_queues_n_nodes_and_starts_each_slice_with_its_megascale_settings(cloud):
+  """`--slices=2`: one queued resource of two nodes; worker 0 of zoo-v5e-0 coordinates (its internal IP from gcloud);
+  each node's start script, executed on a fake worker, hands the trainer its slice's MEGASCALE settings."""
+  dry = cloud.launcher("create", "zoo-v5e", f"--zone={ZONE}", *SLICE_OPTIONS, "--slices=2", "--dry-run")
+  assert dry.returncode == 0 and shlex.split(dry.stdout.splitlines()[0]) == [
+      *CREATE[:6], "--node-count=2", "--node-prefix=zoo-v5e", *CREATE[7:]]
+  rules = [{"match": "queued-resources describe", "outputs": ["ACTIVE"]},
+           {"match": "tpu-vm describe", "outputs": ["10.164.0.7"]}]
+  (cloud.directory / "scenario.json").write_text(json.dumps(rules))
+  result = cloud.launcher(*RUN, "--slices=2")
+  assert result.returncode == 0, result.stderr
+  calls = cloud.calls()
+  assert [kind(c) for c in calls] == ["describe", "address", "scp", "start", "scp", "start"]
+  assert calls[1] == ["gcloud", "compute", "tpus", "tpu-vm", "describe", "zoo-v5e-0", *WHERE,
+                      "--format=value(networkEndpoints[0].ipAddress)"]
+  assert [calls[2][6].split(":")[0], calls[4][6].split(":")[0], calls[3][5], calls[5][5]] == [
+      "zoo-v5e-0", "zoo-v5e-1", "zoo-v5e-0", "zoo-v5e-1"]
+  [launch_id, _] = launch_ids(calls)
+  for slice_id, start in enumerate((calls[3], calls[5])):
+    (cloud.directory / f"slice{slice_id}").mkdir()
+    worker = FakeWorker(cloud.directory / f"slice{slice_id}", real_tar=True)
+    worker.env["WORKER_ENV"] = str(cloud.directory / f"env{slice_id}.json")
+    subprocess.run(["tar", "-C", REPO, "-czf", worker.home / f"zoo-{launch_id}.tgz", gcloud.UV_LOCK, gcloud.TPU_LOCK],
+                   check=True)
+    assert worker.run(start[-1].removeprefix("--command=")).returncode == 0
+    worker.wait_for("gcloud")
+    assert json.loads((cloud.directory / f"env{slice_id}.json").read_text()) == {
+        "MEGASCALE_COORDINATOR_ADDRESS": "10.164.0.7:8081", "MEGASCALE_NUM_SLICES": "2",
+        "MEGASCALE_SLICE_ID": str(slice_id), "MEGASCALE_PORT": "8081"}
+    trainer = next(c for c in worker.calls() if c[0] == "python")
+    assert trainer[3:6] == ["--distributed", "--workdir=gs://my-bucket/zoo/pi", "--config=configs/pi.py:urpe"]
+    assert trainer[6:] == ["--config.mesh.slices=2", "--config.train.steps=2000"]  # the mesh's DCN axis
+
+  for verb in ("status", "logs", "stop"):  # every node's workers
+    dry = cloud.launcher(verb, "zoo-v5e", f"--zone={ZONE}", "--slices=2", "--dry-run")
+    nodes = [argv[5] for argv in map(shlex.split, dry.stdout.splitlines()) if argv[3:5] == ["tpu-vm", "ssh"]]
+    assert dry.returncode == 0 and nodes == ["zoo-v5e-0", "zoo-v5e-1"], dry.stdout
 
 
 def test_hostile_values_stay_single_arguments_in_the_jobset(cloud):

@@ -5,6 +5,7 @@ a JobSet for GKE.
   python -m launch.tpu run NAME --zone=ZONE --workdir=gs://BUCKET/RUN --config=configs/pi.py:urpe [--config.x=y ...]
   python -m launch.tpu run ... --supervise --accelerator=... --runtime=... --spot [--max-attempts=5 --poll=60]
   python -m launch.tpu status|logs|stop|delete NAME --zone=ZONE
+  python -m launch.tpu create|run|status|logs|stop|delete NAME ... --slices=2   # multislice: nodes NAME-0, NAME-1
   python -m launch.tpu image build|push --image=REGISTRY/PATH:TAG
   python -m launch.tpu manifest --name=RUN --image=IMAGE --accelerator=tpu-v5-lite-podslice --topology=4x4 \
       --slices=2 --workdir=gs://BUCKET/RUN --config=configs/pi.py:urpe [--out=jobset.yaml --apply]
@@ -14,10 +15,13 @@ the experiment config with its overrides exactly as `launch.train` checks it (on
 every value that reaches a worker's shell is quoted (remote.py). Every subcommand takes --dry-run: it prints each
 command it would run (one per line) and runs none. Slices are queued resources (`--spot`, `--reserved` or
 on-demand); `run` copies the checkout to every worker as a per-launch archive, installs `.[tpu,gcs]` and starts
-`launch.train --distributed` detached on all workers (see gcloud.py for where logs go). `run --supervise` stays in
-the foreground, polls the slice every --poll seconds and, when it is preempted or gone, deletes and re-creates it
-and relaunches the same command, which resumes from the workdir's latest checkpoint; after --max-attempts launches
-it gives up. Needs the gcloud CLI (docker for `image`, kubectl for `manifest --apply`).
+`launch.train --distributed` detached on all workers (see gcloud.py for where logs go). `--slices=N` (on every slice
+command, the same each time) makes it multislice: one queued resource of N nodes NAME-0 ... NAME-<N-1>, each
+worker started with its slice's MEGASCALE settings (worker 0 of NAME-0 coordinates) and `--config.mesh.slices=N`.
+`run --supervise` stays in the foreground, polls the slice every --poll seconds and, when it is preempted or gone,
+deletes and re-creates it and relaunches the same command, which resumes from the workdir's latest checkpoint; after
+--max-attempts launches it gives up. --zone and --project default to gcloud's (`gcloud config set compute/zone ...`).
+Needs the gcloud CLI (docker for `image`, kubectl for `manifest --apply`).
 """
 
 from __future__ import annotations
@@ -48,15 +52,31 @@ class Parser(argparse.ArgumentParser):
 
 class Runner:
   """Runs commands, echoing each to stderr; with `dry_run` prints each to stdout instead, runs none and does not
-  wait between polls."""
+  wait between polls. A command that may fail for a moment (ssh, scp, a describe) is tried `retries` more times,
+  after `retry_wait` seconds, doubling each time."""
 
-  def __init__(self, dry_run: bool):
-    self.dry_run = dry_run
+  def __init__(self, dry_run: bool, retries: int, retry_wait: float):
+    self.dry_run, self.retries, self.retry_wait = dry_run, retries, retry_wait
 
   def run(self, argv: list[str]) -> None:
     """Runs `argv`; a failure ends the launcher with one line (exit status 1)."""
     if status := self.attempt(argv):
       print(f"error: {' '.join(argv[:5])} ... failed with exit status {status}", file=sys.stderr)
+      sys.exit(1)
+
+  def run_all(self, argvs: list[list[str]]) -> None:
+    """Runs the commands side by side (one per slice: `logs --follow` never ends) and waits for all; a failure ends
+    the launcher with one line (exit status 1)."""
+    if self.dry_run:
+      for argv in argvs:
+        print(shlex.join(argv), flush=True)
+      return
+    for argv in argvs:
+      print(f"+ {shlex.join(argv)}", file=sys.stderr, flush=True)
+    processes = [subprocess.Popen(argv) for argv in argvs]
+    if failed := [(argv, status) for argv, p in zip(argvs, processes) if (status := p.wait())]:
+      argv, status = failed[0]
+      print(f"error: {' '.join(argv[:6])} ... failed with exit status {status}", file=sys.stderr)
       sys.exit(1)
 
   def attempt(self, argv: list[str]) -> int:
@@ -67,13 +87,23 @@ class Runner:
     print(f"+ {shlex.join(argv)}", file=sys.stderr, flush=True)
     return subprocess.run(argv).returncode
 
-  def output(self, argv: list[str], dry_value: str) -> str:
-    """The command's stdout, stripped; "" when it fails (a describe of a deleted slice); `dry_value` in a dry run."""
+  def capture(self, argv: list[str], dry_value: str) -> subprocess.CompletedProcess:
+    """Runs `argv` with its output captured, for the caller to read; in a dry run, `dry_value` as its stdout."""
     if self.dry_run:
       print(shlex.join(argv), flush=True)
-      return dry_value
-    result = subprocess.run(argv, capture_output=True, text=True)
+      return subprocess.CompletedProcess(argv, 0, dry_value, "")
+    return subprocess.run(argv, capture_output=True, text=True)
+
+  def output(self, argv: list[str], dry_value: str) -> str:
+    """The command's stdout, stripped; "" when it fails (no worker answered ssh); `dry_value` in a dry run."""
+    result = self.capture(argv, dry_value)
     return result.stdout.strip() if result.returncode == 0 else ""
+
+  def backoff(self, retry: int, what: str) -> None:
+    """Says that `what` failed and waits before retry number `retry` + 1."""
+    wait = self.retry_wait * 2**retry
+    print(f"{what}; trying again in {wait:g} s (retry {retry + 1} of {self.retries})", file=sys.stderr, flush=True)
+    self.sleep(wait)
 
   def sleep(self, seconds: float) -> None:
     if not self.dry_run:
@@ -81,7 +111,20 @@ class Runner:
 
 
 def state(runner: Runner, tpu: gcloud.Slice) -> str:
-  return runner.output(gcloud.describe(tpu), dry_value="ACTIVE")
+  """The queued resource's state; "" when there is no such queued resource (gcloud says NOT_FOUND). Any other failure
+  of the describe (the network, an expired token, a 5xx) says nothing about the slice: it is tried again, and when it
+  still fails it ends the launcher with one line instead of being read as a slice that is gone."""
+  retry = 0
+  while (result := runner.capture(gcloud.describe(tpu), dry_value="ACTIVE")).returncode:
+    if gcloud.NOT_FOUND in result.stderr:
+      return ""
+    reason = (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[-1]
+    if retry == runner.retries:
+      print(f"error: could not read the state of {tpu.name} after {retry + 1} tries: {reason}", file=sys.stderr)
+      sys.exit(1)
+    runner.backoff(retry, f"{tpu.name}: describing the queued resource failed ({reason})")
+    retry += 1
+  return result.stdout.strip()
 
 
 def wait_until_active(runner: Runner, tpu: gcloud.Slice, poll: float) -> None:
@@ -117,6 +160,31 @@ def create(runner: Runner, tpu: gcloud.Slice, args: argparse.Namespace) -> None:
   wait_until_active(runner, tpu, args.poll)
 
 
+def multislice_coordinator(runner: Runner, tpu: gcloud.Slice) -> str:
+  """The internal IP address of worker 0 of slice 0 ("" for one slice); one line (exit status 1) when gcloud does not
+  say it."""
+  if tpu.slices == 1:
+    return ""
+  address = runner.output(gcloud.coordinator_ip(tpu), dry_value="WORKER-0-IP")
+  if not runner.dry_run:
+    try:
+      checks.coordinator_ip(address)
+    except ValueError as e:
+      print(f"error: {tpu.nodes[0]}: {e}", file=sys.stderr)
+      sys.exit(1)
+  return address
+
+
+def copy_and_start(runner: Runner, tpu: gcloud.Slice, starts: list[tuple[str, list[str]]], local: str,
+                   archive: str) -> int:
+  """Copies the archive to every worker of each node and runs the node's start command: the first failure's exit
+  status, 0 when all succeeded."""
+  for node, start in starts:
+    if status := runner.attempt(gcloud.scp_to_workers(tpu, node, local, archive)) or runner.attempt(start):
+      return status
+  return 0
+
+
 def launch(runner: Runner, tpu: gcloud.Slice, args: argparse.Namespace) -> str | None:
   """Copies the checkout to every worker under a new launch id and starts training there, detached; None when the
   copy or the start still fails after --retries more tries (a slice lost meanwhile, a network that stays down).
@@ -135,17 +203,17 @@ def launch(runner: Runner, tpu: gcloud.Slice, args: argparse.Namespace) -> str |
       with open(file_list, "w") as f:  # paths that no longer exist (deleted, not yet committed) are not shipped
         f.write("\0".join(p for p in files.split("\0") if p and os.path.lexists(os.path.join(REPO, p))))
     runner.run(gcloud.pack(REPO, local, file_list))
-    start = gcloud.ssh(tpu, gcloud.start_script(launch_id, archive, gcloud.train_args(args.workdir, args.config,
-                                                                                        args.overrides), args.workdir))
-    for retry in range(args.retries + 1):
-      if not (status := runner.attempt(gcloud.scp_to_workers(tpu, local, archive)) or runner.attempt(start)):
+    train = gcloud.train_args(args.workdir, args.config, args.overrides, tpu.slices)
+    coordinator = multislice_coordinator(runner, tpu)
+    starts = [(node, gcloud.ssh(tpu, node, gcloud.start_script(launch_id, archive, train, args.workdir,
+                                                               gcloud.megascale_env(tpu, i, coordinator))))
+              for i, node in enumerate(tpu.nodes)]
+    for retry in range(runner.retries + 1):
+      if not (status := copy_and_start(runner, tpu, starts, local, archive)):
         break
-      if retry == args.retries:
+      if retry == runner.retries:
         return None
-      wait = args.retry_wait * 2**retry
-      print(f"{tpu.name}: copying or starting {launch_id} failed (exit status {status}); trying again in {wait:g} s "
-            f"(retry {retry + 1} of {args.retries})", file=sys.stderr, flush=True)
-      runner.sleep(wait)
+      runner.backoff(retry, f"{tpu.name}: copying or starting {launch_id} failed (exit status {status})")
   finally:
     for path in (local, file_list):
       if os.path.exists(path):
@@ -158,15 +226,18 @@ def launch(runner: Runner, tpu: gcloud.Slice, args: argparse.Namespace) -> str |
 
 def job_state(runner: Runner, tpu: gcloud.Slice, launch_id: str) -> str:
   """The launch's state over all workers: failed N if any failed, running while any runs, then what process 0 said
-  (finished or stopped), otherwise missing or lost; unreachable when ssh fails (the next poll asks again)."""
-  lines = runner.output(gcloud.ssh(tpu, gcloud.status_script(launch_id)), dry_value="worker finished").splitlines()
-  states = [line.split(" ", 1)[1] for line in lines if " " in line]
-  if not states:
+  (finished or stopped), otherwise killed (by a signal), missing or lost; unreachable when ssh fails (the next poll
+  asks again)."""
+  answers = [runner.output(gcloud.ssh(tpu, node, gcloud.status_script(launch_id)), dry_value="worker finished")
+             for node in tpu.nodes]
+  if not all(answers):
     return "unreachable"
+  states = [line.split(" ", 1)[1] for answer in answers for line in answer.splitlines() if " " in line]
   failed = [s for s in states if s.startswith("failed")]
   if failed:
     return failed[0]
-  return next((s for s in ("running", "finished", "stopped", "missing") if s in states), "lost")
+  kinds = {s.split()[0] for s in states}
+  return next((s for s in ("running", "finished", "stopped", "killed", "missing") if s in kinds), "lost")
 
 
 def watch(runner: Runner, tpu: gcloud.Slice, launch_id: str, args: argparse.Namespace) -> tuple[str, str]:
@@ -228,7 +299,7 @@ def run(runner: Runner, tpu: gcloud.Slice, args: argparse.Namespace) -> None:
     fail(f"run: slice {tpu.name} is {current or 'not there'}; create it first (python -m launch.tpu create ...) or "
          f"pass --supervise")
   if launch(runner, tpu, args) is None:
-    print(f"error: run: could not copy or start the launch on {tpu.name} after {args.retries + 1} tries",
+    print(f"error: run: could not copy or start the launch on {tpu.name} after {runner.retries + 1} tries",
           file=sys.stderr)
     sys.exit(1)
 
@@ -256,8 +327,12 @@ def build_parser() -> Parser:
   common.add_argument("--dry-run", action="store_true", help="print every command, run none")
   on_slice = Parser(add_help=False, parents=[common])
   on_slice.add_argument("name", help="the slice (queued resource and TPU VM) name")
-  on_slice.add_argument("--zone", required=True)
-  on_slice.add_argument("--project", default="", help="default: gcloud's configured project")
+  on_slice.add_argument("--zone", default="", help="default: gcloud's (gcloud config set compute/zone ZONE)")
+  on_slice.add_argument("--project", default="", help="default: gcloud's (gcloud config set project PROJECT)")
+  on_slice.add_argument("--slices", type=int, default=1, help="slices joined over DCN (multislice): one queued "
+                        "resource with nodes NAME-0, NAME-1, ...")
+  on_slice.add_argument("--retries", type=int, default=3, help="more tries of a failed copy, start or describe")
+  on_slice.add_argument("--retry-wait", type=float, default=15.0, help="seconds before the first retry, doubling")
   creating = Parser(add_help=False)
   creating.add_argument("--accelerator", help="e.g. v5litepod-16, v5p-32, v4-32, v6e-16")
   creating.add_argument("--runtime", help="TPU VM runtime version, e.g. v2-alpha-tpuv5-lite, v2-alpha-tpuv5")
@@ -273,13 +348,11 @@ def build_parser() -> Parser:
   run_parser.add_argument("--config", required=True, help="experiment config, e.g. configs/pi.py:urpe")
   run_parser.add_argument("--supervise", action="store_true", help="stay, re-create and relaunch after preemptions")
   run_parser.add_argument("--max-attempts", type=int, default=5, help="launches in all before giving up")
-  run_parser.add_argument("--retries", type=int, default=3, help="more tries of a failed copy or start (ssh, scp)")
-  run_parser.add_argument("--retry-wait", type=float, default=15.0, help="seconds before the first retry, doubling")
   run_parser.add_argument("--unreachable-after", type=float, default=1800.0,
                           help="seconds without ssh to an ACTIVE slice before --supervise gives up")
   for name, help_text in (("status", "the slice's state and the job's on every worker"),
                           ("logs", "the end of every worker's train.log"),
-                          ("stop", "SIGTERM to the job: it saves a checkpoint and exits"),
+                          ("stop", "SIGTERM to the job: it saves a checkpoint and exits 143"),
                           ("delete", "delete the queued resource and its TPU VMs")):
     sub = commands.add_parser(name, parents=[on_slice], help=help_text)
     if name != "delete":
@@ -324,6 +397,19 @@ def parse(argv: list[str]) -> argparse.Namespace:
   return args
 
 
+def gcloud_default(prop: str, flag: str, placeholder: str) -> str:
+  """gcloud's configured `prop`, for a --`flag` left out: read from the local gcloud config (no cloud call, so also in
+  --dry-run, whose commands name it). One line (exit status 2) when it is not set either."""
+  how = f"pass --{flag}={placeholder} or set gcloud's default: gcloud config set {prop} {placeholder}"
+  try:
+    result = subprocess.run(gcloud.config_value(prop), capture_output=True, text=True)
+  except FileNotFoundError:
+    fail(f"no --{flag}, and no gcloud CLI to read its default from: {how}")
+  if result.returncode or not (value := result.stdout.strip()):
+    fail(f"no --{flag}, and gcloud has no default {flag}: {how}")
+  return value
+
+
 def checked(args: argparse.Namespace) -> gcloud.Slice | JobSpec:
   """The slice (or the JobSet spec) once every user value is checked, the experiment config included — before any
   cloud call, so a typo fails here with one line instead of on a billed slice after a pack, a copy and an install."""
@@ -334,7 +420,9 @@ def checked(args: argparse.Namespace) -> gcloud.Slice | JobSpec:
                      max_restarts=args.max_restarts, ttl_seconds=args.ttl, queue=args.queue)
       checks.experiment(container_args(spec))
       return spec
-    tpu = gcloud.Slice(args.name, args.zone, args.project)
+    zone = args.zone or gcloud_default("compute/zone", "zone", "ZONE")
+    project = args.project or gcloud_default("project", "project", "PROJECT")
+    tpu = gcloud.Slice(args.name, zone, project, args.slices)
     for what in ("accelerator", "runtime"):
       if getattr(args, what, None):
         checks.gcloud_value(getattr(args, what), f"--{what}")
@@ -342,7 +430,7 @@ def checked(args: argparse.Namespace) -> gcloud.Slice | JobSpec:
     if args.command == "run":
       checks.gcs_workdir(args.workdir, "run: --workdir")
       checks.config_args(args.config, args.overrides)
-      checks.experiment(gcloud.train_args(args.workdir, args.config, args.overrides))
+      checks.experiment(gcloud.train_args(args.workdir, args.config, args.overrides, tpu.slices))
     return tpu
   except ValueError as e:
     fail(str(e))
@@ -350,7 +438,7 @@ def checked(args: argparse.Namespace) -> gcloud.Slice | JobSpec:
 
 def main(argv: list[str]) -> None:
   args = parse(argv)
-  runner = Runner(args.dry_run)
+  runner = Runner(args.dry_run, getattr(args, "retries", 0), getattr(args, "retry_wait", 0.0))  # image, manifest: 0
   if args.command == "manifest":
     manifest(runner, checked(args), args)
     return
@@ -368,13 +456,14 @@ def main(argv: list[str]) -> None:
     run(runner, tpu, args)
   elif args.command == "status":
     current = state(runner, tpu)
-    jobs = runner.output(gcloud.ssh(tpu, gcloud.status_script(args.launch)), dry_value="")
+    jobs = [runner.output(gcloud.ssh(tpu, node, gcloud.status_script(args.launch)), dry_value="") for node in tpu.nodes]
     if not runner.dry_run:
-      print(f"{tpu.name}: {current or 'not found'}\n{jobs}", flush=True)
+      print("\n".join([f"{tpu.name}: {current or 'not found'}", *jobs]), flush=True)
   elif args.command == "logs":
-    runner.run(gcloud.ssh(tpu, gcloud.logs_script(args.launch, args.lines, args.follow)))
+    runner.run_all([gcloud.ssh(tpu, node, gcloud.logs_script(args.launch, args.lines, args.follow))
+                    for node in tpu.nodes])
   elif args.command == "stop":
-    runner.run(gcloud.ssh(tpu, gcloud.stop_script(args.launch)))
+    runner.run_all([gcloud.ssh(tpu, node, gcloud.stop_script(args.launch)) for node in tpu.nodes])
   elif args.command == "delete":
     delete(runner, tpu, state(runner, tpu), poll=10.0)
 

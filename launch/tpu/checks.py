@@ -27,6 +27,7 @@ LAUNCH_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 # GCS bucket names: lowercase letters, digits, '-', '_' and '.', a letter or digit at both ends, 3-63 characters
 # (up to 222 with dots, each dot-separated part at most 63).
 BUCKET = re.compile(r"[a-z0-9][-a-z0-9_.]{1,220}[a-z0-9]")
+IPV4 = re.compile(r"(?:[0-9]{1,3}\.){3}[0-9]{1,3}")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Container image references: [registry[:port]/]path[:tag][@sha256:digest], lowercase path components.
 IMAGE = re.compile(r"[a-z0-9][-a-z0-9._]*(?::[0-9]+)?(?:/[a-z0-9][-a-z0-9._]*)*(?::[A-Za-z0-9_][-A-Za-z0-9_.]{0,127})?"
@@ -47,6 +48,15 @@ def slice_location(name: str, zone: str, project: str) -> None:
   matches(ZONE, zone, "--zone", "a Cloud zone such as europe-west4-b")
   if project:
     matches(PROJECT, project, "--project", "a project id: 6-30 lowercase letters, digits and '-', a letter first")
+
+
+def slice_count(slices: int) -> None:
+  check(slices >= 1, f"--slices must be >= 1, got {slices}")
+
+
+def coordinator_ip(value: str) -> None:
+  """What gcloud printed as worker 0's internal address: it travels into every worker's environment."""
+  matches(IPV4, value, "the coordinator's address", "an IPv4 address (gcloud describe printed something else)")
 
 
 def gcloud_value(value: str, what: str) -> None:

@@ -34,7 +34,8 @@ DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 MEGASCALE_PORT = "8081"  # the value Ray's TPU support uses
 CONTAINER = "train"
 WORKING_DIR = "/zoo"  # the image's checkout (launch/tpu/Dockerfile): configs/... resolve from here
-RESTART_EXIT_CODES = (137, 143)  # SIGKILL (the grace period ran out), SIGTERM before the trainer handles it
+# SIGKILL (the grace period ran out); SIGTERM (launch.train after its SIGTERM save, or killed before it handled it).
+RESTART_EXIT_CODES = (137, 143)
 
 
 def check_name(name: str, what: str, max_length: int = 63) -> None:

@@ -3,7 +3,7 @@ machine away, and SIGINT, which a terminal sends.
 
 The training loop asks `reached(step)` after every step; when it says yes the loop saves a checkpoint at that step,
 waits for the save to finish and returns, so rerunning the same command resumes exactly there. `reason` says which
-signal it was ("preempted" or "interrupted"; the command line exits 0 or 130). Every process must stop at the same
+signal it was ("preempted" or "interrupted"; the command line exits 143 or 130). Every process must stop at the same
 step (each saves its shards of one checkpoint), but the notice may reach only some of them:
 
 - With `jax.distributed` initialized, JAX's preemption sync manager (the coordination service's, which orbax and
