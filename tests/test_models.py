@@ -198,11 +198,12 @@ def test_linear_decoding_state_does_not_grow_with_the_prefix():
   assert state.k_sum.shape == (2, TINY["num_heads"], 24)
 
 
-@pytest.mark.parametrize("impl,pe", [("xla", "rope"), ("chunked", "alibi"), ("pallas", "rope"), ("xla", "spe_sine")])
+@pytest.mark.parametrize("impl,pe", [("xla", "rope"), ("chunked", "alibi"), ("pallas", "rope"), ("linear", "rope"),
+                                     ("xla", "spe_sine")])
 def test_grouped_query_cache_holds_the_kv_heads_and_decodes_like_the_full_forward(impl, pe):
-  """The KV cache of a num_kv_heads < num_heads decoder keeps kv heads only (the core maps each query head to its
-  kv head); an encoding with per-head key transforms (SPE) keeps a key per query head. Either way, a prefill and
-  single-token steps give the full forward's logits."""
+  """The cache of a num_kv_heads < num_heads decoder keeps kv heads only (the core maps each query head to its kv
+  head): the KV cache's keys and values, linear attention's recurrent state; an encoding with per-head key transforms
+  (SPE) keeps a key per query head. Either way, a prefill and single-token steps give the full forward's logits."""
   model = tiny_model("decoder", pe, attention_impl=impl, num_kv_heads=1)
   model.eval()
   tokens = random_tokens(4, (2, 9))
@@ -210,8 +211,12 @@ def test_grouped_query_cache_holds_the_kv_heads_and_decodes_like_the_full_forwar
   layer = cache.layers[0]
   head_dim = TINY["d_model"] // TINY["num_heads"]
   key_heads = TINY["num_heads"] if pe == "spe_sine" else 1
-  assert layer.k.shape[:3] == (2, 12, key_heads) and layer.v.shape[:3] == (2, 12, key_heads)
-  assert layer.v.shape[3] == head_dim
+  if impl == "linear":
+    assert layer.kv.shape[:2] == layer.k_sum.shape[:2] == layer.shift.shape == (2, key_heads)
+    assert layer.kv.shape[3] == head_dim
+  else:
+    assert layer.k.shape[:3] == (2, 12, key_heads) and layer.v.shape[:3] == (2, 12, key_heads)
+    assert layer.v.shape[3] == head_dim
   pieces = []
   for start, stop in [(0, 4)] + [(t, t + 1) for t in range(4, 9)]:
     logits, cache = model.extend(tokens[:, start:stop], cache)
