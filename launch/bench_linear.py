@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from zoo import positional  # noqa: E402
-from zoo.nn import AttentionOptions, SelfAttention  # noqa: E402
+from zoo.nn import AttentionOptions, CallContext, SelfAttention  # noqa: E402
 
 IMPLS = {"linear": "linear", "softmax": "xla"}
 
@@ -52,7 +52,7 @@ def compile_forward(layer: SelfAttention, length: int, args):
   graphdef, state = nnx.split(layer)
 
   def forward(state, x, positions):
-    return nnx.merge(graphdef, state)(x, positions)[0]  # [batch, length, d_model]
+    return nnx.merge(graphdef, state)(x, CallContext(positions))[0]  # [batch, length, d_model]
 
   x = jax.random.normal(jax.random.key(1), (args.batch, length, args.d_model))
   positions = jnp.broadcast_to(jnp.arange(length), (args.batch, length))

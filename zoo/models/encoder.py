@@ -10,6 +10,7 @@ from flax import nnx
 from zoo.models.backbone import Backbone, default_positions
 from zoo.models.config import EncoderConfig
 from zoo.models.registry import register
+from zoo.nn.context import CallContext
 from zoo.nn.embed import TokenEmbedding
 
 
@@ -69,7 +70,7 @@ class Encoder(nnx.Module):
       positions = jnp.concatenate([jnp.zeros((batch, 1), positions.dtype), positions + 1], axis=1)
       if mask is not None:
         mask = jnp.concatenate([jnp.ones((batch, 1), bool), mask.astype(bool)], axis=1)
-    features, _ = self.backbone(x, positions, segment_ids=segment_ids, valid=mask)
+    features, _ = self.backbone(x, CallContext(positions, segment_ids=segment_ids, valid=mask))
     return features, mask
 
   def pool(self, features: jax.Array, mask: jax.Array | None) -> jax.Array:  # -> [batch, d_model]
