@@ -1,5 +1,6 @@
 """The encoder and decoder families: heads, padding and packing semantics, block variants, generation."""
 
+import inspect
 import re
 
 import jax
@@ -12,6 +13,7 @@ from flax import nnx
 from conftest import TINY, forward, per_token_options, random_tokens, representative_or_slow, tiny_model
 from zoo import models, positional
 from zoo.models import sampling
+from zoo.train import step
 
 
 @pytest.mark.parametrize("head,pooling,shape", [("token", "mean", (3, 10, 5)), ("sequence", "mean", (3, 5)),
@@ -223,3 +225,19 @@ def test_grouped_query_cache_holds_the_kv_heads_and_decodes_like_the_full_forwar
     pieces.append(logits)
   full = forward(model, tokens, None, None)
   np.testing.assert_allclose(np.asarray(jnp.concatenate(pieces, axis=1)), np.asarray(full), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", models.available())
+def test_each_family_declares_the_batch_fields_it_takes_and_the_step_passes_only_those(family):
+  """The training step knows no family's inputs by name: it passes a batch's fields that the family declares
+  (`batch_fields`, each a keyword of the model's call) and leaves the others (here another family's) out."""
+  cls = models.get(family)
+  keywords = {name for name, p in inspect.signature(cls.__call__).parameters.items() if p.kind is p.KEYWORD_ONLY}
+  assert cls.batch_fields and set(cls.batch_fields) <= keywords
+  if family == "decoder":
+    model = tiny_model("decoder", "rope")
+    tokens = random_tokens(0, (2, 6))
+    batch = {"inputs": tokens, "mask": jnp.ones((2, 6), bool).at[1, 4:].set(False),
+             "spd": jnp.zeros((2, 6, 6), jnp.int32)}  # a graph family's field: not the decoder's
+    np.testing.assert_array_equal(np.asarray(step.model_outputs(model, batch)),
+                                  np.asarray(model(tokens, mask=batch["mask"])))

@@ -9,6 +9,7 @@ prompt followed by n single-token steps computes exactly what one full forward o
 from __future__ import annotations
 
 import functools
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -34,6 +35,7 @@ class DecodeCache:
 @register("decoder")
 class Decoder(nnx.Module):
   Config = DecoderConfig
+  batch_fields: ClassVar[tuple[str, ...]] = ("positions", "segment_ids", "mask")  # taken by keyword from a batch
 
   def __init__(self, config: DecoderConfig, *, rngs: nnx.Rngs):
     self.config = config

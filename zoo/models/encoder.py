@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -27,6 +29,7 @@ class Encoder(nnx.Module):
   "none": a converted pretrained encoder, whose task heads zoo does not carry)."""
 
   Config = EncoderConfig
+  batch_fields: ClassVar[tuple[str, ...]] = ("positions", "segment_ids", "mask")  # taken by keyword from a batch
 
   def __init__(self, config: EncoderConfig, *, rngs: nnx.Rngs):
     self.config = config

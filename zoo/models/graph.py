@@ -105,6 +105,8 @@ class GraphTransformer(nnx.Module):
   [batch, n, classes] (node head)."""
 
   Config = GraphConfig
+  # Taken by keyword from a batch (`zoo.data` graph collation): the relation and the node mask.
+  batch_fields: ClassVar[tuple[str, ...]] = ("mask", "spd", "in_degree", "out_degree", "edge_features", "edge_paths")
 
   def __init__(self, config: GraphConfig, *, rngs: nnx.Rngs):
     self.config = config
