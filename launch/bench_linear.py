@@ -31,7 +31,7 @@ from flax import nnx  # noqa: E402
 from launch import jsonl, timing  # noqa: E402
 from launch.cli import define_list, positive_int, run  # noqa: E402
 from zoo import positional  # noqa: E402
-from zoo.nn import AttentionOptions, SelfAttention  # noqa: E402
+from zoo.nn import AttentionOptions, CallContext, SelfAttention  # noqa: E402
 
 IMPLS = {"linear": "linear", "softmax": "xla"}
 
@@ -66,7 +66,7 @@ def compile_forward(layer: SelfAttention, length: int):
   graphdef, state = nnx.split(layer)
 
   def forward(state, x, positions):
-    return nnx.merge(graphdef, state)(x, positional.Coordinates(positions))[0]  # [batch, length, d_model]
+    return nnx.merge(graphdef, state)(x, CallContext(positions))[0]  # [batch, length, d_model]
 
   x = jax.random.normal(jax.random.key(1), (_BATCH_SIZE.value, length, _D_MODEL.value))
   positions = jnp.broadcast_to(jnp.arange(length), (_BATCH_SIZE.value, length))

@@ -8,15 +8,15 @@ import pytest
 
 from conftest import TINY, random_tokens, tiny_model
 from zoo import models
-from zoo.positional import Coordinates
+from zoo.nn import CallContext
 
 LENGTH = 12
 
 
 def block_inputs(seed: int = 0):
-  """Features [2, LENGTH, d_model] and their coordinates 0..LENGTH-1."""
+  """Features [2, LENGTH, d_model] and their call context: positions 0..LENGTH-1."""
   x = jax.random.normal(jax.random.key(seed), (2, LENGTH, TINY["d_model"]))
-  return x, Coordinates(jnp.broadcast_to(jnp.arange(LENGTH), (2, LENGTH)))
+  return x, CallContext(jnp.broadcast_to(jnp.arange(LENGTH), (2, LENGTH)))
 
 
 def logit_matrices(attention, x) -> np.ndarray:
@@ -53,8 +53,8 @@ def test_positional_logits_are_the_softmax_of_the_bias_alone(phi, impl):
                      attention_impl=impl)
   attention = model.backbone.blocks[0].attention
   assert attention.query is None and attention.key is None  # no W_Q, W_K at all
-  x, coords = block_inputs(1)
-  out, _ = attention(x, coords)
+  x, context = block_inputs(1)
+  out, _ = attention(x, context)
   p = np.exp(np.asarray(model.backbone.positional.log_p[...], np.float64))  # [heads]
   t = np.arange(LENGTH)
   z = (t[:, None] - t[None, :]).astype(np.float64)  # t − s
@@ -88,8 +88,8 @@ def test_low_temperature_is_hardmax_attention():
   """At temperature 1e-4 each query takes the value of its highest-scoring key (logits q·kᵀ/√d, no bias)."""
   model = tiny_model("encoder", "none", head="token", attention_temperature=1e-4)
   attention = model.backbone.blocks[0].attention
-  x, coords = block_inputs(2)
-  out, _ = attention(x, coords)
+  x, context = block_inputs(2)
+  out, _ = attention(x, context)
   logits = logit_matrices(attention, x)  # [batch, heads, L, L]
   one_hot = (logits == logits.max(-1, keepdims=True)).astype(np.float64)
   v = np.einsum("bld,dhe->blhe", np.asarray(x, np.float64), np.asarray(attention.value.kernel[...], np.float64))

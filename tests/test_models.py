@@ -1,5 +1,6 @@
 """The encoder and decoder families: heads, padding and packing semantics, block variants, generation."""
 
+import inspect
 import re
 
 import jax
@@ -12,6 +13,7 @@ from flax import nnx
 from conftest import TINY, forward, per_token_options, random_tokens, representative_or_slow, tiny_model
 from zoo import models, positional
 from zoo.models import sampling
+from zoo.train import step
 
 
 @pytest.mark.parametrize("head,pooling,shape", [("token", "mean", (3, 10, 5)), ("sequence", "mean", (3, 5)),
@@ -198,11 +200,12 @@ def test_linear_decoding_state_does_not_grow_with_the_prefix():
   assert state.k_sum.shape == (2, TINY["num_heads"], 24)
 
 
-@pytest.mark.parametrize("impl,pe", [("xla", "rope"), ("chunked", "alibi"), ("pallas", "rope"), ("xla", "spe_sine")])
+@pytest.mark.parametrize("impl,pe", [("xla", "rope"), ("chunked", "alibi"), ("pallas", "rope"), ("linear", "rope"),
+                                     ("xla", "spe_sine")])
 def test_grouped_query_cache_holds_the_kv_heads_and_decodes_like_the_full_forward(impl, pe):
-  """The KV cache of a num_kv_heads < num_heads decoder keeps kv heads only (the core maps each query head to its
-  kv head); an encoding with per-head key transforms (SPE) keeps a key per query head. Either way, a prefill and
-  single-token steps give the full forward's logits."""
+  """The cache of a num_kv_heads < num_heads decoder keeps kv heads only (the core maps each query head to its kv
+  head): the KV cache's keys and values, linear attention's recurrent state; an encoding with per-head key transforms
+  (SPE) keeps a key per query head. Either way, a prefill and single-token steps give the full forward's logits."""
   model = tiny_model("decoder", pe, attention_impl=impl, num_kv_heads=1)
   model.eval()
   tokens = random_tokens(4, (2, 9))
@@ -210,11 +213,31 @@ def test_grouped_query_cache_holds_the_kv_heads_and_decodes_like_the_full_forwar
   layer = cache.layers[0]
   head_dim = TINY["d_model"] // TINY["num_heads"]
   key_heads = TINY["num_heads"] if pe == "spe_sine" else 1
-  assert layer.k.shape[:3] == (2, 12, key_heads) and layer.v.shape[:3] == (2, 12, key_heads)
-  assert layer.v.shape[3] == head_dim
+  if impl == "linear":
+    assert layer.kv.shape[:2] == layer.k_sum.shape[:2] == layer.shift.shape == (2, key_heads)
+    assert layer.kv.shape[3] == head_dim
+  else:
+    assert layer.k.shape[:3] == (2, 12, key_heads) and layer.v.shape[:3] == (2, 12, key_heads)
+    assert layer.v.shape[3] == head_dim
   pieces = []
   for start, stop in [(0, 4)] + [(t, t + 1) for t in range(4, 9)]:
     logits, cache = model.extend(tokens[:, start:stop], cache)
     pieces.append(logits)
   full = forward(model, tokens, None, None)
   np.testing.assert_allclose(np.asarray(jnp.concatenate(pieces, axis=1)), np.asarray(full), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", models.available())
+def test_each_family_declares_the_batch_fields_it_takes_and_the_step_passes_only_those(family):
+  """The training step knows no family's inputs by name: it passes a batch's fields that the family declares
+  (`batch_fields`, each a keyword of the model's call) and leaves the others (here another family's) out."""
+  cls = models.get(family)
+  keywords = {name for name, p in inspect.signature(cls.__call__).parameters.items() if p.kind is p.KEYWORD_ONLY}
+  assert cls.batch_fields and set(cls.batch_fields) <= keywords
+  if family == "decoder":
+    model = tiny_model("decoder", "rope")
+    tokens = random_tokens(0, (2, 6))
+    batch = {"inputs": tokens, "mask": jnp.ones((2, 6), bool).at[1, 4:].set(False),
+             "spd": jnp.zeros((2, 6, 6), jnp.int32)}  # a graph family's field: not the decoder's
+    np.testing.assert_array_equal(np.asarray(step.model_outputs(model, batch)),
+                                  np.asarray(model(tokens, mask=batch["mask"])))

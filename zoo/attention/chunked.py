@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
+from zoo.attention import grouped
 from zoo.attention.bias import Content, ContentTerm, Term, Tile
 from zoo.attention.masks import AttentionMask
 
@@ -46,8 +47,8 @@ def _pad_axis1(x: jax.Array, length: int, value=0) -> jax.Array:
 
 def chunked_attention(
     q: jax.Array,  # [batch, q_len, heads, head_dim]
-    k: jax.Array,  # [batch, k_len, heads, head_dim]
-    v: jax.Array,  # [batch, k_len, heads, v_dim]
+    k: jax.Array,  # [batch, k_len, kv_heads, head_dim]; kv_heads divides heads (grouped-query attention)
+    v: jax.Array,  # [batch, k_len, kv_heads, v_dim]
     *,
     mask: AttentionMask,
     bias: Sequence[Term] = (),
@@ -91,7 +92,7 @@ def chunked_attention(
     """The key block's content logits and mask, its term tile and `Content`."""
     k_c = jax.lax.dynamic_slice_in_dim(k, ks, ck, axis=1)
     mask_block, tile = block(qs, ks)
-    logits = jnp.einsum("bqhd,bkhd->bhqk", q_c, k_c, preferred_element_type=jnp.float32) * softmax_scale
+    logits = grouped.logits(q_c, k_c) * softmax_scale  # [batch, heads, cq, ck]
     return tile, Content(q_c, logits, mask_block.dense(), softmax_scale)  # allowed: [batch, 1, cq, ck]
 
   @jax.checkpoint
@@ -114,7 +115,7 @@ def chunked_attention(
     l = alpha * l + p.sum(axis=-1, keepdims=True)
     if scale is not None:
       p = p * scale.values(tile)
-    acc = alpha * acc + jnp.einsum("bhqk,bkhd->bhqd", p.astype(v.dtype), v_c, preferred_element_type=jnp.float32)
+    acc = alpha * acc + grouped.weighted_values(p.astype(v.dtype), v_c, preferred_element_type=jnp.float32)
     return (m_new, l, acc, tuple(after)), None
 
   def row_totals(qs, q_c):

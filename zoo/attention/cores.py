@@ -11,7 +11,8 @@ lists. Each core has an `Options` dataclass of its own knobs (tile sizes, featur
 `zoo.config.from_options`.
 
 Grouped-query attention lives here: keys and values come with `kv_heads` heads (a divisor of `heads`), the KV cache
-keeps only those, and query head h reads kv head h // (heads / kv_heads).
+keeps only those, and query head h reads kv head h // (heads / kv_heads) — in the kernels' index maps and in grouped
+contractions (`zoo.attention.grouped`), never through a repeated copy.
 
 * "xla" — the reference: dense logits, O(L²) memory, every term type, the only one with attention dropout.
 * "chunked" — blockwise online softmax in XLA loops, O(L) memory (plus a relation's own O(L²) array); every term type.
@@ -161,13 +162,12 @@ class Core:
     if cache is not None:
       cache, mask = cache.append(k, v, mask, cache_index)
       k, v = cache.k, cache.v
-    k, v = repeat_kv(k, q.shape[2]), repeat_kv(v, q.shape[2])
     out = self.attend(q, k, v, mask=mask, bias=terms.bias, scale=terms.scale, softmax_scale=softmax_scale,
                       dropout_rate=dropout_rate, dropout_rng=dropout_rng)
     return out, cache
 
   def attend(self, q, k, v, **kwargs) -> jax.Array:
-    """Softmax attention with as many kv heads as query heads (`reference_attention`'s arguments)."""
+    """Softmax attention, k and v with kv heads (`reference_attention`'s arguments)."""
     raise NotImplementedError
 
 
@@ -240,7 +240,7 @@ class LinearOptions:
 @register("linear")
 class Linear(Core):
   """Causal attention by prefix sums over a recurrent state (`linear.LinearState`, which is also its decoding
-  cache: O(features · v_dim) per head whatever the prefix length), non-causal by contracting keys first. Segment
+  cache: O(features · v_dim) per kv head whatever the prefix length), non-causal by contracting keys first. Segment
   masks are not served; FAVOR+ draws its projection from the "features" stream at every call."""
 
   Options: ClassVar[type] = LinearOptions
@@ -252,9 +252,9 @@ class Linear(Core):
     return "features" if self.options.feature_map == "favor" else None
 
   def init_cache(self, batch, cache_length, *, heads, kv_heads, qk_dim, v_dim, dtype):
-    del cache_length, kv_heads, dtype  # the state is a sum over the keys so far: it has no slots
+    del cache_length, heads, dtype  # the state is a sum over the keys so far: it has no slots
     features = self.options.num_features if self.options.feature_map == "favor" else qk_dim
-    return linear.LinearState.empty(batch, heads, features, v_dim)
+    return linear.LinearState.empty(batch, kv_heads, features, v_dim)
 
   def __call__(self, q, k, v, terms, mask, cache=None, *, cache_index=None, softmax_scale=None, dropout_rate=0.0,
                dropout_rng=None, noise=None):
@@ -262,7 +262,6 @@ class Linear(Core):
     self.check(terms, dropout_rate)
     if mask.q_segment_ids is not None or mask.k_segment_ids is not None:
       raise ValueError("linear attention does not support segment_ids (packed sequences)")
-    k, v = repeat_kv(k, q.shape[2]), repeat_kv(v, q.shape[2])
     softmax_scale = q.shape[-1] ** -0.5 if softmax_scale is None else softmax_scale
     projection = None
     if self.noise is not None:  # FAVOR+: one draw per call, shared by heads

@@ -14,6 +14,9 @@ head) — the online-softmax trick — which stabilises FAVOR+'s exponentials wi
 keys, so causal prefix sums and the decoding state (`LinearState`, O(features · d) work per new token) stay
 consistent when a larger key arrives. Queries are stabilised per row (the factor cancels in the normalisation).
 
+Keys and values may have fewer heads than the queries (grouped-query attention): query head h reads kv head
+h // (heads / kv_heads), and the state keeps kv heads only — a key's features do not depend on the query head.
+
 Causality follows array order (positions ascending within a sequence, as in every zoo family); padded keys
 contribute nothing (the reference Performer let them in); a query that sees no key outputs 0.
 """
@@ -23,6 +26,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from flax import nnx, struct
+
+from zoo.attention.grouped import group_size
 
 FEATURE_MAPS = ("favor", "relu")
 RELU_EPSILON = 1e-3
@@ -119,14 +124,21 @@ class LinearState:
   − shift); outputs are ratios, so the common factor exp(−shift) cancels.
   """
 
-  kv: jax.Array  # [batch, heads, features, v_dim] float32
-  k_sum: jax.Array  # [batch, heads, features] float32
-  shift: jax.Array  # [batch, heads] float32
+  kv: jax.Array  # [batch, kv_heads, features, v_dim] float32
+  k_sum: jax.Array  # [batch, kv_heads, features] float32
+  shift: jax.Array  # [batch, kv_heads] float32
 
   @classmethod
-  def empty(cls, batch: int, heads: int, features: int, v_dim: int) -> LinearState:
-    return cls(kv=jnp.zeros((batch, heads, features, v_dim)), k_sum=jnp.zeros((batch, heads, features)),
-               shift=jnp.full((batch, heads), _NO_KEY))
+  def empty(cls, batch: int, kv_heads: int, features: int, v_dim: int) -> LinearState:
+    return cls(kv=jnp.zeros((batch, kv_heads, features, v_dim)), k_sum=jnp.zeros((batch, kv_heads, features)),
+               shift=jnp.full((batch, kv_heads), _NO_KEY))
+
+
+def _grouped(q_features: jax.Array, kv_heads: int) -> jax.Array:
+  """[batch, length, heads, features] -> [batch, length, kv_heads, group, features]: query head h is group member
+  h % group of kv head h // group."""
+  batch, length, heads, features = q_features.shape
+  return q_features.reshape(batch, length, kv_heads, group_size(heads, kv_heads), features)
 
 
 def safe_divide(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
@@ -149,8 +161,8 @@ def _max_key(k_log: jax.Array) -> jax.Array:
 
 def linear_attention(
     q_features: jax.Array,  # [batch, q_len, heads, features]
-    k_log_features: jax.Array,  # [batch, k_len, heads, features]
-    v: jax.Array,  # [batch, k_len, heads, v_dim]
+    k_log_features: jax.Array,  # [batch, k_len, kv_heads, features]
+    v: jax.Array,  # [batch, k_len, kv_heads, v_dim]
     *,
     causal: bool = False,
     k_valid: jax.Array | None = None,  # [batch, k_len] bool; False keys contribute nothing
@@ -158,20 +170,22 @@ def linear_attention(
 ) -> jax.Array:  # [batch, q_len, heads, v_dim], float32
   """Attention with the kernel φ(q)·exp(log φ(k)). Causal needs q_len == k_len."""
   if causal:
-    batch, _, heads, features = q_features.shape
-    empty = LinearState.empty(batch, heads, features, v.shape[-1])
+    batch, _, kv_heads, features = k_log_features.shape
+    empty = LinearState.empty(batch, kv_heads, features, v.shape[-1])
     return causal_linear_attention(q_features, k_log_features, v, empty, k_valid=k_valid, chunk_size=chunk_size)[0]
   k_log = _masked(k_log_features, k_valid)
-  k_features = jnp.exp(k_log - _max_key(k_log)[:, None, :, None])  # [batch, k_len, heads, features]
-  kv = jnp.einsum("blhm,blhd->bhmd", k_features, v.astype(jnp.float32))  # [batch, heads, features, v_dim]
-  normaliser = jnp.einsum("blhm,bhm->blh", q_features, k_features.sum(axis=1))
-  return safe_divide(jnp.einsum("blhm,bhmd->blhd", q_features, kv), normaliser)
+  k_features = jnp.exp(k_log - _max_key(k_log)[:, None, :, None])  # [batch, k_len, kv_heads, features]
+  kv = jnp.einsum("blhm,blhd->bhmd", k_features, v.astype(jnp.float32))  # [batch, kv_heads, features, v_dim]
+  q_grouped = _grouped(q_features, k_log.shape[2])  # [batch, q_len, kv_heads, group, features]
+  normaliser = jnp.einsum("blhgm,bhm->blhg", q_grouped, k_features.sum(axis=1))
+  out = safe_divide(jnp.einsum("blhgm,bhmd->blhgd", q_grouped, kv), normaliser)
+  return out.reshape(*q_features.shape[:3], v.shape[-1])
 
 
 def causal_linear_attention(
     q_features: jax.Array,  # [batch, length, heads, features]
-    k_log_features: jax.Array,  # [batch, length, heads, features]
-    v: jax.Array,  # [batch, length, heads, v_dim]
+    k_log_features: jax.Array,  # [batch, length, kv_heads, features]
+    v: jax.Array,  # [batch, length, kv_heads, v_dim]
     state: LinearState,  # the keys before these tokens (LinearState.empty() for a whole sequence)
     *,
     k_valid: jax.Array | None = None,  # [batch, length] bool
@@ -183,29 +197,31 @@ def causal_linear_attention(
   chunk × chunk product, across chunks through the state, so memory is O(length · features + chunk²). A whole
   sequence starts from the empty state; a decoder's prefill and each decode step continue the cached one.
   """
-  batch, length, heads, features = q_features.shape
+  batch, length, heads, _ = q_features.shape
+  kv_heads = k_log_features.shape[2]
   if k_log_features.shape[1] != length:
     raise ValueError(f"causal linear attention needs q_len == k_len, got {length} and {k_log_features.shape[1]}")
   chunk = min(chunk_size, length)
   padded = -(-length // chunk) * chunk
 
-  def split(a, fill):  # [batch, length, heads, n] -> [chunks, batch, chunk, heads, n]
+  def split(a, fill):  # [batch, length, h, n] -> [chunks, batch, chunk, h, n]
     a = jnp.pad(a, ((0, 0), (0, padded - length), (0, 0), (0, 0)), constant_values=fill)
-    return a.reshape(batch, padded // chunk, chunk, heads, a.shape[-1]).swapaxes(0, 1)
+    return a.reshape(batch, padded // chunk, chunk, *a.shape[2:]).swapaxes(0, 1)
 
   within = jnp.tril(jnp.ones((chunk, chunk), bool))  # key j <= query i inside a chunk
 
   def step(carry: LinearState, xs):
-    q_c, k_log_c, v_c = xs  # [batch, chunk, heads, ...]
-    shift = jnp.maximum(carry.shift, _max_key(k_log_c))  # [batch, heads]
+    q_c, k_log_c, v_c = xs  # [batch, chunk, heads (q) or kv_heads (k, v), ...]
+    q_c = _grouped(q_c, kv_heads)  # [batch, chunk, kv_heads, group, features]
+    shift = jnp.maximum(carry.shift, _max_key(k_log_c))  # [batch, kv_heads]
     decay = jnp.exp(carry.shift - shift)  # rescales the earlier sums to the new shift
     kv, k_sum = carry.kv * decay[..., None, None], carry.k_sum * decay[..., None]
     k_c = jnp.exp(k_log_c - shift[:, None, :, None])
-    scores = jnp.where(within[None, None], jnp.einsum("bihm,bjhm->bhij", q_c, k_c), 0.0)
-    numerator = jnp.einsum("bhij,bjhd->bihd", scores, v_c) + jnp.einsum("bihm,bhmd->bihd", q_c, kv)
-    denominator = scores.sum(axis=-1).transpose(0, 2, 1) + jnp.einsum("bihm,bhm->bih", q_c, k_sum)
+    scores = jnp.where(within, jnp.einsum("bihgm,bjhm->bhgij", q_c, k_c), 0.0)
+    numerator = jnp.einsum("bhgij,bjhd->bihgd", scores, v_c) + jnp.einsum("bihgm,bhmd->bihgd", q_c, kv)
+    denominator = scores.sum(axis=-1).transpose(0, 3, 1, 2) + jnp.einsum("bihgm,bhm->bihg", q_c, k_sum)
     carry = LinearState(kv=kv + jnp.einsum("bjhm,bjhd->bhmd", k_c, v_c), k_sum=k_sum + k_c.sum(axis=1), shift=shift)
-    return carry, safe_divide(numerator, denominator)
+    return carry, safe_divide(numerator, denominator).reshape(batch, chunk, heads, -1)
 
   xs = (split(q_features.astype(jnp.float32), 0.0), split(_masked(k_log_features, k_valid), -jnp.inf),
         split(v.astype(jnp.float32), 0.0))

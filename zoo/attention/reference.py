@@ -3,7 +3,8 @@
     out = (softmax(q·kᵀ · softmax_scale + Σ bias + mask) ⊙ scale) · v
 
 The logits, the softmax and the post-softmax scale are computed in float32 whatever the activation dtype; only the
-final product with `v` runs in `v.dtype`. Masked keys get probability exactly 0 (so URPE's C never sees them) and a
+final product with `v` runs in `v.dtype`. Keys and values may have fewer heads than the queries (grouped-query
+attention, `zoo.attention.grouped`): query head h reads kv head h // (heads / kv_heads). Masked keys get probability exactly 0 (so URPE's C never sees them) and a
 query with no visible key outputs zeros.
 """
 
@@ -14,14 +15,15 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
+from zoo.attention import grouped
 from zoo.attention.bias import Content, Term, Tile, dense_sum
 from zoo.attention.masks import AttentionMask
 
 
 def reference_attention(
     q: jax.Array,  # [batch, q_len, heads, head_dim]
-    k: jax.Array,  # [batch, k_len, heads, head_dim]
-    v: jax.Array,  # [batch, k_len, heads, v_dim]
+    k: jax.Array,  # [batch, k_len, kv_heads, head_dim]; kv_heads divides heads (grouped-query attention)
+    v: jax.Array,  # [batch, k_len, kv_heads, v_dim]
     *,
     mask: AttentionMask,
     bias: Sequence[Term] = (),
@@ -32,8 +34,7 @@ def reference_attention(
 ) -> jax.Array:  # [batch, q_len, heads, v_dim]
   if softmax_scale is None:
     softmax_scale = q.shape[-1] ** -0.5
-  logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
-  logits = logits.astype(jnp.float32) * softmax_scale  # [batch, heads, q_len, k_len]
+  logits = grouped.logits(q, k) * softmax_scale  # [batch, heads, q_len, k_len] float32
   tile = Tile.whole(mask.q_pos, mask.k_pos)  # every term is evaluated at the mask's coordinates
   allowed = mask.dense()  # [batch, 1, q_len, k_len]
   if bias:
@@ -50,5 +51,5 @@ def reference_attention(
       raise ValueError("attention dropout needs a dropout_rng")
     keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, probs.shape)
     probs = jnp.where(keep, probs / (1.0 - dropout_rate), 0.0)
-  out = jnp.einsum("bhqk,bkhd->bqhd", probs.astype(v.dtype), v)
+  out = grouped.weighted_values(probs.astype(v.dtype), v).transpose(0, 2, 1, 3)  # [batch, q_len, heads, v_dim]
   return jnp.where(sees_a_key, out, jnp.zeros((), out.dtype))

@@ -9,7 +9,7 @@ from flax import nnx
 from zoo import positional
 from zoo.models import scan
 from zoo.models.config import TransformerConfig
-from zoo.nn import AttentionOptions, Block, make_norm
+from zoo.nn import AttentionOptions, Block, CallContext, make_norm
 from zoo.positional.randomized import RandomizedPositions
 
 
@@ -56,28 +56,24 @@ class Backbone(nnx.Module):
   def __call__(
       self,
       x: jax.Array,  # [batch, length, d_model] token features
-      positions: jax.Array,  # [batch, length] int
+      context: CallContext,  # the call's positions (and relation), segment ids, validity, cache index
       *,
-      relation=None,  # what relates the tokens besides their positions (a graph model's `Graph`), for the hooks
       caches=None,  # from `init_caches`: one LayerCache per block, or (scanned) one stacked [layers, ...]
-      **attention_kwargs,  # segment_ids, valid, cache_index: see SelfAttention
   ):  # (features [batch, length, d_model], the updated caches or None)
     if self.randomize is not None and caches is None:  # training only; decoding keeps its cache slots' positions
-      positions = self.randomize(positions)
-    coords = positional.Coordinates(positions, relation)
+      context = context.replace(positions=self.randomize(context.positions))
     if positional.implements(self.positional, "embed"):
-      x = self.embedding_encoding().embed(x, coords)
+      x = self.embedding_encoding().embed(x, context.coords)
     if self.embedding_norm is not None:
       x = self.embedding_norm(x)
     x = self.dropout(x)
     if self.scan_layers:
-      x, caches = scan.run_stacked(self.blocks, x, coords, caches, shared_encoding=self.shared_encoding,
-                                   remat=self.remat, **attention_kwargs)
+      x, caches = scan.run_stacked(self.blocks, x, context, caches, shared_encoding=self.shared_encoding,
+                                   remat=self.remat)
     else:
       new_caches = []
       for i, block in enumerate(self.blocks):
-        x, cache = scan.run_block(block, x, coords, None if caches is None else caches[i], remat=self.remat,
-                                  **attention_kwargs)
+        x, cache = scan.run_block(block, x, context, None if caches is None else caches[i], remat=self.remat)
         new_caches.append(cache)
       caches = None if caches is None else tuple(new_caches)
     if self.final_norm is not None:

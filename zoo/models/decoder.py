@@ -9,6 +9,7 @@ prompt followed by n single-token steps computes exactly what one full forward o
 from __future__ import annotations
 
 import functools
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +20,7 @@ from zoo.models.config import DecoderConfig
 from zoo.models.registry import register
 from zoo.models.sampling import check_sampling, sample
 from zoo.nn.attention import LayerCache
+from zoo.nn.context import CallContext
 from zoo.nn.embed import TokenEmbedding
 
 
@@ -33,6 +35,7 @@ class DecodeCache:
 @register("decoder")
 class Decoder(nnx.Module):
   Config = DecoderConfig
+  batch_fields: ClassVar[tuple[str, ...]] = ("positions", "segment_ids", "mask")  # taken by keyword from a batch
 
   def __init__(self, config: DecoderConfig, *, rngs: nnx.Rngs):
     self.config = config
@@ -57,7 +60,7 @@ class Decoder(nnx.Module):
       mask: jax.Array | None = None,  # [batch, length] bool; False marks padding
   ) -> jax.Array:  # [batch, length, vocab] float32: logits for the next token at every position
     positions = default_positions(tokens) if positions is None else positions
-    features, _ = self.backbone(self.embed(tokens), positions, segment_ids=segment_ids, valid=mask)
+    features, _ = self.backbone(self.embed(tokens), CallContext(positions, segment_ids=segment_ids, valid=mask))
     return self.logits(features)
 
   def check_cache_length(self, cache_length: int) -> None:
@@ -87,8 +90,8 @@ class Decoder(nnx.Module):
     mode, so call `model.eval()` first (`generate` does).
     """
     positions = cache.index[:, None] + jnp.arange(tokens.shape[1], dtype=jnp.int32)  # [batch, t]
-    features, layers = self.backbone(self.embed(tokens), positions, caches=cache.layers, valid=valid,
-                                     cache_index=cache.index)
+    context = CallContext(positions, valid=valid, cache_index=cache.index)
+    features, layers = self.backbone(self.embed(tokens), context, caches=cache.layers)
     added = tokens.shape[1] if valid is None else valid.sum(axis=1).astype(jnp.int32)
     return self.logits(features), DecodeCache(layers=layers, index=cache.index + added, length=cache.length)
 

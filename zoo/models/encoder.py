@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -10,6 +12,7 @@ from flax import nnx
 from zoo.models.backbone import Backbone, default_positions
 from zoo.models.config import EncoderConfig
 from zoo.models.registry import register
+from zoo.nn.context import CallContext
 from zoo.nn.embed import TokenEmbedding
 
 
@@ -26,6 +29,7 @@ class Encoder(nnx.Module):
   "none": a converted pretrained encoder, whose task heads zoo does not carry)."""
 
   Config = EncoderConfig
+  batch_fields: ClassVar[tuple[str, ...]] = ("positions", "segment_ids", "mask")  # taken by keyword from a batch
 
   def __init__(self, config: EncoderConfig, *, rngs: nnx.Rngs):
     self.config = config
@@ -69,7 +73,7 @@ class Encoder(nnx.Module):
       positions = jnp.concatenate([jnp.zeros((batch, 1), positions.dtype), positions + 1], axis=1)
       if mask is not None:
         mask = jnp.concatenate([jnp.ones((batch, 1), bool), mask.astype(bool)], axis=1)
-    features, _ = self.backbone(x, positions, segment_ids=segment_ids, valid=mask)
+    features, _ = self.backbone(x, CallContext(positions, segment_ids=segment_ids, valid=mask))
     return features, mask
 
   def pool(self, features: jax.Array, mask: jax.Array | None) -> jax.Array:  # -> [batch, d_model]

@@ -31,6 +31,7 @@ from zoo.models.backbone import Backbone
 from zoo.models.config import TransformerConfig
 from zoo.models.encoder import classifier
 from zoo.models.registry import register
+from zoo.nn.context import CallContext
 from zoo.positional.graph import GRAPH_TOKEN, Graph
 
 
@@ -104,6 +105,8 @@ class GraphTransformer(nnx.Module):
   [batch, n, classes] (node head)."""
 
   Config = GraphConfig
+  # Taken by keyword from a batch (`zoo.data` graph collation): the relation and the node mask.
+  batch_fields: ClassVar[tuple[str, ...]] = ("mask", "spd", "in_degree", "out_degree", "edge_features", "edge_paths")
 
   def __init__(self, config: GraphConfig, *, rngs: nnx.Rngs):
     self.config = config
@@ -143,7 +146,7 @@ class GraphTransformer(nnx.Module):
     graph = Graph(spd=spd, in_degree=in_degree, out_degree=out_degree, edge_bias=edge_bias)
     # Node indices serve only the mask; graph encodings read the relation `spd`, never these.
     positions = jnp.broadcast_to(jnp.arange(x.shape[1], dtype=jnp.int32), mask.shape)
-    features, _ = self.backbone(x, positions, relation=graph, valid=mask)  # [batch, (1 +) n, d_model]
+    features, _ = self.backbone(x, CallContext(positions, relation=graph, valid=mask))  # [batch, (1 +) n, d_model]
     if self.config.head == "node":
       nodes = features[:, 1:] if self.config.graph_token else features
       return self.head(nodes).astype(jnp.float32)  # [batch, n, classes]

@@ -1,4 +1,5 @@
-"""The model registry: `@register("name")` on an nnx.Module class with a `Config` option dataclass."""
+"""The model registry: `@register("name")` on an nnx.Module class with a `Config` option dataclass and the
+`batch_fields` it takes by keyword from a training batch besides `inputs` (the training step reads them there)."""
 
 from __future__ import annotations
 

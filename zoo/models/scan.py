@@ -68,7 +68,7 @@ def layer(stack: nnx.Module, index: int, *, shared_encoding: bool) -> nnx.Module
   return nnx.merge(graphdef, shared_params, shared_rest, params, rest)
 
 
-def _apply_one(graphdef, filters, remat: str, prevent_cse: bool, coords, attention_kwargs):
+def _apply_one(graphdef, filters, remat: str, prevent_cse: bool, context):
   """(apply, mutated): a pure function (states of one block, x, cache) -> (x, cache, new shared-encoding state, new
   per-layer state), wrapped in `jax.checkpoint` with the `remat` policy unless it is "none"; `mutated[0]` turns True
   when tracing it found a random stream drawn (dropout, noise). Only then do callers write the state back: in
@@ -78,7 +78,7 @@ def _apply_one(graphdef, filters, remat: str, prevent_cse: bool, coords, attenti
 
   def apply(shared_params, shared_rest, params, rest, x, cache):
     block = nnx.merge(graphdef, shared_params, shared_rest, params, rest)
-    x, cache = block(x, coords, cache=cache, **attention_kwargs)
+    x, cache = block(x, context, cache=cache)
     _, _, new_shared_rest, _, new_rest = nnx.split(block, *filters)
     before, after = jax.tree.leaves((shared_rest, rest)), jax.tree.leaves((new_shared_rest, new_rest))
     mutated[0] |= any(a is not b for a, b in zip(before, after))
@@ -89,13 +89,13 @@ def _apply_one(graphdef, filters, remat: str, prevent_cse: bool, coords, attenti
   return apply, mutated
 
 
-def run_stacked(stack: nnx.Module, x: jax.Array, coords, caches: Any, *, shared_encoding: bool, remat: str,
-                **attention_kwargs) -> tuple[jax.Array, Any]:
+def run_stacked(stack: nnx.Module, x: jax.Array, context, caches: Any, *, shared_encoding: bool,
+                remat: str) -> tuple[jax.Array, Any]:
   """x [batch, length, d_model] through every layer of a stacked block by `jax.lax.scan`; `caches` is None or the
   layers' decoding caches stacked [layers, ...] (returned updated)."""
   filters = _filters(shared_encoding)
   graphdef, shared_params, shared_rest, params, rest = nnx.split(stack, *filters)
-  apply, mutated = _apply_one(graphdef, filters, remat, False, coords, attention_kwargs)
+  apply, mutated = _apply_one(graphdef, filters, remat, False, context)
 
   def body(carry, layer_inputs):  # carry: the activations and the shared encoding's streams
     x, shared_rest = carry
@@ -109,14 +109,13 @@ def run_stacked(stack: nnx.Module, x: jax.Array, coords, caches: Any, *, shared_
   return x, caches
 
 
-def run_block(block: nnx.Module, x: jax.Array, coords, cache: Any, *, remat: str,
-              **attention_kwargs) -> tuple[jax.Array, Any]:
+def run_block(block: nnx.Module, x: jax.Array, context, cache: Any, *, remat: str) -> tuple[jax.Array, Any]:
   """One unstacked block, rematerialised with the `remat` policy ("none": called as it is)."""
   if remat == "none":
-    return block(x, coords, cache=cache, **attention_kwargs)
+    return block(x, context, cache=cache)
   filters = _filters(False)
   graphdef, shared_params, shared_rest, params, rest = nnx.split(block, *filters)
-  apply, mutated = _apply_one(graphdef, filters, remat, True, coords, attention_kwargs)
+  apply, mutated = _apply_one(graphdef, filters, remat, True, context)
   x, cache, _, rest = apply(shared_params, shared_rest, params, rest, x, cache)
   if mutated[0]:
     nnx.update(block, rest)

@@ -20,9 +20,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from zoo import attention, positional
+from zoo import attention, decay, positional
 from zoo.attention import AttentionMask, Core, Terms, linear
-from zoo import decay
+from zoo.nn.context import CallContext
 from zoo.positional import Coordinates, PositionalEncoding, attention_terms, implements
 
 LayerCache = attention.KVCache | linear.LinearState  # one layer's decoding cache, whatever its core keeps
@@ -139,12 +139,9 @@ class SelfAttention(nnx.Module):
   def __call__(
       self,
       x: jax.Array,  # [batch, length, d_model]
-      coords: Coordinates,  # positions [batch, length] int (and the model's relation, if any)
+      context: CallContext,  # positions (and relation), segment ids, validity, the cache index
       *,
-      segment_ids: jax.Array | None = None,  # [batch, length] int (packed sequences)
-      valid: jax.Array | None = None,  # [batch, length] bool; False marks padding
-      cache: LayerCache | None = None,
-      cache_index: jax.Array | None = None,  # [batch] int: where the new tokens go in a KV cache
+      cache: LayerCache | None = None,  # the new tokens go in at `context.cache_index`
   ) -> tuple[jax.Array, LayerCache | None]:
     o = self.options
     v = self.value(x)  # [batch, length, kv heads, head_dim]
@@ -154,18 +151,19 @@ class SelfAttention(nnx.Module):
       q, k = self.query(x), self.key(x)  # q [batch, length, heads, head_dim]; k: kv heads
     if self.keys_per_head:
       k, v = attention.cores.repeat_kv(k, o.num_heads), attention.cores.repeat_kv(v, o.num_heads)
+    coords = context.coords
     if implements(self.encoding, "transform_qk"):
       q, k = self.encoding.transform_qk(q, k, coords, coords)  # [batch, length, heads or kv heads, qk_dim]
     if coords.relation is not None and cache is not None:
       raise ValueError("a relation between tokens needs attention without a decoding cache")
     positions = coords.positions
-    mask = AttentionMask(q_pos=positions, k_pos=positions, q_segment_ids=segment_ids, k_segment_ids=segment_ids,
-                         k_valid=valid, causal=o.causal)
+    mask = AttentionMask(q_pos=positions, k_pos=positions, q_segment_ids=context.segment_ids,
+                         k_segment_ids=context.segment_ids, k_valid=context.valid, causal=o.causal)
     # Terms are evaluated at the core's mask positions (with a cache: its slots), so the new tokens' coordinates
     # describe them whatever the cache holds.
     terms = Terms(*attention_terms(self.encoding, coords, coords))
     use_dropout = o.dropout_rate > 0 and not self.deterministic
-    out, cache = self.core(q, k, v, terms, mask, cache, cache_index=cache_index,
+    out, cache = self.core(q, k, v, terms, mask, cache, cache_index=context.cache_index,
                            softmax_scale=self.softmax_scale(q), dropout_rate=o.dropout_rate if use_dropout else 0.0,
                            dropout_rng=self.dropout_rngs() if use_dropout else None,
                            noise=None if self.feature_keys is None else self.feature_keys())

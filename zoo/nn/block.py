@@ -9,9 +9,10 @@ import jax
 from flax import nnx
 
 from zoo.nn.attention import AttentionOptions, LayerCache, SelfAttention
+from zoo.nn.context import CallContext
 from zoo.nn.mlp import Mlp
 from zoo.nn.norms import make_norm
-from zoo.positional import Coordinates, PositionalEncoding
+from zoo.positional import PositionalEncoding
 
 NORM_POSITIONS = ("pre", "post")
 
@@ -29,11 +30,10 @@ class Block(nnx.Module):
     self.mlp = Mlp(d_model, mlp_dim, activation, use_bias=mlp_bias, dtype=dtype, rngs=rngs)
     self.dropout = nnx.Dropout(dropout, rngs=rngs)
 
-  def __call__(self, x: jax.Array, coords: Coordinates, *, cache: LayerCache | None = None,
-               **attention_kwargs) -> tuple[jax.Array, LayerCache | None]:
-    """x: [batch, length, d_model]; coords: the tokens' positions [batch, length] (and relation);
-    attention_kwargs (segment_ids, valid, cache_index) go to `SelfAttention`."""
-    attend = lambda h: self.attention(h, coords, cache=cache, **attention_kwargs)
+  def __call__(self, x: jax.Array, context: CallContext, *,
+               cache: LayerCache | None = None) -> tuple[jax.Array, LayerCache | None]:
+    """x: [batch, length, d_model]; context: the call's positions, masks and cache index, for `SelfAttention`."""
+    attend = lambda h: self.attention(h, context, cache=cache)
     if self.pre_norm:
       h, cache = attend(self.attention_norm(x))
       x = x + self.dropout(h)

@@ -24,10 +24,6 @@ from zoo.train.mesh import replicated, state_shardings
 from zoo.train.optimizer import make_optimizer
 from zoo.train.param_paths import trainable_only
 
-# Optional batch fields passed to the model by keyword (the graph family's relation fields included).
-MODEL_INPUTS = ("positions", "segment_ids", "mask", "spd", "in_degree", "out_degree", "edge_features", "edge_paths")
-
-
 @struct.dataclass
 class TrainState:
   step: jax.Array  # int32 scalar: optimizer updates done
@@ -53,7 +49,8 @@ class Program:
 
 
 def model_outputs(model: nnx.Module, batch: dict[str, jax.Array]) -> jax.Array:
-  return model(batch["inputs"], **{name: batch[name] for name in MODEL_INPUTS if name in batch})
+  """The model on `batch["inputs"]` and the batch fields its family declares (`batch_fields`) that the batch has."""
+  return model(batch["inputs"], **{name: batch[name] for name in model.batch_fields if name in batch})
 
 
 def make_program(model_name: str, model_config: Any, *, seed: int, tx: optax.GradientTransformation,

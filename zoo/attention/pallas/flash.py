@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 
 from zoo import sharding
+from zoo.attention import grouped
 from zoo.attention.bias import KernelTerm
 from zoo.attention.chunked import check_no_dropout
 from zoo.attention.masks import AttentionMask
@@ -52,8 +53,8 @@ def _round_up(n: int, multiple: int) -> int:
 
 def flash_attention(
     q: jax.Array,  # [batch, q_len, heads, head_dim]
-    k: jax.Array,  # [batch, k_len, heads, head_dim]
-    v: jax.Array,  # [batch, k_len, heads, v_dim]
+    k: jax.Array,  # [batch, k_len, kv_heads, head_dim]; kv_heads divides heads (grouped-query attention)
+    v: jax.Array,  # [batch, k_len, kv_heads, v_dim]
     *,
     mask: AttentionMask,
     bias: Sequence[KernelTerm] = (),
@@ -74,7 +75,9 @@ def flash_attention(
   the traced-for mesh's devices, so an ahead-of-time compile for a TPU topology lowers through Mosaic; the "tpu"
   layout on CPU). interpret: run in the Pallas interpreter; default: on a CPU target, where nothing else can run them.
   Under `zoo.sharding.use(mesh, rules)` the kernels run inside `jax.shard_map` over the batch and head axes the rules
-  give (any mesh; axes that do not divide the batch or head count are left out).
+  give (any mesh; axes that do not divide the batch or kv head count are left out). Query head h reads kv head
+  h // (heads / kv_heads) through the kernels' index maps; sharding the query and kv heads over the same axes keeps
+  each query head on the device of its kv head.
   """
   del dropout_rng
   check_no_dropout("pallas", dropout_rate)
@@ -86,14 +89,15 @@ def flash_attention(
   if softmax_scale is None:
     softmax_scale = q.shape[-1] ** -0.5
   batch, q_len, heads, _ = q.shape
-  k_len = k.shape[1]
+  k_len, kv_heads = k.shape[1], k.shape[2]
+  grouped.group_size(heads, kv_heads)  # refuses kv heads that do not divide the query heads
   bq, bk = min(block_q, _round_up(q_len, 8)), min(block_k, _round_up(k_len, 8))
   q_pad, k_pad = _round_up(q_len, bq), _round_up(k_len, bk)
   layout, q_info, k_info, tables = prepare(mask, bias, scale, softmax_scale, q_pad, k_pad, backend)
   heads_first = lambda x, length: jnp.pad(x, ((0, 0), (0, length - x.shape[1]), (0, 0), (0, 0))).transpose(0, 2, 1, 3)
   config = (("bq", bq), ("bk", bk), ("backend", backend), ("interpret", interpret))
   kernel = functools.partial(_flash, layout, config)
-  spec = sharding.activation_spec((("batch", batch), ("heads", heads)))
+  spec = sharding.activation_spec((("batch", batch), ("heads", kv_heads)))
   if spec is not None:
     # A Mosaic kernel cannot be partitioned by the compiler: each device runs it on its own batch rows and heads
     # (the tables follow their heads, positions their rows). Gradients of the tables, which every batch shard

@@ -106,7 +106,9 @@ def table_grads(layout: Layout, grads, q_info, k_info, tables, widths):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Block specs. Arrays: q, k, v, do [B, H, L, D]; lse, delta [B, H, 1, Lq]; q_info [B, Lq, q_cols];
+# Block specs. Arrays: q, do [B, H, L, D]; k, v [B, H_kv, L, D] (grouped-query attention: H_kv divides H, and the
+# kernel instance of query head h reads kv head h // (H / H_kv) through its index map — no repeated copy);
+# lse, delta [B, H, 1, Lq]; q_info [B, Lq, q_cols];
 # k_info [B, k_rows, Lk]; tables [H, 1, width] (one row per kernel instance);
 # table gradients [B, H, k_blocks, 1, width].
 # lse and delta are per-query scalars stored along lanes ([1, bq] blocks): a [.., Lq, 1] array would be padded to
@@ -120,9 +122,10 @@ def _pick(grid_ids, axis):
   return 0 if axis is None else grid_ids[axis - 2]
 
 
-def _rows(block, dim, axis=None):
-  """A [B, H, L, dim] array in [block, dim] blocks along L, walked by grid axis `axis`."""
-  return pl.BlockSpec((S, S, block, dim), lambda b, h, *g: (b, h, _pick(g, axis), 0))
+def _rows(block, dim, axis=None, groups=1):
+  """A [B, heads, L, dim] array in [block, dim] blocks along L, walked by grid axis `axis`; with `groups` query heads
+  per head of the array (keys and values in grouped-query attention), grid head h reads head h // groups."""
+  return pl.BlockSpec((S, S, block, dim), lambda b, h, *ids: (b, h // groups, _pick(ids, axis), 0))
 
 
 def _lanes(block, axis=None):
@@ -223,24 +226,24 @@ def _forward_gpu_kernel(layout, bk, q_ref, k_ref, v_ref, qi_ref, ki_ref, *refs):
 
 
 def forward(layout: Layout, q, k, v, q_info, k_info, tables, *, bq, bk, backend, interpret):
-  """q [B, H, Lq, D], k / v [B, H, Lk, D*] (lengths multiples of the blocks) -> out [B, H, Lq, Dv],
+  """q [B, H, Lq, D], k / v [B, H_kv, Lk, D*] (lengths multiples of the blocks) -> out [B, H, Lq, Dv],
   lse [B, H, 1, Lq]."""
   batch, heads, q_len, _ = q.shape
-  k_len, dv = k.shape[2], v.shape[-1]
+  k_len, dv, groups = k.shape[2], v.shape[-1], heads // k.shape[1]
   out_shape = [jax.ShapeDtypeStruct((batch, heads, q_len, dv), v.dtype),
                jax.ShapeDtypeStruct((batch, heads, 1, q_len), jnp.float32)]
   q_cols, k_rows = q_info.shape[2], k_info.shape[1]
   if backend == "tpu":
     grid = (batch, heads, q_len // bq, k_len // bk)
     kernel = functools.partial(_forward_tpu_kernel, layout)
-    in_specs = [_rows(bq, q.shape[-1], 2), _rows(bk, k.shape[-1], 3), _rows(bk, dv, 3), _q_info(bq, q_cols, 2),
-                _k_info(k_rows, bk, 3)]
+    in_specs = [_rows(bq, q.shape[-1], 2), _rows(bk, k.shape[-1], 3, groups), _rows(bk, dv, 3, groups),
+                _q_info(bq, q_cols, 2), _k_info(k_rows, bk, 3)]
     scratch = [pltpu.VMEM((bq, 1), jnp.float32), pltpu.VMEM((bq, 1), jnp.float32), pltpu.VMEM((bq, dv), jnp.float32)]
   else:
     grid = (batch, heads, q_len // bq)
     kernel = functools.partial(_forward_gpu_kernel, layout, bk)
-    in_specs = [_rows(bq, q.shape[-1], 2), _rows(k_len, k.shape[-1]), _rows(k_len, dv), _q_info(bq, q_cols, 2),
-                _k_info(k_rows, k_len)]
+    in_specs = [_rows(bq, q.shape[-1], 2), _rows(k_len, k.shape[-1], groups=groups),
+                _rows(k_len, dv, groups=groups), _q_info(bq, q_cols, 2), _k_info(k_rows, k_len)]
     scratch = []
   operands = (q, k, v, q_info, k_info, *_rows_of(tables))
   return pl.pallas_call(
@@ -348,15 +351,19 @@ def _dq_gpu_kernel(layout, bk, q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, 
 
 
 def backward(layout: Layout, q, k, v, q_info, k_info, tables, out, lse, do, *, bq, bk, backend, interpret):
-  """-> dq, dk, dv (shapes of q, k, v) and the [heads, width] gradient of every table."""
+  """-> dq, dk, dv (shapes of q, k, v) and the [heads, width] gradient of every table.
+
+  The dK / dV kernel runs per query head (its table gradients are per query head too); with grouped-query
+  attention its float32 dK / dV [B, H, Lk, D] are summed over each kv head's group of query heads afterwards."""
   batch, heads, q_len, d = q.shape
-  k_len, dv_dim = k.shape[2], v.shape[-1]
+  k_len, dv_dim, groups = k.shape[2], v.shape[-1], heads // k.shape[1]
   delta = jnp.sum(do.astype(jnp.float32) * out.astype(jnp.float32), axis=-1)[:, :, None]  # [B, H, 1, Lq]
   widths = tuple(t.shape[1] for t in tables)
   q_cols, k_rows = q_info.shape[2], k_info.shape[1]
   operands = (q, k, v, do, lse, delta, q_info, k_info, *_rows_of(tables))
   nkb = k_len // bk
-  dkv_shapes = [jax.ShapeDtypeStruct(k.shape, k.dtype), jax.ShapeDtypeStruct(v.shape, v.dtype),
+  per_head = lambda x: jax.ShapeDtypeStruct((batch, heads, *x.shape[2:]), x.dtype if groups == 1 else jnp.float32)
+  dkv_shapes = [per_head(k), per_head(v),
                 *[jax.ShapeDtypeStruct((batch, heads, nkb, 1, w), jnp.float32) for w in widths]]
   dtable_specs = [pl.BlockSpec((S, S, S, 1, w), lambda b, h, i, *_: (b, h, i, 0, 0)) for w in widths]
   if backend == "tpu":
@@ -377,9 +384,9 @@ def backward(layout: Layout, q, k, v, q_info, k_info, tables, out, lse, do, *, b
     dkv_scratch = dq_scratch = []
     dkv_q, dq_k = q_len, k_len
   per_query = lambda block, axis: [_rows(block, dv_dim, axis), _lanes(block, axis), _lanes(block, axis)]
-  dkv_specs = [_rows(dkv_q, d, inner), _rows(bk, d, 2), _rows(bk, dv_dim, 2), *per_query(dkv_q, inner),
-               _q_info(dkv_q, q_cols, inner), _k_info(k_rows, bk, 2)]
-  dq_specs = [_rows(bq, d, 2), _rows(dq_k, d, inner), _rows(dq_k, dv_dim, inner), *per_query(bq, 2),
+  dkv_specs = [_rows(dkv_q, d, inner), _rows(bk, d, 2, groups), _rows(bk, dv_dim, 2, groups),
+               *per_query(dkv_q, inner), _q_info(dkv_q, q_cols, inner), _k_info(k_rows, bk, 2)]
+  dq_specs = [_rows(bq, d, 2), _rows(dq_k, d, inner, groups), _rows(dq_k, dv_dim, inner, groups), *per_query(bq, 2),
               _q_info(bq, q_cols, 2), _k_info(k_rows, dq_k, inner)]
   table_specs = _table_specs(tables, backend)
   dk, dv, *dtables = pl.pallas_call(
@@ -394,4 +401,7 @@ def backward(layout: Layout, q, k, v, q_info, k_info, tables, out, lse, do, *, b
       scratch_shapes=dq_scratch, compiler_params=_params(backend, len(dq_grid)), interpret=interpret,
       name="zoo_flash_dq", cost_estimate=_cost(3, q, k, operands, [dq_shape]),  # q·kᵀ, do·vᵀ, dq
   )(*operands)
+  if groups > 1:  # [B, H, Lk, D] float32 -> [B, H_kv, Lk, D]: a kv head's gradient sums its query heads'
+    dk, dv = (g.reshape(batch, heads // groups, groups, *g.shape[2:]).sum(2).astype(x.dtype)
+              for g, x in ((dk, k), (dv, v)))
   return dq, dk, dv, [g.sum(axis=(0, 2))[:, 0] for g in dtables]
