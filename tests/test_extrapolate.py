@@ -3,12 +3,15 @@ evaluate long."""
 
 import math
 
+import numpy as np
+import optax
 import pytest
 
 from launch import extrapolate
 from test_reproduce import cli
 from zoo.experiments import Options, get
-from zoo.experiments.extrapolate import MULTIPLES, SETUPS
+from zoo import pretrained
+from zoo.experiments.extrapolate import MULTIPLES, SETUPS, held_out_bytes
 from zoo.experiments.sweep import read_rows
 
 
@@ -37,6 +40,11 @@ def test_a_tiny_run_walks_every_stage_and_a_rerun_resumes(tmp_path):
   rows = read_rows(tmp_path / "tiny.jsonl")
   assert [r["encoding"] for r in rows] == ["rope", "rope+yarn"]
   assert all(len(r["losses"]) == len(MULTIPLES) and all(map(math.isfinite, r["losses"])) for r in rows)
+  model, config = pretrained.load(str(tmp_path / "runs" / "rope"))  # the trained model as the loop left it
+  length, held_out = rows[0]["train_length"], held_out_bytes(config.task.max_files)
+  windows = np.stack([held_out[s:s + length + 1] for s in range(0, rows[0]["eval_windows"] * 16 * length, length)])
+  at_1x = optax.softmax_cross_entropy_with_integer_labels(model(windows[:, :-1]), windows[:, 1:]).mean()
+  assert float(at_1x) == pytest.approx(rows[0]["losses"][0], abs=1e-5)  # evaluated with the trained parameters
   assert (tmp_path / "runs" / "rope+yarn" / "init_from.json").is_file()  # the fine-tune loaded the rope run
   assert (tmp_path / "tiny.png").read_bytes().startswith(b"\x89PNG")
   results = sorted((tmp_path / "runs").glob("*/result.json"))

@@ -92,9 +92,10 @@ def trained_model(workdir: pathlib.Path, max_length: int) -> nnx.Module:
   options = {**loaded.config["model"], "vocab_size": 256, "max_length": max_length, "attention_impl": "chunked"}
   graph, fresh, rest = nnx.split(models.build("decoder", options, seed=0), nnx.Param, ...)
   wanted = param_paths.flatten(fresh)
-  values = {path: value if value.shape == loaded.params[path].shape
-            else value.at[:loaded.params[path].shape[0]].set(loaded.params[path])
-            for path, value in wanted.items()}
+  values = {}
+  for path, value in wanted.items():
+    trained = jax.numpy.asarray(loaded.params[path], value.dtype)
+    values[path] = trained if trained.shape == value.shape else value.at[:trained.shape[0]].set(trained)
   return nnx.merge(graph, param_paths.replace(fresh, values), rest)
 
 
