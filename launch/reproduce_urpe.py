@@ -4,24 +4,32 @@ r"""The README's main job: the URPE paper's Position Identification, RPE against
   python -m launch.reproduce_urpe          # = python -m launch.reproduce urpe_pi --encodings=rpe,urpe
                                            #   --workdir=/tmp/zoo/reproduce_urpe --out=/tmp/zoo/reproduce_urpe
 
-Further arguments are `launch.reproduce`'s (e.g. `--quick`, `--encodings=none,rpe,urpe`, `--workdir`); the table
-and figures go to the workdir, not to results/, which holds the whole experiment's.
+Its flags are `launch.reproduce`'s (e.g. `--quick`, `--encodings=none,rpe,urpe`, `--workdir`) with the defaults
+above; the table and figures go to the workdir, not to results/, which holds the whole experiment's.
 """
 
 from __future__ import annotations
 
-import sys
+from absl import app, flags
 
 from launch import reproduce
+from launch.cli import parse_flags
 
-DEFAULTS = ["--encodings=rpe,urpe", "--workdir=/tmp/zoo/reproduce_urpe", "--out=/tmp/zoo/reproduce_urpe"]
+flags.adopt_module_key_flags(reproduce)  # --help lists them
+
+DEFAULTS = {"encodings": ["rpe", "urpe"], "workdir": "/tmp/zoo/reproduce_urpe", "out": "/tmp/zoo/reproduce_urpe"}
 
 
-def main(argv: list[str] | None = None) -> int:
-  given = sys.argv[1:] if argv is None else argv
-  flags = {a.split("=")[0] for a in given}
-  return reproduce.main(["urpe_pi", *(d for d in DEFAULTS if d.split("=")[0] not in flags), *given])
+def use_defaults() -> None:
+  """This command's defaults in place of `launch.reproduce`'s (before the flags are parsed, so --help shows them)."""
+  for name, value in DEFAULTS.items():
+    flags.FLAGS.set_default(name, value)
+
+
+def main(argv: list[str]) -> int:
+  return reproduce.main([argv[0], "urpe_pi", *argv[1:]])
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  use_defaults()
+  app.run(main, flags_parser=parse_flags)

@@ -1,35 +1,86 @@
 """`python -m launch.reproduce EXPERIMENT`: every experiment end to end at its tiny size (the default suite) and its
-quick size (slow), each writing its JSONL, its table beside the paper's numbers and its figures; reruns resume."""
+quick size (slow), each writing its JSONL, its table beside the paper's numbers and its figures; reruns resume; the
+committed tables under results/ are what the experiments' modules make of the committed JSONL."""
 
 import json
+import pathlib
+import subprocess
+import sys
 
 import pytest
+from absl import flags
 
 import task_files
 from launch import reproduce, reproduce_urpe
+from launch.cli import parse_flags
+from zoo import experiments
+from zoo.experiments import Options
+from zoo.experiments.sweep import read_rows
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+
+def cli(*args: str, main=reproduce.main) -> int:
+  """`python -m launch.reproduce ARGS` in this process (so that a test can stand in for the training loop): the
+  exit status, 2 for a usage error."""
+  flags.FLAGS.unparse_flags()
+  try:
+    return main(parse_flags(["reproduce", *args]))
+  except SystemExit as exit_:
+    return exit_.code
+  finally:
+    flags.FLAGS.unparse_flags()
 
 
 def test_unknown_experiment_and_misplaced_options_name_the_valid_ones(capsys):
-  assert reproduce.main(["urpe_bogus", "--tiny"]) == 2
-  assert "unknown experiment 'urpe_bogus'; valid choices: urpe_pi, urpe_etp, sparse_memory" in capsys.readouterr().err
-  assert reproduce.main(["sparse_memory", "--encodings=rpe"]) == 2
-  assert "--encodings applies to urpe_pi, urpe_etp only" in capsys.readouterr().err
-  assert reproduce.main(["urpe_pi", "--encodings=rpe,fourier"]) == 2
+  assert cli("urpe_bogus", "--tiny") == 2
+  assert capsys.readouterr().err == ("error: unknown experiment 'urpe_bogus'; valid choices: extrapolate, graph_urpe, "
+                                     "memorization, sparse_memory, spe_lra, urpe_etp, urpe_pi\n")
+  assert cli("sparse_memory", "--encodings=rpe") == 2
+  assert "--encodings applies to extrapolate, urpe_etp, urpe_pi only" in capsys.readouterr().err
+  assert cli("urpe_pi", "--encodings=rpe,fourier") == 2
   assert "unknown encoding 'fourier'; valid choices: alibi," in capsys.readouterr().err
-  assert reproduce.main(["urpe_pi", "--zinc=/data/zinc"]) == 2
+  assert cli("urpe_pi", "--zinc=/data/zinc") == 2
   assert "--zinc applies to graph_urpe only" in capsys.readouterr().err
+  assert cli("urpe_pi", "--steps=3") == 2
+  assert "--steps applies to extrapolate only" in capsys.readouterr().err
+  assert cli("urpe_pi", "--quick", "--tiny") == 2
+  assert capsys.readouterr().err == "error: give at most one of --quick and --tiny\n"
+  assert cli("--tiny") == 2
+  assert capsys.readouterr().err.startswith("error: give one experiment; valid choices: extrapolate, graph_urpe")
+
+
+def test_help_lists_the_flags_and_a_bad_flag_is_one_line():
+  """The commands as a user runs them: --help on each, an unknown flag (the old `--d-model` style) refused."""
+  for module in ("launch.reproduce", "launch.reproduce_urpe", "launch.extrapolate"):
+    result = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO, capture_output=True, text=True,
+                            timeout=120)
+    assert "--encodings" in result.stdout and "--workdir" in result.stdout and not result.stderr, module  # absl: 1
+  result = subprocess.run([sys.executable, "-m", "launch.reproduce", "urpe_pi", "--d-model=3"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+  assert result.returncode == 2 and result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
+
+
+def test_committed_tables_are_what_the_experiments_make_of_the_committed_jsonl():
+  """Numbers unchanged, proven without training: every results/<experiment>/<variant>.md rebuilt from the JSONL
+  beside it by the experiment's module, byte for byte."""
+  tables = sorted((REPO / "results").glob("*/*.md"))
+  assert len(tables) >= 13
+  for table in tables:
+    rows = read_rows(table.with_suffix(".jsonl"))
+    assert experiments.get(table.parent.name).markdown(rows, table.stem) == table.read_text(), table
 
 
 def test_a_zinc_folder_without_its_csvs_is_refused_with_one_line_naming_the_file(tmp_path, capsys):
   (tmp_path / "train.csv").write_text("smiles,target\nCCO,0.5\n")
-  assert reproduce.main(["graph_urpe", "--tiny", f"--zinc={tmp_path}"]) == 2
+  assert cli("graph_urpe", "--tiny", f"--zinc={tmp_path}") == 2
   assert capsys.readouterr().err.strip() == (f"error: --zinc={tmp_path} holds no valid.csv; it needs train.csv and "
                                              "valid.csv (columns smiles, target)")
 
 
 def test_zinc_adds_graphormer_slim_runs_on_its_csvs_for_both_encodings(tmp_path):
   files = task_files.molecules(tmp_path)
-  runs = reproduce.EXPERIMENTS["graph_urpe"].runs_for("full", reproduce.Options(zinc=str(tmp_path)))
+  runs = experiments.get("graph_urpe").runs("full", Options(zinc=str(tmp_path)))
   zinc = [run for run in runs if run.labels["task"] == "zinc"]
   assert [run.name for run in zinc] == ["zinc_spd", "zinc_spd_urpe"] and len(runs) == 8
   for run in zinc:
@@ -41,18 +92,28 @@ def test_zinc_adds_graphormer_slim_runs_on_its_csvs_for_both_encodings(tmp_path)
 
 
 def test_urpe_experiments_cover_every_encoding_the_encoder_accepts():
-  names = {run.labels["encoding"] for run in reproduce.urpe_runs("pi", "quick")}
+  from zoo.experiments.urpe import encoder_encodings  # noqa: PLC0415
+
+  names = {run.labels["encoding"] for run in experiments.get("urpe_pi").runs("quick")}
   assert {"none", "rpe", "urpe", "rope", "alibi", "t5_bias", "sinusoidal", "spe_sine", "memory_rpe"} <= names
-  assert len(names) == len(reproduce.encoder_encodings())
+  assert len(names) == len(encoder_encodings())
 
 
 def test_reproduce_urpe_is_the_urpe_pi_experiment_for_rpe_and_urpe(monkeypatch):
-  calls = []
-  monkeypatch.setattr(reproduce, "main", lambda argv: calls.append(argv) or 0)
-  assert reproduce_urpe.main([]) == 0
-  assert reproduce_urpe.main(["--quick", "--workdir=/tmp/w"]) == 0
-  assert calls == [["urpe_pi", *reproduce_urpe.DEFAULTS],
-                   ["urpe_pi", "--encodings=rpe,urpe", "--out=/tmp/zoo/reproduce_urpe", "--quick", "--workdir=/tmp/w"]]
+  """Its defaults pick the rpe and urpe runs of urpe_pi, written outside results/; a flag given wins."""
+  seen = []
+  monkeypatch.setattr(reproduce, "main", lambda argv: seen.append(
+      (argv[1:], flags.FLAGS.encodings, flags.FLAGS.workdir, flags.FLAGS.out, flags.FLAGS.quick)) or 0)
+  before = {name: flags.FLAGS[name].default for name in reproduce_urpe.DEFAULTS}
+  try:
+    reproduce_urpe.use_defaults()
+    assert cli(main=reproduce_urpe.main) == 0
+    assert cli("--quick", "--workdir=/tmp/w", main=reproduce_urpe.main) == 0
+  finally:
+    for name, value in before.items():
+      flags.FLAGS.set_default(name, value)
+  assert seen == [(["urpe_pi"], ["rpe", "urpe"], "/tmp/zoo/reproduce_urpe", "/tmp/zoo/reproduce_urpe", False),
+                  (["urpe_pi"], ["rpe", "urpe"], "/tmp/w", "/tmp/zoo/reproduce_urpe", True)]
 
 
 @pytest.mark.parametrize("variant", ["quick", "full"])
@@ -62,17 +123,18 @@ def test_every_run_of_the_quick_and_full_variants_is_a_valid_experiment_config(v
   from zoo.train.options import parse_experiment  # noqa: PLC0415
 
   task_files.molecules(tmp_path)
-  for name, experiment in reproduce.EXPERIMENTS.items():
-    for run in experiment.runs_for(variant, reproduce.Options(zinc=str(tmp_path))):
+  for name in experiments.available():
+    experiment = experiments.get(name)
+    for run in experiment.runs(variant, Options(zinc=str(tmp_path))):
       try:
         parse_experiment(run.config)
       except ValueError as error:
         pytest.fail(f"{name} --{variant}, run {run.name}: {error}")
 
 
-def check_outputs(out, variant, experiment, options=reproduce.Options()):
-  rows = [json.loads(line) for line in (out / f"{variant}.jsonl").read_text().splitlines()]
-  expected = reproduce.EXPERIMENTS[experiment].runs_for(variant, options)
+def check_outputs(out, variant, experiment, options=Options()):
+  rows = read_rows(out / f"{variant}.jsonl")
+  expected = experiments.get(experiment).runs(variant, options)
   assert [r["run"] for r in rows] == [run.name for run in expected]
   assert all(r["experiment"] == experiment and r["variant"] == variant for r in rows)
   table = (out / f"{variant}.md").read_text()
@@ -88,16 +150,16 @@ SLOW_TINY = ("spe_lra", "graph_urpe")
 
 
 @pytest.mark.parametrize("experiment", [pytest.param(e, marks=pytest.mark.slow if e in SLOW_TINY else ())
-                                        for e in reproduce.EXPERIMENTS])
+                                        for e in experiments.available() if e != "extrapolate"])
 def test_tiny_run_writes_table_and_figures_and_a_rerun_resumes(experiment, tmp_path, data_dir, monkeypatch):
   monkeypatch.setenv("ZOO_DATA_DIR", data_dir)
   args = [experiment, "--tiny", f"--workdir={tmp_path / 'runs'}", f"--out={tmp_path / 'out'}"]
-  options = reproduce.Options()
+  options = Options()
   if experiment == "graph_urpe":  # with ZINC's rows, from CSVs in its release format
     task_files.molecules(tmp_path / "zinc")
-    options = reproduce.Options(zinc=str(tmp_path / "zinc"))
+    options = Options(zinc=str(tmp_path / "zinc"))
     args.append(f"--zinc={options.zinc}")
-  assert reproduce.main(args) == 0
+  assert cli(*args) == 0
   rows, figures = check_outputs(tmp_path / "out", "tiny", experiment, options)
   if experiment == "graph_urpe":
     assert "| zinc | mae |" in (tmp_path / "out" / "tiny.md").read_text()
@@ -107,16 +169,16 @@ def test_tiny_run_writes_table_and_figures_and_a_rerun_resumes(experiment, tmp_p
     assert len(urpe["b"]) == len(urpe["c"]) == 2  # [heads, lags] each
   results = sorted((tmp_path / "runs").glob("*/result.json"))
   stamps = [p.stat().st_mtime_ns for p in results]
-  assert reproduce.main(args) == 0  # every run finished: nothing is trained again
+  assert cli(*args) == 0  # every run finished: nothing is trained again
   assert [p.stat().st_mtime_ns for p in results] == stamps
   assert [json.loads(line) for line in (tmp_path / "out" / "tiny.jsonl").read_text().splitlines()] == rows
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("experiment", list(reproduce.EXPERIMENTS))
+@pytest.mark.parametrize("experiment", [e for e in experiments.available() if e != "extrapolate"])
 def test_quick_run_writes_table_and_figures(experiment, tmp_path, data_dir, monkeypatch):
   monkeypatch.setenv("ZOO_DATA_DIR", data_dir)
-  assert reproduce.main([experiment, "--quick", f"--workdir={tmp_path / 'runs'}", f"--out={tmp_path / 'out'}"]) == 0
+  assert cli(experiment, "--quick", f"--workdir={tmp_path / 'runs'}", f"--out={tmp_path / 'out'}") == 0
   check_outputs(tmp_path / "out", "quick", experiment)
 
 
@@ -130,8 +192,7 @@ def test_a_run_stopped_by_sigterm_stops_the_sweep_with_one_line_and_writes_no_ta
     return {"step": 7, "stopped": "preempted", "workdir": workdir}
 
   monkeypatch.setattr(loop, "train_and_evaluate", preempted)
-  args = ["urpe_pi", "--tiny", f"--workdir={tmp_path / 'runs'}", f"--out={tmp_path / 'out'}"]
-  assert reproduce.main(args) == 1
+  assert cli("urpe_pi", "--tiny", f"--workdir={tmp_path / 'runs'}", f"--out={tmp_path / 'out'}") == 1
   err = capsys.readouterr().err.strip()
   assert err == (f"stopped: run pi_rpe preempted at step 7; the same command resumes the sweep from its checkpoint in "
                  f"{tmp_path / 'runs' / 'pi_rpe'}")
@@ -145,15 +206,14 @@ def test_a_workdir_of_another_config_is_refused_with_one_line_naming_the_differe
 
   trained = []
   monkeypatch.setattr(loop, "train_and_evaluate", lambda config, workdir: trained.append(workdir))
-  run = reproduce.EXPERIMENTS["urpe_pi"].runs_for("tiny", reproduce.Options(encodings=("rpe",)))[0]
+  run = experiments.get("urpe_pi").runs("tiny", Options(encodings=("rpe",)))[0]
   workdir = tmp_path / "runs" / run.name
   workdir.mkdir(parents=True)
   config = json.loads(json.dumps(run.config))
   config["train"]["steps"] += 1
   (workdir / "config.json").write_text(json.dumps(config))
   (workdir / "result.json").write_text("{}")
-  args = ["urpe_pi", "--tiny", "--encodings=rpe", f"--workdir={tmp_path / 'runs'}", f"--out={tmp_path / 'out'}"]
-  assert reproduce.main(args) == 2
+  assert cli("urpe_pi", "--tiny", "--encodings=rpe", f"--workdir={tmp_path / 'runs'}", f"--out={tmp_path / 'out'}") == 2
   steps = run.config["train"]["steps"]
   assert capsys.readouterr().err.strip() == (f"error: {workdir} holds run {run.name} trained with another config: "
                                              f"train.steps ({steps + 1!r} there, {steps!r} now); delete it or pass "

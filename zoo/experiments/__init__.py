@@ -1,0 +1,10 @@
+"""The papers' experiments and zoo's own studies, one module each, registered by name (registry.py).
+
+Importing the package registers every experiment; `sweep.run` trains one and writes its JSONL, table and figures.
+"""
+
+from zoo.experiments import extrapolate, graph, memorization, sparse_memory, spe, urpe  # noqa: F401 — registers them
+from zoo.experiments.base import VARIANTS, Experiment, Options, Run
+from zoo.experiments.registry import available, get, register
+
+__all__ = ["VARIANTS", "Experiment", "Options", "Run", "available", "get", "register"]

@@ -1,0 +1,80 @@
+"""What every experiment is made of: its runs (experiment configs), a row from each finished run, a table beside the
+paper's numbers and figures. One module per paper or study registers an `Experiment` subclass (registry.py);
+`sweep.py` trains the runs and writes the outputs, the same way for every experiment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from typing import Any
+
+VARIANTS = ("full", "quick", "tiny")
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  name: str  # its workdir folder
+  labels: dict[str, Any]  # what the table and figures group it by
+  config: dict[str, Any]  # the experiment config (launch.train's)
+  init_from: str = ""  # another run of the same sweep whose trained parameters this one starts from (a fine-tune)
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+  """The command line's choices beyond the variant; each experiment's `takes` names those it accepts."""
+
+  encodings: tuple[str, ...] = ()  # the encodings to run (urpe_pi, urpe_etp, extrapolate; empty: the default set)
+  zinc: str = ""  # graph_urpe: a folder holding ZINC-subset's CSVs, which adds the ZINC runs
+  steps: int | None = None  # extrapolate: training steps instead of the variant's
+
+
+class Experiment:
+  """A paper's or a study's experiment; subclasses registered by name (`registry.register`) fill in the four parts.
+  Results are rows: the run's labels, `row`'s measurements, the training loss and the seconds the run took."""
+
+  name: str  # set by `register`
+  takes: tuple[str, ...] = ()  # the Options fields `runs` accepts
+
+  def runs(self, variant: str, options: Options = Options()) -> list[Run]:
+    """The runs of `variant`; only the fields of `options` named in `takes` may differ from their defaults."""
+    raise NotImplementedError
+
+  def check(self, options: Options) -> str | None:
+    """One line naming what is wrong with the options this experiment takes, or None; runs before any training."""
+    del options
+    return None
+
+  def row(self, run: Run, summary: dict, workdir: pathlib.Path) -> dict:
+    """A finished run's measurements from the training loop's summary and its workdir."""
+    raise NotImplementedError
+
+  def markdown(self, rows: list[dict], variant: str) -> str:
+    raise NotImplementedError
+
+  def plots(self, rows: list[dict], out: pathlib.Path, variant: str) -> list[pathlib.Path]:
+    raise NotImplementedError
+
+
+def config_for(module, arg: str, variant: str, **sections: dict[str, Any]) -> dict[str, Any]:
+  """`module.get_config(arg)` (its `smoke` variant when tiny) with `sections` ({"model": {...}, ...}) updated."""
+  config = module.get_config(f"{arg},smoke" if variant == "tiny" else arg)
+  for section, values in sections.items():
+    config[section].update(values)
+  config.train.progress_bar = False
+  return config.to_dict()
+
+
+def pyplot():
+  import matplotlib  # noqa: PLC0415 — only the figures need it
+
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt  # noqa: PLC0415
+  return plt
+
+
+def save(fig, path: pathlib.Path) -> pathlib.Path:
+  fig.tight_layout()
+  fig.savefig(path)
+  pyplot().close(fig)
+  return path
