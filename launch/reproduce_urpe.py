@@ -3,6 +3,7 @@ r"""The README's main job: the URPE paper's Position Identification, RPE against
 
   python -m launch.reproduce_urpe          # = python -m launch.reproduce urpe_pi --encodings=rpe,urpe
                                            #   --workdir=/tmp/zoo/reproduce_urpe --out=/tmp/zoo/reproduce_urpe
+  python -m launch.reproduce_urpe --quick --encodings=none,rpe,urpe   # the quick sizes, with the no-encoding row
 
 Its flags are `launch.reproduce`'s (e.g. `--quick`, `--encodings=none,rpe,urpe`, `--workdir`) with the defaults
 above; the table and figures go to the workdir, not to results/, which holds the whole experiment's.
