@@ -10,7 +10,6 @@ task); its own `manifest.json`, written last, holds both files' sizes and sha256
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -19,9 +18,9 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
-from safetensors import SafetensorError
 
 from zoo.checkpoints import tensors, workdir
+from zoo.checkpoints.files import all_or_none
 from zoo.checkpoints.manifest import (CHECKPOINTS, CONFIG_FILE, MANIFEST, PARAMS_FILE, available, file_entry, info,
                                       manifest, verify, verify_files)
 from zoo.errors import CheckpointError
@@ -64,18 +63,12 @@ def write_converted(path: str | os.PathLike, model_name: str, options: dict[str,
   directory = pathlib.Path(path)
   files = [directory / PARAMS_FILE, directory / CONFIG_FILE, directory / MANIFEST]
   config = dict(experiment or {}, model_name=model_name, model=options, converted_from=source)
-  try:
+  with all_or_none(files, f"the converted model to {directory}", CheckpointError):
     directory.mkdir(parents=True, exist_ok=True)
     files[2].unlink(missing_ok=True)  # an earlier conversion's: the folder is incomplete until the new one exists
     tensors.write(files[0], params)
     files[1].write_text(json.dumps(config, indent=1, sort_keys=True))
     files[2].write_text(json.dumps({"files": {file.name: file_entry(file) for file in files[:2]}}, indent=1))
-  except (OSError, SafetensorError) as e:  # a full disk; the library reports its write errors its own way
-    for file in files:
-      with contextlib.suppress(OSError):
-        file.unlink(missing_ok=True)
-    raise CheckpointError(f"cannot write the converted model to {directory}: {getattr(e, 'strerror', None) or e}"
-                          ) from None
 
 
 def converted_config(path: pathlib.Path) -> dict[str, Any]:

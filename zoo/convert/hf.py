@@ -13,7 +13,6 @@ model is written anywhere.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -28,6 +27,7 @@ from safetensors import numpy as safetensors_numpy
 
 from zoo import models, positional
 from zoo.checkpoints import sources
+from zoo.checkpoints.files import all_or_none
 from zoo.convert.architectures import ARCHITECTURES, ConversionError, architecture
 from zoo.train import param_paths
 
@@ -227,17 +227,11 @@ def write(family: str, options: dict[str, Any], params: dict[str, np.ndarray], p
                     for name, value in zip(rule.hf, rule.to_hf(*(np.asarray(params[p]) for p in rule.zoo)))})
   directory = pathlib.Path(path)
   files = [directory / WEIGHTS, directory / CONFIG]  # config.json last: it is what marks a Hugging Face directory
-  try:
+  with all_or_none(files, f"the Hugging Face model to {directory}", ConversionError):
     directory.mkdir(parents=True, exist_ok=True)
     files[1].unlink(missing_ok=True)
     safetensors_numpy.save_file(tensors, str(files[0]), metadata={"format": "pt"})
     files[1].write_text(json.dumps(config, indent=1, sort_keys=True))
-  except (OSError, safetensors.SafetensorError) as e:  # a full disk; the library reports its write errors its own way
-    for file in files:
-      with contextlib.suppress(OSError):
-        file.unlink(missing_ok=True)
-    raise ConversionError(f"cannot write the Hugging Face model to {directory}: {getattr(e, 'strerror', None) or e}"
-                          ) from None
 
 
 def source_config(path: pathlib.Path) -> dict[str, Any]:
