@@ -46,9 +46,9 @@ TINY = dict(vocab_size=32, num_layers=2, d_model=16, num_heads=2, mlp_dim=32, ma
 
 
 # One encoding per kind of positional hook and term type (no position, a learned embedding table, a rotation, a closed
-# form, a lag table, a post-softmax scale, stochastic features, a content term, a relation-reading one). The
-# family-by-family matrices run these in the default suite and every registered encoding in the slow one; each
-# encoding's own properties (its reference, shifts, causality, cached decoding, gradients, the kernels) stay default.
+# form, a lag table, a post-softmax scale, stochastic features, a content term, a relation-reading one). The registry
+# matrices (encoding x property, x family, x core) run these in the default suite and every registered encoding in the
+# slow one; each encoding's terms against their independent reference stay default (no compilation: cheap).
 REPRESENTATIVE_ENCODINGS = ("none", "learned", "rope", "alibi", "t5_bias", "urpe", "spe_sine", "cope", "spd_urpe")
 
 

@@ -18,7 +18,7 @@ from zoo.attention.bias import consecutive
 from zoo.positional import Coordinates, Graph, ModelDims
 from zoo.positional.relative_bias import LagIndex
 
-from conftest import TINY, random_tokens
+from conftest import TINY, random_tokens, representative_or_slow
 from launch import bench_lookup  # the tile lookup it times, here checked
 
 B, L, H, D = 2, 40, 2, 8  # L = 40 is not a multiple of the blocks below
@@ -130,10 +130,12 @@ def assert_close(ours, theirs):
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-4, rtol=1e-4)
 
 
-# Every case runs causal (decoders) in the default suite; the bidirectional variant of every case is in the slow suite
-# (the default keeps it for URPE in the GPU-driver test below).
+# The default suite runs every core on the representative encodings (one per term type), causal (decoders); the slow
+# suite every case, and the bidirectional variant of every case (the default keeps it for URPE in the GPU-driver test
+# below).
 @pytest.mark.parametrize("causal", [pytest.param(False, marks=pytest.mark.slow), True], ids=["bidirectional", "causal"])
-@pytest.mark.parametrize("name,graph,impl", CASES)
+@pytest.mark.parametrize("name,graph,impl", [representative_or_slow(name, name, graph, impl)
+                                             for name, graph, impl in CASES])
 def test_matches_reference_forward_and_gradients(name, graph, impl, causal):
   assert_close(run(core_fn(impl), name, causal, graph), reference(name, causal, graph))
 

@@ -178,6 +178,7 @@ def assert_states_bit_identical(a, b):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))  # params, optimizer moments, step, RNG counters: bit for bit
 
 
+@pytest.mark.slow  # the default suite resumes bit-identical after SIGTERM (below); kill -9 at fixed steps is slow too
 def test_kill_9_then_resume_ends_bit_identical_to_an_uninterrupted_run(tmp_path, data_dir, uninterrupted):
   kill_step = random.Random().randint(5, 80)
   print(f"killing at step >= {kill_step}")
@@ -276,7 +277,8 @@ def free_port() -> int:
     return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("slices", [1, pytest.param(2, marks=pytest.mark.slow)])
+@pytest.mark.slow  # two jax.distributed processes compiling for four devices each: a long journey
+@pytest.mark.parametrize("slices", [1, 2])
 def test_two_processes_of_four_devices_match_one_device(tmp_path, data_dir, slices):
   """With slices=2 each process stands for one slice (CPU devices have no slice_index): the data axis crosses them."""
   workdir, port = tmp_path / "two_processes", free_port()
