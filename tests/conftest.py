@@ -3,6 +3,9 @@
 import json
 import os
 import pathlib
+import subprocess
+import time
+from collections.abc import Callable
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # One persistent XLA compilation cache for every test process — the xdist workers and the command-line runs the tests
@@ -79,6 +82,22 @@ def extend(model, tokens, cache):
 
 def random_tokens(seed: int, shape, vocab: int = TINY["vocab_size"]):
   return jax.random.randint(jax.random.key(seed), shape, 0, vocab)
+
+
+def wait_until(condition: Callable[[], bool], *processes: subprocess.Popen, timeout: float = 240) -> None:
+  """Returns as soon as `condition()` holds (a run has logged a step, a server answers). Between checks it waits on
+  the first process's exit for at most 10 ms instead of sleeping, so a process that ends first fails the test at
+  once, with its stderr."""
+  deadline = time.monotonic() + timeout
+  while not condition():
+    for process in processes:
+      if process.poll() is not None:
+        stderr = process.communicate()[1] or ""
+        raise AssertionError(f"{process.args[:4]} ended (exit {process.returncode}) first: {stderr[-3000:]}")
+    try:
+      processes[0].wait(timeout=0.01)
+    except subprocess.TimeoutExpired:
+      assert time.monotonic() < deadline, f"not reached within {timeout} s"
 
 
 @pytest.fixture(scope="session")
