@@ -48,11 +48,12 @@ def pytest_configure(config):
 TINY = dict(vocab_size=32, num_layers=2, d_model=16, num_heads=2, mlp_dim=32, max_length=48)
 
 
-# One encoding per kind of positional hook and term type (no position, a learned embedding table, a rotation, a closed
-# form, a lag table, a post-softmax scale, stochastic features, a content term, a relation-reading one). The registry
-# matrices (encoding x property, x family, x core) run these in the default suite and every registered encoding in the
-# slow one; each encoding's terms against their independent reference stay default (no compilation: cheap).
-REPRESENTATIVE_ENCODINGS = ("none", "learned", "rope", "alibi", "t5_bias", "urpe", "spe_sine", "cope", "spd_urpe")
+# One encoding per term type: an absolute embedding (a learned table), transform_qk (a rotation), a table bias (T5's
+# buckets), a closed-form bias (ALiBi), prob_scale (URPE), a content term (CoPE), a relation (SPD + URPE on graphs).
+# The registry matrices (encoding x property, x family, x core) run these in the default suite and every registered
+# encoding in the slow one; each encoding's terms against their independent reference stay default (no compilation:
+# cheap), and so does the stochastic kind's own property (SPE's shift invariance in expectation).
+REPRESENTATIVE_ENCODINGS = ("learned", "rope", "t5_bias", "alibi", "urpe", "cope", "spd_urpe")
 
 
 def representative_or_slow(pe: str, *values):

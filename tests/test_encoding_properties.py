@@ -67,7 +67,8 @@ def test_relative_encodings_are_invariant_to_shifting_all_positions(family, pe):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("pe", [representative_or_slow(n) for n in STOCHASTIC if positional.get(n).relative])
+@pytest.mark.parametrize("pe", [pytest.param(n, marks=() if n == "spe_sine" else pytest.mark.slow)
+                                for n in STOCHASTIC if positional.get(n).relative])
 def test_stochastic_relative_encodings_are_shift_invariant_in_expectation(family, pe):
   """E_noise[q̂(m)·k̂(n)] depends on m − n only: the mean over 64 independent draws at positions shifted by 9 agrees
   with the unshifted one within 5 standard errors, entry by entry."""
