@@ -173,7 +173,7 @@ def assert_states_bit_identical(a, b):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))  # params, optimizer moments, step, RNG counters: bit for bit
 
 
-@pytest.mark.slow  # the default suite resumes bit-identical after SIGTERM (below); kill -9 at fixed steps is slow too
+@pytest.mark.slow  # the default suite resumes bit-identically after SIGTERM (below); kill -9 runs in the slow one
 def test_kill_9_then_resume_ends_bit_identical_to_an_uninterrupted_run(tmp_path, data_dir, uninterrupted):
   kill_step = random.Random().randint(5, 80)
   print(f"killing at step >= {kill_step}")
