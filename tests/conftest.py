@@ -3,6 +3,9 @@
 import json
 import os
 import pathlib
+import subprocess
+import time
+from collections.abc import Callable
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # One persistent XLA compilation cache for every test process — the xdist workers and the command-line runs the tests
@@ -45,11 +48,12 @@ def pytest_configure(config):
 TINY = dict(vocab_size=32, num_layers=2, d_model=16, num_heads=2, mlp_dim=32, max_length=48)
 
 
-# One encoding per kind of positional hook and term type (no position, a learned embedding table, a rotation, a closed
-# form, a lag table, a post-softmax scale, stochastic features, a content term, a relation-reading one). The
-# family-by-family matrices run these in the default suite and every registered encoding in the slow one; each
-# encoding's own properties (its reference, shifts, causality, cached decoding, gradients, the kernels) stay default.
-REPRESENTATIVE_ENCODINGS = ("none", "learned", "rope", "alibi", "t5_bias", "urpe", "spe_sine", "cope", "spd_urpe")
+# One encoding per term type: an absolute embedding (a learned table), transform_qk (a rotation), a table bias (T5's
+# buckets), a closed-form bias (ALiBi), prob_scale (URPE), a content term (CoPE), a relation (SPD + URPE on graphs).
+# The registry matrices (encoding x property, x family, x core) run these in the default suite and every registered
+# encoding in the slow one; each encoding's terms against their independent reference stay default (no compilation:
+# cheap), and so does the stochastic kind's own property (SPE's shift invariance in expectation).
+REPRESENTATIVE_ENCODINGS = ("learned", "rope", "t5_bias", "alibi", "urpe", "cope", "spd_urpe")
 
 
 def representative_or_slow(pe: str, *values):
@@ -79,6 +83,22 @@ def extend(model, tokens, cache):
 
 def random_tokens(seed: int, shape, vocab: int = TINY["vocab_size"]):
   return jax.random.randint(jax.random.key(seed), shape, 0, vocab)
+
+
+def wait_until(condition: Callable[[], bool], *processes: subprocess.Popen, timeout: float = 240) -> None:
+  """Returns as soon as `condition()` holds (a run has logged a step, a server answers). Between checks it waits on
+  the first process's exit for at most 10 ms instead of sleeping, so a process that ends first fails the test at
+  once, with its stderr."""
+  deadline = time.monotonic() + timeout
+  while not condition():
+    for process in processes:
+      if process.poll() is not None:
+        stderr = process.communicate()[1] or ""
+        raise AssertionError(f"{process.args[:4]} ended (exit {process.returncode}) first: {stderr[-3000:]}")
+    try:
+      processes[0].wait(timeout=0.01)
+    except subprocess.TimeoutExpired:
+      assert time.monotonic() < deadline, f"not reached within {timeout} s"
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from zoo.attention.bias import consecutive
 from zoo.positional import Coordinates, Graph, ModelDims
 from zoo.positional.relative_bias import LagIndex
 
-from conftest import TINY, random_tokens
+from conftest import TINY, random_tokens, representative_or_slow
 from launch import bench_lookup  # the tile lookup it times, here checked
 
 B, L, H, D = 2, 40, 2, 8  # L = 40 is not a multiple of the blocks below
@@ -130,10 +130,12 @@ def assert_close(ours, theirs):
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-4, rtol=1e-4)
 
 
-# Every case runs causal (decoders) in the default suite; the bidirectional variant of every case is in the slow suite
-# (the default keeps it for URPE in the GPU-driver test below).
+# The default suite runs every core on the representative encodings (one per term type), causal (decoders); the slow
+# suite every case, and the bidirectional variant of every case (the default keeps it for URPE in the GPU-driver test
+# below).
 @pytest.mark.parametrize("causal", [pytest.param(False, marks=pytest.mark.slow), True], ids=["bidirectional", "causal"])
-@pytest.mark.parametrize("name,graph,impl", CASES)
+@pytest.mark.parametrize("name,graph,impl", [representative_or_slow(name, name, graph, impl)
+                                             for name, graph, impl in CASES])
 def test_matches_reference_forward_and_gradients(name, graph, impl, causal):
   assert_close(run(core_fn(impl), name, causal, graph), reference(name, causal, graph))
 
@@ -198,7 +200,8 @@ def test_the_window_lookup_reads_and_differentiates_the_table_like_numpy_indexin
     np.testing.assert_allclose(np.asarray(grad)[0], want, atol=1e-4, err_msg=tile)
 
 
-@pytest.mark.parametrize("name", ["urpe", pytest.param("t5_bias", marks=pytest.mark.slow)])
+@pytest.mark.slow  # the longest default test (244 s on the loaded 2 cores); the default suite keeps the window lookup
+@pytest.mark.parametrize("name", ["urpe", "t5_bias"])  # on single 128 tiles (above) and every core at 16-blocks
 def test_128_blocks_take_the_window_lookup_and_match_the_reference(name):
   """Blocks of 128 (TPU's): the window lookup on whole-run tiles, the select one where example 0's packed second
   sequence restarts its positions mid-tile; 256 tokens, example 1 offset by 5 with 6 padding tokens."""

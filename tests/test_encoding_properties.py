@@ -1,6 +1,7 @@
 """Properties every registered encoding must have, discovered from the registry: registering an encoding adds it
-to every test here, in both families (the encoder side of the shift and gradient matrices runs the representative
-encodings by default and every encoding in the slow suite; see conftest.REPRESENTATIVE_ENCODINGS)."""
+to every test here, in both families. The default suite runs the registry matrices (shifts, causality, cached
+decoding, gradients) for the representative encodings, one per term type, and the slow suite for every encoding (see
+conftest.REPRESENTATIVE_ENCODINGS); each encoding's terms against their independent reference run by default."""
 
 import math
 
@@ -54,8 +55,8 @@ def test_registry_lists_the_built_in_encodings():
   assert set(STOCHASTIC) >= {"spe_sine", "spe_conv"}
 
 
-@pytest.mark.parametrize("family,pe", [("decoder", pe) for pe in RELATIVE] +
-                         [representative_or_slow(pe, "encoder", pe) for pe in RELATIVE])
+@pytest.mark.parametrize("family,pe", [representative_or_slow(pe, family, pe) for family in FAMILIES
+                                       for pe in RELATIVE])
 def test_relative_encodings_are_invariant_to_shifting_all_positions(family, pe):
   model = token_model(family, pe)
   tokens = random_tokens(0, (2, LENGTH))
@@ -66,7 +67,8 @@ def test_relative_encodings_are_invariant_to_shifting_all_positions(family, pe):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("pe", [n for n in STOCHASTIC if positional.get(n).relative])
+@pytest.mark.parametrize("pe", [pytest.param(n, marks=() if n == "spe_sine" else pytest.mark.slow)
+                                for n in STOCHASTIC if positional.get(n).relative])
 def test_stochastic_relative_encodings_are_shift_invariant_in_expectation(family, pe):
   """E_noise[q̂(m)·k̂(n)] depends on m − n only: the mean over 64 independent draws at positions shifted by 9 agrees
   with the unshifted one within 5 standard errors, entry by entry."""
@@ -89,7 +91,7 @@ def test_stochastic_relative_encodings_are_shift_invariant_in_expectation(family
   assert np.all(np.abs(base.mean(0) - shifted.mean(0)) < 5 * stderr + 1e-6)
 
 
-@pytest.mark.parametrize("pe", ABSOLUTE)
+@pytest.mark.parametrize("pe", [representative_or_slow(pe) for pe in ABSOLUTE])
 def test_absolute_encodings_do_see_the_shift(pe):
   """Shifted as far as the encoding allows (a learned table's size; else by 2000, past FIRE's threshold, below which
   it is a function of the lag alone)."""
@@ -102,7 +104,7 @@ def test_absolute_encodings_do_see_the_shift(pe):
                          np.asarray(forward(model, tokens, positions + shift, None)), atol=1e-4)
 
 
-@pytest.mark.parametrize("pe", ENCODINGS)
+@pytest.mark.parametrize("pe", [representative_or_slow(pe) for pe in ENCODINGS])
 def test_decoder_output_at_t_ignores_later_tokens(pe):
   model = token_model("decoder", pe)
   tokens = random_tokens(0, (2, LENGTH))
@@ -131,8 +133,8 @@ def with_random_biases(model, seed=2):
 DECODING_CASES = [(n, "xla") for n in ENCODINGS] + [(n, "linear") for n in LINEAR_ENCODINGS]
 
 
-@pytest.mark.parametrize("pe,impl,style", [(pe, impl, "zoo") for pe, impl in DECODING_CASES] +
-                         [representative_or_slow(pe, pe, impl, "pretrained") for pe, impl in DECODING_CASES])
+@pytest.mark.parametrize("pe,impl,style", [representative_or_slow(pe, pe, impl, style) for style in STYLES
+                                           for pe, impl in DECODING_CASES])
 def test_cached_decoding_equals_full_forward(pe, impl, style):
   model = with_random_biases(token_model("decoder", pe, attention_impl=impl, **STYLES[style]))
   if impl == "linear":
@@ -313,8 +315,8 @@ def test_terms_equal_an_independent_reference(fixtures, family, pe, offset):
     np.testing.assert_allclose(np.asarray(got[hook]), want, rtol=1e-5, atol=1e-5, err_msg=f"{pe}.{hook}")
 
 
-@pytest.mark.parametrize("family,pe", [("decoder", pe) for pe in ENCODINGS] +
-                         [representative_or_slow(pe, "encoder", pe) for pe in ENCODINGS])
+@pytest.mark.parametrize("family,pe", [representative_or_slow(pe, family, pe) for family in FAMILIES
+                                       for pe in ENCODINGS])
 def test_forward_and_gradients_are_finite(family, pe):
   model = token_model(family, pe)
   tokens = random_tokens(2, (2, LENGTH))

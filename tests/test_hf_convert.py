@@ -273,6 +273,7 @@ def test_convert_refusals_are_one_line_usage_errors(tmp_path):
   assert result.returncode == 2 and "error: --from_hf needs --out=DIR" in result.stderr
 
 
+@pytest.mark.slow  # a training journey; test_hf_loop.py fine-tunes a llama through the same config by default
 def test_fine_tune_a_converted_llama_with_urpe_in_place_of_rope(tmp_path, data_dir):
   converted, workdir = tmp_path / "llama", tmp_path / "run"
   family, options, params = hf.read(HF / "llama")  # what launch.convert --out writes (its own test runs it)

@@ -6,9 +6,8 @@ import pathlib
 import signal
 import subprocess
 import sys
-import time
 
-from conftest import REPO
+from conftest import REPO, wait_until
 
 TPU_LOGS = pathlib.Path("/tmp/tpu_logs")  # where libtpu logs, whatever TMPDIR says
 # Builds a urpe_synthetic data set of argv[2] training examples under argv[1] and prints their number.
@@ -54,9 +53,7 @@ def test_a_killed_build_leaves_nothing_after_the_next_build(tmp_path):
   env, data = fresh_env(tmp_path / "tmp"), tmp_path / "data"
   build = subprocess.Popen([sys.executable, "-c", BUILD, str(data), "30000"], cwd=REPO, env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  deadline = time.monotonic() + 120
-  while not list(data.glob("task_examples/*/incomplete.*")) and time.monotonic() < deadline:
-    time.sleep(0.02)
+  wait_until(lambda: bool(list(data.glob("task_examples/*/incomplete.*"))), build, timeout=120)
   build.send_signal(signal.SIGKILL)
   build.wait()
   assert list(data.glob("task_examples/*/incomplete.*")) and not list(data.glob("task_examples/*/1.0.0"))

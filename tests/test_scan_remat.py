@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from conftest import REPO, TINY, random_tokens, smoke_config
+from conftest import REPO, TINY, random_tokens, representative_or_slow, smoke_config
 from test_graph import TINY_GRAPH, batch_of, random_graph_example
 from test_train_cli import cli_env
 from zoo import attention, models, positional, pretrained
@@ -66,7 +66,7 @@ def token_loss(tokens):
   return lambda model: jnp.mean(model(tokens) ** 2)
 
 
-@pytest.mark.parametrize("pe", SEQUENCE_ENCODINGS)
+@pytest.mark.parametrize("pe", [representative_or_slow(pe) for pe in SEQUENCE_ENCODINGS])
 def test_scan_equals_the_layer_loop_with_dropout(pe):
   """Dropout on: the scanned layers draw the same masks (their streams are the loop's, stacked)."""
   config = dict(TINY, pe=pe, dropout=0.1, attention_dropout=0.1)

@@ -45,7 +45,15 @@ def smoke_configs() -> dict[str, dict]:
 SMOKE = smoke_configs()
 
 
-@pytest.mark.parametrize("name", tasks.available())
+# The default suite trains one task per family and input kind: an encoder on generated sequences (the main job's), a
+# decoder language model, a dual encoder over files (retrieval) and a graph regression over files (molecules); every
+# other task trains in the slow suite (the tasks' data pipelines keep their default tests: test_tasks_*.py,
+# test_graph_tasks.py, test_data.py).
+DEFAULT_TASKS = ("position_identification", "byte_lm", "lra_retrieval", "molecules")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n in DEFAULT_TASKS else pytest.mark.slow)
+                                  for n in tasks.available()])
 def test_every_task_trains_a_few_steps_through_its_smoke_config(name, data_dir, tmp_path):
   assert name in SMOKE, f"task {name!r} has no config in configs/"
   config = SMOKE[name]

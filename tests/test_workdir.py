@@ -13,6 +13,7 @@ import sys
 import time
 
 import pytest
+from conftest import wait_until
 from test_train_cli import SMOKE, final_state, launch, logged_steps, run_cli
 
 from zoo.train import workdir as workdir_lib
@@ -34,11 +35,7 @@ def snapshot(workdir) -> dict[str, bytes]:
 
 def start_and_wait(workdir, data_dir, at_step: int, *args) -> subprocess.Popen:
   process = launch(*RUN, f"--config.train.data_dir={data_dir}", f"--workdir={workdir}", *args)
-  deadline = time.monotonic() + 240
-  while max(logged_steps(workdir), default=0) < at_step:
-    assert process.poll() is None, process.communicate()[1][-3000:]
-    assert time.monotonic() < deadline
-    time.sleep(0.005)
+  wait_until(lambda: max(logged_steps(workdir), default=0) >= at_step, process)
   return process
 
 
