@@ -15,10 +15,10 @@ from launch.cli import fail
 flags.disclaim_key_flags()  # the flags below belong to the command that defines them
 
 
-def define_out_flag() -> flags.FlagHolder:
-  """--out=FILE. Defined with allow_override: a test process may import several commands, each with its own `--out`
+def define_out_flag(help_text: str = "also append the JSON lines to this file") -> flags.FlagHolder:
+  """--out=PATH. Defined with allow_override: a test process may import several commands, each with its own `--out`
   (one command defines one)."""
-  return flags.DEFINE_string("out", None, "also append the JSON lines to this file", allow_override=True)
+  return flags.DEFINE_string("out", None, help_text, allow_override=True)
 
 
 def define_table_flag() -> flags.FlagHolder:

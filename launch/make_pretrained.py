@@ -26,12 +26,13 @@ import time
 
 from absl import flags, logging
 
+from launch import jsonl
 from launch.cli import fail, run
 
 _ONLY = flags.DEFINE_multi_string("only", None, "make only these names (repeatable)")
 _DATA_DIR = flags.DEFINE_string("data_dir", "", "tfds data directory for training ('' = the default)")
-_OUT = flags.DEFINE_string("out", None, "write the files and manifest here instead of checkpoints/ (then the "
-                           "table of docs/pretrained.md is left alone)")
+_OUT = jsonl.define_out_flag("write the files and manifest here instead of checkpoints/ (then the table of "
+                             "docs/pretrained.md is left alone)")
 
 # The decoder suite's size, chosen for a 2-core CPU machine: ≈ 0.15M parameters, 128-byte documents, 500 steps of 16
 # rows. Measured there while other jobs shared the cores (December 2026): 2-3 min per softmax model, 12-27 min for

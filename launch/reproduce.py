@@ -25,6 +25,7 @@ import time
 
 from absl import app, flags, logging
 
+from launch import jsonl
 from launch.cli import fail, parse_flags
 from zoo import experiments
 from zoo.experiments.sweep import RunStopped, StaleRun, sweep
@@ -33,7 +34,7 @@ from zoo.train.workdir import WorkdirError
 _QUICK = flags.DEFINE_bool("quick", False, "smaller sizes and fewer steps: a run of minutes")
 _TINY = flags.DEFINE_bool("tiny", False, "tiny sizes and a few steps: seconds (the tests' size)")
 _WORKDIR = flags.DEFINE_string("workdir", None, "runs go here (default /tmp/zoo/reproduce/<experiment>_<variant>)")
-_OUT = flags.DEFINE_string("out", None, "table, JSONL and figures (default results/<experiment>)")
+_OUT = jsonl.define_out_flag("table, JSONL and figures (default results/<experiment>)")
 _ENCODINGS = flags.DEFINE_list("encodings", [], "urpe_pi, urpe_etp, extrapolate: comma-separated encodings (default: "
                                "every one the encoder accepts; extrapolate's list; rope+linear / rope+ntk / rope+yarn "
                                "for extrapolate's scaled RoPE)")

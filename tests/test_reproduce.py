@@ -146,7 +146,7 @@ def check_outputs(out, variant, experiment, options=Options()):
 
 # The default suite walks the command once, with the main job's experiment (urpe_pi); every other experiment's tiny
 # grid runs in the slow suite (spe_lra's 14 runs ≈ 4 min on 2 cores, memorization ≈ 1 min, sparse_memory ≈ 47 s).
-SLOW_TINY = tuple(e for e in reproduce.EXPERIMENTS if e != "urpe_pi")
+SLOW_TINY = tuple(e for e in experiments.available() if e != "urpe_pi")
 
 
 @pytest.mark.parametrize("experiment", [pytest.param(e, marks=pytest.mark.slow if e in SLOW_TINY else ())
