@@ -37,10 +37,10 @@ def config_error_message(error: Exception) -> str:
   return " ".join(lines)
 
 
-def parse_flags(argv: list[str]) -> list[str]:
+def parse_flags(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> list[str]:
   """absl's parsing, with a bad flag as one `error:` line and the help (which absl ends with status 1) status 0."""
   try:
-    return flags.FLAGS(argv)
+    return flag_values(argv)
   except (flags.Error, AttributeError, KeyError, OSError) as e:
     fail(config_error_message(e))
   except SystemExit as e:
@@ -57,6 +57,18 @@ def run(main: Callable[[], None]) -> None:
     main()
 
   app.run(main_without_arguments, flags_parser=parse_flags)
+
+
+def parse_verb_line(argv: list[str], doc: str, flag_values: flags.FlagValues) -> list[str]:
+  """The positional arguments of a command with a verb first (`python -m launch.tpu run NAME --zone=...`), whose flags
+  live in their own `flag_values` so that no other command's flags collide with them in a test process that imports
+  several commands and calls this one again and again: `--help` prints `doc` and the flags and exits 0, an earlier
+  parse is forgotten, then `parse_flags`."""
+  if any(arg.startswith("-") and arg.lstrip("-").split("=")[0] in HELP for arg in argv[1:]):
+    print(doc, flag_values.get_help(include_special_flags=False), sep="\n", flush=True)
+    sys.exit(0)
+  flag_values.unparse_flags()
+  return parse_flags(argv, flag_values)[1:]
 
 
 class ListParser(flags.ListParser):

@@ -10,10 +10,6 @@ import pytest
 
 from conftest import REPO
 
-# Still on argparse in this branch, converted by the engineer who owns them; the lead removes these after merging.
-ON_ARGPARSE = {"launch.tpu": "h3"}
-ONE_LINE_ERRORS_ALREADY = {"launch.tpu"}  # its argparse errors go through launch.cli.fail
-
 
 def has_main(path) -> bool:
   return any(isinstance(node, ast.FunctionDef) and node.name == "main" for node in ast.parse(path.read_text()).body)
@@ -51,8 +47,6 @@ def test_the_commands_are_found():
 
 @pytest.mark.parametrize("module", sorted(COMMANDS))
 def test_help_exits_0_and_lists_the_flags_the_docstring_uses(module):
-  if module in ON_ARGPARSE:
-    pytest.skip(f"still on argparse, owned by the {ON_ARGPARSE[module]} engineer")
   result = run(module, "--help")
   assert result.returncode == 0, result.stderr[-3000:]
   flags = documented_flags(module)
@@ -63,8 +57,6 @@ def test_help_exits_0_and_lists_the_flags_the_docstring_uses(module):
 
 @pytest.mark.parametrize("module", sorted(COMMANDS))
 def test_an_unknown_flag_is_one_error_line_and_exit_status_2(module):
-  if module in ON_ARGPARSE and module not in ONE_LINE_ERRORS_ALREADY:
-    pytest.skip(f"still on argparse, owned by the {ON_ARGPARSE[module]} engineer")
   result = run(module, "--no_such_flag=1")
   assert result.returncode == 2 and result.stdout == "", (result.returncode, result.stdout[-3000:])
   assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr[-3000:]

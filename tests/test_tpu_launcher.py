@@ -1,6 +1,6 @@
 """`python -m launch.tpu` against a fake `gcloud` / `kubectl` on PATH that records its calls: the commands of each
 subcommand, queued-resource polling, detached per-worker starts, a preemption that leads to re-create + relaunch,
-giving up, `--dry-run` running nothing; and the GKE JobSet manifest, parsed as YAML and checked field by field."""
+giving up, `--dry_run` running nothing; and the GKE JobSet manifest, parsed as YAML and checked field by field."""
 
 import json
 import os
@@ -103,15 +103,15 @@ def test_create_queues_a_spot_slice_and_polls_until_active(cloud):
 
 def test_zone_and_project_default_to_gclouds_and_neither_set_is_one_line(cloud):
   cloud.configure(zone="us-east5-a", project="other-project")
-  result = cloud.launcher("create", "zoo-v5e", *SLICE_OPTIONS, "--dry-run")
+  result = cloud.launcher("create", "zoo-v5e", *SLICE_OPTIONS, "--dry_run")
   assert result.returncode == 0 and shlex.split(result.stdout.splitlines()[0]) == [
       *CREATE[:-3], "--zone=us-east5-a", "--project=other-project", "--spot"]
-  result = cloud.launcher("delete", "zoo-v5e", f"--zone={ZONE}", "--project=my-project-2", "--dry-run")
+  result = cloud.launcher("delete", "zoo-v5e", f"--zone={ZONE}", "--project=my-project-2", "--dry_run")
   assert shlex.split(result.stdout.splitlines()[0])[-3:] == [f"--zone={ZONE}", "--project=my-project-2",
                                                               "--format=value(state.state)"]  # the flags win
   for properties, missing in (({"project": "p-123456"}, "zone"), ({"zone": ZONE}, "project")):
     cloud.configure(**properties)
-    result = cloud.launcher("status", "zoo-v5e", "--dry-run")
+    result = cloud.launcher("status", "zoo-v5e", "--dry_run")
     assert result.returncode == 2 and result.stdout == "", result.stdout
     assert result.stderr == (f"error: no --{missing}, and gcloud has no default {missing}: pass --{missing}="
                              f"{missing.upper()} or set gcloud's default: gcloud config set "
@@ -203,7 +203,7 @@ def test_a_job_stopped_by_sigterm_on_an_active_slice_is_relaunched_not_failed(cl
 @pytest.mark.slow
 def test_supervise_gives_up_after_max_attempts(cloud):
   cloud.scenario(describe=["ACTIVE", "SUSPENDING", "SUSPENDED", "ACTIVE", "FAILED"])
-  result = cloud.launcher(*RUN, "--supervise", *SLICE_OPTIONS, "--poll=0", "--max-attempts=2")
+  result = cloud.launcher(*RUN, "--supervise", *SLICE_OPTIONS, "--poll=0", "--max_attempts=2")
   assert result.returncode == 1
   assert [kind(c) for c in cloud.calls()].count("start") == 2
   errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
@@ -229,7 +229,7 @@ def test_supervise_retries_a_failed_copy_or_start_with_backoff(cloud):
            {"match": "kill -0", "outputs": ["t1v-n-0 finished\nt1v-n-1 exited"]}]
   (cloud.directory / "scenario.json").write_text(json.dumps(rules))
   began = time.monotonic()
-  result = cloud.launcher(*RUN, "--supervise", *SLICE_OPTIONS, "--poll=0", "--retry-wait=0.2")
+  result = cloud.launcher(*RUN, "--supervise", *SLICE_OPTIONS, "--poll=0", "--retry_wait=0.2")
   assert result.returncode == 0, result.stderr
   assert time.monotonic() - began >= 0.6
   assert [kind(c) for c in cloud.calls()] == ["describe", "scp", "scp", "start", "scp", "start", "describe", "status"]
@@ -245,26 +245,26 @@ def test_a_launch_that_cannot_be_copied_counts_as_an_attempt_and_plain_run_gives
   rules = [{"match": "tpu-vm scp", "outputs": [{"rc": 1}]},
            {"match": "queued-resources describe", "outputs": ["ACTIVE"]}]
   (cloud.directory / "scenario.json").write_text(json.dumps(rules))
-  result = cloud.launcher(*RUN, "--retry-wait=0", "--retries=1")
+  result = cloud.launcher(*RUN, "--retry_wait=0", "--retries=1")
   assert result.returncode == 1 and [kind(c) for c in cloud.calls()] == ["describe", "scp", "scp"]
   assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [
       "error: run: could not copy or start the launch on zoo-v5e after 2 tries"]
-  result = cloud.launcher(*RUN, "--supervise", *SLICE_OPTIONS, "--poll=0", "--retry-wait=0", "--retries=1",
-                          "--max-attempts=2")
+  result = cloud.launcher(*RUN, "--supervise", *SLICE_OPTIONS, "--poll=0", "--retry_wait=0", "--retries=1",
+                          "--max_attempts=2")
   assert result.returncode == 1 and [kind(c) for c in cloud.calls()].count("scp") == 2 + 4
   assert result.stderr.splitlines()[-1].startswith("error: supervise: gave up after 2 attempts")
 
 
 def test_a_describe_that_fails_for_a_moment_is_asked_again_not_read_as_a_lost_slice(cloud):
   cloud.scenario(describe=["ACTIVE", FLAKY, FLAKY, "ACTIVE"], status=["t1v-n-0 finished"])
-  result = cloud.launcher(*RUN, "--supervise", *SLICE_OPTIONS, "--poll=0", "--retry-wait=0")
+  result = cloud.launcher(*RUN, "--supervise", *SLICE_OPTIONS, "--poll=0", "--retry_wait=0")
   assert result.returncode == 0, result.stderr
   assert [kind(c) for c in cloud.calls()] == ["describe", "scp", "start", "describe", "describe", "describe", "status"]
   retries = [line for line in result.stderr.splitlines() if "trying again" in line]
   assert len(retries) == 2 and retries[0].startswith("zoo-v5e: describing the queued resource failed (ERROR: ")
 
   cloud.scenario(describe=[FLAKY])  # it stays down: one line, and the slice is neither deleted nor re-created
-  result = cloud.launcher(*RUN, "--supervise", *SLICE_OPTIONS, "--poll=0", "--retry-wait=0", "--retries=1")
+  result = cloud.launcher(*RUN, "--supervise", *SLICE_OPTIONS, "--poll=0", "--retry_wait=0", "--retries=1")
   assert result.returncode == 1
   assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [
       f"error: could not read the state of zoo-v5e after 2 tries: {FLAKY['stderr']}"]
@@ -275,7 +275,7 @@ def test_a_describe_that_fails_for_a_moment_is_asked_again_not_read_as_a_lost_sl
 def test_supervise_gives_up_on_a_job_no_ssh_reaches_after_the_stated_time(cloud):
   cloud.scenario(describe=["ACTIVE"], status=[{"rc": 255}])
   began = time.monotonic()
-  result = cloud.launcher(*RUN, "--supervise", *SLICE_OPTIONS, "--poll=0.1", "--unreachable-after=0.5")
+  result = cloud.launcher(*RUN, "--supervise", *SLICE_OPTIONS, "--poll=0.1", "--unreachable_after=0.5")
   assert result.returncode == 1 and time.monotonic() - began > 0.5
   errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
   assert len(errors) == 1 and errors[0].startswith("error: supervise: no worker of zoo-v5e answered ssh for 0.5 s "
@@ -345,7 +345,7 @@ def test_logs_follow_prints_lines_as_they_are_written(tmp_path):
     ["delete", "zoo-v5e", f"--zone={ZONE}"],
 ], ids=["create", "run", "supervise", "status", "logs", "follow", "stop", "delete"])
 def test_dry_run_prints_the_commands_and_runs_none(cloud, args):
-  result = cloud.launcher(*args, "--dry-run")
+  result = cloud.launcher(*args, "--dry_run")
   assert result.returncode == 0, result.stderr
   assert cloud.calls() == []
   printed = [shlex.split(line) for line in result.stdout.splitlines()]
@@ -362,13 +362,40 @@ def test_dry_run_prints_the_commands_and_runs_none(cloud, args):
      "error: run: --workdir must be on GCS (gs://BUCKET/PATH)"),
     (["create", "zoo-v5e", f"--zone={ZONE}", "--spot"], "error: create: --accelerator and --runtime are required"),
     ([*RUN, "--supervise"], "error: run --supervise: --accelerator and --runtime are required"),
-    ([*RUN, "--steps=3"], "error: unrecognized arguments: --steps=3"),
-])
+    ([*RUN, "--steps=3"], "error: Unknown command line flag 'steps'"),
+    ([*RUN, "--max-attempts=3"], "error: Unknown command line flag 'max-attempts'. Did you mean: max_attempts ?"),
+    ([], "error: no verb; the verbs: create, run, status, logs, stop, delete, image, manifest"),
+    (["start", "zoo-v5e"], "error: unknown verb 'start'; the verbs: create, run, status, logs, stop, delete, image, "
+                           "manifest"),
+    (["status", "zoo-v5e", f"--zone={ZONE}", "--max_attempts=3"], "error: status does not take --max_attempts (only "
+                                                                   "run)"),
+    (["delete", "zoo-v5e", f"--zone={ZONE}", "--launch=L1"], "error: delete does not take --launch (only status, logs, "
+                                                             "stop)"),
+    ([*RUN[:1], *RUN[2:]], "error: run takes the slice NAME, got none"),
+    (["logs", "a", "b", f"--zone={ZONE}"], "error: logs takes the slice NAME, got a b"),
+    (["image", "pull", "--image=img:1"], "error: image takes build or push, got pull"),
+    (["status", "zoo-v5e", f"--zone={ZONE}", "--config.train.steps=3"],
+     "error: status takes no config overrides, got --config.train.steps=3"),
+    (RUN[:3], "error: run: --workdir, --config are required"),
+    (["create", "zoo-v5e", f"--zone={ZONE}", *SLICE_OPTIONS, "--reserved"], "error: give at most one of --spot and "
+                                                                           "--reserved"),
+    (["logs", "zoo-v5e", f"--zone={ZONE}", "--lines=ten"], "error: flag --lines=ten: invalid literal for int()"),
+], ids=["local_workdir", "create_without_type", "supervise_without_type", "unknown_flag", "dashed_flag", "no_verb",
+        "unknown_verb", "flag_of_another_verb", "flag_of_other_verbs", "no_name", "two_names", "image_action",
+        "overrides_elsewhere", "required", "spot_and_reserved", "not_an_integer"])
 def test_usage_errors_exit_2_with_one_line(cloud, args, message):
   result = cloud.launcher(*args)
   assert result.returncode == 2
   assert result.stderr.startswith(message) and result.stderr.count("\n") == 1, result.stderr
   assert cloud.calls() == []
+
+
+def test_a_verbs_help_exits_0_and_names_the_verbs_of_each_flag(cloud):
+  result = cloud.launcher("run", "zoo-v5e", "--help")
+  assert result.returncode == 0 and result.stderr == "" and cloud.calls() == [], result.stderr
+  assert result.stdout.startswith("Cloud TPU from this checkout")
+  assert "\n  --max_attempts: launches in all before --supervise gives up [run]\n" in result.stdout
+  assert "\n  --lines: lines of each worker's train.log [logs]\n" in result.stdout
 
 
 MANIFEST = ["manifest", "--name=zoo-pi", "--image=europe-docker.pkg.dev/p/zoo/train:1",
@@ -429,7 +456,7 @@ def test_bad_manifest_options_exit_2(cloud, override, message):
 
 def test_manifest_apply_runs_kubectl_and_dry_run_does_not(cloud):
   out = cloud.directory / "jobset.yaml"
-  dry = cloud.launcher(*MANIFEST, f"--out={out}", "--apply", "--dry-run")
+  dry = cloud.launcher(*MANIFEST, f"--out={out}", "--apply", "--dry_run")
   assert dry.stdout == f"kubectl apply -f {out}\n" and cloud.calls() == []
   assert cloud.launcher(*MANIFEST, f"--out={out}", "--apply").returncode == 0
   assert cloud.calls() == [["kubectl", "apply", "-f", str(out)]]
@@ -468,7 +495,7 @@ def test_the_docs_commands_run_in_dry_run(cloud):
   assert [c[0] for c in commands] == ["create", "run", "status", "logs", "stop", "run", "delete", "image", "image",
                                       "manifest"]
   for command in commands:
-    result = cloud.launcher(*command, "--dry-run")
+    result = cloud.launcher(*command, "--dry_run")
     assert result.returncode == 0, (command, result.stderr)
     assert result.stdout.startswith(("gcloud ", "docker ", "kubectl ")), (command, result.stdout)
   assert cloud.calls() == [] and not (REPO / "jobset.yaml").exists()
@@ -508,7 +535,7 @@ def test_hostile_names_zones_and_launch_ids_are_refused_with_one_line(tmp_path, 
   marker = tmp_path / "MARKER"
   for value in hostile(marker):
     with pytest.raises(SystemExit) as exit_:
-      main(replace(MANIFEST if verb == "manifest" else SLICE_VERBS[verb], option, value) + ["--dry-run"])
+      main(replace(MANIFEST if verb == "manifest" else SLICE_VERBS[verb], option, value) + ["--dry_run"])
     out, err = capsys.readouterr()
     assert exit_.value.code == 2 and out == "", (value, out)
     assert err.startswith("error: ") and err.count("\n") == 1, (value, err)
@@ -531,7 +558,7 @@ def test_workdirs_configs_and_overrides_with_a_newline_or_a_bad_bucket_are_refus
             ("--config=", f"configs/pi.py:urpe\ntouch {marker}")]
   for option, value in cases:
     with pytest.raises(SystemExit) as exit_:
-      main(replace(argv, option, value) + ["--dry-run"])
+      main(replace(argv, option, value) + ["--dry_run"])
     out, err = capsys.readouterr()
     assert exit_.value.code == 2 and out == "" and err.startswith("error: ") and err.count("\n") == 1, (value, err)
   assert not marker.exists()
@@ -643,7 +670,7 @@ def test_a_worker_whose_python3_is_3_10_trains_under_the_pinned_3_11(cloud, data
 
 
 def test_the_start_script_kills_a_stale_tpu_holder_and_removes_libtpus_lock_before_training(cloud):
-  result = cloud.launcher(*RUN, "--dry-run")
+  result = cloud.launcher(*RUN, "--dry_run")
   assert result.returncode == 0, result.stderr
   printed = [shlex.split(line) for line in result.stdout.splitlines()]
   launch_id = printed[3][6].removeprefix("zoo-v5e:zoo-").removesuffix(".tgz")
@@ -668,13 +695,13 @@ def test_the_start_script_kills_a_stale_tpu_holder_and_removes_libtpus_lock_befo
 
 @pytest.mark.parametrize("verb", ["run", "supervise"])
 def test_hostile_workdirs_and_overrides_reach_the_worker_as_single_words(cloud, verb):
-  """The start script of `run --dry-run`, executed on a fake worker: each value reaches launch.train and the log
+  """The start script of `run --dry_run`, executed on a fake worker: each value reaches launch.train and the log
   copy as exactly one argument, and nothing in them runs."""
   marker = cloud.directory / "MARKER"
   workdir = f"gs://my-bucket/a b/x; touch {marker} #"
   overrides = [f"--config.train.data_dir=$(touch {marker})", f"--config.train.log_dir=`touch {marker}`",
                f"--config.train.trainable=x'; touch {marker}; '"]
-  args = [*replace(SLICE_VERBS[verb], "--workdir=", workdir), *overrides, "--dry-run"]
+  args = [*replace(SLICE_VERBS[verb], "--workdir=", workdir), *overrides, "--dry_run"]
   result = cloud.launcher(*args)
   assert result.returncode == 0, result.stderr
   printed = [shlex.split(line) for line in result.stdout.splitlines()]
@@ -701,7 +728,7 @@ def test_hostile_workdirs_and_overrides_reach_the_worker_as_single_words(cloud, 
 def test_multislice_on_tpu_vms_queues_n_nodes_and_starts_each_slice_with_its_megascale_settings(cloud):
   """`--slices=2`: one queued resource of two nodes; worker 0 of zoo-v5e-0 coordinates (its internal IP from gcloud);
   each node's start script, executed on a fake worker, hands the trainer its slice's MEGASCALE settings."""
-  dry = cloud.launcher("create", "zoo-v5e", f"--zone={ZONE}", *SLICE_OPTIONS, "--slices=2", "--dry-run")
+  dry = cloud.launcher("create", "zoo-v5e", f"--zone={ZONE}", *SLICE_OPTIONS, "--slices=2", "--dry_run")
   assert dry.returncode == 0 and shlex.split(dry.stdout.splitlines()[0]) == [
       *CREATE[:6], "--node-count=2", "--node-prefix=zoo-v5e", *CREATE[7:]]
   rules = [{"match": "queued-resources describe", "outputs": ["ACTIVE"]},
@@ -732,7 +759,7 @@ def test_multislice_on_tpu_vms_queues_n_nodes_and_starts_each_slice_with_its_meg
     assert trainer[6:] == ["--config.mesh.slices=2", "--config.train.steps=2000"]  # the mesh's DCN axis
 
   for verb in ("status", "logs", "stop"):  # every node's workers
-    dry = cloud.launcher(verb, "zoo-v5e", f"--zone={ZONE}", "--slices=2", "--dry-run")
+    dry = cloud.launcher(verb, "zoo-v5e", f"--zone={ZONE}", "--slices=2", "--dry_run")
     nodes = [argv[5] for argv in map(shlex.split, dry.stdout.splitlines()) if argv[3:5] == ["tpu-vm", "ssh"]]
     assert dry.returncode == 0 and nodes == ["zoo-v5e-0", "zoo-v5e-1"], dry.stdout
 
@@ -743,7 +770,7 @@ def test_hostile_values_stay_single_arguments_in_the_jobset(cloud):
   workdir, image = f"gs://my-bucket/a b/x; touch {marker} #", f"img:1; touch {marker}"
   overrides = [f"--config.train.data_dir=$(touch {marker})", f"--config.train.trainable=x'; touch {marker}; '"]
   result = cloud.launcher(*replace(replace(MANIFEST, "--workdir=", workdir), "--image=", image), *overrides,
-                          "--dry-run")
+                          "--dry_run")
   assert result.returncode == 0, result.stderr
   [container] = yaml.safe_load(result.stdout)["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"][
       "containers"]
@@ -767,7 +794,7 @@ def test_the_config_is_checked_locally_before_any_cloud_call(cloud, verb, change
     argv = replace(argv, "--config=", change[0].removeprefix("--config="))
   else:
     argv = [*argv, *change]
-  result = cloud.launcher(*argv, "--dry-run")
+  result = cloud.launcher(*argv, "--dry_run")
   assert result.returncode == 2 and result.stdout == "", result.stdout  # not even the describe
   assert result.stderr.startswith(message) and result.stderr.count("\n") == 1, result.stderr
   assert cloud.calls() == [] and not (REPO / "MARKER").exists()
@@ -779,13 +806,13 @@ IMAGE = "europe-docker.pkg.dev/p/zoo/train:1"
 def test_image_build_and_push_run_docker_on_the_checkout_with_the_workers_python(cloud):
   build = ["docker", "build", f"--file={REPO}/launch/tpu/Dockerfile", f"--build-arg=PYTHON={gcloud.PYTHON}",
            f"--tag={IMAGE}", str(REPO)]
-  dry = [cloud.launcher("image", action, f"--image={IMAGE}", "--dry-run") for action in ("build", "push")]
+  dry = [cloud.launcher("image", action, f"--image={IMAGE}", "--dry_run") for action in ("build", "push")]
   assert [r.stdout for r in dry] == [shlex.join(build) + "\n", f"docker push {IMAGE}\n"] and cloud.calls() == []
   for action in ("build", "push"):
     assert cloud.launcher("image", action, f"--image={IMAGE}").returncode == 0
   assert cloud.calls() == [build, ["docker", "push", IMAGE]]
   for bad in [*hostile(cloud.directory / "MARKER"), "Europe/Train:1", "--output=/tmp/x"]:
-    result = cloud.launcher("image", "build", f"--image={bad}", "--dry-run")
+    result = cloud.launcher("image", "build", f"--image={bad}", "--dry_run")
     assert result.returncode == 2 and result.stdout == "" and result.stderr.startswith("error: --image "), bad
     assert result.stderr.count("\n") == 1, result.stderr
   assert len(cloud.calls()) == 2 and not (cloud.directory / "MARKER").exists()

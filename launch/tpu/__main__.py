@@ -3,30 +3,31 @@ a JobSet for GKE.
 
   python -m launch.tpu create NAME --zone=ZONE --accelerator=v5litepod-16 --runtime=v2-alpha-tpuv5-lite [--spot]
   python -m launch.tpu run NAME --zone=ZONE --workdir=gs://BUCKET/RUN --config=configs/pi.py:urpe [--config.x=y ...]
-  python -m launch.tpu run ... --supervise --accelerator=... --runtime=... --spot [--max-attempts=5 --poll=60]
+  python -m launch.tpu run ... --supervise --accelerator=... --runtime=... --spot [--max_attempts=5 --poll=60]
   python -m launch.tpu status|logs|stop|delete NAME --zone=ZONE
   python -m launch.tpu create|run|status|logs|stop|delete NAME ... --slices=2   # multislice: nodes NAME-0, NAME-1
   python -m launch.tpu image build|push --image=REGISTRY/PATH:TAG
   python -m launch.tpu manifest --name=RUN --image=IMAGE --accelerator=tpu-v5-lite-podslice --topology=4x4 \
       --slices=2 --workdir=gs://BUCKET/RUN --config=configs/pi.py:urpe [--out=jobset.yaml --apply]
 
-Every value is checked here before any cloud call: names, zone and project, launch ids, the `gs://` workdir, and
-the experiment config with its overrides exactly as `launch.train` checks it (one `error:` line, exit status 2);
-every value that reaches a worker's shell is quoted (remote.py). Every subcommand takes --dry-run: it prints each
-command it would run (one per line) and runs none. Slices are queued resources (`--spot`, `--reserved` or
-on-demand); `run` copies the checkout to every worker as a per-launch archive, installs `.[tpu,gcs]` and starts
-`launch.train --distributed` detached on all workers (see gcloud.py for where logs go). `--slices=N` (on every slice
-command, the same each time) makes it multislice: one queued resource of N nodes NAME-0 ... NAME-<N-1>, each
-worker started with its slice's MEGASCALE settings (worker 0 of NAME-0 coordinates) and `--config.mesh.slices=N`.
-`run --supervise` stays in the foreground, polls the slice every --poll seconds and, when it is preempted or gone,
-deletes and re-creates it and relaunches the same command, which resumes from the workdir's latest checkpoint; after
---max-attempts launches it gives up. --zone and --project default to gcloud's (`gcloud config set compute/zone ...`).
+Every value is checked here before any cloud call: names, zone and project, launch ids, the `gs://` workdir, and the
+experiment config with its overrides exactly as `launch.train` checks it (one `error:` line, exit status 2); every
+value that reaches a worker's shell is quoted (remote.py). The verb comes first, then its operand (the slice NAME,
+or build|push), and the flags in any order; a flag the verb does not take is refused (`--help` names each flag's
+verbs). Every verb takes --dry_run: it prints each command it would run (one per line) and runs none. Slices are
+queued resources (`--spot`, `--reserved` or on-demand); `run` copies the checkout to every worker as a per-launch
+archive, installs `.[tpu,gcs]` and starts `launch.train --distributed` detached on all workers (see gcloud.py for
+where logs go). `--slices=N` (on every slice command, the same each time) makes it multislice: one queued resource
+of N nodes NAME-0 ... NAME-<N-1>, each worker started with its slice's MEGASCALE settings (worker 0 of NAME-0
+coordinates) and `--config.mesh.slices=N`. `run --supervise` stays in the foreground, polls the slice every --poll
+seconds and, when it is preempted or gone, deletes and re-creates it and relaunches the same command, which resumes
+from the workdir's latest checkpoint; after --max_attempts launches it gives up. --zone and --project default to
+gcloud's (`gcloud config set compute/zone ...`).
 Needs the gcloud CLI (docker for `image`, kubectl for `manifest --apply`).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import secrets
 import shlex
@@ -34,20 +35,18 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from types import SimpleNamespace
 
 import yaml
+from absl import flags
 
-from launch.cli import fail
+from launch.cli import fail, parse_verb_line
 from launch.tpu import checks, gcloud, image
 from launch.tpu.manifest import JobSpec, container_args, jobset
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LOST = ("SUSPENDING", "SUSPENDED", "FAILED", "DELETING", "")  # "" = no such queued resource
-
-
-class Parser(argparse.ArgumentParser):
-  def error(self, message: str) -> None:
-    fail(message)
 
 
 class Runner:
@@ -155,7 +154,7 @@ def delete(runner: Runner, tpu: gcloud.Slice, current: str, poll: float) -> None
     print(f"{tpu.name}: no such queued resource (already deleted)", file=sys.stderr, flush=True)
 
 
-def create(runner: Runner, tpu: gcloud.Slice, args: argparse.Namespace) -> None:
+def create(runner: Runner, tpu: gcloud.Slice, args: SimpleNamespace) -> None:
   runner.run(gcloud.create(tpu, args.accelerator, args.runtime, args.tier))
   wait_until_active(runner, tpu, args.poll)
 
@@ -185,11 +184,11 @@ def copy_and_start(runner: Runner, tpu: gcloud.Slice, starts: list[tuple[str, li
   return 0
 
 
-def launch(runner: Runner, tpu: gcloud.Slice, args: argparse.Namespace) -> str | None:
+def launch(runner: Runner, tpu: gcloud.Slice, args: SimpleNamespace) -> str | None:
   """Copies the checkout to every worker under a new launch id and starts training there, detached; None when the
   copy or the start still fails after --retries more tries (a slice lost meanwhile, a network that stays down).
 
-  A failed try is repeated whole, copy and start, after --retry-wait seconds, doubling each time: the start script
+  A failed try is repeated whole, copy and start, after --retry_wait seconds, doubling each time: the start script
   does nothing on a worker where the launch already started (an ssh session that dropped after the start)."""
   launch_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
   archive = f"zoo-{launch_id}.tgz"
@@ -240,9 +239,9 @@ def job_state(runner: Runner, tpu: gcloud.Slice, launch_id: str) -> str:
   return next((s for s in ("running", "finished", "stopped", "killed", "missing") if s in kinds), "lost")
 
 
-def watch(runner: Runner, tpu: gcloud.Slice, launch_id: str, args: argparse.Namespace) -> tuple[str, str]:
+def watch(runner: Runner, tpu: gcloud.Slice, launch_id: str, args: SimpleNamespace) -> tuple[str, str]:
   """Polls the slice and the job until the job is no longer running: (the slice's state, the job's). A slice that
-  stays ACTIVE while no worker answers ssh for more than --unreachable-after seconds ends the launcher (exit 1)."""
+  stays ACTIVE while no worker answers ssh for more than --unreachable_after seconds ends the launcher (exit 1)."""
   unreachable_since = None
   while True:
     runner.sleep(args.poll)
@@ -261,9 +260,9 @@ def watch(runner: Runner, tpu: gcloud.Slice, launch_id: str, args: argparse.Name
       unreachable_since = None
 
 
-def supervise(runner: Runner, tpu: gcloud.Slice, args: argparse.Namespace) -> None:
+def supervise(runner: Runner, tpu: gcloud.Slice, args: SimpleNamespace) -> None:
   """Launches, then polls the slice and the job; re-creates and relaunches after a preemption (the queued resource
-  SUSPENDING, SUSPENDED, FAILED or gone) or a launch that could not be copied or started, at most --max-attempts
+  SUSPENDING, SUSPENDED, FAILED or gone) or a launch that could not be copied or started, at most --max_attempts
   launches in all."""
   for attempt in range(1, args.max_attempts + 1):
     current = state(runner, tpu)
@@ -290,7 +289,7 @@ def supervise(runner: Runner, tpu: gcloud.Slice, args: argparse.Namespace) -> No
   sys.exit(1)
 
 
-def run(runner: Runner, tpu: gcloud.Slice, args: argparse.Namespace) -> None:
+def run(runner: Runner, tpu: gcloud.Slice, args: SimpleNamespace) -> None:
   if args.supervise:
     supervise(runner, tpu, args)
     return
@@ -304,7 +303,7 @@ def run(runner: Runner, tpu: gcloud.Slice, args: argparse.Namespace) -> None:
     sys.exit(1)
 
 
-def manifest(runner: Runner, spec: JobSpec, args: argparse.Namespace) -> None:
+def manifest(runner: Runner, spec: JobSpec, args: SimpleNamespace) -> None:
   text = yaml.safe_dump(jobset(spec), sort_keys=False)
   if not args.out:
     if args.apply:
@@ -320,86 +319,99 @@ def manifest(runner: Runner, spec: JobSpec, args: argparse.Namespace) -> None:
     runner.run(["kubectl", "apply", "-f", args.out])
 
 
-def build_parser() -> Parser:
-  parser = Parser(prog="python -m launch.tpu", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-  commands = parser.add_subparsers(dest="command", required=True)
-  common = Parser(add_help=False)
-  common.add_argument("--dry-run", action="store_true", help="print every command, run none")
-  on_slice = Parser(add_help=False, parents=[common])
-  on_slice.add_argument("name", help="the slice (queued resource and TPU VM) name")
-  on_slice.add_argument("--zone", default="", help="default: gcloud's (gcloud config set compute/zone ZONE)")
-  on_slice.add_argument("--project", default="", help="default: gcloud's (gcloud config set project PROJECT)")
-  on_slice.add_argument("--slices", type=int, default=1, help="slices joined over DCN (multislice): one queued "
-                        "resource with nodes NAME-0, NAME-1, ...")
-  on_slice.add_argument("--retries", type=int, default=3, help="more tries of a failed copy, start or describe")
-  on_slice.add_argument("--retry-wait", type=float, default=15.0, help="seconds before the first retry, doubling")
-  creating = Parser(add_help=False)
-  creating.add_argument("--accelerator", help="e.g. v5litepod-16, v5p-32, v4-32, v6e-16")
-  creating.add_argument("--runtime", help="TPU VM runtime version, e.g. v2-alpha-tpuv5-lite, v2-alpha-tpuv5")
-  tier = creating.add_mutually_exclusive_group()
-  tier.add_argument("--spot", dest="tier", action="store_const", const="spot", help="Spot VMs: cheap, preemptible")
-  tier.add_argument("--reserved", dest="tier", action="store_const", const="reserved", help="your reservation")
-  creating.set_defaults(tier="on-demand")
-  creating.add_argument("--poll", type=float, default=60.0, help="seconds between state checks")
-
-  commands.add_parser("create", parents=[on_slice, creating], help="queue a slice, wait for ACTIVE")
-  run_parser = commands.add_parser("run", parents=[on_slice, creating], help="copy, install, start training detached")
-  run_parser.add_argument("--workdir", required=True, help="gs://... : checkpoints (and copies of the logs)")
-  run_parser.add_argument("--config", required=True, help="experiment config, e.g. configs/pi.py:urpe")
-  run_parser.add_argument("--supervise", action="store_true", help="stay, re-create and relaunch after preemptions")
-  run_parser.add_argument("--max-attempts", type=int, default=5, help="launches in all before giving up")
-  run_parser.add_argument("--unreachable-after", type=float, default=1800.0,
-                          help="seconds without ssh to an ACTIVE slice before --supervise gives up")
-  for name, help_text in (("status", "the slice's state and the job's on every worker"),
-                          ("logs", "the end of every worker's train.log"),
-                          ("stop", "SIGTERM to the job: it saves a checkpoint and exits 143"),
-                          ("delete", "delete the queued resource and its TPU VMs")):
-    sub = commands.add_parser(name, parents=[on_slice], help=help_text)
-    if name != "delete":
-      sub.add_argument("--launch", default="", help="a launch id (default: the latest on the workers)")
-  commands.choices["logs"].add_argument("--lines", type=int, default=50)
-  commands.choices["logs"].add_argument("--follow", action="store_true", help="then print new lines until Ctrl-C")
-
-  image_parser = commands.add_parser("image", parents=[common], help="build or push the training image (docker)")
-  image_parser.add_argument("action", choices=("build", "push"))
-  image_parser.add_argument("--image", required=True, help="e.g. europe-docker.pkg.dev/PROJECT/REPO/train:TAG")
-
-  manifest_parser = commands.add_parser("manifest", parents=[common], help="a JobSet for GKE (kubectl apply -f)")
-  manifest_parser.add_argument("--name", required=True, help="the JobSet name (a DNS label)")
-  manifest_parser.add_argument("--image", required=True, help="a container image with this checkout and .[tpu,gcs]")
-  manifest_parser.add_argument("--accelerator", required=True, help="GKE's label, e.g. tpu-v5-lite-podslice")
-  manifest_parser.add_argument("--topology", required=True, help="of one slice, e.g. 4x4")
-  manifest_parser.add_argument("--slices", type=int, default=1, help="slices joined over DCN (multi-slice)")
-  manifest_parser.add_argument("--workdir", required=True, help="gs://... : checkpoints")
-  manifest_parser.add_argument("--config", required=True, help="experiment config, e.g. configs/pi.py:urpe")
-  manifest_parser.add_argument("--max-restarts", type=int, default=3, help="JobSet restarts (preemptions) allowed")
-  manifest_parser.add_argument("--ttl", type=int, default=7 * 24 * 3600, help="seconds a finished JobSet is kept")
-  manifest_parser.add_argument("--queue", default="", help="a Kueue LocalQueue to submit to (default: no Kueue)")
-  manifest_parser.add_argument("--out", default="", help="write here instead of stdout")
-  manifest_parser.add_argument("--apply", action="store_true", help="then kubectl apply -f OUT")
-  return parser
+SLICE_VERBS = ("create", "run", "status", "logs", "stop", "delete")  # each takes the slice NAME first
+VERBS = {"create": "queue a slice, wait for ACTIVE", "run": "copy, install, start training detached",
+         "status": "the slice's state and the job's on every worker", "logs": "the end of every worker's train.log",
+         "stop": "SIGTERM to the job: it saves a checkpoint and exits 143",
+         "delete": "delete the queued resource and its TPU VMs", "image": "build or push the training image (docker)",
+         "manifest": "a JobSet for GKE (kubectl apply -f)"}
+OPERANDS = {**{verb: "the slice NAME" for verb in SLICE_VERBS}, "image": "build or push", "manifest": ""}
+REQUIRED = {"run": ("workdir", "config"), "image": ("image",),
+            "manifest": ("name", "image", "accelerator", "topology", "workdir", "config")}
+# The launcher's own flags, apart from absl's global ones: the tests call `main` again and again in a process that
+# imports other commands, some with flags of the same names (--out, --workdir, --config).
+FLAGS = flags.FlagValues()
+TAKEN_BY: dict[str, tuple[str, ...]] = {}  # flag name: the verbs that take it
 
 
-def parse(argv: list[str]) -> argparse.Namespace:
-  """The arguments; `--config.x=y` overrides pass through to launch.train after --config."""
-  args, extra = build_parser().parse_known_args(argv)
-  unknown = [a for a in extra if not a.startswith("--config.")]
-  if unknown:
-    fail(f"unrecognized arguments: {' '.join(unknown)}")
-  if args.command in ("run", "manifest"):
-    args.overrides = extra
-  elif extra:
-    fail(f"{args.command} takes no config overrides, got {' '.join(extra)}")
-  if args.command == "create" and not (args.accelerator and args.runtime):
+def define(kind: Callable[..., flags.FlagHolder], name: str, default: object, help_string: str,
+           verbs: tuple[str, ...]) -> None:
+  """A flag of `verbs` only: its help names them, `parse` refuses it with any other verb."""
+  TAKEN_BY[name] = verbs
+  kind(name, default, f"{help_string} [{', '.join(verbs)}]", flag_values=FLAGS)
+
+
+define(flags.DEFINE_bool, "dry_run", False, "print every command, run none", tuple(VERBS))
+define(flags.DEFINE_string, "zone", "", "default: gcloud's (gcloud config set compute/zone ZONE)", SLICE_VERBS)
+define(flags.DEFINE_string, "project", "", "default: gcloud's (gcloud config set project PROJECT)", SLICE_VERBS)
+define(flags.DEFINE_integer, "slices", 1, "slices joined over DCN (multislice): one queued resource with nodes NAME-0, "
+       "NAME-1, ... (manifest: one Job per slice)", (*SLICE_VERBS, "manifest"))
+define(flags.DEFINE_integer, "retries", 3, "more tries of a failed copy, start or describe", SLICE_VERBS)
+define(flags.DEFINE_float, "retry_wait", 15.0, "seconds before the first retry, doubling", SLICE_VERBS)
+define(flags.DEFINE_string, "accelerator", None, "create, run: a TPU type, e.g. v5litepod-16, v5p-32, v4-32, v6e-16; "
+       "manifest: GKE's label, e.g. tpu-v5-lite-podslice", ("create", "run", "manifest"))
+define(flags.DEFINE_string, "runtime", None, "TPU VM runtime version, e.g. v2-alpha-tpuv5-lite, v2-alpha-tpuv5",
+       ("create", "run"))
+define(flags.DEFINE_bool, "spot", False, "Spot VMs: cheap, preemptible (default: on-demand)", ("create", "run"))
+define(flags.DEFINE_bool, "reserved", False, "your reservation (default: on-demand)", ("create", "run"))
+define(flags.DEFINE_float, "poll", 60.0, "seconds between state checks", ("create", "run"))
+define(flags.DEFINE_string, "workdir", None, "gs://... : checkpoints (and copies of the logs)", ("run", "manifest"))
+define(flags.DEFINE_string, "config", None, "experiment config, e.g. configs/pi.py:urpe; --config.x=y overrides "
+       "after it go to launch.train", ("run", "manifest"))
+define(flags.DEFINE_bool, "supervise", False, "stay, re-create and relaunch after preemptions", ("run",))
+define(flags.DEFINE_integer, "max_attempts", 5, "launches in all before --supervise gives up", ("run",))
+define(flags.DEFINE_float, "unreachable_after", 1800.0, "seconds without ssh to an ACTIVE slice before --supervise "
+       "gives up", ("run",))
+define(flags.DEFINE_string, "launch", "", "a launch id (default: the latest on the workers)", ("status", "logs", "stop"))
+define(flags.DEFINE_integer, "lines", 50, "lines of each worker's train.log", ("logs",))
+define(flags.DEFINE_bool, "follow", False, "then print new lines until Ctrl-C", ("logs",))
+define(flags.DEFINE_string, "image", None, "a container image with this checkout and .[tpu,gcs], e.g. "
+       "europe-docker.pkg.dev/PROJECT/REPO/train:TAG", ("image", "manifest"))
+define(flags.DEFINE_string, "name", None, "the JobSet name (a DNS label)", ("manifest",))
+define(flags.DEFINE_string, "topology", None, "of one slice, e.g. 4x4", ("manifest",))
+define(flags.DEFINE_integer, "max_restarts", 3, "JobSet restarts (preemptions) allowed", ("manifest",))
+define(flags.DEFINE_integer, "ttl", 7 * 24 * 3600, "seconds a finished JobSet is kept", ("manifest",))
+define(flags.DEFINE_string, "queue", "", "a Kueue LocalQueue to submit to (default: no Kueue)", ("manifest",))
+define(flags.DEFINE_string, "out", "", "write the manifest here instead of stdout", ("manifest",))
+define(flags.DEFINE_bool, "apply", False, "then kubectl apply -f OUT", ("manifest",))
+
+
+def parse(argv: list[str]) -> SimpleNamespace:
+  """The command line after `python -m launch.tpu`: the verb, its operand (`name` or `action`), every flag by name,
+  `tier` and the `--config.x=y` overrides, which pass through to launch.train after --config (not flags of this
+  program). Refuses, with one line, a flag the verb does not take and a required one left out."""
+  overrides = [arg for arg in argv if arg.startswith("--config.")]
+  arguments = parse_verb_line(["python -m launch.tpu", *(arg for arg in argv if arg not in overrides)],
+                              __doc__, FLAGS)
+  if not arguments or arguments[0] not in VERBS:
+    fail(f"{f'unknown verb {arguments[0]!r}' if arguments else 'no verb'}; the verbs: {', '.join(VERBS)}")
+  verb, *operands = arguments
+  for name, verbs in TAKEN_BY.items():
+    if FLAGS[name].present and verb not in verbs:
+      fail(f"{verb} does not take --{name} (only {', '.join(verbs)})")
+  if overrides and verb not in ("run", "manifest"):
+    fail(f"{verb} takes no config overrides, got {' '.join(overrides)}")
+  if len(operands) != (1 if OPERANDS[verb] else 0) or (verb == "image" and operands[0] not in ("build", "push")):
+    fail(f"{verb} takes {OPERANDS[verb] or 'no arguments'}, got {shlex.join(operands) or 'none'}")
+  if missing := [f"--{name}" for name in REQUIRED.get(verb, ()) if FLAGS[name].value is None]:
+    fail(f"{verb}: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required")
+  args = SimpleNamespace(verb=verb, overrides=overrides, **FLAGS.flag_values_dict())
+  if verb in SLICE_VERBS:
+    args.name = operands[0]
+  args.action = operands[0] if verb == "image" else None
+  if args.spot and args.reserved:
+    fail("give at most one of --spot and --reserved")
+  args.tier = "spot" if args.spot else "reserved" if args.reserved else "on-demand"
+  if verb == "create" and not (args.accelerator and args.runtime):
     fail("create: --accelerator and --runtime are required")
-  if args.command == "run" and args.supervise and not (args.accelerator and args.runtime):
+  if verb == "run" and args.supervise and not (args.accelerator and args.runtime):
     fail("run --supervise: --accelerator and --runtime are required (to re-create the slice after a preemption)")
   return args
 
 
 def gcloud_default(prop: str, flag: str, placeholder: str) -> str:
   """gcloud's configured `prop`, for a --`flag` left out: read from the local gcloud config (no cloud call, so also in
-  --dry-run, whose commands name it). One line (exit status 2) when it is not set either."""
+  --dry_run, whose commands name it). One line (exit status 2) when it is not set either."""
   how = f"pass --{flag}={placeholder} or set gcloud's default: gcloud config set {prop} {placeholder}"
   try:
     result = subprocess.run(gcloud.config_value(prop), capture_output=True, text=True)
@@ -410,11 +422,11 @@ def gcloud_default(prop: str, flag: str, placeholder: str) -> str:
   return value
 
 
-def checked(args: argparse.Namespace) -> gcloud.Slice | JobSpec:
+def checked(args: SimpleNamespace) -> gcloud.Slice | JobSpec:
   """The slice (or the JobSet spec) once every user value is checked, the experiment config included — before any
   cloud call, so a typo fails here with one line instead of on a billed slice after a pack, a copy and an install."""
   try:
-    if args.command == "manifest":
+    if args.verb == "manifest":
       spec = JobSpec(name=args.name, image=args.image, accelerator=args.accelerator, topology=args.topology,
                      slices=args.slices, workdir=args.workdir, config=args.config, overrides=tuple(args.overrides),
                      max_restarts=args.max_restarts, ttl_seconds=args.ttl, queue=args.queue)
@@ -424,10 +436,10 @@ def checked(args: argparse.Namespace) -> gcloud.Slice | JobSpec:
     project = args.project or gcloud_default("project", "project", "PROJECT")
     tpu = gcloud.Slice(args.name, zone, project, args.slices)
     for what in ("accelerator", "runtime"):
-      if getattr(args, what, None):
+      if getattr(args, what):
         checks.gcloud_value(getattr(args, what), f"--{what}")
-    checks.launch_id(getattr(args, "launch", ""))
-    if args.command == "run":
+    checks.launch_id(args.launch)
+    if args.verb == "run":
       checks.gcs_workdir(args.workdir, "run: --workdir")
       checks.config_args(args.config, args.overrides)
       checks.experiment(gcloud.train_args(args.workdir, args.config, args.overrides, tpu.slices))
@@ -437,12 +449,13 @@ def checked(args: argparse.Namespace) -> gcloud.Slice | JobSpec:
 
 
 def main(argv: list[str]) -> None:
+  """Runs the command line after `python -m launch.tpu` (the tests call it in-process)."""
   args = parse(argv)
-  runner = Runner(args.dry_run, getattr(args, "retries", 0), getattr(args, "retry_wait", 0.0))  # image, manifest: 0
-  if args.command == "manifest":
+  runner = Runner(args.dry_run, args.retries, args.retry_wait)  # image and manifest retry nothing
+  if args.verb == "manifest":
     manifest(runner, checked(args), args)
     return
-  if args.command == "image":
+  if args.verb == "image":
     try:
       checks.image(args.image)
     except ValueError as e:
@@ -450,21 +463,21 @@ def main(argv: list[str]) -> None:
     runner.run(image.build(REPO, args.image) if args.action == "build" else image.push(args.image))
     return
   tpu = checked(args)
-  if args.command == "create":
+  if args.verb == "create":
     create(runner, tpu, args)
-  elif args.command == "run":
+  elif args.verb == "run":
     run(runner, tpu, args)
-  elif args.command == "status":
+  elif args.verb == "status":
     current = state(runner, tpu)
     jobs = [runner.output(gcloud.ssh(tpu, node, gcloud.status_script(args.launch)), dry_value="") for node in tpu.nodes]
     if not runner.dry_run:
       print("\n".join([f"{tpu.name}: {current or 'not found'}", *jobs]), flush=True)
-  elif args.command == "logs":
+  elif args.verb == "logs":
     runner.run_all([gcloud.ssh(tpu, node, gcloud.logs_script(args.launch, args.lines, args.follow))
                     for node in tpu.nodes])
-  elif args.command == "stop":
+  elif args.verb == "stop":
     runner.run_all([gcloud.ssh(tpu, node, gcloud.stop_script(args.launch)) for node in tpu.nodes])
-  elif args.command == "delete":
+  elif args.verb == "delete":
     delete(runner, tpu, state(runner, tpu), poll=10.0)
 
 

@@ -1,7 +1,7 @@
 """The gcloud command lines and worker shell scripts of the launcher, as pure functions.
 
 Nothing here runs anything: each function returns an argv list (or the bash text one runs on the workers, built by
-`remote.command`, every value in it quoted), so the tests compare them directly and `--dry-run` prints exactly what
+`remote.command`, every value in it quoted), so the tests compare them directly and `--dry_run` prints exactly what
 a real run would execute.
 
 On each worker a launch lives in `~/zoo_runs/<launch id>/` (the unpacked checkout, its venv, `train.log`, `pid`,

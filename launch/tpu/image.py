@@ -1,6 +1,6 @@
 """The training image for GKE: `docker build` of launch/tpu/Dockerfile with the TPU workers' Python, and `docker push`.
 
-Pure functions returning argv lists, like gcloud.py: `--dry-run` prints them, the tests compare them. The image name
+Pure functions returning argv lists, like gcloud.py: `--dry_run` prints them, the tests compare them. The image name
 is checked (`checks.image`) before it reaches docker's command line, where a value starting with '-' is an option.
 """
 
