@@ -1,5 +1,5 @@
 """`python -m launch.tpu` against a fake `gcloud` / `kubectl` on PATH that records its calls: the commands of each
-subcommand, queued-resource polling, detached per-worker starts, a preemption that leads to re-create + relaunch,
+verb, queued-resource polling, detached per-worker starts, a preemption that leads to re-create + relaunch,
 giving up, `--dry_run` running nothing; and the GKE JobSet manifest, parsed as YAML and checked field by field."""
 
 import json

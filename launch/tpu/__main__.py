@@ -381,9 +381,9 @@ def parse(argv: list[str]) -> SimpleNamespace:
   `tier` and the `--config.x=y` overrides, which pass through to launch.train after --config (not flags of this
   program). Refuses, with one line, a flag the verb does not take and a required one left out."""
   overrides = [arg for arg in argv if arg.startswith("--config.")]
-  verbs = "\n".join(f"  {verb:9} {what}" for verb, what in VERBS.items())
+  listed = "\n".join(f"  {verb:9} {what}" for verb, what in VERBS.items())
   arguments = parse_verb_line(["python -m launch.tpu", *(arg for arg in argv if arg not in overrides)],
-                              f"{__doc__}\nThe verbs:\n{verbs}\n", FLAGS)
+                              f"{__doc__}\nThe verbs:\n{listed}\n", FLAGS)
   if not arguments or arguments[0] not in VERBS:
     fail(f"{f'unknown verb {arguments[0]!r}' if arguments else 'no verb'}; the verbs: {', '.join(VERBS)}")
   verb, *operands = arguments
