@@ -171,7 +171,8 @@ class Rope(PositionalEncoding):
   def transform_qk(self, q, k, q_coords, k_coords):
     o = self.options
     rot = rotary_dim(q.shape[-1], o.fraction)
-    length = jnp.maximum(jnp.max(q_coords.positions), jnp.max(k_coords.positions)) + 1  # dynamic's S
+    length = (jnp.maximum(jnp.max(q_coords.positions), jnp.max(k_coords.positions)) + 1  # dynamic's S
+              if o.scaling == "dynamic" else None)
     inv_freq = rope_frequencies(rot, o.base, o.scaling, o.factor, o.original_length, o.beta_fast, o.beta_slow,
                                 o.ramp, o.low_freq_factor, o.high_freq_factor, length)
     if o.p < 1.0:  # p-RoPE: the lowest frequencies (the last pairs) do not turn
