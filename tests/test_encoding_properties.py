@@ -23,9 +23,9 @@ ENCODINGS = positional.available()
 STOCHASTIC = [n for n in ENCODINGS if getattr(positional.get(n), "stochastic", False)]
 RELATIVE = [n for n in ENCODINGS if positional.get(n).relative and n not in STOCHASTIC]
 ABSOLUTE = [n for n in ENCODINGS if not positional.get(n).relative]
-# Encodings without logit_bias / prob_scale: the ones linear attention can serve.
-LINEAR_ENCODINGS = [n for n in ENCODINGS if not any(positional.implements(positional.get(n), h)
-                                                    for h in ("logit_bias", "prob_scale"))]
+# Encodings without logit_bias / prob_scale or a per-call transform (xPos): the ones linear attention can serve.
+LINEAR_ENCODINGS = [n for n in ENCODINGS if not positional.get(n).transform_per_call and not any(
+    positional.implements(positional.get(n), h) for h in ("logit_bias", "prob_scale"))]
 FAMILIES = ["encoder", "decoder"]
 LENGTH = 12
 

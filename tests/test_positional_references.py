@@ -1,6 +1,7 @@
 """Each encoding's pure function against an independent reference: a public library's numbers or the paper's
 formula."""
 
+import functools
 import math
 
 import jax
@@ -9,8 +10,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from zoo import positional
-from zoo.attention import Tile
+from conftest import forward, random_tokens, tiny_model
+from zoo import attention, positional
+from zoo.attention import AttentionMask, Tile
+from zoo.nn.attention import transform_at
 from zoo.positional.alibi import alibi_bias
 
 
@@ -142,23 +145,74 @@ def test_rope_scaling_factor_one_is_plain_rope():
     np.testing.assert_allclose(np.asarray(scaled), np.asarray(plain), rtol=1e-5, atol=1e-5, err_msg=scaling)
 
 
-@pytest.mark.parametrize("positions_kind", ["random", "offset"])
-def test_xpos_matches_the_papers_formula(positions_kind):
-  """Sun et al. (2023): q̃ = R(m) q ζ^(m/γ), k̃ = R(n) k ζ^(−n/γ), ζ_i = (2i/d + 0.4)/1.4 on both features of pair i."""
-  dim, gamma = 16, 512.0
-  rng = np.random.default_rng(2)
-  q, k = (rng.normal(size=(2, 6, 2, dim)) for _ in range(2))
-  positions = rng.integers(0, 300, (2, 6)) + (1000 if positions_kind == "offset" else 0)
+def xpos_numpy(x, positions, sign, gamma=512.0):
+  """Sun et al. (2023): R(m) x ζ^(±m/γ) at absolute positions, ζ_i = (2i/d + 0.4)/1.4 on both features of pair i,
+  in float64."""
+  dim = x.shape[-1]
   zeta = np.tile((np.arange(0, dim, 2) / dim + 0.4) / 1.4, 2)
   theta = 10000.0 ** (-np.arange(0, dim, 2) / dim)
-  power = positions[..., None, None] / gamma
-  coords = positional.Coordinates(jnp.asarray(positions))
-  ours = rope_encoding("xpos", dim, None).transform_qk(jnp.asarray(q, jnp.float32), jnp.asarray(k, jnp.float32),
-                                                       coords, coords)
-  # float32 angles and powers of positions ~1000: ≈ 1e-4 relative rounding, amplified by ζ^(−n/γ) up to ≈ 40
-  np.testing.assert_allclose(np.asarray(ours[0]), numpy_rope(q, positions, theta) * zeta ** power, rtol=1e-3, atol=1e-3)
-  np.testing.assert_allclose(np.asarray(ours[1]), numpy_rope(k, positions, theta) * zeta ** -power, rtol=1e-3,
-                             atol=1e-3)
+  return numpy_rope(x, positions, theta) * zeta ** (sign * positions[..., None, None] / gamma)
+
+
+@pytest.mark.parametrize("impl", [name for name in attention.CORES if name != "linear"])  # linear: not softmax
+@pytest.mark.parametrize("positions_kind", ["random", "offset"])
+def test_xpos_matches_the_papers_formula(impl, positions_kind):
+  """Causal softmax attention over q̃ = R(m) q ζ^(m/γ), k̃ = R(n) k ζ^(−n/γ) (the paper's absolute form, numpy)
+  equals every softmax core's, which applies the encoding's transform itself (`transform_per_call`)."""
+  dim = 16
+  rng = np.random.default_rng(2)
+  q, k, v = (rng.normal(size=(2, 6, 2, dim)) for _ in range(3))
+  positions = np.sort(rng.integers(0, 300, (2, 6)), axis=1) + (1000 if positions_kind == "offset" else 0)
+  logits = np.einsum("bqhd,bkhd->bhqk", xpos_numpy(q, positions, 1.0), xpos_numpy(k, positions, -1.0)) / dim ** 0.5
+  logits = np.where(positions[:, None, None, :] <= positions[:, None, :, None], logits, -np.inf)
+  probs = np.exp(logits - logits.max(-1, keepdims=True))
+  expected = np.einsum("bhqk,bkhd->bqhd", probs / probs.sum(-1, keepdims=True), v)
+  encoding = rope_encoding("xpos", dim, None)
+  pos = jnp.asarray(positions)
+  out, _ = attention.build(impl)(*(jnp.asarray(x, jnp.float32) for x in (q, k, v)), attention.Terms(),
+                                 AttentionMask(q_pos=pos, k_pos=pos, causal=True),
+                                 transform=functools.partial(transform_at, encoding, None))
+  # float32 angles and powers of positions relative to the call (|m − c| < 300): ≈ 1e-5 relative rounding
+  np.testing.assert_allclose(np.asarray(out), expected, rtol=1e-4, atol=1e-4)
+
+
+@nnx.jit
+def extend_at(model, tokens, cache, positions):
+  return model.extend(tokens, cache, positions=positions)
+
+
+def test_xpos_decoder_logits_do_not_change_when_positions_shift_by_a_million():
+  """xPos is relative: ζ^(±pos/γ) formed from absolute positions overflows float32 (inf, then NaN) long before 10⁶,
+  and float32 angles of 10⁶ are off by hundredths of a radian; relative to the call neither happens."""
+  model = tiny_model("decoder", "xpos")
+  tokens = random_tokens(0, (2, 12))
+  positions = jnp.tile(jnp.arange(12), (2, 1))
+  base, shifted = (np.asarray(forward(model, tokens, positions + shift, None)) for shift in (0, 10 ** 6))
+  assert np.all(np.isfinite(shifted))
+  np.testing.assert_allclose(shifted, base, rtol=1e-5, atol=1e-5)
+
+
+def test_xpos_cached_decoding_past_100k_equals_the_full_forward():
+  """A 5-token prompt, then single tokens, at positions 100000..100011: the cache keeps keys untransformed (a key
+  scaled by ζ^(−n/γ) at n = 10⁵ is inf), and every step transforms them relative to its queries."""
+  model = tiny_model("decoder", "xpos")
+  tokens = random_tokens(1, (2, 12))
+  positions = jnp.tile(jnp.arange(12), (2, 1)) + 100_000
+  full = forward(model, tokens, positions, None)
+  assert np.all(np.isfinite(np.asarray(full)))  # (assert_allclose takes NaN for NaN)
+  cache = model.init_cache(2, 16)
+  pieces = []
+  for start, stop in [(0, 5)] + [(t, t + 1) for t in range(5, 12)]:
+    logits, cache = extend_at(model, tokens[:, start:stop], cache, positions[:, start:stop])
+    pieces.append(logits)
+  np.testing.assert_allclose(np.asarray(jnp.concatenate(pieces, axis=1)), np.asarray(full), rtol=1e-5, atol=1e-5)
+
+
+def test_linear_attention_refuses_xpos_whose_keys_are_transformed_at_every_call():
+  """Its decoding state sums features of keys already transformed: it cannot transform them again per call."""
+  with pytest.raises(ValueError, match=r"'xpos' uses the transform_qk hook, which attention_impl='linear' cannot "
+                                       r"apply \(cannot transform every key at each call\)"):
+    tiny_model("decoder", "xpos", attention_impl="linear")
 
 
 def kerple_log_numpy(r1, r2, lag):

@@ -25,7 +25,7 @@ contractions (`zoo.attention.grouped`), never through a repeated copy.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Literal, NamedTuple
 
 import jax
@@ -53,25 +53,33 @@ class Terms(NamedTuple):
   scale: Term | None = None
 
 
+# A per-call transform of queries and keys (an encoding's `transform_qk` with `transform_per_call`): (q, k, q_pos
+# [batch, q_len], k_pos [batch, k_len]) -> (q, k). The core applies it after the cache append, to every key.
+Transform = Callable[[jax.Array, jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+
+
 @struct.dataclass
 class KVCache:
-  """One softmax-attention layer's keys and values for cached decoding. Slot s holds the token at position s."""
+  """One softmax-attention layer's keys and values for cached decoding, and the position of the token in each slot
+  (the decoder writes position s into slot s; explicit positions go where the tokens go)."""
 
-  k: jax.Array  # [batch, cache_length, kv_heads, qk_dim], already transformed by `transform_qk`
+  k: jax.Array  # [batch, cache_length, kv_heads, qk_dim]: transformed by `transform_qk` unless it is per call
   v: jax.Array  # [batch, cache_length, kv_heads, v_dim]
+  positions: jax.Array  # [batch, cache_length] int32; 0 in unwritten slots
 
   def append(self, k: jax.Array, v: jax.Array, mask: AttentionMask,
              index: jax.Array) -> tuple[KVCache, AttentionMask]:
-    """The cache with the new keys and values [batch, t, kv_heads, ...] written at `index` [batch], and `mask`'s
-    key side moved onto the cache slots: positions 0..cache_length − 1, valid where written."""
+    """The cache with the new keys and values [batch, t, kv_heads, ...] and their positions (`mask.k_pos`) written
+    at `index` [batch], and `mask`'s key side moved onto the cache slots: their positions, valid where written."""
     if mask.q_segment_ids is not None:
       raise ValueError("cached decoding does not support segment_ids (packed sequences)")
     batch, cache_length = self.k.shape[:2]
-    cache = KVCache(k=write_at(self.k, k, index), v=write_at(self.v, v, index))
+    cache = KVCache(k=write_at(self.k, k, index), v=write_at(self.v, v, index),
+                    positions=write_at(self.positions, mask.k_pos, index))
     slots = jnp.arange(cache_length)
     new_valid = jnp.ones(mask.k_pos.shape, bool) if mask.k_valid is None else mask.k_valid
     k_valid = (slots < index[:, None]) | write_at(jnp.zeros((batch, cache_length), bool), new_valid, index)
-    return cache, mask.replace(k_pos=jnp.broadcast_to(slots, (batch, cache_length)), k_valid=k_valid)
+    return cache, mask.replace(k_pos=cache.positions, k_valid=k_valid)
 
 
 def write_at(buffer: jax.Array, update: jax.Array, start: jax.Array) -> jax.Array:
@@ -101,6 +109,8 @@ class Core:
   terms: ClassVar[tuple[type[Term], ...]] = (Term,)  # the term types it evaluates (as logit bias and as scale)
   dropout: ClassVar[bool] = False  # attention dropout
   segments: ClassVar[bool] = True  # packed-sequence (segment id) masks
+  # A per-call `transform` of the queries and every key, cached ones too (an encoding's `transform_per_call`).
+  per_call_transforms: ClassVar[bool] = True
 
   def __post_init__(self):
     object.__setattr__(self, "options", from_options(self.Options, self.options, what=f"attention core {self.name!r}"))
@@ -140,7 +150,8 @@ class Core:
     and values, kv heads only."""
     del heads
     shape = (batch, cache_length, kv_heads)
-    return KVCache(k=jnp.zeros((*shape, qk_dim), dtype), v=jnp.zeros((*shape, v_dim), dtype))
+    return KVCache(k=jnp.zeros((*shape, qk_dim), dtype), v=jnp.zeros((*shape, v_dim), dtype),
+                   positions=jnp.zeros(shape[:2], jnp.int32))
 
   def __call__(
       self,
@@ -156,12 +167,15 @@ class Core:
       dropout_rate: float = 0.0,
       dropout_rng: jax.Array | None = None,
       noise: jax.Array | None = None,  # a key from the stream `self.noise` names
+      transform: Transform | None = None,  # applied to q and every key (cached ones too) at the mask's positions
   ) -> tuple[jax.Array, Any]:  # [batch, q_len, heads, v_dim], the cache after these tokens
     del noise
     self.check(terms, dropout_rate)
     if cache is not None:
       cache, mask = cache.append(k, v, mask, cache_index)
       k, v = cache.k, cache.v
+    if transform is not None:
+      q, k = transform(q, k, mask.q_pos, mask.k_pos)
     out = self.attend(q, k, v, mask=mask, bias=terms.bias, scale=terms.scale, softmax_scale=softmax_scale,
                       dropout_rate=dropout_rate, dropout_rng=dropout_rng)
     return out, cache
@@ -246,6 +260,7 @@ class Linear(Core):
   Options: ClassVar[type] = LinearOptions
   terms: ClassVar[tuple[type[Term], ...]] = ()
   segments: ClassVar[bool] = False
+  per_call_transforms: ClassVar[bool] = False  # its state sums features of keys already transformed
 
   @property
   def noise(self) -> str | None:
@@ -257,11 +272,14 @@ class Linear(Core):
     return linear.LinearState.empty(batch, kv_heads, features, v_dim)
 
   def __call__(self, q, k, v, terms, mask, cache=None, *, cache_index=None, softmax_scale=None, dropout_rate=0.0,
-               dropout_rng=None, noise=None):
+               dropout_rng=None, noise=None, transform=None):
     del cache_index, dropout_rng
     self.check(terms, dropout_rate)
     if mask.q_segment_ids is not None or mask.k_segment_ids is not None:
       raise ValueError("linear attention does not support segment_ids (packed sequences)")
+    if transform is not None:
+      raise ValueError("linear attention cannot apply a per-call transform (xpos): its decoding state sums features "
+                       "of keys already transformed")
     softmax_scale = q.shape[-1] ** -0.5 if softmax_scale is None else softmax_scale
     projection = None
     if self.noise is not None:  # FAVOR+: one draw per call, shared by heads

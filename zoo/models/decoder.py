@@ -82,14 +82,18 @@ class Decoder(nnx.Module):
       cache: DecodeCache,
       *,
       valid: jax.Array | None = None,  # [batch, t] bool, right-padded: ragged prompts in one batch
+      positions: jax.Array | None = None,  # [batch, t] int; default index, index+1, ...
   ) -> tuple[jax.Array, DecodeCache]:  # logits [batch, t, vocab] f32, the cache with the tokens appended
-    """Runs `tokens` at positions index, index+1, ... of each sequence, attending to the cache and to each other.
+    """Runs `tokens` at positions index, index+1, ... of each sequence (or at explicit `positions`, kept with them
+    in the cache: a continuation of a document whose start is not in the cache), attending to the cache and to each
+    other.
 
     The caller keeps index + t within `cache.length` (`generate` checks it): writes past the end are clamped by XLA.
     Random parts (FAVOR+ features, SPE noise) must be the same at every step of one cache: they are fixed in eval
     mode, so call `model.eval()` first (`generate` does).
     """
-    positions = cache.index[:, None] + jnp.arange(tokens.shape[1], dtype=jnp.int32)  # [batch, t]
+    if positions is None:
+      positions = cache.index[:, None] + jnp.arange(tokens.shape[1], dtype=jnp.int32)  # [batch, t]
     context = CallContext(positions, valid=valid, cache_index=cache.index)
     features, layers = self.backbone(self.embed(tokens), context, caches=cache.layers)
     added = tokens.shape[1] if valid is None else valid.sum(axis=1).astype(jnp.int32)

@@ -3,7 +3,9 @@
 The module projects q, k, v, lets the encoding transform them (`transform_qk`), asks it for structured logit biases
 (`logit_bias`) and a post-softmax scale (`prob_scale`), and hands everything to the attention core its options name
 (`zoo.attention.cores`). It never looks at which encoding or which core is active: the decoding cache is the core's
-(`init_cache`; keys and values of the kv heads, or linear attention's recurrent state), passed around unopened.
+(`init_cache`; keys and values of the kv heads, or linear attention's recurrent state), passed around unopened. An
+encoding whose transform is relative to the call (`transform_per_call`, xPos) is handed to the core as a `transform`
+instead, which the core applies after the cache append, to the new queries and every key.
 
 `compatible(pe, impl)` is the one answer to "can this core serve this encoding": model validation, experiments and
 tests ask it.
@@ -133,7 +135,8 @@ class SelfAttention(nnx.Module):
     """An empty decoding cache of the core for `batch` sequences of up to `cache_length` tokens."""
     o = self.options
     kv_heads = o.num_heads if self.keys_per_head else (o.num_kv_heads or o.num_heads)
-    return self.core.init_cache(batch, cache_length, heads=o.num_heads, kv_heads=kv_heads, qk_dim=self.qk_dim(),
+    qk_dim = o.head_dim if self.encoding.transform_per_call else self.qk_dim()  # keys as projected, or transformed
+    return self.core.init_cache(batch, cache_length, heads=o.num_heads, kv_heads=kv_heads, qk_dim=qk_dim,
                                 v_dim=o.head_dim, dtype=self.dtype)
 
   def __call__(
@@ -152,7 +155,10 @@ class SelfAttention(nnx.Module):
     if self.keys_per_head:
       k, v = attention.cores.repeat_kv(k, o.num_heads), attention.cores.repeat_kv(v, o.num_heads)
     coords = context.coords
-    if implements(self.encoding, "transform_qk"):
+    transform = None
+    if implements(self.encoding, "transform_qk") and self.encoding.transform_per_call:
+      transform = functools.partial(transform_at, self.encoding, coords.relation)  # the core applies it, to every key
+    elif implements(self.encoding, "transform_qk"):
       q, k = self.encoding.transform_qk(q, k, coords, coords)  # [batch, length, heads or kv heads, qk_dim]
     if coords.relation is not None and cache is not None:
       raise ValueError("a relation between tokens needs attention without a decoding cache")
@@ -166,12 +172,18 @@ class SelfAttention(nnx.Module):
     out, cache = self.core(q, k, v, terms, mask, cache, cache_index=context.cache_index,
                            softmax_scale=self.softmax_scale(q), dropout_rate=o.dropout_rate if use_dropout else 0.0,
                            dropout_rng=self.dropout_rngs() if use_dropout else None,
-                           noise=None if self.feature_keys is None else self.feature_keys())
+                           noise=None if self.feature_keys is None else self.feature_keys(), transform=transform)
     return self.out(out), cache
 
   def softmax_scale(self, q: jax.Array) -> float:
     """1/(√(qk_dim) · temperature), or 1/temperature for unscaled logits."""
     return (q.shape[-1] ** -0.5 if self.options.scale_logits else 1.0) / self.options.temperature
+
+
+def transform_at(encoding: PositionalEncoding, relation: Any, q: jax.Array, k: jax.Array, q_pos: jax.Array,
+                 k_pos: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """`encoding.transform_qk` at explicit positions: the per-call transform a core applies (`cores.Transform`)."""
+  return encoding.transform_qk(q, k, Coordinates(q_pos, relation), Coordinates(k_pos, relation))
 
 
 def has_per_head_state(encoding: PositionalEncoding) -> bool:
@@ -191,6 +203,8 @@ def refused_hooks(pe: str, impl: str, pe_options: Mapping[str, Any] | None = Non
   """hook -> why core `impl` cannot serve the terms that hook of encoding `pe` gives (empty: it serves them all)."""
   core = attention.core_class(impl)
   refused = {}
+  if positional.get(pe).transform_per_call and not core.per_call_transforms:
+    refused["transform_qk"] = "cannot transform every key at each call"
   for hook, types in hook_term_types(pe, _hashable(pe_options), relation).items():
     for t in types:
       if not issubclass(t, core.terms):

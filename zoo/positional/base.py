@@ -14,6 +14,11 @@ Every hook receives `Coordinates`: explicit integer positions `[batch, length]` 
 in a model that has one, a relation between the tokens (a graph: `zoo.positional.Graph`). Bias and scale terms
 (`zoo.attention.bias`) are evaluated by the attention implementation at the call's positions; a term that reads a
 relation carries it.
+
+`transform_qk` normally transforms each key by its own coordinates, so a decoding cache can keep transformed keys. An
+encoding whose transform is relative to a reference position of the call (xPos: absolute exponents overflow) sets
+`transform_per_call`: then the cache keeps keys as projected, and the attention core applies `transform_qk` to the
+new queries and the whole key set (cached and new, at their positions) at every call.
 """
 
 from __future__ import annotations
@@ -62,6 +67,9 @@ class PositionalEncoding(nnx.Module):
   relative: ClassVar[bool] = False
   # True when the hooks need a relation in their coordinates (a graph encoding; the graph model requires one).
   reads_relation: ClassVar[bool] = False
+  # True when `transform_qk` of a key depends on the call's queries (it is relative to a reference position of the
+  # call): a decoding cache then keeps keys untransformed and the core transforms every key at each call.
+  transform_per_call: ClassVar[bool] = False
   name: ClassVar[str] = ""  # set by `register`
 
   def __init__(self, options, dims: ModelDims, *, rngs: nnx.Rngs):
