@@ -319,3 +319,97 @@ def test_p_rope_rotates_only_the_highest_frequency_fraction(p):
   np.testing.assert_allclose(np.asarray(ours), numpy_rope(x, positions, theta), rtol=1e-4, atol=5e-4)
   if p == 0.0:
     np.testing.assert_array_equal(np.asarray(ours), np.asarray(jnp.asarray(x, jnp.float32)))
+
+
+def nemo_sandwich_bias(q_pos, k_pos, dim, heads):
+  """NeMo's SandwichRelativePositionEmbedding with the sinusoidal frequencies i = 0 .. d̄/2 − 1:
+  (Σ_i cos(lag ω_i) − d̄/2) / r_h, r_h = 8h/H, in numpy: [batch, heads, q_len, k_len]."""
+  lag = (k_pos[:, None, :] - q_pos[:, :, None]).astype(np.float64)
+  omega = 10000.0 ** (-np.arange(0, dim, 2) / dim)
+  total = np.cos(lag[..., None] * omega).sum(-1) - dim / 2
+  return np.stack([total / (8 * h / heads) for h in range(1, heads + 1)], axis=1)
+
+
+def numpy_attention_and_grads(q, k, v, bias, allowed, weights):
+  """softmax(q·kᵀ/√d + bias) · v over the allowed pairs and the gradients of Σ weights ⊙ out wrt q, k, v."""
+  scale = q.shape[-1] ** -0.5
+  logits = np.where(allowed, np.einsum("bqhd,bkhd->bhqk", q, k) * scale + bias, -np.inf)
+  probs = np.exp(logits - logits.max(-1, keepdims=True))
+  probs /= probs.sum(-1, keepdims=True)
+  out = np.einsum("bhqk,bkhd->bqhd", probs, v)
+  d_probs = np.einsum("bqhd,bkhd->bhqk", weights, v)
+  d_logits = probs * (d_probs - (probs * d_probs).sum(-1, keepdims=True)) * scale
+  return out, (np.einsum("bhqk,bkhd->bqhd", d_logits, k), np.einsum("bhqk,bqhd->bkhd", d_logits, q),
+               np.einsum("bhqk,bqhd->bkhd", probs, weights))
+
+
+SANDWICH_POSITIONS = {
+    # runs: two packed sequences, and one starting at 1000 — every tile reads the per-call table
+    "runs": lambda rng: np.stack([np.r_[np.arange(25), np.arange(15)], np.arange(40) + 1000]),
+    # gaps wider than the call (randomized positions): the table cannot hold the lags, tiles take the formula
+    "gaps": lambda rng: np.sort(rng.choice(5000, (2, 40), replace=True), axis=1),
+}
+
+
+def sandwich_case(positions_kind):
+  rng = np.random.default_rng(5)
+  q, k, v, weights = (rng.normal(size=(2, 40, 2, 8)) for _ in range(4))
+  positions = SANDWICH_POSITIONS[positions_kind](rng)
+  segments = np.stack([np.r_[np.zeros(25), np.ones(15)], np.zeros(40)]).astype(np.int32)
+  allowed = ((positions[:, None, :] <= positions[:, :, None]) & (segments[:, None, :] == segments[:, :, None]))[:, None]
+  mask = AttentionMask(q_pos=jnp.asarray(positions), k_pos=jnp.asarray(positions), q_segment_ids=jnp.asarray(segments),
+                       k_segment_ids=jnp.asarray(segments), causal=True)
+  return (q, k, v, weights), positions, allowed, mask
+
+
+def core_output_and_grads(impl, bias, q, k, v, weights, mask):
+  core = attention.build(impl, {"pallas": dict(block_q=16, block_k=16), "chunked": dict(chunk_q=16, chunk_k=16)}.get(
+      impl))
+
+  def loss(q, k, v):
+    out = core(q, k, v, attention.Terms(bias), mask)[0]
+    return jnp.sum(out * weights), out
+
+  (_, out), grads = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True))(
+      *(jnp.asarray(x, jnp.float32) for x in (q, k, v)))
+  return out, grads
+
+
+SANDWICH_CORES = attention.cores_serving(positional.attention_terms(
+    rope_encoding("sandwich", 8, None), *(positional.Coordinates(jnp.zeros((1, 4), jnp.int32)),) * 2)[0])
+
+
+@pytest.mark.parametrize("positions_kind", SANDWICH_POSITIONS)
+@pytest.mark.parametrize("impl", SANDWICH_CORES)
+def test_sandwich_attention_matches_nemo_in_every_core(impl, positions_kind):
+  """Every core that serves Sandwich (tabulated per call) gives the attention of NeMo's bias computed in numpy:
+  outputs ≤ 1e-5, gradients wrt q, k, v ≤ 1e-4."""
+  assert {"xla", "chunked", "pallas"} <= set(SANDWICH_CORES)
+  (q, k, v, weights), positions, allowed, mask = sandwich_case(positions_kind)
+  encoding = rope_encoding("sandwich", 8, None)
+  bias = positional.attention_terms(encoding, positional.Coordinates(mask.q_pos), positional.Coordinates(mask.k_pos))[0]
+  expected, expected_grads = numpy_attention_and_grads(
+      q, k, v, nemo_sandwich_bias(positions, positions, encoding.options.dim, 2), allowed, weights)
+  out, grads = core_output_and_grads(impl, bias, q, k, v, weights, mask)
+  np.testing.assert_allclose(np.asarray(out), expected, rtol=1e-5, atol=1e-5)
+  for got, want, name in zip(grads, expected_grads, "qkv"):
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-4, atol=1e-4, err_msg=f"d{name}")
+
+
+@pytest.mark.parametrize("impl", SANDWICH_CORES)
+def test_every_core_reads_sandwich_from_its_per_call_table(impl):
+  """The table holds NeMo's bias at every lag |lag| < max(q_len, k_len), and on runs of positions the cores read
+  only it: with the formula's parameters made NaN the output stays finite and right (positions with gaps would read
+  the parameters and turn NaN)."""
+  (q, k, v, weights), positions, allowed, mask = sandwich_case("runs")
+  encoding = rope_encoding("sandwich", 8, None)
+  lag_function = encoding.logit_bias(None, None)
+  table = lag_function.for_call(mask.q_pos, mask.k_pos)
+  assert isinstance(table, attention.LagTable) and table.reach == 40
+  dim = encoding.options.dim
+  np.testing.assert_allclose(np.asarray(table.operand[:, 1:]), nemo_sandwich_bias(
+      np.zeros((1, 1)), np.arange(-39, 40)[None], dim, 2)[0, :, 0], rtol=1e-5, atol=1e-5)
+  poisoned = table.replace(operand=table.operand.at[:, 0].set(jnp.nan))
+  expected, _ = numpy_attention_and_grads(q, k, v, nemo_sandwich_bias(positions, positions, dim, 2), allowed, weights)
+  np.testing.assert_allclose(np.asarray(core_output_and_grads(impl, (poisoned,), q, k, v, weights, mask)[0]),
+                             expected, rtol=1e-5, atol=1e-5)

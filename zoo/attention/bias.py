@@ -16,9 +16,12 @@ Term types:
 * `RelativeTable` — a learned per-head table indexed by the lag `k_pos - q_pos` through a static, hashable
   `index_fn` (clipped lag, T5 log buckets, ...): T5, RPE, URPE's B and C. In-kernel on TPU: the tile's lag window
   turned into the tile by one strided lane rotation (see the class).
-* `ClosedForm` — a formula of the positions with a few per-head parameters (ALiBi, KERPLE, Sandwich, FIRE): the
+* `ClosedForm` — a formula of the positions with a few per-head parameters (ALiBi, KERPLE, FIRE): the
   parameters `[heads, P]` are the kernel operand; the formula is evaluated on the tile and its parameter gradient is
   the formula's own VJP, in-kernel. A new closed form is one `Formula` subclass.
+* `LagFunction` — a `ClosedForm` of the lag alone (Sandwich, whose formula costs d̄/2 cosines). Every core asks each
+  term `for_call(q_pos, k_pos)` once per call; a lag function answers with a `LagTable`: its values at every lag a
+  call of runs can hold, served like a `RelativeTable` (the formula only on tiles whose lags fall outside).
 * `RelationTable` — a per-head table read through a per-example relation that is *not* a function of positions (a
   graph's shortest-path-distance buckets, `[batch, q_len, k_len]` integers). XLA only.
 * `DenseBias` — an already dense `[batch, heads, q_len, k_len]` bias (Graphormer's edge encoding). XLA only.
@@ -71,6 +74,12 @@ class Term:
   def values(self, tile: Tile) -> jax.Array:
     """[batch, heads, tq, tk] float32."""
     raise NotImplementedError
+
+  def for_call(self, q_pos: jax.Array, k_pos: jax.Array) -> Term:
+    """The term as one attention call with these positions ([batch, q_len], [batch, k_len]) evaluates it: itself,
+    or a cheaper equal form prepared once per call (a `LagFunction` tabulates itself)."""
+    del q_pos, k_pos
+    return self
 
 
 class KernelTerm(Term):
@@ -252,6 +261,84 @@ class ClosedForm(KernelTerm):
     for p, d in enumerate(dtheta):
       grad = jnp.where(lane == p, d, grad)
     return grad
+
+
+@struct.dataclass
+class LagFunction(ClosedForm):
+  """A closed form of the lag `k_pos − q_pos` alone (Sandwich): as it stands, the formula per logit; `for_call`
+  tabulates it over the lags a call can hold (`LagTable`), which every core then evaluates instead."""
+
+  def for_call(self, q_pos: jax.Array, k_pos: jax.Array) -> LagTable:
+    # Positions that are runs (one sequence, packed sequences, KV-cache slots) keep |lag| < reach.
+    reach = max(q_pos.shape[1], k_pos.shape[1])
+    theta = [self.params[:, p, None].astype(jnp.float32) for p in range(self.formula.num_params)]  # [heads, 1]
+    lag_row = jnp.arange(1 - reach, reach, dtype=jnp.float32)[None]  # [1, 2·reach − 1]
+    table = jnp.broadcast_to(self.formula(theta, jnp.zeros((1, 1), jnp.float32), lag_row),
+                             (self.params.shape[0], lag_row.shape[1]))
+    return LagTable(operand=jnp.concatenate([self.params.astype(jnp.float32), table], axis=1),
+                    formula=self.formula, reach=reach)
+
+
+@dataclasses.dataclass(frozen=True)
+class TableRow:
+  """The `LagTable` operand column of a lag: after the formula's parameters, lags −(reach − 1) .. reach − 1
+  (clipped: a tile outside the table never reads it, see `LagTable`)."""
+
+  offset: int  # the formula's parameter count
+  reach: int
+
+  def __call__(self, lag: jax.Array) -> jax.Array:
+    return jnp.clip(lag, 1 - self.reach, self.reach - 1).astype(jnp.int32) + self.offset + self.reach - 1
+
+
+@struct.dataclass
+class LagTable(KernelTerm):
+  """A `LagFunction` tabulated for one call: the operand [heads, P + 2·reach − 1] holds the formula's parameters and
+  its values at every lag |lag| < reach, computed once (O(heads · length) formulas, not O(heads · length²)).
+
+  A tile whose lags all lie within the table — every tile of a call whose positions are runs — reads it as a
+  `RelativeTable` does (on TPU a lag window skewed into the tile; a table's gradient summed into its rows, which
+  autodiff of `for_call` carries to the parameters); any other tile (positions with gaps: randomized positions,
+  arbitrary ones) evaluates the formula from the parameters, so the values are the formula's on every tile."""
+
+  operand: jax.Array  # [heads, formula.num_params + 2·reach − 1]
+  formula: Formula = struct.field(pytree_node=False)
+  reach: int = struct.field(pytree_node=False)
+  lookup: str = struct.field(pytree_node=False, default="select")  # as `RelativeTable.lookup`
+
+  def _table(self) -> RelativeTable:
+    return RelativeTable(table=self.operand, index_fn=TableRow(self.formula.num_params, self.reach),
+                         lookup=self.lookup)
+
+  def _closed_form(self) -> ClosedForm:
+    return ClosedForm(params=self.operand, formula=self.formula)  # reads the first num_params columns only
+
+  def _in_table(self, lag: jax.Array) -> jax.Array:
+    return jnp.max(jnp.abs(lag)) < self.reach
+
+  def values(self, tile: Tile) -> jax.Array:
+    return lax.cond(self._in_table(lags(tile.q_pos, tile.k_pos)), self._table().values, self._closed_form().values,
+                    tile)
+
+  def kernel_operand(self) -> jax.Array:
+    return self.operand
+
+  def static(self, backend: str) -> LagTable:
+    return self.replace(operand=None, lookup="window" if backend == "tpu" else "select")
+
+  def kernel_values(self, row, q_pos, k_pos):
+    return lax.cond(self._in_table(k_pos - q_pos), lambda: self._table().kernel_values(row, q_pos, k_pos),
+                    lambda: self._closed_form().kernel_values(row, q_pos, k_pos))
+
+  def kernel_grad(self, g, row, q_pos, k_pos, width):
+    return lax.cond(self._in_table(k_pos - q_pos), lambda: self._table().kernel_grad(g, row, q_pos, k_pos, width),
+                    lambda: self._closed_form().kernel_grad(g, row, q_pos, k_pos, width))
+
+
+def for_call(bias: Sequence[Term], scale: Term | None, q_pos: jax.Array,
+             k_pos: jax.Array) -> tuple[tuple[Term, ...], Term | None]:
+  """A call's bias terms and scale as the call at these positions evaluates them (`Term.for_call`)."""
+  return tuple(t.for_call(q_pos, k_pos) for t in bias), None if scale is None else scale.for_call(q_pos, k_pos)
 
 
 @struct.dataclass

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from zoo.attention import grouped
-from zoo.attention.bias import Content, ContentTerm, Term, Tile
+from zoo.attention.bias import Content, ContentTerm, Term, Tile, for_call
 from zoo.attention.masks import AttentionMask
 
 # Masked logits; any finite value far below every real logit works because masked probabilities are zeroed.
@@ -39,10 +39,10 @@ def check_no_dropout(impl: str, dropout_rate: float) -> None:
                      f"impl='xla' for attention dropout, or set attention_dropout=0")
 
 
-def _pad_axis1(x: jax.Array, length: int, value=0) -> jax.Array:
+def _pad_axis1(x: jax.Array, length: int, mode: str = "constant") -> jax.Array:
   pad = [(0, 0)] * x.ndim
   pad[1] = (0, length - x.shape[1])
-  return jnp.pad(x, pad, constant_values=value)
+  return jnp.pad(x, pad, mode=mode)
 
 
 def chunked_attention(
@@ -68,12 +68,16 @@ def chunked_attention(
   k_len = k.shape[1]
   cq, ck = min(chunk_q, q_len), min(chunk_k, k_len)
   nq, nk = -(-q_len // cq), -(-k_len // ck)
+  bias, scale = for_call(bias, scale, mask.q_pos, mask.k_pos)
   # Lengths that are not multiples of the chunk: pad, mark padded keys invalid, drop padded query rows at the end.
   if mask.k_valid is None:
     mask = mask.replace(k_valid=jnp.ones((batch, k_len), bool))
   pad_q = lambda x: _pad_axis1(x, nq * cq)
   pad_k = lambda x: _pad_axis1(x, nk * ck)
-  mask = mask.map_axes(pad_q, pad_k)
+  # Padded positions repeat the last real one: a padded tile of runs holds the call's lags (a `LagTable` reads its
+  # table there too).
+  mask = mask.map_axes(pad_q, pad_k).replace(q_pos=_pad_axis1(mask.q_pos, nq * cq, "edge"),
+                                             k_pos=_pad_axis1(mask.k_pos, nk * ck, "edge"))
   q, k, v = pad_q(q), pad_k(k), pad_k(v)
 
   def block(qs, ks):

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from zoo.attention import grouped
-from zoo.attention.bias import Content, Term, Tile, dense_sum
+from zoo.attention.bias import Content, Term, Tile, dense_sum, for_call
 from zoo.attention.masks import AttentionMask
 
 
@@ -36,6 +36,7 @@ def reference_attention(
     softmax_scale = q.shape[-1] ** -0.5
   logits = grouped.logits(q, k) * softmax_scale  # [batch, heads, q_len, k_len] float32
   tile = Tile.whole(mask.q_pos, mask.k_pos)  # every term is evaluated at the mask's coordinates
+  bias, scale = for_call(bias, scale, mask.q_pos, mask.k_pos)
   allowed = mask.dense()  # [batch, 1, q_len, k_len]
   if bias:
     logits = logits + dense_sum(bias, tile, Content(q, logits, allowed, softmax_scale))

@@ -8,8 +8,11 @@ the distance, like KERPLE and T5, and is 0 at lag 0 (the −d̄/2 shifts every l
 nothing but keeps the bias ≤ 0). Heads differ by a compression ratio r_h = 8h/H (h = 1..H) — ALiBi's head ladder —
 that divides the whole bias, as NeMo's `SandwichRelativePositionEmbedding` computes it (the issue that asked for this
 fix reports attention-gym's `sandwich` score_mod the same; before, zoo divided the lag inside the cosines). Frequencies
-are the sinusoidal embedding's, i = 0 .. d̄/2 − 1 (NeMo's code starts at i = 1, one frequency over). A `ClosedForm`
-with r_h as its one constant per head.
+are the sinusoidal embedding's, i = 0 .. d̄/2 − 1 (NeMo's code starts at i = 1, one frequency over).
+
+A `LagFunction` with r_h as its one constant per head: the formula costs d̄/2 cosines per logit, but it reads the lag
+alone, so every core tabulates it once per call over the lags the call holds (O(heads · length) formulas) and reads
+the table like T5's or RPE's (`LagTable`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import dataclasses
 import jax.numpy as jnp
 import numpy as np
 
-from zoo.attention.bias import ClosedForm, Formula
+from zoo.attention.bias import Formula, LagFunction
 from zoo.config import check
 from zoo.positional.base import PositionalEncoding
 from zoo.positional.registry import register
@@ -41,7 +44,7 @@ class SandwichFormula(Formula):
     (ratio,) = theta
     lag = k_pos - q_pos
     total = 0.0
-    for i in range(self.dim // 2):  # d̄/2 cosines per logit, in-kernel too
+    for i in range(self.dim // 2):  # d̄/2 cosines: per table entry (`LagTable`), per logit off the table
       total = total + jnp.cos(lag * float(10000.0 ** (-2.0 * i / self.dim)))
     return (total - self.dim / 2) / ratio
 
@@ -56,7 +59,7 @@ class Sandwich(PositionalEncoding):
   Options = SandwichOptions
   relative = True
 
-  def logit_bias(self, q, k) -> ClosedForm:
+  def logit_bias(self, q, k) -> LagFunction:
     del q, k  # evaluated at the attention call's positions
     ratios = jnp.asarray(compression_ratios(self.dims.num_heads))[:, None]  # [heads, 1]
-    return ClosedForm(params=ratios, formula=SandwichFormula(self.options.dim))
+    return LagFunction(params=ratios, formula=SandwichFormula(self.options.dim))

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
-from zoo.attention.bias import KernelTerm
+from zoo.attention.bias import KernelTerm, for_call
 from zoo.attention.masks import AttentionMask
 
 
@@ -70,10 +70,10 @@ def table_width(rows: int) -> int:
   return max(128, pl.next_power_of_2(rows))
 
 
-def _pad_to(x: jax.Array, axis: int, size: int, value=0) -> jax.Array:
+def _pad_to(x: jax.Array, axis: int, size: int, mode: str = "constant") -> jax.Array:
   pad = [(0, 0)] * x.ndim
   pad[axis] = (0, size - x.shape[axis])
-  return jnp.pad(x, pad, constant_values=value)
+  return jnp.pad(x, pad, mode=mode)
 
 
 def q_positions(q_info: jax.Array) -> jax.Array:
@@ -90,6 +90,7 @@ def prepare(mask: AttentionMask, bias: Sequence[KernelTerm], scale: KernelTerm |
             q_len: int, k_len: int, backend: str):
   """Turns the structured inputs into (layout, q_info [batch, q_len, q_cols], k_info [batch, k_rows, k_len],
   operands [heads, width] float32 per term), padded to `q_len` / `k_len` (padded keys are invalid)."""
+  bias, scale = for_call(bias, scale, mask.q_pos, mask.k_pos)
   terms = (*bias, *([] if scale is None else [scale]))
   operands = tuple(_pad_to(t.kernel_operand().astype(jnp.float32), 1, table_width(t.kernel_operand().shape[1]))
                    for t in terms)
@@ -105,8 +106,12 @@ def prepare(mask: AttentionMask, bias: Sequence[KernelTerm], scale: KernelTerm |
   if mask.k_valid is not None or k_len > mask.k_pos.shape[1]:
     valid_row = len(k_rows)
     k_rows.append(jnp.ones(mask.k_pos.shape, bool) if mask.k_valid is None else mask.k_valid)
+  # Padded queries and keys repeat the last real position (padded keys are invalid, padded query rows dropped): a
+  # padded tile of a call whose positions are runs then holds the call's lags only, so a `LagTable` reads its table.
   q_info = _pad_to(jnp.stack([c.astype(jnp.int32) for c in q_cols], axis=-1), 1, q_len)
+  q_info = q_info.at[:, :, 0].set(_pad_to(mask.q_pos.astype(jnp.int32), 1, q_len, mode="edge"))
   k_info = _pad_to(jnp.stack([r.astype(jnp.int32) for r in k_rows], axis=1), 2, k_len)
+  k_info = k_info.at[:, 0, :].set(_pad_to(mask.k_pos.astype(jnp.int32), 1, k_len, mode="edge"))
   # Power-of-two column / row counts: legal Triton blocks (TPU blocks take the full dimension anyway).
   q_info = _pad_to(q_info, 2, pl.next_power_of_2(q_info.shape[2]))
   k_info = _pad_to(k_info, 1, pl.next_power_of_2(k_info.shape[1]))
