@@ -18,7 +18,7 @@ contractions (`zoo.attention.grouped`), never through a repeated copy.
 * "chunked" — blockwise online softmax in XLA loops, O(L) memory (plus a relation's own O(L²) array); every term type.
 * "pallas" — fused flash kernels (Mosaic on TPU, Triton on GPU, the interpreter on CPU), `KernelTerm`s in-kernel.
 * "linear" — kernelized attention (Performer FAVOR+ or ReLU features), O(L) time and memory, for SPE; serves no
-  term and keeps a recurrent state instead of keys and values when decoding.
+  term and keeps a recurrent state instead of keys and values when decoding (so no per-call transform either: xPos).
 * "auto" — the safe choice per call (MaxText's `attention=autoselected` habit), resolved in `auto_choice` only.
 """
 
