@@ -362,9 +362,14 @@ def sandwich_case(positions_kind):
   return (q, k, v, weights), positions, allowed, mask
 
 
-def core_output_and_grads(impl, bias, q, k, v, weights, mask):
-  core = attention.build(impl, {"pallas": dict(block_q=16, block_k=16), "chunked": dict(chunk_q=16, chunk_k=16)}.get(
+def small_tiles_core(impl):
+  """Core `impl` with 16-wide tiles, so a 40-long call walks several of them."""
+  return attention.build(impl, {"pallas": dict(block_q=16, block_k=16), "chunked": dict(chunk_q=16, chunk_k=16)}.get(
       impl))
+
+
+def core_output_and_grads(impl, bias, q, k, v, weights, mask):
+  core = small_tiles_core(impl)
 
   def loss(q, k, v):
     out = core(q, k, v, attention.Terms(bias), mask)[0]
@@ -411,5 +416,6 @@ def test_every_core_reads_sandwich_from_its_per_call_table(impl):
       np.zeros((1, 1)), np.arange(-39, 40)[None], dim, 2)[0, :, 0], rtol=1e-5, atol=1e-5)
   poisoned = table.replace(operand=table.operand.at[:, 0].set(jnp.nan))
   expected, _ = numpy_attention_and_grads(q, k, v, nemo_sandwich_bias(positions, positions, dim, 2), allowed, weights)
-  np.testing.assert_allclose(np.asarray(core_output_and_grads(impl, (poisoned,), q, k, v, weights, mask)[0]),
-                             expected, rtol=1e-5, atol=1e-5)
+  out = jax.jit(lambda q, k, v: small_tiles_core(impl)(q, k, v, attention.Terms((poisoned,)), mask)[0])(
+      *(jnp.asarray(x, jnp.float32) for x in (q, k, v)))
+  np.testing.assert_allclose(np.asarray(out), expected, rtol=1e-5, atol=1e-5)
