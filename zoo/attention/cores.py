@@ -60,24 +60,27 @@ Transform = Callable[[jax.Array, jax.Array, jax.Array, jax.Array], tuple[jax.Arr
 
 @struct.dataclass
 class KVCache:
-  """One softmax-attention layer's keys and values for cached decoding, and the position of the token in each slot
-  (the decoder writes position s into slot s; explicit positions go where the tokens go)."""
+  """One softmax-attention layer's keys and values for cached decoding, the position of the token in each slot (the
+  decoder writes position s into slot s; explicit positions go where the tokens go) and the next slot to write."""
 
   k: jax.Array  # [batch, cache_length, kv_heads, qk_dim]: transformed by `transform_qk` unless it is per call
   v: jax.Array  # [batch, cache_length, kv_heads, v_dim]
   positions: jax.Array  # [batch, cache_length] int32; 0 in unwritten slots
+  index: jax.Array  # [batch] int32: how many slots of each sequence are written (the next one to write)
 
-  def append(self, k: jax.Array, v: jax.Array, mask: AttentionMask,
-             index: jax.Array) -> tuple[KVCache, AttentionMask]:
+  def append(self, k: jax.Array, v: jax.Array, mask: AttentionMask) -> tuple[KVCache, AttentionMask]:
     """The cache with the new keys and values [batch, t, kv_heads, ...] and their positions (`mask.k_pos`) written
-    at `index` [batch], and `mask`'s key side moved onto the cache slots: their positions, valid where written."""
+    from slot `index` on (the valid ones kept: right-padded tokens are overwritten by the next call), and `mask`'s
+    key side moved onto the cache slots: their positions, valid where written."""
     if mask.q_segment_ids is not None:
       raise ValueError("cached decoding does not support segment_ids (packed sequences)")
     batch, cache_length = self.k.shape[:2]
-    cache = KVCache(k=write_at(self.k, k, index), v=write_at(self.v, v, index),
-                    positions=write_at(self.positions, mask.k_pos, index))
-    slots = jnp.arange(cache_length)
+    index = self.index
     new_valid = jnp.ones(mask.k_pos.shape, bool) if mask.k_valid is None else mask.k_valid
+    cache = KVCache(k=write_at(self.k, k, index), v=write_at(self.v, v, index),
+                    positions=write_at(self.positions, mask.k_pos, index),
+                    index=index + new_valid.sum(axis=1, dtype=jnp.int32))
+    slots = jnp.arange(cache_length)
     k_valid = (slots < index[:, None]) | write_at(jnp.zeros((batch, cache_length), bool), new_valid, index)
     return cache, mask.replace(k_pos=cache.positions, k_valid=k_valid)
 
@@ -151,7 +154,7 @@ class Core:
     del heads
     shape = (batch, cache_length, kv_heads)
     return KVCache(k=jnp.zeros((*shape, qk_dim), dtype), v=jnp.zeros((*shape, v_dim), dtype),
-                   positions=jnp.zeros(shape[:2], jnp.int32))
+                   positions=jnp.zeros(shape[:2], jnp.int32), index=jnp.zeros((batch,), jnp.int32))
 
   def __call__(
       self,
@@ -160,9 +163,8 @@ class Core:
       v: jax.Array,  # [batch, q_len, kv_heads, v_dim]
       terms: Terms,
       mask: AttentionMask,
-      cache: Any = None,  # from `init_cache`: the new keys are appended at `cache_index` and attend with the old
+      cache: Any = None,  # from `init_cache`: the new keys are appended after the cached ones and attend with them
       *,
-      cache_index: jax.Array | None = None,  # [batch] int: where the new tokens go in the cache
       softmax_scale: float | None = None,  # default 1/√qk_dim
       dropout_rate: float = 0.0,
       dropout_rng: jax.Array | None = None,
@@ -172,7 +174,7 @@ class Core:
     del noise
     self.check(terms, dropout_rate)
     if cache is not None:
-      cache, mask = cache.append(k, v, mask, cache_index)
+      cache, mask = cache.append(k, v, mask)
       k, v = cache.k, cache.v
     if transform is not None:
       q, k = transform(q, k, mask.q_pos, mask.k_pos)
@@ -271,9 +273,9 @@ class Linear(Core):
     features = self.options.num_features if self.options.feature_map == "favor" else qk_dim
     return linear.LinearState.empty(batch, kv_heads, features, v_dim)
 
-  def __call__(self, q, k, v, terms, mask, cache=None, *, cache_index=None, softmax_scale=None, dropout_rate=0.0,
-               dropout_rng=None, noise=None, transform=None):
-    del cache_index, dropout_rng
+  def __call__(self, q, k, v, terms, mask, cache=None, *, softmax_scale=None, dropout_rate=0.0, dropout_rng=None,
+               noise=None, transform=None):
+    del dropout_rng
     self.check(terms, dropout_rate)
     if mask.q_segment_ids is not None or mask.k_segment_ids is not None:
       raise ValueError("linear attention does not support segment_ids (packed sequences)")

@@ -56,7 +56,7 @@ class Backbone(nnx.Module):
   def __call__(
       self,
       x: jax.Array,  # [batch, length, d_model] token features
-      context: CallContext,  # the call's positions (and relation), segment ids, validity, cache index
+      context: CallContext,  # the call's positions (and relation), segment ids, validity
       *,
       caches=None,  # from `init_caches`: one LayerCache per block, or (scanned) one stacked [layers, ...]
   ):  # (features [batch, length, d_model], the updated caches or None)

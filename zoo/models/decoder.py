@@ -94,7 +94,7 @@ class Decoder(nnx.Module):
     """
     if positions is None:
       positions = cache.index[:, None] + jnp.arange(tokens.shape[1], dtype=jnp.int32)  # [batch, t]
-    context = CallContext(positions, valid=valid, cache_index=cache.index)
+    context = CallContext(positions, valid=valid)
     features, layers = self.backbone(self.embed(tokens), context, caches=cache.layers)
     added = tokens.shape[1] if valid is None else valid.sum(axis=1).astype(jnp.int32)
     return self.logits(features), DecodeCache(layers=layers, index=cache.index + added, length=cache.length)

@@ -142,9 +142,9 @@ class SelfAttention(nnx.Module):
   def __call__(
       self,
       x: jax.Array,  # [batch, length, d_model]
-      context: CallContext,  # positions (and relation), segment ids, validity, the cache index
+      context: CallContext,  # positions (and relation), segment ids, validity
       *,
-      cache: LayerCache | None = None,  # the new tokens go in at `context.cache_index`
+      cache: LayerCache | None = None,  # the new tokens go in after the cached ones
   ) -> tuple[jax.Array, LayerCache | None]:
     o = self.options
     v = self.value(x)  # [batch, length, kv heads, head_dim]
@@ -169,8 +169,8 @@ class SelfAttention(nnx.Module):
     # describe them whatever the cache holds.
     terms = Terms(*attention_terms(self.encoding, coords, coords))
     use_dropout = o.dropout_rate > 0 and not self.deterministic
-    out, cache = self.core(q, k, v, terms, mask, cache, cache_index=context.cache_index,
-                           softmax_scale=self.softmax_scale(q), dropout_rate=o.dropout_rate if use_dropout else 0.0,
+    out, cache = self.core(q, k, v, terms, mask, cache, softmax_scale=self.softmax_scale(q),
+                           dropout_rate=o.dropout_rate if use_dropout else 0.0,
                            dropout_rng=self.dropout_rngs() if use_dropout else None,
                            noise=None if self.feature_keys is None else self.feature_keys(), transform=transform)
     return self.out(out), cache

@@ -32,7 +32,7 @@ class Block(nnx.Module):
 
   def __call__(self, x: jax.Array, context: CallContext, *,
                cache: LayerCache | None = None) -> tuple[jax.Array, LayerCache | None]:
-    """x: [batch, length, d_model]; context: the call's positions, masks and cache index, for `SelfAttention`."""
+    """x: [batch, length, d_model]; context: the call's positions and masks, for `SelfAttention`."""
     attend = lambda h: self.attention(h, context, cache=cache)
     if self.pre_norm:
       h, cache = attend(self.attention_norm(x))

@@ -1,8 +1,7 @@
 """The per-call context: what one forward call tells every layer besides the activations.
 
 A model family turns its inputs into one `CallContext` — the tokens' positions (and, in a graph model, their
-relation), packed-sequence segment ids, key validity, and in cached decoding where the new tokens go in the cache —
-and hands it down as one argument, model → Backbone → Block → SelfAttention. A layer reads the fields it needs; the
+relation), packed-sequence segment ids and key validity — and hands it down as one argument, model → Backbone → Block → SelfAttention. A layer reads the fields it needs; the
 layers in between pass it on unopened, so a new per-call input is one field here, not a keyword on every hop.
 """
 
@@ -22,7 +21,6 @@ class CallContext:
   relation: Any = None  # what relates the tokens besides their positions (a graph model's `Graph`), for the hooks
   segment_ids: jax.Array | None = None  # [batch, length] int (packed sequences)
   valid: jax.Array | None = None  # [batch, length] bool; False marks padding
-  cache_index: jax.Array | None = None  # [batch] int: where the new tokens go in a decoding cache
 
   @property
   def coords(self) -> Coordinates:
