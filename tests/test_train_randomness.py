@@ -1,5 +1,5 @@
 """Training steps that draw randomness — dropout, attention dropout, SPE noise, FAVOR+ features — for every registered
-encoding × every attention impl that serves it, in both sequence families and the graph family, through the real
+encoding and every attention impl (see CASES), in both sequence families and the graph family, through the real
 jitted train step (model merged inside `jax.grad`, RNG state carried in the train state). The matrix comes from
 the registries: a new encoding joins it when it is registered.
 
@@ -61,14 +61,20 @@ def train_twice(family: str, config: dict, grad_accum_steps: int = 1):
   return first, second, first_redrawn, rest_before, rest_after
 
 
-# The default suite trains one combination per impl and randomness source (attention dropout with URPE's C, SPE
-# noise in softmax and with FAVOR+ features, dropout around the fused kernels); the whole matrix is `slow`.
-DEFAULT = {("decoder", "urpe", "xla"), ("decoder", "spe_conv", "xla"), ("decoder", "alibi", "chunked"),
-           ("decoder", "urpe", "pallas"), ("decoder", "spe_sine", "linear"), ("encoder", "urpe", "xla"),
-           ("encoder", "spe_sine", "linear")}
+# Randomness enters a training step through the encoding (its parameters, SPE's noise stream) and through the core
+# (attention dropout, FAVOR+ features); pairing the two adds no path of its own (every encoding through every core,
+# forward and gradients, is test_encoding_properties' and test_attention_kernels' matrix). So the slow suite trains
+# every encoding in both families on the dense core and every core on the stochastic encodings; the default suite one
+# combination per core and randomness source: attention dropout with URPE's C (xla), dropout around the chunked loop
+# and the fused kernel, SPE noise with FAVOR+ features (linear), SPE noise in softmax attention, both families.
+STOCHASTIC = [name for name in positional.available() if getattr(positional.get(name), "stochastic", False)]
+DEFAULT = {("decoder", "urpe", "xla"), ("decoder", "alibi", "chunked"), ("encoder", "urpe", "pallas"),
+           ("decoder", "spe_sine", "linear"), ("encoder", "spe_conv", "xla")}
+MATRIX = sorted({(family, pe, "xla") for family in OBJECTIVES for pe in positional.available()}
+                | {(family, pe, impl) for family in OBJECTIVES for pe in STOCHASTIC for impl in IMPLS} | DEFAULT)
 CASES = [pytest.param(family, pe, impl, id=f"{family}-{pe}-{impl}",
                       marks=() if (family, pe, impl) in DEFAULT else pytest.mark.slow)
-         for family in OBJECTIVES for pe in positional.available() for impl in IMPLS]
+         for family, pe, impl in MATRIX]
 
 
 @pytest.mark.parametrize("family,pe,impl", CASES)
