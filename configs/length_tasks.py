@@ -24,10 +24,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.task = ml_collections.ConfigDict(dict(name=task, max_length=40,
                                                num_train=100_000, num_eval=1_024, seed=0))
   config.model = ml_collections.ConfigDict(dict(
-      num_layers=4, d_model=64, num_heads=4, mlp_dim=256, activation="gelu", norm="layernorm", norm_position="pre",
+      num_layers=2, d_model=64, num_heads=4, mlp_dim=256, activation="gelu", norm="layernorm", norm_position="pre",
       dropout=0.0, attention_dropout=0.0, pe="rope", pe_options={}, attention_impl="xla", dtype="float32"))
   config.optimizer.update(learning_rate=1e-3, warmup_steps=100, schedule="cosine", weight_decay=0.0)
-  config.train.update(steps=3000, batch_size=64, log_every=100, eval_every=0, checkpoint_every=500)
+  config.train.update(steps=2000, batch_size=32, log_every=100, eval_every=0, checkpoint_every=500)
   if "smoke" in variants:
     config.task.update(max_length=10, num_train=256, num_eval=32)
     config.model.update(num_layers=1, d_model=16, num_heads=2, mlp_dim=32)

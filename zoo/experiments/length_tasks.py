@@ -51,7 +51,7 @@ class Setup:
 
 SETUPS = {
     "full": Setup(train_length=40, eval_lengths=(10, 20, 30, 40, 60, 80, 100, 150, 200, 300, 400, 500),
-                  buckets=(40, 100, 200, 500), steps=3000, batch=64, d_model=64, num_layers=4, num_heads=4,
+                  buckets=(40, 100, 200, 500), steps=2000, batch=32, d_model=64, num_layers=2, num_heads=4,
                   learning_rate=1e-3, num_train=100_000, eval_examples=64),
     "quick": Setup(train_length=20, eval_lengths=(5, 10, 15, 20, 30, 40, 60, 80, 100), buckets=(20, 40, 100),
                    steps=500, batch=32, d_model=32, num_layers=2, num_heads=4, learning_rate=2e-3, num_train=16_384,
