@@ -7,6 +7,7 @@ fresh set of examples per test length drawn from the task's own generator. Every
 architecture, data, seed and steps; `<pe>+randomized` trains with `model.randomized_positions` (Ruoss et al. 2023:
 sorted random positions from 0..M−1, M the longest test tape, so every test position was seen in training) and tests
 on 0..n−1. Passkey is also tested by the depth of its key (the task's grid), averaged over the lengths past L.
+Softmax runs are tested with the chunked core (the same function in O(L) memory), linear ones with their own.
 The table gives the mean accuracy per length bucket; the figure accuracy by length (and passkey's by depth).
 """
 
@@ -32,6 +33,7 @@ RANDOMIZED = "randomized"
 DEFAULT_ENCODINGS = {"softmax": ("none", "sinusoidal", "rope", "alibi", "t5_bias", "rope+randomized"),
                      "linear": ("none", "sinusoidal", "rope", "spe_sine", "spe_conv", "rope+randomized")}
 TEST_SPLIT = 2  # the test examples' seed stream, apart from the task's train (0) and validation (1) splits
+TEST_BATCH = 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,8 +95,11 @@ def predict(model: nnx.Module, tokens: jax.Array) -> jax.Array:  # [count, tape]
 
 
 def accuracy(model: nnx.Module, batch: dict[str, np.ndarray]) -> float:
-  """The mean over examples of the share of scored (answer) positions the model gets right."""
-  predicted = np.asarray(predict(model, jax.numpy.asarray(batch["inputs"])))
+  """The mean over examples of the share of scored (answer) positions the model gets right; the model reads
+  TEST_BATCH examples at a time (at 1500 tokens a softmax core's scores would not fit all at once)."""
+  inputs = batch["inputs"]
+  predicted = np.concatenate([np.asarray(predict(model, jax.numpy.asarray(inputs[i:i + TEST_BATCH])))
+                              for i in range(0, inputs.shape[0], TEST_BATCH)])
   correct = (predicted == batch["targets"]) * batch["weights"]
   return float(np.mean(correct.sum(-1) / batch["weights"].sum(-1)))
 
@@ -120,9 +125,10 @@ class LengthTasks(Experiment):
 
   def check(self, options: Options) -> str | None:
     names = [n for n in tasks.available() if issubclass(tasks.get(n), LengthTask)]
+    if not options.task:
+      return f"give --task, one of: {', '.join(names)}"
     if options.task not in names:
-      return f"give --task, one of: {', '.join(names)}" if not options.task else \
-          f"unknown task {options.task!r}; valid choices: {', '.join(names)}"
+      return f"unknown task {options.task!r}; valid choices: {', '.join(names)}"
     impl = options.attention_impl or "xla"
     if impl not in attention.available():
       return f"unknown attention_impl {impl!r}; valid choices: {', '.join(attention.available())}"
@@ -140,7 +146,9 @@ class LengthTasks(Experiment):
     task = tasks.build(run.labels["task"], {k: v for k, v in run.config["task"].items() if k != "name"})
     lengths, count, seed = run.labels["eval_lengths"], run.labels["eval_examples"], task.options.seed
     longest = task.total_length(max(lengths))
-    model = trained_model(workdir, task.family, **{**task.model_fields(), "max_length": longest})
+    core = "chunked" if run.labels["attention_impl"] == "xla" else run.labels["attention_impl"]  # O(L) memory
+    model = trained_model(workdir, task.family, **{**task.model_fields(), "max_length": longest,
+                                                   "attention_impl": core})
     model.eval()
     row = {"chance": 1 / task.num_classes, "accuracy": [accuracy(model, probe_batch(task, n, count, seed))
                                                         for n in lengths]}
