@@ -6,14 +6,16 @@ r"""The papers' experiments and zoo's studies, one command each: runs, a table b
 
 Experiments (zoo/experiments/, one module each; shared/papers/ holds the papers' task definitions and numbers):
 urpe_pi and urpe_etp (Luo et al. 2022), sparse_memory (Wang & E 2024), memorization (Kajitsuka & Sato 2024),
-spe_lra (Liutkus et al. 2021), graph_urpe (Luo et al. 2022's graphs; --zinc adds ZINC-subset) and extrapolate
-(train short, evaluate long; also `python -m launch.extrapolate`).
+spe_lra (Liutkus et al. 2021), graph_urpe (Luo et al. 2022's graphs; --zinc adds ZINC-subset), extrapolate
+(train short, evaluate long; also `python -m launch.extrapolate`) and length_tasks (Delétang et al. 2023's
+algorithmic tasks and passkey retrieval, --task=NAME; also `python -m launch.extrapolate --task=NAME`).
 
 Every run is an experiment config trained by the same loop as `launch.train` (tfds + grain data, jitted steps,
 orbax checkpoints), in <workdir>/<run>. A finished run leaves <workdir>/<run>/result.json and is skipped when the
 command runs again; an interrupted one resumes from its checkpoint. Writes <out>/<variant>.jsonl (one line per run),
 <variant>.md (zoo's numbers beside the paper's) and <variant>*.png, variant = full | quick | tiny; <out> defaults to
-results/<experiment>. Needs matplotlib (`pip install -e ".[plot]"`; the test extra includes it).
+results/<experiment> (results/<experiment>/<task>[/<attention_impl>] with --task, the workdir likewise). Needs
+matplotlib (`pip install -e ".[plot]"`; the test extra includes it).
 """
 
 from __future__ import annotations
@@ -35,13 +37,18 @@ _QUICK = flags.DEFINE_bool("quick", False, "smaller sizes and fewer steps: a run
 _TINY = flags.DEFINE_bool("tiny", False, "tiny sizes and a few steps: seconds (the tests' size)")
 _WORKDIR = flags.DEFINE_string("workdir", None, "runs go here (default /tmp/zoo/reproduce/<experiment>_<variant>)")
 _OUT = jsonl.define_out_flag("table, JSONL and figures (default results/<experiment>)")
-_ENCODINGS = flags.DEFINE_list("encodings", [], "urpe_pi, urpe_etp, extrapolate: comma-separated encodings (default: "
-                               "every one the encoder accepts; extrapolate's list; rope+linear / rope+ntk / rope+yarn "
-                               "for extrapolate's scaled RoPE)")
+_ENCODINGS = flags.DEFINE_list("encodings", [], "urpe_pi, urpe_etp, extrapolate, length_tasks: comma-separated "
+                               "encodings (default: every one the encoder accepts; the experiment's list; rope+linear "
+                               "/ rope+ntk / rope+yarn for extrapolate's scaled RoPE; <pe>+randomized for "
+                               "length_tasks' randomized positions)")
 _ZINC = flags.DEFINE_string("zinc", "", "graph_urpe: a folder with ZINC-subset's train.csv and valid.csv (columns "
                             "smiles, target); adds the ZINC runs")
-_STEPS = flags.DEFINE_integer("steps", None, "extrapolate: training steps instead of the variant's (rope+<scaling> "
-                              "fine-tunes for a tenth of them)", lower_bound=1)
+_STEPS = flags.DEFINE_integer("steps", None, "extrapolate, length_tasks: training steps instead of the variant's "
+                              "(rope+<scaling> fine-tunes for a tenth of them)", lower_bound=1)
+TASK = flags.DEFINE_string("task", "", "length_tasks: the task (parity_check, reverse_string, duplicate_string, "
+                           "bucket_sort, missing_duplicate, passkey); its runs and outputs get a folder of its own")
+_ATTENTION_IMPL = flags.DEFINE_string("attention_impl", "", "length_tasks: every run's attention core (default xla; "
+                                      "linear for the SPE encodings' setting)")
 
 
 def options_error(experiment: experiments.Experiment, options: experiments.Options) -> str | None:
@@ -64,12 +71,14 @@ def main(argv: list[str]) -> int:
     fail(str(e))
   if _QUICK.value and _TINY.value:
     fail("give at most one of --quick and --tiny")
-  options = experiments.Options(encodings=tuple(_ENCODINGS.value), zinc=_ZINC.value, steps=_STEPS.value)
+  options = experiments.Options(encodings=tuple(_ENCODINGS.value), zinc=_ZINC.value, steps=_STEPS.value,
+                                task=TASK.value, attention_impl=_ATTENTION_IMPL.value)
   if error := options_error(experiment, options):
     fail(error)
   variant = "quick" if _QUICK.value else "tiny" if _TINY.value else "full"
-  workdir = pathlib.Path(_WORKDIR.value or f"/tmp/zoo/reproduce/{experiment.name}_{variant}")
-  out = pathlib.Path(_OUT.value or f"results/{experiment.name}")
+  own = "".join(f"/{part}" for part in (options.task, options.attention_impl) if part)  # a task's or a core's own
+  workdir = pathlib.Path(_WORKDIR.value or f"/tmp/zoo/reproduce/{experiment.name}_{variant}{own}")
+  out = pathlib.Path(_OUT.value or f"results/{experiment.name}{own}")
   start = time.time()
   try:
     written = sweep(experiment, variant, options, workdir, out, progress=lambda line: print(line, flush=True))

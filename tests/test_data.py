@@ -112,8 +112,8 @@ def test_byte_lm_rejects_a_missing_directory():
 
 def test_unknown_task_and_option_name_the_valid_ones():
   # every registered task is listed, in sorted order
-  with pytest.raises(ValueError, match="unknown task 'pi'; valid choices: byte_lm, even_token_prediction, .*"
-                                       "position_identification"):
+  with pytest.raises(ValueError, match="unknown task 'pi'; valid choices: bucket_sort, byte_lm, duplicate_string, "
+                                       "even_token_prediction, .*position_identification"):
     tasks.build("pi")
   with pytest.raises(ValueError, match="unknown option.*'vocab'.*valid options: vocab_size"):
     tasks.build("position_identification", dict(vocab=3))

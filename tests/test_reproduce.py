@@ -13,6 +13,7 @@ from absl import flags
 import task_files
 from launch import reproduce, reproduce_urpe
 from launch.cli import parse_flags
+from configs.length_tasks import TASKS as LENGTH_TASKS
 from zoo import experiments
 from zoo.experiments import Options
 from zoo.experiments.sweep import read_rows
@@ -35,15 +36,15 @@ def cli(*args: str, main=reproduce.main) -> int:
 def test_unknown_experiment_and_misplaced_options_name_the_valid_ones(capsys):
   assert cli("urpe_bogus", "--tiny") == 2
   assert capsys.readouterr().err == ("error: unknown experiment 'urpe_bogus'; valid choices: extrapolate, graph_urpe, "
-                                     "memorization, sparse_memory, spe_lra, urpe_etp, urpe_pi\n")
+                                     "length_tasks, memorization, sparse_memory, spe_lra, urpe_etp, urpe_pi\n")
   assert cli("sparse_memory", "--encodings=rpe") == 2
-  assert "--encodings applies to extrapolate, urpe_etp, urpe_pi only" in capsys.readouterr().err
+  assert "--encodings applies to extrapolate, length_tasks, urpe_etp, urpe_pi only" in capsys.readouterr().err
   assert cli("urpe_pi", "--encodings=rpe,fourier") == 2
   assert "unknown encoding 'fourier'; valid choices: alibi," in capsys.readouterr().err
   assert cli("urpe_pi", "--zinc=/data/zinc") == 2
   assert "--zinc applies to graph_urpe only" in capsys.readouterr().err
   assert cli("urpe_pi", "--steps=3") == 2
-  assert "--steps applies to extrapolate only" in capsys.readouterr().err
+  assert "--steps applies to extrapolate, length_tasks only" in capsys.readouterr().err
   assert cli("urpe_pi", "--quick", "--tiny") == 2
   assert capsys.readouterr().err == "error: give at most one of --quick and --tiny\n"
   assert cli("--tiny") == 2
@@ -62,13 +63,14 @@ def test_help_lists_the_flags_and_a_bad_flag_is_one_line():
 
 
 def test_committed_tables_are_what_the_experiments_make_of_the_committed_jsonl():
-  """Numbers unchanged, proven without training: every results/<experiment>/<variant>.md rebuilt from the JSONL
-  beside it by the experiment's module, byte for byte."""
-  tables = sorted((REPO / "results").glob("*/*.md"))
+  """Numbers unchanged, proven without training: every results/<experiment>[/<task>...]/<variant>.md rebuilt from
+  the JSONL beside it by the experiment's module, byte for byte."""
+  tables = sorted((REPO / "results").rglob("*.md"))
   assert len(tables) >= 13
   for table in tables:
     rows = read_rows(table.with_suffix(".jsonl"))
-    assert experiments.get(table.parent.name).markdown(rows, table.stem) == table.read_text(), table
+    experiment = table.relative_to(REPO / "results").parts[0]
+    assert experiments.get(experiment).markdown(rows, table.stem) == table.read_text(), table
 
 
 def test_a_zinc_folder_without_its_csvs_is_refused_with_one_line_naming_the_file(tmp_path, capsys):
@@ -123,9 +125,11 @@ def test_every_run_of_the_quick_and_full_variants_is_a_valid_experiment_config(v
   from zoo.train.options import parse_experiment  # noqa: PLC0415
 
   task_files.molecules(tmp_path)
+  length_tasks = [Options(task=task, attention_impl=impl) for task in LENGTH_TASKS for impl in ("xla", "linear")]
   for name in experiments.available():
     experiment = experiments.get(name)
-    for run in experiment.runs(variant, Options(zinc=str(tmp_path))):
+    for run in [r for options in (length_tasks if name == "length_tasks" else [Options(zinc=str(tmp_path))])
+                for r in experiment.runs(variant, options)]:
       try:
         parse_experiment(run.config)
       except ValueError as error:
@@ -146,11 +150,13 @@ def check_outputs(out, variant, experiment, options=Options()):
 
 # The default suite walks the command once, with the main job's experiment (urpe_pi); every other experiment's tiny
 # grid runs in the slow suite (spe_lra's 14 runs ≈ 4 min on 2 cores, memorization ≈ 1 min, sparse_memory ≈ 47 s).
+# extrapolate and length_tasks (which takes a --task) have their own journeys: test_extrapolate.py, test_length_tasks.py.
 SLOW_TINY = tuple(e for e in experiments.available() if e != "urpe_pi")
+OWN_JOURNEYS = ("extrapolate", "length_tasks")
 
 
 @pytest.mark.parametrize("experiment", [pytest.param(e, marks=pytest.mark.slow if e in SLOW_TINY else ())
-                                        for e in experiments.available() if e != "extrapolate"])
+                                        for e in experiments.available() if e not in OWN_JOURNEYS])
 def test_tiny_run_writes_table_and_figures_and_a_rerun_resumes(experiment, tmp_path, data_dir, monkeypatch):
   monkeypatch.setenv("ZOO_DATA_DIR", data_dir)
   args = [experiment, "--tiny", f"--workdir={tmp_path / 'runs'}", f"--out={tmp_path / 'out'}"]
@@ -175,7 +181,7 @@ def test_tiny_run_writes_table_and_figures_and_a_rerun_resumes(experiment, tmp_p
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("experiment", [e for e in experiments.available() if e != "extrapolate"])
+@pytest.mark.parametrize("experiment", [e for e in experiments.available() if e not in OWN_JOURNEYS])
 def test_quick_run_writes_table_and_figures(experiment, tmp_path, data_dir, monkeypatch):
   monkeypatch.setenv("ZOO_DATA_DIR", data_dir)
   assert cli(experiment, "--quick", f"--workdir={tmp_path / 'runs'}", f"--out={tmp_path / 'out'}") == 0

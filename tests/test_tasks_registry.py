@@ -1,6 +1,7 @@
 """Every registered task trains end to end through its config's smoke variant (a new task is covered once registered).
 
-Each config in configs/ names its task; a task's smoke run is the first config (sorted by file name) that trains it.
+Each config in configs/ names its task (or, with TASKS, takes it as its argument); a task's smoke run is the first
+config (sorted by file name) that trains it.
 Loader tasks read files the user has: `LOADER_FILES` writes tiny ones in the real formats and returns the task
 options that point at them.
 """
@@ -37,8 +38,10 @@ def smoke_configs() -> dict[str, dict]:
   for path in sorted((REPO / "configs").glob("*.py")):
     if path.stem in ("__init__", "base") or path.stem.startswith("finetune_"):
       continue
-    config = importlib.import_module(f"configs.{path.stem}").get_config("smoke").to_dict()
-    found.setdefault(config["task"]["name"], config)
+    module = importlib.import_module(f"configs.{path.stem}")
+    for arg in [f"{task},smoke" for task in getattr(module, "TASKS", ())] or ["smoke"]:  # a file of several tasks
+      config = module.get_config(arg).to_dict()
+      found.setdefault(config["task"]["name"], config)
   return found
 
 

@@ -87,14 +87,16 @@ def _pad_labelled(example: dict[str, np.ndarray], length: int) -> Batch:
 
   Such tasks reserve token 0 for padding, so the mask is `inputs != 0` — which also holds for pairs `[2, n]`
   (LRA Retrieval) whose shorter side was padded when stored. Per-token targets (same shape as the inputs) are padded
-  too and weighted by the mask; a per-sequence target is kept as is.
+  too and weighted by the example's `weights` when it has them (the positions it scores), else by the mask; a
+  per-sequence target is kept as is.
   """
   tokens, targets = example["inputs"], example["targets"]  # [..., n ≤ length], [] or [n]
   widths = [(0, 0)] * (tokens.ndim - 1) + [(0, length - tokens.shape[-1])]
   inputs = np.pad(tokens, widths)
   fields = {"inputs": inputs, "targets": targets, "mask": inputs != 0}
-  if np.shape(targets) == tokens.shape:
-    fields.update(targets=np.pad(targets, widths), weights=fields["mask"].astype(np.float32))
+  if np.shape(targets) == tokens.shape:  # the example's own weights (scored positions) or every real token
+    weights = np.pad(example["weights"], widths) if "weights" in example else fields["mask"].astype(np.float32)
+    fields.update(targets=np.pad(targets, widths), weights=weights)
   return fields
 
 

@@ -3,7 +3,8 @@
 Importing the package registers every experiment; `sweep.run` trains one and writes its JSONL, table and figures.
 """
 
-from zoo.experiments import extrapolate, graph, memorization, sparse_memory, spe, urpe  # noqa: F401 — registers them
+from zoo.experiments import (  # noqa: F401 — registers them
+    extrapolate, graph, length_tasks, memorization, sparse_memory, spe, urpe)
 from zoo.experiments.base import VARIANTS, Experiment, Options, Run
 from zoo.experiments.registry import available, get, register
 

@@ -26,7 +26,9 @@ class Options:
 
   encodings: tuple[str, ...] = ()  # the encodings to run (urpe_pi, urpe_etp, extrapolate; empty: the default set)
   zinc: str = ""  # graph_urpe: a folder holding ZINC-subset's CSVs, which adds the ZINC runs
-  steps: int | None = None  # extrapolate: training steps instead of the variant's
+  steps: int | None = None  # extrapolate, length_tasks: training steps instead of the variant's
+  task: str = ""  # length_tasks: the registered length-generalisation task to train and test
+  attention_impl: str = ""  # length_tasks: the attention core of every run (empty: xla)
 
 
 class Experiment:

@@ -85,12 +85,12 @@ def run_config(setup: Setup, variant: str, pe: str, pe_options: dict, length: in
   return config
 
 
-def trained_model(workdir: pathlib.Path, max_length: int) -> nnx.Module:
-  """The run's decoder rebuilt for `max_length` positions with the chunked core and its trained parameters; a
-  parameter longer there than in training (a learned position table) keeps its fresh values past the trained rows."""
+def trained_model(workdir: pathlib.Path, family: str, **options) -> nnx.Module:
+  """The run's model rebuilt with `options` over its config's (a longer `max_length`, another core, the fields its
+  task fixed) and its trained parameters; a parameter longer there than in training (a learned position table)
+  keeps its fresh values past the trained rows."""
   loaded = pretrained.load_params(str(workdir))
-  options = {**loaded.config["model"], "vocab_size": 256, "max_length": max_length, "attention_impl": "chunked"}
-  graph, fresh, rest = nnx.split(models.build("decoder", options, seed=0), nnx.Param, ...)
+  graph, fresh, rest = nnx.split(models.build(family, {**loaded.config["model"], **options}, seed=0), nnx.Param, ...)
   wanted = param_paths.flatten(fresh)
   values = {}
   for path, value in wanted.items():
@@ -144,7 +144,8 @@ class Extrapolate(Experiment):
   def row(self, run: Run, summary: dict, workdir: pathlib.Path) -> dict:
     del summary
     length = run.labels["train_length"]
-    model = trained_model(workdir, max(MULTIPLES) * length)
+    model = trained_model(workdir, "decoder", vocab_size=256, max_length=max(MULTIPLES) * length,
+                          attention_impl="chunked")
     held_out = held_out_bytes(run.config["task"]["max_files"])
     return {"eval_lengths": [m * length for m in MULTIPLES],
             "losses": evaluate(model, held_out, length, run.labels["eval_windows"])}
