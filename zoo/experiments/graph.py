@@ -45,10 +45,10 @@ class GraphUrpe(Experiment):
   takes = ("zinc", "encodings")
 
   def runs(self, variant: str, options: Options = Options()) -> list[Run]:
-    """Both encodings (or `options.encodings`) on every built-in graph task and, when `options.zinc` names a folder of ZINC_FILES, on ZINC
-    with the paper's Graphormer-slim model (configs/graph_zinc.py), CPU-sized: the variant's steps, a tenth of them
-    warm-up, batch 128 instead of 256 (measured with the test molecules: ≈ 1.9 s a step at 256 on 2 cores shared
-    with two sweeps). Tiny runs take the configs' smoke sizes as they are."""
+    """Both encodings (or `options.encodings`) on every built-in graph task and, when `options.zinc` names a folder
+    of ZINC_FILES, on ZINC with the paper's Graphormer-slim model (configs/graph_zinc.py), CPU-sized: the variant's
+    steps, a tenth of them warm-up, batch 128 instead of 256 (measured with the test molecules: ≈ 1.9 s a step at 256
+    on 2 cores shared with two sweeps). Tiny runs take the configs' smoke sizes as they are."""
     train = {} if variant == "tiny" else {"steps": STEPS[variant], "checkpoint_every": STEPS[variant] // 2}
     tasks = [(task, module, {"train": train}) for task, module in TASKS.items()]
     if options.zinc:
