@@ -13,7 +13,7 @@ from flax import nnx
 
 from test_graph import batch_of, graph_model, random_graph_example, run
 from test_reproduce import check_outputs, cli
-from zoo import attention, positional
+from zoo import attention, experiments, positional
 from zoo.data.tasks.graphs import graph_example, pad_graph, random_connected_graph
 from zoo.experiments import Options
 from zoo.positional.graph import GRAPH_TOKEN, Graph
@@ -281,8 +281,10 @@ def test_padding_nodes_change_nothing_in_the_model(name, head):
   np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow  # 12 tiny runs: ≈ 7 min on 2 shared cores (each encoding trains in the default suite through
+# test_train_randomness.py's graph-family test)
 def test_graph_urpe_runs_the_graphgps_encodings_when_asked(tmp_path, data_dir, monkeypatch):
-  """`launch.reproduce graph_urpe --tiny --encodings=...`: a column per encoding; an unknown one is one line."""
+  """`launch.reproduce graph_urpe --tiny --encodings=...`: every run trained, a column per encoding."""
   monkeypatch.setenv("ZOO_DATA_DIR", data_dir)
   args = ["graph_urpe", "--tiny", f"--workdir={tmp_path / 'runs'}", f"--out={tmp_path / 'out'}"]
   assert cli(*args, "--encodings=spd,rwse,lappe,rrwp") == 0
@@ -291,6 +293,23 @@ def test_graph_urpe_runs_the_graphgps_encodings_when_asked(tmp_path, data_dir, m
   table = (tmp_path / "out" / "tiny.md").read_text()
   assert "| task | metric | spd | rwse | lappe | rrwp |" in table and "| ZINC-subset (paper) | MAE | 0.122 | — |" in table
   assert "GRIT (RRWP; Ma et al. 2023) 0.059" in table
+
+
+@pytest.mark.parametrize("variant", ["quick", "full"])
+def test_graph_urpe_rows_of_the_graphgps_encodings_are_valid_configs_and_columns(variant):
+  """Without training: `--encodings=rwse,lappe,rrwp` runs parse, and rows of them make a column each (an encoding
+  missing on a task shows —)."""
+  from zoo.train.options import parse_experiment  # noqa: PLC0415
+
+  experiment = experiments.get("graph_urpe")
+  runs = experiment.runs(variant, Options(encodings=GRAPHGPS))
+  assert [r.config["model"]["pe"] for r in runs] == list(GRAPHGPS) * 3
+  for r in runs:
+    parse_experiment(r.config)
+  rows = [{**r.labels, "metric": "mae", "value": 0.5, "steps": 300} for r in runs[:-1]]  # no rrwp on the last task
+  table = experiment.markdown(rows, variant)
+  assert "| task | metric | rwse | lappe | rrwp |\n|---|---|---|---|---|\n" in table
+  assert "| graph_neighbourhood | mae | 0.500 | 0.500 | — |" in table and "GraphGPS (MPNN + attention, RWSE" in table
 
 
 def test_graph_urpe_refuses_an_encoding_that_is_not_a_graph_encoding(capsys):
