@@ -37,6 +37,8 @@ HIGHEST = lax.Precision.HIGHEST
 @dataclasses.dataclass(frozen=True)
 class RrwpOptions:
   steps: int = 21  # K: I, M, ..., M^(K−1)
+  share_across_layers: bool = True  # one projection for every layer; False: one per layer (GRIT's pair features
+  # change from layer to layer)
 
   def __post_init__(self):
     check(self.steps >= 1, f"rrwp: steps must be >= 1, got {self.steps}")
