@@ -37,9 +37,10 @@ _QUICK = flags.DEFINE_bool("quick", False, "smaller sizes and fewer steps: a run
 _TINY = flags.DEFINE_bool("tiny", False, "tiny sizes and a few steps: seconds (the tests' size)")
 _WORKDIR = flags.DEFINE_string("workdir", None, "runs go here (default /tmp/zoo/reproduce/<experiment>_<variant>)")
 _OUT = jsonl.define_out_flag("table, JSONL and figures (default results/<experiment>)")
-_ENCODINGS = flags.DEFINE_list("encodings", [], "urpe_pi, urpe_etp, extrapolate, length_tasks: comma-separated "
-                               "encodings (default: every one the encoder accepts; the experiment's list; rope+linear "
-                               "/ rope+ntk / rope+yarn for extrapolate's scaled RoPE; <pe>+randomized for "
+_ENCODINGS = flags.DEFINE_list("encodings", [], "urpe_pi, urpe_etp, extrapolate, graph_urpe, length_tasks: "
+                               "comma-separated encodings (default: every one the encoder accepts; the experiment's "
+                               "list; rope+linear / rope+ntk / rope+yarn for extrapolate's scaled RoPE; graph_urpe's "
+                               "spd, spd_urpe, or any graph encoding: rwse, lappe, rrwp; <pe>+randomized for "
                                "length_tasks' randomized positions)")
 _ZINC = flags.DEFINE_string("zinc", "", "graph_urpe: a folder with ZINC-subset's train.csv and valid.csv (columns "
                             "smiles, target); adds the ZINC runs")

@@ -213,7 +213,24 @@ REFERENCES = {
     "fire": lambda enc, q, k, lag, fx: {"logit_bias": fire_reference(enc, q, lag)},
     "cope": lambda enc, q, k, lag, fx: {"logit_bias": cope_reference(enc, q, k, fx["content"])},
     "memory_rpe": lambda enc, q, k, lag, fx: {"logit_bias": memory_rpe_reference(enc, lag)},
+    "rrwp": lambda enc, q, k, lag, fx: {"logit_bias": rrwp_reference(enc, lag)},
+    # GraphGPS's node encodings hand on only the graph model's edge bias: no term on a sequence
+    # (tests/test_graph_encodings.py checks their graph readings and their embeddings).
+    "rwse": lambda enc, q, k, lag, fx: {},
+    "lappe": lambda enc, q, k, lag, fx: {},
 }
+
+
+def rrwp_reference(enc, lag):
+  """Ma et al. (2023) on a sequence read as a path: Σ_k W[h, k] (M^k)_{c, c + lag}, k < K, M = D⁻¹A of a path of
+  4K + 1 nodes seen from its centre c (whose walks never reach the ends), by matrix powers in numpy."""
+  steps = enc.options.steps
+  n, centre = 4 * steps + 1, 2 * steps
+  a = np.eye(n, k=1) + np.eye(n, k=-1)
+  m = a / a.sum(1, keepdims=True)
+  walks = np.stack([np.linalg.matrix_power(m, k)[centre] for k in range(steps)], -1)  # [n, K]
+  relation = walks[centre + np.clip(lag, -centre, centre)]  # [batch, q, k, K]
+  return np.einsum("bqkn,hn->bhqk", relation, np.asarray(enc.weights[...])[:, :steps])
 
 
 def cope_reference(enc, q_pos, k_pos, content):

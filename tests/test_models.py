@@ -132,8 +132,13 @@ def test_top_k_and_top_p_keep_the_right_tokens():
 
 
 def hooks_linear_attention_cannot_apply(pe):
+  """The hooks that give a sequence model attention terms (graph encodings' `logit_bias` gives a sequence none)."""
+  with nnx.use_eager_sharding(False):
+    encoding = positional.build(pe, None, positional.ModelDims(2, 4, 8, 16, False), rngs=nnx.Rngs(0))
+  coords = positional.Coordinates(jnp.zeros((1, 4), jnp.int32))
+  bias, scale = positional.attention_terms(encoding, coords, coords)
   per_call = ["transform_qk"] if positional.get(pe).transform_per_call else []  # xPos: its state holds keys transformed
-  return per_call + [h for h in ("logit_bias", "prob_scale") if positional.implements(positional.get(pe), h)]
+  return per_call + [hook for hook, terms in (("logit_bias", bias), ("prob_scale", scale)) if terms not in ((), None)]
 
 
 @pytest.mark.parametrize("family", ["encoder", "decoder"])

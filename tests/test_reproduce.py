@@ -38,7 +38,7 @@ def test_unknown_experiment_and_misplaced_options_name_the_valid_ones(capsys):
   assert capsys.readouterr().err == ("error: unknown experiment 'urpe_bogus'; valid choices: extrapolate, graph_urpe, "
                                      "length_tasks, memorization, sparse_memory, spe_lra, urpe_etp, urpe_pi\n")
   assert cli("sparse_memory", "--encodings=rpe") == 2
-  assert "--encodings applies to extrapolate, length_tasks, urpe_etp, urpe_pi only" in capsys.readouterr().err
+  assert "--encodings applies to extrapolate, graph_urpe, length_tasks, urpe_etp, urpe_pi only" in capsys.readouterr().err
   assert cli("urpe_pi", "--encodings=rpe,fourier") == 2
   assert "unknown encoding 'fourier'; valid choices: alibi," in capsys.readouterr().err
   assert cli("urpe_pi", "--zinc=/data/zinc") == 2

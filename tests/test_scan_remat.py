@@ -87,12 +87,18 @@ def test_scan_equals_the_layer_loop_for_every_attention_impl(impl):
                     token_loss(random_tokens(2, (2, 12))), remat="dots_saveable")
 
 
-@pytest.mark.parametrize("pe,share", [(n, False) for n in GRAPH_ENCODINGS] + [(GRAPH_ENCODINGS[0], True)])
+GRAPH_PER_LAYER = [n for n in GRAPH_ENCODINGS if n in PER_LAYER]
+
+
+@pytest.mark.parametrize("pe,share", [(n, False) for n in GRAPH_PER_LAYER] + [(GRAPH_PER_LAYER[0], True)]
+                         + [pytest.param(n, None, marks=pytest.mark.slow) for n in GRAPH_ENCODINGS
+                            if n not in PER_LAYER])
 def test_scan_equals_the_layer_loop_on_graphs(pe, share):
-  """Per-layer graph encodings run the `embed` hook (degree centrality) from layer 0's slice of the stack."""
+  """Per-layer graph encodings run the `embed` hook (degree centrality) from layer 0's slice of the stack; share
+  None: an encoding that is always shared (GraphGPS's node encodings)."""
   batch = batch_of([random_graph_example(seed)[1] for seed in (0, 1)])
   fields = {k: v for k, v in batch.items() if k != "inputs"}
-  config = dict(TINY_GRAPH, pe=pe, pe_options=dict(share_across_layers=share))
+  config = dict(TINY_GRAPH, pe=pe, pe_options={} if share is None else dict(share_across_layers=share))
   assert_same_model("graph", config, lambda model: jnp.mean(model(batch["inputs"], **fields) ** 2))
 
 

@@ -24,7 +24,7 @@ class Run:
 class Options:
   """The command line's choices beyond the variant; each experiment's `takes` names those it accepts."""
 
-  encodings: tuple[str, ...] = ()  # the encodings to run (urpe_pi, urpe_etp, extrapolate; empty: the default set)
+  encodings: tuple[str, ...] = ()  # the encodings to run (urpe_*, extrapolate, graph_urpe; empty: the default set)
   zinc: str = ""  # graph_urpe: a folder holding ZINC-subset's CSVs, which adds the ZINC runs
   steps: int | None = None  # extrapolate, length_tasks: training steps instead of the variant's
   task: str = ""  # length_tasks: the registered length-generalisation task to train and test

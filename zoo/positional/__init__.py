@@ -21,6 +21,9 @@ from zoo.positional import xpos as _xpos  # noqa: E402,F401
 from zoo.positional import cope as _cope  # noqa: E402,F401
 from zoo.positional import spe as _spe  # noqa: E402,F401
 from zoo.positional.graph import Graph  # noqa: E402
+from zoo.positional import rwse as _rwse  # noqa: E402,F401
+from zoo.positional import lappe as _lappe  # noqa: E402,F401
+from zoo.positional import rrwp as _rrwp  # noqa: E402,F401
 
 __all__ = ["HOOKS", "Coordinates", "Graph", "LagIndex", "ModelDims", "PositionalEncoding", "alibi_slopes", "apply_rope",
            "attention_terms", "available", "build", "get", "implements", "parse_options", "register", "sinusoidal",

@@ -14,15 +14,22 @@ coordinates on without looking inside. Without a graph (the encodings used in a 
 as a path graph: the SPD of tokens i and j is |k_pos - q_pos|, served as an ordinary per-lag `RelativeTable` (the
 SPD table mirrored onto lags -D..D) that every attention implementation evaluates tile by tile, and every token has
 a path's interior degree 2 (the ends are not known to a causal model).
+
+GraphGPS's encodings (`rwse`, `lappe`, `rrwp`, one module each) read the same `Graph`: the helpers here give them
+its adjacency (spd == 1 between real nodes) and random walk, and the infinite path's walk probabilities that are
+their sequence reading.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx, struct
+from jax import lax
 
 from zoo.attention.bias import DenseBias, RelationTable, RelativeTable
 from zoo.config import check
@@ -43,6 +50,42 @@ class Graph:
   in_degree: jax.Array  # [batch, n] int32
   out_degree: jax.Array  # [batch, n] int32
   edge_bias: jax.Array | None = None  # [batch, heads, n, n] float: the model's edge encoding, if it has one
+
+
+def edge_terms(graph: Graph | None) -> tuple[DenseBias, ...]:
+  """The model's edge-encoding bias, handed on by every graph encoding (none on a sequence or without one)."""
+  return () if graph is None or graph.edge_bias is None else (DenseBias(graph.edge_bias),)
+
+
+def adjacency(spd: jax.Array) -> jax.Array:
+  """spd [batch, n, n] -> A [batch, n, n] float32: 1 between nodes one edge apart. Padding nodes (UNREACHABLE) and
+  the graph token (GRAPH_TOKEN) have no edges."""
+  return (spd == 1).astype(jnp.float32)
+
+
+def random_walk(spd: jax.Array) -> jax.Array:
+  """spd [batch, n, n] -> M = D⁻¹A [batch, n, n], row i the distribution of one step from node i. A node without
+  edges (isolated, padding, the graph token) gets a zero row, not 0/0."""
+  a = adjacency(spd)
+  return a / jnp.maximum(a.sum(-1, keepdims=True), 1.0)
+
+
+def walk_powers(m: jax.Array, first: int, steps: int) -> jax.Array:
+  """m [batch, n, n] -> [steps, batch, n, n]: M^first, ..., M^(first + steps − 1), in float32 at full precision."""
+  matmul = lambda a, b: jnp.matmul(a, b, precision=lax.Precision.HIGHEST)
+  start = jnp.broadcast_to(jnp.eye(m.shape[-1], dtype=m.dtype), m.shape)
+  for _ in range(first):
+    start = matmul(start, m)
+  _, powers = lax.scan(lambda p, _: (matmul(p, m), p), start, None, length=steps)
+  return powers
+
+
+def path_walk(steps: int, max_lag: int) -> np.ndarray:
+  """[steps, max_lag + 1]: the probability that a k-step walk on the infinite path ends |lag| nodes away, k = 0 ..
+  steps − 1: C(k, (k + |lag|)/2) / 2^k when |lag| <= k and k + |lag| is even, else 0 — a sequence read as a path
+  whose ends are unknown (as the degrees above), the sequence reading of the random-walk encodings."""
+  return np.array([[math.comb(k, (k + lag) // 2) / 2 ** k if lag <= k and (k + lag) % 2 == 0 else 0.0
+                    for lag in range(max_lag + 1)] for k in range(steps)], np.float32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,9 +148,7 @@ class Graphormer(PositionalEncoding):
     del k  # self-attention over the graph's nodes: the keys' graph is the queries'
     graph = q.relation
     spatial = self.table_term(self.spatial[...], graph)
-    if graph is None or graph.edge_bias is None:
-      return spatial
-    return spatial, DenseBias(graph.edge_bias)
+    return (spatial, *edges) if (edges := edge_terms(graph)) else spatial
 
 
 @register("spd_urpe")
