@@ -55,7 +55,10 @@ def test_help_exits_0_and_lists_the_flags_the_docstring_uses(module):
   assert not missing, f"--help of {module} does not list {sorted(missing)}:\n{result.stdout}"
 
 
-@pytest.mark.parametrize("module", sorted(COMMANDS))
+# One command per way of parsing flags runs by default (`cli.run`; absl's `app.run` with a parser of its own:
+# reproduce; verb first: tpu); every command in the slow suite.
+@pytest.mark.parametrize("module", [pytest.param(m, marks=() if m in ("launch.train", "launch.reproduce", "launch.tpu")
+                                                 else pytest.mark.slow) for m in sorted(COMMANDS)])
 def test_an_unknown_flag_is_one_error_line_and_exit_status_2(module):
   result = run(module, "--no_such_flag=1")
   assert result.returncode == 2 and result.stdout == "", (result.returncode, result.stdout[-3000:])

@@ -314,6 +314,7 @@ def test_shipped_lm_rope_exports_then_its_converted_folder_exports_the_same(tmp_
   assert digests(second) == digests(first)  # a converted folder is a source like any other
 
 
+@pytest.mark.slow  # a training run first; test_hf_loop exports a fine-tune's workdir by default
 def test_a_default_config_workdir_exports_as_the_fixture_transformers_ran(tmp_path, data_dir):
   workdir, exported = tmp_path / "run", tmp_path / "hf"
   result = run_module("launch.train", "--config=configs/lm_bytes.py:rope,smoke", f"--workdir={workdir}",
@@ -334,9 +335,10 @@ def test_a_default_config_workdir_exports_as_the_fixture_transformers_ran(tmp_pa
                  "norm='rmsnorm' (needs 'layernorm'), qkv_bias=False (needs True), out_bias=False (needs True), "
                  "mlp_bias=False (needs True), embedding_norm=False (needs True); the nearest exportable choice: "
                  "pe='rope' (written as llama)"),
-    ("lm_learned", "error: export: this decoder is not gpt2-shaped: activation='swiglu' (needs 'gelu_tanh'), "
+    pytest.param("lm_learned", "error: export: this decoder is not gpt2-shaped: activation='swiglu' (needs 'gelu_tanh'), "
                    "norm='rmsnorm' (needs 'layernorm'), qkv_bias=False (needs True), out_bias=False (needs True), "
-                   "mlp_bias=False (needs True); the nearest exportable choice: pe='rope' (written as llama)"),
+                   "mlp_bias=False (needs True); the nearest exportable choice: pe='rope' (written as llama)",
+                 marks=pytest.mark.slow),
 ])
 def test_shipped_decoders_no_hugging_face_architecture_computes_are_refused_in_one_line(name, message, tmp_path):
   result = run_module("launch.convert", f"--pretrained={name}", f"--to_hf={tmp_path / 'hf'}")

@@ -26,7 +26,7 @@ def converted(tmp_path_factory, data_dir) -> str:
   return str(out)
 
 
-@pytest.mark.parametrize("flag", ["--workdir", "--pretrained"])
+@pytest.mark.parametrize("flag", [pytest.param("--workdir", marks=pytest.mark.slow), "--pretrained"])
 def test_generate_on_a_converted_folder_continues_as_models_generate_does(converted, flag, data_dir):
   prompt, new = [1, 2, 3], 5
   result = run_command("launch.generate", f"{flag}={converted}", f"--prompt={' '.join(map(str, prompt))}",
@@ -37,7 +37,7 @@ def test_generate_on_a_converted_folder_continues_as_models_generate_does(conver
   assert result.stdout.split() == [str(t) for t in np.asarray(tokens[0])]
 
 
-@pytest.mark.parametrize("source", ["converted", "hf"])
+@pytest.mark.parametrize("source", ["converted", pytest.param("hf", marks=pytest.mark.slow)])
 def test_evaluate_asks_for_a_task_then_runs_on_it(converted, source, data_dir):
   path = converted if source == "converted" else str(HF / "llama")
   result = run_command("launch.evaluate", f"--workdir={path}", data_dir=data_dir)

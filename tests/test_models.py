@@ -10,7 +10,7 @@ import optax
 import pytest
 from flax import nnx
 
-from conftest import TINY, forward, per_token_options, random_tokens, representative_or_slow, tiny_model
+from conftest import REPRESENTATIVE_ENCODINGS, TINY, forward, per_token_options, random_tokens, tiny_model
 from zoo import models, positional
 from zoo.models import sampling
 from zoo.train import step
@@ -93,7 +93,8 @@ def greedy_by_full_forward(model, prompt, steps):
   return tokens[:, prompt.shape[1]:]
 
 
-@pytest.mark.parametrize("pe", ["t5_bias", "urpe", "learned"])
+@pytest.mark.parametrize("pe", ["urpe", pytest.param("t5_bias", marks=pytest.mark.slow),
+                                pytest.param("learned", marks=pytest.mark.slow)])
 def test_greedy_generation_with_ragged_prompts_equals_full_recompute(pe):
   model = tiny_model("decoder", pe)
   prompts = random_tokens(7, (2, 6))
@@ -141,9 +142,20 @@ def hooks_linear_attention_cannot_apply(pe):
   return per_call + [hook for hook, terms in (("logit_bias", bias), ("prob_scale", scale)) if terms not in ((), None)]
 
 
-@pytest.mark.parametrize("family", ["encoder", "decoder"])
-@pytest.mark.parametrize("impl", ["xla", "linear"])
-@pytest.mark.parametrize("pe", [representative_or_slow(pe) for pe in positional.available()])
+# By default: linear attention's refusal of every representative encoding that it cannot serve (cheap), and a training
+# step for a few that build, covering both attentions and both families; the slow suite trains the whole registry.
+TRAINED_BY_DEFAULT = {("rope", "xla", "decoder"), ("urpe", "xla", "encoder"), ("rope", "linear", "decoder"),
+                      ("learned", "linear", "encoder")}
+
+
+def every_encoding_case(pe: str, impl: str, family: str):
+  refused = impl == "linear" and bool(hooks_linear_attention_cannot_apply(pe))
+  default = (pe, impl, family) in TRAINED_BY_DEFAULT or (refused and pe in REPRESENTATIVE_ENCODINGS)
+  return pytest.param(pe, impl, family, id=f"{pe}-{impl}-{family}", marks=() if default else pytest.mark.slow)
+
+
+@pytest.mark.parametrize("pe,impl,family", [every_encoding_case(pe, impl, family) for pe in positional.available()
+                                            for impl in ("xla", "linear") for family in ("encoder", "decoder")])
 def test_every_encoding_with_every_attention_builds_trains_and_generates(pe, impl, family):
   """Discovered from the registry: a new encoding either works with both attentions in both families, or linear
   attention refuses it at build time with an error that names the encoding, the hook and the usable encodings."""
@@ -206,8 +218,9 @@ def test_linear_decoding_state_does_not_grow_with_the_prefix():
   assert state.k_sum.shape == (2, TINY["num_heads"], 24)
 
 
-@pytest.mark.parametrize("impl,pe", [("xla", "rope"), ("chunked", "alibi"), ("pallas", "rope"), ("linear", "rope"),
-                                     ("xla", "spe_sine")])
+@pytest.mark.parametrize("impl,pe", [pytest.param("xla", "rope", marks=pytest.mark.slow),  # test_grouped_query: every
+                                     pytest.param("chunked", "alibi", marks=pytest.mark.slow),  # core's grouped reading
+                                     ("pallas", "rope"), ("linear", "rope"), ("xla", "spe_sine")])
 def test_grouped_query_cache_holds_the_kv_heads_and_decodes_like_the_full_forward(impl, pe):
   """The cache of a num_kv_heads < num_heads decoder keeps kv heads only (the core maps each query head to its kv
   head): the KV cache's keys and values, linear attention's recurrent state; an encoding with per-head key transforms

@@ -66,21 +66,24 @@ def token_loss(tokens):
   return lambda model: jnp.mean(model(tokens) ** 2)
 
 
-@pytest.mark.parametrize("pe", [representative_or_slow(pe) for pe in SEQUENCE_ENCODINGS])
+# The scan is encoding-agnostic but for per-layer tables (below): one encoding by default, the registry when slow.
+@pytest.mark.parametrize("pe", [pytest.param(pe, marks=() if pe == "urpe" else pytest.mark.slow)
+                                for pe in SEQUENCE_ENCODINGS])
 def test_scan_equals_the_layer_loop_with_dropout(pe):
   """Dropout on: the scanned layers draw the same masks (their streams are the loop's, stacked)."""
   config = dict(TINY, pe=pe, dropout=0.1, attention_dropout=0.1)
   assert_same_model("decoder", config, token_loss(random_tokens(0, (2, 12))))
 
 
-@pytest.mark.parametrize("pe", [n if n in ("urpe", "spe_conv") else pytest.param(n, marks=pytest.mark.slow)
+@pytest.mark.parametrize("pe", [n if n == "urpe" else pytest.param(n, marks=pytest.mark.slow)
                                 for n in PER_LAYER if n in SEQUENCE_ENCODINGS])
 def test_scan_stacks_per_layer_tables(pe):
   config = dict(TINY, pe=pe, pe_options=dict(share_across_layers=False), dropout=0.1)
   assert_same_model("decoder", config, token_loss(random_tokens(1, (2, 12))))
 
 
-@pytest.mark.parametrize("impl", [n for n in attention.available() if n != "auto"])
+@pytest.mark.parametrize("impl", [pytest.param(n, marks=() if n in ("xla", "linear") else pytest.mark.slow)
+                                  for n in attention.available() if n != "auto"])  # a KV cache and a linear state
 def test_scan_equals_the_layer_loop_for_every_attention_impl(impl):
   pe = "spe_sine" if impl == "linear" else "urpe"
   assert_same_model("encoder", dict(TINY, pe=pe, attention_impl=impl, head="token", num_classes=5),
@@ -113,7 +116,8 @@ def test_remat_changes_nothing(scan_layers, remat):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("pe,impl", [("urpe", "xla"), ("t5_bias", "pallas"), ("rope", "linear")])
+@pytest.mark.parametrize("pe,impl", [("urpe", "xla"), pytest.param("t5_bias", "pallas", marks=pytest.mark.slow),
+                                     ("rope", "linear")])
 def test_scanned_cached_generation_equals_the_layer_loop(pe, impl):
   """The scanned decoder's cache is stacked [layers, ...] (KV slots or linear attention's recurrent state)."""
   config = dict(TINY, pe=pe, attention_impl=impl)

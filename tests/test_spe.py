@@ -11,6 +11,9 @@ from conftest import forward, random_tokens, tiny_model
 from zoo import positional
 
 DRAWS = 64  # noise draws, each with R realizations
+# The code machinery both kinds share (the transform, row-by-row codes, the noise stream) is checked on convSPE by
+# default and on sineSPE (≈ 3× the compile time) in the slow suite; each kind's closed form runs by default.
+BOTH_KINDS = [pytest.param("spe_sine", marks=pytest.mark.slow), "spe_conv"]
 
 
 def build(name, heads=1, head_dim=1, max_length=16, **options):
@@ -106,7 +109,7 @@ def test_gated_cross_covariance_mixes_the_kernel_with_a_constant():
   assert np.all(np.abs(mean - closed) < 5 * stderr + 1e-3), np.abs(mean - closed) / stderr
 
 
-@pytest.mark.parametrize("name", ["spe_sine", "spe_conv"])
+@pytest.mark.parametrize("name", BOTH_KINDS)
 def test_transform_is_the_code_weighted_sum_of_queries_and_keys(name):
   """q̂ = Σ_d q_d q̄'_d: the transform (codes folded in without forming them) against the codes it is made of."""
   spe = build(name, heads=2, head_dim=3, num_realizations=8)
@@ -119,7 +122,7 @@ def test_transform_is_the_code_weighted_sum_of_queries_and_keys(name):
                                rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["spe_sine", "spe_conv"])
+@pytest.mark.parametrize("name", BOTH_KINDS)
 def test_rows_sharing_positions_get_the_codes_of_the_row_by_row_path(name):
   """A batch whose rows share their positions forms the codes once; a batch with differing rows goes row by row
   (`project`): the same row, key and parameters give the same q̂, k̂ either way — values and gradients."""
@@ -143,7 +146,7 @@ def test_rows_sharing_positions_get_the_codes_of_the_row_by_row_path(name):
     np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("impl", ["xla", "linear"])
+@pytest.mark.parametrize("impl", [pytest.param("xla", marks=pytest.mark.slow), "linear"])
 def test_position_agnostic_gate_makes_the_model_ignore_positions(impl):
   model = tiny_model("encoder", "spe_sine", head="token", num_classes=5, attention_impl=impl)
   model.eval()
@@ -156,7 +159,7 @@ def test_position_agnostic_gate_makes_the_model_ignore_positions(impl):
                              np.asarray(forward(model, tokens, positions, None)), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["spe_sine", "spe_conv"])
+@pytest.mark.parametrize("name", BOTH_KINDS)
 def test_noise_is_redrawn_while_training_and_fixed_in_eval(name):
   spe = build(name, heads=2, head_dim=4, num_realizations=8)
   q = jax.random.normal(jax.random.key(1), (1, 5, 2, 4))

@@ -63,7 +63,7 @@ def compile_train_step(topology_name, encoding_name, causal, impl="pallas", leng
   return jax.jit(sharded).lower(qkv, qkv, qkv, positions, abstract_params).compile()
 
 
-@pytest.mark.parametrize("topology_name", TOPOLOGIES)
+@pytest.mark.parametrize("topology_name", [TOPOLOGIES[0], pytest.param(TOPOLOGIES[1], marks=pytest.mark.slow)])
 @pytest.mark.parametrize("encoding_name", ENCODINGS)
 def test_forward_and_backward_compile_for_tpu(topology_name, encoding_name, record_property):
   compiled = compile_train_step(topology_name, encoding_name, causal=encoding_name != "t5_bias")
@@ -79,9 +79,12 @@ def test_forward_and_backward_compile_for_tpu(topology_name, encoding_name, reco
   assert stats.temp_size_in_bytes < H * L * L * 4 // 2
 
 
-@pytest.mark.parametrize("impl", ["pallas", "auto"])
-@pytest.mark.parametrize("mesh", [dict(data=4, fsdp=1, tensor=1), dict(data=1, fsdp=4, tensor=1),
-                                  dict(data=1, fsdp=2, tensor=2)], ids=["data", "fsdp", "tensor"])
+@pytest.mark.parametrize("impl,mesh", [
+    pytest.param(impl, mesh, id=f"{impl}-{name}", marks=() if (impl, name) in {("pallas", "fsdp"), ("auto", "tensor")}
+                 else pytest.mark.slow)
+    for impl in ("pallas", "auto") for name, mesh in (("data", dict(data=4, fsdp=1, tensor=1)),
+                                                      ("fsdp", dict(data=1, fsdp=4, tensor=1)),
+                                                      ("tensor", dict(data=1, fsdp=2, tensor=2)))])
 def test_the_full_train_step_compiles_mosaic_kernels_for_a_multi_chip_slice(impl, mesh, data_dir):
   """The fit check traces for the topology's devices: `auto` picks the kernel as on a TPU host, the kernel lowers
   through Mosaic (not the CPU interpreter) inside shard_map, so a 4-chip slice compiles under every mesh layout."""
