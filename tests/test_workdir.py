@@ -192,7 +192,7 @@ def test_record_amends_what_leaves_the_trajectory_alone(stopped_run, key, value)
   assert workdir_lib.record(str(workdir), config) is None  # nothing new to record the second time
 
 
-@pytest.mark.parametrize("key,value", [("model.num_heads", 4), ("model.head_dim", 4), ("optimizer.warmup_steps", 0),
+@pytest.mark.parametrize("key,value", [("model.attention.num_heads", 4), ("model.attention.head_dim", 4), ("optimizer.warmup_steps", 0),
                                        ("train.batch_size", 16), ("train.grad_accum_steps", 2), ("train.seed", 1),
                                        ("train.init_from", "pi_urpe"), ("task.length", 8), ("optimizer.newkey", 1)])
 def test_record_refuses_what_changes_the_trajectory_naming_it(stopped_run, key, value):

@@ -80,8 +80,9 @@ def run_config(setup: Setup, variant: str, pe: str, pe_options: dict, length: in
                                  "clip_norm": 0.0},
                       train={"steps": steps, "batch_size": setup.batch, "checkpoint_every": 0, "eval_every": 0,
                              "eval_batches": 1, "log_every": max(1, steps // 10)})
-  config["model"] = {"num_layers": setup.num_layers, "d_model": setup.d_model, "num_heads": setup.num_heads,
-                     "pe": pe, "pe_options": pe_options, "attention_impl": "chunked"}
+  config["model"] = {"num_layers": setup.num_layers, "d_model": setup.d_model,
+                     "attention": {"num_heads": setup.num_heads, "impl": "chunked"},
+                     "positional": {"name": pe, "options": pe_options}}
   return config
 
 
@@ -89,7 +90,9 @@ def trained_model(workdir: pathlib.Path, max_length: int) -> nnx.Module:
   """The run's decoder rebuilt for `max_length` positions with the chunked core and its trained parameters; a
   parameter longer there than in training (a learned position table) keeps its fresh values past the trained rows."""
   loaded = pretrained.load_params(str(workdir))
-  options = {**loaded.config["model"], "vocab_size": 256, "max_length": max_length, "attention_impl": "chunked"}
+  model = loaded.config["model"]
+  options = {**model, "vocab_size": 256, "max_length": max_length,
+             "attention": {**model.get("attention", {}), "impl": "chunked"}}
   graph, fresh, rest = nnx.split(models.build("decoder", options, seed=0), nnx.Param, ...)
   wanted = param_paths.flatten(fresh)
   values = {}
