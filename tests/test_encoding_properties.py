@@ -344,7 +344,8 @@ def test_forward_and_gradients_are_finite(family, pe):
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("bias", ["rpe", "t5_bias"])
 def test_urpe_with_c_equal_one_is_its_rpe(family, bias):
-  urpe = tiny_model(family, "urpe", positional=dict(options={"bias": bias}), **per_token_options(family))  # C starts at ones
+  # C starts at ones.
+  urpe = tiny_model(family, "urpe", positional=dict(options={"bias": bias}), **per_token_options(family))
   rpe = tiny_model(family, bias, seed=7, **per_token_options(family))
   # Every URPE parameter but C goes to the same place in the RPE model (URPE's B sits one level deeper, under "b").
   urpe_params = {tuple(p for p in path if p != "b"): v

@@ -96,8 +96,8 @@ def test_bad_config_exits_2_with_one_line_naming_the_valid_choices(case, tmp_pat
 def test_every_model_and_encoding_option_can_be_set_from_the_command_line(tmp_path, data_dir):
   """Options the config file does not list (head_dim, the encoding's max_distance) are dotted overrides too."""
   result = run_cli("--config=configs/pi.py:rpe,smoke", "--config.model.positional.options.max_distance=4",
-                   "--config.model.attention.head_dim=4", "--config.train.steps=1", f"--config.train.data_dir={data_dir}",
-                   f"--workdir={tmp_path}")
+                   "--config.model.attention.head_dim=4", "--config.train.steps=1",
+                   f"--config.train.data_dir={data_dir}", f"--workdir={tmp_path}")
   assert result.returncode == 0, result.stderr[-3000:]
   _, state = final_state(tmp_path)
   shapes = {np.shape(leaf) for leaf in jax.tree.leaves(state["params"])}

@@ -2,8 +2,8 @@
 
 The shared Backbone and Block run unchanged; what makes it a graph model is the relation handed to the positional
 hooks (`zoo.positional.Graph`): shortest-path distances instead of lags, node degrees for the centrality encoding,
-and the edge-encoding bias computed here. The spatial table (and URPE's C with `pe="spd_urpe"`) belongs to
-the encoding; this module owns what depends on the graph's features:
+and the edge-encoding bias computed here. The spatial table (and URPE's C with `positional.name="spd_urpe"`)
+belongs to the encoding; this module owns what depends on the graph's features:
 
 * node feature embeddings: one table per feature column, summed;
 * edge encoding: for nodes i, j, the mean over the first ≤ max_hops edges e_1..e_m of their shortest path of
