@@ -36,13 +36,13 @@ def from_pretrained(name: str) -> ml_collections.ConfigDict:
   """The config a shipped model was trained with (checkpoints/manifest.json) with `train.init_from` = `name` and
   an empty `model` section: fine-tuning configs start here and state what they change. The training run fills in
   every model option the checkpoint states and the config leaves unset (`zoo.train.init_from.fine_tune_config`),
-  so that a command-line override such as `--config.model.pe=alibi` is judged against the checkpoint, not against
-  a copy of its options. Reads the manifest as JSON (no JAX import)."""
+  so that a command-line override such as `--config.model.positional.name=alibi` is judged against the checkpoint,
+  not against a copy of its options. Reads the manifest as JSON (no JAX import)."""
   path = pathlib.Path(__file__).resolve().parent.parent / "checkpoints" / "manifest.json"
   models = json.loads(path.read_text())["models"] if path.exists() else {}
   if name not in models:
     raise ValueError(f"config: no shipped model {name!r} in {path}; available: {', '.join(sorted(models)) or '(none)'}")
   config = ml_collections.ConfigDict(models[name]["config"])
-  config.model = ml_collections.ConfigDict()
+  config.model = get_base_config().model  # empty sub-sections: the checkpoint's options fill them
   config.train.init_from = name
   return config

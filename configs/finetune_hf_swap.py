@@ -6,11 +6,12 @@ r"""Fine-tunes a converted Llama-shaped decoder with its encoding swapped: URPE 
 
 The argument is the model — a folder `launch.convert --out` wrote, or a Hugging Face directory itself (converted while
 loading); default: the tests' tiny random Llama, tests/fixtures/hf/llama — then optionally `urpe` or `alibi` and
-`smoke`. The model is the converted one with `pe` replaced: the file states only that, the training run takes every
-other option from the checkpoint (`zoo.train.init_from.fine_tune_config`; with `--config.model.pe=rope` the checkpoint's
-RoPE base and scaling too), every parameter loads through `train.init_from` (RoPE has no parameters of its own, so
-nothing is dropped; URPE's tables are new), and all of them train. The task is byte-level language modelling on local
-text (`configs/lm_bytes.py`), so the model's vocabulary must be the 256 bytes; for another vocabulary set
+`smoke`. The model is the converted one with `model.positional.name` replaced: the file states only that, the
+training run takes every other option from the checkpoint (`zoo.train.init_from.fine_tune_config`; with
+`--config.model.positional.name=rope` the checkpoint's RoPE base and scaling too), every parameter loads through
+`train.init_from` (RoPE has no parameters of its own, so nothing is dropped; URPE's tables are new), and all of
+them train. The task is byte-level language modelling on local text (`configs/lm_bytes.py`), so the model's
+vocabulary must be the 256 bytes; for another vocabulary set
 `--config.train.init_from_allow_mismatch=True` (the embeddings then start afresh). ",smoke" runs four steps on a few
 files.
 """
@@ -44,7 +45,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.task = ml_collections.ConfigDict(dict(name="byte_lm", text_dir="", pattern="*.py", max_files=200,
                                                length=256, pack=True))
   check_decoder(source)
-  config.model.pe = pe
+  config.model.positional.name = pe
   config.optimizer.update(learning_rate=1e-3, warmup_steps=20)
   config.train.update(init_from=str(source), steps=300, batch_size=8, checkpoint_every=300, eval_batches=4)
   if "smoke" in variants:

@@ -4,8 +4,9 @@ r"""Swaps the shipped `lm_rope` decoder's encoding for URPE and trains only the 
 
 Every parameter of `lm_rope` loads (RoPE has none of its own); URPE's tables (`.../encoding/b/table`,
 `.../encoding/c`) are new and the only trainable ones (`train.trainable="encoding"`), so the rest stays bit for bit
-the pretrained model. Set `--config.train.trainable=` to fine-tune everything, `--config.model.pe=alibi` for ALiBi
-(no parameters: then train everything). ",smoke" runs four steps on a few files.
+the pretrained model. Set `--config.train.trainable=` to fine-tune everything,
+`--config.model.positional.name=alibi` for ALiBi (no parameters: then train everything). ",smoke" runs four steps on
+a few files.
 """
 
 import ml_collections
@@ -16,7 +17,7 @@ from configs.base import from_pretrained, parse_arg
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   _, variants = parse_arg(arg, default="")
   config = from_pretrained("lm_rope")
-  config.model.pe = "urpe"
+  config.model.positional.name = "urpe"
   config.optimizer.update(learning_rate=3e-3, warmup_steps=20)
   config.train.update(trainable="encoding", steps=300, checkpoint_every=300)
   if "smoke" in variants:

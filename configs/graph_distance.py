@@ -23,14 +23,14 @@ def graph_config(task: dict, arg: str | None, smoke_task: dict = SMOKE_TASK) -> 
   config = get_base_config()
   config.task = ml_collections.ConfigDict(task)
   config.model = ml_collections.ConfigDict(dict(
-      num_layers=2, d_model=32, num_heads=4, mlp_dim=64, activation="gelu", norm="layernorm", norm_position="pre",
-      dropout=0.0, attention_dropout=0.0, pe=pe, pe_options={}, max_hops=5, graph_token=True,
-      attention_impl="xla", dtype="float32"))
+      num_layers=2, d_model=32, dropout=0.0, dtype="float32", max_hops=5, graph_token=True,
+      attention=dict(num_heads=4, impl="xla", dropout=0.0), mlp=dict(dim=64, activation="gelu"),
+      norm=dict(kind="layernorm", position="pre"), positional=dict(name=pe, options={})))
   config.optimizer.update(learning_rate=2e-3, warmup_steps=50, schedule="cosine", weight_decay=0.0)
   config.train.update(steps=1000, batch_size=32, log_every=50, eval_every=0, checkpoint_every=500)
   if "smoke" in variants:
     config.task.update(smoke_task)
-    config.model.update(num_layers=1, d_model=16, num_heads=2, mlp_dim=32, max_hops=2)
+    config.model.update(num_layers=1, d_model=16, max_hops=2, attention=dict(num_heads=2), mlp=dict(dim=32))
     config.optimizer.warmup_steps = 2
     config.train.update(steps=6, batch_size=8, log_every=2, checkpoint_every=3)
   return config

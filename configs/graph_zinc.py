@@ -21,7 +21,7 @@ def get_config(arg: str | None = None):
                              target_column="target", max_nodes=40, max_hops=5), arg, smoke_task={})
   config.optimizer.update(learning_rate=2e-4, schedule="linear", weight_decay=0.01)
   if "smoke" not in parse_arg(arg, default="spd")[1]:
-    config.model.update(num_layers=12, d_model=80, num_heads=8, mlp_dim=80)
+    config.model.update(num_layers=12, d_model=80, attention=dict(num_heads=8), mlp=dict(dim=80))
     config.optimizer.warmup_steps = 40_000
     config.train.update(steps=400_000, batch_size=256, log_every=500, checkpoint_every=10_000)
   return config

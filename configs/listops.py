@@ -21,14 +21,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       name="listops", num_train=96_000, num_eval=2_000, num_test=2_000, min_length=500, max_length=2_000,
       max_depth=10, max_args=10, seed=0))
   config.model = ml_collections.ConfigDict(dict(
-      num_layers=4, d_model=128, num_heads=4, mlp_dim=256, activation="gelu", norm="layernorm", norm_position="pre",
-      dropout=0.1, attention_dropout=0.1, pe=pe, pe_options={}, attention_impl="xla", dtype="float32",
-      pooling="mean"))
+      num_layers=4, d_model=128, dropout=0.1, dtype="float32", pooling="mean",
+      attention=dict(num_heads=4, impl="xla", dropout=0.1), mlp=dict(dim=256, activation="gelu"),
+      norm=dict(kind="layernorm", position="pre"), positional=dict(name=pe, options={})))
   config.optimizer.update(learning_rate=1e-3, warmup_steps=1000, weight_decay=0.1)
   config.train.update(steps=10_000, batch_size=32, log_every=100, eval_every=1000, checkpoint_every=1000)
   if "smoke" in variants:
     config.task.update(num_train=64, num_eval=16, num_test=16, min_length=4, max_length=32)
-    config.model.update(num_layers=1, d_model=16, num_heads=2, mlp_dim=32)
+    config.model.update(num_layers=1, d_model=16, attention=dict(num_heads=2), mlp=dict(dim=32))
     config.optimizer.warmup_steps = 2
     config.train.update(steps=4, batch_size=8, log_every=2, eval_every=0, checkpoint_every=0)
   return config

@@ -18,14 +18,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.task = ml_collections.ConfigDict(dict(name="byte_lm", text_dir="", pattern="*.py", max_files=200,
                                                length=256, pack=True))
   config.model = ml_collections.ConfigDict(dict(
-      num_layers=4, d_model=128, num_heads=4, mlp_dim=512, activation="swiglu", norm="rmsnorm", norm_position="pre",
-      dropout=0.0, attention_dropout=0.0, pe=pe, pe_options={}, attention_impl="xla", dtype="float32",
-      tie_embeddings=True))
+      num_layers=4, d_model=128, dropout=0.0, dtype="float32", tie_embeddings=True,
+      attention=dict(num_heads=4, impl="xla", dropout=0.0), mlp=dict(dim=512, activation="swiglu"),
+      norm=dict(kind="rmsnorm", position="pre"), positional=dict(name=pe, options={})))
   config.optimizer.update(learning_rate=2e-3, warmup_steps=200, weight_decay=0.1)
   config.train.update(steps=2000, batch_size=32, eval_batches=20, checkpoint_every=500)
   if "smoke" in variants:
     config.task.update(max_files=25, length=32)
-    config.model.update(num_layers=1, d_model=16, num_heads=2, mlp_dim=32)
+    config.model.update(num_layers=1, d_model=16, attention=dict(num_heads=2), mlp=dict(dim=32))
     config.optimizer.warmup_steps = 2
     config.train.update(steps=6, batch_size=8, log_every=2, checkpoint_every=3, eval_batches=2)
   return config

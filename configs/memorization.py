@@ -21,13 +21,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.task = ml_collections.ConfigDict(dict(name="memorization", num_sequences=1024, length=32, vocab_size=64,
                                                num_classes=2, seed=0))
   config.model = ml_collections.ConfigDict(dict(
-      num_layers=1, d_model=128, num_heads=1, mlp_dim=512, activation="gelu", norm="layernorm", norm_position="pre",
-      dropout=0.0, attention_dropout=0.0, pe=pe, pe_options={}, attention_impl="xla", dtype="float32"))
+      num_layers=1, d_model=128, dropout=0.0, dtype="float32",
+      attention=dict(num_heads=1, impl="xla", dropout=0.0), mlp=dict(dim=512, activation="gelu"),
+      norm=dict(kind="layernorm", position="pre"), positional=dict(name=pe, options={})))
   config.optimizer.update(learning_rate=3e-3, warmup_steps=100, schedule="constant", weight_decay=0.0)
   config.train.update(steps=5000, batch_size=64, log_every=100, eval_every=1000, checkpoint_every=1000)
   if "smoke" in variants:
     config.task.update(num_sequences=32, length=16, vocab_size=8)
-    config.model.update(d_model=16, mlp_dim=32)
+    config.model.update(d_model=16, mlp=dict(dim=32))
     config.optimizer.warmup_steps = 2
     config.train.update(steps=4, batch_size=8, log_every=2, eval_every=0, checkpoint_every=0)
   return config

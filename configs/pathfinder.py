@@ -23,7 +23,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.task = ml_collections.ConfigDict(dict(
       name="pathfinder", difficulty="hard", image_size=32, segment_length=2, num_distractors=5, num_train=160_000,
       num_eval=20_000, num_test=20_000, seed=0))
-  config.model.attention_dropout = 0.0
+  config.model.attention.dropout = 0.0
   config.optimizer.weight_decay = 0.05
   if "smoke" in variants:
     config.task.update(difficulty="easy", image_size=12, segment_length=1, num_distractors=0, num_train=32,

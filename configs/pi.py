@@ -19,13 +19,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.task = ml_collections.ConfigDict(dict(
       name="position_identification", vocab_size=100, length=64, num_train=65_536, num_eval=1_024, seed=0))
   config.model = ml_collections.ConfigDict(dict(
-      num_layers=2, d_model=64, num_heads=4, mlp_dim=256, activation="gelu", norm="layernorm", norm_position="pre",
-      dropout=0.0, attention_dropout=0.0, pe=pe, pe_options={}, attention_impl="xla", dtype="float32"))
+      num_layers=2, d_model=64, dropout=0.0, dtype="float32",
+      attention=dict(num_heads=4, impl="xla", dropout=0.0), mlp=dict(dim=256, activation="gelu"),
+      norm=dict(kind="layernorm", position="pre"), positional=dict(name=pe, options={})))
   config.optimizer.update(learning_rate=3e-3, warmup_steps=100, schedule="cosine", weight_decay=0.0)
   config.train.update(steps=800, batch_size=64, log_every=50, eval_every=0, checkpoint_every=400)
   if "smoke" in variants:
     config.task.update(vocab_size=10, length=16, num_train=512, num_eval=64)
-    config.model.update(num_layers=1, d_model=16, num_heads=2, mlp_dim=32)
+    config.model.update(num_layers=1, d_model=16, attention=dict(num_heads=2), mlp=dict(dim=32))
     config.optimizer.warmup_steps = 2
     config.train.update(steps=6, batch_size=8, log_every=2, checkpoint_every=3)
   return config

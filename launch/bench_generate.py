@@ -34,12 +34,13 @@ from launch import jsonl, timing  # noqa: E402
 from launch.cli import define_list, positive_int, run  # noqa: E402
 from zoo import attention, models  # noqa: E402
 
-ATTENTION = {"softmax": "xla", "linear": "linear"}  # attention kind -> attention_impl
+ATTENTION = {"softmax": "xla", "linear": "linear"}  # attention kind -> model.attention.impl
 
 _POSITIONS = define_list("positions", "512,2048,8192", "prefix lengths p: the new token is the (p + 1)-th",
                          positive_int)
 _ATTENTION = define_list("attention", "softmax,linear", "attention kinds", choices=ATTENTION)
-_SOFTMAX_IMPL = flags.DEFINE_enum("softmax_impl", "xla", attention.available(), "attention_impl of the softmax rows")
+_SOFTMAX_IMPL = flags.DEFINE_enum("softmax_impl", "xla", attention.available(),
+                                  "model.attention.impl of the softmax rows")
 _REPEATS = timing.define_repeats_flag(3)
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 1, "sequences decoded at once", lower_bound=1)
 _NUM_LAYERS = flags.DEFINE_integer("num_layers", 4, "decoder layers", lower_bound=1)
@@ -57,10 +58,10 @@ def impl_of(kind: str) -> str:
 def programs(kind: str, position: int):
   """(cached step, full recompute, compile seconds of each) for a decoder at `position`."""
   batch = _BATCH_SIZE.value
-  config = dict(vocab_size=256, num_layers=_NUM_LAYERS.value, d_model=_D_MODEL.value, num_heads=_NUM_HEADS.value,
-                pe="rope", max_length=position + 1, attention_impl=impl_of(kind), scan_layers=_SCAN_LAYERS.value)
-  if kind == "linear":
-    config["num_features"] = _NUM_FEATURES.value
+  core = {"num_features": _NUM_FEATURES.value} if kind == "linear" else {}
+  config = dict(vocab_size=256, num_layers=_NUM_LAYERS.value, d_model=_D_MODEL.value, max_length=position + 1,
+                attention=dict(num_heads=_NUM_HEADS.value, impl=impl_of(kind), core=core),
+                positional=dict(name="rope"), scan_layers=_SCAN_LAYERS.value)
   model = models.build("decoder", config)
   model.eval()  # no dropout; linear attention's random features fixed
   graphdef, state = nnx.split(model)

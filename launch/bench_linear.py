@@ -31,7 +31,7 @@ from flax import nnx  # noqa: E402
 from launch import jsonl, timing  # noqa: E402
 from launch.cli import define_list, positive_int, run  # noqa: E402
 from zoo import positional  # noqa: E402
-from zoo.nn import AttentionOptions, CallContext, SelfAttention  # noqa: E402
+from zoo.nn import AttentionConfig, CallContext, SelfAttention  # noqa: E402
 
 IMPLS = {"linear": "linear", "softmax": "xla"}
 
@@ -55,9 +55,9 @@ def build_layer(impl: str) -> SelfAttention:
   rngs = nnx.Rngs(params=0)
   with nnx.use_eager_sharding(False):
     encoding = positional.build("spe_sine", {"num_realizations": _NUM_REALIZATIONS.value}, dims, rngs=rngs)
-    options = AttentionOptions(num_heads=_NUM_HEADS.value, head_dim=_HEAD_DIM.value, causal=True, impl=IMPLS[impl],
-                               num_features=_NUM_FEATURES.value)
-    layer = SelfAttention(_D_MODEL.value, options, encoding=encoding, rngs=rngs)
+    config = AttentionConfig(num_heads=_NUM_HEADS.value, head_dim=_HEAD_DIM.value, impl=IMPLS[impl],
+                             core={"num_features": _NUM_FEATURES.value} if IMPLS[impl] == "linear" else {})
+    layer = SelfAttention(_D_MODEL.value, config, causal=True, encoding=encoding, rngs=rngs)
   layer.eval()  # fixed SPE noise and random features: every repeat computes the same thing
   return layer
 

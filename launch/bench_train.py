@@ -89,8 +89,9 @@ def batch_of() -> dict[str, jax.Array]:
 
 def zoo_step(layers: int, scan_layers: bool):
   """(run, compiled, lower + compile seconds) of zoo's own train step (zoo.train.step) on one device."""
-  config = dict(vocab_size=VOCAB, num_layers=layers, d_model=_D_MODEL.value, num_heads=_NUM_HEADS.value,
-                max_length=_LENGTH.value, pe="rope", scan_layers=scan_layers, remat=_REMAT.value)
+  config = dict(vocab_size=VOCAB, num_layers=layers, d_model=_D_MODEL.value, max_length=_LENGTH.value,
+                attention=dict(num_heads=_NUM_HEADS.value), positional=dict(name="rope"), scan_layers=scan_layers,
+                remat=_REMAT.value)
   mesh = make_mesh((1, 1, 1), jax.devices()[:1])
   rules = (("batch", ("data", "fsdp")),)
   program, init = make_program("decoder", config, seed=0, tx=optax.adamw(LEARNING_RATE),

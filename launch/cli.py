@@ -103,10 +103,10 @@ def define_list(name: str, default: str, help_string: str, item: Callable[[str],
 def define_config_flag(help_string: str, argv: list[str] | None = None, name: str = "config") -> flags.FlagHolder:
   """--config=configs/<name>.py[:arg] (or another flag `name`) with dotted overrides. New keys are accepted under
   `model` only — every model option and every option of the chosen encoding
-  (`--config.model.pe_options.max_distance=4`, `--config.model.head_dim=32`), which the model's option dataclasses
-  then validate, naming the valid ones; a new key anywhere else is an unknown key (`load_config`). The overrides are
-  read from `argv` (default: sys.argv), the list later given to `parse_flags`: `launch.tpu` checks another program's
-  command line."""
+  (`--config.model.positional.options.max_distance=4`, `--config.model.attention.head_dim=32`), which the model's
+  option dataclasses then validate, naming the valid ones; a new key anywhere else is an unknown key
+  (`load_config`). The overrides are read from `argv` (default: sys.argv), the list later given to `parse_flags`:
+  `launch.tpu` checks another program's command line."""
   return config_flags.DEFINE_config_file(name, None, help_string, lock_config=False,
                                          accept_new_attributes=True, sys_argv=argv)
 

@@ -52,9 +52,9 @@ from zoo.train.mesh import batch_sharding, make_mesh  # noqa: E402
 from zoo.train.step import compile_steps, make_program  # noqa: E402
 
 # GPT-3's sizes (Brown et al. 2020, table 2.1) with head_dim 128 (the MXU's width) at 1.3B.
-SIZES = {"125m": dict(num_layers=12, d_model=768, num_heads=12),
-         "350m": dict(num_layers=24, d_model=1024, num_heads=16),
-         "1.3b": dict(num_layers=24, d_model=2048, num_heads=16)}
+SIZES = {"125m": dict(num_layers=12, d_model=768, attention=dict(num_heads=12)),
+         "350m": dict(num_layers=24, d_model=1024, attention=dict(num_heads=16)),
+         "1.3b": dict(num_layers=24, d_model=2048, attention=dict(num_heads=16))}
 VOCAB = 32000
 # Per chip, by JAX's device_kind: peak dense bfloat16 FLOP/s and HBM bytes/s (Google Cloud's published figures).
 PEAK_FLOPS = {"TPU v5 lite": 197e12, "TPU v5": 459e12, "TPU v4": 275e12, "TPU v6 lite": 918e12}
@@ -64,9 +64,9 @@ RULES = (("batch", ("data", "fsdp")), ("embed", ("fsdp",)), ("vocab", ()), ("hea
 
 _SIZES = define_list("sizes", "125m,350m,1.3b", "model sizes", choices=SIZES)
 _LENGTHS = define_list("lengths", "2048,8192", "sequence lengths", positive_int)
-_ENCODINGS = define_list("encodings", "rope,alibi,t5_bias,urpe", "positional encodings (model.pe)",
+_ENCODINGS = define_list("encodings", "rope,alibi,t5_bias,urpe", "positional encodings (model.positional.name)",
                          choices=positional.available())
-_IMPLS = define_list("impls", "xla,pallas", "attention implementations (model.attention_impl)",
+_IMPLS = define_list("impls", "xla,pallas", "attention implementations (model.attention.impl)",
                      choices=attention.available())
 _TOPOLOGIES = define_list("topologies", "v5e:4x4,v5p:2x2x2", "TPU slices to compile for")
 _REMAT = flags.DEFINE_string("remat", "full", "model.remat of every row")
@@ -100,8 +100,9 @@ def compile_step(config: dict, topology: str):
 
 
 def estimate(size: str, length: int, pe: str, impl: str, topology: str, remat: str) -> dict:
-  config = dict(SIZES[size], vocab_size=VOCAB, max_length=length, pe=pe, attention_impl=impl, dtype="bfloat16",
-                scan_layers=True, remat=remat)
+  size_options = SIZES[size]
+  config = dict(size_options, vocab_size=VOCAB, max_length=length, attention=dict(size_options["attention"], impl=impl),
+                positional=dict(name=pe), dtype="bfloat16", scan_layers=True, remat=remat)
   compiled, devices, params, compile_s = compile_step(config, topology)
   kind, chips, layers = devices[0].device_kind, len(devices), config["num_layers"]
   model_flops = (6 * params + 12 * layers * config["d_model"] * length) * length  # per device: one sequence each

@@ -41,10 +41,10 @@ _OUT = jsonl.define_out_flag("write the files and manifest here instead of check
 # One document per row (no packing): linear attention cannot separate packed documents, and every model of the suite
 # must see the very same rows.
 LM_SIZE = {"task": dict(length=128, pack=False),
-           "model": dict(num_layers=2, d_model=64, num_heads=4, mlp_dim=256),
+           "model": dict(num_layers=2, d_model=64, attention=dict(num_heads=4), mlp=dict(dim=256)),
            "optimizer": dict(warmup_steps=50),
            "train": dict(steps=500, batch_size=16, eval_batches=20, checkpoint_every=500)}
-LM_LINEAR = ("spe_conv", "spe_sine")  # also trained with attention_impl="linear" (SPE is made for it)
+LM_LINEAR = ("spe_conv", "spe_sine")  # also trained with attention.impl="linear" (SPE is made for it)
 LINEAR_FEATURES = 64  # FAVOR+ random features of the linear-attention models (the default 256 is 4× slower here)
 BF16_TOLERANCE = 0.005
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -55,19 +55,25 @@ TABLE_BEGIN, TABLE_END = "<!-- pretrained table: begin -->", "<!-- pretrained ta
 @dataclasses.dataclass(frozen=True)
 class Spec:
   config: str  # "configs/<file>.py:<arg>"
-  overrides: dict  # section -> {option: value}
+  overrides: dict  # section -> {option: value}, a model section's own sections nested ({"attention": {...}})
   metric: str  # an evaluation metric (eval_loss, eval_accuracy, eval_mae)
 
   def experiment(self) -> dict:
     path, arg = self.config.split(":")
-    config = importlib.import_module(path.removesuffix(".py").replace("/", ".")).get_config(arg).to_dict()
+    config = importlib.import_module(path.removesuffix(".py").replace("/", ".")).get_config(arg)
     for section, options in self.overrides.items():
-      config[section].update(options)
-    return config
+      config[section].update(options)  # a ConfigDict's update: nested sections key by key
+    return config.to_dict()
 
   def train_command(self) -> str:
-    flat = [f"--config.{s}.{k}={v}" for s, options in self.overrides.items() for k, v in options.items()]
+    flat = [f"--config.{key}={value}" for key, value in dotted(self.overrides)]
     return " ".join(["python -m launch.train", f"--config={self.config}", *flat, "--workdir=..."])
+
+
+def dotted(options: dict, prefix: str = "") -> list[tuple[str, object]]:
+  """{"model": {"attention": {"num_heads": 4}}} → [("model.attention.num_heads", 4)]: command-line override keys."""
+  return [pair for key, value in options.items()
+          for pair in (dotted(value, f"{prefix}{key}.") if isinstance(value, dict) else [(prefix + key, value)])]
 
 
 def suite() -> dict[str, Spec]:
@@ -77,8 +83,9 @@ def suite() -> dict[str, Spec]:
   def decoders(impl: str, encodings) -> dict[str, Spec]:
     specs = {}
     for pe in encodings:
-      model = {**LM_SIZE["model"], "pe": pe, "attention_impl": impl,
-               **({"num_features": LINEAR_FEATURES} if impl == "linear" else {})}
+      core = {"num_features": LINEAR_FEATURES} if impl == "linear" else {}
+      model = {**LM_SIZE["model"], "attention": {**LM_SIZE["model"]["attention"], "impl": impl, "core": core},
+               "positional": {"name": pe}}
       try:
         models.parse_config("decoder", model)
       except ValueError:  # an encoding a decoder cannot use
@@ -128,8 +135,8 @@ def make(name: str, spec: Spec, data_dir: str, out: pathlib.Path) -> dict:
   config["train"].update(data_dir="", progress_bar=True)
   return {
       "name": name, "family": experiment.model_name, "task": config["task"]["name"],
-      "encoding": config["model"]["pe"],
-      "attention": config["model"]["attention_impl"], "config": config,
+      "encoding": config["model"]["positional"]["name"],
+      "attention": config["model"]["attention"]["impl"], "config": config,
       "metric": {"name": spec.metric, "value": rounded if bf16 else exact, "float32_value": exact,
                  "split": "validation", "batches": config["train"]["eval_batches"] or "all"},
       "parameters": int(sum(v.size for v in params.values())), "storage": "bfloat16" if bf16 else "float32",

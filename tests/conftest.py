@@ -31,6 +31,7 @@ import pytest  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from zoo import models  # noqa: E402
+from zoo.models.config import merge  # noqa: E402
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 REPO = pathlib.Path(__file__).parent.parent
@@ -45,7 +46,15 @@ def pytest_configure(config):
     config.option.basetemp = str(basetemp)
 
 # Small enough to compile in well under a second, big enough to have several heads and layers.
-TINY = dict(vocab_size=32, num_layers=2, d_model=16, num_heads=2, mlp_dim=32, max_length=48)
+TINY = dict(vocab_size=32, num_layers=2, d_model=16, max_length=48, attention=dict(num_heads=2), mlp=dict(dim=32))
+
+
+def tiny(pe: str | None = None, base: dict = TINY, **overrides) -> dict:
+  """`base` (TINY) with encoding `pe` and `overrides`; an override of a section (`attention=dict(impl="linear")`)
+  updates base's section key by key."""
+  if pe is not None:
+    overrides["positional"] = {"name": pe, **overrides.get("positional", {})}
+  return merge(base, overrides)
 
 
 # One encoding per term type: an absolute embedding (a learned table), transform_qk (a rotation), a table bias (T5's
@@ -67,7 +76,7 @@ def per_token_options(family: str) -> dict:
 
 
 def tiny_model(family: str, pe: str, seed: int = 0, **overrides):
-  return models.build(family, dict(TINY, pe=pe, **overrides), seed=seed)
+  return models.build(family, tiny(pe, **overrides), seed=seed)
 
 
 @nnx.jit

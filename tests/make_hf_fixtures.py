@@ -71,24 +71,27 @@ MODELS = {  # name -> (config, model class); "decoder" or "encoder" follows from
 LONG = {"llama3": 40, "llama_dynamic": 40}  # fixtures read past their original context: input length
 CACHED = ("llama_dynamic",)  # also Hugging Face's cached generation: a 20-token prompt, then one token at a time
 
+GPT2_STYLE = dict(attention=dict(num_heads=2, qkv_bias=True, out_bias=True), norm=dict(eps=1e-5),
+                  mlp=dict(dim=32, activation="gelu_tanh", bias=True), positional=dict(name="learned"))
 EXPORTS = {  # zoo decoders written as Hugging Face models
-    "export_gpt2": dict(vocab_size=64, num_layers=2, d_model=16, num_heads=2, mlp_dim=32, activation="gelu_tanh",
-                        norm_eps=1e-5, qkv_bias=True, out_bias=True, mlp_bias=True, scale_embeddings=False,
-                        pe="learned", max_length=32, tie_embeddings=True),
-    "export_llama": dict(vocab_size=64, num_layers=2, d_model=16, num_heads=4, num_kv_heads=2, mlp_dim=32,
-                         activation="swiglu", norm="rmsnorm", scale_embeddings=False, pe="rope",
-                         pe_options=dict(base=1000.0), max_length=64, tie_embeddings=False),
+    "export_gpt2": dict(vocab_size=64, num_layers=2, d_model=16, max_length=32, scale_embeddings=False,
+                        tie_embeddings=True, **GPT2_STYLE),
+    "export_llama": dict(vocab_size=64, num_layers=2, d_model=16, max_length=64, scale_embeddings=False,
+                         tie_embeddings=False, attention=dict(num_heads=4, num_kv_heads=2),
+                         mlp=dict(dim=32, activation="swiglu"), norm=dict(kind="rmsnorm"),
+                         positional=dict(name="rope", options=dict(base=1000.0))),
     # zoo's defaults: scale_embeddings=True, tied (written untied, the input table × √d_model). The first has the
     # model options of configs/lm_bytes.py:rope,smoke, so a workdir trained with it exports to this architecture.
-    "export_default": dict(vocab_size=256, num_layers=1, d_model=16, num_heads=2, mlp_dim=32, activation="swiglu",
-                           norm="rmsnorm", pe="rope", max_length=32, tie_embeddings=True),
-    "export_gpt2_scaled": dict(vocab_size=64, num_layers=2, d_model=16, num_heads=2, mlp_dim=32,
-                               activation="gelu_tanh", norm_eps=1e-5, qkv_bias=True, out_bias=True, mlp_bias=True,
-                               pe="learned", max_length=32, tie_embeddings=True),
+    "export_default": dict(vocab_size=256, num_layers=1, d_model=16, max_length=32, tie_embeddings=True,
+                           attention=dict(num_heads=2), mlp=dict(dim=32, activation="swiglu"),
+                           norm=dict(kind="rmsnorm"), positional=dict(name="rope")),
+    "export_gpt2_scaled": dict(vocab_size=64, num_layers=2, d_model=16, max_length=32, tie_embeddings=True,
+                               **GPT2_STYLE),
     # ALiBi as BLOOM, with zoo's default (scaled) embeddings; 6 heads: slopes past a power of two.
-    "export_bloom": dict(vocab_size=64, num_layers=2, d_model=24, num_heads=6, mlp_dim=96, activation="gelu_tanh",
-                         norm_eps=1e-5, qkv_bias=True, out_bias=True, mlp_bias=True, embedding_norm=True, pe="alibi",
-                         max_length=32, tie_embeddings=True),
+    "export_bloom": dict(vocab_size=64, num_layers=2, d_model=24, max_length=32, embedding_norm=True,
+                         tie_embeddings=True, attention=dict(num_heads=6, qkv_bias=True, out_bias=True),
+                         mlp=dict(dim=96, activation="gelu_tanh", bias=True), norm=dict(eps=1e-5),
+                         positional=dict(name="alibi")),
 }
 SHIPPED_EXPORTS = {"export_lm_rope": "lm_rope"}  # shipped checkpoints written as Hugging Face models
 

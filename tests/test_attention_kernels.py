@@ -18,7 +18,7 @@ from zoo.attention.bias import consecutive
 from zoo.positional import Coordinates, Graph, ModelDims
 from zoo.positional.relative_bias import LagIndex
 
-from conftest import TINY, random_tokens, representative_or_slow
+from conftest import random_tokens, representative_or_slow, tiny
 from launch import bench_lookup  # the tile lookup it times, here checked
 
 B, L, H, D = 2, 40, 2, 8  # L = 40 is not a multiple of the blocks below
@@ -228,13 +228,13 @@ def test_128_blocks_take_the_window_lookup_and_match_the_reference(name):
 
 @functools.cache
 def urpe_decoder_logits(impl):
-  model = models.build("decoder", dict(TINY, pe="urpe", attention_impl=impl))
+  model = models.build("decoder", tiny("urpe", attention=dict(impl=impl)))
   return np.asarray(nnx.jit(lambda m, t: m(t))(model, random_tokens(0, (2, 21))))
 
 
 @pytest.mark.parametrize("impl", FAST_CORES)
 def test_models_run_with_the_kernels(impl):
-  """A URPE decoder gives the same logits with attention_impl = impl as with the reference."""
+  """A URPE decoder gives the same logits with attention.impl = impl as with the reference."""
   np.testing.assert_allclose(urpe_decoder_logits(impl), urpe_decoder_logits("xla"), atol=1e-5)
 
 

@@ -129,12 +129,14 @@ class Row(NamedTuple):
 
 
 ROWS = {
-    "negative mlp_dim": Row("launch.train", lambda s: [SMOKE, "--config.model.mlp_dim=-4", f"--workdir={s.tmp}/w"],
-                            "model: mlp_dim must be None (derived) or >= 1, got -4"),
-    "negative head_dim": Row("launch.train", lambda s: [SMOKE, "--config.model.head_dim=-1", f"--workdir={s.tmp}/w"],
-                             "model: head_dim must be None (derived) or >= 1, got -1"),
-    "zero head_dim": Row("launch.train", lambda s: [SMOKE, "--config.model.head_dim=0", f"--workdir={s.tmp}/w"],
-                         "model: head_dim must be None (derived) or >= 1, got 0"),
+    "negative mlp dim": Row("launch.train", lambda s: [SMOKE, "--config.model.mlp.dim=-4", f"--workdir={s.tmp}/w"],
+                            "model.mlp: dim must be None (derived) or >= 1, got -4"),
+    "negative head_dim": Row("launch.train", lambda s: [SMOKE, "--config.model.attention.head_dim=-1",
+                                                        f"--workdir={s.tmp}/w"],
+                             "model.attention: head_dim must be None (derived) or >= 1, got -1"),
+    "zero head_dim": Row("launch.train", lambda s: [SMOKE, "--config.model.attention.head_dim=0",
+                                                    f"--workdir={s.tmp}/w"],
+                         "model.attention: head_dim must be None (derived) or >= 1, got 0"),
     "negative max_new_tokens": Row("launch.generate", lambda s: ["--pretrained=lm_rope", "--prompt=a",
                                                                  "--max_new_tokens=-3"],
                                    "flag --max_new_tokens=-3: -3 is not a positive integer"),

@@ -18,34 +18,45 @@ from zoo.train.options import OPTION_SECTIONS, SHARDING_RULES, parse_experiment
 
 
 @pytest.mark.parametrize("config,message", [
-    (dict(pe="fourier"), r"unknown positional encoding 'fourier'; valid choices: alibi, cope, fire, kerple_log, "
-                         r"kerple_power, learned, memory_rpe, none, rope"),
-    (dict(pe="rope", pe_options={"bas": 500.0}), r"positional encoding 'rope': unknown option\(s\) 'bas'; "
-                                                 r"valid options: base, fraction, interleaved"),
-    (dict(pe="rope", pe_options={"interleaved": "yes"}), r"option 'interleaved' must be bool, got 'yes'"),
-    (dict(pe="t5_bias", pe_options={"num_buckets": 32.5}), r"option 'num_buckets' must be int"),
-    (dict(pe="urpe", pe_options={"bias": "alibi"}), r"'alibi' is not a valid choice; valid choices: 'rpe' \| 't5_bias'"),
-    (dict(pe="t5_bias", pe_options={"max_distance": 10}), r"t5_bias: max_distance \(10\) must exceed the exact "
-                                                          r"range num_buckets // 2 \(16\)"),
-    (dict(pe="rope", pe_options={"fraction": 0.0}), r"rope: fraction must be in \(0, 1\]"),
+    (dict(positional=dict(name="fourier")), r"unknown positional encoding 'fourier'; valid choices: alibi, cope, "
+                                            r"fire, kerple_log, kerple_power, learned, memory_rpe, none, rope"),
+    (dict(positional=dict(options={"bas": 500.0})), r"positional encoding 'rope': unknown option\(s\) 'bas'; "
+                                                     r"valid options: base, fraction, interleaved"),
+    (dict(positional=dict(options={"interleaved": "yes"})), r"option 'interleaved' must be bool, got 'yes'"),
+    (dict(positional=dict(name="t5_bias", options={"num_buckets": 32.5})), r"option 'num_buckets' must be int"),
+    (dict(positional=dict(name="urpe", options={"bias": "alibi"})),
+     r"'alibi' is not a valid choice; valid choices: 'rpe' \| 't5_bias'"),
+    (dict(positional=dict(name="t5_bias", options={"max_distance": 10})),
+     r"t5_bias: max_distance \(10\) must exceed the exact range num_buckets // 2 \(16\)"),
+    (dict(positional=dict(options={"fraction": 0.0})), r"rope: fraction must be in \(0, 1\]"),
     (dict(num_layers="2"), r"model 'decoder': option 'num_layers' must be int, got '2'"),
     (dict(num_layers=True), r"option 'num_layers' must be int, got True"),
-    (dict(norm="batchnorm"), r"'batchnorm' is not a valid choice; valid choices: 'layernorm' \| 'rmsnorm'"),
-    (dict(d_model=30, num_heads=4), r"num_heads \(4\) must divide d_model \(30\)"),
-    (dict(attention_impl="flash"), r"unknown attention impl 'flash'; valid choices: auto, chunked, linear, pallas, "
-                                   r"xla"),
+    (dict(norm=dict(kind="batchnorm")), r"'batchnorm' is not a valid choice; valid choices: 'layernorm' \| 'rmsnorm'"),
+    (dict(d_model=30, attention=dict(num_heads=4)), r"attention.num_heads \(4\) must divide d_model \(30\)"),
+    (dict(attention=dict(impl="flash")), r"unknown attention impl 'flash'; valid choices: auto, chunked, linear, "
+                                         r"pallas, xla"),
     (dict(dropout=1.5), r"dropout must be in \[0, 1\)"),
     (dict(depth=3), r"model 'decoder': unknown option\(s\) 'depth'; valid options: vocab_size, num_layers"),
-    (dict(attention_impl="linear", pe="alibi"), r"positional encoding 'alibi' uses the logit_bias hook, which "
-                                                r"attention_impl='linear' cannot apply .*: learned, none, rope"),
-    (dict(attention_impl="linear", pe="urpe"), r"'urpe' uses the logit_bias and prob_scale hook"),
-    (dict(feature_map="relu"), r"feature_map and num_features apply only with attention_impl='linear'"),
-    (dict(attention_impl="linear", feature_map="elu"), r"'elu' is not a valid choice; valid choices: 'favor' \| 'relu'"),
-    (dict(attention_impl="linear", attention_dropout=0.1), r"attention_dropout needs the attention matrix"),
-    (dict(attention_impl="linear", num_features=0), r"num_features must be >= 1"),
-    (dict(pe="spe_sine", pe_options={"num_realizations": 0}), r"spe_sine: num_realizations must be >= 1"),
-    (dict(pe="spe_conv", pe_options={"kernel": 3}), r"unknown option\(s\) 'kernel'; valid options: num_realizations, "
-                                                     r"kernel_size, gated, share_across_layers"),
+    (dict(attention=dict(num_head=3)), r"model 'decoder': attention: unknown option\(s\) 'num_head'; valid "
+                                       r"options: num_heads, head_dim"),
+    (dict(num_heads=4, pe_options={}), r"^model.num_heads moved to model.attention.num_heads; model.pe_options "
+                                       r"moved to model.positional.options$"),
+    (dict(norm="rmsnorm"), r"^model.norm \(a name\) moved to model.norm.kind$"),
+    (dict(attention=dict(impl="linear"), positional=dict(name="alibi")),
+     r"positional encoding 'alibi' uses the logit_bias hook, which attention.impl='linear' cannot apply .*: "
+     r"learned, none, rope"),
+    (dict(attention=dict(impl="linear"), positional=dict(name="urpe")), r"'urpe' uses the logit_bias and prob_scale "
+                                                                          r"hook"),
+    (dict(attention=dict(core=dict(feature_map="relu"))), r"model.attention.core \(impl='xla'\): unknown "
+                                                            r"option\(s\) 'feature_map'; valid options: \(none\)"),
+    (dict(attention=dict(impl="linear", core=dict(feature_map="elu"))),
+     r"'elu' is not a valid choice; valid choices: 'favor' \| 'relu'"),
+    (dict(attention=dict(impl="linear", dropout=0.1)), r"model.attention: dropout needs the attention matrix"),
+    (dict(attention=dict(impl="linear", core=dict(num_features=0))), r"num_features must be >= 1"),
+    (dict(positional=dict(name="spe_sine", options={"num_realizations": 0})),
+     r"spe_sine: num_realizations must be >= 1"),
+    (dict(positional=dict(name="spe_conv", options={"kernel": 3})),
+     r"unknown option\(s\) 'kernel'; valid options: num_realizations, kernel_size, gated, share_across_layers"),
 ])
 def test_bad_model_configs(config, message):
   with pytest.raises(ValueError, match=message):
@@ -83,7 +94,7 @@ def test_spe_conv_noise_grid_ends_at_max_length():
 
 
 def test_linear_attention_refuses_packed_sequences():
-  model = tiny_model("encoder", "rope", attention_impl="linear", head="token")
+  model = tiny_model("encoder", "rope", attention=dict(impl="linear"), head="token")
   with pytest.raises(ValueError, match=r"linear attention does not support segment_ids \(packed sequences\)"):
     model(random_tokens(0, (1, 4)), segment_ids=jnp.array([[1, 1, 2, 2]]))
 
@@ -114,7 +125,8 @@ def test_the_base_config_is_every_option_field_at_its_default():
   base = get_base_config().to_dict()
   for section, cls in OPTION_SECTIONS.items():
     assert base[section] == {f.name: f.default for f in dataclasses.fields(cls)}, section
-  assert base["sharding_rules"] == SHARDING_RULES and base["task"] == base["model"] == {}
+  assert base["sharding_rules"] == SHARDING_RULES and base["task"] == {}
+  assert base["model"] == {"attention": {}, "mlp": {}, "norm": {}, "positional": {}}  # the family fills them
 
 
 def test_every_option_field_is_settable_on_the_command_line():

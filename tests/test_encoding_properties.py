@@ -116,9 +116,12 @@ def test_decoder_output_at_t_ignores_later_tokens(pe):
 
 # The options converted pretrained models bring (zoo.convert): grouped-query attention, biases everywhere, tanh-GELU,
 # unscaled logits and embeddings, another norm epsilon. Every encoding and core must keep working with them.
-PRETRAINED_STYLE = dict(num_kv_heads=1, qkv_bias=True, out_bias=True, mlp_bias=True, activation="gelu_tanh",
-                        scale_logits=False, scale_embeddings=False, norm_eps=1e-5)
-STYLES = {"zoo": {}, "pretrained": PRETRAINED_STYLE}
+def pretrained_style(impl: str = "xla") -> dict:
+  return dict(attention=dict(impl=impl, num_kv_heads=1, qkv_bias=True, out_bias=True, scale_logits=False),
+              mlp=dict(bias=True, activation="gelu_tanh"), norm=dict(eps=1e-5), scale_embeddings=False)
+
+
+STYLES = {"zoo": lambda impl: dict(attention=dict(impl=impl)), "pretrained": pretrained_style}
 
 
 def with_random_biases(model, seed=2):
@@ -136,7 +139,7 @@ DECODING_CASES = [(n, "xla") for n in ENCODINGS] + [(n, "linear") for n in LINEA
 @pytest.mark.parametrize("pe,impl,style", [representative_or_slow(pe, pe, impl, style) for style in STYLES
                                            for pe, impl in DECODING_CASES])
 def test_cached_decoding_equals_full_forward(pe, impl, style):
-  model = with_random_biases(token_model("decoder", pe, attention_impl=impl, **STYLES[style]))
+  model = with_random_biases(token_model("decoder", pe, **STYLES[style](impl)))
   if impl == "linear":
     model.eval()  # the same random features in the full forward and at every decoding step
   tokens = random_tokens(1, (2, LENGTH))
@@ -156,7 +159,7 @@ def test_cached_decoding_equals_full_forward(pe, impl, style):
 def test_pretrained_style_decoder_is_the_same_model_through_every_core_that_serves_it(pe):
   """Grouped-query heads are repeated before the core, so every core serving the encoding's terms (chunked, the
   Pallas kernels in the interpreter) must give the reference's logits with them."""
-  reference = with_random_biases(token_model("decoder", pe, **PRETRAINED_STYLE))
+  reference = with_random_biases(token_model("decoder", pe, **pretrained_style()))
   reference.eval()
   coords = Coordinates(jnp.zeros((1, LENGTH), jnp.int32))
   bias, scale = positional.attention_terms(reference.backbone.positional, coords, coords)
@@ -165,7 +168,7 @@ def test_pretrained_style_decoder_is_the_same_model_through_every_core_that_serv
   for impl in attention.cores_serving(bias, scale):
     if impl in ("xla", "linear"):
       continue
-    model = tiny_model("decoder", pe, attention_impl=impl, **per_token_options("decoder"), **PRETRAINED_STYLE)
+    model = tiny_model("decoder", pe, **per_token_options("decoder"), **pretrained_style(impl))
     model.eval()
     nnx.update(model, nnx.state(reference, nnx.Param))
     np.testing.assert_allclose(np.asarray(forward(model, tokens, None, None)), np.asarray(expected), rtol=1e-5,
@@ -358,7 +361,8 @@ def test_forward_and_gradients_are_finite(family, pe):
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("bias", ["rpe", "t5_bias"])
 def test_urpe_with_c_equal_one_is_its_rpe(family, bias):
-  urpe = tiny_model(family, "urpe", pe_options={"bias": bias}, **per_token_options(family))  # C starts at ones
+  # C starts at ones.
+  urpe = tiny_model(family, "urpe", positional=dict(options={"bias": bias}), **per_token_options(family))
   rpe = tiny_model(family, bias, seed=7, **per_token_options(family))
   # Every URPE parameter but C goes to the same place in the RPE model (URPE's B sits one level deeper, under "b").
   urpe_params = {tuple(p for p in path if p != "b"): v
@@ -378,7 +382,7 @@ def test_urpe_with_c_equal_one_is_its_rpe(family, bias):
 @pytest.mark.parametrize("pe", ["urpe", "rpe", "t5_bias", "spe_sine", "spe_conv"])
 def test_sharing_across_layers_controls_the_parameter_count(pe):
   def count(share):
-    model = tiny_model("decoder", pe, num_layers=3, pe_options=dict(share_across_layers=share))
+    model = tiny_model("decoder", pe, num_layers=3, positional=dict(options=dict(share_across_layers=share)))
     return sum(x.size for x in jax.tree_util.tree_leaves(nnx.state(model, nnx.Param)))
   shared, per_layer = count(True), count(False)
   assert per_layer > shared

@@ -28,8 +28,8 @@ def test_scaled_rope_fine_tunes_the_rope_run_which_runs_first():
   scaled = runs[-1]
   assert scaled.init_from == "rope" and scaled.config["train"]["steps"] == 5
   assert scaled.config["task"]["length"] == 2 * SETUPS["quick"].length
-  assert scaled.config["model"]["pe_options"] == {"scaling": "yarn", "factor": 4,
-                                                  "original_length": SETUPS["quick"].length}
+  assert scaled.config["model"]["positional"]["options"] == {"scaling": "yarn", "factor": 4,
+                                                             "original_length": SETUPS["quick"].length}
 
 
 def test_a_tiny_run_walks_every_stage_and_a_rerun_resumes(tmp_path):

@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from conftest import tiny
 from zoo import attention, models, positional
 from zoo.data.tasks.graphs import graph_example, pad_graph, random_connected_graph, shortest_paths
 from zoo.positional.graph import GRAPH_TOKEN, UNREACHABLE, Graph
 
 GRAPH_FIELDS = ("mask", "spd", "in_degree", "out_degree", "edge_features", "edge_paths")
-TINY_GRAPH = dict(num_layers=2, d_model=16, num_heads=2, mlp_dim=32, vocab_size=5, num_node_features=2,
-                  edge_vocab_size=4, num_edge_features=2, max_hops=3)
+TINY_GRAPH = dict(num_layers=2, d_model=16, attention=dict(num_heads=2), mlp=dict(dim=32), vocab_size=5,
+                  num_node_features=2, edge_vocab_size=4, num_edge_features=2, max_hops=3)
 HOPS = 3
 
 
@@ -49,7 +50,7 @@ def perturbed(model, seed=1, scale=0.5):
 
 
 def graph_model(pe="spd", **overrides):
-  return perturbed(models.build("graph", dict(TINY_GRAPH, pe=pe, **overrides)))
+  return perturbed(models.build("graph", tiny(pe, TINY_GRAPH, **overrides)))
 
 
 @nnx.jit
@@ -173,7 +174,7 @@ def test_padding_nodes_and_edges_change_nothing(head):
 def test_urpe_on_graphs_with_c_equal_one_is_graphormer(head):
   urpe = graph_model("spd_urpe", head=head)
   urpe.backbone.positional.c[...] = jnp.ones_like(urpe.backbone.positional.c[...])
-  plain = models.build("graph", dict(TINY_GRAPH, pe="spd", head=head), seed=7)
+  plain = models.build("graph", tiny("spd", TINY_GRAPH, head=head), seed=7)
   urpe_params = {path: v for path, v in nnx.to_flat_state(nnx.state(urpe, nnx.Param)) if path[-1] != "c"}
   copied = [(path, urpe_params[path]) for path, _ in nnx.to_flat_state(nnx.state(plain, nnx.Param))]
   assert len(copied) == len(urpe_params), "the two models should have the same parameters apart from C"
@@ -197,8 +198,8 @@ def test_cores_that_do_not_serve_graph_relations_refuse_them(impl):
   term = attention.RelationTable(table=jnp.ones((2, 5)), relation=jnp.zeros((1, 4, 4), jnp.int32))
   with pytest.raises(ValueError, match="use impl='chunked' or 'xla'"):
     attention.attend(q, q, q, impl=impl, mask=mask, bias=(term,))
-  with pytest.raises(ValueError, match=r"attention_impl( must be 'chunked' or 'xla'|='linear' cannot apply)"):
-    models.build("graph", dict(TINY_GRAPH, attention_impl=impl))
+  with pytest.raises(ValueError, match=r"attention.impl( must be 'chunked' or 'xla'|='linear' cannot apply)"):
+    models.build("graph", tiny(base=TINY_GRAPH, attention=dict(impl=impl)))
 
 
 @pytest.mark.parametrize("impl", [name for name in SERVING if name != "xla"])
@@ -206,18 +207,18 @@ def test_cores_that_serve_graph_relations_give_the_reference_model_outputs(impl)
   """(Block-by-block equality of the graph terms is in test_attention_kernels.py.)"""
   _, example = random_graph_example(2, connected=False)
   batch = batch_of([example, random_graph_example(4)[1]])
-  outputs = [np.asarray(run(graph_model("spd_urpe", head="node", num_classes=3, attention_impl=name), batch))
+  outputs = [np.asarray(run(graph_model("spd_urpe", head="node", num_classes=3, attention=dict(impl=name)), batch))
              for name in ("xla", impl)]
   np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-5, atol=1e-5)
 
 
 def test_graph_config_errors():
-  with pytest.raises(ValueError, match="pe must be a graph encoding"):
-    models.build("graph", dict(TINY_GRAPH, pe="rope"))
+  with pytest.raises(ValueError, match="positional.name must be a graph encoding"):
+    models.build("graph", tiny("rope", TINY_GRAPH))
   with pytest.raises(ValueError, match="max_hops must be >= 0"):
     models.build("graph", dict(TINY_GRAPH, max_hops=-1))
   with pytest.raises(ValueError, match="max_distance must be >= 1"):
-    models.build("graph", dict(TINY_GRAPH, pe_options={"max_distance": 0}))
+    models.build("graph", tiny(base=TINY_GRAPH, positional=dict(options={"max_distance": 0})))
   model = models.build("graph", TINY_GRAPH)
   _, example = random_graph_example(0)
   batch = batch_of([example])

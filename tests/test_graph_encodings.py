@@ -303,7 +303,7 @@ def test_graph_urpe_rows_of_the_graphgps_encodings_are_valid_configs_and_columns
 
   experiment = experiments.get("graph_urpe")
   runs = experiment.runs(variant, Options(encodings=GRAPHGPS))
-  assert [r.config["model"]["pe"] for r in runs] == list(GRAPHGPS) * 3
+  assert [r.config["model"]["positional"]["name"] for r in runs] == list(GRAPHGPS) * 3
   for r in runs:
     parse_experiment(r.config)
   rows = [{**r.labels, "metric": "mae", "value": 0.5, "steps": 300} for r in runs[:-1]]  # no rrwp on the last task

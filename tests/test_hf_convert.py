@@ -109,8 +109,9 @@ def test_long_context_scalings_export_and_reimport_identically(name, tmp_path):
 @pytest.mark.parametrize("impl", ["chunked", "pallas"])
 def test_grouped_query_attention_through_other_cores_keeps_parity(impl):
   family, options, params = hf.read(HF / "llama")
-  assert options["num_kv_heads"] < options["num_heads"]
-  model = pretrained.build(dict(model_name=family, model=dict(options, attention_impl=impl)), params)
+  assert options["attention"]["num_kv_heads"] < options["attention"]["num_heads"]
+  options = dict(options, attention={**options["attention"], "impl": impl})
+  model = pretrained.build(dict(model_name=family, model=options), params)
   model.eval()
   assert_parity(outputs(model, reference("llama"), "llama"), reference("llama"))
 
@@ -227,17 +228,18 @@ def test_a_tensor_zoo_has_no_place_for_is_an_error(tmp_path):
 
 
 @pytest.mark.parametrize("options,message", [
-    (dict(pe="xpos", norm="rmsnorm", activation="swiglu"), r"only decoders with encoding 'learned', 'rope', "
-     r"'alibi'.*got a decoder with 'xpos'; the nearest exportable choice: pe='rope' \(written as llama\)$"),
-    (dict(pe="rope", norm="layernorm", activation="swiglu"),
-     r"not llama-shaped: norm='layernorm' \(needs 'rmsnorm'\)$"),
-    (dict(pe="learned", activation="swiglu", norm="rmsnorm"),
-     r"not gpt2-shaped: activation='swiglu'.*; the nearest exportable choice: pe='rope' \(written as llama\)$"),
-    (dict(pe="rope", pe_options=dict(p=0.5), norm="rmsnorm", activation="swiglu"),
-     r"RoPE options \{.*'p': 0.5\} have no LLaMA equivalent"),
+    (dict(positional=dict(name="xpos")), r"only decoders with encoding 'learned', 'rope', 'alibi'.*got a decoder "
+     r"with 'xpos'; the nearest exportable choice: positional.name='rope' \(written as llama\)$"),
+    (dict(positional=dict(name="rope"), norm=dict(kind="layernorm")),
+     r"not llama-shaped: norm.kind='layernorm' \(needs 'rmsnorm'\)$"),
+    (dict(positional=dict(name="learned")), r"not gpt2-shaped: .*mlp.activation='swiglu'.*; the nearest exportable "
+                                            r"choice: positional.name='rope' \(written as llama\)$"),
+    (dict(positional=dict(name="rope", options=dict(p=0.5))), r"RoPE options \{.*'p': 0.5\} have no LLaMA equivalent"),
 ])
 def test_a_model_hugging_face_cannot_reproduce_is_not_exported(options, message, tmp_path):
-  options = dict(vocab_size=32, num_layers=1, d_model=16, num_heads=2, max_length=16, **options)
+  llama_like = dict(mlp=dict(activation="swiglu"), norm=dict(kind="rmsnorm"))
+  options = dict(vocab_size=32, num_layers=1, d_model=16, max_length=16, attention=dict(num_heads=2),
+                 **{**llama_like, **options})
   params = params_of(models.build("decoder", options))
   with pytest.raises(ConversionError, match=message):
     hf.write("decoder", options, params, tmp_path)
@@ -255,7 +257,7 @@ def test_convert_from_hf_then_back_on_the_command_line(tmp_path):
   result = run_module("launch.convert", f"--from_hf={HF / 'llama'}", f"--out={out}")
   assert result.returncode == 0, result.stderr[-3000:]
   model, config = pretrained.load(str(out))
-  assert config.model_name == "decoder" and config.model.num_kv_heads == 2
+  assert config.model_name == "decoder" and config.model.attention.num_kv_heads == 2
   assert_parity(outputs(model, reference("llama"), "llama"), reference("llama"))
   result = run_module("launch.convert", f"--workdir={out}", f"--to_hf={back}")
   assert result.returncode == 0, result.stderr[-3000:]
@@ -286,8 +288,8 @@ def test_fine_tune_a_converted_llama_with_urpe_in_place_of_rope(tmp_path, data_d
   assert not report["dropped"] and not report["mismatched"]
   assert set(report["loaded"]) == set(params)
   trained = pretrained.load_params(str(workdir))
-  assert trained.step == 4 and trained.config["model"]["pe"] == "urpe"
-  assert trained.config["model"]["num_kv_heads"] == 2
+  assert trained.step == 4 and trained.config["model"]["positional"]["name"] == "urpe"
+  assert trained.config["model"]["attention"]["num_kv_heads"] == 2
 
 
 def digests(directory: pathlib.Path) -> dict[str, str]:
@@ -331,14 +333,14 @@ def test_a_default_config_workdir_exports_as_the_fixture_transformers_ran(tmp_pa
 
 
 @pytest.mark.parametrize("name,message", [
-    ("lm_alibi", "error: export: this decoder is not bloom-shaped: activation='swiglu' (needs 'gelu_tanh'), "
-                 "norm='rmsnorm' (needs 'layernorm'), qkv_bias=False (needs True), out_bias=False (needs True), "
-                 "mlp_bias=False (needs True), embedding_norm=False (needs True); the nearest exportable choice: "
-                 "pe='rope' (written as llama)"),
-    pytest.param("lm_learned", "error: export: this decoder is not gpt2-shaped: activation='swiglu' (needs 'gelu_tanh'), "
-                   "norm='rmsnorm' (needs 'layernorm'), qkv_bias=False (needs True), out_bias=False (needs True), "
-                   "mlp_bias=False (needs True); the nearest exportable choice: pe='rope' (written as llama)",
-                 marks=pytest.mark.slow),
+    ("lm_alibi", "error: export: this decoder is not bloom-shaped: attention.qkv_bias=False (needs True), "
+                 "attention.out_bias=False (needs True), mlp.activation='swiglu' (needs 'gelu_tanh'), mlp.bias=False "
+                 "(needs True), norm.kind='rmsnorm' (needs 'layernorm'), embedding_norm=False (needs True); the "
+                 "nearest exportable choice: positional.name='rope' (written as llama)"),
+    pytest.param("lm_learned", "error: export: this decoder is not gpt2-shaped: attention.qkv_bias=False (needs "
+                 "True), attention.out_bias=False (needs True), mlp.activation='swiglu' (needs 'gelu_tanh'), "
+                 "mlp.bias=False (needs True), norm.kind='rmsnorm' (needs 'layernorm'); the nearest exportable "
+                 "choice: positional.name='rope' (written as llama)", marks=pytest.mark.slow),
 ])
 def test_shipped_decoders_no_hugging_face_architecture_computes_are_refused_in_one_line(name, message, tmp_path):
   result = run_module("launch.convert", f"--pretrained={name}", f"--to_hf={tmp_path / 'hf'}")

@@ -67,11 +67,12 @@ def test_a_rope_fine_tune_of_a_llama_keeps_its_rope_theta_back_to_hugging_face(t
   (llama / "config.json").write_text(json.dumps(config))
   workdir, out = tmp_path / "run", tmp_path / "hf"
   result = run_command("launch.train", f"--config=configs/finetune_hf_swap.py:{llama},smoke",
-                       "--config.model.pe=rope", "--config.train.steps=2", "--config.train.progress_bar=False",
+                       "--config.model.positional.name=rope", "--config.train.steps=2",
+                       "--config.train.progress_bar=False",
                        f"--workdir={workdir}", data_dir=data_dir)
   assert result.returncode == 0, result.stderr[-3000:]
   recorded = json.loads((workdir / "config.json").read_text())["model"]
-  assert recorded["pe_options"] == {"base": 500000.0} and recorded["num_kv_heads"] == 2
+  assert recorded["positional"]["options"] == {"base": 500000.0} and recorded["attention"]["num_kv_heads"] == 2
   result = run_command("launch.convert", f"--workdir={workdir}", f"--to_hf={out}", data_dir=data_dir)
   assert result.returncode == 0, result.stderr[-3000:]
   exported = json.loads((out / "config.json").read_text())

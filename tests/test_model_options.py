@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import TINY, random_tokens, tiny_model
+from conftest import TINY, random_tokens, tiny, tiny_model
 from zoo import models
 from zoo.nn import CallContext
 
@@ -29,8 +29,8 @@ def logit_matrices(attention, x) -> np.ndarray:
 @pytest.mark.parametrize("rank", [1, 3])
 def test_qk_rank_bounds_the_rank_of_every_logits_matrix(family, rank):
   x, _ = block_inputs()
-  low = tiny_model(family, "rope" if family == "decoder" else "none", qk_rank=rank, head_dim=8)
-  full = tiny_model(family, "none", head_dim=8)
+  low = tiny_model(family, "rope" if family == "decoder" else "none", attention=dict(qk_rank=rank, head_dim=8))
+  full = tiny_model(family, "none", attention=dict(head_dim=8))
   for model, bound in ((low, rank), (full, 8)):
     logits = logit_matrices(model.backbone.blocks[0].attention, x)
     ranks = {int(np.linalg.matrix_rank(m, tol=1e-6 * np.abs(m).max())) for m in logits.reshape(-1, LENGTH, LENGTH)}
@@ -49,8 +49,8 @@ def softmax(a, axis=-1):
 def test_positional_logits_are_the_softmax_of_the_bias_alone(phi, impl):
   """Wang & E's dot-product-free attention with their R[t, s] = p·φ(t − s), causal: out = softmax(R + mask)·V·W_O,
   written out in numpy from the stored log p, W_V and W_O."""
-  model = tiny_model("decoder", "memory_rpe", pe_options={"phi": phi}, attention_logits="positional",
-                     attention_impl=impl)
+  model = tiny_model("decoder", "memory_rpe", positional=dict(options={"phi": phi}),
+                     attention=dict(logits="positional", impl=impl))
   attention = model.backbone.blocks[0].attention
   assert attention.query is None and attention.key is None  # no W_Q, W_K at all
   x, context = block_inputs(1)
@@ -71,7 +71,7 @@ def test_positional_logits_are_the_softmax_of_the_bias_alone(phi, impl):
 def test_causal_token_head_reads_no_future_input():
   """Changing input t changes the regression outputs at t and after, never before (the paper's causal model)."""
   model = tiny_model("encoder", "memory_rpe", head="token", num_classes=1, causal=True,
-                     attention_logits="positional")
+                     attention=dict(logits="positional"))
   tokens = random_tokens(0, (1, LENGTH))
   base = np.asarray(model(tokens))  # [1, L, 1]
   assert base.shape == (1, LENGTH, 1)
@@ -86,7 +86,7 @@ def test_causal_token_head_reads_no_future_input():
 
 def test_low_temperature_is_hardmax_attention():
   """At temperature 1e-4 each query takes the value of its highest-scoring key (logits q·kᵀ/√d, no bias)."""
-  model = tiny_model("encoder", "none", head="token", attention_temperature=1e-4)
+  model = tiny_model("encoder", "none", head="token", attention=dict(temperature=1e-4))
   attention = model.backbone.blocks[0].attention
   x, context = block_inputs(2)
   out, _ = attention(x, context)
@@ -98,18 +98,21 @@ def test_low_temperature_is_hardmax_attention():
 
 
 @pytest.mark.parametrize("config,message", [
-    (dict(qk_rank=0), r"model: qk_rank must be None \(full rank\) or in 1..head_dim \(8\), got 0"),
-    (dict(qk_rank=9), r"qk_rank must be None \(full rank\) or in 1..head_dim \(8\), got 9"),
-    (dict(attention_logits="dot"), r"'dot' is not a valid choice; valid choices: 'content' \| 'positional'"),
-    (dict(attention_logits="positional", pe="rope"), r"attention_logits='positional' needs an encoding with a "
-                                                     r"logit_bias hook and no transform_qk \(got pe='rope'\); valid "
-                                                     r"choices: alibi, cope, fire, kerple_log"),
-    (dict(attention_logits="positional", pe="alibi", qk_rank=1), r"qk_rank needs attention_logits='content'"),
-    (dict(attention_temperature=0.0), r"attention_temperature must be > 0, got 0.0"),
-    (dict(pe="memory_rpe", pe_options={"phi": "exp"}), r"'exp' is not a valid choice; valid choices: 'log' \| 'lin'"),
-    (dict(pe="memory_rpe", pe_options={"p_min": 0.0}), r"memory_rpe': need 0 < p_min <= p_max"),
+    (dict(attention=dict(qk_rank=0)), r"model.attention: qk_rank must be None \(full rank\) or >= 1, got 0"),
+    (dict(attention=dict(qk_rank=9)), r"model: attention.qk_rank must be None \(full rank\) or in 1..head_dim "
+                                      r"\(8\), got 9"),
+    (dict(attention=dict(logits="dot")), r"'dot' is not a valid choice; valid choices: 'content' \| 'positional'"),
+    (dict(attention=dict(logits="positional"), positional=dict(name="rope")),
+     r"attention.logits='positional' needs an encoding with a logit_bias hook and no transform_qk \(got "
+     r"positional.name='rope'\); valid choices: alibi, cope, fire, kerple_log"),
+    (dict(attention=dict(logits="positional", qk_rank=1), positional=dict(name="alibi")),
+     r"qk_rank needs logits='content'"),
+    (dict(attention=dict(temperature=0.0)), r"model.attention: temperature must be > 0, got 0.0"),
+    (dict(positional=dict(name="memory_rpe", options={"phi": "exp"})),
+     r"'exp' is not a valid choice; valid choices: 'log' \| 'lin'"),
+    (dict(positional=dict(name="memory_rpe", options={"p_min": 0.0})), r"memory_rpe': need 0 < p_min <= p_max"),
     (dict(causal=True, head="sequence"), r"causal=True needs head='token'"),
 ])
 def test_bad_option_values_name_the_valid_ones(config, message):
   with pytest.raises(ValueError, match=message):
-    models.build("encoder", dict(TINY, **config))
+    models.build("encoder", tiny(**config))

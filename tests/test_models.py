@@ -57,9 +57,10 @@ def test_packed_sequences_equal_separate_ones(family, pe):
   np.testing.assert_allclose(np.asarray(out[:, 5:]), np.asarray(forward(model, b, None, None)), atol=1e-5)
 
 
-@pytest.mark.parametrize("overrides", [dict(norm_position="post"), dict(activation="swiglu", norm="rmsnorm"),
-                                       dict(tie_embeddings=False), dict(head_dim=4, mlp_dim=24),
-                                       dict(dropout=0.1, attention_dropout=0.1)])
+@pytest.mark.parametrize("overrides", [dict(norm=dict(position="post")),
+                                       dict(mlp=dict(activation="swiglu"), norm=dict(kind="rmsnorm")),
+                                       dict(tie_embeddings=False), dict(attention=dict(head_dim=4), mlp=dict(dim=24)),
+                                       dict(dropout=0.1, attention=dict(dropout=0.1))])
 def test_decoder_variants_run_and_stay_causal(overrides):
   model = tiny_model("decoder", "alibi", **overrides)
   model.eval()  # dropout off: outputs are deterministic
@@ -71,7 +72,7 @@ def test_decoder_variants_run_and_stay_causal(overrides):
 
 
 def test_dropout_is_active_in_training_and_off_in_eval():
-  model = tiny_model("decoder", "rope", dropout=0.2, attention_dropout=0.2)
+  model = tiny_model("decoder", "rope", dropout=0.2, attention=dict(dropout=0.2))
   tokens = random_tokens(5, (2, 8))
   assert not np.allclose(np.asarray(model(tokens)), np.asarray(model(tokens)))
   model.eval()
@@ -163,12 +164,12 @@ def test_every_encoding_with_every_attention_builds_trains_and_generates(pe, imp
   if unusable:
     works = [n for n in positional.available() if not hooks_linear_attention_cannot_apply(n)]
     message = (re.escape(f"positional encoding '{pe}' uses the {' and '.join(unusable)} hook, which "
-                         f"attention_impl='linear' cannot apply (cannot ") + ".*" +
-               re.escape(f" for it, or pe one that attention_impl='linear' serves: {', '.join(works)}"))
+                         f"attention.impl='linear' cannot apply (cannot evaluate a ") + ".*" +
+               re.escape(f" for it, or positional.name one that attention.impl='linear' serves: {', '.join(works)}"))
     with pytest.raises(ValueError, match=message):
-      tiny_model(family, pe, attention_impl=impl, **per_token_options(family))
+      tiny_model(family, pe, attention=dict(impl=impl), **per_token_options(family))
     return
-  model = tiny_model(family, pe, attention_impl=impl, num_layers=1, **per_token_options(family))
+  model = tiny_model(family, pe, attention=dict(impl=impl), num_layers=1, **per_token_options(family))
   optimizer = nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param)
   tokens = random_tokens(10, (2, 8))
   before = jax.tree_util.tree_leaves(nnx.state(model, nnx.Param))
@@ -191,7 +192,7 @@ def test_every_encoding_with_every_attention_builds_trains_and_generates(pe, imp
 @pytest.mark.slow  # ≈ 1 min each on 2 busy cores; test_cached_decoding_equals_full_forward covers the cache by default
 @pytest.mark.parametrize("pe,feature_map", [("spe_sine", "favor"), ("spe_conv", "relu")])
 def test_linear_attention_generation_with_ragged_prompts_equals_full_recompute(pe, feature_map):
-  model = tiny_model("decoder", pe, attention_impl="linear", feature_map=feature_map)
+  model = tiny_model("decoder", pe, attention=dict(impl="linear", core=dict(feature_map=feature_map)))
   model.eval()  # the features and the SPE noise of the full recompute are the ones generation uses
   prompts = random_tokens(7, (2, 6))
   lengths = jnp.array([6, 3])
@@ -202,7 +203,7 @@ def test_linear_attention_generation_with_ragged_prompts_equals_full_recompute(p
 
 
 def test_random_features_and_spe_noise_are_redrawn_while_training_and_fixed_in_eval():
-  model = tiny_model("decoder", "spe_sine", attention_impl="linear")
+  model = tiny_model("decoder", "spe_sine", attention=dict(impl="linear"))
   tokens = random_tokens(11, (2, 8))
   assert not np.allclose(np.asarray(forward(model, tokens, None, None)), np.asarray(forward(model, tokens, None, None)))
   model.eval()
@@ -211,11 +212,12 @@ def test_random_features_and_spe_noise_are_redrawn_while_training_and_fixed_in_e
 
 
 def test_linear_decoding_state_does_not_grow_with_the_prefix():
-  model = tiny_model("decoder", "rope", attention_impl="linear", num_features=24)
+  model = tiny_model("decoder", "rope", attention=dict(impl="linear", core=dict(num_features=24)))
   cache = model.init_cache(2, 40)
   state = cache.layers[0]
-  assert state.kv.shape == (2, TINY["num_heads"], 24, TINY["d_model"] // TINY["num_heads"])
-  assert state.k_sum.shape == (2, TINY["num_heads"], 24)
+  heads = TINY["attention"]["num_heads"]
+  assert state.kv.shape == (2, heads, 24, TINY["d_model"] // heads)
+  assert state.k_sum.shape == (2, heads, 24)
 
 
 @pytest.mark.parametrize("impl,pe", [pytest.param("xla", "rope", marks=pytest.mark.slow),  # test_grouped_query: every
@@ -225,13 +227,14 @@ def test_grouped_query_cache_holds_the_kv_heads_and_decodes_like_the_full_forwar
   """The cache of a num_kv_heads < num_heads decoder keeps kv heads only (the core maps each query head to its kv
   head): the KV cache's keys and values, linear attention's recurrent state; an encoding with per-head key transforms
   (SPE) keeps a key per query head. Either way, a prefill and single-token steps give the full forward's logits."""
-  model = tiny_model("decoder", pe, attention_impl=impl, num_kv_heads=1)
+  model = tiny_model("decoder", pe, attention=dict(impl=impl, num_kv_heads=1))
   model.eval()
   tokens = random_tokens(4, (2, 9))
   cache = model.init_cache(2, 12)
   layer = cache.layers[0]
-  head_dim = TINY["d_model"] // TINY["num_heads"]
-  key_heads = TINY["num_heads"] if pe == "spe_sine" else 1
+  heads = TINY["attention"]["num_heads"]
+  head_dim = TINY["d_model"] // heads
+  key_heads = heads if pe == "spe_sine" else 1
   if impl == "linear":
     assert layer.kv.shape[:2] == layer.k_sum.shape[:2] == layer.shift.shape == (2, key_heads)
     assert layer.kv.shape[3] == head_dim

@@ -210,9 +210,9 @@ def test_xpos_cached_decoding_past_100k_equals_the_full_forward():
 
 def test_linear_attention_refuses_xpos_whose_keys_are_transformed_at_every_call():
   """Its decoding state sums features of keys already transformed: it cannot transform them again per call."""
-  with pytest.raises(ValueError, match=r"'xpos' uses the transform_qk hook, which attention_impl='linear' cannot "
+  with pytest.raises(ValueError, match=r"'xpos' uses the transform_qk hook, which attention.impl='linear' cannot "
                                        r"apply \(cannot transform every key at each call\)"):
-    tiny_model("decoder", "xpos", attention_impl="linear")
+    tiny_model("decoder", "xpos", attention=dict(impl="linear"))
 
 
 def kerple_log_numpy(r1, r2, lag):

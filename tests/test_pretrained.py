@@ -17,6 +17,7 @@ from conftest import FIXTURES, REPO
 
 from launch import make_pretrained
 from zoo import models, pretrained
+from zoo.models.config import nest
 from zoo.checkpoints import tensors
 from zoo.convert import hf
 from zoo.train import init_from, loop
@@ -54,7 +55,10 @@ def test_every_shipped_name_verifies_and_loads(name):
   model, config = pretrained.load(name)
   entry = pretrained.info(name)
   assert sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param))) == entry["parameters"]
-  assert config.to_dict() == {**entry["config"], "model_name": entry["family"]}
+  # The manifest stores the config as trained, before the model's sections: it loads in today's shape.
+  stored = entry["config"]
+  assert "num_heads" in stored["model"] and "attention" not in stored["model"]
+  assert config.to_dict() == {**stored, "model": nest(stored["model"]), "model_name": entry["family"]}
 
 
 @pytest.mark.parametrize("source", ["lm_rope", "hf", "converted"])
@@ -63,7 +67,7 @@ def test_every_source_loads_a_config_of_one_shape(source, tmp_path):
     pretrained.write_converted(tmp_path, *hf.read(HF / "llama"), source=str(HF / "llama"))
   path = {"lm_rope": "lm_rope", "hf": str(HF / "llama"), "converted": str(tmp_path)}[source]
   _, config = pretrained.load(path)
-  assert (config.model_name, config.model.pe) == ("decoder", "rope")
+  assert (config.model_name, config.model.positional.name) == ("decoder", "rope")
   assert ("task" in config) == (source == "lm_rope")
   assert pretrained.load_config(path) == config.to_dict()  # the same without reading a parameter
 
@@ -173,9 +177,10 @@ def test_fine_tuning_with_a_swapped_encoding_keeps_frozen_parameters_bit_unchang
   shipped = pretrained.load_params("lm_rope").params
   trained = pretrained.load_params(str(workdir))
   recorded = json.loads((workdir / "config.json").read_text())
-  assert trained.step == 4 and (recorded["model"]["pe"], recorded["train"]["init_from"]) == ("urpe", "lm_rope")
-  assert {k: v for k, v in recorded["model"].items() if k != "pe"} == {  # the rest is lm_rope's, stated in full
-      k: v for k, v in pretrained.info("lm_rope")["config"]["model"].items() if k != "pe"}
+  assert trained.step == 4 and recorded["train"]["init_from"] == "lm_rope"
+  shipped_model = nest(pretrained.info("lm_rope")["config"]["model"])  # stored before the sections: read in them
+  # The encoding is the file's, the rest lm_rope's, stated in full.
+  assert recorded["model"] == {**shipped_model, "positional": {"name": "urpe", "options": {}}}
   assert set(trained.params) - set(shipped) == set(report["new"])
   # train.trainable="encoding": everything else is frozen, listed as such, and stays the shipped parameters.
   assert report["frozen"] == sorted(shipped) and set(report["frozen"]).isdisjoint(report["new"])
@@ -206,14 +211,18 @@ def test_fine_tuning_at_four_times_the_length_then_resume_then_evaluate_the_work
   assert math.isfinite(last["eval_loss"])
 
 
+ROPE_500 = {"name": "rope", "options": {"base": 500.0}}  # tests/fixtures/hf/llama's encoding
+
+
 @pytest.mark.parametrize("stated,expected", [
-    ({}, {"pe": "rope", "pe_options": {"base": 500.0}}),  # nothing stated: the checkpoint's model, in full
-    ({"pe": "rope"}, {"pe": "rope", "pe_options": {"base": 500.0}}),  # its own pe: its options stay
-    ({"pe": "rope", "pe_options": {"scaling": "linear", "factor": 2.0}},  # given ones merge over the checkpoint's
-     {"pe": "rope", "pe_options": {"base": 500.0, "scaling": "linear", "factor": 2.0}}),
-    ({"pe": "rope", "pe_options": {"base": 10000.0}}, {"pe": "rope", "pe_options": {"base": 10000.0}}),
-    ({"pe": "alibi"}, {"pe": "alibi", "pe_options": {}}),  # another pe: RoPE's options would not apply
-    ({"pe": "urpe", "num_kv_heads": 4}, {"pe": "urpe", "pe_options": {}, "num_kv_heads": 4}),
+    ({}, {"positional": ROPE_500}),  # nothing stated: the checkpoint's model, in full
+    (dict(positional={"name": "rope"}), {"positional": ROPE_500}),  # its own encoding: its options stay
+    (dict(positional={"name": "rope", "options": {"scaling": "linear", "factor": 2.0}}),  # over the checkpoint's
+     {"positional": {"name": "rope", "options": {"base": 500.0, "scaling": "linear", "factor": 2.0}}}),
+    (dict(positional={"options": {"base": 10000.0}}), {"positional": {"name": "rope", "options": {"base": 10000.0}}}),
+    (dict(positional={"name": "alibi"}), {"positional": {"name": "alibi", "options": {}}}),  # RoPE's would not apply
+    (dict(positional={"name": "urpe"}, attention={"num_kv_heads": 4}),  # a section merges key by key
+     {"positional": {"name": "urpe", "options": {}}, "attention": {"num_kv_heads": 4}}),
 ])
 def test_a_fine_tune_config_keeps_every_option_its_checkpoint_states_unless_stated(stated, expected):
   from configs import lm_bytes  # noqa: PLC0415
@@ -223,7 +232,8 @@ def test_a_fine_tune_config_keeps_every_option_its_checkpoint_states_unless_stat
   config["train"]["init_from"] = str(HF / "llama")
   model = init_from.fine_tune_config(config)["model"]
   checkpoint = pretrained.load_config(str(HF / "llama"))["model"]
-  assert model == {**{k: v for k, v in checkpoint.items() if k not in ("vocab_size", "max_length")}, **expected}
+  base = {k: v for k, v in checkpoint.items() if k not in ("vocab_size", "max_length")}
+  assert model == {**base, **{name: {**base[name], **section} for name, section in expected.items()}}
   assert init_from.fine_tune_config(init_from.fine_tune_config(config))["model"] == model
   parse_experiment(init_from.fine_tune_config(config))  # a valid experiment: the task sets vocabulary and length
 

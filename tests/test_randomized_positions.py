@@ -22,7 +22,7 @@ def test_draws_are_ordered_distinct_and_in_range_per_document():
 
 @pytest.mark.parametrize("pe", ["learned", "alibi", "rope"])
 def test_training_sees_random_positions_and_evaluation_the_true_ones(pe):
-  model = tiny_model("decoder", pe, randomized_positions=48)
+  model = tiny_model("decoder", pe, positional=dict(randomized_positions=48))
   plain = tiny_model("decoder", pe)  # the same seed: the same parameters
   tokens = random_tokens(0, (2, 12))
   first, second = forward(model, tokens, None, None), forward(model, tokens, None, None)
@@ -34,5 +34,5 @@ def test_training_sees_random_positions_and_evaluation_the_true_ones(pe):
 
 
 def test_range_must_cover_max_length():
-  with pytest.raises(ValueError, match=r"randomized_positions must be 0 \(off\) or >= max_length \(48\)"):
-    tiny_model("decoder", "rope", randomized_positions=20)
+  with pytest.raises(ValueError, match=r"positional.randomized_positions must be 0 \(off\) or >= max_length \(48\)"):
+    tiny_model("decoder", "rope", positional=dict(randomized_positions=20))

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from conftest import REPO, TINY, random_tokens, representative_or_slow, smoke_config
+from conftest import REPO, TINY, random_tokens, representative_or_slow, smoke_config, tiny
 from test_graph import TINY_GRAPH, batch_of, random_graph_example
 from test_train_cli import cli_env
 from zoo import attention, models, positional, pretrained
@@ -71,14 +71,14 @@ def token_loss(tokens):
                                 for pe in SEQUENCE_ENCODINGS])
 def test_scan_equals_the_layer_loop_with_dropout(pe):
   """Dropout on: the scanned layers draw the same masks (their streams are the loop's, stacked)."""
-  config = dict(TINY, pe=pe, dropout=0.1, attention_dropout=0.1)
+  config = tiny(pe, dropout=0.1, attention=dict(dropout=0.1))
   assert_same_model("decoder", config, token_loss(random_tokens(0, (2, 12))))
 
 
 @pytest.mark.parametrize("pe", [n if n == "urpe" else pytest.param(n, marks=pytest.mark.slow)
                                 for n in PER_LAYER if n in SEQUENCE_ENCODINGS])
 def test_scan_stacks_per_layer_tables(pe):
-  config = dict(TINY, pe=pe, pe_options=dict(share_across_layers=False), dropout=0.1)
+  config = tiny(pe, positional=dict(options=dict(share_across_layers=False)), dropout=0.1)
   assert_same_model("decoder", config, token_loss(random_tokens(1, (2, 12))))
 
 
@@ -86,7 +86,7 @@ def test_scan_stacks_per_layer_tables(pe):
                                   for n in attention.available() if n != "auto"])  # a KV cache and a linear state
 def test_scan_equals_the_layer_loop_for_every_attention_impl(impl):
   pe = "spe_sine" if impl == "linear" else "urpe"
-  assert_same_model("encoder", dict(TINY, pe=pe, attention_impl=impl, head="token", num_classes=5),
+  assert_same_model("encoder", tiny(pe, attention=dict(impl=impl), head="token", num_classes=5),
                     token_loss(random_tokens(2, (2, 12))), remat="dots_saveable")
 
 
@@ -101,13 +101,13 @@ def test_scan_equals_the_layer_loop_on_graphs(pe, share):
   None: an encoding that is always shared (GraphGPS's node encodings)."""
   batch = batch_of([random_graph_example(seed)[1] for seed in (0, 1)])
   fields = {k: v for k, v in batch.items() if k != "inputs"}
-  config = dict(TINY_GRAPH, pe=pe, pe_options={} if share is None else dict(share_across_layers=share))
+  config = tiny(pe, TINY_GRAPH, positional=dict(options={} if share is None else dict(share_across_layers=share)))
   assert_same_model("graph", config, lambda model: jnp.mean(model(batch["inputs"], **fields) ** 2))
 
 
 @pytest.mark.parametrize("scan_layers,remat", [(False, "dots_saveable"), (True, "full")])
 def test_remat_changes_nothing(scan_layers, remat):
-  config = dict(TINY, pe="urpe", dropout=0.1, attention_dropout=0.1, scan_layers=scan_layers)
+  config = tiny("urpe", dropout=0.1, attention=dict(dropout=0.1), scan_layers=scan_layers)
   loss_fn = token_loss(random_tokens(3, (2, 12)))
   (loss, grads), (remat_loss, remat_grads) = (
       loss_and_grads(models.build("decoder", dict(config, remat=r), seed=0), loss_fn) for r in ("none", remat))
@@ -120,7 +120,7 @@ def test_remat_changes_nothing(scan_layers, remat):
                                      ("rope", "linear")])
 def test_scanned_cached_generation_equals_the_layer_loop(pe, impl):
   """The scanned decoder's cache is stacked [layers, ...] (KV slots or linear attention's recurrent state)."""
-  config = dict(TINY, pe=pe, attention_impl=impl)
+  config = tiny(pe, attention=dict(impl=impl))
   plain, twin = (models.build("decoder", dict(config, scan_layers=s), seed=4) for s in (False, True))
   cache = twin.init_cache(2, 16)
   assert all(np.shape(leaf)[0] == TINY["num_layers"] for leaf in jax.tree.leaves(cache.layers))
@@ -131,7 +131,7 @@ def test_scanned_cached_generation_equals_the_layer_loop(pe, impl):
 
 
 def test_layouts_convert_into_each_other():
-  config = dict(TINY, pe="spe_conv", pe_options=dict(share_across_layers=False))
+  config = tiny("spe_conv", positional=dict(options=dict(share_across_layers=False)))
   plain, twin = (models.build("decoder", dict(config, scan_layers=s), seed=0) for s in (False, True))
   plain_params, twin_params = flatten(nnx.state(plain, nnx.Param)), flatten(nnx.state(twin, nnx.Param))
   back = scan.unstack_layers(scan.stack_layers(plain_params, shapes(twin_params)), shapes(plain_params))

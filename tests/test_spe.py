@@ -148,7 +148,7 @@ def test_rows_sharing_positions_get_the_codes_of_the_row_by_row_path(name):
 
 @pytest.mark.parametrize("impl", [pytest.param("xla", marks=pytest.mark.slow), "linear"])
 def test_position_agnostic_gate_makes_the_model_ignore_positions(impl):
-  model = tiny_model("encoder", "spe_sine", head="token", num_classes=5, attention_impl=impl)
+  model = tiny_model("encoder", "spe_sine", head="token", num_classes=5, attention=dict(impl=impl))
   model.eval()
   encoding = model.backbone.positional
   encoding.gate[...] = jnp.full(encoding.gate.shape, -40.0)

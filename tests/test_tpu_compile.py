@@ -92,7 +92,7 @@ def test_the_full_train_step_compiles_mosaic_kernels_for_a_multi_chip_slice(impl
   from zoo.train import aot  # noqa: PLC0415
 
   config = smoke_config(data_dir)
-  config["model"]["attention_impl"] = impl
+  config["model"]["attention"]["impl"] = impl
   config["mesh"] = mesh
   report = aot.fit_check(config, "v5e:2x2")
   assert report.attention_impl == ("pallas" if impl == "pallas" else "pallas (auto)")

@@ -784,7 +784,8 @@ def test_hostile_values_stay_single_arguments_in_the_jobset(cloud):
 @pytest.mark.parametrize("verb,change,message", [
     ("run", ["--config.train.stepz=3"], "error: unknown config key 'stepz' (did you mean 'steps'?)"),
     ("run", ["--config=configs/nope.py"], "error: Configuration is not available because of an earlier failure"),
-    ("supervise", ["--config.model.pe=nope"], "error: unknown positional encoding 'nope'; valid choices: "),
+    ("supervise", ["--config.model.positional.name=nope"],
+     "error: unknown positional encoding 'nope'; valid choices: "),
     ("run", ["--config=configs/pi.py:urpe; touch MARKER"], "error: unknown positional encoding 'urpe; touch MARKER'"),
     ("manifest", ["--config.train.batch_size=0"], "error: train: batch_size must be >= 1, got 0"),
 ], ids=["unknown_key", "no_such_file", "invalid_choice", "hostile_arg", "manifest"])

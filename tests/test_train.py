@@ -35,7 +35,7 @@ def run(tmp_path, name, config, devices):
 
 
 def with_dropout(config: dict) -> dict:
-  config["model"].update(dropout=0.1, attention_dropout=0.1)
+  config["model"]["dropout"] = config["model"]["attention"]["dropout"] = 0.1
   return config
 
 
@@ -59,11 +59,11 @@ def test_eight_devices_on_a_2x2x2_mesh_match_one_device(tmp_path, data_dir, eigh
 
 
 def test_the_fused_kernel_trains_on_a_2x2x2_mesh_like_on_one_device(tmp_path, data_dir):
-  """attention_impl="pallas" inside the sharded train step: the kernel runs under shard_map over the batch (data,
+  """attention.impl="pallas" inside the sharded train step: the kernel runs under shard_map over the batch (data,
   fsdp) and head (tensor) axes, and its table gradients are summed across batch shards."""
   one, eight = (smoke_config(data_dir, steps=3, log_every=1) for _ in range(2))
   for config in (one, eight):
-    config["model"]["attention_impl"] = "pallas"
+    config["model"]["attention"]["impl"] = "pallas"
   eight["mesh"] = dict(data=2, fsdp=2, tensor=2)
   workdir8, _ = run(tmp_path, "pallas8", eight, jax.devices())
   workdir1, _ = run(tmp_path, "pallas1", one, jax.devices()[:1])
@@ -73,10 +73,10 @@ def test_the_fused_kernel_trains_on_a_2x2x2_mesh_like_on_one_device(tmp_path, da
 def test_cached_decoding_through_the_kernel_on_a_mesh_equals_one_device():
   """Generation with the Pallas kernel under `zoo.sharding.use`: a batch of 2 splits over data, 2 heads over
   tensor, the rest replicated; the tokens equal the unsharded run's."""
-  from conftest import TINY  # noqa: PLC0415
+  from conftest import TINY, tiny  # noqa: PLC0415
   from zoo import models, sharding  # noqa: PLC0415
 
-  model = models.build("decoder", dict(TINY, pe="urpe", attention_impl="pallas"), seed=3)
+  model = models.build("decoder", tiny("urpe", attention=dict(impl="pallas")), seed=3)
   prompts = jax.random.randint(jax.random.key(0), (2, 5), 1, TINY["vocab_size"])
   generate = lambda: models.generate(model, prompts, max_new_tokens=6, rng=jax.random.key(1))
   single = generate()

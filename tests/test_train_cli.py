@@ -38,7 +38,7 @@ def run_cli(*args, devices: int = 1, timeout: float = 240) -> subprocess.Complet
 
 BAD_CONFIGS = {
     "unknown key": ([SMOKE, "--config.train.stepz=3"], "error: unknown config key 'stepz' (did you mean 'steps'?)"),
-    "unknown encoding": ([SMOKE, "--config.model.pe=nope"],
+    "unknown encoding": ([SMOKE, "--config.model.positional.name=nope"],
                          "error: unknown positional encoding 'nope'; valid choices: alibi, cope, fire, kerple_log, "
                          "kerple_power, learned, memory_rpe, none, rope"),
     "invalid schedule": ([SMOKE, "--config.optimizer.schedule=exp"],
@@ -49,8 +49,14 @@ BAD_CONFIGS = {
     "unknown variant": (["--config=configs/pi.py:urpe,big"],
                         "ValueError: config arg: unknown variant(s) big; valid variants: smoke"),
     "missing config file": (["--config=configs/nope.py"], "No such file or directory: 'configs/nope.py'"),
-    "heads do not divide width": ([SMOKE, "--config.model.num_heads=3"],
-                                  "error: model: num_heads (3) must divide d_model (16), or set head_dim"),
+    "heads do not divide width": ([SMOKE, "--config.model.attention.num_heads=3"],
+                                  "error: model: attention.num_heads (3) must divide d_model (16), or set "
+                                  "attention.head_dim"),
+    "a key of the flat model config": ([SMOKE, "--config.model.pe=rope"],
+                                       "error: model.pe moved to model.positional.name"),
+    "unknown attention option": ([SMOKE, "--config.model.attention.num_head=3"],
+                                 "error: model 'encoder': attention: unknown option(s) 'num_head'; valid options: "
+                                 "num_heads, head_dim,"),
     "batch not divisible by data parallelism": (
         [SMOKE, "--config.train.batch_size=6"],
         "error: train: batch_size (6) must be divisible by the data-parallel size 8 (mesh axes data, fsdp"),
@@ -61,7 +67,7 @@ BAD_CONFIGS = {
         [SMOKE, "--workdir=gs://bucket/run"],
         "error: train: a gs:// workdir or log_dir needs the gcs extra (pip install -e '.[gcs]'): gcsfs, "
         "google.cloud.storage not installed"),
-    "unknown encoding option": ([SMOKE, "--config.model.pe_options.max_distanc=4"],
+    "unknown encoding option": ([SMOKE, "--config.model.positional.options.max_distanc=4"],
                                 "error: positional encoding 'urpe': unknown option(s) 'max_distanc'; valid options:"),
     "unknown model option": ([SMOKE, "--config.model.num_layer=3"],
                              "error: model 'encoder': unknown option(s) 'num_layer'; valid options: vocab_size, "),
@@ -89,9 +95,9 @@ def test_bad_config_exits_2_with_one_line_naming_the_valid_choices(case, tmp_pat
 
 def test_every_model_and_encoding_option_can_be_set_from_the_command_line(tmp_path, data_dir):
   """Options the config file does not list (head_dim, the encoding's max_distance) are dotted overrides too."""
-  result = run_cli("--config=configs/pi.py:rpe,smoke", "--config.model.pe_options.max_distance=4",
-                   "--config.model.head_dim=4", "--config.train.steps=1", f"--config.train.data_dir={data_dir}",
-                   f"--workdir={tmp_path}")
+  result = run_cli("--config=configs/pi.py:rpe,smoke", "--config.model.positional.options.max_distance=4",
+                   "--config.model.attention.head_dim=4", "--config.train.steps=1",
+                   f"--config.train.data_dir={data_dir}", f"--workdir={tmp_path}")
   assert result.returncode == 0, result.stderr[-3000:]
   _, state = final_state(tmp_path)
   shapes = {np.shape(leaf) for leaf in jax.tree.leaves(state["params"])}
@@ -125,7 +131,7 @@ def logged_steps(workdir) -> list[int]:
 
 
 # The interrupted runs draw every kind of randomness a step can: SPE noise, FAVOR+ features and dropout.
-KILL_RUN = ("--config=configs/pi.py:spe_sine,smoke", "--config.model.attention_impl=linear",
+KILL_RUN = ("--config=configs/pi.py:spe_sine,smoke", "--config.model.attention.impl=linear",
             "--config.model.dropout=0.1", "--config.train.steps=120", "--config.train.checkpoint_every=10",
             "--config.train.log_every=1", "--config.train.progress_bar=false")
 

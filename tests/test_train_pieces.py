@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import TINY, smoke_config
+from conftest import smoke_config, tiny
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
@@ -105,7 +105,7 @@ def decayed_paths(model) -> set[str]:
 
 @pytest.mark.parametrize("pe", ["urpe", "rpe", "t5_bias", "learned", "spe_sine", "spd_urpe"])
 def test_weight_decay_skips_positional_tables_norms_and_biases(pe):
-  model = models.build("encoder", dict(TINY, pe=pe, attention_impl="linear" if pe.startswith("spe") else "xla",
+  model = models.build("encoder", tiny(pe, attention=dict(impl="linear" if pe.startswith("spe") else "xla"),
                                        head="token", num_classes=3))
   decayed = decayed_paths(model)
   assert decayed, "no parameter decays at all"
@@ -116,7 +116,7 @@ def test_weight_decay_skips_positional_tables_norms_and_biases(pe):
 
 def test_urpe_c_keeps_its_value_under_weight_decay_when_its_gradient_is_zero():
   """With zero gradients AdamW's update is the decay alone: C (initialised to 1) must not move; kernels must."""
-  model = models.build("decoder", dict(TINY, pe="urpe"))
+  model = models.build("decoder", tiny("urpe"))
   params = nnx.state(model, nnx.Param)
   tx, _ = make_optimizer(OptimizerOptions(learning_rate=0.1, weight_decay=0.5, warmup_steps=0,
                                             clip_norm=0.0), 10)

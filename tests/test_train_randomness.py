@@ -12,7 +12,7 @@ import math
 import jax
 import numpy as np
 import pytest
-from conftest import TINY, per_token_options
+from conftest import TINY, per_token_options, tiny
 
 from zoo import models, positional
 from zoo.train import loop
@@ -30,8 +30,8 @@ BATCH, LENGTH = 4, 12
 def model_config(family: str, pe: str, impl: str) -> dict | None:
   """The tiny model with dropout on (attention dropout too where the impl has it), or None when the model's config
   validation refuses this encoding with this impl (linear attention cannot apply logit biases or scales)."""
-  config = dict(TINY, num_layers=1, pe=pe, attention_impl=impl, dropout=0.1,
-                attention_dropout=0.1 if impl == "xla" else 0.0, **per_token_options(family))
+  config = tiny(pe, num_layers=1, dropout=0.1, attention=dict(impl=impl, dropout=0.1 if impl == "xla" else 0.0),
+                **per_token_options(family))
   try:
     models.parse_config(family, config)
   except ValueError:
@@ -81,7 +81,7 @@ CASES = [pytest.param(family, pe, impl, id=f"{family}-{pe}-{impl}",
 def test_two_training_steps_with_dropout_and_noise(family, pe, impl):
   config = model_config(family, pe, impl)
   if config is None:
-    pytest.skip(f"the {family} config refuses {pe!r} with attention_impl={impl!r}")
+    pytest.skip(f"the {family} config refuses {pe!r} with attention.impl={impl!r}")
   first, second, first_redrawn, rest_before, rest_after = train_twice(family, config)
   assert all(math.isfinite(float(m["loss"])) for m in (first, second, first_redrawn))
   counters = lambda rest: [np.asarray(x) for x in jax.tree.leaves(rest) if not jax.dtypes.issubdtype(
@@ -104,7 +104,7 @@ def test_graph_family_trains_with_dropout_through_the_cli_config(pe, data_dir, t
   from configs import graph_distance  # noqa: PLC0415
 
   config = graph_distance.get_config(f"{pe},smoke").to_dict()
-  config["model"].update(dropout=0.1, attention_dropout=0.1)
+  config["model"]["dropout"] = config["model"]["attention"]["dropout"] = 0.1
   config["train"].update(data_dir=data_dir, progress_bar=False, steps=2, log_every=1, checkpoint_every=0)
   summary = loop.train_and_evaluate(config, str(tmp_path), devices=jax.devices()[:1])
   assert math.isfinite(summary["loss"]) and math.isfinite(summary["eval_loss"])

@@ -192,8 +192,24 @@ def test_record_amends_what_leaves_the_trajectory_alone(stopped_run, key, value)
   assert workdir_lib.record(str(workdir), config) is None  # nothing new to record the second time
 
 
-@pytest.mark.parametrize("key,value", [("model.num_heads", 4), ("model.head_dim", 4), ("optimizer.warmup_steps", 0),
-                                       ("train.batch_size", 16), ("train.grad_accum_steps", 2), ("train.seed", 1),
+def test_a_workdir_written_before_the_model_sections_resumes_as_the_same_run(stopped_run):
+  """A config.json of the flat model shape configs/pi.py wrote before the sections is read in today's shape: the same
+  run, nothing to amend."""
+  workdir, _ = stopped_run
+  config = workdir_lib.effective_config(str(workdir))
+  saved = json.loads((workdir / "config.json").read_text())
+  saved["model"] = dict(num_layers=1, d_model=16, num_heads=2, mlp_dim=32, activation="gelu", norm="layernorm",
+                        norm_position="pre", dropout=0.0, attention_dropout=0.0, pe="urpe", pe_options={},
+                        attention_impl="xla", dtype="float32")
+  (workdir / "config.json").write_text(json.dumps(saved))
+  assert workdir_lib.effective_config(str(workdir)) == config
+  assert workdir_lib.record(str(workdir), config) is None
+  assert not (workdir / workdir_lib.AMENDMENTS_FILE).exists()
+
+
+@pytest.mark.parametrize("key,value", [("model.attention.num_heads", 4), ("model.attention.head_dim", 4),
+                                       ("optimizer.warmup_steps", 0), ("train.batch_size", 16),
+                                       ("train.grad_accum_steps", 2), ("train.seed", 1),
                                        ("train.init_from", "pi_urpe"), ("task.length", 8), ("optimizer.newkey", 1)])
 def test_record_refuses_what_changes_the_trajectory_naming_it(stopped_run, key, value):
   workdir, _ = stopped_run

@@ -67,13 +67,26 @@ def _coerce(value: Any, hint: Any) -> Any:
   return value
 
 
+def _default(field: dataclasses.Field) -> Any:
+  if field.default_factory is not dataclasses.MISSING:
+    return field.default_factory()
+  return None if field.default is dataclasses.MISSING else field.default
+
+
+def _field_values(options: Any) -> dict[str, Any]:
+  """An option dataclass's fields as a mapping (not deep: a section's mapping fields stay as they are)."""
+  return {} if options is None else {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
+
+
 def from_options(cls: type[T], options: Mapping[str, Any] | T | None, *, what: str) -> T:
   """Builds the option dataclass `cls` from `options`, rejecting unknown keys and mistyped values.
 
   Args:
     cls: a dataclass whose fields carry type hints (`int`, `float`, `bool`, `str`, `Literal[...]`, `X | None`,
       `dict`, `tuple`).
-    options: a mapping of field name to value, an instance of `cls` (returned as is), or None (all defaults).
+    options: a mapping of field name to value, an instance of `cls` (returned as is), or None (all defaults). A
+      field whose type is itself an option dataclass (a section: a model's `attention`) takes a mapping of the keys
+      that differ from that field's default (a family's default section), built by this function too.
     what: how to name the configured piece in error messages, e.g. "positional encoding 'urpe'".
   """
   if options is None:
@@ -88,9 +101,13 @@ def from_options(cls: type[T], options: Mapping[str, Any] | T | None, *, what: s
   if unknown:
     raise ValueError(f"{what}: unknown option(s) {', '.join(map(repr, unknown))}; valid options: "
                      f"{', '.join(names) if names else '(none)'}")
+  fields = {f.name: f for f in dataclasses.fields(cls)}
   values = {}
   for key, value in options.items():
     hint = hints[key]
+    if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):  # a section: its keys over `cls`'s default
+      values[key] = from_options(hint, {**_field_values(_default(fields[key])), **value}, what=f"{what}: {key}")
+      continue
     if not _conforms(value, hint):
       if typing.get_origin(hint) is Literal:
         raise ValueError(f"{what}: option {key!r} = {value!r} is not a valid choice; valid choices: "

@@ -33,12 +33,15 @@ from zoo.checkpoints.sources import Loaded, write_converted  # noqa: F401 — pa
 from zoo.convert import hf  # noqa: F401 — registers the Hugging Face directory reader
 from zoo.errors import CheckpointError  # noqa: F401 — part of this module's interface
 from zoo.models import scan
+from zoo.models.config import nest
 from zoo.train import param_paths
 from zoo.train.options import task_of
 
 
 def _with_family(config: dict[str, Any]) -> dict[str, Any]:
-  """An experiment config with `model_name`, the family its task trains: the shape every source's config has."""
+  """An experiment config with `model_name`, the family its task trains, and its model options in sections (one
+  stored before them, as the shipped checkpoints' are, read through `nest`): the shape every source's config has."""
+  config = {**config, "model": nest(config["model"])} if isinstance(config.get("model"), dict) else config
   return config if "model_name" in config else {**config, "model_name": task_of(config).family}
 
 

@@ -36,7 +36,7 @@ NEG_INF = -1e30
 def check_no_dropout(impl: str, dropout_rate: float) -> None:
   if dropout_rate > 0.0:
     raise ValueError(f"attention impl {impl!r} has no attention dropout (got dropout_rate={dropout_rate}); use "
-                     f"impl='xla' for attention dropout, or set attention_dropout=0")
+                     f"impl='xla' for attention dropout, or set attention.dropout=0")
 
 
 def _pad_axis1(x: jax.Array, length: int, mode: str = "constant") -> jax.Array:

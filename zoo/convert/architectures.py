@@ -117,16 +117,18 @@ def block(i: int) -> str:
 def gpt2_options(c: Mapping[str, Any]) -> dict[str, Any]:
   require(c, "add_cross_attention", (False,), False)
   require(c, "scale_attn_by_inverse_layer_idx", (False,), False)
-  return dict(vocab_size=c["vocab_size"], num_layers=c["n_layer"], d_model=c["n_embd"], num_heads=c["n_head"],
-              mlp_dim=c.get("n_inner") or 4 * c["n_embd"], activation=activation(c, "activation_function", GELU_NAMES),
-              norm="layernorm", norm_position="pre", norm_eps=c.get("layer_norm_epsilon", 1e-5), qkv_bias=True,
-              out_bias=True, mlp_bias=True, scale_logits=require(c, "scale_attn_weights", (True, False), True),
-              scale_embeddings=False, pe="learned", max_length=c["n_positions"],
+  return dict(vocab_size=c["vocab_size"], num_layers=c["n_layer"], d_model=c["n_embd"], max_length=c["n_positions"],
+              attention=dict(num_heads=c["n_head"], qkv_bias=True, out_bias=True,
+                             scale_logits=require(c, "scale_attn_weights", (True, False), True)),
+              mlp=dict(dim=c.get("n_inner") or 4 * c["n_embd"], bias=True,
+                       activation=activation(c, "activation_function", GELU_NAMES)),
+              norm=dict(kind="layernorm", position="pre", eps=c.get("layer_norm_epsilon", 1e-5)),
+              positional=dict(name="learned"), scale_embeddings=False,
               tie_embeddings=c.get("tie_word_embeddings", True))
 
 
 def gpt2_rules(c: Mapping[str, Any], o: Mapping[str, Any]) -> list[Rule]:
-  h = o["num_heads"]
+  h = o["attention"]["num_heads"]
 
   def per_layer(i):
     b, p = block(i), f"h.{i}"
@@ -148,9 +150,10 @@ def gpt2_rules(c: Mapping[str, Any], o: Mapping[str, Any]) -> list[Rule]:
 
 def gpt2_config(o: Mapping[str, Any]) -> dict[str, Any]:
   return dict(model_type="gpt2", architectures=["GPT2LMHeadModel"], vocab_size=o["vocab_size"],
-              n_layer=o["num_layers"], n_embd=o["d_model"], n_head=o["num_heads"], n_inner=o["mlp_dim"],
-              n_positions=o["max_length"], activation_function="gelu_new", layer_norm_epsilon=o["norm_eps"],
-              scale_attn_weights=o["scale_logits"], tie_word_embeddings=o["tie_embeddings"], resid_pdrop=0.0,
+              n_layer=o["num_layers"], n_embd=o["d_model"], n_head=o["attention"]["num_heads"],
+              n_inner=o["mlp"]["dim"], n_positions=o["max_length"], activation_function="gelu_new",
+              layer_norm_epsilon=o["norm"]["eps"], scale_attn_weights=o["attention"]["scale_logits"],
+              tie_word_embeddings=o["tie_embeddings"], resid_pdrop=0.0,
               embd_pdrop=0.0, attn_pdrop=0.0)
 
 
@@ -211,30 +214,34 @@ def llama_options(c: Mapping[str, Any]) -> dict[str, Any]:
   heads = c["num_attention_heads"]
   qkv_bias = c.get("attention_bias", False) or kind == "qwen2"
   return dict(vocab_size=c["vocab_size"], num_layers=c["num_hidden_layers"], d_model=c["hidden_size"],
-              num_heads=heads, num_kv_heads=c.get("num_key_value_heads") or heads,
-              head_dim=c.get("head_dim") or c["hidden_size"] // heads, mlp_dim=c["intermediate_size"],
-              activation=activation(c, "hidden_act", {"silu": "swiglu"}), norm="rmsnorm", norm_position="pre",
-              norm_eps=c.get("rms_norm_eps", 1e-6), qkv_bias=qkv_bias,
-              out_bias=c.get("attention_bias", False), mlp_bias=c.get("mlp_bias", False), scale_embeddings=False,
-              pe="rope", pe_options=rope_options(c), max_length=c["max_position_embeddings"],
+              max_length=c["max_position_embeddings"],
+              attention=dict(num_heads=heads, num_kv_heads=c.get("num_key_value_heads") or heads,
+                             head_dim=c.get("head_dim") or c["hidden_size"] // heads, qkv_bias=qkv_bias,
+                             out_bias=c.get("attention_bias", False)),
+              mlp=dict(dim=c["intermediate_size"], activation=activation(c, "hidden_act", {"silu": "swiglu"}),
+                       bias=c.get("mlp_bias", False)),
+              norm=dict(kind="rmsnorm", position="pre", eps=c.get("rms_norm_eps", 1e-6)),
+              positional=dict(name="rope", options=rope_options(c)), scale_embeddings=False,
               tie_embeddings=c.get("tie_word_embeddings", False))
 
 
 def llama_rules(c: Mapping[str, Any], o: Mapping[str, Any]) -> list[Rule]:
+  a = o["attention"]
+
   def per_layer(i):
     b, p = block(i), f"layers.{i}"
     rules = []
-    for name, zoo, heads in (("q", "query", o["num_heads"]), ("k", "key", o["num_kv_heads"]),
-                             ("v", "value", o["num_kv_heads"])):
+    for name, zoo, heads in (("q", "query", a["num_heads"]), ("k", "key", a["num_kv_heads"]),
+                             ("v", "value", a["num_kv_heads"])):
       rules.append(to_heads(f"{p}.self_attn.{name}_proj.weight", f"{b}/attention/{zoo}/kernel", heads))
-      if o["qkv_bias"]:
+      if a["qkv_bias"]:
         rules.append(to_heads(f"{p}.self_attn.{name}_proj.bias", f"{b}/attention/{zoo}/bias", heads))
-    rules.append(from_heads(f"{p}.self_attn.o_proj.weight", f"{b}/attention/out/kernel", o["num_heads"]))
-    if o["out_bias"]:
+    rules.append(from_heads(f"{p}.self_attn.o_proj.weight", f"{b}/attention/out/kernel", a["num_heads"]))
+    if a["out_bias"]:
       rules.append(same(f"{p}.self_attn.o_proj.bias", f"{b}/attention/out/bias"))
     for hf, zoo in (("gate_proj", "wi_gate"), ("up_proj", "wi"), ("down_proj", "wo")):
       rules.append(linear(f"{p}.mlp.{hf}.weight", f"{b}/mlp/{zoo}/kernel"))
-      if o["mlp_bias"]:
+      if o["mlp"]["bias"]:
         rules.append(same(f"{p}.mlp.{hf}.bias", f"{b}/mlp/{zoo}/bias"))
     rules += [same(f"{p}.input_layernorm.weight", f"{b}/attention_norm/scale"),
               same(f"{p}.post_attention_layernorm.weight", f"{b}/mlp_norm/scale")]
@@ -265,15 +272,16 @@ def llama_rope_parameters(rope: Mapping[str, Any], max_length: int) -> dict[str,
 
 
 def llama_config(o: Mapping[str, Any]) -> dict[str, Any]:
-  parameters = llama_rope_parameters(o["pe_options"], o["max_length"])
-  if o["qkv_bias"] != o["out_bias"]:
+  a = o["attention"]
+  parameters = llama_rope_parameters(o["positional"]["options"], o["max_length"])
+  if a["qkv_bias"] != a["out_bias"]:
     raise ConversionError("export: LLaMA has one attention_bias for q, k, v and the output; this model has "
-                          f"qkv_bias={o['qkv_bias']}, out_bias={o['out_bias']}")
+                          f"attention.qkv_bias={a['qkv_bias']}, attention.out_bias={a['out_bias']}")
   return dict(model_type="llama", architectures=["LlamaForCausalLM"], vocab_size=o["vocab_size"],
-              num_hidden_layers=o["num_layers"], hidden_size=o["d_model"], num_attention_heads=o["num_heads"],
-              num_key_value_heads=o["num_kv_heads"], head_dim=o["head_dim"], intermediate_size=o["mlp_dim"],
-              hidden_act="silu", rms_norm_eps=o["norm_eps"], max_position_embeddings=o["max_length"],
-              rope_parameters=parameters, attention_bias=o["qkv_bias"], mlp_bias=o["mlp_bias"],
+              num_hidden_layers=o["num_layers"], hidden_size=o["d_model"], num_attention_heads=a["num_heads"],
+              num_key_value_heads=a["num_kv_heads"], head_dim=a["head_dim"], intermediate_size=o["mlp"]["dim"],
+              hidden_act="silu", rms_norm_eps=o["norm"]["eps"], max_position_embeddings=o["max_length"],
+              rope_parameters=parameters, attention_bias=a["qkv_bias"], mlp_bias=o["mlp"]["bias"],
               tie_word_embeddings=o["tie_embeddings"], attention_dropout=0.0)
 
 
@@ -285,16 +293,18 @@ def bloom_options(c: Mapping[str, Any]) -> dict[str, Any]:
   LayerNorm follows the embeddings."""
   require(c, "apply_residual_connection_post_layernorm", (False,), False)
   d = c["hidden_size"]
-  return dict(vocab_size=c["vocab_size"], num_layers=c["n_layer"], d_model=d, num_heads=c["n_head"], mlp_dim=4 * d,
-              activation="gelu_tanh", norm="layernorm", norm_position="pre", norm_eps=c.get("layer_norm_epsilon", 1e-5),
-              qkv_bias=True, out_bias=True, mlp_bias=True, scale_embeddings=False, embedding_norm=True, pe="alibi",
-              max_length=c.get("seq_length") or 2048, tie_embeddings=c.get("tie_word_embeddings", True))
+  return dict(vocab_size=c["vocab_size"], num_layers=c["n_layer"], d_model=d, max_length=c.get("seq_length") or 2048,
+              attention=dict(num_heads=c["n_head"], qkv_bias=True, out_bias=True),
+              mlp=dict(dim=4 * d, activation="gelu_tanh", bias=True),
+              norm=dict(kind="layernorm", position="pre", eps=c.get("layer_norm_epsilon", 1e-5)),
+              positional=dict(name="alibi"), scale_embeddings=False, embedding_norm=True,
+              tie_embeddings=c.get("tie_word_embeddings", True))
 
 
 def bloom_rules(c: Mapping[str, Any], o: Mapping[str, Any]) -> list[Rule]:
   """query_key_value interleaves per head: rows [heads, (q | k | v), head_dim] ↔ zoo's three [d, heads, head_dim]
   kernels (biases [heads, head_dim])."""
-  h = o["num_heads"]
+  h = o["attention"]["num_heads"]
 
   def fused(hf: str, zoo_prefix: str) -> Rule:
     kind = "kernel" if hf.endswith("weight") else "bias"
@@ -334,8 +344,8 @@ def bloom_rules(c: Mapping[str, Any], o: Mapping[str, Any]) -> list[Rule]:
 
 def bloom_config(o: Mapping[str, Any]) -> dict[str, Any]:
   return dict(model_type="bloom", architectures=["BloomForCausalLM"], vocab_size=o["vocab_size"],
-              n_layer=o["num_layers"], hidden_size=o["d_model"], n_head=o["num_heads"],
-              layer_norm_epsilon=o["norm_eps"], seq_length=o["max_length"], tie_word_embeddings=o["tie_embeddings"],
+              n_layer=o["num_layers"], hidden_size=o["d_model"], n_head=o["attention"]["num_heads"],
+              layer_norm_epsilon=o["norm"]["eps"], seq_length=o["max_length"], tie_word_embeddings=o["tie_embeddings"],
               apply_residual_connection_post_layernorm=False, hidden_dropout=0.0, attention_dropout=0.0)
 
 
@@ -346,19 +356,19 @@ def bert_options(c: Mapping[str, Any]) -> dict[str, Any]:
   require(c, "is_decoder", (False,), False)
   offset = c.get("pad_token_id", 1) + 1 if c["model_type"] == "roberta" else 0
   return dict(vocab_size=c["vocab_size"], num_layers=c["num_hidden_layers"], d_model=c["hidden_size"],
-              num_heads=c["num_attention_heads"], mlp_dim=c["intermediate_size"],
-              activation=activation(c, "hidden_act", GELU_NAMES), norm="layernorm", norm_position="post",
-              norm_eps=c.get("layer_norm_eps", 1e-12), qkv_bias=True, out_bias=True, mlp_bias=True,
-              scale_embeddings=False, embedding_norm=True, pe="learned",
-              max_length=c["max_position_embeddings"] - offset, type_vocab_size=c.get("type_vocab_size", 2),
-              head="none")
+              max_length=c["max_position_embeddings"] - offset,
+              attention=dict(num_heads=c["num_attention_heads"], qkv_bias=True, out_bias=True),
+              mlp=dict(dim=c["intermediate_size"], activation=activation(c, "hidden_act", GELU_NAMES), bias=True),
+              norm=dict(kind="layernorm", position="post", eps=c.get("layer_norm_eps", 1e-12)),
+              positional=dict(name="learned"), scale_embeddings=False, embedding_norm=True,
+              type_vocab_size=c.get("type_vocab_size", 2), head="none")
 
 
 def bert_rules(c: Mapping[str, Any], o: Mapping[str, Any]) -> list[Rule]:
   """RoBERTa numbers positions from pad_token_id + 1 (rows below are never read for real tokens): zoo's table
   starts there, so zoo's positions 0, 1, … are RoBERTa's pad_token_id + 1, + 2, …"""
   offset = c["max_position_embeddings"] - o["max_length"]
-  h = o["num_heads"]
+  h = o["attention"]["num_heads"]
 
   def per_layer(i):
     b, p = block(i), f"encoder.layer.{i}"
@@ -390,17 +400,19 @@ T5_FEED_FORWARD = {"relu": "relu", "gelu": "gelu", "gated-gelu": "geglu_tanh", "
 
 
 def t5_options(c: Mapping[str, Any]) -> dict[str, Any]:
-  return dict(vocab_size=c["vocab_size"], num_layers=c["num_layers"], d_model=c["d_model"], num_heads=c["num_heads"],
-              head_dim=c["d_kv"], mlp_dim=c["d_ff"], activation=activation(c, "feed_forward_proj", T5_FEED_FORWARD),
-              norm="rmsnorm", norm_position="pre", norm_eps=c.get("layer_norm_epsilon", 1e-6), scale_logits=False,
-              scale_embeddings=False, pe="t5_bias",
-              pe_options=dict(num_buckets=c.get("relative_attention_num_buckets", 32),
-                              max_distance=c.get("relative_attention_max_distance", 128)),
-              max_length=c.get("n_positions", 512), head="none")
+  return dict(vocab_size=c["vocab_size"], num_layers=c["num_layers"], d_model=c["d_model"],
+              max_length=c.get("n_positions", 512),
+              attention=dict(num_heads=c["num_heads"], head_dim=c["d_kv"], scale_logits=False),
+              mlp=dict(dim=c["d_ff"], activation=activation(c, "feed_forward_proj", T5_FEED_FORWARD)),
+              norm=dict(kind="rmsnorm", position="pre", eps=c.get("layer_norm_epsilon", 1e-6)),
+              positional=dict(name="t5_bias", options=dict(
+                  num_buckets=c.get("relative_attention_num_buckets", 32),
+                  max_distance=c.get("relative_attention_max_distance", 128))),
+              scale_embeddings=False, head="none")
 
 
 def t5_rules(c: Mapping[str, Any], o: Mapping[str, Any]) -> list[Rule]:
-  h, gated = o["num_heads"], o["activation"] in ("geglu_tanh", "swiglu")
+  h, gated = o["attention"]["num_heads"], o["mlp"]["activation"] in ("geglu_tanh", "swiglu")
 
   def per_layer(i):
     b, p = block(i), f"encoder.block.{i}.layer"

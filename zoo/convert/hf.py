@@ -130,10 +130,25 @@ def read(path: str | os.PathLike) -> tuple[str, dict[str, Any], dict[str, np.nda
 
 
 def resolved_options(config: models.TransformerConfig) -> dict[str, Any]:
-  """The model's options with what it derives filled in: head_dim, mlp_dim, num_kv_heads, every encoding option."""
-  pe_options = dataclasses.asdict(positional.parse_options(config.pe, config.pe_options))
-  return dict(dataclasses.asdict(config), head_dim=config.resolved_head_dim, mlp_dim=config.resolved_mlp_dim,
-              num_kv_heads=config.resolved_kv_heads, pe_options=pe_options)
+  """The model's options (in sections) with what it derives filled in: attention.head_dim, attention.num_kv_heads,
+  mlp.dim, every encoding option."""
+  options = dataclasses.asdict(config)
+  a, pe = config.attention, config.positional
+  options["attention"].update(head_dim=a.resolved_head_dim(config.d_model), num_kv_heads=a.resolved_kv_heads)
+  options["mlp"]["dim"] = config.mlp.resolved_dim(config.d_model)
+  options["positional"]["options"] = dataclasses.asdict(positional.parse_options(pe.name, pe.options))
+  return options
+
+
+def dotted(options: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+  """{"attention": {"num_heads": 4}} → {"attention.num_heads": 4}: the keys a person sets, for messages."""
+  flat = {}
+  for key, value in options.items():
+    if isinstance(value, dict) and key in ("attention", "mlp", "norm", "positional"):
+      flat.update(dotted(value, f"{prefix}{key}."))
+    else:
+      flat[prefix + key] = value
+  return flat
 
 
 # A decoder's encoding -> the architecture it is written as. ALiBi (checked against transformers 5.25): BLOOM
@@ -143,7 +158,7 @@ def resolved_options(config: models.TransformerConfig) -> dict[str, Any]:
 EXPORTS = {"learned": "gpt2", "rope": "llama", "alibi": "bloom"}
 # Options that change training or speed, not the function a trained model computes (linear attention does: it is
 # not among them).
-FUNCTION_NEUTRAL = ("dropout", "attention_dropout", "randomized_positions", "dtype")
+FUNCTION_NEUTRAL = ("dropout", "attention.dropout", "positional.randomized_positions", "dtype")
 
 
 EMBEDDING, LM_HEAD = "embed/table/embedding", "lm_head/kernel"  # [vocab, d_model], [d_model, vocab]
@@ -183,32 +198,36 @@ def hf_config(family: str, options: dict[str, Any]) -> dict[str, Any]:
 
 
 def nearest(family: str, options: dict[str, Any]) -> str:
-  """'; the nearest exportable choice: pe=...' when the same decoder with another exported encoding (its default
-  options) would be written, else ''. Another encoding is a different model: this names what to train instead."""
-  pe = models.parse_config(family, options).pe
+  """'; the nearest exportable choice: positional.name=...' when the same decoder with another exported encoding
+  (its default options) would be written, else ''. Another encoding is a different model: this names what to train
+  instead."""
+  pe = models.parse_config(family, options).positional
   for other, kind in EXPORTS.items():
-    if family == "decoder" and other != pe:  # (only decoders are exported at all)
+    if family == "decoder" and other != pe.name:  # (only decoders are exported at all)
       try:
-        checked_config(family, dict(options, pe=other, pe_options={}))
+        checked_config(family, dict(options, positional=dict(name=other, randomized_positions=pe.randomized_positions)))
       except ConversionError:
         continue
-      return f"; the nearest exportable choice: pe={other!r} (written as {kind})"
+      return f"; the nearest exportable choice: positional.name={other!r} (written as {kind})"
   return ""
 
 
 def checked_config(family: str, options: dict[str, Any]) -> dict[str, Any]:
   """`hf_config` without the suggestion (which calls this for each other encoding)."""
   config = models.parse_config(family, options)
-  if family != "decoder" or config.pe not in EXPORTS:
+  if family != "decoder" or config.positional.name not in EXPORTS:
     raise ConversionError(f"export: only decoders with encoding {', '.join(map(repr, EXPORTS))} can be written as "
                           f"Hugging Face models ({', '.join(EXPORTS.values())}); got a {family} with "
-                          f"{config.pe!r}")
-  kind = EXPORTS[config.pe]
-  have = resolved_options(models.parse_config(family, plain_options(options)))
-  hf = ARCHITECTURES[kind].export(have)
-  back = resolved_options(models.parse_config(family, ARCHITECTURES[kind].options(hf)))
+                          f"{config.positional.name!r}")
+  kind = EXPORTS[config.positional.name]
+  resolved = resolved_options(models.parse_config(family, plain_options(options)))
+  hf = ARCHITECTURES[kind].export(resolved)
+  have = dotted(resolved)
+  back = dotted(resolved_options(models.parse_config(family, ARCHITECTURES[kind].options(hf))))
+  # The core computes the same softmax attention whichever kernel runs it; linear attention computes another.
+  kernel_only = lambda k: k in ("attention.impl", "attention.core") and have["attention.impl"] != "linear"
   differ = [f"{k}={have[k]!r} (needs {v!r})" for k, v in back.items()
-            if have[k] != v and k not in FUNCTION_NEUTRAL and (k != "attention_impl" or have[k] == "linear")]
+            if have[k] != v and k not in FUNCTION_NEUTRAL and not kernel_only(k)]
   if differ:
     raise ConversionError(f"export: this decoder is not {kind}-shaped: {', '.join(differ)}")
   return hf

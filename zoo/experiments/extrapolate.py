@@ -27,6 +27,7 @@ from zoo import models, positional, pretrained
 from zoo.data.tasks.byte_lm import VALIDATION_EVERY, corpus_files
 from zoo.experiments.base import Experiment, Options, Run, config_for, pyplot, save
 from zoo.experiments.registry import register
+from zoo.models.config import merge
 from zoo.train import param_paths
 
 MULTIPLES = (1, 2, 4, 8, 16)
@@ -80,8 +81,9 @@ def run_config(setup: Setup, variant: str, pe: str, pe_options: dict, length: in
                                  "clip_norm": 0.0},
                       train={"steps": steps, "batch_size": setup.batch, "checkpoint_every": 0, "eval_every": 0,
                              "eval_batches": 1, "log_every": max(1, steps // 10)})
-  config["model"] = {"num_layers": setup.num_layers, "d_model": setup.d_model, "num_heads": setup.num_heads,
-                     "pe": pe, "pe_options": pe_options, "attention_impl": "chunked"}
+  config["model"] = {"num_layers": setup.num_layers, "d_model": setup.d_model,
+                     "attention": {"num_heads": setup.num_heads, "impl": "chunked"},
+                     "positional": {"name": pe, "options": pe_options}}
   return config
 
 
@@ -90,7 +92,7 @@ def trained_model(workdir: pathlib.Path, family: str, **options) -> nnx.Module:
   task fixed) and its trained parameters; a parameter longer there than in training (a learned position table)
   keeps its fresh values past the trained rows."""
   loaded = pretrained.load_params(str(workdir))
-  graph, fresh, rest = nnx.split(models.build(family, {**loaded.config["model"], **options}, seed=0), nnx.Param, ...)
+  graph, fresh, rest = nnx.split(models.build(family, merge(loaded.config["model"], options), seed=0), nnx.Param, ...)
   wanted = param_paths.flatten(fresh)
   values = {}
   for path, value in wanted.items():
@@ -145,7 +147,7 @@ class Extrapolate(Experiment):
     del summary
     length = run.labels["train_length"]
     model = trained_model(workdir, "decoder", vocab_size=256, max_length=max(MULTIPLES) * length,
-                          attention_impl="chunked")
+                          attention={"impl": "chunked"})
     held_out = held_out_bytes(run.config["task"]["max_files"])
     return {"eval_lengths": [m * length for m in MULTIPLES],
             "losses": evaluate(model, held_out, length, run.labels["eval_windows"])}

@@ -27,6 +27,7 @@ from zoo.data.tasks.length_generalisation import LengthTask
 from zoo.experiments.base import Experiment, Options, Run, config_for, pyplot, save
 from zoo.experiments.extrapolate import trained_model
 from zoo.experiments.registry import register
+from zoo.models.config import merge
 from zoo.nn.attention import incompatibility
 
 RANDOMIZED = "randomized"
@@ -75,8 +76,9 @@ def run_config(task: str, setup: Setup, variant: str, pe: str, impl: str, random
                       optimizer={"learning_rate": setup.learning_rate},
                       train={"steps": setup.steps, "batch_size": setup.batch, "checkpoint_every": 0,
                              "eval_every": 0, "eval_batches": 1, "log_every": max(1, setup.steps // 10)})
-  config["model"].update(num_layers=setup.num_layers, d_model=setup.d_model, num_heads=setup.num_heads,
-                         mlp_dim=4 * setup.d_model, pe=pe, attention_impl=impl, randomized_positions=randomized)
+  config["model"] = merge(config["model"], dict(
+      num_layers=setup.num_layers, d_model=setup.d_model, attention={"num_heads": setup.num_heads, "impl": impl},
+      mlp={"dim": 4 * setup.d_model}, positional={"name": pe, "options": {}, "randomized_positions": randomized}))
   return config
 
 
@@ -148,7 +150,7 @@ class LengthTasks(Experiment):
     longest = task.total_length(max(lengths))
     core = "chunked" if run.labels["attention_impl"] == "xla" else run.labels["attention_impl"]  # O(L) memory
     model = trained_model(workdir, task.family, **{**task.model_fields(), "max_length": longest,
-                                                   "attention_impl": core})
+                                                   "attention": {"impl": core}})
     model.eval()
     row = {"chance": 1 / task.num_classes, "accuracy": [accuracy(model, probe_batch(task, n, count, seed))
                                                         for n in lengths]}

@@ -12,9 +12,9 @@ from zoo.experiments.registry import register
 # (sequence counts N, length, d_model, steps) per variant; the paper states no sizes (CoNLL-2003, training accuracy).
 SIZES = {"full": ((64, 256, 1024, 4096), 32, 64, 4000), "quick": ((32, 128, 512), 16, 32, 600),
          "tiny": ((8,), 16, 16, 4)}
-MODELS = {"rank 1, softmax": {"qk_rank": 1}, "full rank, softmax": {},
-          "rank 1, hardmax": {"qk_rank": 1, "attention_temperature": 0.01},
-          "full rank, hardmax": {"attention_temperature": 0.01}}
+MODELS = {"rank 1, softmax": {"qk_rank": 1}, "full rank, softmax": {},  # name -> model.attention options
+          "rank 1, hardmax": {"qk_rank": 1, "temperature": 0.01},
+          "full rank, hardmax": {"temperature": 0.01}}
 
 
 @register("memorization")
@@ -23,12 +23,12 @@ class Memorization(Experiment):
     del options
     counts, length, d_model, steps = SIZES[variant]
     runs = []
-    for model_name, model_options in MODELS.items():
+    for model_name, attention in MODELS.items():
       for n in counts:
-        model = {"num_layers": 1, "num_heads": 1, **model_options}
+        model = {"num_layers": 1, "attention": {"num_heads": 1, **attention}}
         task = {"num_sequences": n}
         if variant != "tiny":
-          model.update(d_model=d_model, mlp_dim=4 * d_model)
+          model.update(d_model=d_model, mlp={"dim": 4 * d_model})
           task["length"] = length
         # Batches no larger than the data set (its validation split is the training set, evaluated whole).
         train = {"steps": steps, "checkpoint_every": max(1, steps // 2), "eval_every": 0, "batch_size": min(64, n)}

@@ -45,7 +45,8 @@ class SparseMemory(Experiment):
         for h in heads:
           # One layer, dot-product-free, causal (fixed by the task), scored at the last position only (the paper's
           # single-output Task III); head_dim is fixed so that any H fits one width.
-          model = {"attention_logits": "positional", "num_heads": h, "head_dim": 8, "pe_options": {"phi": phi}}
+          model = {"attention": {"logits": "positional", "num_heads": h, "head_dim": 8},
+                   "positional": {"options": {"phi": phi}}}
           task = {"target": target, "scored": "last"}
           train = {"steps": steps, "checkpoint_every": max(1, steps // 2), "eval_every": 0}
           if variant != "tiny":

@@ -11,16 +11,19 @@ from configs import listops, pathfinder
 from zoo.experiments.base import Experiment, Options, Run, config_for, pyplot, save
 from zoo.experiments.registry import register
 
-# name -> (model options, the paper's ListOps accuracy %; its runs had LRA's bracket-stripping bug, zoo's data keeps
-# the brackets). Softmax rows: LRA's vanilla Transformer (ListOps 36.37, Pathfinder 71.40).
+RELU = {"impl": "linear", "core": {"feature_map": "relu"}}  # model.attention options
+FAVOR = {"impl": "linear", "core": {"feature_map": "favor"}}
+# name -> (model.attention options, the encoding, the paper's ListOps accuracy %; its runs had LRA's
+# bracket-stripping bug, zoo's data keeps the brackets). Softmax rows: LRA's vanilla Transformer (ListOps 36.37,
+# Pathfinder 71.40).
 MODELS = {
-    "linear (relu)": ({"attention_impl": "linear", "feature_map": "relu", "pe": "none"}, "17.58 ± 1.01"),
-    "linear (relu) + sineSPE": ({"attention_impl": "linear", "feature_map": "relu", "pe": "spe_sine"}, "17.80 ± 0.00"),
-    "linear (relu) + convSPE": ({"attention_impl": "linear", "feature_map": "relu", "pe": "spe_conv"}, "9.18 ± 1.45"),
-    "Performer": ({"attention_impl": "linear", "feature_map": "favor", "pe": "none"}, "17.80 ± 0.00"),
-    "Performer + sineSPE": ({"attention_impl": "linear", "feature_map": "favor", "pe": "spe_sine"}, "17.43 ± 0.32"),
-    "softmax": ({"pe": "none"}, "LRA Transformer: 36.37"),
-    "softmax + RPE": ({"pe": "rpe"}, "—"),
+    "linear (relu)": (RELU, "none", "17.58 ± 1.01"),
+    "linear (relu) + sineSPE": (RELU, "spe_sine", "17.80 ± 0.00"),
+    "linear (relu) + convSPE": (RELU, "spe_conv", "9.18 ± 1.45"),
+    "Performer": (FAVOR, "none", "17.80 ± 0.00"),
+    "Performer + sineSPE": (FAVOR, "spe_sine", "17.43 ± 0.32"),
+    "softmax": ({}, "none", "LRA Transformer: 36.37"),
+    "softmax + RPE": ({}, "rpe", "—"),
 }
 # Per variant: (ListOps task, Pathfinder task, steps). CPU-sized: ListOps trees much shorter than LRA's 500–2000
 # tokens, Pathfinder's easy contours on 16 × 16 images instead of 32 × 32 hard ones (12 × 12 cannot hold them).
@@ -44,18 +47,18 @@ class SpeLra(Experiment):
     del options
     runs = []
     for i, (task, module) in enumerate(TASKS.items()):
-      for name, (model_options, _) in MODELS.items():
+      for name, (attention, pe, _) in MODELS.items():
         # One small encoder for every row; attention dropout is off (linear attention has none).
-        model = {**model_options, "dropout": 0.0, "attention_dropout": 0.0}
+        model = {"dropout": 0.0, "attention": {**attention, "dropout": 0.0}}
         sections = {"model": model}
         if variant != "tiny":
-          model.update(num_layers=2, d_model=64, num_heads=4, mlp_dim=128)
-          if model.get("attention_impl") == "linear":
-            model["num_features"] = 64  # FAVOR+'s random features (ReLU's feature map ignores it)
+          model.update(num_layers=2, d_model=64, mlp={"dim": 128})
+          model["attention"]["num_heads"] = 4
+          if attention.get("impl") == "linear":  # FAVOR+'s random features (ReLU's feature map ignores them)
+            model["attention"]["core"] = {**attention["core"], "num_features": 64}
           steps = SIZES[variant][2]
           sections.update(task=SIZES[variant][i], optimizer={"warmup_steps": steps // 10},
                           train={"steps": steps, "checkpoint_every": steps // 2, "eval_every": 0, "eval_batches": 0})
-        pe = model.pop("pe")
         runs.append(Run(f"{task}_{name.replace(' + ', '_').replace(' ', '').replace('(', '').replace(')', '')}",
                         {"task": task, "model": name}, config_for(module, pe, variant, **sections)))
     return runs
@@ -70,7 +73,7 @@ class SpeLra(Experiment):
              "test accuracy, mean ± std over 3 seeds, on data with LRA's since-fixed bracket-stripping bug (≈ majority "
              "class); LRA's vanilla Transformer: ListOps 36.37, Pathfinder 71.40.", "",
              "| model | ListOps (zoo) | ListOps (paper) | Pathfinder (zoo) |", "|---|---|---|---|"]
-    for name, (_, paper) in MODELS.items():
+    for name, (_, _, paper) in MODELS.items():
       by_task = {r["task"]: r for r in rows if r["model"] == name}
       lines.append(f"| {name} | {100 * by_task['listops']['accuracy']:.1f} | {paper} | "
                    f"{100 * by_task['pathfinder']['accuracy']:.1f} |")

@@ -26,7 +26,7 @@ TINY_ENCODINGS = ("rpe", "urpe")  # tiny runs two encodings (URPE's heat-maps ne
 
 def encoder_encodings() -> list[str]:
   """Every registered encoding the encoder family's attention core serves (with its default options)."""
-  impl = models.parse_config("encoder", {"head": "token"}).attention_impl
+  impl = models.parse_config("encoder", {"head": "token"}).attention.impl
   return [name for name in positional.available() if compatible(name, impl)]
 
 

@@ -9,25 +9,16 @@ from flax import nnx
 from zoo import positional
 from zoo.models import scan
 from zoo.models.config import TransformerConfig
-from zoo.nn import AttentionOptions, Block, CallContext, make_norm
+from zoo.nn import Block, CallContext
 from zoo.positional.randomized import RandomizedPositions
-
-
-def attention_options(config: TransformerConfig, causal: bool) -> AttentionOptions:
-  """The model config's attention fields, as every block's self-attention takes them."""
-  return AttentionOptions(
-      num_heads=config.num_heads, head_dim=config.resolved_head_dim, causal=causal, impl=config.attention_impl,
-      feature_map=config.feature_map, num_features=config.num_features, dropout_rate=config.attention_dropout,
-      num_kv_heads=config.num_kv_heads, qkv_bias=config.qkv_bias, out_bias=config.out_bias,
-      scale_logits=config.scale_logits, qk_rank=config.qk_rank, logits=config.attention_logits,
-      temperature=config.attention_temperature)
 
 
 class Backbone(nnx.Module):
   def __init__(self, config: TransformerConfig, *, causal: bool, rngs: nnx.Rngs):
-    dims = positional.ModelDims(num_heads=config.num_heads, head_dim=config.resolved_head_dim,
-                                d_model=config.d_model, max_length=config.max_length, causal=causal)
-    build_encoding = lambda: positional.build(config.pe, config.pe_options, dims, rngs=rngs)
+    dims = positional.ModelDims(num_heads=config.attention.num_heads, head_dim=config.attention.resolved_head_dim(
+        config.d_model), d_model=config.d_model, max_length=config.max_length, causal=causal)
+    pe = config.positional
+    build_encoding = lambda: positional.build(pe.name, pe.options, dims, rngs=rngs)
     # The encoding of layer 0 also serves the `embed` hook. Encodings with per-layer parameters that opt out of
     # sharing get one instance per layer; all others are one shared instance (one set of parameters).
     self.positional = build_encoding()
@@ -35,23 +26,20 @@ class Backbone(nnx.Module):
         self.positional if self.positional.share_across_layers else build_encoding()
         for _ in range(config.num_layers - 1)]
     blocks = [
-        Block(d_model=config.d_model, attention=attention_options(config, causal), encoding=encoding,
-              mlp_dim=config.resolved_mlp_dim, activation=config.activation, norm=config.norm,
-              norm_position=config.norm_position, dropout=config.dropout, mlp_bias=config.mlp_bias,
-              norm_eps=config.norm_eps, dtype=config.compute_dtype, rngs=rngs)
+        Block(config.d_model, attention=config.attention, mlp=config.mlp, norm=config.norm, causal=causal,
+              encoding=encoding, dropout=config.dropout, dtype=config.compute_dtype, rngs=rngs)
         for encoding in encodings]
     # Scanned: one Block holding every layer's variables stacked (zoo.models.scan); else a list of N blocks.
     self.scan_layers, self.remat, self.num_layers = config.scan_layers, config.remat, config.num_layers
     self.shared_encoding = self.positional.share_across_layers
     self.blocks = (scan.stack_blocks(blocks, shared_encoding=self.shared_encoding) if self.scan_layers
                    else nnx.List(blocks))
-    norm = lambda: make_norm(config.norm, config.d_model, dtype=config.compute_dtype, rngs=rngs,
-                             epsilon=config.norm_eps)
+    norm = lambda: config.norm.build(config.d_model, dtype=config.compute_dtype, rngs=rngs)
     self.embedding_norm = norm() if config.embedding_norm else None
     self.dropout = nnx.Dropout(config.dropout, rngs=rngs)
-    self.randomize = (RandomizedPositions(config.randomized_positions, rngs=rngs) if config.randomized_positions
+    self.randomize = (RandomizedPositions(pe.randomized_positions, rngs=rngs) if pe.randomized_positions
                       else None)
-    self.final_norm = norm() if config.norm_position == "pre" else None
+    self.final_norm = norm() if config.norm.position == "pre" else None
 
   def __call__(
       self,

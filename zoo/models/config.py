@@ -9,52 +9,47 @@ from typing import Any, ClassVar, Literal
 import jax.numpy as jnp
 from flax.core import FrozenDict
 
-from zoo import attention, positional
+from zoo import positional
 from zoo.config import check
 from zoo.models.scan import REMAT_POLICIES
-from zoo.nn.attention import carried_core_options, incompatibility
+from zoo.nn import AttentionConfig, MlpConfig, NormConfig
+from zoo.nn.attention import incompatibility
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 @dataclasses.dataclass(frozen=True)
+class PositionalConfig:
+  """A model config's `positional` section: the encoding (a name from zoo.positional.available()) and its options."""
+
+  name: str = "rope"
+  options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  # > 0: train on sorted random positions from 0..randomized_positions − 1 (Ruoss et al. 2023), evaluate on 0..L − 1
+  randomized_positions: int = 0
+
+  def __post_init__(self):
+    positional.parse_options(self.name, self.options)  # unknown names / options fail here
+    check(self.randomized_positions >= 0,
+          f"model.positional: randomized_positions must be >= 0, got {self.randomized_positions}")
+    object.__setattr__(self, "options", FrozenDict(self.options))  # hashable, so the model can be static
+
+
+@dataclasses.dataclass(frozen=True)
 class TransformerConfig:
+  """The options every family shares: sizes here, each layer's parts in their own sections (`attention`, `mlp`,
+  `norm`, `positional`), which the modules take as they are."""
+
   vocab_size: int = 256
   num_layers: int = 2
   d_model: int = 128
-  num_heads: int = 4
-  head_dim: int | None = None  # None: d_model // num_heads
-  # Grouped-query attention (Ainslie et al. 2023): num_heads / num_kv_heads query heads share each key/value head.
-  num_kv_heads: int | None = None  # None: num_heads (multi-head attention)
-  mlp_dim: int | None = None  # None: 4 · d_model
-  activation: Literal["gelu", "gelu_tanh", "relu", "swiglu", "geglu_tanh"] = "gelu"  # see zoo.nn.mlp
-  norm: Literal["layernorm", "rmsnorm"] = "layernorm"
-  norm_position: Literal["pre", "post"] = "pre"
-  norm_eps: float = 1e-6
-  # Biases the pretrained families carry (GPT-2 / BERT: all; Qwen2: q, k, v only); zoo's own models have none.
-  qkv_bias: bool = False
-  out_bias: bool = False  # the attention output projection
-  mlp_bias: bool = False
-  scale_logits: bool = True  # q·k / √d; False: unscaled logits (T5 folds the scale into its initialisation)
+  max_length: int = 512  # the longest sequence / KV cache; sizes learned absolute tables
+  attention: AttentionConfig = dataclasses.field(default_factory=AttentionConfig)
+  mlp: MlpConfig = dataclasses.field(default_factory=MlpConfig)
+  norm: NormConfig = dataclasses.field(default_factory=NormConfig)
+  positional: PositionalConfig = dataclasses.field(default_factory=PositionalConfig)
   scale_embeddings: bool = True  # token embeddings × √d_model (zoo's models); False as in GPT-2 / LLaMA / BERT / T5
   embedding_norm: bool = False  # a norm after the token + absolute position embeddings (BERT / RoBERTa)
-  dropout: float = 0.0
-  attention_dropout: float = 0.0
-  pe: str = "rope"  # a name from zoo.positional.available()
-  pe_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-  max_length: int = 512  # the longest sequence / KV cache; sizes learned absolute tables
-  # > 0: train on sorted random positions from 0..randomized_positions − 1 (Ruoss et al. 2023), evaluate on 0..L − 1
-  randomized_positions: int = 0
-  attention_impl: str = "xla"  # a name from zoo.attention.available()
-  feature_map: Literal["favor", "relu"] = "favor"  # attention_impl="linear" only: Performer FAVOR+ or relu + 1e-3
-  num_features: int = 256  # FAVOR+ random features (attention_impl="linear", feature_map="favor")
-  # W_Q, W_K of each head factorised d_model × qk_rank · qk_rank × head_dim, so q·kᵀ has rank <= qk_rank (Kajitsuka &
-  # Sato's rank-1 attention is qk_rank=1); None: full rank.
-  qk_rank: int | None = None
-  # content: logits q·kᵀ/√d + positional bias; positional: the bias alone, no query or key projection (Wang & E's
-  # dot-product-free attention).
-  attention_logits: Literal["content", "positional"] = "content"
-  attention_temperature: float = 1.0  # divides q·kᵀ/√d (not the bias): → 0 approaches hardmax attention
+  dropout: float = 0.0  # on the embeddings and each residual branch
   dtype: Literal["float32", "bfloat16"] = "float32"  # compute dtype; parameters stay float32
   # The blocks as one `jax.lax.scan` over parameters stacked along a "layers" axis: compile time independent of
   # depth (zoo.models.scan); checkpoints of either layout load into the other.
@@ -63,90 +58,97 @@ class TransformerConfig:
   relation: ClassVar[bool] = False  # the family relates its tokens by more than positions (a graph), for the hooks
 
   def __post_init__(self):
-    for name in ("vocab_size", "num_layers", "d_model", "num_heads", "max_length"):
+    for name in ("vocab_size", "num_layers", "d_model", "max_length"):
       check(getattr(self, name) >= 1, f"model: {name} must be >= 1, got {getattr(self, name)}")
-    for name in ("head_dim", "mlp_dim"):  # None derives the size; 0 or less would fail deep inside JAX's init
-      check(getattr(self, name) is None or getattr(self, name) >= 1,
-            f"model: {name} must be None (derived) or >= 1, got {getattr(self, name)}")
-    check(self.head_dim is not None or self.d_model % self.num_heads == 0,
-          f"model: num_heads ({self.num_heads}) must divide d_model ({self.d_model}), or set head_dim")
-    check(self.num_kv_heads is None or (self.num_kv_heads >= 1 and self.num_heads % self.num_kv_heads == 0),
-          f"model: num_kv_heads ({self.num_kv_heads}) must divide num_heads ({self.num_heads})")
-    check(self.norm_eps > 0, f"model: norm_eps must be > 0, got {self.norm_eps}")
-    for name in ("dropout", "attention_dropout"):
-      check(0.0 <= getattr(self, name) < 1.0, f"model: {name} must be in [0, 1), got {getattr(self, name)}")
-    check(self.randomized_positions == 0 or self.randomized_positions >= self.max_length,
-          f"model: randomized_positions must be 0 (off) or >= max_length ({self.max_length}), got "
-          f"{self.randomized_positions}")
+    a = self.attention
+    check(a.head_dim is not None or self.d_model % a.num_heads == 0,
+          f"model: attention.num_heads ({a.num_heads}) must divide d_model ({self.d_model}), or set "
+          f"attention.head_dim")
+    check(0.0 <= self.dropout < 1.0, f"model: dropout must be in [0, 1), got {self.dropout}")
+    r = self.positional.randomized_positions
+    check(r == 0 or r >= self.max_length, f"model: positional.randomized_positions must be 0 (off) or >= max_length "
+                                          f"({self.max_length}), got {r}")
     check(self.remat in REMAT_POLICIES,
           f"model: unknown remat {self.remat!r}; valid choices: {', '.join(REMAT_POLICIES)}")
-    positional.parse_options(self.pe, self.pe_options)  # unknown names / options fail here
-    check(self.qk_rank is None or 1 <= self.qk_rank <= self.resolved_head_dim,
-          f"model: qk_rank must be None (full rank) or in 1..head_dim ({self.resolved_head_dim}), got {self.qk_rank}")
-    check(self.attention_temperature > 0, f"model: attention_temperature must be > 0, got "
-                                          f"{self.attention_temperature}")
-    if self.attention_logits == "positional":
-      check_positional_logits(self)
-    check_attention_core(self)
-    object.__setattr__(self, "pe_options", FrozenDict(self.pe_options))  # hashable, so the model can be static
-
-  @property
-  def resolved_head_dim(self) -> int:
-    return self.head_dim or self.d_model // self.num_heads
-
-  @property
-  def resolved_kv_heads(self) -> int:
-    return self.num_kv_heads or self.num_heads
-
-  @property
-  def resolved_mlp_dim(self) -> int:
-    return self.mlp_dim or 4 * self.d_model
+    head_dim = a.resolved_head_dim(self.d_model)
+    check(a.qk_rank is None or a.qk_rank <= head_dim,
+          f"model: attention.qk_rank must be None (full rank) or in 1..head_dim ({head_dim}), got {a.qk_rank}")
+    if a.logits == "positional":
+      check_positional_logits(self.positional.name)
+    reason = incompatibility(self.positional.name, a.impl, self.positional.options, relation=self.relation)
+    check(reason is None, f"model: {reason}")
 
   @property
   def compute_dtype(self):
     return DTYPES[self.dtype]
 
 
-# The options of attention cores a model config carries as flat fields (linear attention's feature map).
-CORE_FIELDS = ("feature_map", "num_features")
-
-
-def check_attention_core(config: TransformerConfig) -> None:
-  """The core must exist, take the core options set here, serve the encoding's terms (`compatible`, which names
-  the cores and encodings that work) and, with attention dropout, have it."""
-  core = attention.core_class(config.attention_impl)
-  carried = carried_core_options(config, config.attention_impl)
-  defaults = {f.name: f.default for f in dataclasses.fields(TransformerConfig) if f.name in CORE_FIELDS}
-  unused = [name for name in CORE_FIELDS if name not in carried and getattr(config, name) != defaults[name]]
-  takers = [name for name, cls in sorted(attention.CORES.items())
-            if set(CORE_FIELDS) <= {f.name for f in dataclasses.fields(cls.Options)}]
-  check(not unused, f"model: {' and '.join(CORE_FIELDS)} apply only with attention_impl="
-                    f"{' or '.join(map(repr, takers))} (got attention_impl={config.attention_impl!r})")
-  attention.build(config.attention_impl, carried)  # the core's own validation of its options
-  reason = incompatibility(config.pe, config.attention_impl, config.pe_options, relation=config.relation)
-  check(reason is None, f"model: {reason}")
-  serving = [name for name, cls in sorted(attention.CORES.items()) if cls.dropout]
-  check(config.attention_dropout == 0.0 or core.dropout,
-        f"model: attention_dropout needs the attention matrix, which attention_impl={config.attention_impl!r} does "
-        f"not drop out of; it must be 0, or attention_impl {' or '.join(map(repr, serving))}")
-
-
-def check_positional_logits(config: TransformerConfig) -> None:
+def check_positional_logits(pe: str) -> None:
   """Dot-product-free attention has no queries or keys: only an encoding whose position enters as a logit bias (and
   transforms no queries or keys) gives it anything to attend by."""
   def usable(name: str) -> bool:
     cls = positional.get(name)
     return positional.implements(cls, "logit_bias") and not positional.implements(cls, "transform_qk")
-  if not usable(config.pe):
-    raise ValueError(f"model: attention_logits='positional' needs an encoding with a logit_bias hook and no "
-                     f"transform_qk (got pe={config.pe!r}); valid choices: "
+  if not usable(pe):
+    raise ValueError(f"model: attention.logits='positional' needs an encoding with a logit_bias hook and no "
+                     f"transform_qk (got positional.name={pe!r}); valid choices: "
                      f"{', '.join(n for n in positional.available() if usable(n))}")
-  check(config.qk_rank is None, "model: qk_rank needs attention_logits='content' (positional logits have no W_Q, W_K)")
+
+
+SECTIONS = ("attention", "mlp", "norm", "positional")  # the model config's fields that are option dataclasses
+
+# Where each key of the flat model config (before the sections) lives now: the one map `nest` (stored configs) and
+# `refuse_flat` (a person's config) read.
+MOVED = {
+    "num_heads": "attention.num_heads", "head_dim": "attention.head_dim", "num_kv_heads": "attention.num_kv_heads",
+    "attention_impl": "attention.impl", "feature_map": "attention.core.feature_map",
+    "num_features": "attention.core.num_features", "attention_dropout": "attention.dropout",
+    "qkv_bias": "attention.qkv_bias", "out_bias": "attention.out_bias", "scale_logits": "attention.scale_logits",
+    "qk_rank": "attention.qk_rank", "attention_logits": "attention.logits",
+    "attention_temperature": "attention.temperature",
+    "mlp_dim": "mlp.dim", "activation": "mlp.activation", "mlp_bias": "mlp.bias",
+    "norm_position": "norm.position", "norm_eps": "norm.eps",
+    "pe": "positional.name", "pe_options": "positional.options",
+    "randomized_positions": "positional.randomized_positions",
+}
+
+
+def nest(model: Mapping[str, Any]) -> dict[str, Any]:
+  """A stored model config (a checkpoint's, a workdir's, a converted folder's) in the sections' shape: flat keys
+  written before the sections move into them (`MOVED`; `norm` as a name becomes `norm.kind`), nested ones stay."""
+  nested = {k: dict(v) if isinstance(v, Mapping) else v for k, v in model.items() if k not in MOVED}
+  if isinstance(nested.get("norm"), str):
+    nested["norm"] = {"kind": nested["norm"]}
+  for old, new in MOVED.items():
+    if old in model:
+      *parents, key = new.split(".")
+      section = nested
+      for name in parents:
+        section = section.setdefault(name, {})
+      section[key] = dict(model[old]) if isinstance(model[old], Mapping) else model[old]
+  return nested
+
+
+def merge(model: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+  """`model` with `overrides` over it: a section (`attention`, ...) is updated key by key, any other key replaced."""
+  merged = dict(model)
+  for key, value in overrides.items():
+    section = key in SECTIONS and isinstance(value, Mapping)
+    merged[key] = {**(model.get(key) or {}), **value} if section else value
+  return merged
+
+
+def refuse_flat(model: Mapping[str, Any]) -> None:
+  """One line naming the new key of each flat key a person's config still sets (`model.num_heads` moved)."""
+  moved = [f"model.{old} moved to model.{MOVED[old]}" for old in model if old in MOVED]
+  if isinstance(model.get("norm"), str):
+    moved.append("model.norm (a name) moved to model.norm.kind")
+  check(not moved, "; ".join(moved))
 
 
 @dataclasses.dataclass(frozen=True)
 class EncoderConfig(TransformerConfig):
-  pe: str = "sinusoidal"
+  positional: PositionalConfig = dataclasses.field(default_factory=lambda: PositionalConfig("sinusoidal"))
   # token: per-token logits; sequence: one label per sequence; dual: one label per pair of sequences
   # (tokens [batch, 2, length], LRA Retrieval style).
   # none: the final features [batch, length, d_model] (a pretrained encoder whose own head zoo does not carry).

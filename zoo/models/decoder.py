@@ -67,8 +67,8 @@ class Decoder(nnx.Module):
     """Raises a ValueError if the positional encoding cannot serve positions up to `cache_length - 1`."""
     limit = self.backbone.positional.max_positions
     if limit is not None and cache_length > limit:
-      raise ValueError(f"cache_length {cache_length} exceeds what the {self.config.pe!r} encoding supports "
-                       f"(max_length {limit})")
+      raise ValueError(f"cache_length {cache_length} exceeds what the {self.config.positional.name!r} encoding "
+                       f"supports (max_length {limit})")
 
   def init_cache(self, batch: int, cache_length: int) -> DecodeCache:
     """An empty cache for `batch` sequences of up to `cache_length` tokens (prompt + generated)."""

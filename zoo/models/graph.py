@@ -2,8 +2,8 @@
 
 The shared Backbone and Block run unchanged; what makes it a graph model is the relation handed to the positional
 hooks (`zoo.positional.Graph`): shortest-path distances instead of lags, node degrees for the centrality encoding,
-and the edge-encoding bias computed here. The spatial table (and URPE's C with `pe="spd_urpe"`) belongs to
-the encoding; this module owns what depends on the graph's features:
+and the edge-encoding bias computed here. The spatial table (and URPE's C with `positional.name="spd_urpe"`)
+belongs to the encoding; this module owns what depends on the graph's features:
 
 * node feature embeddings: one table per feature column, summed;
 * edge encoding: for nodes i, j, the mean over the first ≤ max_hops edges e_1..e_m of their shortest path of
@@ -28,7 +28,7 @@ from flax import nnx
 from zoo import positional
 from zoo.config import check
 from zoo.models.backbone import Backbone
-from zoo.models.config import TransformerConfig
+from zoo.models.config import PositionalConfig, TransformerConfig
 from zoo.models.encoder import classifier
 from zoo.models.registry import register
 from zoo.nn.context import CallContext
@@ -45,13 +45,14 @@ class GraphConfig(TransformerConfig):
   graph_token: bool = True
   head: Literal["graph", "node"] = "graph"
   num_classes: int = 1  # outputs per graph (or node); 1 with a regression objective
-  pe: str = "spd"
+  positional: PositionalConfig = dataclasses.field(default_factory=lambda: PositionalConfig("spd"))
   relation: ClassVar[bool] = True  # shortest-path distances and edges (`Graph`) reach the encoding's hooks
 
   def __post_init__(self):
     super().__post_init__()
-    check(positional.get(self.pe).reads_relation,
-          f"model 'graph': pe must be a graph encoding ({', '.join(graph_encodings())}), got {self.pe!r}")
+    name = self.positional.name
+    check(positional.get(name).reads_relation,
+          f"model 'graph': positional.name must be a graph encoding ({', '.join(graph_encodings())}), got {name!r}")
     for name in ("num_node_features", "edge_vocab_size", "num_edge_features", "num_classes"):
       check(getattr(self, name) >= 1, f"model: {name} must be >= 1, got {getattr(self, name)}")
     check(self.max_hops >= 0, f"model: max_hops must be >= 0, got {self.max_hops}")
@@ -80,7 +81,7 @@ class EdgeEncoding(nnx.Module):
   (edge embedding · W_hop)[h]."""
 
   def __init__(self, config: GraphConfig, *, rngs: nnx.Rngs):
-    heads = config.num_heads
+    heads = config.attention.num_heads
     self.embed = FeatureEmbedding(config.edge_vocab_size, config.num_edge_features, heads, reduce="mean",
                                   axes=(None, "heads"), init=nnx.initializers.normal(0.02), rngs=rngs)
     hop_init = nnx.with_partitioning(nnx.initializers.normal(heads ** -0.5), (None, None, "heads"))

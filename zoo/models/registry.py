@@ -9,6 +9,7 @@ from typing import Any
 from flax import nnx
 
 from zoo.config import from_options
+from zoo.models.config import refuse_flat
 from zoo.registry import Registry
 
 _MODELS = Registry("model", nnx.Module)
@@ -18,7 +19,10 @@ get = _MODELS.get
 
 
 def parse_config(name: str, config: Mapping[str, Any] | Any | None = None):
-  """Validates `config` (a mapping or the family's Config) for model `name`."""
+  """Validates `config` (a mapping or the family's Config) for model `name`; a key of the flat shape before the
+  sections (`num_heads`) fails naming its new place."""
+  if isinstance(config, Mapping):
+    refuse_flat(config)
   return from_options(get(name).Config, config, what=f"model {name!r}")
 
 

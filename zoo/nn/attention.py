@@ -16,14 +16,16 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from flax.core import FrozenDict
 
 from zoo import attention, decay, positional
 from zoo.attention import AttentionMask, Core, Terms, linear
+from zoo.config import check, from_options
 from zoo.nn.context import CallContext
 from zoo.positional import Coordinates, PositionalEncoding, attention_terms, implements
 
@@ -56,38 +58,65 @@ class LowRankToHeads(nnx.Module):
 
 
 @dataclasses.dataclass(frozen=True)
-class AttentionOptions:
-  """How a self-attention layer attends — everything but its width, encoding, dtype and RNGs. Built from a model
-  config by `zoo.models.backbone.attention_options`; see `SelfAttention` for what each option does."""
+class AttentionConfig:
+  """How a self-attention layer attends — everything but its width, causality (the family's), encoding, dtype and
+  RNGs; a model config's `attention` section, taken as it is by `SelfAttention`. Messages name the keys a person
+  sets (`model.attention.<field>`)."""
 
-  num_heads: int
-  head_dim: int
-  causal: bool
+  num_heads: int = 4
+  head_dim: int | None = None  # None: d_model // num_heads (`resolved_head_dim`)
+  # Grouped-query attention (Ainslie et al. 2023): num_heads / num_kv_heads query heads share each key/value head.
+  num_kv_heads: int | None = None  # None: num_heads (multi-head attention)
   impl: str = "xla"  # a name from zoo.attention.available()
-  feature_map: str = "favor"  # impl="linear"
-  num_features: int = 256  # impl="linear", feature_map="favor"
-  dropout_rate: float = 0.0  # attention dropout
-  num_kv_heads: int | None = None  # grouped-query attention; None: num_heads
+  # The core's own options, validated by its `Options` (linear: feature_map, num_features; pallas: block sizes).
+  core: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  dropout: float = 0.0  # on the attention matrix
+  # Biases the pretrained families carry (GPT-2 / BERT: all; Qwen2: q, k, v only); zoo's own models have none.
   qkv_bias: bool = False
-  out_bias: bool = False
-  scale_logits: bool = True  # q·kᵀ/√d (False: T5's unscaled logits)
+  out_bias: bool = False  # the output projection
+  scale_logits: bool = True  # q·k / √d; False: unscaled logits (T5 folds the scale into its initialisation)
+  # W_Q, W_K of each head factorised d_model × qk_rank · qk_rank × head_dim, so q·kᵀ has rank <= qk_rank (Kajitsuka &
+  # Sato's rank-1 attention is qk_rank=1); None: full rank.
   qk_rank: int | None = None
-  logits: str = "content"  # "positional": no W_Q, W_K
-  temperature: float = 1.0
+  # content: logits q·kᵀ/√d + positional bias; positional: the bias alone, no query or key projection (Wang & E's
+  # dot-product-free attention).
+  logits: Literal["content", "positional"] = "content"
+  temperature: float = 1.0  # divides q·kᵀ/√d (not the bias): → 0 approaches hardmax attention
 
-  def core(self) -> Core:
-    """The core `impl`, with the options of its `Options` these fields carry (linear attention's feature map)."""
-    return attention.build(self.impl, carried_core_options(self, self.impl))
+  def __post_init__(self):
+    check(self.num_heads >= 1, f"model.attention: num_heads must be >= 1, got {self.num_heads}")
+    check(self.head_dim is None or self.head_dim >= 1,
+          f"model.attention: head_dim must be None (derived) or >= 1, got {self.head_dim}")
+    check(self.num_kv_heads is None or (self.num_kv_heads >= 1 and self.num_heads % self.num_kv_heads == 0),
+          f"model.attention: num_kv_heads ({self.num_kv_heads}) must divide num_heads ({self.num_heads})")
+    check(0.0 <= self.dropout < 1.0, f"model.attention: dropout must be in [0, 1), got {self.dropout}")
+    check(self.temperature > 0, f"model.attention: temperature must be > 0, got {self.temperature}")
+    check(self.qk_rank is None or self.qk_rank >= 1,
+          f"model.attention: qk_rank must be None (full rank) or >= 1, got {self.qk_rank}")
+    check(self.qk_rank is None or self.logits == "content",
+          "model.attention: qk_rank needs logits='content' (positional logits have no W_Q, W_K)")
+    cls = attention.core_class(self.impl)
+    from_options(cls.Options, self.core, what=f"model.attention.core (impl={self.impl!r})")
+    object.__setattr__(self, "core", FrozenDict(self.core))  # hashable, so the model can be static
+    serving = [name for name, c in sorted(attention.CORES.items()) if c.dropout]
+    check(self.dropout == 0.0 or cls.dropout,
+          f"model.attention: dropout needs the attention matrix, which impl={self.impl!r} does not drop out of; it "
+          f"must be 0, or impl {' or '.join(map(repr, serving))}")
 
+  def resolved_head_dim(self, d_model: int) -> int:
+    return self.head_dim or d_model // self.num_heads
 
-def carried_core_options(fields: Any, impl: str) -> dict[str, Any]:
-  """The options of core `impl` that a flat config (model config, `AttentionOptions`) carries as fields of its own."""
-  names = [f.name for f in dataclasses.fields(attention.core_class(impl).Options)]
-  return {name: getattr(fields, name) for name in names if hasattr(fields, name)}
+  @property
+  def resolved_kv_heads(self) -> int:
+    return self.num_kv_heads or self.num_heads
+
+  def build_core(self) -> Core:
+    return attention.build(self.impl, self.core)
 
 
 class SelfAttention(nnx.Module):
-  """Self-attention with the positional hooks. The core is `options.core()` (for linear attention, "favor" draws
+  """Self-attention with the positional hooks, as `config` (a model's `attention` section) describes it; `causal`
+  is the family's. The core is `config.build_core()` (for linear attention, "favor" draws
   `num_features` random features at every training call from the "features" RNG stream, fixed in evaluation).
   `qk_rank` factorises W_Q and W_K through a rank-`qk_rank` bottleneck; `logits="positional"` drops W_Q and W_K
   (queries and keys are zero, so the encoding's bias alone sets the attention); `temperature` divides q·kᵀ/√d.
@@ -98,46 +127,48 @@ class SelfAttention(nnx.Module):
   its keys are repeated to `num_heads` before `transform_qk`; per-position transforms (RoPE) keep the kv heads.
   """
 
-  def __init__(self, d_model: int, options: AttentionOptions, *, encoding: PositionalEncoding, dtype=jnp.float32,
-               rngs: nnx.Rngs):
-    o = self.options = options
-    num_heads, head_dim, qkv_bias = o.num_heads, o.head_dim, o.qkv_bias
+  def __init__(self, d_model: int, config: AttentionConfig, *, causal: bool, encoding: PositionalEncoding,
+               dtype=jnp.float32, rngs: nnx.Rngs):
+    self.config, self.causal = config, causal
+    num_heads, head_dim, kv_heads = config.num_heads, config.resolved_head_dim(d_model), config.resolved_kv_heads
+    self.head_dim = head_dim
     self.encoding = encoding
     self.dtype = dtype
     self.deterministic = False  # flipped by `model.eval()` / `model.train()`
-    self.core = o.core()
-    kv_heads = o.num_kv_heads or num_heads
+    self.core = config.build_core()
+    to_heads = lambda heads, use_bias: linear_to_heads(d_model, heads, head_dim, use_bias=use_bias, dtype=dtype,
+                                                       rngs=rngs)
     self.query = self.key = None  # logits="positional"
-    if o.logits == "content" and o.qk_rank is None:
-      self.query = nnx.data(linear_to_heads(d_model, num_heads, head_dim, use_bias=qkv_bias, dtype=dtype, rngs=rngs))
-      self.key = nnx.data(linear_to_heads(d_model, kv_heads, head_dim, use_bias=qkv_bias, dtype=dtype, rngs=rngs))
-    elif o.logits == "content":
-      self.query = nnx.data(LowRankToHeads(d_model, num_heads, head_dim, o.qk_rank, dtype=dtype, rngs=rngs))
-      self.key = nnx.data(LowRankToHeads(d_model, kv_heads, head_dim, o.qk_rank, dtype=dtype, rngs=rngs))
-    self.value = linear_to_heads(d_model, kv_heads, head_dim, use_bias=qkv_bias, dtype=dtype, rngs=rngs)
+    if config.logits == "content" and config.qk_rank is None:
+      self.query = nnx.data(to_heads(num_heads, config.qkv_bias))
+      self.key = nnx.data(to_heads(kv_heads, config.qkv_bias))
+    elif config.logits == "content":
+      self.query = nnx.data(LowRankToHeads(d_model, num_heads, head_dim, config.qk_rank, dtype=dtype, rngs=rngs))
+      self.key = nnx.data(LowRankToHeads(d_model, kv_heads, head_dim, config.qk_rank, dtype=dtype, rngs=rngs))
+    self.value = to_heads(kv_heads, config.qkv_bias)
     out_init = nnx.with_partitioning(nnx.initializers.lecun_normal(), ("heads", "kv", "embed"))
     out_bias_init = nnx.with_partitioning(nnx.initializers.zeros, ("embed",))
-    self.out = nnx.LinearGeneral((num_heads, head_dim), d_model, axis=(-2, -1), use_bias=o.out_bias,
+    self.out = nnx.LinearGeneral((num_heads, head_dim), d_model, axis=(-2, -1), use_bias=config.out_bias,
                                  kernel_init=out_init, bias_init=out_bias_init, dtype=dtype, rngs=rngs)
-    self.dropout_rngs = rngs.dropout.fork() if o.dropout_rate > 0 else None
+    self.dropout_rngs = rngs.dropout.fork() if config.dropout > 0 else None
     self.feature_keys = linear.NoiseKeys(self.core.noise, rngs) if self.core.noise else None  # the core's stream
     self.keys_per_head = implements(encoding, "transform_qk") and has_per_head_state(encoding)
 
   def qk_dim(self) -> int:
     """The feature size of queries and keys after `transform_qk` (SPE: its number of realizations)."""
     if not implements(self.encoding, "transform_qk"):
-      return self.options.head_dim
-    x = jax.ShapeDtypeStruct((1, 1, self.options.num_heads, self.options.head_dim), self.dtype)
+      return self.head_dim
+    x = jax.ShapeDtypeStruct((1, 1, self.config.num_heads, self.head_dim), self.dtype)
     coords = Coordinates(jax.ShapeDtypeStruct((1, 1), jnp.int32))
     return nnx.eval_shape(lambda enc, x, c: enc.transform_qk(x, x, c, c)[1], self.encoding, x, coords).shape[-1]
 
   def init_cache(self, batch: int, cache_length: int) -> LayerCache:
     """An empty decoding cache of the core for `batch` sequences of up to `cache_length` tokens."""
-    o = self.options
-    kv_heads = o.num_heads if self.keys_per_head else (o.num_kv_heads or o.num_heads)
-    qk_dim = o.head_dim if self.encoding.transform_per_call else self.qk_dim()  # keys as projected, or transformed
-    return self.core.init_cache(batch, cache_length, heads=o.num_heads, kv_heads=kv_heads, qk_dim=qk_dim,
-                                v_dim=o.head_dim, dtype=self.dtype)
+    c = self.config
+    kv_heads = c.num_heads if self.keys_per_head else c.resolved_kv_heads
+    qk_dim = self.head_dim if self.encoding.transform_per_call else self.qk_dim()  # keys as projected, or transformed
+    return self.core.init_cache(batch, cache_length, heads=c.num_heads, kv_heads=kv_heads, qk_dim=qk_dim,
+                                v_dim=self.head_dim, dtype=self.dtype)
 
   def __call__(
       self,
@@ -146,14 +177,14 @@ class SelfAttention(nnx.Module):
       *,
       cache: LayerCache | None = None,  # the new tokens go in after the cached ones
   ) -> tuple[jax.Array, LayerCache | None]:
-    o = self.options
+    c = self.config
     v = self.value(x)  # [batch, length, kv heads, head_dim]
     if self.query is None:  # dot-product-free: the logits are the positional bias alone
-      q, k = jnp.zeros(v.shape[:2] + (o.num_heads, v.shape[3]), v.dtype), jnp.zeros_like(v)
+      q, k = jnp.zeros(v.shape[:2] + (c.num_heads, v.shape[3]), v.dtype), jnp.zeros_like(v)
     else:
       q, k = self.query(x), self.key(x)  # q [batch, length, heads, head_dim]; k: kv heads
     if self.keys_per_head:
-      k, v = attention.cores.repeat_kv(k, o.num_heads), attention.cores.repeat_kv(v, o.num_heads)
+      k, v = attention.cores.repeat_kv(k, c.num_heads), attention.cores.repeat_kv(v, c.num_heads)
     coords = context.coords
     transform = None
     if implements(self.encoding, "transform_qk") and self.encoding.transform_per_call:
@@ -164,20 +195,20 @@ class SelfAttention(nnx.Module):
       raise ValueError("a relation between tokens needs attention without a decoding cache")
     positions = coords.positions
     mask = AttentionMask(q_pos=positions, k_pos=positions, q_segment_ids=context.segment_ids,
-                         k_segment_ids=context.segment_ids, k_valid=context.valid, causal=o.causal)
+                         k_segment_ids=context.segment_ids, k_valid=context.valid, causal=self.causal)
     # Terms are evaluated at the core's mask positions (with a cache: its slots), so the new tokens' coordinates
     # describe them whatever the cache holds.
     terms = Terms(*attention_terms(self.encoding, coords, coords))
-    use_dropout = o.dropout_rate > 0 and not self.deterministic
+    use_dropout = c.dropout > 0 and not self.deterministic
     out, cache = self.core(q, k, v, terms, mask, cache, softmax_scale=self.softmax_scale(q),
-                           dropout_rate=o.dropout_rate if use_dropout else 0.0,
+                           dropout_rate=c.dropout if use_dropout else 0.0,
                            dropout_rng=self.dropout_rngs() if use_dropout else None,
                            noise=None if self.feature_keys is None else self.feature_keys(), transform=transform)
     return self.out(out), cache
 
   def softmax_scale(self, q: jax.Array) -> float:
     """1/(√(qk_dim) · temperature), or 1/temperature for unscaled logits."""
-    return (q.shape[-1] ** -0.5 if self.options.scale_logits else 1.0) / self.options.temperature
+    return (q.shape[-1] ** -0.5 if self.config.scale_logits else 1.0) / self.config.temperature
 
 
 def transform_at(encoding: PositionalEncoding, relation: Any, q: jax.Array, k: jax.Array, q_pos: jax.Array,
@@ -221,9 +252,9 @@ def incompatibility(pe: str, impl: str, pe_options: Mapping[str, Any] | None = N
     return None
   serving = [name for name in sorted(attention.CORES) if compatible(pe, name, pe_options, relation=relation)]
   works = [name for name in positional.available() if compatible(name, impl, relation=relation)]
-  return (f"positional encoding {pe!r} uses the {' and '.join(refused)} hook, which attention_impl={impl!r} cannot "
-          f"apply ({next(iter(refused.values()))}); attention_impl must be {' or '.join(map(repr, serving))} for "
-          f"it, or pe one that attention_impl={impl!r} serves: {', '.join(works)}")
+  return (f"positional encoding {pe!r} uses the {' and '.join(refused)} hook, which attention.impl={impl!r} cannot "
+          f"apply ({next(iter(refused.values()))}); attention.impl must be {' or '.join(map(repr, serving))} for "
+          f"it, or positional.name one that attention.impl={impl!r} serves: {', '.join(works)}")
 
 
 def _hashable(options: Mapping[str, Any] | None) -> tuple:

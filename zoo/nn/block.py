@@ -5,29 +5,49 @@ Pre-LN (default; GPT-2 / T5 / LLaMA): x + f(norm(x)). Post-LN (Vaswani; the URPE
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Literal
+
 import jax
 from flax import nnx
 
-from zoo.nn.attention import AttentionOptions, LayerCache, SelfAttention
+from zoo.config import check
+from zoo.nn.attention import AttentionConfig, LayerCache, SelfAttention
 from zoo.nn.context import CallContext
-from zoo.nn.mlp import Mlp
-from zoo.nn.norms import make_norm
+from zoo.nn.mlp import Mlp, MlpConfig
+from zoo.nn.norms import NORMS, make_norm
 from zoo.positional import PositionalEncoding
 
 NORM_POSITIONS = ("pre", "post")
 
 
+@dataclasses.dataclass(frozen=True)
+class NormConfig:
+  """A model config's `norm` section: which norm, where the block applies it, and its epsilon (as the pretrained
+  model had it: BERT / GPT-2 1e-12 / 1e-5 — it changes the outputs beyond 1e-4)."""
+
+  kind: Literal["layernorm", "rmsnorm"] = "layernorm"
+  position: Literal["pre", "post"] = "pre"
+  eps: float = 1e-6
+
+  def __post_init__(self):
+    check(self.kind in NORMS, f"model.norm: unknown kind {self.kind!r}; valid choices: {', '.join(NORMS)}")
+    check(self.position in NORM_POSITIONS,
+          f"model.norm: unknown position {self.position!r}; valid choices: {', '.join(NORM_POSITIONS)}")
+    check(self.eps > 0, f"model.norm: eps must be > 0, got {self.eps}")
+
+  def build(self, features: int, *, dtype, rngs: nnx.Rngs) -> nnx.Module:
+    return make_norm(self.kind, features, dtype=dtype, rngs=rngs, epsilon=self.eps)
+
+
 class Block(nnx.Module):
-  def __init__(self, *, d_model: int, attention: AttentionOptions, encoding: PositionalEncoding, mlp_dim: int,
-               activation: str, norm: str, norm_position: str, dropout: float, dtype, rngs: nnx.Rngs,
-               mlp_bias: bool = False, norm_eps: float = 1e-6):
-    if norm_position not in NORM_POSITIONS:
-      raise ValueError(f"unknown norm_position {norm_position!r}; valid choices: {', '.join(NORM_POSITIONS)}")
-    self.pre_norm = norm_position == "pre"
-    self.attention_norm = make_norm(norm, d_model, dtype=dtype, rngs=rngs, epsilon=norm_eps)
-    self.attention = SelfAttention(d_model, attention, encoding=encoding, dtype=dtype, rngs=rngs)
-    self.mlp_norm = make_norm(norm, d_model, dtype=dtype, rngs=rngs, epsilon=norm_eps)
-    self.mlp = Mlp(d_model, mlp_dim, activation, use_bias=mlp_bias, dtype=dtype, rngs=rngs)
+  def __init__(self, d_model: int, *, attention: AttentionConfig, mlp: MlpConfig, norm: NormConfig, causal: bool,
+               encoding: PositionalEncoding, dropout: float, dtype, rngs: nnx.Rngs):
+    self.pre_norm = norm.position == "pre"
+    self.attention_norm = norm.build(d_model, dtype=dtype, rngs=rngs)
+    self.attention = SelfAttention(d_model, attention, causal=causal, encoding=encoding, dtype=dtype, rngs=rngs)
+    self.mlp_norm = norm.build(d_model, dtype=dtype, rngs=rngs)
+    self.mlp = Mlp(d_model, mlp, dtype=dtype, rngs=rngs)
     self.dropout = nnx.Dropout(dropout, rngs=rngs)
 
   def __call__(self, x: jax.Array, context: CallContext, *,

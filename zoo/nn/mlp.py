@@ -3,10 +3,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from typing import Literal
 
 import jax
 from flax import nnx
+
+from zoo.config import check
 
 # name -> (nonlinearity, gated). Gated: act(wi_gate(x)) · wi(x). Exact erf GELU is BERT's and fairseq's; the tanh
 # approximation is GPT-2's `gelu_new` and T5 v1.1's gated GELU — they differ by up to ~1e-3, beyond a parity check.
@@ -28,17 +32,33 @@ def dense(in_features: int, out_features: int, axes: tuple[str, str], *, use_bia
                     dtype=dtype, rngs=rngs)
 
 
+@dataclasses.dataclass(frozen=True)
+class MlpConfig:
+  """A model config's `mlp` section, taken as it is by `Mlp`."""
+
+  dim: int | None = None  # the hidden width; None: 4 · d_model (`resolved_dim`)
+  activation: Literal["gelu", "gelu_tanh", "relu", "swiglu", "geglu_tanh"] = "gelu"  # a name from ACTIVATIONS
+  bias: bool = False  # GPT-2 / BERT carry biases; zoo's own models have none
+
+  def __post_init__(self):
+    check(self.dim is None or self.dim >= 1, f"model.mlp: dim must be None (derived) or >= 1, got {self.dim}")
+    check(self.activation in ACTIVATIONS,
+          f"model.mlp: unknown activation {self.activation!r}; valid choices: {', '.join(ACTIVATIONS)}")
+
+  def resolved_dim(self, d_model: int) -> int:
+    return self.dim or 4 * d_model
+
+
 class Mlp(nnx.Module):
-  def __init__(self, d_model: int, mlp_dim: int, activation: str, *, use_bias: bool = False, dtype,
-               rngs: nnx.Rngs):
-    if activation not in ACTIVATIONS:
-      raise ValueError(f"unknown activation {activation!r}; valid choices: {', '.join(ACTIVATIONS)}")
-    self.activation = activation
-    _, gated = ACTIVATIONS[activation]
-    self.wi = dense(d_model, mlp_dim, ("embed", "mlp"), use_bias=use_bias, dtype=dtype, rngs=rngs)
+  def __init__(self, d_model: int, config: MlpConfig, *, dtype, rngs: nnx.Rngs):
+    self.activation = config.activation
+    _, gated = ACTIVATIONS[config.activation]
+    layer = lambda n_in, n_out, axes: dense(n_in, n_out, axes, use_bias=config.bias, dtype=dtype, rngs=rngs)
+    hidden = config.resolved_dim(d_model)
+    self.wi = layer(d_model, hidden, ("embed", "mlp"))
     if gated:
-      self.wi_gate = dense(d_model, mlp_dim, ("embed", "mlp"), use_bias=use_bias, dtype=dtype, rngs=rngs)
-    self.wo = dense(mlp_dim, d_model, ("mlp", "embed"), use_bias=use_bias, dtype=dtype, rngs=rngs)
+      self.wi_gate = layer(d_model, hidden, ("embed", "mlp"))
+    self.wo = layer(hidden, d_model, ("mlp", "embed"))
 
   def __call__(self, x: jax.Array) -> jax.Array:  # [..., d_model] -> [..., d_model]
     fn, gated = ACTIVATIONS[self.activation]

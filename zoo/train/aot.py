@@ -104,10 +104,11 @@ def fit_check(config: Mapping[str, Any], topology: str) -> FitReport:
   memory = compiled.memory_analysis()
   check(memory is not None, f"aot_topology {topology!r}: the compiler reported no memory analysis")
   kind = devices[0].device_kind
-  impl = experiment.model.attention_impl
+  attention = experiment.model.attention
+  impl = attention.impl
   if impl == "auto":
     length = spec["inputs"].shape[-1]
-    impl = f"{auto_choice(length, length, experiment.model.attention_dropout, devices[0].platform)} (auto)"
+    impl = f"{auto_choice(length, length, attention.dropout, devices[0].platform)} (auto)"
   chips = slices * math.prod(int(n) for n in topology.split(":")[1].split("x"))
   hbm = HBM_PER_CHIP.get(kind)
   return FitReport(topology=topology, slices=slices, device_kind=kind, num_devices=len(devices),

@@ -11,7 +11,7 @@ frozen parameters) is printed and written to `<workdir>/init_from.json`.
 A fine-tune is the checkpoint's model unless the config says otherwise: `fine_tune_config` gives the config every
 model option the checkpoint states (RoPE's base and scaling, norms, biases, heads, ...) that the config file and
 the command line leave unset. It runs where a config becomes a training run (`launch.train`, `loop`), after the
-command line's overrides, so `--config.model.pe=rope` on a RoPE checkpoint keeps its base; the workdir's
+command line's overrides, so `--config.model.positional.name=rope` on a RoPE checkpoint keeps its base; the workdir's
 `config.json` then records the complete options.
 
 Sources are read by `zoo.checkpoints.sources`; a Hugging Face directory is one once `zoo.convert.hf` is imported
@@ -33,6 +33,7 @@ from etils import epath
 from zoo.checkpoints import sources
 from zoo.errors import CheckpointError
 from zoo.models import scan
+from zoo.models.config import merge, nest
 from zoo.train.options import TrainOptions, options_for_task, task_of
 from zoo.train.param_paths import TrainableError, flatten, frozen, match, replace
 
@@ -50,9 +51,10 @@ ERRORS = (CheckpointError, InitFromError, TrainableError)
 def fine_tune_config(config: Mapping[str, Any]) -> dict[str, Any]:
   """`config` with the model options of `train.init_from`'s checkpoint under its own `model` section.
 
-  The options the config states win; the task's own model fields (vocabulary, length) come from the task. The
-  encoding's options follow the checkpoint's (under any the config states) when the final `pe` is the
-  checkpoint's, and are only the config's when `pe` changes: another encoding's options would not apply. A config
+  The options the config states win, section by section key by key (a checkpoint stored before the sections is
+  read through `nest`); the task's own model fields (vocabulary, length) come from the task. The encoding's options
+  follow the checkpoint's (under any the config states) when the final `positional.name` is the checkpoint's, and
+  are only the config's when the name changes: another encoding's options would not apply. A config
   without `init_from`, or whose task trains another family than the checkpoint's, is returned as it is; applying
   it twice changes nothing.
   """
@@ -66,10 +68,13 @@ def fine_tune_config(config: Mapping[str, Any]) -> dict[str, Any]:
   if (checkpoint.get("model_name") or task_of(checkpoint).family) != task.family:
     return config
   stated = dict(config.get("model") or {})
-  options = options_for_task(checkpoint["model"], task)
-  pe = stated.get("pe", options.get("pe"))
-  inherited = dict(options.get("pe_options") or {}) if pe == options.get("pe") else {}
-  config["model"] = {**options, **stated, "pe_options": {**inherited, **dict(stated.get("pe_options") or {})}}
+  options = options_for_task(nest(checkpoint["model"]), task)
+  model = merge(options, stated)  # a section the config states overrides the checkpoint's key by key
+  pe, stated_pe = options.get("positional", {}), stated.get("positional") or {}
+  inherited = dict(pe.get("options") or {}) if stated_pe.get("name", pe.get("name")) == pe.get("name") else {}
+  if "positional" in model:
+    model["positional"] = {**model["positional"], "options": {**inherited, **dict(stated_pe.get("options") or {})}}
+  config["model"] = model
   return config
 
 

@@ -166,8 +166,9 @@ class Experiment:
       check(size % process_count == 0, f"train: {label} ({size}) must be divisible by the number of processes "
                                        f"({process_count})")
     tensor = shape[MESH_AXES.index("tensor")]
-    check("tensor" not in dict(self.rules).get("heads", ()) or self.model.num_heads % tensor == 0,
-          f"mesh: the tensor axis ({tensor}) must divide num_heads ({self.model.num_heads})")
+    heads = self.model.attention.num_heads
+    check("tensor" not in dict(self.rules).get("heads", ()) or heads % tensor == 0,
+          f"mesh: the tensor axis ({tensor}) must divide model.attention.num_heads ({heads})")
     return shape
 
 
@@ -179,10 +180,12 @@ SHARDING_RULES = dict(batch="data,fsdp", embed="fsdp", heads="tensor", kv="", ml
 
 
 def default_sections() -> dict[str, dict[str, Any]]:
-  """Every section of an experiment config at its defaults: each option dataclass field, the sharding rules, and
-  empty `task` and `model` sections (the task names the family whose model options apply)."""
+  """Every section of an experiment config at its defaults: each option dataclass field, the sharding rules, an
+  empty `task` section and a `model` section of empty sub-sections (the task names the family whose defaults fill
+  them; being there, `--config.model.attention.num_heads=8` can set a key in any config)."""
   options = {name: {f.name: f.default for f in dataclasses.fields(cls)} for name, cls in OPTION_SECTIONS.items()}
-  return {"task": {}, "model": {}, **options, "sharding_rules": dict(SHARDING_RULES)}
+  model = {name: {} for name in models.config.SECTIONS}
+  return {"task": {}, "model": model, **options, "sharding_rules": dict(SHARDING_RULES)}
 
 
 def with_defaults(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -42,6 +42,7 @@ from typing import Any
 from etils import epath
 
 from zoo.checkpoints.manifest import CONFIG_FILE, write_config
+from zoo.models.config import nest
 from zoo.train.options import with_defaults
 
 LOCK_FILE = "lock"
@@ -281,13 +282,16 @@ def set_path(config: dict[str, Any], path: str, value: Any) -> None:
 
 
 def effective_config(workdir: str) -> dict[str, Any] | None:
-  """The workdir's config.json with its amendments applied in order (None when it has no config.json)."""
+  """The workdir's config.json with its amendments applied in order (None when it has no config.json); a model
+  section written before the sections (`num_heads`) read in today's shape (`nest`)."""
   path = epath.Path(workdir) / CONFIG_FILE
   if not path.exists():
     return None
   config = json.loads(path.read_text())
   for amendment in amendments(workdir):
     set_path(config, amendment["key"], amendment["new"])
+  if isinstance(config.get("model"), dict):
+    config["model"] = nest(config["model"])
   return config
 
 
