@@ -13,13 +13,14 @@ from configs.base import get_base_config
 from conftest import REPO, TINY, random_tokens, tiny_model
 from test_tasks_registry import LOADER_FILES
 from zoo import models, positional
+from zoo.convert import hf  # noqa: F401 — registers the Hugging Face reader (finetune_hf_swap's source)
 from zoo.train.init_from import fine_tune_config
 from zoo.train.options import OPTION_SECTIONS, SHARDING_RULES, parse_experiment
 
 
 @pytest.mark.parametrize("config,message", [
     (dict(positional=dict(name="fourier")), r"unknown positional encoding 'fourier'; valid choices: alibi, cope, "
-                                            r"fire, kerple_log, kerple_power, learned, memory_rpe, none, rope"),
+                                            r"fire, kerple_log, kerple_power, lappe, learned, memory_rpe, none, rope"),
     (dict(positional=dict(options={"bas": 500.0})), r"positional encoding 'rope': unknown option\(s\) 'bas'; "
                                                      r"valid options: base, fraction, interleaved"),
     (dict(positional=dict(options={"interleaved": "yes"})), r"option 'interleaved' must be bool, got 'yes'"),
@@ -44,7 +45,7 @@ from zoo.train.options import OPTION_SECTIONS, SHARDING_RULES, parse_experiment
     (dict(norm="rmsnorm"), r"^model.norm \(a name\) moved to model.norm.kind$"),
     (dict(attention=dict(impl="linear"), positional=dict(name="alibi")),
      r"positional encoding 'alibi' uses the logit_bias hook, which attention.impl='linear' cannot apply .*: "
-     r"learned, none, rope"),
+     r"lappe, learned, none, rope"),
     (dict(attention=dict(impl="linear"), positional=dict(name="urpe")), r"'urpe' uses the logit_bias and prob_scale "
                                                                           r"hook"),
     (dict(attention=dict(core=dict(feature_map="relu"))), r"model.attention.core \(impl='xla'\): unknown "

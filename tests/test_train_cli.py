@@ -40,7 +40,7 @@ BAD_CONFIGS = {
     "unknown key": ([SMOKE, "--config.train.stepz=3"], "error: unknown config key 'stepz' (did you mean 'steps'?)"),
     "unknown encoding": ([SMOKE, "--config.model.positional.name=nope"],
                          "error: unknown positional encoding 'nope'; valid choices: alibi, cope, fire, kerple_log, "
-                         "kerple_power, learned, memory_rpe, none, rope"),
+                         "kerple_power, lappe, learned, memory_rpe, none, rope"),
     "invalid schedule": ([SMOKE, "--config.optimizer.schedule=exp"],
                          "error: optimizer: option 'schedule' = 'exp' is not a valid choice; valid choices: "
                          "'constant' | 'cosine' | 'linear' | 'rsqrt'"),
