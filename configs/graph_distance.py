@@ -24,7 +24,7 @@ def graph_config(task: dict, arg: str | None, smoke_task: dict = SMOKE_TASK) -> 
   config.task = ml_collections.ConfigDict(task)
   config.model = ml_collections.ConfigDict(dict(
       num_layers=2, d_model=32, dropout=0.0, dtype="float32", max_hops=5, graph_token=True,
-      attention=dict(num_heads=4, impl="xla", dropout=0.0), mlp=dict(dim=64, activation="gelu"),
+      attention=dict(num_heads=4, impl="xla", dropout=0.0, core={}), mlp=dict(dim=64, activation="gelu"),
       norm=dict(kind="layernorm", position="pre"), positional=dict(name=pe, options={})))
   config.optimizer.update(learning_rate=2e-3, warmup_steps=50, schedule="cosine", weight_decay=0.0)
   config.train.update(steps=1000, batch_size=32, log_every=50, eval_every=0, checkpoint_every=500)

@@ -25,7 +25,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                                                num_train=100_000, num_eval=1_024, seed=0))
   config.model = ml_collections.ConfigDict(dict(
       num_layers=2, d_model=64, dropout=0.0, dtype="float32",
-      attention=dict(num_heads=4, impl="xla", dropout=0.0), mlp=dict(dim=256, activation="gelu"),
+      attention=dict(num_heads=4, impl="xla", dropout=0.0, core={}), mlp=dict(dim=256, activation="gelu"),
       norm=dict(kind="layernorm", position="pre"), positional=dict(name="rope", options={})))
   config.optimizer.update(learning_rate=1e-3, warmup_steps=100, schedule="cosine", weight_decay=0.0)
   config.train.update(steps=2000, batch_size=32, log_every=100, eval_every=0, checkpoint_every=500)

@@ -22,7 +22,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       max_depth=10, max_args=10, seed=0))
   config.model = ml_collections.ConfigDict(dict(
       num_layers=4, d_model=128, dropout=0.1, dtype="float32", pooling="mean",
-      attention=dict(num_heads=4, impl="xla", dropout=0.1), mlp=dict(dim=256, activation="gelu"),
+      attention=dict(num_heads=4, impl="xla", dropout=0.1, core={}), mlp=dict(dim=256, activation="gelu"),
       norm=dict(kind="layernorm", position="pre"), positional=dict(name=pe, options={})))
   config.optimizer.update(learning_rate=1e-3, warmup_steps=1000, weight_decay=0.1)
   config.train.update(steps=10_000, batch_size=32, log_every=100, eval_every=1000, checkpoint_every=1000)

@@ -19,7 +19,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                                                length=256, pack=True))
   config.model = ml_collections.ConfigDict(dict(
       num_layers=4, d_model=128, dropout=0.0, dtype="float32", tie_embeddings=True,
-      attention=dict(num_heads=4, impl="xla", dropout=0.0), mlp=dict(dim=512, activation="swiglu"),
+      attention=dict(num_heads=4, impl="xla", dropout=0.0, core={}), mlp=dict(dim=512, activation="swiglu"),
       norm=dict(kind="rmsnorm", position="pre"), positional=dict(name=pe, options={})))
   config.optimizer.update(learning_rate=2e-3, warmup_steps=200, weight_decay=0.1)
   config.train.update(steps=2000, batch_size=32, eval_batches=20, checkpoint_every=500)

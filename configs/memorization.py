@@ -22,7 +22,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                                                num_classes=2, seed=0))
   config.model = ml_collections.ConfigDict(dict(
       num_layers=1, d_model=128, dropout=0.0, dtype="float32",
-      attention=dict(num_heads=1, impl="xla", dropout=0.0), mlp=dict(dim=512, activation="gelu"),
+      attention=dict(num_heads=1, impl="xla", dropout=0.0, core={}), mlp=dict(dim=512, activation="gelu"),
       norm=dict(kind="layernorm", position="pre"), positional=dict(name=pe, options={})))
   config.optimizer.update(learning_rate=3e-3, warmup_steps=100, schedule="constant", weight_decay=0.0)
   config.train.update(steps=5000, batch_size=64, log_every=100, eval_every=1000, checkpoint_every=1000)

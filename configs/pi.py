@@ -20,7 +20,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       name="position_identification", vocab_size=100, length=64, num_train=65_536, num_eval=1_024, seed=0))
   config.model = ml_collections.ConfigDict(dict(
       num_layers=2, d_model=64, dropout=0.0, dtype="float32",
-      attention=dict(num_heads=4, impl="xla", dropout=0.0), mlp=dict(dim=256, activation="gelu"),
+      attention=dict(num_heads=4, impl="xla", dropout=0.0, core={}), mlp=dict(dim=256, activation="gelu"),
       norm=dict(kind="layernorm", position="pre"), positional=dict(name=pe, options={})))
   config.optimizer.update(learning_rate=3e-3, warmup_steps=100, schedule="cosine", weight_decay=0.0)
   config.train.update(steps=800, batch_size=64, log_every=50, eval_every=0, checkpoint_every=400)

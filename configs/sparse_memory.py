@@ -24,7 +24,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       depth=2, heavy_exponent=0.5, light_rate=5.0, scored="all", num_train=16_384, num_eval=512, seed=0))
   config.model = ml_collections.ConfigDict(dict(
       num_layers=1, d_model=128, dropout=0.0, dtype="float32",
-      attention=dict(num_heads=8, impl="xla", dropout=0.0), mlp=dict(dim=256, activation="gelu"),
+      attention=dict(num_heads=8, impl="xla", dropout=0.0, core={}), mlp=dict(dim=256, activation="gelu"),
       norm=dict(kind="layernorm", position="pre"), positional=dict(name=pe, options={})))
   config.optimizer.update(learning_rate=1e-3, warmup_steps=200, weight_decay=0.01)
   config.train.update(steps=3000, batch_size=32, log_every=100, eval_every=500, checkpoint_every=1000)

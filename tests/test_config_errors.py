@@ -127,7 +127,8 @@ def test_the_base_config_is_every_option_field_at_its_default():
   for section, cls in OPTION_SECTIONS.items():
     assert base[section] == {f.name: f.default for f in dataclasses.fields(cls)}, section
   assert base["sharding_rules"] == SHARDING_RULES and base["task"] == {}
-  assert base["model"] == {"attention": {}, "mlp": {}, "norm": {}, "positional": {}}  # the family fills them
+  # The family fills the sections; their open mappings are there for dotted overrides.
+  assert base["model"] == {"attention": {"core": {}}, "mlp": {}, "norm": {}, "positional": {"options": {}}}
 
 
 def test_every_option_field_is_settable_on_the_command_line():
@@ -137,6 +138,16 @@ def test_every_option_field_is_settable_on_the_command_line():
                for f in dataclasses.fields(cls) if f.name != "momentum"]
   result = subprocess.run([sys.executable, "-m", "launch.train", "--config=configs/pi.py:urpe,smoke", *overrides,
                            "--config.optimizer.momentum=0.5"], cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert (result.returncode, result.stderr) == (2, "error: --workdir is required\n")
+
+
+def test_core_and_encoding_options_are_dotted_overrides_in_a_config_that_does_not_list_them():
+  """The sections' open mappings (`attention.core`, `positional.options`) are in every config, so a key inside them
+  is an override like any other: the manifest's train_command of lm_spe_sine_linear sets the core's num_features."""
+  result = subprocess.run([sys.executable, "-m", "launch.train", "--config=configs/finetune_lm_long.py",
+                           "--config.model.attention.impl=linear", "--config.model.attention.core.num_features=8",
+                           "--config.model.positional.options.num_realizations=4"], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
   assert (result.returncode, result.stderr) == (2, "error: --workdir is required\n")
 
 

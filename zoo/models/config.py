@@ -113,9 +113,19 @@ MOVED = {
 }
 
 
+def open_mappings() -> dict[str, dict[str, dict]]:
+  """section -> its mapping-valued fields (the core's options, the encoding's), empty. Every config holds them — the
+  config files, `configs/base.py` and stored configs read by `nest` — because a dotted override can only set a key
+  inside a mapping that exists (`--config.model.attention.core.num_features=64`)."""
+  sections = {f.name: f.default_factory() for f in dataclasses.fields(TransformerConfig) if f.name in SECTIONS}
+  return {name: {f.name: {} for f in dataclasses.fields(section) if isinstance(getattr(section, f.name), Mapping)}
+          for name, section in sections.items()}
+
+
 def nest(model: Mapping[str, Any]) -> dict[str, Any]:
-  """A stored model config (a checkpoint's, a workdir's, a converted folder's) in the sections' shape: flat keys
-  written before the sections move into them (`MOVED`; `norm` as a name becomes `norm.kind`), nested ones stay."""
+  """A stored model config (a checkpoint's, a workdir's, a converted folder's) in today's shape: flat keys written
+  before the sections move into them (`MOVED`; `norm` as a name becomes `norm.kind`), nested ones stay, and the
+  sections' open mappings are there (`open_mappings`)."""
   nested = {k: dict(v) if isinstance(v, Mapping) else v for k, v in model.items() if k not in MOVED}
   if isinstance(nested.get("norm"), str):
     nested["norm"] = {"kind": nested["norm"]}
@@ -126,6 +136,9 @@ def nest(model: Mapping[str, Any]) -> dict[str, Any]:
       for name in parents:
         section = section.setdefault(name, {})
       section[key] = dict(model[old]) if isinstance(model[old], Mapping) else model[old]
+  for name, mappings in open_mappings().items():
+    if mappings:
+      nested[name] = {**mappings, **nested.get(name, {})}
   return nested
 
 

@@ -181,11 +181,11 @@ SHARDING_RULES = dict(batch="data,fsdp", embed="fsdp", heads="tensor", kv="", ml
 
 def default_sections() -> dict[str, dict[str, Any]]:
   """Every section of an experiment config at its defaults: each option dataclass field, the sharding rules, an
-  empty `task` section and a `model` section of empty sub-sections (the task names the family whose defaults fill
-  them; being there, `--config.model.attention.num_heads=8` can set a key in any config)."""
+  empty `task` section and a `model` section of sub-sections holding only their open mappings, empty (the task names
+  the family whose defaults fill the rest; being there, `--config.model.attention.num_heads=8` and
+  `--config.model.attention.core.num_features=64` can set a key in any config)."""
   options = {name: {f.name: f.default for f in dataclasses.fields(cls)} for name, cls in OPTION_SECTIONS.items()}
-  model = {name: {} for name in models.config.SECTIONS}
-  return {"task": {}, "model": model, **options, "sharding_rules": dict(SHARDING_RULES)}
+  return {"task": {}, "model": models.config.open_mappings(), **options, "sharding_rules": dict(SHARDING_RULES)}
 
 
 def with_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
