@@ -26,8 +26,9 @@ SIZES = {"full": (128, (1, 2, 4, 8, 16, 32, 64), 400), "quick": (64, (1, 4, 16),
 # cannot be steps — and its gradients fall under Adam's ε, so p never moves.
 LIGHT_RATE = 5.0
 EXACT_FLOOR = 1e-9  # the figure's floor for exact errors that are 0 up to float32 rounding (about 1e-14)
-PAPER = {("heavy_tailed", "log"): "1 head: < 1e-5", ("heavy_tailed", "lin"): "64 heads: 0.19",
-         ("light_tailed", "lin"): "1 head: < 1e-7", ("light_tailed", "log"): "64 heads: 5.3e-4"}
+# The paper's reported points (length 1000): (heads, error or its upper bound, the table's cell).
+PAPER = {("heavy_tailed", "log"): (1, 1e-5, "1 head: < 1e-5"), ("heavy_tailed", "lin"): (64, 0.19, "64 heads: 0.19"),
+         ("light_tailed", "lin"): (1, 1e-7, "1 head: < 1e-7"), ("light_tailed", "log"): (64, 5.3e-4, "64 heads: 5.3e-4")}
 
 
 def fitted_slope(rows: list[dict]) -> float:
@@ -75,12 +76,12 @@ class SparseMemory(Experiment):
       for phi in PHIS:
         group = sorted((r for r in rows if (r["target"], r["phi"]) == (target, phi)), key=lambda r: r["heads"])
         cells = " | ".join(f"{r['mse']:.2e}" for r in group)
-        lines.append(f"| {target} | {phi} | {cells} | {fitted_slope(group):.2f} | {PAPER[target, phi]} |")
+        lines.append(f"| {target} | {phi} | {cells} | {fitted_slope(group):.2f} | {PAPER[target, phi][2]} |")
     return "\n".join(lines) + "\n"
 
   def plots(self, rows: list[dict], out: pathlib.Path, variant: str) -> list[pathlib.Path]:
     plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 6), dpi=100)
     for ax, target, rho in zip(axes, TARGETS, ("ρ(s) = s^−0.5", f"ρ(s) = e^−{LIGHT_RATE:g}s/L")):
       for phi, colour in zip(PHIS, ("C0", "C3")):
         group = sorted((r for r in rows if (r["target"], r["phi"]) == (target, phi)), key=lambda r: r["heads"])
@@ -91,12 +92,15 @@ class SparseMemory(Experiment):
         exact = attainable_errors(target, phi, heads, length, LIGHT_RATE / length)
         ax.plot(heads, [max(exact[h][0], EXACT_FLOOR) for h in heads], linestyle="--", marker="x", color=colour,
                 label=f"{phi}-type, exact attainable")
+        heads_paper, error_paper, cell = PAPER[target, phi]
+        ax.plot([heads_paper], [error_paper], marker="*", markersize=11, linestyle="none", color=colour,
+                markeredgecolor="black", label=f"{phi}-type, paper (length 1000): {cell}")
       ax.axhline(EXACT_FLOOR, color="grey", linestyle=":", linewidth=1, label=f"exact 0 (< {EXACT_FLOOR:g}) drawn here")
       ax.set_xscale("log", base=2)
       ax.set_yscale("log")
       ax.set_xlabel("heads H")
       ax.set_ylabel("eval MSE")
       ax.set_title(f"{target.replace('_', '-')} memory, {rho}")
-      ax.legend(fontsize=8)
+      ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)  # below: the curves fill it
     fig.suptitle(f"Error vs heads, one DP-free layer ({variant} run; dashed: the paper's class, exact, i.i.d. ±1)")
     return [save(fig, out / f"{variant}.png")]
