@@ -3,6 +3,7 @@ r"""The papers' experiments and zoo's studies, one command each: runs, a table b
   python -m launch.reproduce urpe_pi                  # the full (CPU-sized) variant
   python -m launch.reproduce sparse_memory --quick    # a run of minutes
   python -m launch.reproduce memorization --tiny      # seconds: the tests' size (same code, smaller sizes and steps)
+  python -m launch.reproduce sparse_memory --redraw   # no training: table and figures from results/sparse_memory
 
 Experiments (zoo/experiments/, one module each; shared/papers/ holds the papers' task definitions and numbers):
 urpe_pi and urpe_etp (Luo et al. 2022), sparse_memory (Wang & E 2024), memorization (Kajitsuka & Sato 2024),
@@ -30,7 +31,7 @@ from absl import app, flags, logging
 from launch import jsonl
 from launch.cli import fail, parse_flags
 from zoo import experiments
-from zoo.experiments.sweep import RunStopped, StaleRun, sweep
+from zoo.experiments.sweep import RunStopped, StaleRun, read_rows, redraw, sweep
 from zoo.train.workdir import WorkdirError
 
 _QUICK = flags.DEFINE_bool("quick", False, "smaller sizes and fewer steps: a run of minutes")
@@ -48,6 +49,8 @@ _STEPS = flags.DEFINE_integer("steps", None, "extrapolate, length_tasks: trainin
                               "(rope+<scaling> fine-tunes for a tenth of them)", lower_bound=1)
 TASK = flags.DEFINE_string("task", "", "length_tasks: the task (parity_check, reverse_string, duplicate_string, "
                            "bucket_sort, missing_duplicate, passkey); its runs and outputs get a folder of its own")
+_REDRAW = flags.DEFINE_bool("redraw", False, "train nothing: redraw <out>/<variant>.md and the figures from the "
+                            "<variant>.jsonl there (the committed results' figures after a plotting change)")
 _ATTENTION_IMPL = flags.DEFINE_string("attention_impl", "", "length_tasks: every run's attention core (default xla; "
                                       "linear for the SPE encodings' setting)")
 
@@ -80,6 +83,12 @@ def main(argv: list[str]) -> int:
   own = "".join(f"/{part}" for part in (options.task, options.attention_impl) if part)  # a task's or a core's own
   workdir = pathlib.Path(_WORKDIR.value or f"/tmp/zoo/reproduce/{experiment.name}_{variant}{own}")
   out = pathlib.Path(_OUT.value or f"results/{experiment.name}{own}")
+  if _REDRAW.value:
+    if not (out / f"{variant}.jsonl").is_file():
+      fail(f"--redraw needs {out / f'{variant}.jsonl'}; run the experiment first or pass its --out")
+    written = redraw(experiment, read_rows(out / f"{variant}.jsonl"), out, variant)
+    print(f"wrote {', '.join(map(str, written))}", flush=True)
+    return 0
   start = time.time()
   try:
     written = sweep(experiment, variant, options, workdir, out, progress=lambda line: print(line, flush=True))

@@ -212,3 +212,19 @@ def test_a_workdir_of_another_config_is_refused_with_one_line_naming_the_differe
                                              f"train.steps ({steps + 1!r} there, {steps!r} now); delete it or pass "
                                              "another --workdir")
   assert not trained and not list((tmp_path / "out").glob("tiny*"))
+
+
+def test_redraw_makes_the_table_and_figures_from_a_committed_jsonl_without_training(tmp_path, monkeypatch, capsys):
+  """--redraw: the committed quick JSONL of sparse_memory becomes its committed table (byte for byte) and a figure,
+  with the training loop never called; without a JSONL it is one line naming the file."""
+  from zoo.train import loop  # noqa: PLC0415
+
+  monkeypatch.setattr(loop, "train_and_evaluate", lambda config, workdir: pytest.fail("--redraw trained a run"))
+  committed = REPO / "results" / "sparse_memory"
+  (tmp_path / "quick.jsonl").write_text((committed / "quick.jsonl").read_text())
+  assert cli("sparse_memory", "--quick", "--redraw", f"--out={tmp_path}") == 0
+  assert (tmp_path / "quick.md").read_text() == (committed / "quick.md").read_text()
+  assert (tmp_path / "quick.png").read_bytes().startswith(b"\x89PNG")
+  assert cli("sparse_memory", "--redraw", f"--out={tmp_path}") == 2
+  assert capsys.readouterr().err == (f"error: --redraw needs {tmp_path / 'full.jsonl'}; run the experiment first or "
+                                     "pass its --out\n")

@@ -23,6 +23,10 @@ COLORS = {"spd": "C0", "spd_urpe": "C3"}  # the figure's colours; other encoding
 # not these encodings in Graphormer; quoted beside the rows when those encodings ran.
 GRAPHGPS_ZINC = {"rwse": "GraphGPS (MPNN + attention, RWSE; Rampášek et al. 2022) 0.070 ± 0.004",
                  "rrwp": "GRIT (RRWP; Ma et al. 2023) 0.059 ± 0.002"}
+# The figure's chance lines: the majority class's share of the validation split's labels (graphs for cycle, nodes
+# for neighbourhood), counted from the tasks' generators (tests/test_chance_lines.py recounts them); the quick and
+# full variants share their data.
+MAJORITY = {"graph_cycle": 0.506, "graph_neighbourhood": 0.158}
 STEPS = {"full": 1000, "quick": 300}  # tiny: the configs' smoke steps
 ZINC_FILES = ("train.csv", "valid.csv")  # in the --zinc folder: SMILES + target CSVs (configs/graph_zinc.py)
 
@@ -100,6 +104,9 @@ class GraphUrpe(Experiment):
       ax.bar(range(len(encodings)), [by_pe[pe]["value"] if pe in by_pe else 0.0 for pe in encodings],
              color=colors(encodings))
       ax.set_xticks(range(len(encodings)), encodings, fontsize=8 if len(encodings) > 3 else None)
+      if task in MAJORITY and variant in STEPS:
+        ax.axhline(MAJORITY[task], color="grey", linestyle=":", label=f"majority class {MAJORITY[task]:g}")
+        ax.legend(fontsize=7, loc="lower right")
       ax.set_title(task, fontsize=9)
       ax.set_ylabel(f"eval {next(iter(by_pe.values()))['metric']}")
     title = ("Graphormer vs Graphormer + URPE" if encodings == list(ENCODINGS)

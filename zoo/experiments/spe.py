@@ -4,6 +4,7 @@ without PE, with sineSPE and convSPE, against softmax with and without RPE; figu
 from __future__ import annotations
 
 import pathlib
+import re
 
 import numpy as np
 
@@ -39,6 +40,16 @@ SIZES = {
               {"difficulty": "easy", "image_size": 16, "num_train": 2_000, "num_eval": 200, "num_test": 200}, 200),
 }
 TASKS = {"listops": listops, "pathfinder": pathfinder}
+# The figure's chance lines: each variant's majority-class share (%) of the whole validation split, counted from the
+# task's generator (tests/test_chance_lines.py recounts them).
+MAJORITY = {"full": {"listops": 17.6, "pathfinder": 50.0}, "quick": {"listops": 19.5, "pathfinder": 50.0}}
+PAPER_PATHFINDER = {"softmax": 71.40}  # LRA's vanilla Transformer; the SPE paper reports no Pathfinder accuracy
+
+
+def paper_listops(model: str) -> float | None:
+  """The paper's ListOps accuracy (%) of a MODELS row, read from its quoted cell; None where it has none."""
+  found = re.search(r"\d+\.\d+", MODELS[model][1])
+  return float(found.group()) if found else None
 
 
 @register("spe_lra")
@@ -83,12 +94,20 @@ class SpeLra(Experiment):
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 4), dpi=100)
     names = list(MODELS)
-    for offset, task in ((-0.2, "listops"), (0.2, "pathfinder")):
+    papers = {"listops": {n: paper_listops(n) for n in names}, "pathfinder": PAPER_PATHFINDER}
+    for offset, task, colour in ((-0.2, "listops", "C0"), (0.2, "pathfinder", "C1")):
       by_model = {r["model"]: r for r in rows if r["task"] == task}
-      ax.bar(np.arange(len(names)) + offset, [100 * by_model[n]["accuracy"] for n in names], width=0.4, label=task)
+      x = np.arange(len(names)) + offset
+      ax.bar(x, [100 * by_model[n]["accuracy"] for n in names], width=0.4, color=colour, label=task)
+      quoted = [(x[i], papers[task][n]) for i, n in enumerate(names) if papers[task].get(n) is not None]
+      ax.scatter(*zip(*quoted), marker="_", s=200, linewidths=2, color="black", zorder=3,
+                 label="paper" if task == "listops" else None)
+      if task in MAJORITY.get(variant, {}):
+        ax.axhline(MAJORITY[variant][task], color=colour, linestyle=":", linewidth=1.5,
+                   label=f"{task} validation majority class {MAJORITY[variant][task]:g} %")
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title(f"Linear attention with and without SPE vs softmax ({variant} run)")
-    ax.set_ylim(0, 65)  # room above Pathfinder's ≈ 50 % bars for the legend
+    ax.set_ylim(0, 95)  # room above the paper's 71.4 for the legend
     ax.legend(fontsize=8, loc="upper right", ncol=2)
     return [save(fig, out / f"{variant}.png")]

@@ -67,8 +67,13 @@ def write_outputs(experiment: Experiment, rows: list[dict], out: pathlib.Path, v
   with (out / f"{variant}.jsonl").open("w") as jsonl:
     for row in rows:
       jsonl.write(json.dumps({"experiment": experiment.name, "variant": variant, **row}) + "\n")
+  return [out / f"{variant}.jsonl", *redraw(experiment, rows, out, variant)]
+
+
+def redraw(experiment: Experiment, rows: list[dict], out: pathlib.Path, variant: str) -> list[pathlib.Path]:
+  """<out>/<variant>.md and the figures from rows (a sweep's, or a committed JSONL's: no training); the paths."""
   (out / f"{variant}.md").write_text(experiment.markdown(rows, variant))
-  return [out / f"{variant}.jsonl", out / f"{variant}.md", *experiment.plots(rows, out, variant)]
+  return [out / f"{variant}.md", *experiment.plots(rows, out, variant)]
 
 
 def sweep(experiment: Experiment, variant: str, options: Options, workdir: pathlib.Path, out: pathlib.Path,
