@@ -45,7 +45,8 @@ BAD_CONFIGS = {
                          "error: optimizer: option 'schedule' = 'exp' is not a valid choice; valid choices: "
                          "'constant' | 'cosine' | 'linear' | 'rsqrt'"),
     "unknown task": ([SMOKE, "--config.task.name=nope"],
-                     "error: unknown task 'nope'; valid choices: byte_lm, even_token_prediction"),
+                     "error: unknown task 'nope'; valid choices: bucket_sort, byte_lm, duplicate_string, "
+                     "even_token_prediction"),
     "unknown variant": (["--config=configs/pi.py:urpe,big"],
                         "ValueError: config arg: unknown variant(s) big; valid variants: smoke"),
     "missing config file": (["--config=configs/nope.py"], "No such file or directory: 'configs/nope.py'"),
