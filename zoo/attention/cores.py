@@ -132,8 +132,11 @@ class Core:
     return isinstance(term, cls.terms)
 
   @classmethod
-  def refusal(cls, bias: Sequence[Term] = (), scale: Term | None = None, dropout_rate: float = 0.0) -> str | None:
-    """Why this core cannot serve the request, or None."""
+  def refusal(cls, bias: Sequence[Term] = (), scale: Term | None = None, dropout_rate: float = 0.0,
+              transform: bool = False) -> str | None:
+    """Why this core cannot serve the request (with `transform`: a per-call transform of every key), or None."""
+    if transform and not cls.per_call_transforms:
+      return "cannot transform every key at each call"
     if dropout_rate > 0.0 and not cls.dropout:
       return f"has no attention dropout (got dropout_rate={dropout_rate})"
     for term in (*bias, *([] if scale is None else [scale])):
@@ -141,10 +144,10 @@ class Core:
         return f"cannot evaluate a {type(term).__name__} term"
     return None
 
-  def check(self, terms: Terms, dropout_rate: float) -> None:
-    reason = self.refusal(terms.bias, terms.scale, dropout_rate)
+  def check(self, terms: Terms, dropout_rate: float, transform: Transform | None = None) -> None:
+    reason = self.refusal(terms.bias, terms.scale, dropout_rate, transform is not None)
     if reason is not None:
-      serving = " or ".join(map(repr, cores_serving(terms.bias, terms.scale, dropout_rate)))
+      serving = " or ".join(map(repr, cores_serving(terms.bias, terms.scale, dropout_rate, transform is not None)))
       raise ValueError(f"attention impl {self.name!r} {reason}; use impl={serving}")
 
   def init_cache(self, batch: int, cache_length: int, *, heads: int, kv_heads: int, qk_dim: int, v_dim: int,
@@ -172,7 +175,7 @@ class Core:
       transform: Transform | None = None,  # applied to q and every key (cached ones too) at the mask's positions
   ) -> tuple[jax.Array, Any]:  # [batch, q_len, heads, v_dim], the cache after these tokens
     del noise
-    self.check(terms, dropout_rate)
+    self.check(terms, dropout_rate, transform)
     if cache is not None:
       cache, mask = cache.append(k, v, mask)
       k, v = cache.k, cache.v
@@ -276,12 +279,9 @@ class Linear(Core):
   def __call__(self, q, k, v, terms, mask, cache=None, *, softmax_scale=None, dropout_rate=0.0, dropout_rng=None,
                noise=None, transform=None):
     del dropout_rng
-    self.check(terms, dropout_rate)
+    self.check(terms, dropout_rate, transform)
     if mask.q_segment_ids is not None or mask.k_segment_ids is not None:
       raise ValueError("linear attention does not support segment_ids (packed sequences)")
-    if transform is not None:
-      raise ValueError("linear attention cannot apply a per-call transform (xpos): its decoding state sums features "
-                       "of keys already transformed")
     softmax_scale = q.shape[-1] ** -0.5 if softmax_scale is None else softmax_scale
     projection = None
     if self.noise is not None:  # FAVOR+: one draw per call, shared by heads
@@ -326,9 +326,10 @@ def auto_choice(q_len: int, k_len: int, dropout_rate: float = 0.0, platform: str
   return next(name for name in preferred if CORES[name].refusal(terms, None, dropout_rate) is None)
 
 
-def cores_serving(bias: Sequence[Term] = (), scale: Term | None = None, dropout_rate: float = 0.0) -> list[str]:
+def cores_serving(bias: Sequence[Term] = (), scale: Term | None = None, dropout_rate: float = 0.0,
+                  transform: bool = False) -> list[str]:
   """The names of the concrete cores that serve this request."""
-  return [name for name, cls in sorted(CORES.items()) if cls.refusal(bias, scale, dropout_rate) is None]
+  return [name for name, cls in sorted(CORES.items()) if cls.refusal(bias, scale, dropout_rate, transform) is None]
 
 
 def available() -> tuple[str, ...]:

@@ -234,8 +234,8 @@ def refused_hooks(pe: str, impl: str, pe_options: Mapping[str, Any] | None = Non
   """hook -> why core `impl` cannot serve the terms that hook of encoding `pe` gives (empty: it serves them all)."""
   core = attention.core_class(impl)
   refused = {}
-  if positional.get(pe).transform_per_call and not core.per_call_transforms:
-    refused["transform_qk"] = "cannot transform every key at each call"
+  if positional.get(pe).transform_per_call and (reason := core.refusal(transform=True)):
+    refused["transform_qk"] = reason
   for hook, types in hook_term_types(pe, _hashable(pe_options), relation).items():
     for t in types:
       if not issubclass(t, core.terms):
