@@ -145,6 +145,29 @@ def test_rope_scaling_factor_one_is_plain_rope():
     np.testing.assert_allclose(np.asarray(scaled), np.asarray(plain), rtol=1e-5, atol=1e-5, err_msg=scaling)
 
 
+@pytest.mark.parametrize("longest", [16, 17, 40])  # at, just past and far past the original context of 16
+def test_longrope_matches_phi3s_formula(longest):
+  """LongRoPE as Phi-3 computes it (Ding et al. 2024; Hugging Face's `_compute_longrope_parameters`): pair d turns at
+  1 / (λ_d · base^(2d/rot)), λ the short factors while the call's length max(position) + 1 ≤ the original context
+  and the long ones past it; the rotated features (here 12 of 16: fraction 0.75) × √(1 + ln(factor) / ln(original)),
+  the features past them unscaled."""
+  dim, rot, base, original, factor = 16, 12, 100.0, 16, 4.0
+  rng = np.random.default_rng(3)
+  short, long = (np.round(rng.uniform(1.0, high, rot // 2), 3) for high in (1.5, 8.0))
+  q, k = (rng.normal(size=(2, 5, 2, dim)) for _ in range(2))
+  positions = np.stack([np.sort(rng.choice(longest, 5, replace=False)) for _ in range(2)])
+  positions[0, -1] = longest - 1  # the call reaches `longest`
+  inv_freq = 1 / ((long if longest > original else short) * base ** (np.arange(0, rot, 2) / rot))
+  scale = math.sqrt(1 + math.log(factor) / math.log(original))
+  encoding = rope_encoding("rope", dim, dict(scaling="longrope", base=base, factor=factor, original_length=original,
+                                             fraction=0.75, short_factor=list(short), long_factor=list(long)))
+  coords = positional.Coordinates(jnp.asarray(positions))
+  ours = encoding.transform_qk(jnp.asarray(q, jnp.float32), jnp.asarray(k, jnp.float32), coords, coords)
+  for got, x in zip(ours, (q, k)):
+    expected = np.concatenate([numpy_rope(x[..., :rot], positions, inv_freq) * scale, x[..., rot:]], axis=-1)
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-5, atol=1e-5)
+
+
 def xpos_numpy(x, positions, sign, gamma=512.0):
   """Sun et al. (2023): R(m) x ζ^(±m/γ) at absolute positions, ζ_i = (2i/d + 0.4)/1.4 on both features of pair i,
   in float64."""

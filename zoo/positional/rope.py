@@ -20,6 +20,14 @@ q·k depends on positions only through their difference; with `scaling`, the fre
   original_length − factor + 1)^(rot / (rot − 2)). Up to original_length it is plain RoPE. Each call rotates with
   the base of its own length, so in cached decoding a key keeps the rotation of the step that wrote it — as
   Hugging Face's cached generation does (a full forward over the same tokens rotates every key with the final base).
+* `longrope` — LongRoPE (Ding et al. 2024) as Phi-3 / Phi-3.5 / Phi-4-mini ship it (Hugging Face's `longrope`,
+  `_compute_longrope_parameters` and `dynamic_rope_update` in transformers 5.25): pair d turns at
+  θ_d / λ_d = 1 / (λ_d · base^(2d / rot)), with λ = `short_factor` while the call's length S (the largest position
+  + 1, as for `dynamic`) is at most original_length, and λ = `long_factor` once S > original_length — Hugging Face
+  switches on `max(position_ids) + 1 > original_max_position_embeddings`, per forward call, so in cached decoding
+  S is the total length so far and a key keeps the factors of the step that wrote it. At every length the rotated
+  features of q and k are multiplied by the attention factor, √(1 + ln(factor) / ln(original_length)) unless given
+  (1 for factor 1; Hugging Face multiplies cos and sin, so features past the rotary fraction are not scaled).
 
 `p` < 1 is p-RoPE (Barbero et al., ICLR 2025, "Round and round we go! What makes Rotary Positional Encodings
 useful?"): only the highest-frequency fraction p of the pairs rotate — int(p · rot/2) pairs, at their usual
@@ -54,12 +62,14 @@ def apply_rope(
     fraction: float = 1.0,
     interleaved: bool = False,
     inv_freq: jax.Array | None = None,  # [rot / 2]: the pairs' frequencies, default base^(-2i / rot)
+    scale: float = 1.0,
 ) -> jax.Array:  # [..., length, heads, head_dim], x.dtype
   """Rotates the first `rotary_dim(head_dim, fraction)` features of every head; the rest pass through.
 
   Pair i of the rotated features turns by angle `position · base^(-2i / rotary_dim)`. The pairs are
   `(i, i + rotary_dim/2)` — the rotate-half convention of GPT-NeoX / LLaMA — or, with `interleaved=True`,
-  `(2i, 2i + 1)` — the GPT-J / RoFormer convention. Computed in float32.
+  `(2i, 2i + 1)` — the GPT-J / RoFormer convention. `scale` multiplies the rotated features only (longrope's
+  attention factor, which Hugging Face folds into cos and sin). Computed in float32.
   """
   rot = rotary_dim(x.shape[-1], fraction)
   if rot == 0:
@@ -67,7 +77,7 @@ def apply_rope(
   if inv_freq is None:
     inv_freq = rope_frequencies(rot, base)  # [rot / 2]
   angles = jnp.asarray(positions, jnp.float32)[..., None, None] * inv_freq  # [..., length, 1, rot / 2]
-  cos, sin = jnp.cos(angles), jnp.sin(angles)
+  cos, sin = jnp.cos(angles) * scale, jnp.sin(angles) * scale
   x_rot, x_pass = x[..., :rot].astype(jnp.float32), x[..., rot:]
   if interleaved:
     first, second = x_rot[..., 0::2], x_rot[..., 1::2]
@@ -85,10 +95,15 @@ def apply_rope(
 def rope_frequencies(rot: int, base: float, scaling: str = "none", factor: float = 1.0,
                      original_length: int = 2048, beta_fast: float = 32.0, beta_slow: float = 1.0,
                      ramp: str = "ratio", low_freq_factor: float = 1.0, high_freq_factor: float = 4.0,
-                     length: jax.Array | None = None) -> jax.Array:
+                     length: jax.Array | None = None, short_factor: tuple[float, ...] = (),
+                     long_factor: tuple[float, ...] = ()) -> jax.Array:
   """The rotation frequency of each of the rot/2 feature pairs, [rot / 2] float32 (see the module docstring).
-  `length`: the length the call reaches (`dynamic` only; a traced scalar)."""
+  `length`: the length the call reaches (`dynamic`, `longrope`; a traced scalar)."""
   exponents = jnp.arange(0, rot, 2, dtype=jnp.float32) / rot
+  if scaling == "longrope":  # 1 / (λ_d · base^(2d / rot)), as Hugging Face writes it
+    factors = jnp.where(jnp.asarray(length) > original_length, jnp.asarray(long_factor, jnp.float32),
+                        jnp.asarray(short_factor, jnp.float32))
+    return 1.0 / (factors * base ** exponents)
   if scaling == "ntk":
     base = base * factor ** (rot / (rot - 2))
   if scaling == "dynamic":
@@ -117,7 +132,7 @@ def rope_frequencies(rot: int, base: float, scaling: str = "none", factor: float
   return inv_freq
 
 
-SCALINGS = ("none", "linear", "ntk", "yarn", "llama3", "dynamic")
+SCALINGS = ("none", "linear", "ntk", "yarn", "llama3", "dynamic", "longrope")
 RAMPS = ("ratio", "index")  # yarn: the paper's ramp over r_d, or the reference code's over the pair index
 
 
@@ -128,13 +143,16 @@ class RopeOptions:
   interleaved: bool = False  # False: rotate-half (NeoX / LLaMA); True: adjacent pairs (GPT-J)
   scaling: str = "none"  # one of SCALINGS: how to serve contexts `factor` times the original length
   factor: float = 1.0
-  original_length: int = 2048  # yarn, llama3, dynamic: the context the model was trained on
+  original_length: int = 2048  # yarn, llama3, dynamic, longrope: the context the model was trained on
   beta_fast: float = 32.0  # yarn: pairs with more than beta_fast wavelengths in the original context extrapolate
   beta_slow: float = 1.0  # yarn: pairs with fewer than beta_slow wavelengths interpolate
   ramp: str = "ratio"  # yarn: one of RAMPS
   low_freq_factor: float = 1.0  # llama3: wavelengths above original_length / low_freq_factor interpolate
   high_freq_factor: float = 4.0  # llama3: wavelengths below original_length / high_freq_factor are kept
   p: float = 1.0  # p-RoPE: the fraction of pairs (the highest frequencies) that rotate; the rest stay unrotated
+  short_factor: tuple[float, ...] = ()  # longrope: λ_d per pair (rot/2 of them) up to original_length
+  long_factor: tuple[float, ...] = ()  # longrope: λ_d per pair past original_length
+  attention_factor: float | None = None  # longrope: rotated q, k features × this; None: from factor (see above)
 
   def __post_init__(self):
     check(self.base > 1.0, f"rope: base must be > 1, got {self.base}")
@@ -148,11 +166,28 @@ class RopeOptions:
                                                             f"got {self.high_freq_factor}, {self.low_freq_factor}")
     check(self.beta_fast > self.beta_slow > 0, f"rope: need beta_fast > beta_slow > 0, got {self.beta_fast}, "
                                                f"{self.beta_slow}")
+    longrope = self.scaling == "longrope"
+    check(longrope == bool(self.short_factor) == bool(self.long_factor),
+          "rope: short_factor and long_factor go together, with scaling 'longrope' and only with it")
+    check(len(self.short_factor) == len(self.long_factor) and all(
+        isinstance(f, (int, float)) and f > 0 for f in self.short_factor + self.long_factor),
+          "rope: short_factor and long_factor must be lists of positive numbers of the same length (one per pair)")
+    check(self.attention_factor is None or (longrope and self.attention_factor > 0),
+          f"rope: attention_factor must be > 0, with scaling 'longrope' only, got {self.attention_factor}")
 
   @property
   def temperature(self) -> float:
     """The factor q and k are multiplied by (YaRN's attention temperature; 1 otherwise)."""
     return 0.1 * math.log(self.factor) + 1.0 if self.scaling == "yarn" else 1.0
+
+  @property
+  def rotated_scale(self) -> float:
+    """The factor the rotated features of q and k are multiplied by (longrope's attention factor; 1 otherwise)."""
+    if self.scaling != "longrope":
+      return 1.0
+    if self.attention_factor is not None:
+      return self.attention_factor
+    return math.sqrt(1 + math.log(self.factor) / math.log(self.original_length)) if self.factor > 1 else 1.0
 
 
 @register("rope")
@@ -171,15 +206,19 @@ class Rope(PositionalEncoding):
   def transform_qk(self, q, k, q_coords, k_coords):
     o = self.options
     rot = rotary_dim(q.shape[-1], o.fraction)
-    length = (jnp.maximum(jnp.max(q_coords.positions), jnp.max(k_coords.positions)) + 1  # dynamic's S
-              if o.scaling == "dynamic" else None)
+    if o.scaling == "longrope" and len(o.short_factor) != rot // 2:  # (checked here: hooks are probed at other sizes)
+      raise ValueError(f"rope: longrope needs one short / long factor per rotating feature pair ({rot // 2}), got "
+                       f"{len(o.short_factor)}")
+    length = (jnp.maximum(jnp.max(q_coords.positions), jnp.max(k_coords.positions)) + 1  # dynamic's, longrope's S
+              if o.scaling in ("dynamic", "longrope") else None)
     inv_freq = rope_frequencies(rot, o.base, o.scaling, o.factor, o.original_length, o.beta_fast, o.beta_slow,
-                                o.ramp, o.low_freq_factor, o.high_freq_factor, length)
+                                o.ramp, o.low_freq_factor, o.high_freq_factor, length, o.short_factor, o.long_factor)
     if o.p < 1.0:  # p-RoPE: the lowest frequencies (the last pairs) do not turn
       inv_freq = jnp.where(jnp.arange(rot // 2) < int(o.p * rot / 2), inv_freq, 0.0)
 
     def rotate(x, pos):
-      out = apply_rope(x, pos, fraction=o.fraction, interleaved=o.interleaved, inv_freq=inv_freq)
+      out = apply_rope(x, pos, fraction=o.fraction, interleaved=o.interleaved, inv_freq=inv_freq,
+                       scale=o.rotated_scale)
       return out if o.temperature == 1.0 else (out * o.temperature).astype(x.dtype)
 
     return rotate(q, q_coords.positions), rotate(k, k_coords.positions)
