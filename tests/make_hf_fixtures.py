@@ -29,6 +29,8 @@ BATCH, LENGTH, PADDED_LENGTH = 2, 8, 5  # row 1 is right-padded to 5 real tokens
 
 LLAMA = dict(vocab_size=256, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=4,
              num_key_value_heads=2, max_position_embeddings=64)
+PHI3 = dict(vocab_size=256, hidden_size=32, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+            num_key_value_heads=1, pad_token_id=0, bos_token_id=1, eos_token_id=2)
 BERT = dict(vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
             type_vocab_size=2)
 T5 = dict(vocab_size=64, d_model=16, d_kv=8, d_ff=32, num_layers=2, num_heads=2, relative_attention_num_buckets=8,
@@ -67,9 +69,25 @@ MODELS = {  # name -> (config, model class); "decoder" or "encoder" follows from
                                                       num_key_value_heads=1, max_position_embeddings=16),
                                                rope_parameters=dict(rope_type="dynamic", rope_theta=100.0, factor=4.0)),
                       transformers.LlamaForCausalLM),
+    # Phi-3: fused qkv_proj (GQA) and gate_up_proj; half of each head rotates, untied head.
+    "phi3": (transformers.Phi3Config(**PHI3, max_position_embeddings=64, tie_word_embeddings=False,
+                                     rope_parameters=dict(rope_type="default", rope_theta=100.0,
+                                                          partial_rotary_factor=0.5)),
+             transformers.Phi3ForCausalLM),
+    # LongRoPE as Phi-4-mini ships it (3/4 of each head rotates, tied embeddings), original context 16 of 64
+    # (factor 4: attention factor √(1 + ln 4 / ln 16)), 40-token inputs: the long factors.
+    "phi3_longrope": (transformers.Phi3Config(**PHI3, max_position_embeddings=64, original_max_position_embeddings=16,
+                                              tie_word_embeddings=True, rope_parameters=dict(
+                                                  rope_type="longrope", rope_theta=100.0, partial_rotary_factor=0.75,
+                                                  original_max_position_embeddings=16,
+                                                  short_factor=[1.0, 1.02, 1.05, 1.1, 1.2, 1.3],
+                                                  long_factor=[1.0, 1.5, 2.5, 4.0, 6.0, 9.0])),
+                      transformers.Phi3ForCausalLM),
 }
-LONG = {"llama3": 40, "llama_dynamic": 40}  # fixtures read past their original context: input length
-CACHED = ("llama_dynamic",)  # also Hugging Face's cached generation: a 20-token prompt, then one token at a time
+LONG = {"llama3": 40, "llama_dynamic": 40, "phi3_longrope": 40}  # fixtures read past their original context
+# Also Hugging Face's cached decoding: a prompt of this many tokens, then one token at a time. Phi-3's 10 cross its
+# original context of 16 while decoding: keys 0-15 keep the short factors they were written with.
+CACHED = {"llama_dynamic": 20, "phi3_longrope": 10}
 
 GPT2_STYLE = dict(attention=dict(num_heads=2, qkv_bias=True, out_bias=True), norm=dict(eps=1e-5),
                   mlp=dict(dim=32, activation="gelu_tanh", bias=True), positional=dict(name="learned"))
@@ -118,7 +136,7 @@ def outputs(model, batch: dict[str, np.ndarray]) -> np.ndarray:
   return (out.logits if hasattr(out, "logits") else out.last_hidden_state).numpy().astype(np.float32)
 
 
-def cached_outputs(model, tokens: np.ndarray, prompt: int = 20) -> np.ndarray:
+def cached_outputs(model, tokens: np.ndarray, prompt: int) -> np.ndarray:
   """The logits of Hugging Face's cached decoding: the first `prompt` tokens at once, then one token per step."""
   cache, pieces = transformers.DynamicCache(config=model.config), []
   with torch.no_grad():
@@ -157,7 +175,7 @@ def main():
     pad = config.pad_token_id if config.model_type == "roberta" else 0
     batch = inputs(config.vocab_size, seed, pad_id=pad, avoid=pad if config.model_type == "roberta" else None,
                    length=LONG.get(name, LENGTH))
-    extra = dict(cached_logits=cached_outputs(model, batch["tokens"][:1])) if name in CACHED else {}
+    extra = dict(cached_logits=cached_outputs(model, batch["tokens"][:1], CACHED[name])) if name in CACHED else {}
     save_reference(directory, batch, outputs(model, batch), **extra)
   for seed, (name, options) in enumerate(EXPORTS.items()):
     directory = OUT / name

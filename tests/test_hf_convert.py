@@ -24,10 +24,13 @@ from zoo import decay
 from zoo.train import param_paths
 
 HF = FIXTURES / "hf"
-IMPORTS = ["gpt2", "llama", "mistral", "qwen2", "llama_yarn", "llama3", "llama_dynamic", "bloom", "bert", "roberta", "t5",
-           "t5_relu"]
-DECODERS = ["gpt2", "llama", "mistral", "qwen2", "llama_yarn", "llama3", "llama_dynamic", "bloom"]
-LONG_CONTEXT = ["llama3", "llama_dynamic"]  # 40-token inputs past an original context of 16: logits to 1e-5
+IMPORTS = ["gpt2", "llama", "mistral", "qwen2", "llama_yarn", "llama3", "llama_dynamic", "phi3", "phi3_longrope", "bloom",
+           "bert", "roberta", "t5", "t5_relu"]
+DECODERS = ["gpt2", "llama", "mistral", "qwen2", "llama_yarn", "llama3", "llama_dynamic", "phi3", "phi3_longrope", "bloom"]
+LONG_CONTEXT = ["llama3", "llama_dynamic", "phi3_longrope"]  # 40-token inputs past an original context of 16: to 1e-5
+# Fixtures with Hugging Face's cached decoding (the prompt length, then one token per step): their RoPE follows the
+# length each call reaches, so a cached key keeps the rotation of the step that wrote it.
+CACHED = {"llama_dynamic": 20, "phi3_longrope": 10}
 EXPORTS = ["export_gpt2", "export_llama", "export_default", "export_gpt2_scaled", "export_bloom"]
 TOLERANCE = 1e-4  # float32, as the issue asks
 EXPORT_TOLERANCE = 1e-5  # transformers on a zoo export (H6)
@@ -65,7 +68,7 @@ def test_loaded_model_equals_transformers_on_a_padded_batch(name):
                 EXPORT_TOLERANCE if name in LONG_CONTEXT else TOLERANCE)
 
 
-@pytest.mark.parametrize("name", [n for n in DECODERS if n != "llama_dynamic"])  # its base follows the length
+@pytest.mark.parametrize("name", [n for n in DECODERS if n not in CACHED])
 def test_cached_generation_equals_the_full_forward(name):
   model, _ = pretrained.load(str(HF / name))
   ref = reference(name)
@@ -79,30 +82,33 @@ def test_cached_generation_equals_the_full_forward(name):
   np.testing.assert_allclose(np.concatenate(pieces, axis=1), ref["logits"][:, :5], rtol=0, atol=TOLERANCE)
 
 
-def test_dynamic_ntk_cached_decoding_equals_hugging_faces():
-  """Dynamic NTK rotates each call with the base of the length it reaches: a 20-token prompt, then one token per step
-  past the original context of 16, equals transformers' cached decoding step for step (each key keeps the rotation of
-  the step that wrote it)."""
-  model, _ = pretrained.load(str(HF / "llama_dynamic"))
-  ref = reference("llama_dynamic")
+@pytest.mark.parametrize("name", CACHED)
+def test_length_following_rope_cached_decoding_equals_hugging_faces(name):
+  """Dynamic NTK rotates each call with the base of the length it reaches, LongRoPE with the short or long factors
+  of that length: a prompt, then one token per step past the original context of 16 (Phi-3's 10-token prompt crosses
+  it while decoding), equals transformers' cached decoding step for step (each key keeps the rotation of the step
+  that wrote it)."""
+  model, _ = pretrained.load(str(HF / name))
+  ref = reference(name)
   tokens = jnp.asarray(ref["tokens"][:1])
   extend = nnx.jit(lambda m, t, c: m.extend(t, c))
   cache = model.init_cache(1, tokens.shape[1])
   pieces = []
-  for start, stop in [(0, 20)] + [(t, t + 1) for t in range(20, tokens.shape[1])]:
+  for start, stop in [(0, CACHED[name])] + [(t, t + 1) for t in range(CACHED[name], tokens.shape[1])]:
     logits, cache = extend(model, tokens[:, start:stop], cache)
     pieces.append(np.asarray(logits))
   np.testing.assert_allclose(np.concatenate(pieces, axis=1), ref["cached_logits"], rtol=0, atol=EXPORT_TOLERANCE)
 
 
-@pytest.mark.parametrize("name", LONG_CONTEXT)
-def test_long_context_scalings_export_and_reimport_identically(name, tmp_path):
+@pytest.mark.parametrize("name", [*LONG_CONTEXT, "phi3"])
+def test_rope_scalings_export_and_reimport_identically(name, tmp_path):
+  """Written back as the architecture it came from (Phi-3: partial rotary, LongRoPE), with the same rope_parameters."""
   family, options, params = hf.read(HF / name)
   model = pretrained.build(dict(model_name=family, model=options), params)
   model.eval()
   hf.write(family, options, params, tmp_path)
-  assert json.loads((tmp_path / "config.json").read_text())["rope_parameters"] == json.loads(
-      (HF / name / "config.json").read_text())["rope_parameters"]
+  written, original = (json.loads((d / "config.json").read_text()) for d in (tmp_path, HF / name))
+  assert (written["model_type"], written["rope_parameters"]) == (original["model_type"], original["rope_parameters"])
   assert_reimport_computes_the_same(tmp_path, model, options, reference(name))
 
 
@@ -154,7 +160,7 @@ def test_zoo_default_embeddings_export_untied_with_the_scale_in_the_input_table(
   np.testing.assert_array_equal(tensors["lm_head.weight"], table)
 
 
-@pytest.mark.parametrize("name", ["gpt2", "llama", "bloom"])
+@pytest.mark.parametrize("name", ["gpt2", "llama", "bloom", "phi3", "phi3_longrope"])
 def test_import_then_export_gives_back_the_checkpoint(name, tmp_path):
   family, options, params = hf.read(HF / name)
   hf.write(family, options, params, tmp_path)
@@ -199,14 +205,21 @@ def edited_copy(name: str, tmp_path: pathlib.Path, **fields) -> pathlib.Path:
     ("bloom", dict(apply_residual_connection_post_layernorm=True),
      r"bloom: apply_residual_connection_post_layernorm=True is not supported"),
     ("llama", dict(hidden_act="gelu"), r"llama: hidden_act='gelu' is not supported \(supported: 'silu'\)"),
-    ("llama", dict(rope_parameters=dict(rope_type="longrope", factor=8.0, rope_theta=500.0)),
-     r"llama: rope_type='longrope' is not supported \(supported: 'default', 'linear', 'yarn', 'llama3', 'dynamic'\)"),
+    ("llama", dict(rope_parameters=dict(rope_type="proportional", factor=8.0, rope_theta=500.0)),
+     r"llama: rope_type='proportional' is not supported \(supported: 'default', 'linear', 'yarn', 'llama3', 'dynamic', "
+     r"'longrope'\)"),
     ("llama", dict(rope_parameters=dict(rope_type="llama3", factor=8.0, rope_theta=500.0)),
      r"llama: rope_type='llama3' needs low_freq_factor in rope_parameters$"),
     ("llama_yarn", dict(rope_parameters=dict(rope_type="yarn", factor=4.0, rope_theta=100.0, mscale=0.707)),
      r"llama: yarn mscale=0.707 is not supported"),
     ("llama", dict(rope_parameters=None, rope_scaling=dict(type="dynamic")), r"rope_type='dynamic' needs factor in "),
     ("mistral", dict(sliding_window=16), r"mistral: sliding_window=16 is shorter than max_position_embeddings=64"),
+    ("phi3", dict(sliding_window=47), r"phi3: sliding_window=47 is shorter than max_position_embeddings=64"),
+    ("phi3", dict(rope_parameters=dict(rope_type="default", rope_theta=100.0, partial_rotary_factor=0.5625)),
+     r"phi3: partial_rotary_factor=0.5625 rotates 9 features of a head, an odd number \(zoo rotates pairs\)$"),
+    ("phi3_longrope", dict(rope_parameters=dict(rope_type="longrope", rope_theta=100.0, short_factor=[1.0] * 8,
+                                                original_max_position_embeddings=16)),
+     r"phi3: rope_type='longrope' needs long_factor in rope_parameters$"),
     ("qwen2", dict(use_sliding_window=True, sliding_window=8), r"qwen2: sliding_window=8 is shorter"),
     ("bert", dict(position_embedding_type="relative_key"), r"bert: position_embedding_type='relative_key'"),
     ("gpt2", dict(scale_attn_by_inverse_layer_idx=True), r"gpt2: scale_attn_by_inverse_layer_idx=True"),

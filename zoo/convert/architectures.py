@@ -10,6 +10,7 @@ numpy only (no JAX), so config files can read a Hugging Face config through it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -88,6 +89,22 @@ def fused_qkv(hf: str, zoo_prefix: str, heads: int) -> Rule:
   return Rule((hf,), names, split, join)
 
 
+def row_stacked(hf: str, zoo: tuple[str, ...], shares: tuple[int, ...], *, heads: bool = False) -> Rule:
+  """torch Linears stacked by rows in one weight (Phi-3's qkv_proj: q | k | v, its gate_up_proj: gate | up):
+  weight [Σ rows, d] ↔ one kernel per part. `shares`: each part's rows in equal units (q | k | v: the head counts;
+  gate | up: 1, 1); with `heads`, a part's kernel is [d, share, head_dim], else [d, rows]."""
+
+  def split(w):
+    unit = w.shape[0] // sum(shares)
+    parts = np.split(w, np.cumsum([share * unit for share in shares])[:-1], axis=0)
+    return tuple(p.T.reshape(p.shape[1], share, -1) if heads else p.T for p, share in zip(parts, shares))
+
+  def join(*kernels):
+    return (np.concatenate([k.reshape(k.shape[0], -1).T for k in kernels], axis=0),)
+
+  return Rule((hf,), zoo, split, join)
+
+
 def require(config: Mapping[str, Any], field: str, allowed, default=None) -> Any:
   """The config's `field`, or a ConversionError naming it when its value is not one of `allowed`."""
   value = config.get(field, default)
@@ -157,24 +174,29 @@ def gpt2_config(o: Mapping[str, Any]) -> dict[str, Any]:
               embd_pdrop=0.0, attn_pdrop=0.0)
 
 
-# --- LLaMA, Mistral, Qwen2 -----------------------------------------------------------------------------------------
+# --- LLaMA, Mistral, Qwen2, Phi-3 ----------------------------------------------------------------------------------
 
 def rope_options(c: Mapping[str, Any]) -> dict[str, Any]:
   """zoo's RoPE options from `rope_parameters` (transformers ≥ 5) or `rope_theta` + `rope_scaling` (older).
 
   Only scalings zoo computes identically are accepted: `linear` (position interpolation), `yarn` (zoo's yarn with
   the reference code's `ramp="index"`, the default attention factor 0.1 ln(factor) + 1, rounded ramp ends), `llama3`
-  (Llama 3.x) and `dynamic` NTK (whose original context Hugging Face reads from `max_position_embeddings`).
-  `longrope` (Phi-3) and DeepSeek's yarn `mscale` have no zoo counterpart — refused rather than approximated.
+  (Llama 3.x), `dynamic` NTK (whose original context Hugging Face reads from `max_position_embeddings`) and
+  `longrope` (Phi-3: its factor, when absent, is max_position_embeddings / original_max_position_embeddings, as
+  Hugging Face computes the default attention factor from it). DeepSeek's yarn `mscale` has no zoo counterpart —
+  refused rather than approximated. `partial_rotary_factor` (in `rope_parameters` since transformers 5, beside it
+  before) is zoo's `fraction`.
   """
   rope = dict(c.get("rope_parameters") or {})
   if not rope:
     rope = dict(c.get("rope_scaling") or {}, rope_theta=c.get("rope_theta", 10000.0))
   kind = rope.get("rope_type", rope.get("type", "default"))
-  if kind not in ("default", "linear", "yarn", "llama3", "dynamic"):
+  if c.get("model_type") == "phi3" and kind in ("su", "yarn"):  # Phi3Config's names for longrope in old checkpoints
+    kind = "longrope"
+  if kind not in ("default", "linear", "yarn", "llama3", "dynamic", "longrope"):
     raise ConversionError(f"{c.get('model_type')}: rope_type={kind!r} is not supported (supported: 'default', "
-                          f"'linear', 'yarn', 'llama3', 'dynamic'); zoo's RoPE scalings match no other of Hugging "
-                          f"Face's exactly")
+                          f"'linear', 'yarn', 'llama3', 'dynamic', 'longrope'); zoo's RoPE scalings match no other of "
+                          f"Hugging Face's exactly")
   def field(name):
     if rope.get(name) is None:
       raise ConversionError(f"{c.get('model_type')}: rope_type={kind!r} needs {name} in rope_parameters")
@@ -199,7 +221,20 @@ def rope_options(c: Mapping[str, Any]) -> dict[str, Any]:
     options.update(scaling="yarn", factor=factor, ramp="index", beta_fast=float(rope.get("beta_fast") or 32),
                    beta_slow=float(rope.get("beta_slow") or 1),
                    original_length=rope.get("original_max_position_embeddings") or c["max_position_embeddings"])
-  fraction = c.get("partial_rotary_factor", 1.0)
+  if kind == "longrope":
+    rope.setdefault("original_max_position_embeddings", c.get("original_max_position_embeddings"))
+    original = field("original_max_position_embeddings")
+    options.update(scaling="longrope", original_length=original,
+                   factor=max(float(rope.get("factor") or c["max_position_embeddings"] / original), 1.0),
+                   short_factor=[float(f) for f in field("short_factor")],
+                   long_factor=[float(f) for f in field("long_factor")])
+    if rope.get("attention_factor") is not None:
+      options["attention_factor"] = float(rope["attention_factor"])
+  fraction = rope.get("partial_rotary_factor", c.get("partial_rotary_factor", 1.0))
+  rotated = int((c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"]) * fraction)
+  if rotated % 2:
+    raise ConversionError(f"{c.get('model_type')}: partial_rotary_factor={fraction} rotates {rotated} features of a "
+                          f"head, an odd number (zoo rotates pairs)")
   if fraction != 1.0:
     options["fraction"] = float(fraction)
   return options
@@ -207,7 +242,7 @@ def rope_options(c: Mapping[str, Any]) -> dict[str, Any]:
 
 def llama_options(c: Mapping[str, Any]) -> dict[str, Any]:
   kind = c["model_type"]
-  window = c.get("sliding_window") if (kind == "mistral" or c.get("use_sliding_window")) else None
+  window = c.get("sliding_window") if (kind in ("mistral", "phi3") or c.get("use_sliding_window")) else None
   if window is not None and window < c["max_position_embeddings"]:
     raise ConversionError(f"{kind}: sliding_window={window} is shorter than max_position_embeddings="
                           f"{c['max_position_embeddings']}; zoo has no sliding-window attention")
@@ -225,21 +260,29 @@ def llama_options(c: Mapping[str, Any]) -> dict[str, Any]:
               tie_embeddings=c.get("tie_word_embeddings", False))
 
 
-def llama_rules(c: Mapping[str, Any], o: Mapping[str, Any]) -> list[Rule]:
+def llama_rules(c: Mapping[str, Any], o: Mapping[str, Any], *, fused: bool = False) -> list[Rule]:
+  """`fused`: Phi-3's layout, q | k | v in one `qkv_proj` and gate | up in one `gate_up_proj` (no biases)."""
   a = o["attention"]
 
   def per_layer(i):
     b, p = block(i), f"layers.{i}"
-    rules = []
-    for name, zoo, heads in (("q", "query", a["num_heads"]), ("k", "key", a["num_kv_heads"]),
-                             ("v", "value", a["num_kv_heads"])):
-      rules.append(to_heads(f"{p}.self_attn.{name}_proj.weight", f"{b}/attention/{zoo}/kernel", heads))
+    heads = (("q", "query", a["num_heads"]), ("k", "key", a["num_kv_heads"]), ("v", "value", a["num_kv_heads"]))
+    mlp = (("gate_proj", "wi_gate"), ("up_proj", "wi"))
+    if fused:
+      rules = [row_stacked(f"{p}.self_attn.qkv_proj.weight", tuple(f"{b}/attention/{zoo}/kernel" for _, zoo, _ in heads),
+                           tuple(count for _, _, count in heads), heads=True),
+               row_stacked(f"{p}.mlp.gate_up_proj.weight", tuple(f"{b}/mlp/{zoo}/kernel" for _, zoo in mlp), (1, 1))]
+      heads, mlp = (), ()
+    else:
+      rules = []
+    for name, zoo, count in heads:
+      rules.append(to_heads(f"{p}.self_attn.{name}_proj.weight", f"{b}/attention/{zoo}/kernel", count))
       if a["qkv_bias"]:
-        rules.append(to_heads(f"{p}.self_attn.{name}_proj.bias", f"{b}/attention/{zoo}/bias", heads))
+        rules.append(to_heads(f"{p}.self_attn.{name}_proj.bias", f"{b}/attention/{zoo}/bias", count))
     rules.append(from_heads(f"{p}.self_attn.o_proj.weight", f"{b}/attention/out/kernel", a["num_heads"]))
     if a["out_bias"]:
       rules.append(same(f"{p}.self_attn.o_proj.bias", f"{b}/attention/out/bias"))
-    for hf, zoo in (("gate_proj", "wi_gate"), ("up_proj", "wi"), ("down_proj", "wo")):
+    for hf, zoo in (*mlp, ("down_proj", "wo")):
       rules.append(linear(f"{p}.mlp.{hf}.weight", f"{b}/mlp/{zoo}/kernel"))
       if o["mlp"]["bias"]:
         rules.append(same(f"{p}.mlp.{hf}.bias", f"{b}/mlp/{zoo}/bias"))
@@ -253,27 +296,48 @@ def llama_rules(c: Mapping[str, Any], o: Mapping[str, Any]) -> list[Rule]:
   return rules + layers(c, per_layer, "num_hidden_layers")
 
 
-def llama_rope_parameters(rope: Mapping[str, Any], max_length: int) -> dict[str, Any]:
-  """Hugging Face's `rope_parameters` for zoo's RoPE options: the inverse of `rope_options` (yarn excepted)."""
-  scaling = rope.get("scaling", "none")
+def rope_parameters(rope: Mapping[str, Any], max_length: int, kind: str = "llama") -> dict[str, Any]:
+  """Hugging Face's `rope_parameters` for zoo's RoPE options: the inverse of `rope_options` (yarn excepted), for
+  architecture `kind`: Hugging Face's Llama turns whole heads (it has no partial rotary), Phi3Config accepts only
+  'default' and 'longrope'."""
+  scaling, fraction = rope.get("scaling", "none"), rope.get("fraction", 1.0)
   dynamic_mismatch = scaling == "dynamic" and rope.get("original_length", 2048) != max_length
-  if (scaling not in ("none", "linear", "llama3", "dynamic") or rope.get("fraction", 1.0) != 1.0
-      or rope.get("interleaved", False) or rope.get("p", 1.0) != 1.0 or dynamic_mismatch):
-    raise ConversionError(f"export: RoPE options {dict(rope)} have no LLaMA equivalent (supported: base, scaling "
-                          f"'none', 'linear', 'llama3', or 'dynamic' with original_length = max_length, which "
-                          f"Hugging Face reads as the original context)")
+  scalings = ("none", "longrope") if kind == "phi3" else ("none", "linear", "llama3", "dynamic")
+  if (scaling not in scalings or (fraction != 1.0 and kind != "phi3") or rope.get("interleaved", False)
+      or rope.get("p", 1.0) != 1.0 or dynamic_mismatch):
+    supported = ("base, fraction, scaling 'none' or 'longrope'" if kind == "phi3" else
+                 "base, scaling 'none', 'linear', 'llama3', or 'dynamic' with original_length = max_length, which "
+                 "Hugging Face reads as the original context")
+    raise ConversionError(f"export: RoPE options {dict(rope)} have no {'Phi-3' if kind == 'phi3' else 'LLaMA'} "
+                          f"equivalent (supported: {supported})")
   parameters = dict(rope_type="default" if scaling == "none" else scaling, rope_theta=rope.get("base", 10000.0))
-  if scaling != "none":
+  if scaling in ("linear", "llama3", "dynamic"):
     parameters["factor"] = rope["factor"]
   if scaling == "llama3":
     parameters.update(low_freq_factor=rope.get("low_freq_factor", 1.0), high_freq_factor=rope.get(
         "high_freq_factor", 4.0), original_max_position_embeddings=rope.get("original_length", 2048))
+  if scaling == "longrope":  # the factor only where it is not the one Hugging Face derives from the two lengths
+    original = rope["original_length"]
+    parameters.update(short_factor=list(rope["short_factor"]), long_factor=list(rope["long_factor"]),
+                      original_max_position_embeddings=original)
+    if rope["factor"] != max(max_length / original, 1.0):
+      parameters["factor"] = rope["factor"]
+    if rope.get("attention_factor") is not None:
+      parameters["attention_factor"] = rope["attention_factor"]
+  if kind == "phi3":
+    parameters["partial_rotary_factor"] = fraction
   return parameters
+
+
+def rope_architecture(rope: Mapping[str, Any]) -> str:
+  """The architecture a RoPE decoder is written as: LLaMA, or Phi-3 for what only it carries — LongRoPE (the scaling
+  Phi-3's checkpoints ship) and partial rotary."""
+  return "phi3" if rope.get("scaling") == "longrope" or rope.get("fraction", 1.0) != 1.0 else "llama"
 
 
 def llama_config(o: Mapping[str, Any]) -> dict[str, Any]:
   a = o["attention"]
-  parameters = llama_rope_parameters(o["positional"]["options"], o["max_length"])
+  parameters = rope_parameters(o["positional"]["options"], o["max_length"])
   if a["qkv_bias"] != a["out_bias"]:
     raise ConversionError("export: LLaMA has one attention_bias for q, k, v and the output; this model has "
                           f"attention.qkv_bias={a['qkv_bias']}, attention.out_bias={a['out_bias']}")
@@ -283,6 +347,31 @@ def llama_config(o: Mapping[str, Any]) -> dict[str, Any]:
               hidden_act="silu", rms_norm_eps=o["norm"]["eps"], max_position_embeddings=o["max_length"],
               rope_parameters=parameters, attention_bias=a["qkv_bias"], mlp_bias=o["mlp"]["bias"],
               tie_word_embeddings=o["tie_embeddings"], attention_dropout=0.0)
+
+
+def phi3_options(c: Mapping[str, Any]) -> dict[str, Any]:
+  """Phi-3 (Phi-3, Phi-3.5, Phi-4-mini) is LLaMA with fused projections (`llama_rules(fused=True)`), no biases
+  (Hugging Face's Phi3 has none, whatever the config says), partial rotary and LongRoPE (`rope_options`); its
+  `sliding_window` applies whenever it is set."""
+  options = llama_options(c)
+  options["attention"].update(qkv_bias=False, out_bias=False)
+  options["mlp"]["bias"] = False
+  return options
+
+
+def phi3_config(o: Mapping[str, Any]) -> dict[str, Any]:
+  """No token ids: Phi3Config's defaults (32000) index past a small vocabulary's embedding table."""
+  a, rope = o["attention"], o["positional"]["options"]
+  config = dict(model_type="phi3", architectures=["Phi3ForCausalLM"], vocab_size=o["vocab_size"],
+                num_hidden_layers=o["num_layers"], hidden_size=o["d_model"], num_attention_heads=a["num_heads"],
+                num_key_value_heads=a["num_kv_heads"], intermediate_size=o["mlp"]["dim"], hidden_act="silu",
+                rms_norm_eps=o["norm"]["eps"], max_position_embeddings=o["max_length"],
+                rope_parameters=rope_parameters(rope, o["max_length"], "phi3"), sliding_window=None,
+                tie_word_embeddings=o["tie_embeddings"], attention_dropout=0.0, resid_pdrop=0.0, embd_pdrop=0.0,
+                pad_token_id=None, bos_token_id=None, eos_token_id=None)
+  if rope.get("scaling") == "longrope":
+    config["original_max_position_embeddings"] = rope["original_length"]
+  return config
 
 
 # --- BLOOM (ALiBi) -------------------------------------------------------------------------------------------------
@@ -454,6 +543,8 @@ ARCHITECTURES: dict[str, Architecture] = {
     "bloom": Architecture("decoder", bloom_options, bloom_rules, prefixes=("transformer.",), export=bloom_config),
     "mistral": LLAMA,
     "qwen2": LLAMA,
+    "phi3": Architecture("decoder", phi3_options, functools.partial(llama_rules, fused=True), prefixes=("model.",),
+                         ignored=(r".*rotary_emb\.inv_freq",), export=phi3_config),
     "bert": BERT,
     "roberta": BERT,
     # T5's encoder (T5EncoderModel, or the encoder half of T5ForConditionalGeneration).

@@ -28,7 +28,7 @@ from safetensors import numpy as safetensors_numpy
 from zoo import models, positional
 from zoo.checkpoints import sources
 from zoo.checkpoints.files import all_or_none
-from zoo.convert.architectures import ARCHITECTURES, ConversionError, architecture
+from zoo.convert.architectures import ARCHITECTURES, ConversionError, architecture, rope_architecture
 from zoo.train import param_paths
 
 CONFIG = "config.json"
@@ -151,7 +151,8 @@ def dotted(options: dict[str, Any], prefix: str = "") -> dict[str, Any]:
   return flat
 
 
-# A decoder's encoding -> the architecture it is written as. ALiBi (checked against transformers 5.25): BLOOM
+# A decoder's encoding -> the architecture it is written as (RoPE: Phi-3 where LLaMA cannot carry its options, see
+# `rope_architecture`). ALiBi (checked against transformers 5.25): BLOOM
 # computes zoo's (Press's slopes, added after the 1/√d scaling); MPT's LayerNorm has no bias (zoo's has one) and
 # its slopes differ for head counts that are not powers of two; Falcon's alibi=True adds the bias before the 1/√d
 # scaling — neither computes zoo's function.
@@ -219,8 +220,10 @@ def checked_config(family: str, options: dict[str, Any]) -> dict[str, Any]:
     raise ConversionError(f"export: only decoders with encoding {', '.join(map(repr, EXPORTS))} can be written as "
                           f"Hugging Face models ({', '.join(EXPORTS.values())}); got a {family} with "
                           f"{config.positional.name!r}")
-  kind = EXPORTS[config.positional.name]
   resolved = resolved_options(models.parse_config(family, plain_options(options)))
+  kind = EXPORTS[config.positional.name]
+  if kind == "llama":
+    kind = rope_architecture(resolved["positional"]["options"])
   hf = ARCHITECTURES[kind].export(resolved)
   have = dotted(resolved)
   back = dotted(resolved_options(models.parse_config(family, ARCHITECTURES[kind].options(hf))))
