@@ -6,11 +6,11 @@ r"""Converts between local Hugging Face model directories and zoo models.
 
 `--out` receives `model.safetensors` (zoo's parameter paths) and `config.json` (family and model options), which
 `zoo.pretrained.load` and `train.init_from` read like any checkpoint. `--to_hf` writes a gpt2- (learned
-positions), llama- (RoPE) or bloom-shaped (ALiBi) decoder as `config.json` + `model.safetensors` for transformers'
-`from_pretrained` (zoo's default √d_model-scaled, tied embeddings as an untied model with the scale in its input
-table: the same function); the source may be a shipped name, a workdir or a converted folder. A model or config
-field the other side cannot reproduce exactly is an error naming it (and, where one exists, the encoding that would
-export).
+positions), llama- (RoPE; phi3- for LongRoPE or partial rotary) or bloom-shaped (ALiBi) decoder as `config.json` +
+`model.safetensors` for transformers' `from_pretrained` (zoo's default √d_model-scaled, tied embeddings as an untied
+model with the scale in its input table: the same function); the source may be a shipped name, a workdir or a
+converted folder. A model or config field the other side cannot reproduce exactly is an error naming it (and, where
+one exists, the encoding that would export).
 """
 
 from __future__ import annotations

@@ -84,7 +84,8 @@ MODELS = {  # name -> (config, model class); "decoder" or "encoder" follows from
                                                   long_factor=[1.0, 1.5, 2.5, 4.0, 6.0, 9.0])),
                       transformers.Phi3ForCausalLM),
 }
-LONG = {"llama3": 40, "llama_dynamic": 40, "phi3_longrope": 40}  # fixtures read past their original context
+# Fixtures that read past their original context: their input length.
+LONG = {"llama3": 40, "llama_dynamic": 40, "phi3_longrope": 40, "export_phi3": 40}
 # Also Hugging Face's cached decoding: a prompt of this many tokens, then one token at a time. Phi-3's 10 cross its
 # original context of 16 while decoding: keys 0-15 keep the short factors they were written with.
 CACHED = {"llama_dynamic": 20, "phi3_longrope": 10}
@@ -110,6 +111,13 @@ EXPORTS = {  # zoo decoders written as Hugging Face models
                          tie_embeddings=True, attention=dict(num_heads=6, qkv_bias=True, out_bias=True),
                          mlp=dict(dim=96, activation="gelu_tanh", bias=True), norm=dict(eps=1e-5),
                          positional=dict(name="alibi")),
+    # LongRoPE with partial rotary, written as Phi-3 (LLaMA carries neither); 40-token inputs past the original 16.
+    "export_phi3": dict(vocab_size=64, num_layers=2, d_model=32, max_length=64, scale_embeddings=False,
+                        tie_embeddings=True, attention=dict(num_heads=4, num_kv_heads=2),
+                        mlp=dict(dim=48, activation="swiglu"), norm=dict(kind="rmsnorm"),
+                        positional=dict(name="rope", options=dict(
+                            base=100.0, fraction=0.5, scaling="longrope", factor=4.0, original_length=16,
+                            short_factor=[1.0, 1.1], long_factor=[2.0, 5.0]))),
 }
 SHIPPED_EXPORTS = {"export_lm_rope": "lm_rope"}  # shipped checkpoints written as Hugging Face models
 
@@ -184,7 +192,7 @@ def main():
     hf.write("decoder", options, params, directory)
     (directory / "zoo_model.json").write_text(json.dumps(dict(family="decoder", options=options, seed=seed), indent=1))
     model = transformers.AutoModelForCausalLM.from_pretrained(directory)
-    batch = inputs(options["vocab_size"], 100 + seed)
+    batch = inputs(options["vocab_size"], 100 + seed, length=LONG.get(name, LENGTH))
     save_reference(directory, batch, outputs(model, batch))
   for seed, (name, source) in enumerate(SHIPPED_EXPORTS.items()):
     directory = OUT / name

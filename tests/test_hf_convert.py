@@ -24,14 +24,14 @@ from zoo import decay
 from zoo.train import param_paths
 
 HF = FIXTURES / "hf"
-IMPORTS = ["gpt2", "llama", "mistral", "qwen2", "llama_yarn", "llama3", "llama_dynamic", "phi3", "phi3_longrope", "bloom",
-           "bert", "roberta", "t5", "t5_relu"]
-DECODERS = ["gpt2", "llama", "mistral", "qwen2", "llama_yarn", "llama3", "llama_dynamic", "phi3", "phi3_longrope", "bloom"]
+DECODERS = ["gpt2", "llama", "mistral", "qwen2", "llama_yarn", "llama3", "llama_dynamic", "phi3", "phi3_longrope",
+            "bloom"]
+IMPORTS = [*DECODERS, "bert", "roberta", "t5", "t5_relu"]
 LONG_CONTEXT = ["llama3", "llama_dynamic", "phi3_longrope"]  # 40-token inputs past an original context of 16: to 1e-5
 # Fixtures with Hugging Face's cached decoding (the prompt length, then one token per step): their RoPE follows the
 # length each call reaches, so a cached key keeps the rotation of the step that wrote it.
 CACHED = {"llama_dynamic": 20, "phi3_longrope": 10}
-EXPORTS = ["export_gpt2", "export_llama", "export_default", "export_gpt2_scaled", "export_bloom"]
+EXPORTS = ["export_gpt2", "export_llama", "export_default", "export_gpt2_scaled", "export_bloom", "export_phi3"]
 TOLERANCE = 1e-4  # float32, as the issue asks
 EXPORT_TOLERANCE = 1e-5  # transformers on a zoo export (H6)
 # zoo -> HF -> zoo: the same function; a formerly tied head is now a Linear, whose matmul rounds differently (up to
@@ -220,6 +220,10 @@ def edited_copy(name: str, tmp_path: pathlib.Path, **fields) -> pathlib.Path:
     ("phi3_longrope", dict(rope_parameters=dict(rope_type="longrope", rope_theta=100.0, short_factor=[1.0] * 8,
                                                 original_max_position_embeddings=16)),
      r"phi3: rope_type='longrope' needs long_factor in rope_parameters$"),
+    ("phi3_longrope", dict(rope_parameters=dict(rope_type="longrope", rope_theta=100.0, short_factor=[1.0] * 8,
+                                                long_factor=[1.0] * 8, original_max_position_embeddings=16,
+                                                partial_rotary_factor=0.75)),
+     r"phi3: longrope needs 6 short and long factors \(one per rotating feature pair\), got 8 and 8$"),
     ("qwen2", dict(use_sliding_window=True, sliding_window=8), r"qwen2: sliding_window=8 is shorter"),
     ("bert", dict(position_embedding_type="relative_key"), r"bert: position_embedding_type='relative_key'"),
     ("gpt2", dict(scale_attn_by_inverse_layer_idx=True), r"gpt2: scale_attn_by_inverse_layer_idx=True"),
@@ -240,6 +244,9 @@ def test_a_tensor_zoo_has_no_place_for_is_an_error(tmp_path):
     hf.read(directory)
 
 
+LONGROPE = dict(scaling="longrope", factor=2.0, original_length=8, short_factor=[1.0] * 4, long_factor=[2.0] * 4)
+
+
 @pytest.mark.parametrize("options,message", [
     (dict(positional=dict(name="xpos")), r"only decoders with encoding 'learned', 'rope', 'alibi'.*got a decoder "
      r"with 'xpos'; the nearest exportable choice: positional.name='rope' \(written as llama\)$"),
@@ -248,6 +255,11 @@ def test_a_tensor_zoo_has_no_place_for_is_an_error(tmp_path):
     (dict(positional=dict(name="learned")), r"not gpt2-shaped: .*mlp.activation='swiglu'.*; the nearest exportable "
                                             r"choice: positional.name='rope' \(written as llama\)$"),
     (dict(positional=dict(name="rope", options=dict(p=0.5))), r"RoPE options \{.*'p': 0.5\} have no LLaMA equivalent"),
+    (dict(positional=dict(name="rope", options=LONGROPE | dict(interleaved=True))),
+     r"RoPE options \{.*'interleaved': True.*\} have no Phi-3 equivalent \(supported: base, fraction, scaling "
+     r"'none' or 'longrope'\)"),
+    (dict(positional=dict(name="rope", options=LONGROPE), mlp=dict(activation="swiglu", bias=True)),
+     r"not phi3-shaped: mlp.bias=True \(needs False\)"),
 ])
 def test_a_model_hugging_face_cannot_reproduce_is_not_exported(options, message, tmp_path):
   llama_like = dict(mlp=dict(activation="swiglu"), norm=dict(kind="rmsnorm"))

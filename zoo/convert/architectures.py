@@ -184,8 +184,8 @@ def rope_options(c: Mapping[str, Any]) -> dict[str, Any]:
   (Llama 3.x), `dynamic` NTK (whose original context Hugging Face reads from `max_position_embeddings`) and
   `longrope` (Phi-3: its factor, when absent, is max_position_embeddings / original_max_position_embeddings, as
   Hugging Face computes the default attention factor from it). DeepSeek's yarn `mscale` has no zoo counterpart —
-  refused rather than approximated. `partial_rotary_factor` (in `rope_parameters` since transformers 5, beside it
-  before) is zoo's `fraction`.
+  refused rather than approximated. `partial_rotary_factor` (Phi-3's in `rope_parameters` since transformers 5,
+  beside it before) is zoo's `fraction`.
   """
   rope = dict(c.get("rope_parameters") or {})
   if not rope:
@@ -230,11 +230,17 @@ def rope_options(c: Mapping[str, Any]) -> dict[str, Any]:
                    long_factor=[float(f) for f in field("long_factor")])
     if rope.get("attention_factor") is not None:
       options["attention_factor"] = float(rope["attention_factor"])
-  fraction = rope.get("partial_rotary_factor", c.get("partial_rotary_factor", 1.0))
+  fraction = c.get("partial_rotary_factor", 1.0)
+  if c.get("model_type") == "phi3":  # Phi3Config moves it into rope_parameters; Hugging Face's Llama ignores it there
+    fraction = rope.get("partial_rotary_factor", fraction)
   rotated = int((c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"]) * fraction)
   if rotated % 2:
     raise ConversionError(f"{c.get('model_type')}: partial_rotary_factor={fraction} rotates {rotated} features of a "
                           f"head, an odd number (zoo rotates pairs)")
+  if kind == "longrope" and not len(options["short_factor"]) == len(options["long_factor"]) == rotated // 2:
+    raise ConversionError(f"{c.get('model_type')}: longrope needs {rotated // 2} short and long factors (one per "
+                          f"rotating feature pair), got {len(options['short_factor'])} and "
+                          f"{len(options['long_factor'])}")
   if fraction != 1.0:
     options["fraction"] = float(fraction)
   return options
@@ -269,8 +275,8 @@ def llama_rules(c: Mapping[str, Any], o: Mapping[str, Any], *, fused: bool = Fal
     heads = (("q", "query", a["num_heads"]), ("k", "key", a["num_kv_heads"]), ("v", "value", a["num_kv_heads"]))
     mlp = (("gate_proj", "wi_gate"), ("up_proj", "wi"))
     if fused:
-      rules = [row_stacked(f"{p}.self_attn.qkv_proj.weight", tuple(f"{b}/attention/{zoo}/kernel" for _, zoo, _ in heads),
-                           tuple(count for _, _, count in heads), heads=True),
+      qkv = tuple(f"{b}/attention/{zoo}/kernel" for _, zoo, _ in heads)
+      rules = [row_stacked(f"{p}.self_attn.qkv_proj.weight", qkv, tuple(count for _, _, count in heads), heads=True),
                row_stacked(f"{p}.mlp.gate_up_proj.weight", tuple(f"{b}/mlp/{zoo}/kernel" for _, zoo in mlp), (1, 1))]
       heads, mlp = (), ()
     else:

@@ -149,10 +149,10 @@ class RopeOptions:
   ramp: str = "ratio"  # yarn: one of RAMPS
   low_freq_factor: float = 1.0  # llama3: wavelengths above original_length / low_freq_factor interpolate
   high_freq_factor: float = 4.0  # llama3: wavelengths below original_length / high_freq_factor are kept
-  p: float = 1.0  # p-RoPE: the fraction of pairs (the highest frequencies) that rotate; the rest stay unrotated
   short_factor: tuple[float, ...] = ()  # longrope: λ_d per pair (rot/2 of them) up to original_length
   long_factor: tuple[float, ...] = ()  # longrope: λ_d per pair past original_length
   attention_factor: float | None = None  # longrope: rotated q, k features × this; None: from factor (see above)
+  p: float = 1.0  # p-RoPE: the fraction of pairs (the highest frequencies) that rotate; the rest stay unrotated
 
   def __post_init__(self):
     check(self.base > 1.0, f"rope: base must be > 1, got {self.base}")
@@ -174,6 +174,7 @@ class RopeOptions:
           "rope: short_factor and long_factor must be lists of positive numbers of the same length (one per pair)")
     check(self.attention_factor is None or (longrope and self.attention_factor > 0),
           f"rope: attention_factor must be > 0, with scaling 'longrope' only, got {self.attention_factor}")
+    check(not longrope or self.original_length > 1, "rope: longrope's attention factor needs original_length > 1")
 
   @property
   def temperature(self) -> float:
