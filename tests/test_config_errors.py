@@ -30,6 +30,10 @@ from zoo.train.options import OPTION_SECTIONS, SHARDING_RULES, parse_experiment
     (dict(positional=dict(name="t5_bias", options={"max_distance": 10})),
      r"t5_bias: max_distance \(10\) must exceed the exact range num_buckets // 2 \(16\)"),
     (dict(positional=dict(options={"fraction": 0.0})), r"rope: fraction must be in \(0, 1\]"),
+    (dict(positional=dict(options={"scaling": "longrope"})),
+     r"rope: short_factor and long_factor go together, with scaling 'longrope' and only with it"),
+    (dict(positional=dict(options={"attention_factor": 2.0})), r"rope: attention_factor must be > 0, with scaling "
+                                                                r"'longrope' only, got 2.0"),
     (dict(num_layers="2"), r"model 'decoder': option 'num_layers' must be int, got '2'"),
     (dict(num_layers=True), r"option 'num_layers' must be int, got True"),
     (dict(norm=dict(kind="batchnorm")), r"'batchnorm' is not a valid choice; valid choices: 'layernorm' \| 'rmsnorm'"),
