@@ -67,9 +67,15 @@ MODELS = {  # name -> (config, model class); "decoder" or "encoder" follows from
                                                       num_key_value_heads=1, max_position_embeddings=16),
                                                rope_parameters=dict(rope_type="dynamic", rope_theta=100.0, factor=4.0)),
                       transformers.LlamaForCausalLM),
+    # Sliding windows of 8 on 24-token inputs: Mistral's (every layer), Qwen2's (every layer from max_window_layers).
+    "mistral_window": (transformers.MistralConfig(**LLAMA, sliding_window=8), transformers.MistralForCausalLM),
+    "qwen2_window": (transformers.Qwen2Config(**LLAMA, use_sliding_window=True, sliding_window=8, max_window_layers=0),
+                     transformers.Qwen2ForCausalLM),
 }
-LONG = {"llama3": 40, "llama_dynamic": 40}  # fixtures read past their original context: input length
-CACHED = ("llama_dynamic",)  # also Hugging Face's cached generation: a 20-token prompt, then one token at a time
+# fixtures read past their original context or window: input length
+LONG = {"llama3": 40, "llama_dynamic": 40, "mistral_window": 24, "qwen2_window": 24, "export_mistral_window": 24}
+# also Hugging Face's cached generation: a 20-token prompt, then one token at a time
+CACHED = ("llama_dynamic", "mistral_window")
 
 GPT2_STYLE = dict(attention=dict(num_heads=2, qkv_bias=True, out_bias=True), norm=dict(eps=1e-5),
                   mlp=dict(dim=32, activation="gelu_tanh", bias=True), positional=dict(name="learned"))
@@ -92,6 +98,11 @@ EXPORTS = {  # zoo decoders written as Hugging Face models
                          tie_embeddings=True, attention=dict(num_heads=6, qkv_bias=True, out_bias=True),
                          mlp=dict(dim=96, activation="gelu_tanh", bias=True), norm=dict(eps=1e-5),
                          positional=dict(name="alibi")),
+    # A sliding window of 8, written as Mistral.
+    "export_mistral_window": dict(vocab_size=64, num_layers=2, d_model=16, max_length=64, tie_embeddings=False,
+                                  scale_embeddings=False, attention=dict(num_heads=4, num_kv_heads=2, window=8),
+                                  mlp=dict(dim=32, activation="swiglu"), norm=dict(kind="rmsnorm"),
+                                  positional=dict(name="rope")),
 }
 SHIPPED_EXPORTS = {"export_lm_rope": "lm_rope"}  # shipped checkpoints written as Hugging Face models
 
@@ -166,7 +177,7 @@ def main():
     hf.write("decoder", options, params, directory)
     (directory / "zoo_model.json").write_text(json.dumps(dict(family="decoder", options=options, seed=seed), indent=1))
     model = transformers.AutoModelForCausalLM.from_pretrained(directory)
-    batch = inputs(options["vocab_size"], 100 + seed)
+    batch = inputs(options["vocab_size"], 100 + seed, length=LONG.get(name, LENGTH))
     save_reference(directory, batch, outputs(model, batch))
   for seed, (name, source) in enumerate(SHIPPED_EXPORTS.items()):
     directory = OUT / name
