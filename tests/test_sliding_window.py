@@ -5,6 +5,7 @@ written out, the kernels skipping the blocks behind the window, cached decoding 
 `launch.extrapolate` row."""
 
 import functools
+import importlib.util
 import json
 
 import jax
@@ -18,11 +19,11 @@ from conftest import forward, random_tokens, tiny, tiny_model
 from test_hf_convert import (EXPORT_TOLERANCE, HF, assert_parity, assert_reimport_computes_the_same, outputs,
                              params_of, reference)
 from zoo import attention, models, positional, pretrained
+from zoo.attention import AttentionMask
 from zoo.convert import hf
 from zoo.experiments import Options, get
 from zoo.experiments.extrapolate import DEFAULT_ENCODINGS, SETUPS, WINDOW
 from zoo.models.config import merge
-from zoo.attention import AttentionMask
 from zoo.positional import Coordinates, ModelDims
 
 B, L, H, KV, D, W = 2, 40, 2, 1, 8, 7  # L is not a multiple of the blocks; W not a divisor of anything
@@ -154,8 +155,8 @@ def test_linear_attention_sums_its_kernel_over_the_window_exactly():
   kernel = np.einsum("bihd,bjd->bhij", features(q), features(k)[:, :, 0]) * allowed[:, None]
   want = np.einsum("bhij,bjd->bihd", kernel, np.asarray(v, np.float64)[:, :, 0]) / kernel.sum(-1).transpose(0, 2, 1)[
       ..., None]
-  got = attention.attend(q, k, v, impl="linear", feature_map="relu", mask=mask)
-  np.testing.assert_allclose(np.asarray(got), want, atol=1e-5, rtol=0)
+  windowed = jax.jit(lambda q, k, v: attention.attend(q, k, v, impl="linear", feature_map="relu", mask=mask))
+  np.testing.assert_allclose(np.asarray(windowed(q, k, v)), want, atol=1e-5, rtol=0)
 
   def dense(q, k, v):
     phi = lambda x: jax.nn.relu(x) + 1e-3
@@ -163,10 +164,17 @@ def test_linear_attention_sums_its_kernel_over_the_window_exactly():
     return jnp.einsum("bhij,bjd->bihd", kernel, v[:, :, 0]) / kernel.sum(-1).transpose(0, 2, 1)[..., None]
 
   weights = jnp.asarray(np.random.default_rng(2).normal(size=(B, L, H, D)), jnp.float32)
-  grads = lambda fn: jax.grad(lambda *qkv: jnp.sum(fn(*qkv) * weights), argnums=(0, 1, 2))(q, k, v)
-  for got, want in zip(grads(lambda q, k, v: attention.attend(q, k, v, impl="linear", feature_map="relu", mask=mask)),
-                       grads(dense), strict=True):
+  grads = lambda fn: jax.jit(jax.grad(lambda *qkv: jnp.sum(fn(*qkv) * weights), argnums=(0, 1, 2)))(q, k, v)
+  for got, want in zip(grads(windowed), grads(dense), strict=True):
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5, rtol=0)
+
+
+@pytest.mark.slow  # 14 s on the loaded 2 cores
+@pytest.mark.skipif(importlib.util.find_spec("libtpu") is None, reason="libtpu is not installed: no TPU compiler")
+def test_the_windowed_kernels_compile_for_tpu():
+  """Mosaic lowers the window's mask and tile skipping, forward and backward (v5e, blocks of 128, a window of 256)."""
+  from test_tpu_compile import compile_train_step  # noqa: PLC0415 — sets up libtpu's loading first
+  assert compile_train_step("v5e:2x2", "alibi", causal=True, window=256).memory_analysis() is not None
 
 
 # ---- Cached decoding: a ring of `window` slots ------------------------------------------------------------------

@@ -14,7 +14,9 @@ A `ContentTerm` (CoPE) needs a summary of its whole row before any block of it: 
 chunks twice, first summing the terms' summaries, then computing the softmax with each term's running `before`.
 
 A sliding window skips the key chunks wholly behind it (a `lax.cond` in the scan; not with a content term, whose
-summaries walk every chunk). Gradients come from autodiff through the loops; both loop bodies are `jax.checkpoint`ed, so the backward pass keeps
+summaries walk every chunk).
+
+Gradients come from autodiff through the loops; both loop bodies are `jax.checkpoint`ed, so the backward pass keeps
 only the per-tile carries (O(heads · q_len · head_dim · k_chunks)), never the probabilities of a whole row.
 This is the CPU fast path at long lengths and the fallback where no Pallas kernel lowers.
 """
@@ -96,6 +98,7 @@ def chunked_attention(
     """Whether some key of the block is less than `window` positions behind some query of it, in some example."""
     mask_block, _ = block(qs, ks)
     return jnp.any(mask_block.k_pos.max(axis=1) > mask_block.q_pos.min(axis=1) - mask.window)
+
   key_starts = jnp.arange(nk) * ck
 
   def content(qs, ks, q_c):

@@ -123,5 +123,6 @@ def prepare(mask: AttentionMask, bias: Sequence[KernelTerm], scale: KernelTerm |
   q_info = _pad_to(q_info, 2, pl.next_power_of_2(q_info.shape[2]))
   k_info = _pad_to(k_info, 1, pl.next_power_of_2(k_info.shape[1]))
   layout = Layout(bias=tuple(t.static(backend) for t in bias), scale=None if scale is None else scale.static(backend),
-                  causal=mask.causal, window=mask.window, segments=segments, valid_row=valid_row, softmax_scale=float(softmax_scale))
+                  causal=mask.causal, window=mask.window, segments=segments, valid_row=valid_row,
+                  softmax_scale=float(softmax_scale))
   return layout, q_info, k_info, operands
