@@ -3,11 +3,10 @@
 Four rules combine with AND:
 * causal — a query sees keys whose *position* is not after its own (`k_pos <= q_pos`). Positions, not array indices:
   with a KV cache the query at position 17 sees cache slots 0..17; with packing, positions restart per segment.
-* window — sliding-window attention (Mistral, Longformer's causal band): a query sees keys less than `window`
-  positions behind it, `k_pos > q_pos − window`. With causal that is q_pos − window < k_pos ≤ q_pos: exactly
-  `window` positions, the query's own included — Hugging Face's rule (`sliding_window_overlay` in transformers'
-  masking_utils: `kv_idx > q_idx - sliding_window`, AND the causal mask), so a Mistral's `sliding_window` is this
-  `window` as it is.
+* window — sliding-window attention (Mistral's, Qwen2's): a query sees keys less than `window` positions behind it,
+  `k_pos > q_pos − window`. With causal that is q_pos − window < k_pos ≤ q_pos: exactly `window` positions, the
+  query's own included — Hugging Face's rule (`sliding_window_overlay` in transformers' masking_utils: `kv_idx >
+  q_idx - sliding_window`, AND the causal mask), so a Mistral's `sliding_window` is this `window` as it is.
 * segments — packed sequences: a query sees only keys with the same segment id.
 * key validity — padding and unwritten KV-cache slots are invalid keys.
 
