@@ -83,12 +83,17 @@ MODELS = {  # name -> (config, model class); "decoder" or "encoder" follows from
                                                   short_factor=[1.0, 1.02, 1.05, 1.1, 1.2, 1.3],
                                                   long_factor=[1.0, 1.5, 2.5, 4.0, 6.0, 9.0])),
                       transformers.Phi3ForCausalLM),
+    # Sliding windows of 8 on 24-token inputs: Mistral's (every layer), Qwen2's (every layer from max_window_layers).
+    "mistral_window": (transformers.MistralConfig(**LLAMA, sliding_window=8), transformers.MistralForCausalLM),
+    "qwen2_window": (transformers.Qwen2Config(**LLAMA, use_sliding_window=True, sliding_window=8, max_window_layers=0),
+                     transformers.Qwen2ForCausalLM),
 }
-# Fixtures that read past their original context: their input length.
-LONG = {"llama3": 40, "llama_dynamic": 40, "phi3_longrope": 40, "export_phi3": 40}
+# Fixtures that read past their original context or window: their input length.
+LONG = {"llama3": 40, "llama_dynamic": 40, "phi3_longrope": 40, "export_phi3": 40, "mistral_window": 24,
+        "qwen2_window": 24, "export_mistral_window": 24}
 # Also Hugging Face's cached decoding: a prompt of this many tokens, then one token at a time. Phi-3's 10 cross its
 # original context of 16 while decoding: keys 0-15 keep the short factors they were written with.
-CACHED = {"llama_dynamic": 20, "phi3_longrope": 10}
+CACHED = {"llama_dynamic": 20, "phi3_longrope": 10, "mistral_window": 20}
 
 GPT2_STYLE = dict(attention=dict(num_heads=2, qkv_bias=True, out_bias=True), norm=dict(eps=1e-5),
                   mlp=dict(dim=32, activation="gelu_tanh", bias=True), positional=dict(name="learned"))
@@ -118,6 +123,11 @@ EXPORTS = {  # zoo decoders written as Hugging Face models
                         positional=dict(name="rope", options=dict(
                             base=100.0, fraction=0.5, scaling="longrope", factor=4.0, original_length=16,
                             short_factor=[1.0, 1.1], long_factor=[2.0, 5.0]))),
+    # A sliding window of 8, written as Mistral.
+    "export_mistral_window": dict(vocab_size=64, num_layers=2, d_model=16, max_length=64, tie_embeddings=False,
+                                  scale_embeddings=False, attention=dict(num_heads=4, num_kv_heads=2, window=8),
+                                  mlp=dict(dim=32, activation="swiglu"), norm=dict(kind="rmsnorm"),
+                                  positional=dict(name="rope")),
 }
 SHIPPED_EXPORTS = {"export_lm_rope": "lm_rope"}  # shipped checkpoints written as Hugging Face models
 

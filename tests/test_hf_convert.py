@@ -28,9 +28,10 @@ DECODERS = ["gpt2", "llama", "mistral", "qwen2", "llama_yarn", "llama3", "llama_
             "bloom"]
 IMPORTS = [*DECODERS, "bert", "roberta", "t5", "t5_relu"]
 LONG_CONTEXT = ["llama3", "llama_dynamic", "phi3_longrope"]  # 40-token inputs past an original context of 16: to 1e-5
-# Fixtures with Hugging Face's cached decoding (the prompt length, then one token per step): their RoPE follows the
-# length each call reaches, so a cached key keeps the rotation of the step that wrote it.
-CACHED = {"llama_dynamic": 20, "phi3_longrope": 10}
+# Fixtures with Hugging Face's cached decoding (the prompt length, then one token per step): RoPE that follows the
+# length each call reaches (a cached key keeps the rotation of the step that wrote it), and a sliding window (a ring
+# of 8 cache slots per layer).
+CACHED = {"llama_dynamic": 20, "phi3_longrope": 10, "mistral_window": 20}
 EXPORTS = ["export_gpt2", "export_llama", "export_default", "export_gpt2_scaled", "export_bloom", "export_phi3"]
 TOLERANCE = 1e-4  # float32, as the issue asks
 EXPORT_TOLERANCE = 1e-5  # transformers on a zoo export (H6)
@@ -83,11 +84,11 @@ def test_cached_generation_equals_the_full_forward(name):
 
 
 @pytest.mark.parametrize("name", CACHED)
-def test_length_following_rope_cached_decoding_equals_hugging_faces(name):
+def test_cached_decoding_equals_hugging_faces(name):
   """Dynamic NTK rotates each call with the base of the length it reaches, LongRoPE with the short or long factors
   of that length: a prompt, then one token per step past the original context of 16 (Phi-3's 10-token prompt crosses
   it while decoding), equals transformers' cached decoding step for step (each key keeps the rotation of the step
-  that wrote it)."""
+  that wrote it); so does Mistral's sliding window of 8, a ring of 8 slots per layer."""
   model, _ = pretrained.load(str(HF / name))
   ref = reference(name)
   tokens = jnp.asarray(ref["tokens"][:1])
@@ -213,8 +214,6 @@ def edited_copy(name: str, tmp_path: pathlib.Path, **fields) -> pathlib.Path:
     ("llama_yarn", dict(rope_parameters=dict(rope_type="yarn", factor=4.0, rope_theta=100.0, mscale=0.707)),
      r"llama: yarn mscale=0.707 is not supported"),
     ("llama", dict(rope_parameters=None, rope_scaling=dict(type="dynamic")), r"rope_type='dynamic' needs factor in "),
-    ("mistral", dict(sliding_window=16), r"mistral: sliding_window=16 is shorter than max_position_embeddings=64"),
-    ("phi3", dict(sliding_window=47), r"phi3: sliding_window=47 is shorter than max_position_embeddings=64"),
     ("phi3", dict(rope_parameters=dict(rope_type="default", rope_theta=100.0, partial_rotary_factor=0.5625)),
      r"phi3: partial_rotary_factor=0.5625 rotates 9 features of a head, an odd number \(zoo rotates pairs\)$"),
     ("phi3_longrope", dict(rope_parameters=dict(rope_type="longrope", rope_theta=100.0, short_factor=[1.0] * 8,
@@ -224,7 +223,8 @@ def edited_copy(name: str, tmp_path: pathlib.Path, **fields) -> pathlib.Path:
                                                 long_factor=[1.0] * 8, original_max_position_embeddings=16,
                                                 partial_rotary_factor=0.75)),
      r"phi3: longrope needs 6 short and long factors \(one per rotating feature pair\), got 8 and 8$"),
-    ("qwen2", dict(use_sliding_window=True, sliding_window=8), r"qwen2: sliding_window=8 is shorter"),
+    ("qwen2", dict(use_sliding_window=True, sliding_window=8, layer_types=["full_attention", "sliding_attention"]),
+     r"qwen2: sliding_window=8 on 1 of 2 layers is not supported: zoo's layers share one attention window"),
     ("bert", dict(position_embedding_type="relative_key"), r"bert: position_embedding_type='relative_key'"),
     ("gpt2", dict(scale_attn_by_inverse_layer_idx=True), r"gpt2: scale_attn_by_inverse_layer_idx=True"),
     ("t5", dict(feed_forward_proj="gated-relu"), r"t5: feed_forward_proj='gated-relu' is not supported"),

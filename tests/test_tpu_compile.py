@@ -31,9 +31,9 @@ TOPOLOGIES = ["v5e:2x2", "v5p:2x2x1"]
 ENCODINGS = ["alibi", "t5_bias", "rpe", "urpe"]
 
 
-def compile_train_step(topology_name, encoding_name, causal, impl="pallas", length=L):
+def compile_train_step(topology_name, encoding_name, causal, impl="pallas", length=L, window=None):
   """Compiles value-and-grad of attention over a batch sharded across the topology's devices: the flash kernel
-  (`impl="pallas"`) or the dense reference ("xla", for memory comparisons)."""
+  (`impl="pallas"`) or the dense reference ("xla", for memory comparisons); with a sliding `window`, if given."""
   from jax.experimental import topologies  # noqa: PLC0415  (needs libtpu)
   topology = topologies.get_topology_desc(platform="tpu", topology_name=topology_name)
   mesh = Mesh(np.array(topology.devices), ("data",))
@@ -48,8 +48,8 @@ def compile_train_step(topology_name, encoding_name, causal, impl="pallas", leng
       coords = positional.Coordinates(positions)
       bias, scale = positional.attention_terms(encoding, coords, coords)
       kernel_options = dict(block_q=BLOCK, block_k=BLOCK, backend="tpu", interpret=False) if impl == "pallas" else {}
-      out = attention.attend(q, k, v, impl=impl, mask=AttentionMask(positions, positions, causal=causal), bias=bias,
-                             scale=scale, **kernel_options)
+      out = attention.attend(q, k, v, impl=impl, mask=AttentionMask(positions, positions, causal=causal, window=window),
+                             bias=bias, scale=scale, **kernel_options)
       return jnp.sum(out.astype(jnp.float32) ** 2)
     value, grads = jax.value_and_grad(loss, argnums=(0, 1, 2, 3))(q, k, v, params)
     return jax.lax.psum(value, "data"), grads[:3], jax.lax.psum(grads[3], "data")

@@ -13,6 +13,9 @@ O(batch · heads · chunk²) and the whole call O(batch · heads · length · he
 A `ContentTerm` (CoPE) needs a summary of its whole row before any block of it: a query chunk then walks its key
 chunks twice, first summing the terms' summaries, then computing the softmax with each term's running `before`.
 
+A sliding window skips the key chunks wholly behind it (a `lax.cond` in the scan; not with a content term, whose
+summaries walk every chunk).
+
 Gradients come from autodiff through the loops; both loop bodies are `jax.checkpoint`ed, so the backward pass keeps
 only the per-tile carries (O(heads · q_len · head_dim · k_chunks)), never the probabilities of a whole row.
 This is the CPU fast path at long lengths and the fallback where no Pallas kernel lowers.
@@ -90,6 +93,12 @@ def chunked_attention(
     return mask_block, tile
 
   content_terms = [term for term in bias if isinstance(term, ContentTerm)]
+
+  def in_window(qs, ks):
+    """Whether some key of the block is less than `window` positions behind some query of it, in some example."""
+    mask_block, _ = block(qs, ks)
+    return jnp.any(mask_block.k_pos.max(axis=1) > mask_block.q_pos.min(axis=1) - mask.window)
+
   key_starts = jnp.arange(nk) * ck
 
   def content(qs, ks, q_c):
@@ -137,7 +146,10 @@ def chunked_attention(
     totals = row_totals(qs, q_c)
     init = (jnp.full((batch, heads, cq, 1), NEG_INF, jnp.float32), jnp.zeros((batch, heads, cq, 1), jnp.float32),
             jnp.zeros((batch, heads, cq, v.shape[-1]), jnp.float32), tuple(jnp.zeros_like(t) for t in totals))
-    (_, l, acc, _), _ = jax.lax.scan(lambda c, ks: key_step(c, ks, qs, q_c, totals), init, key_starts)
+    step = lambda c, ks: key_step(c, ks, qs, q_c, totals)
+    if mask.window is not None and not content_terms:  # key chunks wholly behind the window: carried over as they are
+      step = lambda c, ks, step=step: jax.lax.cond(in_window(qs, ks), step, lambda c, _: (c, None), c, ks)
+    (_, l, acc, _), _ = jax.lax.scan(step, init, key_starts)
     out = jnp.where(l > 0, acc / jnp.where(l > 0, l, 1.0), 0.0)  # a query that sees no key outputs 0
     return out.transpose(0, 2, 1, 3).astype(v.dtype)  # [batch, cq, heads, v_dim]
 

@@ -18,7 +18,8 @@ contractions (`zoo.attention.grouped`), never through a repeated copy.
 * "chunked" — blockwise online softmax in XLA loops, O(L) memory (plus a relation's own O(L²) array); every term type.
 * "pallas" — fused flash kernels (Mosaic on TPU, Triton on GPU, the interpreter on CPU), `KernelTerm`s in-kernel.
 * "linear" — kernelized attention (Performer FAVOR+ or ReLU features), O(L) time and memory, for SPE; serves no
-  term and keeps a recurrent state instead of keys and values when decoding (so no per-call transform either: xPos).
+  term and keeps a recurrent state instead of keys and values when decoding (so no per-call transform either: xPos)
+  — with a sliding window, the window's keys and values.
 * "auto" — the safe choice per call (MaxText's `attention=autoselected` habit), resolved in `auto_choice` only.
 """
 
@@ -61,19 +62,30 @@ Transform = Callable[[jax.Array, jax.Array, jax.Array, jax.Array], tuple[jax.Arr
 @struct.dataclass
 class KVCache:
   """One softmax-attention layer's keys and values for cached decoding, the position of the token in each slot (the
-  decoder writes position s into slot s; explicit positions go where the tokens go) and the next slot to write."""
+  decoder writes position s into slot s; explicit positions go where the tokens go) and the next slot to write.
 
-  k: jax.Array  # [batch, cache_length, kv_heads, qk_dim]: transformed by `transform_qk` unless it is per call
-  v: jax.Array  # [batch, cache_length, kv_heads, v_dim]
-  positions: jax.Array  # [batch, cache_length] int32; 0 in unwritten slots
-  index: jax.Array  # [batch] int32: how many slots of each sequence are written (the next one to write)
+  A sliding-window layer keeps only its window (`ring`): `window` slots written round, token n of a sequence into
+  slot n mod window. Slots keep their positions, so the mask stays position based."""
 
-  def append(self, k: jax.Array, v: jax.Array, mask: AttentionMask) -> tuple[KVCache, AttentionMask]:
+  k: jax.Array  # [batch, slots, kv_heads, qk_dim]: transformed by `transform_qk` unless it is per call
+  v: jax.Array  # [batch, slots, kv_heads, v_dim]
+  positions: jax.Array  # [batch, slots] int32; 0 in unwritten slots
+  index: jax.Array  # [batch] int32: how many tokens of each sequence were written (ring: modulo slots, the next slot)
+  ring: bool = struct.field(pytree_node=False, default=False)
+
+  def append(self, k: jax.Array, v: jax.Array,
+             mask: AttentionMask) -> tuple[KVCache, jax.Array, jax.Array, AttentionMask]:
     """The cache with the new keys and values [batch, t, kv_heads, ...] and their positions (`mask.k_pos`) written
-    from slot `index` on (the valid ones kept: right-padded tokens are overwritten by the next call), and `mask`'s
-    key side moved onto the cache slots: their positions, valid where written."""
+    (the valid ones kept: right-padded tokens are overwritten by the next call), the keys and values the new queries
+    attend to, and `mask`'s key side moved onto those keys: their positions, valid where written.
+
+    A plain cache is written from slot `index` on and attended whole. A ring is attended as it was before the call,
+    followed by the call's own keys (a prefill longer than the window still sees all of its keys), and keeps the
+    last `slots` valid ones."""
     if mask.q_segment_ids is not None:
       raise ValueError("cached decoding does not support segment_ids (packed sequences)")
+    if self.ring:
+      return self._append_ring(k, v, mask)
     batch, cache_length = self.k.shape[:2]
     index = self.index
     new_valid = jnp.ones(mask.k_pos.shape, bool) if mask.k_valid is None else mask.k_valid
@@ -82,7 +94,24 @@ class KVCache:
                     index=index + new_valid.sum(axis=1, dtype=jnp.int32))
     slots = jnp.arange(cache_length)
     k_valid = (slots < index[:, None]) | write_at(jnp.zeros((batch, cache_length), bool), new_valid, index)
-    return cache, mask.replace(k_pos=cache.positions, k_valid=k_valid)
+    return cache, cache.k, cache.v, mask.replace(k_pos=cache.positions, k_valid=k_valid)
+
+  def _append_ring(self, k, v, mask):
+    slots, t = self.k.shape[1], k.shape[1]
+    new_valid = jnp.ones(mask.k_pos.shape, bool) if mask.k_valid is None else mask.k_valid  # [batch, t]
+    count = new_valid.sum(axis=1, dtype=jnp.int32)
+    step = jnp.arange(t)
+    # The valid tokens lead (right padding): the last `slots` of them go to slots index + j mod slots, the others
+    # to slot `slots`, out of range, which the scatter drops.
+    kept = new_valid & (step >= count[:, None] - slots)
+    target = jnp.where(kept, (self.index[:, None] + step) % slots, slots)  # [batch, t]
+    write = jax.vmap(lambda buffer, update, at: buffer.at[at].set(update.astype(buffer.dtype), mode="drop"))
+    cache = self.replace(k=write(self.k, k, target), v=write(self.v, v, target),
+                         positions=write(self.positions, mask.k_pos, target), index=self.index + count)
+    seen = jnp.concatenate([jnp.arange(slots) < self.index[:, None], new_valid], axis=1)  # [batch, slots + t]
+    after = lambda old, new: jnp.concatenate([old, new.astype(old.dtype)], axis=1)
+    mask = mask.replace(k_pos=after(self.positions, mask.k_pos), k_valid=seen)
+    return cache, after(self.k, k), after(self.v, v), mask
 
 
 def write_at(buffer: jax.Array, update: jax.Array, start: jax.Array) -> jax.Array:
@@ -151,13 +180,14 @@ class Core:
       raise ValueError(f"attention impl {self.name!r} {reason}; use impl={serving}")
 
   def init_cache(self, batch: int, cache_length: int, *, heads: int, kv_heads: int, qk_dim: int, v_dim: int,
-                 dtype) -> Any:
+                 dtype, window: int | None = None) -> Any:
     """An empty decoding cache for `batch` sequences of up to `cache_length` tokens: `cache_length` slots of keys
-    and values, kv heads only."""
+    and values, kv heads only; a layer with a shorter sliding `window` keeps a ring of `window` slots."""
     del heads
-    shape = (batch, cache_length, kv_heads)
+    ring = window is not None and window < cache_length
+    shape = (batch, window if ring else cache_length, kv_heads)
     return KVCache(k=jnp.zeros((*shape, qk_dim), dtype), v=jnp.zeros((*shape, v_dim), dtype),
-                   positions=jnp.zeros(shape[:2], jnp.int32), index=jnp.zeros((batch,), jnp.int32))
+                   positions=jnp.zeros(shape[:2], jnp.int32), index=jnp.zeros((batch,), jnp.int32), ring=ring)
 
   def __call__(
       self,
@@ -177,8 +207,7 @@ class Core:
     del noise
     self.check(terms, dropout_rate, transform)
     if cache is not None:
-      cache, mask = cache.append(k, v, mask)
-      k, v = cache.k, cache.v
+      cache, k, v, mask = cache.append(k, v, mask)
     if transform is not None:
       q, k = transform(q, k, mask.q_pos, mask.k_pos)
     out = self.attend(q, k, v, mask=mask, bias=terms.bias, scale=terms.scale, softmax_scale=softmax_scale,
@@ -259,8 +288,10 @@ class LinearOptions:
 @register("linear")
 class Linear(Core):
   """Causal attention by prefix sums over a recurrent state (`linear.LinearState`, which is also its decoding
-  cache: O(features · v_dim) per kv head whatever the prefix length), non-causal by contracting keys first. Segment
-  masks are not served; FAVOR+ draws its projection from the "features" stream at every call."""
+  cache: O(features · v_dim) per kv head whatever the prefix length), non-causal by contracting keys first. With a
+  sliding window, from the window's keys themselves (`linear.windowed_linear_attention`; a state cannot forget the
+  keys that leave the window), whose decoding cache is a ring of the window's keys and values like softmax
+  attention's. Segment masks are not served; FAVOR+ draws its projection from the "features" stream at every call."""
 
   Options: ClassVar[type] = LinearOptions
   terms: ClassVar[tuple[type[Term], ...]] = ()
@@ -271,7 +302,10 @@ class Linear(Core):
   def noise(self) -> str | None:
     return "features" if self.options.feature_map == "favor" else None
 
-  def init_cache(self, batch, cache_length, *, heads, kv_heads, qk_dim, v_dim, dtype):
+  def init_cache(self, batch, cache_length, *, heads, kv_heads, qk_dim, v_dim, dtype, window=None):
+    if window is not None:  # a ring of min(window, cache_length) slots, the call's keys always after it
+      return super().init_cache(batch, min(window, cache_length), heads=heads, kv_heads=kv_heads, qk_dim=qk_dim,
+                                v_dim=v_dim, dtype=dtype).replace(ring=True)
     del cache_length, heads, dtype  # the state is a sum over the keys so far: it has no slots
     features = self.options.num_features if self.options.feature_map == "favor" else qk_dim
     return linear.LinearState.empty(batch, kv_heads, features, v_dim)
@@ -282,6 +316,8 @@ class Linear(Core):
     self.check(terms, dropout_rate, transform)
     if mask.q_segment_ids is not None or mask.k_segment_ids is not None:
       raise ValueError("linear attention does not support segment_ids (packed sequences)")
+    if mask.window is not None and cache is not None:  # the ring's keys, then the call's
+      cache, k, v, mask = cache.append(k, v, mask)
     softmax_scale = q.shape[-1] ** -0.5 if softmax_scale is None else softmax_scale
     projection = None
     if self.noise is not None:  # FAVOR+: one draw per call, shared by heads
@@ -290,7 +326,9 @@ class Linear(Core):
       projection = linear.orthogonal_random_features(noise, self.options.num_features, q.shape[-1])
     q_features, k_log = linear.kernel_features(self.options.feature_map, q, k, softmax_scale=softmax_scale,
                                                projection=projection)
-    if cache is None:
+    if mask.window is not None:
+      out = linear.windowed_linear_attention(q_features, k_log, v, mask)
+    elif cache is None:
       out = linear.linear_attention(q_features, k_log, v, causal=mask.causal, k_valid=mask.k_valid)
     else:  # a continuation of the recurrent state: the new tokens follow the cached ones
       out, cache = linear.causal_linear_attention(q_features, k_log, v, cache, k_valid=mask.k_valid)
@@ -304,7 +342,7 @@ class Auto(Core):
   dropout: ClassVar[bool] = True
 
   def __call__(self, q, k, v, terms, mask, cache=None, **kwargs):
-    k_len = k.shape[1] if cache is None else cache.k.shape[1]
+    k_len = k.shape[1] if cache is None else cache.k.shape[1] + (q.shape[1] if cache.ring else 0)
     choice = auto_choice(q.shape[1], k_len, kwargs.get("dropout_rate", 0.0), terms=(*terms.bias, *(
         [] if terms.scale is None else [terms.scale])))
     return build(choice)(q, k, v, terms, mask, cache, **kwargs)

@@ -17,6 +17,9 @@ consistent when a larger key arrives. Queries are stabilised per row (the factor
 Keys and values may have fewer heads than the queries (grouped-query attention): query head h reads kv head
 h // (heads / kv_heads), and the state keeps kv heads only — a key's features do not depend on the query head.
 
+A sliding window (`windowed_linear_attention`) sums the kernel over the window's keys themselves, chunk by chunk,
+with no state: a state cannot forget the keys that leave the window.
+
 Causality follows array order (positions ascending within a sequence, as in every zoo family); padded keys
 contribute nothing (the reference Performer let them in); a query that sees no key outputs 0.
 """
@@ -28,6 +31,7 @@ import jax.numpy as jnp
 from flax import nnx, struct
 
 from zoo.attention.grouped import group_size
+from zoo.attention.masks import AttentionMask
 
 FEATURE_MAPS = ("favor", "relu")
 RELU_EPSILON = 1e-3
@@ -228,3 +232,49 @@ def causal_linear_attention(
   state, out = jax.lax.scan(step, state, xs)
   return out.swapaxes(0, 1).reshape(batch, padded, heads, v.shape[-1])[:, :length], state
 
+
+
+def windowed_linear_attention(
+    q_features: jax.Array,  # [batch, length, heads, features]
+    k_log_features: jax.Array,  # [batch, prefix + length, kv_heads, features]: cached keys, then the call's own
+    v: jax.Array,  # [batch, prefix + length, kv_heads, v_dim]
+    mask: AttentionMask,  # the queries' and those keys' positions and validity; causal, with a window
+) -> jax.Array:  # [batch, length, heads, v_dim] float32
+  """Sliding-window linear attention: query i sums φ(q_i)·φ(k_j) v_j over the keys its mask shows (not after it,
+  fewer than `mask.window` positions behind it, valid) and divides by Σ φ(q_i)·φ(k_j) over the same keys.
+
+  Exactly, from the keys themselves: the window's sum as a difference of prefix sums S_i − S_{i−window} would cancel
+  catastrophically once the keys that left the window dominate S_i. The call's keys are cut into chunks of `window`:
+  positions increase along a sequence, so a query chunk's window lies in the `prefix` keys (a decoding cache's ring),
+  the chunk before it and its own — a masked [window, prefix + 2·window] product per chunk, O(length · (prefix +
+  window)) for the call. Each chunk's keys are stabilised by their largest log-feature (the factor cancels)."""
+  window = mask.window
+  batch, length, heads, _ = q_features.shape
+  prefix, kv_heads = k_log_features.shape[1] - length, k_log_features.shape[2]
+  chunks = -(-length // window)
+  padded = chunks * window
+  k_valid = jnp.ones(mask.k_pos.shape, bool) if mask.k_valid is None else mask.k_valid
+
+  def per_chunk(keys, fill):
+    """[batch, prefix + length, ...] -> [batch · chunks, prefix + 2 · window, ...]: chunk n's keys are the prefix
+    and the call's keys (n − 1) · window .. (n + 1) · window − 1 (a chunk of `fill` before the first)."""
+    call = keys[:, prefix:]
+    call = jnp.pad(call, [(0, 0), (window, padded - length)] + [(0, 0)] * (call.ndim - 2), constant_values=fill)
+    spans = call[:, jnp.arange(chunks)[:, None] * window + jnp.arange(2 * window)]  # [batch, chunks, 2·window, ...]
+    cached = jnp.broadcast_to(keys[:, None, :prefix], (batch, chunks, *keys[:, :prefix].shape[1:]))
+    both = jnp.concatenate([cached, spans], axis=2)
+    return both.reshape(batch * chunks, *both.shape[2:])
+
+  def per_query_chunk(x, mode="constant"):  # [batch, length, ...] -> [batch · chunks, window, ...]
+    x = jnp.pad(x, [(0, 0), (0, padded - length)] + [(0, 0)] * (x.ndim - 2), mode=mode)
+    return x.reshape(batch * chunks, window, *x.shape[2:])
+
+  allowed = AttentionMask(q_pos=per_query_chunk(mask.q_pos, "edge"), k_pos=per_chunk(mask.k_pos, 0),
+                          k_valid=per_chunk(k_valid, False), causal=mask.causal, window=window).dense()
+  k_log = per_chunk(_masked(k_log_features, k_valid), -jnp.inf)  # [batch · chunks, keys, kv_heads, features]
+  k_c = jnp.exp(k_log - _max_key(k_log)[:, None, :, None])
+  q_c = _grouped(per_query_chunk(q_features.astype(jnp.float32)), kv_heads)  # [batch · chunks, window, kv, g, f]
+  scores = jnp.where(allowed[:, :, None], jnp.einsum("bihgm,bjhm->bhgij", q_c, k_c), 0.0)
+  numerator = jnp.einsum("bhgij,bjhd->bihgd", scores, per_chunk(v.astype(jnp.float32), 0.0))
+  out = safe_divide(numerator, scores.sum(axis=-1).transpose(0, 3, 1, 2))  # [batch · chunks, window, kv, g, v_dim]
+  return out.reshape(batch, padded, heads, v.shape[-1])[:, :length]

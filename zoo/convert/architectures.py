@@ -246,19 +246,34 @@ def rope_options(c: Mapping[str, Any]) -> dict[str, Any]:
   return options
 
 
+def sliding_window(c: Mapping[str, Any]) -> int | None:
+  """The attention window of every layer: Mistral's and Phi-3's `sliding_window` (all layers), Qwen2's on the layers its
+  `layer_types` mark "sliding_attention" (by default those from `max_window_layers` on, with `use_sliding_window`);
+  None without one. zoo's layers share one attention config: a model that windows only some layers is refused."""
+  kind, window = c["model_type"], c.get("sliding_window")
+  if kind in ("mistral", "phi3") or window is None:
+    return window
+  if kind != "qwen2" or not c.get("use_sliding_window"):
+    return None
+  first = c.get("max_window_layers", 28)
+  types = c.get("layer_types") or ["sliding_attention" if i >= first else "full_attention"
+                                   for i in range(c["num_hidden_layers"])]
+  sliding = sum(t == "sliding_attention" for t in types)
+  if 0 < sliding < len(types):
+    raise ConversionError(f"{kind}: sliding_window={window} on {sliding} of {len(types)} layers is not supported: "
+                          f"zoo's layers share one attention window (supported: every layer or none)")
+  return window if sliding else None
+
+
 def llama_options(c: Mapping[str, Any]) -> dict[str, Any]:
   kind = c["model_type"]
-  window = c.get("sliding_window") if (kind in ("mistral", "phi3") or c.get("use_sliding_window")) else None
-  if window is not None and window < c["max_position_embeddings"]:
-    raise ConversionError(f"{kind}: sliding_window={window} is shorter than max_position_embeddings="
-                          f"{c['max_position_embeddings']}; zoo has no sliding-window attention")
   heads = c["num_attention_heads"]
   qkv_bias = c.get("attention_bias", False) or kind == "qwen2"
   return dict(vocab_size=c["vocab_size"], num_layers=c["num_hidden_layers"], d_model=c["hidden_size"],
               max_length=c["max_position_embeddings"],
               attention=dict(num_heads=heads, num_kv_heads=c.get("num_key_value_heads") or heads,
                              head_dim=c.get("head_dim") or c["hidden_size"] // heads, qkv_bias=qkv_bias,
-                             out_bias=c.get("attention_bias", False)),
+                             out_bias=c.get("attention_bias", False), window=sliding_window(c)),
               mlp=dict(dim=c["intermediate_size"], activation=activation(c, "hidden_act", {"silu": "swiglu"}),
                        bias=c.get("mlp_bias", False)),
               norm=dict(kind="rmsnorm", position="pre", eps=c.get("rms_norm_eps", 1e-6)),
@@ -347,12 +362,20 @@ def llama_config(o: Mapping[str, Any]) -> dict[str, Any]:
   if a["qkv_bias"] != a["out_bias"]:
     raise ConversionError("export: LLaMA has one attention_bias for q, k, v and the output; this model has "
                           f"attention.qkv_bias={a['qkv_bias']}, attention.out_bias={a['out_bias']}")
-  return dict(model_type="llama", architectures=["LlamaForCausalLM"], vocab_size=o["vocab_size"],
-              num_hidden_layers=o["num_layers"], hidden_size=o["d_model"], num_attention_heads=a["num_heads"],
-              num_key_value_heads=a["num_kv_heads"], head_dim=a["head_dim"], intermediate_size=o["mlp"]["dim"],
-              hidden_act="silu", rms_norm_eps=o["norm"]["eps"], max_position_embeddings=o["max_length"],
-              rope_parameters=parameters, attention_bias=a["qkv_bias"], mlp_bias=o["mlp"]["bias"],
-              tie_word_embeddings=o["tie_embeddings"], attention_dropout=0.0)
+  config = dict(model_type="llama", architectures=["LlamaForCausalLM"], vocab_size=o["vocab_size"],
+                num_hidden_layers=o["num_layers"], hidden_size=o["d_model"], num_attention_heads=a["num_heads"],
+                num_key_value_heads=a["num_kv_heads"], head_dim=a["head_dim"], intermediate_size=o["mlp"]["dim"],
+                hidden_act="silu", rms_norm_eps=o["norm"]["eps"], max_position_embeddings=o["max_length"],
+                rope_parameters=parameters, attention_bias=a["qkv_bias"], mlp_bias=o["mlp"]["bias"],
+                tie_word_embeddings=o["tie_embeddings"], attention_dropout=0.0)
+  if a["window"] is None:
+    return config
+  # A sliding window: Mistral, LLaMA's layout with `sliding_window` and no biases.
+  if a["qkv_bias"] or o["mlp"]["bias"]:
+    raise ConversionError("export: a windowed decoder is written as Mistral, which has no biases; this model has "
+                          f"attention.qkv_bias={a['qkv_bias']}, mlp.bias={o['mlp']['bias']}")
+  del config["attention_bias"], config["mlp_bias"]
+  return dict(config, model_type="mistral", architectures=["MistralForCausalLM"], sliding_window=a["window"])
 
 
 def phi3_options(c: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,9 @@ windows of that length, and reports the mean next-byte loss (nats) over all posi
 window differs only in how much context its later bytes see); position tables sized by the training length
 (`learned`'s) keep their initial values past it. `rope+<scaling>` (linear, ntk, yarn) starts from the trained RoPE
 run, sets RoPE's `scaling` with factor 4 for contexts of 4 L, fine-tunes for `finetune_steps` at 2 L and is
-evaluated like the others (the papers' recipe: a short fine-tune at the longer length).
+evaluated like the others (the papers' recipe: a short fine-tune at the longer length). `<pe>+window` (`rope+window`:
+Mistral's attention) trains the encoding with a sliding attention window of `WINDOW` tokens: every length then reads
+the same span of context, the baseline of Chi et al.'s receptive-field analysis (the Sandwich paper).
 """
 
 from __future__ import annotations
@@ -32,9 +34,10 @@ from zoo.train import param_paths
 
 MULTIPLES = (1, 2, 4, 8, 16)
 DEFAULT_ENCODINGS = ("sinusoidal", "learned", "rope", "xpos", "alibi", "kerple_log", "kerple_power", "sandwich",
-                     "fire", "cope", "t5_bias", "rope+yarn")
+                     "fire", "cope", "t5_bias", "rope+yarn", "rope+window")
 SCALINGS = ("linear", "ntk", "yarn")
 SCALING_FACTOR = 4
+WINDOW = 16  # `<pe>+window`: each query sees its 16 latest positions, its own included
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,8 +77,10 @@ def held_out_bytes(max_files: int) -> np.ndarray:
                        np.uint8).astype(np.int32)
 
 
-def run_config(setup: Setup, variant: str, pe: str, pe_options: dict, length: int, steps: int) -> dict:
-  """configs/lm_bytes.py with the decoder's default architecture at the study's sizes and the chunked core."""
+def run_config(setup: Setup, variant: str, pe: str, pe_options: dict, length: int, steps: int,
+               window: int | None = None) -> dict:
+  """configs/lm_bytes.py with the decoder's default architecture at the study's sizes and the chunked core (with a
+  sliding `window`, if given)."""
   config = config_for(lm_bytes, pe, variant, task={"length": length, "max_files": setup.max_files},
                       optimizer={"learning_rate": setup.learning_rate, "warmup_steps": 0, "weight_decay": 0.01,
                                  "clip_norm": 0.0},
@@ -84,6 +89,8 @@ def run_config(setup: Setup, variant: str, pe: str, pe_options: dict, length: in
   config["model"] = {"num_layers": setup.num_layers, "d_model": setup.d_model,
                      "attention": {"num_heads": setup.num_heads, "impl": "chunked"},
                      "positional": {"name": pe, "options": pe_options}}
+  if window is not None:
+    config["model"]["attention"]["window"] = window
   return config
 
 
@@ -120,13 +127,18 @@ class Extrapolate(Experiment):
   takes = ("encodings", "steps")
 
   def runs(self, variant: str, options: Options = Options()) -> list[Run]:
-    """One run per encoding; `rope+<scaling>` fine-tunes the `rope` run, which runs first (added when not asked)."""
+    """One run per encoding; `rope+<scaling>` fine-tunes the `rope` run, which runs first (added when not asked);
+    `<pe>+window` trains on its own."""
     setup = setup_for(variant, options.steps)
     labels = {"train_length": setup.length, "steps": setup.steps, "finetune_steps": setup.finetune_steps,
               "eval_windows": setup.eval_windows}
     runs: dict[str, Run] = {}
     for name in options.encodings or DEFAULT_ENCODINGS:
       base, _, scaling = name.partition("+")
+      if scaling == "window":
+        runs[name] = Run(name, {"encoding": name, **labels},
+                         run_config(setup, variant, base, {}, setup.length, setup.steps, window=WINDOW))
+        continue
       if base not in runs:
         runs[base] = Run(base, {"encoding": base, **labels},
                          run_config(setup, variant, base, {}, setup.length, setup.steps))
@@ -139,8 +151,9 @@ class Extrapolate(Experiment):
 
   def check(self, options: Options) -> str | None:
     valid = [*positional.available(), *(f"rope+{s}" for s in SCALINGS)]
-    if unknown := [n for n in options.encodings if n not in valid]:
-      return f"unknown encoding {unknown[0]!r}; valid choices: {', '.join(valid)}"
+    windowed = lambda name: name.endswith("+window") and name.removesuffix("+window") in positional.available()
+    if unknown := [n for n in options.encodings if n not in valid and not windowed(n)]:
+      return f"unknown encoding {unknown[0]!r}; valid choices: {', '.join(valid)}, or <encoding>+window"
     return None
 
   def row(self, run: Run, summary: dict, workdir: pathlib.Path) -> dict:

@@ -75,12 +75,20 @@ class TransformerConfig:
           f"model: attention.qk_rank must be None (full rank) or in 1..head_dim ({head_dim}), got {a.qk_rank}")
     if a.logits == "positional":
       check_positional_logits(self.positional.name)
+    check(a.window is None or self.causal_attention,
+          f"model: attention.window needs causal attention (the decoder family, or the encoder family's causal=True), "
+          f"got window={a.window}")
     reason = incompatibility(self.positional.name, a.impl, self.positional.options, relation=self.relation)
     check(reason is None, f"model: {reason}")
 
   @property
   def compute_dtype(self):
     return DTYPES[self.dtype]
+
+  @property
+  def causal_attention(self) -> bool:
+    """Whether the family's attention is causal (the decoder's always, the encoder's by option, a graph's never)."""
+    return False
 
 
 def check_positional_logits(pe: str) -> None:
@@ -180,7 +188,15 @@ class EncoderConfig(TransformerConfig):
     check(not self.causal or self.head == "token", f"model: causal=True needs head='token' (a pooled head reads "
                                                    f"every position), got head={self.head!r}")
 
+  @property
+  def causal_attention(self) -> bool:
+    return self.causal
+
 
 @dataclasses.dataclass(frozen=True)
 class DecoderConfig(TransformerConfig):
   tie_embeddings: bool = True  # the output projection is the transposed token embedding
+
+  @property
+  def causal_attention(self) -> bool:
+    return True

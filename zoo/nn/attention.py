@@ -82,6 +82,9 @@ class AttentionConfig:
   # dot-product-free attention).
   logits: Literal["content", "positional"] = "content"
   temperature: float = 1.0  # divides q·kᵀ/√d (not the bias): → 0 approaches hardmax attention
+  # Sliding-window attention (Mistral's `sliding_window`): a query sees the `window` latest positions, its own
+  # included (`zoo.attention.masks`); a causal family only. The KV cache then keeps min(window, length) slots.
+  window: int | None = None
 
   def __post_init__(self):
     check(self.num_heads >= 1, f"model.attention: num_heads must be >= 1, got {self.num_heads}")
@@ -95,6 +98,8 @@ class AttentionConfig:
           f"model.attention: qk_rank must be None (full rank) or >= 1, got {self.qk_rank}")
     check(self.qk_rank is None or self.logits == "content",
           "model.attention: qk_rank needs logits='content' (positional logits have no W_Q, W_K)")
+    check(self.window is None or self.window >= 1,
+          f"model.attention: window must be None (no window) or >= 1, got {self.window}")
     cls = attention.core_class(self.impl)
     from_options(cls.Options, self.core, what=f"model.attention.core (impl={self.impl!r})")
     object.__setattr__(self, "core", FrozenDict(self.core))  # hashable, so the model can be static
@@ -163,12 +168,13 @@ class SelfAttention(nnx.Module):
     return nnx.eval_shape(lambda enc, x, c: enc.transform_qk(x, x, c, c)[1], self.encoding, x, coords).shape[-1]
 
   def init_cache(self, batch: int, cache_length: int) -> LayerCache:
-    """An empty decoding cache of the core for `batch` sequences of up to `cache_length` tokens."""
+    """An empty decoding cache of the core for `batch` sequences of up to `cache_length` tokens (with a window: of
+    the last `window` of them)."""
     c = self.config
     kv_heads = c.num_heads if self.keys_per_head else c.resolved_kv_heads
     qk_dim = self.head_dim if self.encoding.transform_per_call else self.qk_dim()  # keys as projected, or transformed
     return self.core.init_cache(batch, cache_length, heads=c.num_heads, kv_heads=kv_heads, qk_dim=qk_dim,
-                                v_dim=self.head_dim, dtype=self.dtype)
+                                v_dim=self.head_dim, dtype=self.dtype, window=c.window)
 
   def __call__(
       self,
@@ -195,7 +201,8 @@ class SelfAttention(nnx.Module):
       raise ValueError("a relation between tokens needs attention without a decoding cache")
     positions = coords.positions
     mask = AttentionMask(q_pos=positions, k_pos=positions, q_segment_ids=context.segment_ids,
-                         k_segment_ids=context.segment_ids, k_valid=context.valid, causal=self.causal)
+                         k_segment_ids=context.segment_ids, k_valid=context.valid, causal=self.causal,
+                         window=c.window)
     # Terms are evaluated at the core's mask positions (with a cache: its slots), so the new tokens' coordinates
     # describe them whatever the cache holds.
     terms = Terms(*attention_terms(self.encoding, coords, coords))

@@ -16,6 +16,9 @@ Drivers:
   blocks of full-length refs (the layout of JAX's GPU `mha`), since Triton programs cannot carry scratch across grid
   steps. Not run on GPU hardware here; on CPU it runs in interpret mode like the TPU driver.
 
+Both drivers skip a tile in which no key is visible (`Layout.may_attend`: causal, sliding window), forward and
+backward: a Mosaic grid step does nothing under `pl.when`, a Triton loop passes its carry on through a `lax.cond`.
+
 Backward = two kernels, as in FlashAttention-2: one per key block (dK, dV and the table gradients, summed over query
 blocks) and one per query block (dQ, summed over key blocks); each recomputes P from the saved log-sum-exp.
 """
@@ -185,6 +188,13 @@ def _when(condition):
   return (lambda body: body()) if condition is True else pl.when(condition)
 
 
+def _unless_skipped(layout: Layout, q_info, k_info, update, carry):
+  """`update(carry)` for a tile with a visible key, `carry` as it is for one without (`Layout.may_attend`): how the
+  Triton drivers' loops skip tiles, as `_when` skips grid steps of the Mosaic ones."""
+  may = layout.may_attend(q_info, k_info)
+  return update(carry) if may is True else lax.cond(may, update, lambda c: c, carry)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Forward
 # ----------------------------------------------------------------------------------------------------------------
@@ -218,7 +228,9 @@ def _forward_gpu_kernel(layout, bk, q_ref, k_ref, v_ref, qi_ref, ki_ref, *refs):
 
   def step(kb, carry):
     keys = pl.ds(kb * bk, bk)
-    return forward_update(layout, carry, q, k_ref[keys, :], v_ref[keys, :], q_info, ki_ref[:, keys], tables)
+    k_info = ki_ref[:, keys]
+    update = lambda c: forward_update(layout, c, q, k_ref[keys, :], v_ref[keys, :], q_info, k_info, tables)
+    return _unless_skipped(layout, q_info, k_info, update, carry)
 
   carry = lax.fori_loop(0, k_ref.shape[0] // bk, step, forward_init(q.shape[0], v_ref.shape[-1]))
   out, lse = forward_finish(*carry)
@@ -325,8 +337,10 @@ def _dkv_gpu_kernel(layout, widths, bq, q_ref, k_ref, v_ref, do_ref, lse_ref, de
 
   def step(qb, carry):
     rows = pl.ds(qb * bq, bq)
-    return _dkv_step(layout, widths, q_ref[rows, :], k, v, do_ref[rows, :], lse_ref[:, rows],
-                     delta_ref[:, rows], qi_ref[rows, :], k_info, tables, *carry)
+    q_info = qi_ref[rows, :]
+    update = lambda c: _dkv_step(layout, widths, q_ref[rows, :], k, v, do_ref[rows, :], lse_ref[:, rows],
+                                 delta_ref[:, rows], q_info, k_info, tables, *c)
+    return _unless_skipped(layout, q_info, k_info, update, carry)
 
   init = (jnp.zeros(k.shape, jnp.float32), jnp.zeros(v.shape, jnp.float32),
           [jnp.zeros((1, w), jnp.float32) for w in widths])
@@ -343,8 +357,9 @@ def _dq_gpu_kernel(layout, bk, q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, 
 
   def step(kb, dq):
     keys = pl.ds(kb * bk, bk)
-    return _dq_step(layout, q, k_ref[keys, :], v_ref[keys, :], do, lse, delta, q_info, ki_ref[:, keys],
-                    tables, dq)
+    k_info = ki_ref[:, keys]
+    update = lambda c: _dq_step(layout, q, k_ref[keys, :], v_ref[keys, :], do, lse, delta, q_info, k_info, tables, c)
+    return _unless_skipped(layout, q_info, k_info, update, dq)
 
   dq = lax.fori_loop(0, k_ref.shape[0] // bk, step, jnp.zeros(q.shape, jnp.float32))
   dq_ref[...] = dq.astype(dq_ref.dtype)

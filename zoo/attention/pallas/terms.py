@@ -35,6 +35,7 @@ class Layout:
   bias: tuple[KernelTerm, ...]  # static terms (no arrays)
   scale: KernelTerm | None  # URPE's C, applied after the softmax
   causal: bool
+  window: int | None  # sliding window: keys less than `window` positions behind the query
   segments: tuple[int, int] | None  # (q_info column, k_info row) of the segment ids
   valid_row: int | None  # k_info row of key validity (1 valid, 0 padding)
   softmax_scale: float
@@ -50,6 +51,8 @@ class Layout:
     allowed = jnp.ones(shape, bool)
     if self.causal:
       allowed &= k_positions(k_info) <= q_positions(q_info)
+    if self.window is not None:
+      allowed &= k_positions(k_info) > q_positions(q_info) - self.window
     if self.segments is not None:
       col, row = self.segments
       allowed &= q_info[:, col:col + 1] == k_info[row:row + 1, :]
@@ -58,11 +61,15 @@ class Layout:
     return allowed
 
   def may_attend(self, q_info: jax.Array, k_info: jax.Array):
-    """False only where no key of the tile can be seen (causal: every key position after every query position), so
-    the kernel skips the tile; decided from positions, which makes it right for packing and KV-cache offsets too."""
-    if not self.causal:
-      return True
-    return jnp.min(k_positions(k_info)) <= jnp.max(q_positions(q_info))
+    """False only where no key of the tile can be seen (causal: every key position after every query position;
+    window: every key position `window` or more behind every query position), so the kernel skips the tile; decided
+    from positions, which makes it right for packing and KV-cache offsets too."""
+    may = True
+    if self.causal:
+      may = jnp.min(k_positions(k_info)) <= jnp.max(q_positions(q_info))
+    if self.window is not None:
+      may = jnp.logical_and(may, jnp.max(k_positions(k_info)) > jnp.min(q_positions(q_info)) - self.window)
+    return may
 
 
 def table_width(rows: int) -> int:
@@ -116,5 +123,6 @@ def prepare(mask: AttentionMask, bias: Sequence[KernelTerm], scale: KernelTerm |
   q_info = _pad_to(q_info, 2, pl.next_power_of_2(q_info.shape[2]))
   k_info = _pad_to(k_info, 1, pl.next_power_of_2(k_info.shape[1]))
   layout = Layout(bias=tuple(t.static(backend) for t in bias), scale=None if scale is None else scale.static(backend),
-                  causal=mask.causal, segments=segments, valid_row=valid_row, softmax_scale=float(softmax_scale))
+                  causal=mask.causal, window=mask.window, segments=segments, valid_row=valid_row,
+                  softmax_scale=float(softmax_scale))
   return layout, q_info, k_info, operands
