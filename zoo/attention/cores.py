@@ -16,7 +16,8 @@ contractions (`zoo.attention.grouped`), never through a repeated copy.
 
 * "xla" — the reference: dense logits, O(L²) memory, every term type, the only one with attention dropout.
 * "chunked" — blockwise online softmax in XLA loops, O(L) memory (plus a relation's own O(L²) array); every term type.
-* "pallas" — fused flash kernels (Mosaic on TPU, Triton on GPU, the interpreter on CPU), `KernelTerm`s in-kernel.
+* "pallas" — fused flash kernels (Mosaic on TPU, Triton on GPU, the interpreter on CPU), `KernelTerm`s and
+  `TokenCumulative`s in-kernel.
 * "linear" — kernelized attention (Performer FAVOR+ or ReLU features), O(L) time and memory, for SPE; serves no
   term and keeps a recurrent state instead of keys and values when decoding (so no per-call transform either: xPos).
 * "auto" — the safe choice per call (MaxText's `attention=autoselected` habit), resolved in `auto_choice` only.
@@ -34,7 +35,7 @@ from flax import struct
 
 from zoo import sharding
 from zoo.attention import linear
-from zoo.attention.bias import KernelTerm, Term
+from zoo.attention.bias import KernelTerm, Term, TokenCumulative
 from zoo.attention.chunked import chunked_attention
 from zoo.attention.masks import AttentionMask
 from zoo.attention.pallas import flash_attention
@@ -61,28 +62,40 @@ Transform = Callable[[jax.Array, jax.Array, jax.Array, jax.Array], tuple[jax.Arr
 @struct.dataclass
 class KVCache:
   """One softmax-attention layer's keys and values for cached decoding, the position of the token in each slot (the
-  decoder writes position s into slot s; explicit positions go where the tokens go) and the next slot to write."""
+  decoder writes position s into slot s; explicit positions go where the tokens go), the next slot to write, and the
+  running sum of each slot's token for every `TokenCumulative` term of the layer (FoX: the forget gates' Σ log f)."""
 
   k: jax.Array  # [batch, cache_length, kv_heads, qk_dim]: transformed by `transform_qk` unless it is per call
   v: jax.Array  # [batch, cache_length, kv_heads, v_dim]
   positions: jax.Array  # [batch, cache_length] int32; 0 in unwritten slots
   index: jax.Array  # [batch] int32: how many slots of each sequence are written (the next one to write)
+  sums: tuple[jax.Array, ...] = ()  # [batch, cache_length, heads] float32 per `TokenCumulative` bias term, in order
 
-  def append(self, k: jax.Array, v: jax.Array, mask: AttentionMask) -> tuple[KVCache, AttentionMask]:
+  def append(self, k: jax.Array, v: jax.Array, mask: AttentionMask,
+             terms: Terms) -> tuple[KVCache, AttentionMask, Terms]:
     """The cache with the new keys and values [batch, t, kv_heads, ...] and their positions (`mask.k_pos`) written
-    from slot `index` on (the valid ones kept: right-padded tokens are overwritten by the next call), and `mask`'s
-    key side moved onto the cache slots: their positions, valid where written."""
+    from slot `index` on (the valid ones kept: right-padded tokens are overwritten by the next call), `mask`'s key
+    side moved onto the cache slots (their positions, valid where written), and `terms` on the slots too: each
+    `TokenCumulative` continued from the cached running sums, which it extends (`TokenCumulative.on_slots`)."""
     if mask.q_segment_ids is not None:
       raise ValueError("cached decoding does not support segment_ids (packed sequences)")
+    cumulative = [i for i, term in enumerate(terms.bias) if isinstance(term, TokenCumulative)]
+    if len(cumulative) != len(self.sums):
+      raise ValueError(f"the decoding cache keeps {len(self.sums)} running sums, but the layer's terms have "
+                       f"{len(cumulative)} TokenCumulative terms")
+    bias, sums = list(terms.bias), []
+    for i, stored in zip(cumulative, self.sums):
+      bias[i], stored = bias[i].on_slots(stored, self.index)
+      sums.append(stored)
     batch, cache_length = self.k.shape[:2]
     index = self.index
     new_valid = jnp.ones(mask.k_pos.shape, bool) if mask.k_valid is None else mask.k_valid
     cache = KVCache(k=write_at(self.k, k, index), v=write_at(self.v, v, index),
                     positions=write_at(self.positions, mask.k_pos, index),
-                    index=index + new_valid.sum(axis=1, dtype=jnp.int32))
+                    index=index + new_valid.sum(axis=1, dtype=jnp.int32), sums=tuple(sums))
     slots = jnp.arange(cache_length)
     k_valid = (slots < index[:, None]) | write_at(jnp.zeros((batch, cache_length), bool), new_valid, index)
-    return cache, mask.replace(k_pos=cache.positions, k_valid=k_valid)
+    return cache, mask.replace(k_pos=cache.positions, k_valid=k_valid), terms._replace(bias=tuple(bias))
 
 
 def write_at(buffer: jax.Array, update: jax.Array, start: jax.Array) -> jax.Array:
@@ -151,13 +164,13 @@ class Core:
       raise ValueError(f"attention impl {self.name!r} {reason}; use impl={serving}")
 
   def init_cache(self, batch: int, cache_length: int, *, heads: int, kv_heads: int, qk_dim: int, v_dim: int,
-                 dtype) -> Any:
+                 dtype, sums: int = 0) -> Any:
     """An empty decoding cache for `batch` sequences of up to `cache_length` tokens: `cache_length` slots of keys
-    and values, kv heads only."""
-    del heads
+    and values, kv heads only, and of `sums` running sums per query head (one per `TokenCumulative` term)."""
     shape = (batch, cache_length, kv_heads)
     return KVCache(k=jnp.zeros((*shape, qk_dim), dtype), v=jnp.zeros((*shape, v_dim), dtype),
-                   positions=jnp.zeros(shape[:2], jnp.int32), index=jnp.zeros((batch,), jnp.int32))
+                   positions=jnp.zeros(shape[:2], jnp.int32), index=jnp.zeros((batch,), jnp.int32),
+                   sums=tuple(jnp.zeros((batch, cache_length, heads), jnp.float32) for _ in range(sums)))
 
   def __call__(
       self,
@@ -177,7 +190,7 @@ class Core:
     del noise
     self.check(terms, dropout_rate, transform)
     if cache is not None:
-      cache, mask = cache.append(k, v, mask)
+      cache, mask, terms = cache.append(k, v, mask, terms)
       k, v = cache.k, cache.v
     if transform is not None:
       q, k = transform(q, k, mask.q_pos, mask.k_pos)
@@ -241,7 +254,7 @@ class PallasOptions:
 @register("pallas")
 class Pallas(Core):
   Options: ClassVar[type] = PallasOptions
-  terms: ClassVar[tuple[type[Term], ...]] = (KernelTerm,)
+  terms: ClassVar[tuple[type[Term], ...]] = (KernelTerm, TokenCumulative)
 
   def attend(self, q, k, v, **kwargs):
     return flash_attention(q, k, v, **kwargs, **dataclasses.asdict(self.options))
@@ -271,8 +284,8 @@ class Linear(Core):
   def noise(self) -> str | None:
     return "features" if self.options.feature_map == "favor" else None
 
-  def init_cache(self, batch, cache_length, *, heads, kv_heads, qk_dim, v_dim, dtype):
-    del cache_length, heads, dtype  # the state is a sum over the keys so far: it has no slots
+  def init_cache(self, batch, cache_length, *, heads, kv_heads, qk_dim, v_dim, dtype, sums=0):
+    del cache_length, heads, dtype, sums  # the state is a sum over the keys so far: it has no slots; no term served
     features = self.options.num_features if self.options.feature_map == "favor" else qk_dim
     return linear.LinearState.empty(batch, kv_heads, features, v_dim)
 
