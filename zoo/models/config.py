@@ -77,10 +77,18 @@ class TransformerConfig:
       check_positional_logits(self.positional.name)
     reason = incompatibility(self.positional.name, a.impl, self.positional.options, relation=self.relation)
     check(reason is None, f"model: {reason}")
+    check(self.causal_attention or not positional.get(self.positional.name).causal_only,
+          f"model: positional encoding {self.positional.name!r} is defined for causal attention only (a decoder, or "
+          f"an encoder with causal=True)")
 
   @property
   def compute_dtype(self):
     return DTYPES[self.dtype]
+
+  @property
+  def causal_attention(self) -> bool:
+    """Whether the family's attention is causal (every key at or before its query)."""
+    return False
 
 
 def check_positional_logits(pe: str) -> None:
@@ -180,7 +188,15 @@ class EncoderConfig(TransformerConfig):
     check(not self.causal or self.head == "token", f"model: causal=True needs head='token' (a pooled head reads "
                                                    f"every position), got head={self.head!r}")
 
+  @property
+  def causal_attention(self) -> bool:
+    return self.causal
+
 
 @dataclasses.dataclass(frozen=True)
 class DecoderConfig(TransformerConfig):
   tie_embeddings: bool = True  # the output projection is the transposed token embedding
+
+  @property
+  def causal_attention(self) -> bool:
+    return True
