@@ -75,11 +75,11 @@ class TransformerConfig:
           f"model: attention.qk_rank must be None (full rank) or in 1..head_dim ({head_dim}), got {a.qk_rank}")
     if a.logits == "positional":
       check_positional_logits(self.positional.name)
-    reason = incompatibility(self.positional.name, a.impl, self.positional.options, relation=self.relation)
-    check(reason is None, f"model: {reason}")
     check(self.causal_attention or not positional.get(self.positional.name).causal_only,
           f"model: positional encoding {self.positional.name!r} is defined for causal attention only (a decoder, or "
           f"an encoder with causal=True)")
+    reason = incompatibility(self.positional.name, a.impl, self.positional.options, relation=self.relation)
+    check(reason is None, f"model: {reason}")
 
   @property
   def compute_dtype(self):
