@@ -146,3 +146,27 @@ def test_bidirectional_models_refuse_it(family, overrides):
   with pytest.raises(ValueError, match=r"^model: positional encoding 'fox' is defined for causal attention only"):
     models.build(family, tiny("fox", **overrides))
   models.build("encoder", tiny("fox", causal=True, head="token"))  # a causal encoder takes it
+
+
+@pytest.mark.slow
+def test_the_kernels_on_a_mesh_equal_one_device():
+  """Under `zoo.sharding.use` the kernels run in shard_map, the running sums split like the queries (batch over data,
+  heads over tensor): generation and the loss's gradients equal the unsharded run's."""
+  from zoo import sharding  # noqa: PLC0415
+  from zoo.train.mesh import make_mesh  # noqa: PLC0415
+
+  model = models.build("decoder", tiny("fox", attention=dict(impl="pallas")), seed=3)
+  prompts, tokens = random_tokens(0, (2, 5)), random_tokens(2, (2, 12))
+  loss = lambda m: jnp.mean(m(tokens) ** 2)
+
+  def run():
+    return (models.generate(model, prompts, max_new_tokens=6, rng=jax.random.key(1)),
+            nnx.jit(nnx.value_and_grad(loss))(model))
+
+  (single, (value, grads)) = run()
+  with sharding.use(make_mesh((2, 2, 2), jax.devices()), (("batch", ("data",)), ("heads", ("tensor",)))):
+    (sharded, (sharded_value, sharded_grads)) = run()
+  np.testing.assert_array_equal(np.asarray(sharded), np.asarray(single))
+  np.testing.assert_allclose(float(sharded_value), float(value), rtol=1e-6)
+  for got, want in zip(jax.tree.leaves(sharded_grads), jax.tree.leaves(grads), strict=True):
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-6)
