@@ -376,8 +376,8 @@ class TokenCumulative(Term):
   gradient of Σ g ⊙ tile is the row sums of g for the queries and minus its column sums for the keys
   (`token_grads`). Masking is the mask's: a key after the query or in another segment gets a value, never a weight.
 
-  In cached decoding the sums of the cached keys are the cache (`KVCache.sums`): `on_slots` continues a call's sums
-  from the last cached one and writes them into the slots."""
+  In cached decoding the sums of the cached keys are the cache (`KVCache.sums`), and a call's sums, which start from 0,
+  continue from the last cached one (`KVCache.append`)."""
 
   q_sum: jax.Array  # [batch, heads, q_len] float32
   k_sum: jax.Array  # [batch, heads, k_len] float32
@@ -385,10 +385,6 @@ class TokenCumulative(Term):
   def values(self, tile: Tile) -> jax.Array:
     q_sum, k_sum = self.q_sum[:, :, tile.q_index], self.k_sum[:, :, tile.k_index]
     return (q_sum[:, :, :, None] - k_sum[:, :, None, :]).astype(jnp.float32)
-
-  def static(self) -> TokenCumulative:
-    """The term without its arrays (the kernels' static layout)."""
-    return self.replace(q_sum=None, k_sum=None)
 
   @staticmethod
   def token_values(q_sum: jax.Array, k_sum: jax.Array) -> jax.Array:
@@ -399,16 +395,6 @@ class TokenCumulative(Term):
   def token_grads(g: jax.Array) -> tuple[jax.Array, jax.Array]:
     """The gradients of Σ g ⊙ token_values for g [bq, bk]: ([bq, 1] for q_sum, [1, bk] for k_sum)."""
     return jnp.sum(g, axis=1, keepdims=True), -jnp.sum(g, axis=0, keepdims=True)
-
-  def on_slots(self, sums: jax.Array, index: jax.Array) -> tuple[TokenCumulative, jax.Array]:
-    """The term of a cached call and the cache's sums after it. sums [batch, cache_length, heads]: each written
-    slot's running sum; index [batch]: the slots written before this call. This call's sums start from 0 (its own
-    tokens only); they continue from the last written slot's and are written from slot `index` on."""
-    last = jnp.take_along_axis(sums, jnp.maximum(index - 1, 0)[:, None, None], axis=1)[:, 0]  # [batch, heads]
-    offset = jnp.where(index[:, None] > 0, last, 0.0)[:, :, None]
-    q_sum, new = self.q_sum + offset, self.k_sum + offset  # [batch, heads, t]
-    sums = jax.vmap(lambda s, u, i: lax.dynamic_update_slice_in_dim(s, u, i, axis=0))(sums, new.swapaxes(1, 2), index)
-    return TokenCumulative(q_sum=q_sum, k_sum=sums.swapaxes(1, 2)), sums
 
 
 @struct.dataclass

@@ -76,7 +76,7 @@ class KVCache:
     """The cache with the new keys and values [batch, t, kv_heads, ...] and their positions (`mask.k_pos`) written
     from slot `index` on (the valid ones kept: right-padded tokens are overwritten by the next call), `mask`'s key
     side moved onto the cache slots (their positions, valid where written), and `terms` on the slots too: each
-    `TokenCumulative` continued from the cached running sums, which it extends (`TokenCumulative.on_slots`)."""
+    `TokenCumulative` continued from the cached running sums, which it extends."""
     if mask.q_segment_ids is not None:
       raise ValueError("cached decoding does not support segment_ids (packed sequences)")
     cumulative = [i for i, term in enumerate(terms.bias) if isinstance(term, TokenCumulative)]
@@ -85,7 +85,11 @@ class KVCache:
                        f"{len(cumulative)} TokenCumulative terms")
     bias, sums = list(terms.bias), []
     for i, stored in zip(cumulative, self.sums):
-      bias[i], stored = bias[i].on_slots(stored, self.index)
+      # The call's running sums start from 0 (its own tokens): they continue from the last written slot's.
+      last = jnp.take_along_axis(stored, jnp.maximum(self.index - 1, 0)[:, None, None], axis=1)[:, 0]
+      offset = jnp.where(self.index[:, None] > 0, last, 0.0)[:, :, None]  # [batch, heads, 1]
+      stored = write_at(stored, (bias[i].k_sum + offset).swapaxes(1, 2), self.index)  # [batch, cache_length, heads]
+      bias[i] = TokenCumulative(q_sum=bias[i].q_sum + offset, k_sum=stored.swapaxes(1, 2))
       sums.append(stored)
     batch, cache_length = self.k.shape[:2]
     index = self.index

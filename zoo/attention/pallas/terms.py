@@ -96,9 +96,8 @@ def running_sums(bias: Sequence[Term], q_len: int, k_len: int) -> tuple[jax.Arra
   cumulative = [t for t in bias if isinstance(t, TokenCumulative)]
   if not cumulative:
     return ()
-  total = lambda side, length: _pad_to(sum(getattr(t, side).astype(jnp.float32) for t in cumulative), 2,
-                                       length)[:, :, None]
-  return total("q_sum", q_len), total("k_sum", k_len)
+  total = lambda sums, length: _pad_to(sum(s.astype(jnp.float32) for s in sums), 2, length)[:, :, None]
+  return total([t.q_sum for t in cumulative], q_len), total([t.k_sum for t in cumulative], k_len)
 
 
 def prepare(mask: AttentionMask, bias: Sequence[Term], scale: KernelTerm | None, softmax_scale: float,
