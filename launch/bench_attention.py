@@ -77,7 +77,7 @@ def program(encoding_name: str, impl: str, length: int, backward: bool, tpu: boo
 
   def forward(q, k, v, positions, params):
     encoding = nnx.merge(graphdef, params)
-    coords = positional.Coordinates(positions)
+    coords = positional.Coordinates(positions, features=q.reshape(*q.shape[:2], -1))  # q stands in for the input
     bias, scale = positional.attention_terms(encoding, coords, coords)
     out = attention.attend(q, k, v, impl=impl, mask=AttentionMask(positions, positions), bias=bias, scale=scale,
                            **options)

@@ -53,9 +53,11 @@ def random_graph():
 
 
 def structured_terms(name, causal, graph=False):
-  """The encoding's bias terms and scale (perturbed parameters), with a random relation when `graph`. Positions do
-  not matter here: terms are evaluated at the attention call's positions."""
-  coords = Coordinates(jnp.zeros((B, L), jnp.int32), random_graph() if graph else None)
+  """The encoding's bias terms and scale (perturbed parameters), with a random relation when `graph` and random
+  attention input (a term of the tokens reads it: FoX). Positions do not matter here: terms are evaluated at the
+  attention call's positions."""
+  features = jnp.asarray(np.random.default_rng(4).normal(size=(B, L, H * D)), jnp.float32)
+  coords = Coordinates(jnp.zeros((B, L), jnp.int32), random_graph() if graph else None, features)
   return positional.attention_terms(perturbed(build_encoding(name, causal)), coords, coords)
 
 

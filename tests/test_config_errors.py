@@ -20,7 +20,7 @@ from zoo.train.options import OPTION_SECTIONS, SHARDING_RULES, parse_experiment
 
 @pytest.mark.parametrize("config,message", [
     (dict(positional=dict(name="fourier")), r"unknown positional encoding 'fourier'; valid choices: alibi, cope, "
-                                            r"fire, kerple_log, kerple_power, lappe, learned, memory_rpe, none, rope"),
+                                            r"fire, fox, kerple_log, kerple_power, lappe, learned, memory_rpe, none"),
     (dict(positional=dict(options={"bas": 500.0})), r"positional encoding 'rope': unknown option\(s\) 'bas'; "
                                                      r"valid options: base, fraction, interleaved"),
     (dict(positional=dict(options={"interleaved": "yes"})), r"option 'interleaved' must be bool, got 'yes'"),

@@ -30,12 +30,23 @@ FAMILIES = ["encoder", "decoder"]
 LENGTH = 12
 
 
+def in_family(family, pe):
+  """Whether `family`'s models take encoding `pe` (the encoder here is bidirectional: no causal-only encoding)."""
+  return family == "decoder" or not positional.get(pe).causal_only
+
+
+def input_features(encoding, length, seed=5):
+  """Attention input for encodings whose terms read the tokens (FoX): [2, length, d_model]."""
+  return jnp.asarray(np.random.default_rng(seed).normal(size=(2, length, encoding.dims.d_model)), jnp.float32)
+
+
 def perturbed(model, seed=1, scale=0.5):
-  """The model with every positional parameter moved off its initial value (so C ≠ 1, biases are not tiny)."""
+  """The model with every positional parameter (shared, or per layer) moved off its initial value (so C ≠ 1, biases
+  are not tiny)."""
   state = nnx.state(model, nnx.Param)
   keys = iter(jax.random.split(jax.random.key(seed), 1000))
   def move(path, x):
-    on_positional = any(getattr(p, "key", p) == "positional" for p in path)
+    on_positional = any(getattr(p, "key", p) in ("positional", "encoding") for p in path)
     return x + scale * jax.random.normal(next(keys), x.shape) if on_positional else x
   nnx.update(model, jax.tree_util.tree_map_with_path(move, state))
   return model
@@ -56,7 +67,7 @@ def test_registry_lists_the_built_in_encodings():
 
 
 @pytest.mark.parametrize("family,pe", [representative_or_slow(pe, family, pe) for family in FAMILIES
-                                       for pe in RELATIVE])
+                                       for pe in RELATIVE if in_family(family, pe)])
 def test_relative_encodings_are_invariant_to_shifting_all_positions(family, pe):
   model = token_model(family, pe)
   tokens = random_tokens(0, (2, LENGTH))
@@ -161,7 +172,8 @@ def test_pretrained_style_decoder_is_the_same_model_through_every_core_that_serv
   Pallas kernels in the interpreter) must give the reference's logits with them."""
   reference = with_random_biases(token_model("decoder", pe, **pretrained_style()))
   reference.eval()
-  coords = Coordinates(jnp.zeros((1, LENGTH), jnp.int32))
+  coords = Coordinates(jnp.zeros((1, LENGTH), jnp.int32),
+                       features=input_features(reference.backbone.positional, LENGTH)[:1])
   bias, scale = positional.attention_terms(reference.backbone.positional, coords, coords)
   tokens = random_tokens(3, (2, LENGTH))
   expected = forward(reference, tokens, None, None)
@@ -221,7 +233,21 @@ REFERENCES = {
     # (tests/test_graph_encodings.py checks their graph readings and their embeddings).
     "rwse": lambda enc, q, k, lag, fx: {},
     "lappe": lambda enc, q, k, lag, fx: {},
+    "fox": lambda enc, q, k, lag, fx: {"logit_bias": fox_reference(enc, fx["features"], q.shape[1])},
 }
+
+
+def fox_reference(enc, features, q_len):
+  """Lin et al. (2025): Σ_{l=j+1..i} log σ(w_h · x_l + b_h), by a loop, the queries being the first q_len of the
+  keys' tokens (self-attention); for a key after its query (masked in a causal model) the same sum with a minus sign,
+  −Σ_{l=i+1..j}, the difference of running sums the term is."""
+  x = np.asarray(features, np.float64)  # [batch, k_len, d_model]
+  log_f = -np.log1p(np.exp(-(x @ np.asarray(enc.gate[...], np.float64) + np.asarray(enc.gate_bias[...]))))
+  batch, k_len, heads = log_f.shape
+  out = np.zeros((batch, heads, q_len, k_len))
+  for b, h, i, j in np.ndindex(batch, heads, q_len, k_len):
+    out[b, h, i, j] = sum(log_f[b, j + 1:i + 1, h]) if j <= i else -sum(log_f[b, i + 1:j + 1, h])
+  return out
 
 
 def rrwp_reference(enc, lag):
@@ -313,8 +339,9 @@ def fixtures(reference_numbers):
           "alibi": reference_numbers["alibi"]["slopes"]}
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("pe", [n for n in ENCODINGS if {"logit_bias", "prob_scale"} & set(dir(positional.get(n)))])
+@pytest.mark.parametrize("family,pe", [(family, n) for family in FAMILIES for n in ENCODINGS
+                                       if {"logit_bias", "prob_scale"} & set(dir(positional.get(n)))
+                                       and in_family(family, n)])
 @pytest.mark.parametrize("offset", [0, 1000], ids=["random", "offset"])
 def test_terms_equal_an_independent_reference(fixtures, family, pe, offset):
   assert pe in REFERENCES, f"{pe}: add an independent reference to REFERENCES"
@@ -325,9 +352,11 @@ def test_terms_equal_an_independent_reference(fixtures, family, pe, offset):
   k_pos = np.sort(np.stack([rng.choice(250, 9, replace=False) for _ in range(2)]), axis=-1) + offset
   lag = k_pos[:, None, :] - q_pos[:, :, None]
   content = random_content(encoding, q_pos, k_pos)
-  expected = REFERENCES[pe](encoding, q_pos, k_pos, lag, {**fixtures, "content": content})
+  features = input_features(encoding, k_pos.shape[1])  # the keys' tokens; the queries are the first 6 of them
+  expected = REFERENCES[pe](encoding, q_pos, k_pos, lag, {**fixtures, "content": content, "features": features})
   tile = Tile.whole(jnp.asarray(q_pos), jnp.asarray(k_pos))
-  bias, scale = positional.attention_terms(encoding, Coordinates(jnp.asarray(q_pos)), Coordinates(jnp.asarray(k_pos)))
+  bias, scale = positional.attention_terms(encoding, Coordinates(jnp.asarray(q_pos), features=features[:, :6]),
+                                           Coordinates(jnp.asarray(k_pos), features=features))
   got = {"logit_bias": attention.dense_sum(bias, tile, content) if bias else None,
          "prob_scale": None if scale is None else scale.values(tile)}
   assert {h for h, v in got.items() if v is not None} == set(expected)
@@ -336,7 +365,7 @@ def test_terms_equal_an_independent_reference(fixtures, family, pe, offset):
 
 
 @pytest.mark.parametrize("family,pe", [representative_or_slow(pe, family, pe) for family in FAMILIES
-                                       for pe in ENCODINGS])
+                                       for pe in ENCODINGS if in_family(family, pe)])
 def test_forward_and_gradients_are_finite(family, pe):
   model = token_model(family, pe)
   tokens = random_tokens(2, (2, LENGTH))
@@ -354,7 +383,8 @@ def test_forward_and_gradients_are_finite(family, pe):
   leaves = jax.tree_util.tree_leaves_with_path(grads)
   for path, g in leaves:
     assert np.all(np.isfinite(np.asarray(g))), jax.tree_util.keystr(path)
-  positional_grads = [g for path, g in leaves if "positional" in jax.tree_util.keystr(path)]
+  positional_grads = [g for path, g in leaves if any(f"['{key}']" in jax.tree_util.keystr(path)
+                                                     for key in ("positional", "encoding"))]
   assert all(np.any(np.asarray(g) != 0) for g in positional_grads), f"{pe}: a positional parameter gets no gradient"
 
 

@@ -104,7 +104,7 @@ def test_low_temperature_is_hardmax_attention():
     (dict(attention=dict(logits="dot")), r"'dot' is not a valid choice; valid choices: 'content' \| 'positional'"),
     (dict(attention=dict(logits="positional"), positional=dict(name="rope")),
      r"attention.logits='positional' needs an encoding with a logit_bias hook and no transform_qk \(got "
-     r"positional.name='rope'\); valid choices: alibi, cope, fire, kerple_log"),
+     r"positional.name='rope'\); valid choices: alibi, cope, fire, fox, kerple_log"),
     (dict(attention=dict(logits="positional", qk_rank=1), positional=dict(name="alibi")),
      r"qk_rank needs logits='content'"),
     (dict(attention=dict(temperature=0.0)), r"model.attention: temperature must be > 0, got 0.0"),

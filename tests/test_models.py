@@ -137,7 +137,7 @@ def hooks_linear_attention_cannot_apply(pe):
   """The hooks that give a sequence model attention terms (graph encodings' `logit_bias` gives a sequence none)."""
   with nnx.use_eager_sharding(False):
     encoding = positional.build(pe, None, positional.ModelDims(2, 4, 8, 16, False), rngs=nnx.Rngs(0))
-  coords = positional.Coordinates(jnp.zeros((1, 4), jnp.int32))
+  coords = positional.Coordinates(jnp.zeros((1, 4), jnp.int32), features=jnp.zeros((1, 4, 8)))
   bias, scale = positional.attention_terms(encoding, coords, coords)
   per_call = ["transform_qk"] if positional.get(pe).transform_per_call else []  # xPos: its state holds keys transformed
   return per_call + [hook for hook, terms in (("logit_bias", bias), ("prob_scale", scale)) if terms not in ((), None)]
@@ -159,7 +159,12 @@ def every_encoding_case(pe: str, impl: str, family: str):
                                             for impl in ("xla", "linear") for family in ("encoder", "decoder")])
 def test_every_encoding_with_every_attention_builds_trains_and_generates(pe, impl, family):
   """Discovered from the registry: a new encoding either works with both attentions in both families, or linear
-  attention refuses it at build time with an error that names the encoding, the hook and the usable encodings."""
+  attention refuses it at build time with an error that names the encoding, the hook and the usable encodings (and
+  a bidirectional encoder one that is defined for causal attention only)."""
+  if family == "encoder" and positional.get(pe).causal_only:
+    with pytest.raises(ValueError, match=f"positional encoding '{pe}' is defined for causal attention only"):
+      tiny_model(family, pe, attention=dict(impl=impl), **per_token_options(family))
+    return
   unusable = hooks_linear_attention_cannot_apply(pe) if impl == "linear" else []
   if unusable:
     works = [n for n in positional.available() if not hooks_linear_attention_cannot_apply(n)]

@@ -12,7 +12,7 @@ import task_files
 from launch import reproduce, reproduce_urpe
 from launch.cli import parse_flags
 from configs.length_tasks import TASKS as LENGTH_TASKS
-from zoo import experiments
+from zoo import experiments, models
 from zoo.experiments import Options
 from zoo.experiments.sweep import read_rows
 
@@ -83,9 +83,12 @@ def test_zinc_adds_graphormer_slim_runs_on_its_csvs_for_both_encodings(tmp_path)
 def test_urpe_experiments_cover_every_encoding_the_encoder_accepts():
   from zoo.experiments.urpe import encoder_encodings  # noqa: PLC0415
 
-  names = {run.labels["encoding"] for run in experiments.get("urpe_pi").runs("quick")}
+  runs = experiments.get("urpe_pi").runs("quick")
+  names = {run.labels["encoding"] for run in runs}
   assert {"none", "rpe", "urpe", "rope", "alibi", "t5_bias", "sinusoidal", "spe_sine", "memory_rpe"} <= names
   assert len(names) == len(encoder_encodings())
+  for run in runs:  # each run's model is one the encoder builds (no causal-only encoding: FoX)
+    models.parse_config("encoder", run.config["model"])
 
 
 def test_reproduce_urpe_is_the_urpe_pi_experiment_for_rpe_and_urpe(monkeypatch):

@@ -1,8 +1,9 @@
 """The Pallas kernels compile for TPU without a TPU: libtpu (the `tpu` extra) lets JAX on this CPU machine compile
 ahead of time for a TPU topology. Forward and backward of the kernel, with each registered encoding's structured
-terms (ALiBi, T5 buckets, per-lag RPE, URPE's B + C), go through Mosaic for v5e and v5p; batch-sharded callers wrap
-the kernel in `jax.shard_map` (a Mosaic kernel cannot be partitioned automatically). The compiled memory per device
-is printed (run with `-s` to see it) and attached to the test report as a user property."""
+terms (ALiBi, T5 buckets, per-lag RPE, URPE's B + C, FoX's per-token running sums), go through Mosaic for v5e and
+v5p; batch-sharded callers wrap the kernel in `jax.shard_map` (a Mosaic kernel cannot be partitioned automatically).
+The compiled memory per device is printed (run with `-s` to see it) and attached to the test report as a user
+property."""
 
 import importlib.util
 import os
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("libtpu") is None,
 # Realistic TPU shapes: blocks of 128 (lanes), head_dim 128, bfloat16 activations, batch 1 per device.
 L, H, D, BLOCK = 2048, 4, 128, 128
 TOPOLOGIES = ["v5e:2x2", "v5p:2x2x1"]
-ENCODINGS = ["alibi", "t5_bias", "rpe", "urpe"]
+ENCODINGS = ["alibi", "t5_bias", "rpe", "urpe", "fox"]
 
 
 def compile_train_step(topology_name, encoding_name, causal, impl="pallas", length=L, window=None):
@@ -45,7 +46,7 @@ def compile_train_step(topology_name, encoding_name, causal, impl="pallas", leng
   def step(q, k, v, positions, params):
     def loss(q, k, v, params):
       encoding = nnx.merge(graphdef, params)
-      coords = positional.Coordinates(positions)
+      coords = positional.Coordinates(positions, features=q.reshape(*q.shape[:2], -1))  # q stands in for the input
       bias, scale = positional.attention_terms(encoding, coords, coords)
       kernel_options = dict(block_q=BLOCK, block_k=BLOCK, backend="tpu", interpret=False) if impl == "pallas" else {}
       out = attention.attend(q, k, v, impl=impl, mask=AttentionMask(positions, positions, causal=causal, window=window),

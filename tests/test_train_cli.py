@@ -39,8 +39,8 @@ def run_cli(*args, devices: int = 1, timeout: float = 240) -> subprocess.Complet
 BAD_CONFIGS = {
     "unknown key": ([SMOKE, "--config.train.stepz=3"], "error: unknown config key 'stepz' (did you mean 'steps'?)"),
     "unknown encoding": ([SMOKE, "--config.model.positional.name=nope"],
-                         "error: unknown positional encoding 'nope'; valid choices: alibi, cope, fire, kerple_log, "
-                         "kerple_power, lappe, learned, memory_rpe, none, rope"),
+                         "error: unknown positional encoding 'nope'; valid choices: alibi, cope, fire, fox, "
+                         "kerple_log, kerple_power, lappe, learned, memory_rpe, none, rope"),
     "invalid schedule": ([SMOKE, "--config.optimizer.schedule=exp"],
                          "error: optimizer: option 'schedule' = 'exp' is not a valid choice; valid choices: "
                          "'constant' | 'cosine' | 'linear' | 'rsqrt'"),

@@ -25,6 +25,9 @@ Term types:
 * `RelationTable` — a per-head table read through a per-example relation that is *not* a function of positions (a
   graph's shortest-path-distance buckets, `[batch, q_len, k_len]` integers). XLA only.
 * `DenseBias` — an already dense `[batch, heads, q_len, k_len]` bias (Graphormer's edge encoding). XLA only.
+* `TokenCumulative` — a difference of per-token running sums, q_sum[i] − k_sum[j] (FoX's forget gate): data, not
+  positions, so its operands are per token ([batch, heads, length], blocked like the queries and keys in the Pallas
+  kernels), and in cached decoding the keys' sums are kept in the cache.
 * `ContentTerm` — a term of the attention's content as well as its coordinates (CoPE's gated position counts): its
   tile values read the tile's queries and content logits (`Content`) and a per-query summary of the whole row.
 
@@ -361,6 +364,37 @@ class DenseBias(Term):
 
   def values(self, tile: Tile) -> jax.Array:
     return self.value[:, :, tile.q_index][:, :, :, tile.k_index].astype(jnp.float32)
+
+
+@struct.dataclass
+class TokenCumulative(Term):
+  """value[b, h, i, j] = q_sum[b, h, i] − k_sum[b, h, j]: a difference of per-token running sums, a function of the
+  tokens, not of their positions (FoX's forget gate: Σ log f over the tokens after key j up to query i).
+
+  Its operands are per token, O(heads · length), blocked along the sequence like the queries and keys: in the Pallas
+  kernels a tile reads its queries' sums as a [bq, 1] column and its keys' as a [1, bk] row (`token_values`), and the
+  gradient of Σ g ⊙ tile is the row sums of g for the queries and minus its column sums for the keys
+  (`token_grads`). Masking is the mask's: a key after the query or in another segment gets a value, never a weight.
+
+  In cached decoding the sums of the cached keys are the cache (`KVCache.sums`), and a call's sums, which start from 0,
+  continue from the last cached one (`KVCache.append`)."""
+
+  q_sum: jax.Array  # [batch, heads, q_len] float32
+  k_sum: jax.Array  # [batch, heads, k_len] float32
+
+  def values(self, tile: Tile) -> jax.Array:
+    q_sum, k_sum = self.q_sum[:, :, tile.q_index], self.k_sum[:, :, tile.k_index]
+    return (q_sum[:, :, :, None] - k_sum[:, :, None, :]).astype(jnp.float32)
+
+  @staticmethod
+  def token_values(q_sum: jax.Array, k_sum: jax.Array) -> jax.Array:
+    """q_sum [bq, 1], k_sum [1, bk] -> [bq, bk] float32."""
+    return q_sum - k_sum
+
+  @staticmethod
+  def token_grads(g: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The gradients of Σ g ⊙ token_values for g [bq, bk]: ([bq, 1] for q_sum, [1, bk] for k_sum)."""
+    return jnp.sum(g, axis=1, keepdims=True), -jnp.sum(g, axis=0, keepdims=True)
 
 
 @struct.dataclass

@@ -16,7 +16,8 @@ contractions (`zoo.attention.grouped`), never through a repeated copy.
 
 * "xla" — the reference: dense logits, O(L²) memory, every term type, the only one with attention dropout.
 * "chunked" — blockwise online softmax in XLA loops, O(L) memory (plus a relation's own O(L²) array); every term type.
-* "pallas" — fused flash kernels (Mosaic on TPU, Triton on GPU, the interpreter on CPU), `KernelTerm`s in-kernel.
+* "pallas" — fused flash kernels (Mosaic on TPU, Triton on GPU, the interpreter on CPU), `KernelTerm`s and
+  `TokenCumulative`s in-kernel.
 * "linear" — kernelized attention (Performer FAVOR+ or ReLU features), O(L) time and memory, for SPE; serves no
   term and keeps a recurrent state instead of keys and values when decoding (so no per-call transform either: xPos)
   — with a sliding window, the window's keys and values.
@@ -35,7 +36,7 @@ from flax import struct
 
 from zoo import sharding
 from zoo.attention import linear
-from zoo.attention.bias import KernelTerm, Term
+from zoo.attention.bias import KernelTerm, Term, TokenCumulative
 from zoo.attention.chunked import chunked_attention
 from zoo.attention.masks import AttentionMask
 from zoo.attention.pallas import flash_attention
@@ -62,7 +63,8 @@ Transform = Callable[[jax.Array, jax.Array, jax.Array, jax.Array], tuple[jax.Arr
 @struct.dataclass
 class KVCache:
   """One softmax-attention layer's keys and values for cached decoding, the position of the token in each slot (the
-  decoder writes position s into slot s; explicit positions go where the tokens go) and the next slot to write.
+  decoder writes position s into slot s; explicit positions go where the tokens go), the next slot to write, and the
+  running sum of each slot's token for every `TokenCumulative` term of the layer (FoX: the forget gates' Σ log f).
 
   A sliding-window layer keeps only its window (`ring`): `window` slots written round, token n of a sequence into
   slot n mod window. Slots keep their positions, so the mask stays position based."""
@@ -71,47 +73,55 @@ class KVCache:
   v: jax.Array  # [batch, slots, kv_heads, v_dim]
   positions: jax.Array  # [batch, slots] int32; 0 in unwritten slots
   index: jax.Array  # [batch] int32: how many tokens of each sequence were written (ring: modulo slots, the next slot)
+  sums: tuple[jax.Array, ...] = ()  # [batch, slots, heads] float32 per `TokenCumulative` bias term, in order
   ring: bool = struct.field(pytree_node=False, default=False)
 
-  def append(self, k: jax.Array, v: jax.Array,
-             mask: AttentionMask) -> tuple[KVCache, jax.Array, jax.Array, AttentionMask]:
+  def append(self, k: jax.Array, v: jax.Array, mask: AttentionMask,
+             terms: Terms) -> tuple[KVCache, jax.Array, jax.Array, AttentionMask, Terms]:
     """The cache with the new keys and values [batch, t, kv_heads, ...] and their positions (`mask.k_pos`) written
-    (the valid ones kept: right-padded tokens are overwritten by the next call), the keys and values the new queries
-    attend to, and `mask`'s key side moved onto those keys: their positions, valid where written.
+    (the valid ones kept: right-padded tokens are overwritten by the next call); the keys and values the new queries
+    attend to, `mask`'s key side moved onto those keys (their positions, valid where written), and `terms` on them
+    too: each `TokenCumulative` continued from the cached running sums, which it extends.
 
     A plain cache is written from slot `index` on and attended whole. A ring is attended as it was before the call,
     followed by the call's own keys (a prefill longer than the window still sees all of its keys), and keeps the
     last `slots` valid ones."""
     if mask.q_segment_ids is not None:
       raise ValueError("cached decoding does not support segment_ids (packed sequences)")
-    if self.ring:
-      return self._append_ring(k, v, mask)
-    batch, cache_length = self.k.shape[:2]
-    index = self.index
-    new_valid = jnp.ones(mask.k_pos.shape, bool) if mask.k_valid is None else mask.k_valid
-    cache = KVCache(k=write_at(self.k, k, index), v=write_at(self.v, v, index),
-                    positions=write_at(self.positions, mask.k_pos, index),
-                    index=index + new_valid.sum(axis=1, dtype=jnp.int32))
-    slots = jnp.arange(cache_length)
-    k_valid = (slots < index[:, None]) | write_at(jnp.zeros((batch, cache_length), bool), new_valid, index)
-    return cache, cache.k, cache.v, mask.replace(k_pos=cache.positions, k_valid=k_valid)
-
-  def _append_ring(self, k, v, mask):
+    cumulative = [i for i, term in enumerate(terms.bias) if isinstance(term, TokenCumulative)]
+    if len(cumulative) != len(self.sums):
+      raise ValueError(f"the decoding cache keeps {len(self.sums)} running sums, but the layer's terms have "
+                       f"{len(cumulative)} TokenCumulative terms")
     slots, t = self.k.shape[1], k.shape[1]
     new_valid = jnp.ones(mask.k_pos.shape, bool) if mask.k_valid is None else mask.k_valid  # [batch, t]
     count = new_valid.sum(axis=1, dtype=jnp.int32)
-    step = jnp.arange(t)
-    # The valid tokens lead (right padding): the last `slots` of them go to slots index + j mod slots, the others
-    # to slot `slots`, out of range, which the scatter drops.
-    kept = new_valid & (step >= count[:, None] - slots)
-    target = jnp.where(kept, (self.index[:, None] + step) % slots, slots)  # [batch, t]
-    write = jax.vmap(lambda buffer, update, at: buffer.at[at].set(update.astype(buffer.dtype), mode="drop"))
-    cache = self.replace(k=write(self.k, k, target), v=write(self.v, v, target),
-                         positions=write(self.positions, mask.k_pos, target), index=self.index + count)
-    seen = jnp.concatenate([jnp.arange(slots) < self.index[:, None], new_valid], axis=1)  # [batch, slots + t]
-    after = lambda old, new: jnp.concatenate([old, new.astype(old.dtype)], axis=1)
-    mask = mask.replace(k_pos=after(self.positions, mask.k_pos), k_valid=seen)
-    return cache, after(self.k, k), after(self.v, v), mask
+    if self.ring:
+      # The valid tokens lead (right padding): the last `slots` of them go to slots index + j mod slots, the others
+      # to slot `slots`, out of range, which the scatter drops.
+      step = jnp.arange(t)
+      target = jnp.where(new_valid & (step >= count[:, None] - slots), (self.index[:, None] + step) % slots, slots)
+      scatter = jax.vmap(lambda buffer, update, at: buffer.at[at].set(update.astype(buffer.dtype), mode="drop"))
+
+      def put(old, new):  # -> (what the cache keeps, what the call attends to)
+        return scatter(old, new, target), jnp.concatenate([old, new.astype(old.dtype)], axis=1)
+      last = (self.index - 1) % slots
+    else:
+      def put(old, new):
+        kept = write_at(old, new, self.index)
+        return kept, kept
+      last = jnp.maximum(self.index - 1, 0)
+    (k_kept, k), (v_kept, v), (positions, k_pos) = put(self.k, k), put(self.v, v), put(self.positions, mask.k_pos)
+    _, k_valid = put(jnp.arange(slots) < self.index[:, None], new_valid)
+    bias, sums = list(terms.bias), []
+    for i, stored in zip(cumulative, self.sums):
+      # The call's running sums start from 0 (its own tokens): they continue from the last written token's.
+      previous = jnp.take_along_axis(stored, last[:, None, None], axis=1)[:, 0]  # [batch, heads]
+      offset = jnp.where(self.index[:, None] > 0, previous, 0.0)[:, :, None]  # [batch, heads, 1]
+      kept, attended = put(stored, (bias[i].k_sum + offset).swapaxes(1, 2))  # [batch, slots (+ t), heads]
+      bias[i] = TokenCumulative(q_sum=bias[i].q_sum + offset, k_sum=attended.swapaxes(1, 2))
+      sums.append(kept)
+    cache = self.replace(k=k_kept, v=v_kept, positions=positions, index=self.index + count, sums=tuple(sums))
+    return cache, k, v, mask.replace(k_pos=k_pos, k_valid=k_valid), terms._replace(bias=tuple(bias))
 
 
 def write_at(buffer: jax.Array, update: jax.Array, start: jax.Array) -> jax.Array:
@@ -180,14 +190,15 @@ class Core:
       raise ValueError(f"attention impl {self.name!r} {reason}; use impl={serving}")
 
   def init_cache(self, batch: int, cache_length: int, *, heads: int, kv_heads: int, qk_dim: int, v_dim: int,
-                 dtype, window: int | None = None) -> Any:
+                 dtype, window: int | None = None, sums: int = 0) -> Any:
     """An empty decoding cache for `batch` sequences of up to `cache_length` tokens: `cache_length` slots of keys
-    and values, kv heads only; a layer with a shorter sliding `window` keeps a ring of `window` slots."""
-    del heads
+    and values, kv heads only, and of `sums` running sums per query head (one per `TokenCumulative` term); a layer
+    with a shorter sliding `window` keeps a ring of `window` slots."""
     ring = window is not None and window < cache_length
     shape = (batch, window if ring else cache_length, kv_heads)
     return KVCache(k=jnp.zeros((*shape, qk_dim), dtype), v=jnp.zeros((*shape, v_dim), dtype),
-                   positions=jnp.zeros(shape[:2], jnp.int32), index=jnp.zeros((batch,), jnp.int32), ring=ring)
+                   positions=jnp.zeros(shape[:2], jnp.int32), index=jnp.zeros((batch,), jnp.int32),
+                   sums=tuple(jnp.zeros((*shape[:2], heads), jnp.float32) for _ in range(sums)), ring=ring)
 
   def __call__(
       self,
@@ -207,7 +218,7 @@ class Core:
     del noise
     self.check(terms, dropout_rate, transform)
     if cache is not None:
-      cache, k, v, mask = cache.append(k, v, mask)
+      cache, k, v, mask, terms = cache.append(k, v, mask, terms)
     if transform is not None:
       q, k = transform(q, k, mask.q_pos, mask.k_pos)
     out = self.attend(q, k, v, mask=mask, bias=terms.bias, scale=terms.scale, softmax_scale=softmax_scale,
@@ -270,7 +281,7 @@ class PallasOptions:
 @register("pallas")
 class Pallas(Core):
   Options: ClassVar[type] = PallasOptions
-  terms: ClassVar[tuple[type[Term], ...]] = (KernelTerm,)
+  terms: ClassVar[tuple[type[Term], ...]] = (KernelTerm, TokenCumulative)
 
   def attend(self, q, k, v, **kwargs):
     return flash_attention(q, k, v, **kwargs, **dataclasses.asdict(self.options))
@@ -302,11 +313,11 @@ class Linear(Core):
   def noise(self) -> str | None:
     return "features" if self.options.feature_map == "favor" else None
 
-  def init_cache(self, batch, cache_length, *, heads, kv_heads, qk_dim, v_dim, dtype, window=None):
+  def init_cache(self, batch, cache_length, *, heads, kv_heads, qk_dim, v_dim, dtype, window=None, sums=0):
     if window is not None:  # a ring of min(window, cache_length) slots, the call's keys always after it
       return super().init_cache(batch, min(window, cache_length), heads=heads, kv_heads=kv_heads, qk_dim=qk_dim,
                                 v_dim=v_dim, dtype=dtype).replace(ring=True)
-    del cache_length, heads, dtype  # the state is a sum over the keys so far: it has no slots
+    del cache_length, heads, dtype, sums  # the state is a sum over the keys so far: it has no slots; no term served
     features = self.options.num_features if self.options.feature_map == "favor" else qk_dim
     return linear.LinearState.empty(batch, kv_heads, features, v_dim)
 
@@ -317,7 +328,7 @@ class Linear(Core):
     if mask.q_segment_ids is not None or mask.k_segment_ids is not None:
       raise ValueError("linear attention does not support segment_ids (packed sequences)")
     if mask.window is not None and cache is not None:  # the ring's keys, then the call's
-      cache, k, v, mask = cache.append(k, v, mask)
+      cache, k, v, mask, terms = cache.append(k, v, mask, terms)
     softmax_scale = q.shape[-1] ** -0.5 if softmax_scale is None else softmax_scale
     projection = None
     if self.noise is not None:  # FAVOR+: one draw per call, shared by heads

@@ -25,9 +25,11 @@ TINY_ENCODINGS = ("rpe", "urpe")  # tiny runs two encodings (URPE's heat-maps ne
 
 
 def encoder_encodings() -> list[str]:
-  """Every registered encoding the encoder family's attention core serves (with its default options)."""
-  impl = models.parse_config("encoder", {"head": "token"}).attention.impl
-  return [name for name in positional.available() if compatible(name, impl)]
+  """Every registered encoding the encoder family takes (with its default options): its attention core serves it,
+  and it is not defined for causal attention only (the encoder is bidirectional)."""
+  config = models.parse_config("encoder", {"head": "token"})
+  return [name for name in positional.available() if compatible(name, config.attention.impl)
+          and (config.causal_attention or not positional.get(name).causal_only)]
 
 
 def urpe_tables(workdir: pathlib.Path) -> dict[str, list]:

@@ -78,6 +78,9 @@ class TransformerConfig:
     check(a.window is None or self.causal_attention,
           f"model: attention.window needs causal attention (the decoder family, or the encoder family's causal=True), "
           f"got window={a.window}")
+    check(self.causal_attention or not positional.get(self.positional.name).causal_only,
+          f"model: positional encoding {self.positional.name!r} is defined for causal attention only (a decoder, or "
+          f"an encoder with causal=True)")
     reason = incompatibility(self.positional.name, a.impl, self.positional.options, relation=self.relation)
     check(reason is None, f"model: {reason}")
 

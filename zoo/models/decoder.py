@@ -41,7 +41,7 @@ class Decoder(nnx.Module):
     self.config = config
     self.embed = TokenEmbedding(config.vocab_size, config.d_model, dtype=config.compute_dtype, rngs=rngs,
                                 scale=config.scale_embeddings)
-    self.backbone = Backbone(config, causal=True, rngs=rngs)
+    self.backbone = Backbone(config, causal=config.causal_attention, rngs=rngs)
     if not config.tie_embeddings:
       init = nnx.with_partitioning(nnx.initializers.lecun_normal(), ("embed", "vocab"))
       self.lm_head = nnx.Linear(config.d_model, config.vocab_size, use_bias=False, kernel_init=init,

@@ -43,7 +43,7 @@ class Encoder(nnx.Module):
     if pooled and config.pooling == "cls":
       cls_init = nnx.with_partitioning(nnx.initializers.normal(0.02), ("embed",))
       self.cls = nnx.Param(cls_init(rngs.params(), (config.d_model,)))  # [d_model]
-    self.backbone = Backbone(config, causal=config.causal, rngs=rngs)
+    self.backbone = Backbone(config, causal=config.causal_attention, rngs=rngs)
     if config.head == "dual":
       hidden_init = nnx.with_partitioning(nnx.initializers.lecun_normal(), (None, "embed"))
       self.pair_hidden = nnx.Linear(4 * config.d_model, config.d_model, kernel_init=hidden_init, rngs=rngs)

@@ -118,7 +118,7 @@ class GraphTransformer(nnx.Module):
       token_init = nnx.with_partitioning(nnx.initializers.normal(0.02), ("embed",))
       self.token = nnx.Param(token_init(rngs.params(), (config.d_model,)))  # [d_model]
     self.edges = EdgeEncoding(config, rngs=rngs) if config.max_hops else None
-    self.backbone = Backbone(config, causal=False, rngs=rngs)
+    self.backbone = Backbone(config, causal=config.causal_attention, rngs=rngs)
     self.head = classifier(config.d_model, config.num_classes, rngs=rngs)
 
   def __call__(

@@ -174,7 +174,8 @@ class SelfAttention(nnx.Module):
     kv_heads = c.num_heads if self.keys_per_head else c.resolved_kv_heads
     qk_dim = self.head_dim if self.encoding.transform_per_call else self.qk_dim()  # keys as projected, or transformed
     return self.core.init_cache(batch, cache_length, heads=c.num_heads, kv_heads=kv_heads, qk_dim=qk_dim,
-                                v_dim=self.head_dim, dtype=self.dtype, window=c.window)
+                                v_dim=self.head_dim, dtype=self.dtype, window=c.window,
+                                sums=self.encoding.cached_sums)
 
   def __call__(
       self,
@@ -204,7 +205,8 @@ class SelfAttention(nnx.Module):
                          k_segment_ids=context.segment_ids, k_valid=context.valid, causal=self.causal,
                          window=c.window)
     # Terms are evaluated at the core's mask positions (with a cache: its slots), so the new tokens' coordinates
-    # describe them whatever the cache holds.
+    # describe them whatever the cache holds; a term of the tokens themselves reads them from `features`.
+    coords = coords.replace(features=x)
     terms = Terms(*attention_terms(self.encoding, coords, coords))
     use_dropout = c.dropout > 0 and not self.deterministic
     out, cache = self.core(q, k, v, terms, mask, cache, softmax_scale=self.softmax_scale(q),
@@ -284,7 +286,7 @@ def hook_term_types(pe: str, pe_options: tuple, relation: bool) -> dict[str, tup
     if relation and positional.get(pe).reads_relation:
       graph = positional.graph.Graph(spd=jnp.zeros((1, 4, 4), jnp.int32), in_degree=positions, out_degree=positions,
                                   edge_bias=jnp.zeros((1, 2, 4, 4)))
-    coords = Coordinates(positions, graph)
+    coords = Coordinates(positions, graph, features=jnp.zeros((1, 4, dims.d_model)))
     bias, scale = attention_terms(encoding, coords, coords)
     if bias:
       found["logit_bias"] = tuple(type(t) for t in bias)

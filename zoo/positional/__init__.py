@@ -19,6 +19,7 @@ from zoo.positional import memory_rpe as _memory_rpe  # noqa: E402,F401
 from zoo.positional import sandwich as _sandwich  # noqa: E402,F401
 from zoo.positional import xpos as _xpos  # noqa: E402,F401
 from zoo.positional import cope as _cope  # noqa: E402,F401
+from zoo.positional import fox as _fox  # noqa: E402,F401
 from zoo.positional import spe as _spe  # noqa: E402,F401
 from zoo.positional.graph import Graph  # noqa: E402
 from zoo.positional import rwse as _rwse  # noqa: E402,F401

@@ -13,7 +13,9 @@ else about the encoding (see docs/design.md):
 Every hook receives `Coordinates`: explicit integer positions `[batch, length]` (never implied by array index) and,
 in a model that has one, a relation between the tokens (a graph: `zoo.positional.Graph`). Bias and scale terms
 (`zoo.attention.bias`) are evaluated by the attention implementation at the call's positions; a term that reads a
-relation carries it.
+relation carries it. The attention hooks (`logit_bias`, `prob_scale`) also get the attention layer's input in
+`Coordinates.features`, for a term of the tokens themselves (FoX's forget gate, `TokenCumulative`); such an encoding
+sets `causal_only` when its term means something only for keys at or before the query.
 
 `transform_qk` normally transforms each key by its own coordinates, so a decoding cache can keep transformed keys. An
 encoding whose transform is relative to a reference position of the call (xPos: absolute exponents overflow) sets
@@ -40,6 +42,8 @@ class Coordinates:
 
   positions: jax.Array  # [batch, length] int
   relation: Any = None  # a pytree relating the tokens to each other (a graph model's `Graph`), or None
+  # The attention layer's input [batch, length, d_model], given to the attention hooks (None for `embed`).
+  features: jax.Array | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +74,11 @@ class PositionalEncoding(nnx.Module):
   # True when `transform_qk` of a key depends on the call's queries (it is relative to a reference position of the
   # call): a decoding cache then keeps keys untransformed and the core transforms every key at each call.
   transform_per_call: ClassVar[bool] = False
+  # True when the encoding is defined for causal attention only (FoX's decay over the tokens between key and query):
+  # a bidirectional model refuses it (`zoo.models.config`).
+  causal_only: ClassVar[bool] = False
+  # How many `TokenCumulative` bias terms `logit_bias` gives: a decoding cache keeps a running sum per slot for each.
+  cached_sums: ClassVar[int] = 0
   name: ClassVar[str] = ""  # set by `register`
 
   def __init__(self, options, dims: ModelDims, *, rngs: nnx.Rngs):
@@ -98,7 +107,7 @@ def implements(encoding: PositionalEncoding, hook: str) -> bool:
 def attention_terms(encoding: PositionalEncoding, q: Coordinates,
                     k: Coordinates) -> tuple[tuple[Term, ...], Term | None]:
   """The encoding's logit-bias terms (a tuple, possibly empty) and post-softmax scale (or None) for queries at `q`
-  and keys at `k`."""
+  and keys at `k` (with the attention input in their `features`, for encodings that read it)."""
   bias = encoding.logit_bias(q, k) if implements(encoding, "logit_bias") else ()
   scale = encoding.prob_scale(q, k) if implements(encoding, "prob_scale") else None
   return (bias if isinstance(bias, tuple) else (bias,)), scale

@@ -6,7 +6,8 @@ Tile math (shared, arrays in and out, so every driver computes the same numbers)
   log-sum-exp the backward pass recomputes probabilities from.
 * `backward_tile` — with P = softmax(S), O = (P ⊙ C) V, dO given and Δ_i = Σ_d dO_id O_id:
   d(P⊙C) = dO Vᵀ, dP = d(P⊙C) ⊙ C, dS = P ⊙ (dP − Δ) (Δ = rowsum(dP ⊙ P) still, because O already carries C),
-  dC = d(P⊙C) ⊙ P, dV = (P ⊙ C)ᵀ dO, dQ = dS K · scale, dK = dSᵀ Q · scale; the bias tables get dS, C's table dC.
+  dC = d(P⊙C) ⊙ P, dV = (P ⊙ C)ᵀ dO, dQ = dS K · scale, dK = dSᵀ Q · scale; the bias tables get dS, C's table dC,
+  the running sums of `TokenCumulative` terms dS's row sums (queries) and minus its column sums (keys).
 
 Drivers:
 * "tpu" (Mosaic) — the grid walks (batch, heads, outer blocks, inner blocks); the innermost grid axis is the
@@ -34,6 +35,7 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
 from jax.experimental.pallas import triton as pltriton
 
+from zoo.attention.bias import TokenCumulative
 from zoo.attention.pallas.terms import Layout, k_positions, q_positions
 
 NEG_INF = -1e30  # masked logits (masked probabilities are zeroed explicitly, so only "far below" matters)
@@ -46,12 +48,15 @@ def _dot(a, b, dims=(((1,), (0,)), ((), ()))):
   return lax.dot_general(a, b, dims, preferred_element_type=jnp.float32)
 
 
-def scores(layout: Layout, q, k, q_info, k_info, tables):
-  """q [bq, D], k [bk, D] -> logits [bq, bk] float32 (masked entries NEG_INF) and allowed [bq, bk] bool."""
+def scores(layout: Layout, q, k, q_info, k_info, tables, sums=()):
+  """q [bq, D], k [bk, D] -> logits [bq, bk] float32 (masked entries NEG_INF) and allowed [bq, bk] bool. sums: the
+  tile's running sums (q [bq, 1], k [1, bk]) when `layout.cumulative`, else ()."""
   s = _dot(q, k, NT) * layout.softmax_scale
   q_pos, k_pos = q_positions(q_info), k_positions(k_info)
   for term, table in zip(layout.bias, tables):
     s = s + term.kernel_values(table, q_pos, k_pos)
+  if sums:
+    s = s + TokenCumulative.token_values(*sums)
   allowed = layout.allowed(q_info, k_info)
   return jnp.where(allowed, s, NEG_INF), allowed
 
@@ -61,10 +66,10 @@ def scale_tile(layout: Layout, q_info, k_info, tables):
   return layout.scale.kernel_values(tables[-1], q_positions(q_info), k_positions(k_info))
 
 
-def forward_update(layout: Layout, carry, q, k, v, q_info, k_info, tables):
+def forward_update(layout: Layout, carry, q, k, v, q_info, k_info, tables, sums):
   """One key block of the online softmax. carry: m, l [bq, 1], acc [bq, Dv] float32."""
   m, l, acc = carry
-  s, allowed = scores(layout, q, k, q_info, k_info, tables)
+  s, allowed = scores(layout, q, k, q_info, k_info, tables, sums)
   m_new = jnp.maximum(m, jnp.max(s, axis=1, keepdims=True))
   p = jnp.where(allowed, jnp.exp(s - m_new), 0.0)
   alpha = jnp.exp(m - m_new)
@@ -85,10 +90,10 @@ def forward_finish(m, l, acc):
   return jnp.where(seen, acc / safe_l, 0.0), jnp.where(seen, m + jnp.log(safe_l), 0.0)
 
 
-def backward_tile(layout: Layout, q, k, v, do, lse, delta, q_info, k_info, tables):
+def backward_tile(layout: Layout, q, k, v, do, lse, delta, q_info, k_info, tables, sums):
   """lse, delta: [1, bq] rows -> p ⊙ C [bq, bk], dS [bq, bk], and the gradient tile of each table term (in
   `layout.terms` order)."""
-  s, allowed = scores(layout, q, k, q_info, k_info, tables)
+  s, allowed = scores(layout, q, k, q_info, k_info, tables, sums)
   lse, delta = _to_column(lse), _to_column(delta)
   p = jnp.where(allowed, jnp.exp(s - lse), 0.0)
   dpc = _dot(do, v, NT)  # d(P ⊙ C)
@@ -113,7 +118,8 @@ def table_grads(layout: Layout, grads, q_info, k_info, tables, widths):
 # kernel instance of query head h reads kv head h // (H / H_kv) through its index map — no repeated copy);
 # lse, delta [B, H, 1, Lq]; q_info [B, Lq, q_cols];
 # k_info [B, k_rows, Lk]; tables [H, 1, width] (one row per kernel instance);
-# table gradients [B, H, k_blocks, 1, width].
+# table gradients [B, H, k_blocks, 1, width]; running sums (and their gradients) q_sum [B, H, 1, Lq], k_sum
+# [B, H, 1, Lk], per-token scalars like lse.
 # lse and delta are per-query scalars stored along lanes ([1, bq] blocks): a [.., Lq, 1] array would be padded to
 # 128 lanes in TPU memory (128× its size). Kernels turn the row into the [bq, 1] column they need and back.
 # ----------------------------------------------------------------------------------------------------------------
@@ -161,6 +167,21 @@ def _table_specs(tables, backend):
   return [pl.BlockSpec((S, 1, t.shape[1]), lambda b, h, *_: (h, 0, 0), **memory) for t in tables]
 
 
+def _split(layout, refs):
+  """The refs after q, k, v, q_info, k_info -> (table refs, running-sum refs (q, k) or (), the rest)."""
+  n = len(layout.terms)
+  m = n + (2 if layout.cumulative else 0)
+  return refs[:n], refs[n:m], refs[m:]
+
+
+def _tile_sums(sum_refs, queries=slice(None), keys=slice(None)):
+  """A tile's running sums from the (q_sum, k_sum) refs: queries' [bq, 1], keys' [1, bk]; () without them."""
+  if not sum_refs:
+    return ()
+  q_ref, k_ref = sum_refs
+  return _to_column(q_ref[:, queries]), k_ref[:, keys]
+
+
 def _rows_of(tables):
   """[H, width] -> [H, 1, width], the shape `_table_specs` blocks."""
   return [t[:, None, :] for t in tables]
@@ -199,8 +220,7 @@ def _unless_skipped(layout: Layout, q_info, k_info, update, carry):
 # Forward
 # ----------------------------------------------------------------------------------------------------------------
 def _forward_tpu_kernel(layout, q_ref, k_ref, v_ref, qi_ref, ki_ref, *refs):
-  n = len(layout.terms)
-  tables, (o_ref, lse_ref, m_sc, l_sc, acc_sc) = refs[:n], refs[n:]
+  tables, sum_refs, (o_ref, lse_ref, m_sc, l_sc, acc_sc) = _split(layout, refs)
   kb = pl.program_id(3)
 
   @pl.when(kb == 0)
@@ -213,7 +233,7 @@ def _forward_tpu_kernel(layout, q_ref, k_ref, v_ref, qi_ref, ki_ref, *refs):
   def _step():
     carry = (m_sc[...], l_sc[...], acc_sc[...])
     m_sc[...], l_sc[...], acc_sc[...] = forward_update(layout, carry, q_ref[...], k_ref[...], v_ref[...],
-                                                       q_info, k_info, tables)
+                                                       q_info, k_info, tables, _tile_sums(sum_refs))
 
   @pl.when(kb == pl.num_programs(3) - 1)
   def _finish():
@@ -222,14 +242,14 @@ def _forward_tpu_kernel(layout, q_ref, k_ref, v_ref, qi_ref, ki_ref, *refs):
 
 
 def _forward_gpu_kernel(layout, bk, q_ref, k_ref, v_ref, qi_ref, ki_ref, *refs):
-  n = len(layout.terms)
-  tables, (o_ref, lse_ref) = refs[:n], refs[n:]
+  tables, sum_refs, (o_ref, lse_ref) = _split(layout, refs)
   q, q_info = q_ref[...], qi_ref[...]
 
   def step(kb, carry):
     keys = pl.ds(kb * bk, bk)
     k_info = ki_ref[:, keys]
-    update = lambda c: forward_update(layout, c, q, k_ref[keys, :], v_ref[keys, :], q_info, k_info, tables)
+    update = lambda c: forward_update(layout, c, q, k_ref[keys, :], v_ref[keys, :], q_info, k_info, tables,
+                                      _tile_sums(sum_refs, keys=keys))
     return _unless_skipped(layout, q_info, k_info, update, carry)
 
   carry = lax.fori_loop(0, k_ref.shape[0] // bk, step, forward_init(q.shape[0], v_ref.shape[-1]))
@@ -237,9 +257,9 @@ def _forward_gpu_kernel(layout, bk, q_ref, k_ref, v_ref, qi_ref, ki_ref, *refs):
   o_ref[...], lse_ref[...] = out.astype(o_ref.dtype), _to_row(lse)
 
 
-def forward(layout: Layout, q, k, v, q_info, k_info, tables, *, bq, bk, backend, interpret):
-  """q [B, H, Lq, D], k / v [B, H_kv, Lk, D*] (lengths multiples of the blocks) -> out [B, H, Lq, Dv],
-  lse [B, H, 1, Lq]."""
+def forward(layout: Layout, q, k, v, q_info, k_info, tables, sums, *, bq, bk, backend, interpret):
+  """q [B, H, Lq, D], k / v [B, H_kv, Lk, D*] (lengths multiples of the blocks), sums () or (q_sum [B, H, 1, Lq],
+  k_sum [B, H, 1, Lk]) -> out [B, H, Lq, Dv], lse [B, H, 1, Lq]."""
   batch, heads, q_len, _ = q.shape
   k_len, dv, groups = k.shape[2], v.shape[-1], heads // k.shape[1]
   out_shape = [jax.ShapeDtypeStruct((batch, heads, q_len, dv), v.dtype),
@@ -251,15 +271,17 @@ def forward(layout: Layout, q, k, v, q_info, k_info, tables, *, bq, bk, backend,
     in_specs = [_rows(bq, q.shape[-1], 2), _rows(bk, k.shape[-1], 3, groups), _rows(bk, dv, 3, groups),
                 _q_info(bq, q_cols, 2), _k_info(k_rows, bk, 3)]
     scratch = [pltpu.VMEM((bq, 1), jnp.float32), pltpu.VMEM((bq, 1), jnp.float32), pltpu.VMEM((bq, dv), jnp.float32)]
+    sum_specs = [_lanes(bq, 2), _lanes(bk, 3)]
   else:
     grid = (batch, heads, q_len // bq)
     kernel = functools.partial(_forward_gpu_kernel, layout, bk)
     in_specs = [_rows(bq, q.shape[-1], 2), _rows(k_len, k.shape[-1], groups=groups),
                 _rows(k_len, dv, groups=groups), _q_info(bq, q_cols, 2), _k_info(k_rows, k_len)]
     scratch = []
-  operands = (q, k, v, q_info, k_info, *_rows_of(tables))
+    sum_specs = [_lanes(bq, 2), _lanes(k_len)]
+  operands = (q, k, v, q_info, k_info, *_rows_of(tables), *sums)
   return pl.pallas_call(
-      kernel, grid=grid, in_specs=in_specs + _table_specs(tables, backend),
+      kernel, grid=grid, in_specs=in_specs + _table_specs(tables, backend) + sum_specs[:len(sums)],
       out_specs=[_rows(bq, dv, 2), _lanes(bq, 2)], out_shape=out_shape, scratch_shapes=scratch,
       compiler_params=_params(backend, len(grid)), interpret=interpret, name="zoo_flash_forward",
       cost_estimate=_cost(2, q, k, operands, out_shape),  # q·kᵀ, p·v
@@ -269,22 +291,28 @@ def forward(layout: Layout, q, k, v, q_info, k_info, tables, *, bq, bk, backend,
 # ----------------------------------------------------------------------------------------------------------------
 # Backward: dK, dV and table gradients per key block; dQ per query block.
 # ----------------------------------------------------------------------------------------------------------------
-def _dkv_step(layout, widths, q, k, v, do, lse, delta, q_info, k_info, tables, dk, dv, dtables):
-  pc, ds, grads = backward_tile(layout, q, k, v, do, lse, delta, q_info, k_info, tables)
+def _dkv_step(layout, widths, q, k, v, do, lse, delta, q_info, k_info, tables, sums, dk, dv, dtables):
+  """dtables: the table gradient rows, then (with running sums) the keys' sums' gradient [1, bk]."""
+  pc, ds, grads = backward_tile(layout, q, k, v, do, lse, delta, q_info, k_info, tables, sums)
   dv = dv + _dot(pc.astype(do.dtype), do, TN)
   dk = dk + _dot(ds.astype(q.dtype), q, TN) * layout.softmax_scale
-  dtables = [a + g for a, g in zip(dtables, table_grads(layout, grads, q_info, k_info, tables, widths))]
-  return dk, dv, dtables
+  new = table_grads(layout, grads, q_info, k_info, tables, widths) + ([TokenCumulative.token_grads(ds)[1]]
+                                                                       if sums else [])
+  return dk, dv, [a + g for a, g in zip(dtables, new)]
 
 
-def _dq_step(layout, q, k, v, do, lse, delta, q_info, k_info, tables, dq):
-  _, ds, _ = backward_tile(layout, q, k, v, do, lse, delta, q_info, k_info, tables)
-  return dq + _dot(ds.astype(k.dtype), k) * layout.softmax_scale
+def _dq_step(layout, q, k, v, do, lse, delta, q_info, k_info, tables, sums, dq, dq_sum=None):
+  """dq_sum: the queries' sums' gradient [bq, 1] with running sums, else None."""
+  _, ds, _ = backward_tile(layout, q, k, v, do, lse, delta, q_info, k_info, tables, sums)
+  if sums:
+    dq_sum = dq_sum + TokenCumulative.token_grads(ds)[0]
+  return dq + _dot(ds.astype(k.dtype), k) * layout.softmax_scale, dq_sum
 
 
 def _dkv_tpu_kernel(layout, widths, q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, qi_ref, ki_ref, *refs):
-  n = len(layout.terms)
-  tables, (dk_ref, dv_ref), dtable_refs, (dk_sc, dv_sc) = refs[:n], refs[n:n + 2], refs[n + 2:2 * n + 2], refs[-2:]
+  tables, sum_refs, refs = _split(layout, refs)
+  # Outputs dK, dV, the table gradients (then the keys' sums' gradient), scratch dK, dV.
+  (dk_ref, dv_ref), dtable_refs, (dk_sc, dv_sc) = refs[:2], refs[2:-2], refs[-2:]
   qb = pl.program_id(3)
 
   @pl.when(qb == 0)
@@ -298,8 +326,8 @@ def _dkv_tpu_kernel(layout, widths, q_ref, k_ref, v_ref, do_ref, lse_ref, delta_
   @_when(layout.may_attend(q_info, k_info))
   def _step():
     dk, dv, dtables = _dkv_step(layout, widths, q_ref[...], k_ref[...], v_ref[...], do_ref[...], lse_ref[...],
-                                delta_ref[...], q_info, k_info, tables, dk_sc[...], dv_sc[...],
-                                [ref[...] for ref in dtable_refs])
+                                delta_ref[...], q_info, k_info, tables, _tile_sums(sum_refs), dk_sc[...],
+                                dv_sc[...], [ref[...] for ref in dtable_refs])
     dk_sc[...], dv_sc[...] = dk, dv
     for ref, value in zip(dtable_refs, dtables):
       ref[...] = value
@@ -310,40 +338,47 @@ def _dkv_tpu_kernel(layout, widths, q_ref, k_ref, v_ref, do_ref, lse_ref, delta_
 
 
 def _dq_tpu_kernel(layout, q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, qi_ref, ki_ref, *refs):
-  n = len(layout.terms)
-  tables, dq_ref, dq_sc = refs[:n], refs[n], refs[n + 1]
+  tables, sum_refs, refs = _split(layout, refs)
+  # Outputs dQ (then the queries' sums' gradient), scratch dQ (then that gradient as a column).
+  n = 2 if layout.cumulative else 1
+  out_refs, scratch = refs[:n], refs[n:]
   kb = pl.program_id(3)
 
   @pl.when(kb == 0)
   def _init():
-    dq_sc[...] = jnp.zeros(dq_sc.shape, jnp.float32)
+    for ref in scratch:
+      ref[...] = jnp.zeros(ref.shape, jnp.float32)
 
   q_info, k_info = qi_ref[...], ki_ref[...]
 
   @_when(layout.may_attend(q_info, k_info))
   def _step():
-    dq_sc[...] = _dq_step(layout, q_ref[...], k_ref[...], v_ref[...], do_ref[...], lse_ref[...],
-                          delta_ref[...], q_info, k_info, tables, dq_sc[...])
+    dq, dq_sum = _dq_step(layout, q_ref[...], k_ref[...], v_ref[...], do_ref[...], lse_ref[...], delta_ref[...],
+                          q_info, k_info, tables, _tile_sums(sum_refs), *[ref[...] for ref in scratch])
+    for ref, value in zip(scratch, (dq, dq_sum)):
+      ref[...] = value
 
   @pl.when(kb == pl.num_programs(3) - 1)
   def _finish():
-    dq_ref[...] = dq_sc[...].astype(dq_ref.dtype)
+    out_refs[0][...] = scratch[0][...].astype(out_refs[0].dtype)
+    if layout.cumulative:
+      out_refs[1][...] = _to_row(scratch[1][...])
 
 
 def _dkv_gpu_kernel(layout, widths, bq, q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, qi_ref, ki_ref, *refs):
-  n = len(layout.terms)
-  tables, (dk_ref, dv_ref), dtable_refs = refs[:n], refs[n:n + 2], refs[n + 2:]
+  tables, sum_refs, refs = _split(layout, refs)
+  (dk_ref, dv_ref), dtable_refs = refs[:2], refs[2:]
   k, v, k_info = k_ref[...], v_ref[...], ki_ref[...]
 
   def step(qb, carry):
     rows = pl.ds(qb * bq, bq)
     q_info = qi_ref[rows, :]
     update = lambda c: _dkv_step(layout, widths, q_ref[rows, :], k, v, do_ref[rows, :], lse_ref[:, rows],
-                                 delta_ref[:, rows], q_info, k_info, tables, *c)
+                                 delta_ref[:, rows], q_info, k_info, tables, _tile_sums(sum_refs, queries=rows), *c)
     return _unless_skipped(layout, q_info, k_info, update, carry)
 
   init = (jnp.zeros(k.shape, jnp.float32), jnp.zeros(v.shape, jnp.float32),
-          [jnp.zeros((1, w), jnp.float32) for w in widths])
+          [jnp.zeros(ref.shape, jnp.float32) for ref in dtable_refs])
   dk, dv, dtables = lax.fori_loop(0, q_ref.shape[0] // bq, step, init)
   dk_ref[...], dv_ref[...] = dk.astype(dk_ref.dtype), dv.astype(dv_ref.dtype)
   for ref, value in zip(dtable_refs, dtables):
@@ -351,22 +386,26 @@ def _dkv_gpu_kernel(layout, widths, bq, q_ref, k_ref, v_ref, do_ref, lse_ref, de
 
 
 def _dq_gpu_kernel(layout, bk, q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, qi_ref, ki_ref, *refs):
-  n = len(layout.terms)
-  tables, dq_ref = refs[:n], refs[n]
+  tables, sum_refs, (dq_ref, *dsum_refs) = _split(layout, refs)
   q, do, lse, delta, q_info = q_ref[...], do_ref[...], lse_ref[...], delta_ref[...], qi_ref[...]
 
-  def step(kb, dq):
+  def step(kb, carry):
     keys = pl.ds(kb * bk, bk)
     k_info = ki_ref[:, keys]
-    update = lambda c: _dq_step(layout, q, k_ref[keys, :], v_ref[keys, :], do, lse, delta, q_info, k_info, tables, c)
-    return _unless_skipped(layout, q_info, k_info, update, dq)
+    update = lambda c: _dq_step(layout, q, k_ref[keys, :], v_ref[keys, :], do, lse, delta, q_info, k_info, tables,
+                                _tile_sums(sum_refs, keys=keys), *c)
+    return _unless_skipped(layout, q_info, k_info, update, carry)
 
-  dq = lax.fori_loop(0, k_ref.shape[0] // bk, step, jnp.zeros(q.shape, jnp.float32))
+  init = (jnp.zeros(q.shape, jnp.float32), jnp.zeros((q.shape[0], 1), jnp.float32) if sum_refs else None)
+  dq, dq_sum = lax.fori_loop(0, k_ref.shape[0] // bk, step, init)
   dq_ref[...] = dq.astype(dq_ref.dtype)
+  for ref in dsum_refs:
+    ref[...] = _to_row(dq_sum)
 
 
-def backward(layout: Layout, q, k, v, q_info, k_info, tables, out, lse, do, *, bq, bk, backend, interpret):
-  """-> dq, dk, dv (shapes of q, k, v) and the [heads, width] gradient of every table.
+def backward(layout: Layout, q, k, v, q_info, k_info, tables, sums, out, lse, do, *, bq, bk, backend, interpret):
+  """-> dq, dk, dv (shapes of q, k, v), the [heads, width] gradient of every table and those of the running sums
+  (shapes of `sums`).
 
   The dK / dV kernel runs per query head (its table gradients are per query head too); with grouped-query
   attention its float32 dK / dV [B, H, Lk, D] are summed over each kv head's group of query heads afterwards."""
@@ -375,11 +414,12 @@ def backward(layout: Layout, q, k, v, q_info, k_info, tables, out, lse, do, *, b
   delta = jnp.sum(do.astype(jnp.float32) * out.astype(jnp.float32), axis=-1)[:, :, None]  # [B, H, 1, Lq]
   widths = tuple(t.shape[1] for t in tables)
   q_cols, k_rows = q_info.shape[2], k_info.shape[1]
-  operands = (q, k, v, do, lse, delta, q_info, k_info, *_rows_of(tables))
+  operands = (q, k, v, do, lse, delta, q_info, k_info, *_rows_of(tables), *sums)
   nkb = k_len // bk
   per_head = lambda x: jax.ShapeDtypeStruct((batch, heads, *x.shape[2:]), x.dtype if groups == 1 else jnp.float32)
+  sum_shapes = [jax.ShapeDtypeStruct(x.shape, jnp.float32) for x in sums]  # (q_sum, k_sum) or ()
   dkv_shapes = [per_head(k), per_head(v),
-                *[jax.ShapeDtypeStruct((batch, heads, nkb, 1, w), jnp.float32) for w in widths]]
+                *[jax.ShapeDtypeStruct((batch, heads, nkb, 1, w), jnp.float32) for w in widths], *sum_shapes[1:]]
   dtable_specs = [pl.BlockSpec((S, S, S, 1, w), lambda b, h, i, *_: (b, h, i, 0, 0)) for w in widths]
   if backend == "tpu":
     # dK / dV: grid (b, h, key block, query block); dQ: grid (b, h, query block, key block).
@@ -388,7 +428,7 @@ def backward(layout: Layout, q, k, v, q_info, k_info, tables, out, lse, do, *, b
     dkv_kernel = functools.partial(_dkv_tpu_kernel, layout, widths)
     dq_kernel = functools.partial(_dq_tpu_kernel, layout)
     dkv_scratch = [pltpu.VMEM((bk, d), jnp.float32), pltpu.VMEM((bk, dv_dim), jnp.float32)]
-    dq_scratch = [pltpu.VMEM((bq, d), jnp.float32)]
+    dq_scratch = [pltpu.VMEM((bq, d), jnp.float32)] + ([pltpu.VMEM((bq, 1), jnp.float32)] if sums else [])
     dkv_q, dq_k = bq, bk
   else:
     # One program per key block looping over all queries, one per query block looping over all keys.
@@ -404,19 +444,24 @@ def backward(layout: Layout, q, k, v, q_info, k_info, tables, out, lse, do, *, b
   dq_specs = [_rows(bq, d, 2), _rows(dq_k, d, inner, groups), _rows(dq_k, dv_dim, inner, groups), *per_query(bq, 2),
               _q_info(bq, q_cols, 2), _k_info(k_rows, dq_k, inner)]
   table_specs = _table_specs(tables, backend)
+  # The running sums as each kernel reads them: the dK / dV kernel walks queries, the dQ kernel keys.
+  dkv_sum_specs, dq_sum_specs = [_lanes(dkv_q, inner), _lanes(bk, 2)], [_lanes(bq, 2), _lanes(dq_k, inner)]
   dk, dv, *dtables = pl.pallas_call(
-      dkv_kernel, grid=dkv_grid, in_specs=dkv_specs + table_specs,
-      out_specs=[_rows(bk, d, 2), _rows(bk, dv_dim, 2), *dtable_specs], out_shape=dkv_shapes,
+      dkv_kernel, grid=dkv_grid, in_specs=dkv_specs + table_specs + dkv_sum_specs[:len(sums)],
+      out_specs=[_rows(bk, d, 2), _rows(bk, dv_dim, 2), *dtable_specs, *dkv_sum_specs[1:len(sums)]],
+      out_shape=dkv_shapes,
       scratch_shapes=dkv_scratch, compiler_params=_params(backend, len(dkv_grid)), interpret=interpret,
       name="zoo_flash_dkv", cost_estimate=_cost(4, q, k, operands, dkv_shapes),  # q·kᵀ, dv, do·vᵀ, dk
   )(*operands)
-  dq_shape = jax.ShapeDtypeStruct(q.shape, q.dtype)
-  dq = pl.pallas_call(
-      dq_kernel, grid=dq_grid, in_specs=dq_specs + table_specs, out_specs=_rows(bq, d, 2), out_shape=dq_shape,
+  dq_shapes = [jax.ShapeDtypeStruct(q.shape, q.dtype), *sum_shapes[:1]]
+  dq, *dq_sum = pl.pallas_call(
+      dq_kernel, grid=dq_grid, in_specs=dq_specs + table_specs + dq_sum_specs[:len(sums)],
+      out_specs=[_rows(bq, d, 2), *dq_sum_specs[:len(sums) // 2]], out_shape=dq_shapes,
       scratch_shapes=dq_scratch, compiler_params=_params(backend, len(dq_grid)), interpret=interpret,
-      name="zoo_flash_dq", cost_estimate=_cost(3, q, k, operands, [dq_shape]),  # q·kᵀ, do·vᵀ, dq
+      name="zoo_flash_dq", cost_estimate=_cost(3, q, k, operands, dq_shapes),  # q·kᵀ, do·vᵀ, dq
   )(*operands)
   if groups > 1:  # [B, H, Lk, D] float32 -> [B, H_kv, Lk, D]: a kv head's gradient sums its query heads'
     dk, dv = (g.reshape(batch, heads // groups, groups, *g.shape[2:]).sum(2).astype(x.dtype)
               for g, x in ((dk, k), (dv, v)))
-  return dq, dk, dv, [g.sum(axis=(0, 2))[:, 0] for g in dtables]
+  dtables, dk_sum = dtables[:len(widths)], dtables[len(widths):]
+  return dq, dk, dv, [g.sum(axis=(0, 2))[:, 0] for g in dtables], dq_sum + dk_sum

@@ -12,7 +12,10 @@ The kernels never see a dense `[batch, heads, q_len, k_len]` array. A call is de
 * one float32 operand per term, `[heads, width]` (`KernelTerm.kernel_operand`: a table, a formula's parameters),
   zero-padded to a power-of-two width ≥ 128 so it is a legal block on TPU (lanes) and GPU (Triton wants powers of
   two). A kernel instance gets its head's row only (a `[1, width]` block, in SMEM on TPU), so the operand size never
-  limits the head count.
+  limits the head count;
+* per-token running sums, when the bias has `TokenCumulative` terms: their sum (q_sum_i − k_sum_j summed over terms
+  is (Σ q_sum)_i − (Σ k_sum)_j), as `q_sum [batch, heads, 1, q_len]` and `k_sum [batch, heads, 1, k_len]` float32,
+  blocked along the sequence like lse ([1, block] lane rows).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
-from zoo.attention.bias import KernelTerm, for_call
+from zoo.attention.bias import KernelTerm, Term, TokenCumulative, for_call
 from zoo.attention.masks import AttentionMask
 
 
@@ -39,6 +42,7 @@ class Layout:
   segments: tuple[int, int] | None  # (q_info column, k_info row) of the segment ids
   valid_row: int | None  # k_info row of key validity (1 valid, 0 padding)
   softmax_scale: float
+  cumulative: bool = False  # the bias has `TokenCumulative` terms: the kernels read per-token running sums
 
   @property
   def terms(self) -> tuple[KernelTerm, ...]:
@@ -93,11 +97,24 @@ def k_positions(k_info: jax.Array) -> jax.Array:
   return k_info[0:1, :]
 
 
-def prepare(mask: AttentionMask, bias: Sequence[KernelTerm], scale: KernelTerm | None, softmax_scale: float,
+def running_sums(bias: Sequence[Term], q_len: int, k_len: int) -> tuple[jax.Array, ...]:
+  """The `TokenCumulative` terms' summed running sums as kernel operands, (q_sum [batch, heads, 1, q_len], k_sum
+  [batch, heads, 1, k_len]) float32 zero-padded to the padded lengths, or () if there are none."""
+  cumulative = [t for t in bias if isinstance(t, TokenCumulative)]
+  if not cumulative:
+    return ()
+  total = lambda sums, length: _pad_to(sum(s.astype(jnp.float32) for s in sums), 2, length)[:, :, None]
+  return total([t.q_sum for t in cumulative], q_len), total([t.k_sum for t in cumulative], k_len)
+
+
+def prepare(mask: AttentionMask, bias: Sequence[Term], scale: KernelTerm | None, softmax_scale: float,
             q_len: int, k_len: int, backend: str):
   """Turns the structured inputs into (layout, q_info [batch, q_len, q_cols], k_info [batch, k_rows, k_len],
-  operands [heads, width] float32 per term), padded to `q_len` / `k_len` (padded keys are invalid)."""
+  operands [heads, width] float32 per `KernelTerm`, the running sums of the `TokenCumulative` terms (see
+  `running_sums`)), padded to `q_len` / `k_len` (padded keys are invalid)."""
   bias, scale = for_call(bias, scale, mask.q_pos, mask.k_pos)
+  sums = running_sums(bias, q_len, k_len)
+  bias = tuple(t for t in bias if not isinstance(t, TokenCumulative))
   terms = (*bias, *([] if scale is None else [scale]))
   operands = tuple(_pad_to(t.kernel_operand().astype(jnp.float32), 1, table_width(t.kernel_operand().shape[1]))
                    for t in terms)
@@ -124,5 +141,5 @@ def prepare(mask: AttentionMask, bias: Sequence[KernelTerm], scale: KernelTerm |
   k_info = _pad_to(k_info, 1, pl.next_power_of_2(k_info.shape[1]))
   layout = Layout(bias=tuple(t.static(backend) for t in bias), scale=None if scale is None else scale.static(backend),
                   causal=mask.causal, window=mask.window, segments=segments, valid_row=valid_row,
-                  softmax_scale=float(softmax_scale))
-  return layout, q_info, k_info, operands
+                  softmax_scale=float(softmax_scale), cumulative=bool(sums))
+  return layout, q_info, k_info, operands, sums
