@@ -265,8 +265,8 @@ def test_permuting_the_nodes_permutes_the_encoding(name):
   assert not np.allclose(permuted[:n], base[:n], atol=1e-3)  # the nodes do differ
 
 
-@pytest.mark.parametrize("name", GRAPHGPS)
-@pytest.mark.parametrize("head", ["graph", "node"])
+@pytest.mark.parametrize("name,head", [(name, head) if head == "node" else pytest.param(name, head, marks=pytest.mark.slow)
+                                       for name in GRAPHGPS for head in ("graph", "node")])
 def test_padding_nodes_change_nothing_in_the_model(name, head):
   """The whole graph model (edge encoding on, graph token with the graph head), padded to 8 and to 24 nodes, with
   junk in the padding."""

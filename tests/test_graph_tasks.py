@@ -68,6 +68,7 @@ def test_graph_task_option_errors():
     tasks.build("graph_neighbourhood", dict(radius=0))
 
 
+@pytest.mark.slow  # training to a learned result; the graph family's CLI journey is test_tasks_registry's molecules
 def test_short_training_run_learns_marked_distances(data_dir, tmp_path):
   """Predicting the mean distance gives an MSE of the targets' variance, ≈ 1.05 on these graphs (6-10 nodes); a
   1-layer Graphormer gets the validation MSE below 0.65 in 200 steps (≈ 0.49 measured)."""

@@ -69,7 +69,9 @@ def test_loaded_model_equals_transformers_on_a_padded_batch(name):
                 EXPORT_TOLERANCE if name in LONG_CONTEXT else TOLERANCE)
 
 
-@pytest.mark.parametrize("name", [n for n in DECODERS if n not in CACHED])
+# One per position kind by default (learned, RoPE with grouped queries, ALiBi); every decoder in the slow suite.
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n in ("gpt2", "llama", "bloom") else pytest.mark.slow)
+                                  for n in DECODERS if n not in CACHED])
 def test_cached_generation_equals_the_full_forward(name):
   model, _ = pretrained.load(str(HF / name))
   ref = reference(name)
@@ -323,6 +325,7 @@ def digests(directory: pathlib.Path) -> dict[str, str]:
           for name, value in sorted(safetensors_numpy.load_file(str(directory / hf.WEIGHTS)).items())}
 
 
+@pytest.mark.slow  # the export journey of the default suite: test_convert_from_hf_then_back_on_the_command_line
 def test_shipped_lm_rope_exports_then_its_converted_folder_exports_the_same(tmp_path):
   first, converted, second = tmp_path / "hf", tmp_path / "zoo", tmp_path / "hf_again"
   result = run_module("launch.convert", "--pretrained=lm_rope", f"--to_hf={first}")

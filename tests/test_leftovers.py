@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO, wait_until
 
 TPU_LOGS = pathlib.Path("/tmp/tpu_logs")  # where libtpu logs, whatever TMPDIR says
@@ -49,6 +50,7 @@ def test_commands_leave_the_temp_dir_empty_and_never_start_libtpu(tmp_path):
   assert not os.listdir(tmp_path / "tmp")
 
 
+@pytest.mark.slow
 def test_a_killed_build_leaves_nothing_after_the_next_build(tmp_path):
   env, data = fresh_env(tmp_path / "tmp"), tmp_path / "data"
   build = subprocess.Popen([sys.executable, "-c", BUILD, str(data), "30000"], cwd=REPO, env=env,
@@ -62,6 +64,7 @@ def test_a_killed_build_leaves_nothing_after_the_next_build(tmp_path):
   assert not os.listdir(tmp_path / "tmp")
 
 
+@pytest.mark.slow
 def test_two_first_builds_at_once_both_succeed(tmp_path):
   """Without the build lock the slower one fails renaming its finished data set onto the other's."""
   env, data = fresh_env(tmp_path / "tmp"), tmp_path / "data"

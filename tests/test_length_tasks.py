@@ -115,6 +115,7 @@ def test_bad_task_or_core_is_one_line(capsys):
   assert capsys.readouterr().err.startswith("error: --attention_impl applies to length_tasks only")
 
 
+@pytest.mark.slow  # launch.extrapolate's default journey is test_extrapolate.py's tiny run
 def test_a_tiny_parity_run_trains_tests_by_length_and_resumes(tmp_path):
   """The shared loop trains, the trained model is tested at every length and bucketed into the table; the test
   batches' targets are the reference's and the trained model scores them as the row says; a rerun trains nothing."""

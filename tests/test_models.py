@@ -44,8 +44,9 @@ def test_dual_encoder_scores_pairs_and_is_one_tower():
     model(pairs[:, 0])
 
 
-@pytest.mark.parametrize("family", ["encoder", "decoder"])
-@pytest.mark.parametrize("pe", ["rope", "urpe", "learned"])
+@pytest.mark.parametrize("family,pe", [("decoder", "rope"), ("encoder", "urpe")]
+                         + [pytest.param(f, p, marks=pytest.mark.slow) for f, p in [("encoder", "rope"),
+                            ("decoder", "urpe"), ("encoder", "learned"), ("decoder", "learned")]])
 def test_packed_sequences_equal_separate_ones(family, pe):
   model = tiny_model(family, pe, **per_token_options(family))
   a, b = random_tokens(2, (1, 5)), random_tokens(3, (1, 7))
@@ -227,7 +228,8 @@ def test_linear_decoding_state_does_not_grow_with_the_prefix():
 
 @pytest.mark.parametrize("impl,pe", [pytest.param("xla", "rope", marks=pytest.mark.slow),  # test_grouped_query: every
                                      pytest.param("chunked", "alibi", marks=pytest.mark.slow),  # core's grouped reading
-                                     ("pallas", "rope"), ("linear", "rope"), ("xla", "spe_sine")])
+                                     pytest.param("pallas", "rope", marks=pytest.mark.slow),
+                                     pytest.param("linear", "rope", marks=pytest.mark.slow), ("xla", "spe_sine")])
 def test_grouped_query_cache_holds_the_kv_heads_and_decodes_like_the_full_forward(impl, pe):
   """The cache of a num_kv_heads < num_heads decoder keeps kv heads only (the core maps each query head to its kv
   head): the KV cache's keys and values, linear attention's recurrent state; an encoding with per-head key transforms

@@ -286,14 +286,15 @@ def test_fire_is_finite_with_its_threshold_at_zero_and_a_query_at_position_zero(
   encoding.threshold_scale[...] = jnp.zeros(())
   positions = jnp.arange(6)[None]
   tile = Tile.whole(positions, positions)
-  values = np.asarray(encoding.logit_bias(None, None).values(tile))[0]  # [heads, q, k]
+  bias = nnx.jit(lambda enc, tile: enc.logit_bias(None, None).values(tile))  # eager, every op would compile alone
+  values = np.asarray(bias(encoding, tile))[0]  # [heads, q, k]
   c = 0.1
   lag = np.abs(np.arange(6)[None, :] - np.arange(6)[:, None])
   x = np.log(c * lag + 1) / (np.log(c * np.arange(6)[:, None] + 1) + 1e-6)
   hidden = np.maximum(x[..., None] * np.asarray(encoding.w1[...]) + np.asarray(encoding.b1[...]), 0.0)
   expected = np.einsum("qku,uh->hqk", hidden, np.asarray(encoding.w2[...])) + np.asarray(encoding.b2[...])[:, None, None]
   np.testing.assert_allclose(values, expected, rtol=1e-5, atol=1e-5)
-  grads = nnx.grad(lambda enc: jnp.sum(enc.logit_bias(None, None).values(tile)))(encoding)
+  grads = nnx.jit(nnx.grad(lambda enc: jnp.sum(enc.logit_bias(None, None).values(tile))))(encoding)
   assert all(np.all(np.isfinite(np.asarray(leaf))) for leaf in jax.tree.leaves(nnx.state(grads)))
 
 

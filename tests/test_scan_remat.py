@@ -82,8 +82,8 @@ def test_scan_stacks_per_layer_tables(pe):
   assert_same_model("decoder", config, token_loss(random_tokens(1, (2, 12))))
 
 
-@pytest.mark.parametrize("impl", [pytest.param(n, marks=() if n in ("xla", "linear") else pytest.mark.slow)
-                                  for n in attention.available() if n != "auto"])  # a KV cache and a linear state
+@pytest.mark.parametrize("impl", [pytest.param(n, marks=() if n == "xla" else pytest.mark.slow)
+                                  for n in attention.available() if n != "auto"])
 def test_scan_equals_the_layer_loop_for_every_attention_impl(impl):
   pe = "spe_sine" if impl == "linear" else "urpe"
   assert_same_model("encoder", tiny(pe, attention=dict(impl=impl), head="token", num_classes=5),
@@ -93,7 +93,9 @@ def test_scan_equals_the_layer_loop_for_every_attention_impl(impl):
 GRAPH_PER_LAYER = [n for n in GRAPH_ENCODINGS if n in PER_LAYER]
 
 
-@pytest.mark.parametrize("pe,share", [(n, False) for n in GRAPH_PER_LAYER] + [(GRAPH_PER_LAYER[0], True)]
+@pytest.mark.parametrize("pe,share", [(GRAPH_PER_LAYER[0], False)]
+                         + [pytest.param(n, False, marks=pytest.mark.slow) for n in GRAPH_PER_LAYER[1:]]
+                         + [pytest.param(GRAPH_PER_LAYER[0], True, marks=pytest.mark.slow)]
                          + [pytest.param(n, None, marks=pytest.mark.slow) for n in GRAPH_ENCODINGS
                             if n not in PER_LAYER])
 def test_scan_equals_the_layer_loop_on_graphs(pe, share):
@@ -105,7 +107,8 @@ def test_scan_equals_the_layer_loop_on_graphs(pe, share):
   assert_same_model("graph", config, lambda model: jnp.mean(model(batch["inputs"], **fields) ** 2))
 
 
-@pytest.mark.parametrize("scan_layers,remat", [(False, "dots_saveable"), (True, "full")])
+@pytest.mark.parametrize("scan_layers,remat", [pytest.param(False, "dots_saveable", marks=pytest.mark.slow),
+                                               (True, "full")])
 def test_remat_changes_nothing(scan_layers, remat):
   config = tiny("urpe", dropout=0.1, attention=dict(dropout=0.1), scan_layers=scan_layers)
   loss_fn = token_loss(random_tokens(3, (2, 12)))
@@ -117,7 +120,7 @@ def test_remat_changes_nothing(scan_layers, remat):
 
 
 @pytest.mark.parametrize("pe,impl", [("urpe", "xla"), pytest.param("t5_bias", "pallas", marks=pytest.mark.slow),
-                                     ("rope", "linear")])
+                                     pytest.param("rope", "linear", marks=pytest.mark.slow)])
 def test_scanned_cached_generation_equals_the_layer_loop(pe, impl):
   """The scanned decoder's cache is stacked [layers, ...] (KV slots or linear attention's recurrent state)."""
   config = tiny(pe, attention=dict(impl=impl))

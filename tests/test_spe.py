@@ -80,7 +80,7 @@ def test_conv_cross_covariance_is_the_cross_correlation_of_its_filters_and_vanis
   assert np.all(np.abs(mean[beyond]) < 5 * stderr[beyond] + 1e-3)
 
 
-@pytest.mark.parametrize("name", ["spe_sine", "spe_conv"])
+@pytest.mark.parametrize("name", ["spe_sine", pytest.param("spe_conv", marks=pytest.mark.slow)])  # the gate is shared
 def test_gate_at_one_is_pure_spe_and_at_zero_position_agnostic(name):
   gated = build(name, heads=2, head_dim=2, num_realizations=8)
   ungated = build(name, heads=2, head_dim=2, num_realizations=8, gated=False)

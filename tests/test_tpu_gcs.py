@@ -104,6 +104,8 @@ class Trainer:
     return out
 
 
+@pytest.mark.slow  # the longest default journey (a fake GCS server, a run stopped and resumed); local workdirs resume
+# in the default suite (test_train_cli.py)
 def test_a_gs_workdir_stopped_mid_run_resumes_to_the_same_losses_with_everything_in_the_bucket(
     tmp_path, emulator, data_dir):
   trainer = Trainer(tmp_path, emulator, data_dir)

@@ -322,8 +322,9 @@ def test_sigterm_to_one_of_two_processes_stops_both_at_the_same_step(tmp_path, d
 @pytest.mark.parametrize("mesh,expected", [
     (("--config.mesh.data=2", "--config.mesh.tensor=2"),
      "aot v5e:2x2 (4 × TPU v5 lite, mesh {'data': 2, 'fsdp': 1, 'tensor': 2})"),
-    (("--config.mesh.slices=2", "--config.mesh.data=4", "--config.mesh.tensor=2"),
-     "aot v5e:2x2 × 2 slices (8 × TPU v5 lite, mesh {'data': 4, 'fsdp': 1, 'tensor': 2})"),
+    pytest.param(("--config.mesh.slices=2", "--config.mesh.data=4", "--config.mesh.tensor=2"),
+                 "aot v5e:2x2 × 2 slices (8 × TPU v5 lite, mesh {'data': 4, 'fsdp': 1, 'tensor': 2})",
+                 marks=pytest.mark.slow),
 ], ids=["one_slice", "two_slices_over_dcn"])
 def test_fit_check_compiles_the_train_step_for_a_tpu_topology(tmp_path, data_dir, mesh, expected):
   result = run_cli(SMOKE, "--aot_topology=v5e:2x2", f"--config.train.data_dir={data_dir}", *mesh, timeout=300)
