@@ -1,5 +1,6 @@
 """The model options the papers need, each against an independent reference: low-rank W_Q W_K (Kajitsuka & Sato),
-dot-product-free attention and the p·φ(t − s) encoding (Wang & E), the causal token head, the attention temperature."""
+dot-product-free attention and the p·φ(t − s) encoding (Wang & E), the causal token head, the attention temperature
+and weight rules."""
 
 import jax
 import jax.numpy as jnp
@@ -84,9 +85,11 @@ def test_causal_token_head_reads_no_future_input():
   assert np.abs(np.asarray(changed)[0, :5] - np.asarray(bidirectional(tokens))[0, :5]).min() > 0
 
 
-def test_low_temperature_is_hardmax_attention():
-  """At temperature 1e-4 each query takes the value of its highest-scoring key (logits q·kᵀ/√d, no bias)."""
-  model = tiny_model("encoder", "none", head="token", attention=dict(temperature=1e-4))
+@pytest.mark.parametrize("option", [dict(temperature=1e-4), dict(weights="hardmax")])
+def test_low_temperature_and_hardmax_weights_are_hardmax_attention(option):
+  """At temperature 1e-4, and exactly with weights="hardmax", each query takes the value of its highest-scoring key
+  (logits q·kᵀ/√d, no bias)."""
+  model = tiny_model("encoder", "none", head="token", attention=option)
   attention = model.backbone.blocks[0].attention
   x, context = block_inputs(2)
   out, _ = attention(x, context)
@@ -108,6 +111,10 @@ def test_low_temperature_is_hardmax_attention():
     (dict(attention=dict(logits="positional", qk_rank=1), positional=dict(name="alibi")),
      r"qk_rank needs logits='content'"),
     (dict(attention=dict(temperature=0.0)), r"model.attention: temperature must be > 0, got 0.0"),
+    (dict(attention=dict(weights="sparsemax")), r"'sparsemax' is not a valid choice; valid choices: 'softmax' \| "
+                                                r"'hardmax' \| 'uniform' \| 'none'"),
+    (dict(attention=dict(weights="uniform", impl="chunked")),
+     r"^model.attention: weights='uniform' needs impl 'xla'; impl='chunked' computes softmax weights only$"),
     (dict(positional=dict(name="memory_rpe", options={"phi": "exp"})),
      r"'exp' is not a valid choice; valid choices: 'log' \| 'lin'"),
     (dict(positional=dict(name="memory_rpe", options={"p_min": 0.0})), r"memory_rpe': need 0 < p_min <= p_max"),
