@@ -127,25 +127,31 @@ def test_bad_option_values_name_the_valid_ones(config, message):
     models.build("encoder", tiny(**config))
 
 
-def test_mlp_dim_zero_is_a_block_without_feed_forward_layer():
-  """mlp.dim = 0: no MLP and no MLP norm in the parameters; the pre-LN block is x + attention(layernorm(x)), written
-  out in numpy from the stored parameters (softmax(q·kᵀ/√d)·V·W_O, no encoding)."""
-  model = tiny_model("encoder", "none", mlp=dict(dim=0), attention=dict(head_dim=8))
+@pytest.mark.parametrize("norm", ["layernorm", "none"])
+def test_mlp_dim_zero_is_a_block_without_feed_forward_layer(norm):
+  """mlp.dim = 0: no MLP and no MLP norm in the parameters; the pre-LN block is x + attention(norm(x)), written out
+  in numpy from the stored parameters (softmax(q·kᵀ/√d)·V·W_O, no encoding); norm.kind="none" is the identity."""
+  model = tiny_model("encoder", "none", mlp=dict(dim=0), attention=dict(head_dim=8), norm=dict(kind=norm))
   block = model.backbone.blocks[0]
   assert block.mlp is None and block.mlp_norm is None
   assert not [path for path, _ in nnx.iter_graph(model) if "mlp" in map(str, path)]
+  norm_parameters = [path for path, node in nnx.iter_graph(model)
+                     if isinstance(node, nnx.Param) and any("norm" in str(part) for part in path)]
+  assert bool(norm_parameters) == (norm == "layernorm")
   x, context = block_inputs(3)
   out, _ = block(x, context)
-  a, norm = block.attention, block.attention_norm
-  x64 = np.asarray(x, np.float64)
-  centred = x64 - x64.mean(-1, keepdims=True)
-  h = centred / np.sqrt((centred ** 2).mean(-1, keepdims=True) + 1e-6) * np.asarray(norm.scale[...]) + np.asarray(
-      norm.bias[...])
+  a = block.attention
+  h = x64 = np.asarray(x, np.float64)
+  if norm == "layernorm":
+    centred = x64 - x64.mean(-1, keepdims=True)
+    h = centred / np.sqrt((centred ** 2).mean(-1, keepdims=True) + 1e-6) * np.asarray(
+        block.attention_norm.scale[...]) + np.asarray(block.attention_norm.bias[...])
   q, k, v = (np.einsum("bld,dhe->blhe", h, np.asarray(layer.kernel[...], np.float64))
              for layer in (a.query, a.key, a.value))
   probs = softmax(np.einsum("bqhe,bkhe->bhqk", q, k) / np.sqrt(8))
   want = x64 + np.einsum("bhqk,bkhe,hef->bqf", probs, v, np.asarray(a.out.kernel[...], np.float64))
   np.testing.assert_allclose(np.asarray(out), want, rtol=1e-5, atol=1e-5)
-  scanned = tiny_model("encoder", "none", mlp=dict(dim=0), attention=dict(head_dim=8), scan_layers=True)
+  scanned = tiny_model("encoder", "none", mlp=dict(dim=0), attention=dict(head_dim=8), norm=dict(kind=norm),
+                       scan_layers=True)
   np.testing.assert_allclose(np.asarray(scanned(random_tokens(0, (2, LENGTH)))),
                              np.asarray(model(random_tokens(0, (2, LENGTH)))), rtol=1e-5, atol=1e-5)

@@ -27,7 +27,7 @@ class NormConfig:
   """A model config's `norm` section: which norm, where the block applies it, and its epsilon (as the pretrained
   model had it: BERT / GPT-2 1e-12 / 1e-5 — it changes the outputs beyond 1e-4)."""
 
-  kind: Literal["layernorm", "rmsnorm"] = "layernorm"
+  kind: Literal["layernorm", "rmsnorm", "none"] = "layernorm"
   position: Literal["pre", "post"] = "pre"
   eps: float = 1e-6
 
