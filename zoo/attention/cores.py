@@ -5,10 +5,10 @@ A core is one attention implementation behind one call, `core(q, k, v, terms, ma
 bias / scale `Terms` (`zoo.attention.bias`), an `AttentionMask`, and the decoding cache from its own `init_cache` (or
 None for a whole sequence) — prefill and decode steps go through the same call. Each core class declares what it
 serves: the term types it evaluates, whether it has attention dropout and packed-segment masks, the weight rules it
-computes (softmax, or also the controls of `reference.WEIGHTS`), and the RNG stream it draws from per call (`noise`); `refusal` turns a request it does not serve into a ValueError naming the cores that
-do. Tests, `auto` and model validation (`zoo.nn.attention.compatible`) choose by these declarations, never by name
-lists. Each core has an `Options` dataclass of its own knobs (tile sizes, feature map), validated by
-`zoo.config.from_options`.
+computes (softmax, or also the controls of `reference.WEIGHTS`), and the RNG stream it draws from per call
+(`noise`); `refusal` turns a request it does not serve into a ValueError naming the cores that do. Tests, `auto`
+and model validation (`zoo.nn.attention.compatible`) choose by these declarations, never by name lists. Each core
+has an `Options` dataclass of its own knobs (tile sizes, feature map), validated by `zoo.config.from_options`.
 
 Grouped-query attention lives here: keys and values come with `kv_heads` heads (a divisor of `heads`), the KV cache
 keeps only those, and query head h reads kv head h // (heads / kv_heads) — in the kernels' index maps and in grouped
