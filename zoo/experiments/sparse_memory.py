@@ -20,7 +20,8 @@ PHIS = ("log", "lin")
 # (length, heads, steps) per variant. The paper: length 1000, H <= 64, 10,000 steps (width, lr, batch not stated).
 # A step's cost grows with H · length² (measured: H = 64 at length 128, 0.69 s a step on a shared 2-core machine),
 # so the variants stop at H = 16 and spend the time on steps instead: 400 steps left every trained point above the
-# exact one, most by orders of magnitude (docs/results.md), so the error measured training, not the model.
+# exact one, most by orders of magnitude (docs/results.md), so the error measured training, not the model. Measured
+# on a shared 2-core machine: quick 18.5 min wall (load 10–12), full 31 min (load 4–6).
 STEPS_FULL, STEPS_QUICK = 2000, 1000
 SIZES = {"full": (128, (1, 4, 16), STEPS_FULL), "quick": (64, (1, 4, 16), STEPS_QUICK), "tiny": (32, (1, 2), 4)}
 # p starts log-spread over [P_MIN, P_MAX] (memory_rpe's `initial_p`), so one head starts at √(P_MIN·P_MAX) = 0.25:
