@@ -3,7 +3,7 @@ r"""The papers' experiments and zoo's studies, one command each: runs, a table b
   python -m launch.reproduce urpe_pi                  # the full (CPU-sized) variant
   python -m launch.reproduce sparse_memory --quick    # a run of minutes
   python -m launch.reproduce memorization --tiny      # seconds: the tests' size (same code, smaller sizes and steps)
-  python -m launch.reproduce sparse_memory --redraw   # no training: table and figures from results/sparse_memory
+  python -m launch.reproduce memorization --redraw    # no training: table and figures from results/memorization
 
 Experiments (zoo/experiments/, one module each; shared/papers/ holds the papers' task definitions and numbers):
 urpe_pi and urpe_etp (Luo et al. 2022), sparse_memory (Wang & E 2024), memorization (Kajitsuka & Sato 2024),

@@ -117,3 +117,62 @@ def test_unknown_impl_names_the_valid_ones():
   with pytest.raises(ValueError, match=r"unknown attention impl 'flash'; valid choices: auto, chunked, linear, "
                                        r"pallas, xla"):
     attention.build("flash")
+
+
+def weight_rule_inputs(seed: int = 0):
+  """Random q, k [B, L, H, D]; values v [B, L, H, L] one-hot per key (v_j = e_j), so the output row of query i is
+  its weight row; a causal mask with the last two keys of batch row 1 padded."""
+  q, k, _ = random_qkv(seed)
+  v = np.broadcast_to(np.eye(L, dtype=np.float32)[None, :, None, :], (B, L, H, L))
+  valid = np.ones((B, L), bool)
+  valid[1, -2:] = False
+  pos = jnp.broadcast_to(jnp.arange(L), (B, L))
+  mask = AttentionMask(q_pos=pos, k_pos=pos, k_valid=jnp.asarray(valid), causal=True)
+  visible = np.broadcast_to((np.tril(np.ones((L, L), bool))[None] & valid[:, None, :])[:, None], (B, H, L, L))
+  return q, k, v, mask, visible
+
+
+def test_hardmax_forward_is_one_hot_on_the_first_maximum_and_backward_is_softmaxs_gradient():
+  """Forward: each row is exactly one-hot on the first largest visible logit (ties: the lowest key). Backward: the
+  gradient of softmax at the same logits, written in numpy: ∂L/∂z = p ⊙ (g − Σ g p), ∂L/∂q_i = Σ_j ∂L/∂z_ij k_j/√D."""
+  q, k, v, mask, visible = weight_rule_inputs()
+  q[0, 3, 1] = 0.0  # a row of ties: every logit 0, so the first visible key (0) wins
+  weights = np.asarray(attention.attend(*map(jnp.asarray, (q, k, v)), impl="xla", mask=mask, weights="hardmax"))
+  weights = weights.transpose(0, 2, 1, 3)  # [B, H, L(queries), L(keys)]
+  logits = np.einsum("bqhd,bkhd->bhqk", q.astype(np.float64), k) / np.sqrt(D)
+  masked = np.where(visible, logits, -np.inf)
+  want = np.eye(L)[np.argmax(masked, axis=-1)]
+  np.testing.assert_array_equal(weights, want)  # exact: 0s and one 1 per row
+  assert weights[0, 1, 3, 0] == 1.0 and weights.sum(-1).min() == weights.max() == 1.0
+  g = np.random.default_rng(1).normal(size=(B, L, H, L)).astype(np.float32)  # ∂L/∂out
+  grad = jax.grad(lambda q: jnp.sum(attention.attend(q, jnp.asarray(k), jnp.asarray(v), impl="xla", mask=mask,
+                                                     weights="hardmax") * g))(jnp.asarray(q))
+  p = np.exp(masked - masked.max(-1, keepdims=True))
+  p /= p.sum(-1, keepdims=True)
+  g_weights = g.transpose(0, 2, 1, 3).astype(np.float64)  # ∂L/∂weights: v is the identity
+  g_logits = p * (g_weights - np.sum(g_weights * p, axis=-1, keepdims=True))
+  want_grad = np.einsum("bhqk,bkhd->bqhd", g_logits, k) / np.sqrt(D)
+  np.testing.assert_allclose(np.asarray(grad), want_grad, rtol=1e-5, atol=1e-6)
+
+
+def test_uniform_weights_average_the_visible_values_and_none_gives_zero():
+  q, k, _, mask, visible = weight_rule_inputs(2)
+  v = np.random.default_rng(3).normal(size=(B, L, H, D)).astype(np.float32)
+  uniform = lambda q: attention.attend(q, jnp.asarray(k), jnp.asarray(v), impl="xla", mask=mask, weights="uniform")
+  want = np.zeros((B, L, H, D))
+  for b in range(B):
+    for i in range(L):
+      want[b, i] = v[b, np.flatnonzero(visible[b, 0, i])].mean(axis=0)
+  np.testing.assert_allclose(np.asarray(uniform(jnp.asarray(q))), want, rtol=1e-6, atol=1e-6)
+  assert not np.asarray(jax.grad(lambda q: jnp.sum(uniform(q) ** 2))(jnp.asarray(q))).any()  # q unread
+  none = attention.attend(*map(jnp.asarray, (q, k, v)), impl="xla", mask=mask, weights="none")
+  assert not np.asarray(none).any()
+
+
+@pytest.mark.parametrize("impl", ["chunked", "pallas", "linear"])
+def test_cores_without_a_weight_rule_refuse_it_naming_the_one_that_has_it(impl):
+  q, k, v, mask, _ = weight_rule_inputs()
+  with pytest.raises(ValueError, match=rf"attention impl '{impl}' computes softmax attention weights only \(got "
+                                       r"weights='hardmax'\); use impl='xla'"):
+    attention.attend(*map(jnp.asarray, (q, k, v)), impl=impl, mask=mask.replace(causal=False, k_valid=None),
+                     weights="hardmax", **({"feature_map": "relu"} if impl == "linear" else {}))

@@ -36,7 +36,8 @@ from zoo.train.options import OPTION_SECTIONS, SHARDING_RULES, parse_experiment
                                                                 r"'longrope' only, got 2.0"),
     (dict(num_layers="2"), r"model 'decoder': option 'num_layers' must be int, got '2'"),
     (dict(num_layers=True), r"option 'num_layers' must be int, got True"),
-    (dict(norm=dict(kind="batchnorm")), r"'batchnorm' is not a valid choice; valid choices: 'layernorm' \| 'rmsnorm'"),
+    (dict(norm=dict(kind="batchnorm")),
+     r"'batchnorm' is not a valid choice; valid choices: 'layernorm' \| 'rmsnorm' \| 'none'"),
     (dict(d_model=30, attention=dict(num_heads=4)), r"attention.num_heads \(4\) must divide d_model \(30\)"),
     (dict(attention=dict(impl="flash")), r"unknown attention impl 'flash'; valid choices: auto, chunked, linear, "
                                          r"pallas, xla"),

@@ -1,10 +1,12 @@
 """The model options the papers need, each against an independent reference: low-rank W_Q W_K (Kajitsuka & Sato),
-dot-product-free attention and the p·φ(t − s) encoding (Wang & E), the causal token head, the attention temperature."""
+dot-product-free attention and the p·φ(t − s) encoding (Wang & E), the causal token head, the attention temperature
+and weight rules, the model without a feed-forward layer."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from conftest import TINY, random_tokens, tiny, tiny_model
 from zoo import models
@@ -84,9 +86,11 @@ def test_causal_token_head_reads_no_future_input():
   assert np.abs(np.asarray(changed)[0, :5] - np.asarray(bidirectional(tokens))[0, :5]).min() > 0
 
 
-def test_low_temperature_is_hardmax_attention():
-  """At temperature 1e-4 each query takes the value of its highest-scoring key (logits q·kᵀ/√d, no bias)."""
-  model = tiny_model("encoder", "none", head="token", attention=dict(temperature=1e-4))
+@pytest.mark.parametrize("option", [dict(temperature=1e-4), dict(weights="hardmax")])
+def test_low_temperature_and_hardmax_weights_are_hardmax_attention(option):
+  """At temperature 1e-4, and exactly with weights="hardmax", each query takes the value of its highest-scoring key
+  (logits q·kᵀ/√d, no bias)."""
+  model = tiny_model("encoder", "none", head="token", attention=option)
   attention = model.backbone.blocks[0].attention
   x, context = block_inputs(2)
   out, _ = attention(x, context)
@@ -108,6 +112,11 @@ def test_low_temperature_is_hardmax_attention():
     (dict(attention=dict(logits="positional", qk_rank=1), positional=dict(name="alibi")),
      r"qk_rank needs logits='content'"),
     (dict(attention=dict(temperature=0.0)), r"model.attention: temperature must be > 0, got 0.0"),
+    (dict(attention=dict(weights="sparsemax")), r"'sparsemax' is not a valid choice; valid choices: 'softmax' \| "
+                                                r"'hardmax' \| 'uniform' \| 'none'"),
+    (dict(mlp=dict(dim=-1)), r"model.mlp: dim must be None \(derived\), 0 \(no feed-forward layer\) or >= 1, got -1"),
+    (dict(attention=dict(weights="uniform", impl="chunked")),
+     r"^model.attention: weights='uniform' needs impl 'xla'; impl='chunked' computes softmax weights only$"),
     (dict(positional=dict(name="memory_rpe", options={"phi": "exp"})),
      r"'exp' is not a valid choice; valid choices: 'log' \| 'lin'"),
     (dict(positional=dict(name="memory_rpe", options={"p_min": 0.0})), r"memory_rpe': need 0 < p_min <= p_max"),
@@ -116,3 +125,33 @@ def test_low_temperature_is_hardmax_attention():
 def test_bad_option_values_name_the_valid_ones(config, message):
   with pytest.raises(ValueError, match=message):
     models.build("encoder", tiny(**config))
+
+
+@pytest.mark.parametrize("norm", ["layernorm", "none"])
+def test_mlp_dim_zero_is_a_block_without_feed_forward_layer(norm):
+  """mlp.dim = 0: no MLP and no MLP norm in the parameters; the pre-LN block is x + attention(norm(x)), written out
+  in numpy from the stored parameters (softmax(q·kᵀ/√d)·V·W_O, no encoding); norm.kind="none" is the identity."""
+  model = tiny_model("encoder", "none", mlp=dict(dim=0), attention=dict(head_dim=8), norm=dict(kind=norm))
+  block = model.backbone.blocks[0]
+  assert block.mlp is None and block.mlp_norm is None
+  assert not [path for path, _ in nnx.iter_graph(model) if "mlp" in map(str, path)]
+  norm_parameters = [path for path, node in nnx.iter_graph(model)
+                     if isinstance(node, nnx.Param) and any("norm" in str(part) for part in path)]
+  assert bool(norm_parameters) == (norm == "layernorm")
+  x, context = block_inputs(3)
+  out, _ = block(x, context)
+  a = block.attention
+  h = x64 = np.asarray(x, np.float64)
+  if norm == "layernorm":
+    centred = x64 - x64.mean(-1, keepdims=True)
+    h = centred / np.sqrt((centred ** 2).mean(-1, keepdims=True) + 1e-6) * np.asarray(
+        block.attention_norm.scale[...]) + np.asarray(block.attention_norm.bias[...])
+  q, k, v = (np.einsum("bld,dhe->blhe", h, np.asarray(layer.kernel[...], np.float64))
+             for layer in (a.query, a.key, a.value))
+  probs = softmax(np.einsum("bqhe,bkhe->bhqk", q, k) / np.sqrt(8))
+  want = x64 + np.einsum("bhqk,bkhe,hef->bqf", probs, v, np.asarray(a.out.kernel[...], np.float64))
+  np.testing.assert_allclose(np.asarray(out), want, rtol=1e-5, atol=1e-5)
+  scanned = tiny_model("encoder", "none", mlp=dict(dim=0), attention=dict(head_dim=8), norm=dict(kind=norm),
+                       scan_layers=True)
+  np.testing.assert_allclose(np.asarray(scanned(random_tokens(0, (2, LENGTH)))),
+                             np.asarray(model(random_tokens(0, (2, LENGTH)))), rtol=1e-5, atol=1e-5)

@@ -1,4 +1,7 @@
-"""Memorization: distinct sequences, label ranges, train = validation, seeds; the CoNLL-2003 loader on a small file."""
+"""Memorization: distinct sequences, label ranges, train = validation, seeds, the per-token ceiling of the experiment;
+the CoNLL-2003 loader on a small file."""
+
+import collections
 
 import numpy as np
 import pytest
@@ -6,6 +9,7 @@ import pytest
 import task_files
 from zoo.data import make_dataset, prepare, tasks
 from zoo.data.tasks.memorization import NER_TAGS
+from zoo.experiments.memorization import per_token_ceiling
 
 SMALL = dict(num_sequences=64, length=6, vocab_size=2, num_classes=3)
 
@@ -65,3 +69,16 @@ def test_conll_loader_names_the_bad_file_and_line(tmp_path):
     task.model_fields()
   with pytest.raises(ValueError, match=r"nope.txt' is not a file; expected CoNLL-2003 columns"):
     tasks.build("ner_conll2003", dict(conll_dir=str(tmp_path), validation_file="nope.txt")).files()
+
+
+def test_per_token_ceiling_is_the_majority_label_of_each_position_and_token_in_the_data(data_dir):
+  """The memorization experiment's FFN-only bound, recounted in plain Python from the prepared training split."""
+  train = prepare(tasks.build("memorization", SMALL), data_dir).as_data_source(split="train")
+  counts = collections.defaultdict(collections.Counter)
+  for i in range(len(train)):
+    for t, (token, label) in enumerate(zip(train[i]["inputs"], train[i]["targets"])):
+      counts[t, int(token)][int(label)] += 1
+  want = sum(max(c.values()) for c in counts.values()) / (len(train) * SMALL["length"])
+  assert per_token_ceiling(SMALL["num_sequences"], SMALL["length"], SMALL["vocab_size"], seed=0,
+                           num_classes=SMALL["num_classes"]) == pytest.approx(want, abs=1e-12)
+  assert 1 / 3 < want < 1

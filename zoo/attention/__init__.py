@@ -8,9 +8,9 @@ from zoo.attention.cores import (CORES, Core, KVCache, Terms, attend, auto_choic
                                  cores_serving)
 from zoo.attention.masks import AttentionMask
 from zoo.attention.pallas import flash_attention
-from zoo.attention.reference import reference_attention
+from zoo.attention.reference import WEIGHTS, reference_attention
 
-__all__ = ["CORES", "AttentionMask", "ClosedForm", "Content", "ContentTerm", "Core", "DenseBias", "Formula",
+__all__ = ["CORES", "WEIGHTS", "AttentionMask", "ClosedForm", "Content", "ContentTerm", "Core", "DenseBias", "Formula",
            "KVCache", "KernelTerm", "LagFunction", "LagTable", "RelationTable", "RelativeTable", "Term", "Terms",
            "Tile", "attend", "auto_choice", "available", "build", "chunked_attention", "core_class", "cores_serving",
            "dense_sum", "flash_attention", "for_call", "lags", "reference_attention"]

@@ -4,17 +4,18 @@ A core is one attention implementation behind one call, `core(q, k, v, terms, ma
 [batch, q_len, heads, qk_dim], k [batch, k_len, kv_heads, qk_dim], v [batch, k_len, kv_heads, v_dim], the structured
 bias / scale `Terms` (`zoo.attention.bias`), an `AttentionMask`, and the decoding cache from its own `init_cache` (or
 None for a whole sequence) — prefill and decode steps go through the same call. Each core class declares what it
-serves: the term types it evaluates, whether it has attention dropout and packed-segment masks, and the RNG stream
-it draws from per call (`noise`); `refusal` turns a request it does not serve into a ValueError naming the cores that
-do. Tests, `auto` and model validation (`zoo.nn.attention.compatible`) choose by these declarations, never by name
-lists. Each core has an `Options` dataclass of its own knobs (tile sizes, feature map), validated by
-`zoo.config.from_options`.
+serves: the term types it evaluates, whether it has attention dropout and packed-segment masks, the weight rules it
+computes (softmax, or also the controls of `reference.WEIGHTS`), and the RNG stream it draws from per call
+(`noise`); `refusal` turns a request it does not serve into a ValueError naming the cores that do. Tests, `auto`
+and model validation (`zoo.nn.attention.compatible`) choose by these declarations, never by name lists. Each core
+has an `Options` dataclass of its own knobs (tile sizes, feature map), validated by `zoo.config.from_options`.
 
 Grouped-query attention lives here: keys and values come with `kv_heads` heads (a divisor of `heads`), the KV cache
 keeps only those, and query head h reads kv head h // (heads / kv_heads) — in the kernels' index maps and in grouped
 contractions (`zoo.attention.grouped`), never through a repeated copy.
 
-* "xla" — the reference: dense logits, O(L²) memory, every term type, the only one with attention dropout.
+* "xla" — the reference: dense logits, O(L²) memory, every term type, the only one with attention dropout and with
+  weights other than softmax (hardmax, uniform, none).
 * "chunked" — blockwise online softmax in XLA loops, O(L) memory (plus a relation's own O(L²) array); every term type.
 * "pallas" — fused flash kernels (Mosaic on TPU, Triton on GPU, the interpreter on CPU), `KernelTerm`s and
   `TokenCumulative`s in-kernel.
@@ -41,7 +42,7 @@ from zoo.attention.chunked import chunked_attention
 from zoo.attention.masks import AttentionMask
 from zoo.attention.pallas import flash_attention
 from zoo.attention.pallas.kernels import BACKENDS
-from zoo.attention.reference import reference_attention
+from zoo.attention.reference import WEIGHTS, reference_attention
 from zoo.config import check, from_options
 
 # On CPU, "auto" stays dense up to this many logits per (example, head): 2048 × 2048 is 16 MiB of float32.
@@ -153,6 +154,7 @@ class Core:
   segments: ClassVar[bool] = True  # packed-sequence (segment id) masks
   # A per-call `transform` of the queries and every key, cached ones too (an encoding's `transform_per_call`).
   per_call_transforms: ClassVar[bool] = True
+  weights: ClassVar[tuple[str, ...]] = ("softmax",)  # the weight rules it computes (names from `reference.WEIGHTS`)
 
   def __post_init__(self):
     object.__setattr__(self, "options", from_options(self.Options, self.options, what=f"attention core {self.name!r}"))
@@ -172,8 +174,10 @@ class Core:
 
   @classmethod
   def refusal(cls, bias: Sequence[Term] = (), scale: Term | None = None, dropout_rate: float = 0.0,
-              transform: bool = False) -> str | None:
+              transform: bool = False, weights: str = "softmax") -> str | None:
     """Why this core cannot serve the request (with `transform`: a per-call transform of every key), or None."""
+    if weights not in cls.weights:
+      return f"computes {' / '.join(cls.weights)} attention weights only (got weights={weights!r})"
     if transform and not cls.per_call_transforms:
       return "cannot transform every key at each call"
     if dropout_rate > 0.0 and not cls.dropout:
@@ -183,10 +187,12 @@ class Core:
         return f"cannot evaluate a {type(term).__name__} term"
     return None
 
-  def check(self, terms: Terms, dropout_rate: float, transform: Transform | None = None) -> None:
-    reason = self.refusal(terms.bias, terms.scale, dropout_rate, transform is not None)
+  def check(self, terms: Terms, dropout_rate: float, transform: Transform | None = None,
+            weights: str = "softmax") -> None:
+    reason = self.refusal(terms.bias, terms.scale, dropout_rate, transform is not None, weights)
     if reason is not None:
-      serving = " or ".join(map(repr, cores_serving(terms.bias, terms.scale, dropout_rate, transform is not None)))
+      serving = " or ".join(map(repr, cores_serving(terms.bias, terms.scale, dropout_rate, transform is not None,
+                                                    weights)))
       raise ValueError(f"attention impl {self.name!r} {reason}; use impl={serving}")
 
   def init_cache(self, batch: int, cache_length: int, *, heads: int, kv_heads: int, qk_dim: int, v_dim: int,
@@ -214,19 +220,20 @@ class Core:
       dropout_rng: jax.Array | None = None,
       noise: jax.Array | None = None,  # a key from the stream `self.noise` names
       transform: Transform | None = None,  # applied to q and every key (cached ones too) at the mask's positions
+      weights: str = "softmax",  # the weight rule, one of the core's `weights`
   ) -> tuple[jax.Array, Any]:  # [batch, q_len, heads, v_dim], the cache after these tokens
     del noise
-    self.check(terms, dropout_rate, transform)
+    self.check(terms, dropout_rate, transform, weights)
     if cache is not None:
       cache, k, v, mask, terms = cache.append(k, v, mask, terms)
     if transform is not None:
       q, k = transform(q, k, mask.q_pos, mask.k_pos)
     out = self.attend(q, k, v, mask=mask, bias=terms.bias, scale=terms.scale, softmax_scale=softmax_scale,
-                      dropout_rate=dropout_rate, dropout_rng=dropout_rng)
+                      dropout_rate=dropout_rate, dropout_rng=dropout_rng, weights=weights)
     return out, cache
 
-  def attend(self, q, k, v, **kwargs) -> jax.Array:
-    """Softmax attention, k and v with kv heads (`reference_attention`'s arguments)."""
+  def attend(self, q, k, v, *, weights: str = "softmax", **kwargs) -> jax.Array:
+    """Attention with one of the core's weight rules, k and v with kv heads (`reference_attention`'s arguments)."""
     raise NotImplementedError
 
 
@@ -243,6 +250,7 @@ def register(name: str):
 @register("xla")
 class Xla(Core):
   dropout: ClassVar[bool] = True
+  weights: ClassVar[tuple[str, ...]] = tuple(WEIGHTS)
 
   def attend(self, q, k, v, **kwargs):
     return reference_attention(q, k, v, **kwargs)
@@ -261,7 +269,8 @@ class ChunkedOptions:
 class Chunked(Core):
   Options: ClassVar[type] = ChunkedOptions
 
-  def attend(self, q, k, v, **kwargs):
+  def attend(self, q, k, v, *, weights="softmax", **kwargs):
+    del weights  # softmax, the one rule it declares (`check` refused any other)
     return chunked_attention(q, k, v, **kwargs, **dataclasses.asdict(self.options))
 
 
@@ -283,7 +292,8 @@ class Pallas(Core):
   Options: ClassVar[type] = PallasOptions
   terms: ClassVar[tuple[type[Term], ...]] = (KernelTerm, TokenCumulative)
 
-  def attend(self, q, k, v, **kwargs):
+  def attend(self, q, k, v, *, weights="softmax", **kwargs):
+    del weights  # softmax, the one rule it declares (`check` refused any other)
     return flash_attention(q, k, v, **kwargs, **dataclasses.asdict(self.options))
 
 
@@ -322,9 +332,9 @@ class Linear(Core):
     return linear.LinearState.empty(batch, kv_heads, features, v_dim)
 
   def __call__(self, q, k, v, terms, mask, cache=None, *, softmax_scale=None, dropout_rate=0.0, dropout_rng=None,
-               noise=None, transform=None):
+               noise=None, transform=None, weights="softmax"):
     del dropout_rng
-    self.check(terms, dropout_rate, transform)
+    self.check(terms, dropout_rate, transform, weights)
     if mask.q_segment_ids is not None or mask.k_segment_ids is not None:
       raise ValueError("linear attention does not support segment_ids (packed sequences)")
     if mask.window is not None and cache is not None:  # the ring's keys, then the call's
@@ -376,9 +386,10 @@ def auto_choice(q_len: int, k_len: int, dropout_rate: float = 0.0, platform: str
 
 
 def cores_serving(bias: Sequence[Term] = (), scale: Term | None = None, dropout_rate: float = 0.0,
-                  transform: bool = False) -> list[str]:
+                  transform: bool = False, weights: str = "softmax") -> list[str]:
   """The names of the concrete cores that serve this request."""
-  return [name for name, cls in sorted(CORES.items()) if cls.refusal(bias, scale, dropout_rate, transform) is None]
+  return [name for name, cls in sorted(CORES.items())
+          if cls.refusal(bias, scale, dropout_rate, transform, weights) is None]
 
 
 def available() -> tuple[str, ...]:
@@ -399,7 +410,7 @@ def build(impl: str, options: Mapping[str, Any] | None = None) -> Core:
 
 def attend(q, k, v, *, impl: str = "xla", mask: AttentionMask, bias: Sequence[Term] = (), scale: Term | None = None,
            softmax_scale: float | None = None, dropout_rate: float = 0.0, dropout_rng: jax.Array | None = None,
-           noise: jax.Array | None = None, **options) -> jax.Array:
+           noise: jax.Array | None = None, weights: str = "softmax", **options) -> jax.Array:
   """One uncached call of core `impl` built with `options` (its `Options` fields); refuses what it does not serve."""
   return build(impl, options)(q, k, v, Terms(tuple(bias), scale), mask, softmax_scale=softmax_scale,
-                              dropout_rate=dropout_rate, dropout_rng=dropout_rng, noise=noise)[0]
+                              dropout_rate=dropout_rate, dropout_rng=dropout_rng, noise=noise, weights=weights)[0]

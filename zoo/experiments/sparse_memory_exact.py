@@ -26,8 +26,8 @@ better: the landscape has local minima (tests/test_sparse_memory_exact.py caught
 Every value is R at concrete p, so it is attained by a concrete model: an upper bound on the class's infimum that
 is exact for H = 1. Extra heads never raise it (a head with a = 0 is off). With ρ in the task's float32 the floor
 is below 1e-14: the matched types (heavy tail with log-type φ, light tail with lin-type at p = β) reach it with one
-head. zoo's model adds layer norms and a feed-forward layer; an FFN can decode nonlinear functions of the heads'
-outputs, so the number here bounds the paper's class, not the larger one.
+head. The experiment trains this very class: zoo's block without its feed-forward layer (`mlp.dim=0`) and norms
+(`norm.kind="none"`), so its embeddings, values and readout are affine in the signs as above.
 """
 
 from __future__ import annotations

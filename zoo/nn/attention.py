@@ -85,6 +85,10 @@ class AttentionConfig:
   # Sliding-window attention (Mistral's `sliding_window`): a query sees the `window` latest positions, its own
   # included (`zoo.attention.masks`); a causal family only. The KV cache then keeps min(window, length) slots.
   window: int | None = None
+  # The attention weights' rule (`zoo.attention.reference.WEIGHTS`): softmax; hardmax (one-hot on each query's first
+  # largest logit, softmax's gradient in the backward: straight-through); uniform (1/|visible keys| each, q and k
+  # unread); none (all 0: the layer adds nothing, an FFN-only model). The controls of the memorization study.
+  weights: Literal["softmax", "hardmax", "uniform", "none"] = "softmax"
 
   def __post_init__(self):
     check(self.num_heads >= 1, f"model.attention: num_heads must be >= 1, got {self.num_heads}")
@@ -107,6 +111,10 @@ class AttentionConfig:
     check(self.dropout == 0.0 or cls.dropout,
           f"model.attention: dropout needs the attention matrix, which impl={self.impl!r} does not drop out of; it "
           f"must be 0, or impl {' or '.join(map(repr, serving))}")
+    check(self.weights in cls.weights,
+          f"model.attention: weights={self.weights!r} needs impl "
+          f"{' or '.join(map(repr, attention.cores_serving(weights=self.weights)))}; impl={self.impl!r} computes "
+          f"{' / '.join(cls.weights)} weights only")
 
   def resolved_head_dim(self, d_model: int) -> int:
     return self.head_dim or d_model // self.num_heads
@@ -124,7 +132,8 @@ class SelfAttention(nnx.Module):
   is the family's. The core is `config.build_core()` (for linear attention, "favor" draws
   `num_features` random features at every training call from the "features" RNG stream, fixed in evaluation).
   `qk_rank` factorises W_Q and W_K through a rank-`qk_rank` bottleneck; `logits="positional"` drops W_Q and W_K
-  (queries and keys are zero, so the encoding's bias alone sets the attention); `temperature` divides q·kᵀ/√d.
+  (queries and keys are zero, so the encoding's bias alone sets the attention); `temperature` divides q·kᵀ/√d;
+  `weights` picks the rule that turns the logits into attention weights (softmax, or a control).
 
   With `num_kv_heads` < `num_heads` (grouped-query attention) keys and values are projected to fewer heads and stay
   so into the core and its cache (the core maps query head h to kv head h // (num_heads / num_kv_heads)). An encoding
@@ -212,7 +221,8 @@ class SelfAttention(nnx.Module):
     out, cache = self.core(q, k, v, terms, mask, cache, softmax_scale=self.softmax_scale(q),
                            dropout_rate=c.dropout if use_dropout else 0.0,
                            dropout_rng=self.dropout_rngs() if use_dropout else None,
-                           noise=None if self.feature_keys is None else self.feature_keys(), transform=transform)
+                           noise=None if self.feature_keys is None else self.feature_keys(), transform=transform,
+                           weights=c.weights)
     return self.out(out), cache
 
   def softmax_scale(self, q: jax.Array) -> float:

@@ -1,6 +1,7 @@
 """The one Transformer block every family is built from: attention + MLP, each in a residual branch.
 
 Pre-LN (default; GPT-2 / T5 / LLaMA): x + f(norm(x)). Post-LN (Vaswani; the URPE paper's setting): norm(x + f(x)).
+With `mlp.dim = 0` the block is attention alone: no MLP and no norm of its own (Wang & E's model has none).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class NormConfig:
   """A model config's `norm` section: which norm, where the block applies it, and its epsilon (as the pretrained
   model had it: BERT / GPT-2 1e-12 / 1e-5 — it changes the outputs beyond 1e-4)."""
 
-  kind: Literal["layernorm", "rmsnorm"] = "layernorm"
+  kind: Literal["layernorm", "rmsnorm", "none"] = "layernorm"
   position: Literal["pre", "post"] = "pre"
   eps: float = 1e-6
 
@@ -46,8 +47,9 @@ class Block(nnx.Module):
     self.pre_norm = norm.position == "pre"
     self.attention_norm = norm.build(d_model, dtype=dtype, rngs=rngs)
     self.attention = SelfAttention(d_model, attention, causal=causal, encoding=encoding, dtype=dtype, rngs=rngs)
-    self.mlp_norm = norm.build(d_model, dtype=dtype, rngs=rngs)
-    self.mlp = Mlp(d_model, mlp, dtype=dtype, rngs=rngs)
+    feed_forward = mlp.resolved_dim(d_model) > 0  # mlp.dim = 0: none
+    self.mlp_norm = norm.build(d_model, dtype=dtype, rngs=rngs) if feed_forward else None
+    self.mlp = Mlp(d_model, mlp, dtype=dtype, rngs=rngs) if feed_forward else None
     self.dropout = nnx.Dropout(dropout, rngs=rngs)
 
   def __call__(self, x: jax.Array, context: CallContext, *,
@@ -57,7 +59,7 @@ class Block(nnx.Module):
     if self.pre_norm:
       h, cache = attend(self.attention_norm(x))
       x = x + self.dropout(h)
-      return x + self.dropout(self.mlp(self.mlp_norm(x))), cache
+      return x if self.mlp is None else x + self.dropout(self.mlp(self.mlp_norm(x))), cache
     h, cache = attend(x)
     x = self.attention_norm(x + self.dropout(h))
-    return self.mlp_norm(x + self.dropout(self.mlp(x))), cache
+    return x if self.mlp is None else self.mlp_norm(x + self.dropout(self.mlp(x))), cache

@@ -36,17 +36,20 @@ def dense(in_features: int, out_features: int, axes: tuple[str, str], *, use_bia
 class MlpConfig:
   """A model config's `mlp` section, taken as it is by `Mlp`."""
 
-  dim: int | None = None  # the hidden width; None: 4 · d_model (`resolved_dim`)
+  # The hidden width; None: 4 · d_model (`resolved_dim`); 0: no feed-forward layer at all (the block skips it and
+  # its norm: Wang & E's attention-only model).
+  dim: int | None = None
   activation: Literal["gelu", "gelu_tanh", "relu", "swiglu", "geglu_tanh"] = "gelu"  # a name from ACTIVATIONS
   bias: bool = False  # GPT-2 / BERT carry biases; zoo's own models have none
 
   def __post_init__(self):
-    check(self.dim is None or self.dim >= 1, f"model.mlp: dim must be None (derived) or >= 1, got {self.dim}")
+    check(self.dim is None or self.dim >= 0,
+          f"model.mlp: dim must be None (derived), 0 (no feed-forward layer) or >= 1, got {self.dim}")
     check(self.activation in ACTIVATIONS,
           f"model.mlp: unknown activation {self.activation!r}; valid choices: {', '.join(ACTIVATIONS)}")
 
   def resolved_dim(self, d_model: int) -> int:
-    return self.dim or 4 * d_model
+    return 4 * d_model if self.dim is None else self.dim
 
 
 class Mlp(nnx.Module):
