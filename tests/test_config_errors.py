@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import pytest
 
 from configs.base import get_base_config
-from conftest import REPO, TINY, random_tokens, tiny_model
+from conftest import REPO, TINY, forward, random_tokens, tiny_model
 from test_tasks_registry import LOADER_FILES
 from zoo import models, positional
 from zoo.convert import hf  # noqa: F401 — registers the Hugging Face reader (finetune_hf_swap's source)
@@ -107,7 +107,7 @@ def test_linear_attention_refuses_packed_sequences():
 
 def test_relative_encodings_extrapolate_past_max_length():
   model = tiny_model("decoder", "alibi")
-  assert model(random_tokens(0, (1, 60))).shape == (1, 60, TINY["vocab_size"])
+  assert forward(model, random_tokens(0, (1, 60)), None, None).shape == (1, 60, TINY["vocab_size"])
 
 
 def test_bad_generation_arguments():

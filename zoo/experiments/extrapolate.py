@@ -34,7 +34,7 @@ from zoo.train import param_paths
 
 MULTIPLES = (1, 2, 4, 8, 16)
 DEFAULT_ENCODINGS = ("sinusoidal", "learned", "rope", "xpos", "alibi", "kerple_log", "kerple_power", "sandwich",
-                     "fire", "cope", "t5_bias", "rope+yarn", "rope+window")
+                     "fire", "cope", "fox", "t5_bias", "rope+yarn", "rope+window")
 SCALINGS = ("linear", "ntk", "yarn")
 SCALING_FACTOR = 4
 WINDOW = 16  # `<pe>+window`: each query sees its 16 latest positions, its own included
