@@ -170,7 +170,7 @@ def test_every_encoding_with_every_attention_builds_trains_and_generates(pe, imp
   if unusable:
     works = [n for n in positional.available() if not hooks_linear_attention_cannot_apply(n)]
     message = (re.escape(f"positional encoding '{pe}' uses the {' and '.join(unusable)} hook, which "
-                         f"attention.impl='linear' cannot apply (cannot evaluate a ") + ".*" +
+                         f"attention.impl='linear' cannot apply (") + ".*" +  # what it cannot: a term, a transform
                re.escape(f" for it, or positional.name one that attention.impl='linear' serves: {', '.join(works)}"))
     with pytest.raises(ValueError, match=message):
       tiny_model(family, pe, attention=dict(impl=impl), **per_token_options(family))

@@ -48,7 +48,7 @@ PAPER_PATHFINDER = {"softmax": 71.40}  # LRA's vanilla Transformer; the SPE pape
 
 def paper_listops(model: str) -> float | None:
   """The paper's ListOps accuracy (%) of a MODELS row, read from its quoted cell; None where it has none."""
-  found = re.search(r"\d+\.\d+", MODELS[model][1])
+  found = re.search(r"\d+\.\d+", MODELS[model][2])
   return float(found.group()) if found else None
 
 
@@ -100,8 +100,9 @@ class SpeLra(Experiment):
       x = np.arange(len(names)) + offset
       ax.bar(x, [100 * by_model[n]["accuracy"] for n in names], width=0.4, color=colour, label=task)
       quoted = [(x[i], papers[task][n]) for i, n in enumerate(names) if papers[task].get(n) is not None]
-      ax.scatter(*zip(*quoted), marker="_", s=200, linewidths=2, color="black", zorder=3,
-                 label="paper" if task == "listops" else None)
+      if quoted:
+        ax.scatter(*zip(*quoted), marker="_", s=200, linewidths=2, color="black", zorder=3,
+                   label="paper" if task == "listops" else None)
       if task in MAJORITY.get(variant, {}):
         ax.axhline(MAJORITY[variant][task], color=colour, linestyle=":", linewidth=1.5,
                    label=f"{task} validation majority class {MAJORITY[variant][task]:g} %")
