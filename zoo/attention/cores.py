@@ -105,14 +105,13 @@ class KVCache:
 
       def put(old, new):  # -> (what the cache keeps, what the call attends to)
         return scatter(old, new, target), jnp.concatenate([old, new.astype(old.dtype)], axis=1)
-      last = (self.index - 1) % slots
     else:
       def put(old, new):
         kept = write_at(old, new, self.index)
         return kept, kept
-      last = jnp.maximum(self.index - 1, 0)
     (k_kept, k), (v_kept, v), (positions, k_pos) = put(self.k, k), put(self.v, v), put(self.positions, mask.k_pos)
     _, k_valid = put(jnp.arange(slots) < self.index[:, None], new_valid)
+    last = (self.index - 1) % slots  # the last written token's slot (a plain cache's index never passes its slots)
     bias, sums = list(terms.bias), []
     for i, stored in zip(cumulative, self.sums):
       # The call's running sums start from 0 (its own tokens): they continue from the last written token's.
