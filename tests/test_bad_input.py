@@ -130,7 +130,7 @@ class Row(NamedTuple):
 
 ROWS = {
     "negative mlp dim": Row("launch.train", lambda s: [SMOKE, "--config.model.mlp.dim=-4", f"--workdir={s.tmp}/w"],
-                            "model.mlp: dim must be None (derived) or >= 1, got -4"),
+                            "model.mlp: dim must be None (derived), 0 (no feed-forward layer) or >= 1, got -4"),
     "negative head_dim": Row("launch.train", lambda s: [SMOKE, "--config.model.attention.head_dim=-1",
                                                         f"--workdir={s.tmp}/w"],
                              "model.attention: head_dim must be None (derived) or >= 1, got -1"),
