@@ -42,12 +42,16 @@ def input_features(encoding, length, seed=5):
 
 def perturbed(model, seed=1, scale=0.5):
   """The model with every positional parameter (shared, or per layer) moved off its initial value (so C ≠ 1, biases
-  are not tiny)."""
+  are not tiny), by `scale` times its root mean square clipped to [0.1, 1]. Clipped, because convSPE's filters start
+  at rms 0.07: 0.5 more would make them 7 times that and the linear core's logits ~50 times, past what FAVOR+'s
+  exponentials hold in float32 with unscaled logits (cached decoding then differed from the full forward by underflow
+  alone)."""
   state = nnx.state(model, nnx.Param)
   keys = iter(jax.random.split(jax.random.key(seed), 1000))
   def move(path, x):
     on_positional = any(getattr(p, "key", p) in ("positional", "encoding") for p in path)
-    return x + scale * jax.random.normal(next(keys), x.shape) if on_positional else x
+    size = jnp.clip(jnp.sqrt(jnp.mean(jnp.square(x))), 0.1, 1.0)
+    return x + scale * size * jax.random.normal(next(keys), x.shape) if on_positional else x
   nnx.update(model, jax.tree_util.tree_map_with_path(move, state))
   return model
 
