@@ -25,14 +25,15 @@ import dataclasses
 import pathlib
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from absl import app, flags, logging
 
 from launch import jsonl
 from launch.cli import fail, parse_flags
-from zoo import experiments
-from zoo.experiments.sweep import RunStopped, StaleRun, read_rows, redraw, sweep
-from zoo.train.workdir import WorkdirError
+
+if TYPE_CHECKING:
+  from zoo import experiments
 
 _QUICK = flags.DEFINE_bool("quick", False, "smaller sizes and fewer steps: a run of minutes")
 _TINY = flags.DEFINE_bool("tiny", False, "tiny sizes and a few steps: seconds (the tests' size)")
@@ -57,6 +58,7 @@ _ATTENTION_IMPL = flags.DEFINE_string("attention_impl", "", "length_tasks: every
 
 def options_error(experiment: experiments.Experiment, options: experiments.Options) -> str | None:
   """One line naming what is wrong with `options` for `experiment`, or None."""
+  from zoo import experiments  # noqa: PLC0415
   for field in dataclasses.fields(experiments.Options):
     if getattr(options, field.name) != field.default and field.name not in experiment.takes:
       takers = ", ".join(name for name in experiments.available() if field.name in experiments.get(name).takes)
@@ -67,6 +69,12 @@ def options_error(experiment: experiments.Experiment, options: experiments.Optio
 def main(argv: list[str]) -> int:
   """Runs experiment argv[1] (the positional argument left after the flags); 0 done, 1 stopped, 2 bad input."""
   logging.set_verbosity(logging.WARNING)  # orbax logs every save step at INFO
+  # Imported here, not at the top, as launch.train does: `--help` then answers at once (the experiments bring jax,
+  # tfds and the task generators: 4 s).
+  from zoo import experiments  # noqa: PLC0415
+  from zoo.experiments.sweep import RunStopped, StaleRun, read_rows, redraw, sweep  # noqa: PLC0415
+  from zoo.train.workdir import WorkdirError  # noqa: PLC0415
+
   if len(argv) != 2:
     fail(f"give one experiment; valid choices: {', '.join(experiments.available())}")
   try:

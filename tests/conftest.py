@@ -70,6 +70,11 @@ def representative_or_slow(pe: str, *values):
   return pytest.param(*(values or (pe,)), marks=() if pe in REPRESENTATIVE_ENCODINGS else pytest.mark.slow)
 
 
+def default_or_slow(values, default) -> list:
+  """pytest.params of `values`, each marked slow unless it is in `default` (the default suite's representatives)."""
+  return [pytest.param(value, marks=() if value in default else pytest.mark.slow) for value in values]
+
+
 def per_token_options(family: str) -> dict:
   """Options that make `family` output per-token logits (the encoder's token head; the decoder always does)."""
   return dict(head="token", num_classes=5) if family == "encoder" else {}

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import FIXTURES
+from conftest import FIXTURES, default_or_slow
 from safetensors import numpy as safetensors_numpy
 from test_pretrained import run_command
 
@@ -225,7 +225,12 @@ def setup(trained, damaged, data_dir, tmp_path):
     yield Setup(trained, damaged, data_dir, str(tmp_path), mount)
 
 
-@pytest.mark.parametrize("case", list(ROWS))
+# The default suite runs one row per command (and one full disk); the slow suite all of them.
+DEFAULT_ROWS = ("negative mlp dim", "zero max_new_tokens", "truncated safetensors", "index naming an absolute path",
+                "disk full: train checkpoint")
+
+
+@pytest.mark.parametrize("case", default_or_slow(ROWS, DEFAULT_ROWS))
 def test_bad_input_is_one_error_line_and_exit_2(case, setup):
   row = ROWS[case]
   result = run_command(row.module, *row.args(setup), data_dir=setup.data_dir)
@@ -249,7 +254,7 @@ FALLBACK_READERS = {
 }
 
 
-@pytest.mark.parametrize("reader", list(FALLBACK_READERS))
+@pytest.mark.parametrize("reader", default_or_slow(FALLBACK_READERS, ("evaluate",)))
 def test_readers_fall_back_from_a_bit_flipped_latest_checkpoint_and_leave_it_in_place(reader, setup):
   module, args, expected = FALLBACK_READERS[reader]
   result = run_command(module, *args(setup), data_dir=setup.data_dir)

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, default_or_slow
 
 
 def has_main(path) -> bool:
@@ -57,8 +57,8 @@ def test_help_exits_0_and_lists_the_flags_the_docstring_uses(module):
 
 # One command per way of parsing flags runs by default (`cli.run`; absl's `app.run` with a parser of its own:
 # reproduce; verb first: tpu); every command in the slow suite.
-@pytest.mark.parametrize("module", [pytest.param(m, marks=() if m in ("launch.train", "launch.reproduce", "launch.tpu")
-                                                 else pytest.mark.slow) for m in sorted(COMMANDS)])
+@pytest.mark.parametrize("module", default_or_slow(sorted(COMMANDS),
+                                                   ("launch.train", "launch.reproduce", "launch.tpu")))
 def test_an_unknown_flag_is_one_error_line_and_exit_status_2(module):
   result = run(module, "--no_such_flag=1")
   assert result.returncode == 2 and result.stdout == "", (result.returncode, result.stdout[-3000:])

@@ -12,7 +12,8 @@ import optax
 import pytest
 from flax import nnx
 
-from conftest import extend, forward, per_token_options, random_tokens, representative_or_slow, tiny_model
+from conftest import (REPRESENTATIVE_ENCODINGS, default_or_slow, extend, forward, per_token_options, random_tokens,
+                      representative_or_slow, tiny_model)
 from zoo import attention, positional
 from zoo.attention import Tile
 from zoo.positional import Coordinates
@@ -82,8 +83,8 @@ def test_relative_encodings_are_invariant_to_shifting_all_positions(family, pe):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("pe", [pytest.param(n, marks=() if n == "spe_sine" else pytest.mark.slow)
-                                for n in STOCHASTIC if positional.get(n).relative])
+@pytest.mark.parametrize("pe", default_or_slow([n for n in STOCHASTIC if positional.get(n).relative],
+                                               ("spe_sine",)))
 def test_stochastic_relative_encodings_are_shift_invariant_in_expectation(family, pe):
   """E_noise[q̂(m)·k̂(n)] depends on m − n only: the mean over 64 independent draws at positions shifted by 9 agrees
   with the unshifted one within 5 standard errors, entry by entry."""
@@ -151,7 +152,15 @@ def with_random_biases(model, seed=2):
 DECODING_CASES = [(n, "xla") for n in ENCODINGS] + [(n, "linear") for n in LINEAR_ENCODINGS]
 
 
-@pytest.mark.parametrize("pe,impl,style", [representative_or_slow(pe, pe, impl, style) for style in STYLES
+def decoding_case(pe: str, impl: str, style: str):
+  """Default: the representative encodings through xla in the pretrained style (grouped queries: the cache holds kv
+  heads), and RoPE through linear attention in it; every case in both styles in the slow suite."""
+  representative = pe in REPRESENTATIVE_ENCODINGS if impl == "xla" else pe == "rope"
+  default = style == "pretrained" and representative
+  return pytest.param(pe, impl, style, marks=() if default else pytest.mark.slow)
+
+
+@pytest.mark.parametrize("pe,impl,style", [decoding_case(pe, impl, style) for style in STYLES
                                            for pe, impl in DECODING_CASES])
 def test_cached_decoding_equals_full_forward(pe, impl, style):
   model = with_random_biases(token_model("decoder", pe, **STYLES[style](impl)))
@@ -368,8 +377,11 @@ def test_terms_equal_an_independent_reference(fixtures, family, pe, offset):
     np.testing.assert_allclose(np.asarray(got[hook]), want, rtol=1e-5, atol=1e-5, err_msg=f"{pe}.{hook}")
 
 
-@pytest.mark.parametrize("family,pe", [representative_or_slow(pe, family, pe) for family in FAMILIES
-                                       for pe in ENCODINGS if in_family(family, pe)])
+# Default: the representatives in the encoder, RoPE in the decoder too (whose every representative's forward the
+# cached-decoding test above runs); every family and encoding in the slow suite.
+@pytest.mark.parametrize("family,pe", [
+    pytest.param(family, pe, marks=() if pe in REPRESENTATIVE_ENCODINGS and (family == "encoder" or pe == "rope")
+                 else pytest.mark.slow) for family in FAMILIES for pe in ENCODINGS if in_family(family, pe)])
 def test_forward_and_gradients_are_finite(family, pe):
   model = token_model(family, pe)
   tokens = random_tokens(2, (2, LENGTH))

@@ -16,7 +16,7 @@ import pytest
 from flax import nnx
 from safetensors import numpy as safetensors_numpy
 
-from conftest import FIXTURES, REPO
+from conftest import FIXTURES, REPO, default_or_slow
 from zoo import models, pretrained
 from zoo.convert import hf
 from zoo.convert.architectures import ConversionError
@@ -70,8 +70,8 @@ def test_loaded_model_equals_transformers_on_a_padded_batch(name):
 
 
 # One per position kind by default (learned, RoPE with grouped queries, ALiBi); every decoder in the slow suite.
-@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n in ("gpt2", "llama", "bloom") else pytest.mark.slow)
-                                  for n in DECODERS if n not in CACHED])
+@pytest.mark.parametrize("name", default_or_slow([n for n in DECODERS if n not in CACHED],
+                                                 ("gpt2", "llama", "bloom")))
 def test_cached_generation_equals_the_full_forward(name):
   model, _ = pretrained.load(str(HF / name))
   ref = reference(name)

@@ -10,7 +10,7 @@ import optax
 import pytest
 from flax import nnx
 
-from conftest import REPRESENTATIVE_ENCODINGS, TINY, forward, per_token_options, random_tokens, tiny_model
+from conftest import REPRESENTATIVE_ENCODINGS, TINY, extend, forward, per_token_options, random_tokens, tiny_model
 from zoo import models, positional
 from zoo.models import sampling
 from zoo.train import step
@@ -250,7 +250,7 @@ def test_grouped_query_cache_holds_the_kv_heads_and_decodes_like_the_full_forwar
     assert layer.v.shape[3] == head_dim
   pieces = []
   for start, stop in [(0, 4)] + [(t, t + 1) for t in range(4, 9)]:
-    logits, cache = model.extend(tokens[:, start:stop], cache)
+    logits, cache = extend(model, tokens[:, start:stop], cache)
     pieces.append(logits)
   full = forward(model, tokens, None, None)
   np.testing.assert_allclose(np.asarray(jnp.concatenate(pieces, axis=1)), np.asarray(full), rtol=1e-5, atol=1e-5)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from conftest import REPO, TINY, random_tokens, representative_or_slow, smoke_config, tiny
+from conftest import REPO, TINY, default_or_slow, random_tokens, representative_or_slow, smoke_config, tiny
 from test_graph import TINY_GRAPH, batch_of, random_graph_example
 from test_train_cli import cli_env
 from zoo import attention, models, positional, pretrained
@@ -67,8 +67,7 @@ def token_loss(tokens):
 
 
 # The scan is encoding-agnostic but for per-layer tables (below): one encoding by default, the registry when slow.
-@pytest.mark.parametrize("pe", [pytest.param(pe, marks=() if pe == "urpe" else pytest.mark.slow)
-                                for pe in SEQUENCE_ENCODINGS])
+@pytest.mark.parametrize("pe", default_or_slow(SEQUENCE_ENCODINGS, ("urpe",)))
 def test_scan_equals_the_layer_loop_with_dropout(pe):
   """Dropout on: the scanned layers draw the same masks (their streams are the loop's, stacked)."""
   config = tiny(pe, dropout=0.1, attention=dict(dropout=0.1))

@@ -255,6 +255,7 @@ def test_a_launch_that_cannot_be_copied_counts_as_an_attempt_and_plain_run_gives
   assert result.stderr.splitlines()[-1].startswith("error: supervise: gave up after 2 attempts")
 
 
+@pytest.mark.slow
 def test_a_describe_that_fails_for_a_moment_is_asked_again_not_read_as_a_lost_slice(cloud):
   cloud.scenario(describe=["ACTIVE", FLAKY, FLAKY, "ACTIVE"], status=["t1v-n-0 finished"])
   result = cloud.launcher(*RUN, "--supervise", *SLICE_OPTIONS, "--poll=0", "--retry_wait=0")
@@ -290,7 +291,7 @@ def test_supervise_gives_up_on_a_job_no_ssh_reaches_after_the_stated_time(cloud)
 ], ids=["gone", "deleting", "suspended"])
 def test_delete_is_idempotent(cloud, states, calls):
   cloud.scenario(describe=states)
-  result = cloud.launcher("delete", "zoo-v5e", f"--zone={ZONE}")
+  result = cloud.launcher("delete", "zoo-v5e", f"--zone={ZONE}", "--poll=0")
   assert result.returncode == 0, result.stderr
   assert [kind(c) for c in cloud.calls()] == calls
 
@@ -337,7 +338,7 @@ def test_logs_follow_prints_lines_as_they_are_written(tmp_path):
 @pytest.mark.parametrize("args", [
     ["create", "zoo-v5e", f"--zone={ZONE}", *SLICE_OPTIONS],
     RUN,
-    [*RUN, "--supervise", *SLICE_OPTIONS],
+    pytest.param([*RUN, "--supervise", *SLICE_OPTIONS], marks=pytest.mark.slow),  # run's config check again
     ["status", "zoo-v5e", f"--zone={ZONE}"],
     ["logs", "zoo-v5e", f"--zone={ZONE}"],
     ["logs", "zoo-v5e", f"--zone={ZONE}", "--follow"],
@@ -693,7 +694,7 @@ def test_the_start_script_kills_a_stale_tpu_holder_and_removes_libtpus_lock_befo
     stale.kill()
 
 
-@pytest.mark.parametrize("verb", ["run", "supervise"])
+@pytest.mark.parametrize("verb", ["run", pytest.param("supervise", marks=pytest.mark.slow)])
 def test_hostile_workdirs_and_overrides_reach_the_worker_as_single_words(cloud, verb):
   """The start script of `run --dry_run`, executed on a fake worker: each value reaches launch.train and the log
   copy as exactly one argument, and nothing in them runs."""
@@ -783,11 +784,13 @@ def test_hostile_values_stay_single_arguments_in_the_jobset(cloud):
 
 @pytest.mark.parametrize("verb,change,message", [
     ("run", ["--config.train.stepz=3"], "error: unknown config key 'stepz' (did you mean 'steps'?)"),
-    ("run", ["--config=configs/nope.py"], "error: Configuration is not available because of an earlier failure"),
-    ("supervise", ["--config.model.positional.name=nope"],
-     "error: unknown positional encoding 'nope'; valid choices: "),
+    pytest.param("run", ["--config=configs/nope.py"],
+                 "error: Configuration is not available because of an earlier failure", marks=pytest.mark.slow),
+    pytest.param("supervise", ["--config.model.positional.name=nope"],
+                 "error: unknown positional encoding 'nope'; valid choices: ", marks=pytest.mark.slow),
     ("run", ["--config=configs/pi.py:urpe; touch MARKER"], "error: unknown positional encoding 'urpe; touch MARKER'"),
-    ("manifest", ["--config.train.batch_size=0"], "error: train: batch_size must be >= 1, got 0"),
+    pytest.param("manifest", ["--config.train.batch_size=0"], "error: train: batch_size must be >= 1, got 0",
+                 marks=pytest.mark.slow),
 ], ids=["unknown_key", "no_such_file", "invalid_choice", "hostile_arg", "manifest"])
 def test_the_config_is_checked_locally_before_any_cloud_call(cloud, verb, change, message):
   argv = MANIFEST if verb == "manifest" else SLICE_VERBS[verb]

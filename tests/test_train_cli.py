@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from conftest import REPO, smoke_config, wait_until
+from conftest import REPO, default_or_slow, smoke_config, wait_until
 
 from zoo.train import loop
 from zoo.train.checkpoint import Checkpointer
@@ -81,7 +81,11 @@ BAD_CONFIGS = {
 }
 
 
-@pytest.mark.parametrize("case", list(BAD_CONFIGS))
+# One row per stage that refuses (the config's keys, the registry, the mesh, the task's files) by default; the slow
+# suite runs them all (tests/test_config_errors.py checks the model configs' refusals in-process).
+@pytest.mark.parametrize("case", default_or_slow(BAD_CONFIGS, ("unknown key", "unknown encoding",
+                                                               "batch not divisible by data parallelism",
+                                                               "task files missing")))
 def test_bad_config_exits_2_with_one_line_naming_the_valid_choices(case, tmp_path):
   args, message = BAD_CONFIGS[case]
   if case == "remote workdir without the gcs extra" and importlib.util.find_spec("gcsfs"):

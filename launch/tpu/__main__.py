@@ -354,7 +354,7 @@ define(flags.DEFINE_string, "runtime", None, "TPU VM runtime version, e.g. v2-al
        ("create", "run"))
 define(flags.DEFINE_bool, "spot", False, "Spot VMs: cheap, preemptible (default: on-demand)", ("create", "run"))
 define(flags.DEFINE_bool, "reserved", False, "your reservation (default: on-demand)", ("create", "run"))
-define(flags.DEFINE_float, "poll", 60.0, "seconds between state checks", ("create", "run"))
+define(flags.DEFINE_float, "poll", 60.0, "seconds between state checks", ("create", "run", "delete"))
 define(flags.DEFINE_string, "workdir", None, "gs://... : checkpoints (and copies of the logs)", ("run", "manifest"))
 define(flags.DEFINE_string, "config", None, "experiment config, e.g. configs/pi.py:urpe; --config.x=y overrides "
        "after it go to launch.train", ("run", "manifest"))
@@ -479,7 +479,7 @@ def main(argv: list[str]) -> None:
   elif args.verb == "stop":
     runner.run_all([gcloud.ssh(tpu, node, gcloud.stop_script(args.launch)) for node in tpu.nodes])
   elif args.verb == "delete":
-    delete(runner, tpu, state(runner, tpu), poll=10.0)
+    delete(runner, tpu, state(runner, tpu), args.poll)
 
 
 if __name__ == "__main__":
