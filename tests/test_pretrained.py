@@ -115,7 +115,7 @@ def test_safetensors_round_trip_keeps_float32_exactly_and_bfloat16_as_stored(tmp
     assert back[name].dtype == array.dtype and back[name].shape == array.shape and np.array_equal(back[name], array)
 
 
-@pytest.mark.parametrize("name", ["lm_rope", "lm_alibi"])  # one data set for both
+@pytest.mark.parametrize("name", [pytest.param("lm_rope", marks=pytest.mark.slow), "lm_alibi"])  # one data set
 def test_evaluate_reproduces_the_manifest_metric(name, data_dir):
   result = run_command("launch.evaluate", f"--pretrained={name}", data_dir=data_dir)
   assert result.returncode == 0, result.stderr[-3000:]
@@ -158,6 +158,7 @@ def test_init_from_loads_the_checkpoint_at_step_0_with_a_fresh_head_and_optimize
   assert all(not np.any(np.asarray(x)) for x in jax.tree.leaves(state.opt_state))  # count, moments: all zero
 
 
+@pytest.mark.slow
 def test_a_head_of_another_shape_without_the_allowance_is_a_one_line_error(tmp_path, data_dir):
   result = run_command("launch.train", "--config=configs/finetune_pi_to_etp.py:smoke",
                        "--config.train.init_from_allow_mismatch=False", f"--workdir={tmp_path}", data_dir=data_dir)

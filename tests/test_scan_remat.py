@@ -81,8 +81,7 @@ def test_scan_stacks_per_layer_tables(pe):
   assert_same_model("decoder", config, token_loss(random_tokens(1, (2, 12))))
 
 
-@pytest.mark.parametrize("impl", [pytest.param(n, marks=() if n == "xla" else pytest.mark.slow)
-                                  for n in attention.available() if n != "auto"])
+@pytest.mark.parametrize("impl", default_or_slow([n for n in attention.available() if n != "auto"], ("xla",)))
 def test_scan_equals_the_layer_loop_for_every_attention_impl(impl):
   pe = "spe_sine" if impl == "linear" else "urpe"
   assert_same_model("encoder", tiny(pe, attention=dict(impl=impl), head="token", num_classes=5),
@@ -106,8 +105,9 @@ def test_scan_equals_the_layer_loop_on_graphs(pe, share):
   assert_same_model("graph", config, lambda model: jnp.mean(model(batch["inputs"], **fields) ** 2))
 
 
-@pytest.mark.parametrize("scan_layers,remat", [pytest.param(False, "dots_saveable", marks=pytest.mark.slow),
-                                               (True, "full")])
+# Slow: the default suite rematerialises in the scan test above (dots_saveable) and the CLI journey below (full).
+@pytest.mark.slow
+@pytest.mark.parametrize("scan_layers,remat", [(False, "dots_saveable"), (True, "full")])
 def test_remat_changes_nothing(scan_layers, remat):
   config = tiny("urpe", dropout=0.1, attention=dict(dropout=0.1), scan_layers=scan_layers)
   loss_fn = token_loss(random_tokens(3, (2, 12)))

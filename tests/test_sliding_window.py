@@ -15,7 +15,7 @@ import pytest
 from flax import nnx
 from safetensors import numpy as safetensors_numpy
 
-from conftest import forward, random_tokens, tiny, tiny_model
+from conftest import default_or_slow, forward, random_tokens, tiny, tiny_model
 from test_hf_convert import (EXPORT_TOLERANCE, HF, assert_parity, assert_reimport_computes_the_same, outputs,
                              params_of, reference)
 from zoo import attention, models, positional, pretrained
@@ -112,8 +112,7 @@ def xla_reference():
   return run(dict(impl="xla"))
 
 
-@pytest.mark.parametrize("core", [pytest.param(name, marks=() if name == "pallas" else pytest.mark.slow)
-                                  for name in CORES])
+@pytest.mark.parametrize("core", default_or_slow(CORES, ("pallas",)))
 def test_every_core_matches_the_reference_forward_and_gradients(core):
   (out, grads), (ref_out, ref_grads) = run(CORES[core]), xla_reference()
   np.testing.assert_allclose(np.asarray(out), np.asarray(ref_out), atol=1e-5, rtol=0)
@@ -121,8 +120,7 @@ def test_every_core_matches_the_reference_forward_and_gradients(core):
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("core", [pytest.param(name, marks=() if name == "pallas" else pytest.mark.slow)
-                                  for name in CORES])
+@pytest.mark.parametrize("core", default_or_slow(CORES, ("pallas",)))
 def test_blocks_behind_the_window_are_skipped(core):
   """NaN values in the first key block: a block that is computed spreads them (0 · NaN = NaN, as the XLA reference
   shows), so the finite outputs and query gradients of the rows whose window starts after that block prove the
@@ -184,8 +182,7 @@ DECODING = {"xla": dict(impl="xla"), "chunked": dict(impl="chunked", core=dict(c
 DECODE_WINDOW = 5
 
 
-@pytest.mark.parametrize("core", [pytest.param(name, marks=() if name == "xla" else pytest.mark.slow)
-                                  for name in DECODING])
+@pytest.mark.parametrize("core", default_or_slow(DECODING, ("xla",)))
 def test_cached_decoding_keeps_the_window_and_equals_the_full_forward_past_it(core):
   """A prefill longer than the window (it attends over all of its own keys) and single-token steps far past the
   window give the full forward's logits, though each layer's cache has only `window` slots; greedy generation from

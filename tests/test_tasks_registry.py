@@ -14,7 +14,7 @@ import pytest
 
 import task_files
 
-from conftest import REPO
+from conftest import REPO, default_or_slow
 from zoo.data import tasks
 from zoo.train.loop import train_and_evaluate
 
@@ -55,8 +55,7 @@ SMOKE = smoke_configs()
 DEFAULT_TASKS = ("byte_lm", "lra_retrieval", "molecules")
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n in DEFAULT_TASKS else pytest.mark.slow)
-                                  for n in tasks.available()])
+@pytest.mark.parametrize("name", default_or_slow(tasks.available(), DEFAULT_TASKS))
 def test_every_task_trains_a_few_steps_through_its_smoke_config(name, data_dir, tmp_path):
   assert name in SMOKE, f"task {name!r} has no config in configs/"
   config = SMOKE[name]

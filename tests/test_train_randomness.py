@@ -12,7 +12,7 @@ import math
 import jax
 import numpy as np
 import pytest
-from conftest import TINY, per_token_options, tiny
+from conftest import TINY, default_or_slow, per_token_options, tiny
 
 from zoo import models, positional
 from zoo.train import loop
@@ -97,8 +97,8 @@ def test_gradient_accumulation_carries_the_rng_state_through_its_micro_batches()
   assert float(first["loss"]) != float(first_redrawn["loss"])
 
 
-@pytest.mark.parametrize("pe", [pytest.param(name, marks=() if name == "spd_urpe" else pytest.mark.slow)
-                                for name in positional.available() if positional.get(name).reads_relation])
+@pytest.mark.parametrize("pe", default_or_slow([name for name in positional.available()
+                                                 if positional.get(name).reads_relation], ("spd_urpe",)))
 def test_graph_family_trains_with_dropout_through_the_cli_config(pe, data_dir, tmp_path):
   from configs import graph_distance  # noqa: PLC0415
 

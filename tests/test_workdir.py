@@ -104,6 +104,7 @@ def test_a_resume_that_changes_the_trajectory_is_refused(stopped_run, data_dir, 
   assert snapshot(workdir) == before
 
 
+@pytest.mark.slow
 def test_more_steps_resume_append_and_are_recorded_as_an_amendment(stopped_run, data_dir):
   workdir, stopped_at = stopped_run
   config_before = (workdir / "config.json").read_bytes()
@@ -132,6 +133,7 @@ def test_fewer_steps_than_the_latest_checkpoint_are_refused(stopped_run, data_di
   assert "summary:" not in result.stdout and snapshot(workdir) == before
 
 
+@pytest.mark.slow
 def test_a_stale_lock_of_a_dead_process_is_taken_over(stopped_run, data_dir):
   workdir, _ = stopped_run
   dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
