@@ -18,7 +18,7 @@ from zoo.attention.bias import consecutive
 from zoo.positional import Coordinates, Graph, ModelDims
 from zoo.positional.relative_bias import LagIndex
 
-from conftest import random_tokens, representative_or_slow, tiny
+from conftest import default_or_slow, random_tokens, representative_or_slow, tiny
 from launch import bench_lookup  # the tile lookup it times, here checked
 
 B, L, H, D = 2, 40, 2, 8  # L = 40 is not a multiple of the blocks below
@@ -179,7 +179,7 @@ LOOKUP_INDEXES = {"per-lag": LagIndex("clip", 200), "clipped": LagIndex("clip", 
 LOOKUP_TILES = {"diagonal": (0, 0), "below": (128, 0), "above": (0, 384), "far": (1000, 3), "scattered": None}
 
 
-@pytest.mark.parametrize("index", LOOKUP_INDEXES)
+@pytest.mark.parametrize("index", default_or_slow(LOOKUP_INDEXES, ("per-lag", "t5 causal")))
 def test_the_window_lookup_reads_and_differentiates_the_table_like_numpy_indexing(index):
   index, bq = LOOKUP_INDEXES[index], 128
   rng = np.random.default_rng(0)

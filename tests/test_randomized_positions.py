@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import forward, random_tokens, tiny_model
+from conftest import default_or_slow, forward, random_tokens, tiny_model
 from zoo.positional.randomized import randomized_positions
 
 
@@ -20,7 +20,7 @@ def test_draws_are_ordered_distinct_and_in_range_per_document():
   assert not np.array_equal(drawn, np.asarray(randomized_positions(jax.random.key(1), positions, 100)))
 
 
-@pytest.mark.parametrize("pe", ["learned", "alibi", "rope"])
+@pytest.mark.parametrize("pe", default_or_slow(["learned", "alibi", "rope"], ("rope",)))
 def test_training_sees_random_positions_and_evaluation_the_true_ones(pe):
   model = tiny_model("decoder", pe, positional=dict(randomized_positions=48))
   plain = tiny_model("decoder", pe)  # the same seed: the same parameters
