@@ -4,6 +4,7 @@ r"""The papers' experiments and zoo's studies, one command each: runs, a table b
   python -m launch.reproduce sparse_memory --quick    # a run of minutes
   python -m launch.reproduce memorization --tiny      # seconds: the tests' size (same code, smaller sizes and steps)
   python -m launch.reproduce memorization --redraw    # no training: table and figures from results/memorization
+  python -m launch.reproduce graph_urpe --seeds=3     # every run with seeds 0, 1, 2: mean ± std in the table
 
 Experiments (zoo/experiments/, one module each; shared/papers/ holds the papers' task definitions and numbers):
 urpe_pi and urpe_etp (Luo et al. 2022), sparse_memory (Wang & E 2024), memorization (Kajitsuka & Sato 2024),
@@ -50,6 +51,8 @@ _STEPS = flags.DEFINE_integer("steps", None, "extrapolate, length_tasks: trainin
                               "(rope+<scaling> fine-tunes for a tenth of them)", lower_bound=1)
 TASK = flags.DEFINE_string("task", "", "length_tasks: the task (parity_check, reverse_string, duplicate_string, "
                            "bucket_sort, missing_duplicate, passkey); its runs and outputs get a folder of its own")
+_SEEDS = flags.DEFINE_integer("seeds", 1, "graph_urpe: train every run with seeds 0 .. N−1 (seed s > 0 in "
+                              "<run>_seed<s>); the table gives mean ± std", lower_bound=1)
 _REDRAW = flags.DEFINE_bool("redraw", False, "train nothing: redraw <out>/<variant>.md and the figures from the "
                             "<variant>.jsonl there (the committed results' figures after a plotting change)")
 _ATTENTION_IMPL = flags.DEFINE_string("attention_impl", "", "length_tasks: every run's attention core (default xla; "
@@ -84,7 +87,7 @@ def main(argv: list[str]) -> int:
   if _QUICK.value and _TINY.value:
     fail("give at most one of --quick and --tiny")
   options = experiments.Options(encodings=tuple(_ENCODINGS.value), zinc=_ZINC.value, steps=_STEPS.value,
-                                task=TASK.value, attention_impl=_ATTENTION_IMPL.value)
+                                task=TASK.value, attention_impl=_ATTENTION_IMPL.value, seeds=_SEEDS.value)
   if error := options_error(experiment, options):
     fail(error)
   variant = "quick" if _QUICK.value else "tiny" if _TINY.value else "full"

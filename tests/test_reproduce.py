@@ -3,6 +3,7 @@ quick size (slow), each writing its JSONL, its table beside the paper's numbers 
 committed tables under results/ are what the experiments' modules make of the committed JSONL."""
 
 import json
+import statistics
 import pathlib
 
 import pytest
@@ -14,6 +15,7 @@ from launch.cli import parse_flags
 from configs.length_tasks import TASKS as LENGTH_TASKS
 from zoo import experiments, models
 from zoo.experiments import Options
+from zoo.experiments.base import Run, mean_std, with_seeds
 from zoo.experiments.sweep import read_rows
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -128,7 +130,7 @@ def test_every_run_of_the_quick_and_full_variants_is_a_valid_experiment_config(v
 
 def check_outputs(out, variant, experiment, options=Options()):
   rows = read_rows(out / f"{variant}.jsonl")
-  expected = experiments.get(experiment).runs(variant, options)
+  expected = with_seeds(experiments.get(experiment).runs(variant, options), options.seeds)
   assert [r["run"] for r in rows] == [run.name for run in expected]
   assert all(r["experiment"] == experiment and r["variant"] == variant for r in rows)
   table = (out / f"{variant}.md").read_text()
@@ -151,14 +153,16 @@ def test_tiny_run_writes_table_and_figures_and_a_rerun_resumes(experiment, tmp_p
   monkeypatch.setenv("ZOO_DATA_DIR", data_dir)
   args = [experiment, "--tiny", f"--workdir={tmp_path / 'runs'}", f"--out={tmp_path / 'out'}"]
   options = Options()
-  if experiment == "graph_urpe":  # with ZINC's rows, from CSVs in its release format
+  if experiment == "graph_urpe":  # with ZINC's rows, from CSVs in its release format; one encoding, two seeds
     task_files.molecules(tmp_path / "zinc")
-    options = Options(zinc=str(tmp_path / "zinc"))
-    args.append(f"--zinc={options.zinc}")
+    options = Options(zinc=str(tmp_path / "zinc"), encodings=("spd",), seeds=2)
+    args += [f"--zinc={options.zinc}", "--encodings=spd", "--seeds=2"]
   assert cli(*args) == 0
   rows, figures = check_outputs(tmp_path / "out", "tiny", experiment, options)
   if experiment == "graph_urpe":
-    assert "| zinc | mae |" in (tmp_path / "out" / "tiny.md").read_text()
+    table = (tmp_path / "out" / "tiny.md").read_text()
+    assert "| zinc | mae |" in table and table.count(" ± ") == 4 and table.count(" (2) |") == 4
+    assert {r["seed"] for r in rows} == {0, 1} and {r["run"] for r in rows} >= {"zinc_spd", "zinc_spd_seed1"}
   if experiment.startswith("urpe"):
     assert {f.name for f in figures} == {"tiny.png", "tiny_urpe_tables.png"}
     urpe = next(r for r in rows if r["encoding"] == "urpe")
@@ -231,3 +235,21 @@ def test_redraw_makes_the_table_and_figures_from_a_committed_jsonl_without_train
   assert cli("sparse_memory", "--redraw", f"--out={tmp_path}") == 2
   assert capsys.readouterr().err == (f"error: --redraw needs {tmp_path / 'full.jsonl'}; run the experiment first or "
                                      "pass its --out\n")
+
+
+def test_seeds_repeat_each_run_under_its_own_name_and_the_table_gives_mean_and_sample_std():
+  runs = [Run("base", {"encoding": "rope"}, {"train": {"seed": 0, "steps": 5}}),
+          Run("tuned", {"encoding": "rope+yarn"}, {"train": {"seed": 0}}, init_from="base")]
+  seeded = with_seeds(runs, 3)
+  assert [(r.name, r.labels["seed"], r.config["train"]["seed"], r.init_from) for r in seeded] == [
+      ("base", 0, 0, ""), ("base_seed1", 1, 1, ""), ("base_seed2", 2, 2, ""),
+      ("tuned", 0, 0, "base"), ("tuned_seed1", 1, 1, "base_seed1"), ("tuned_seed2", 2, 2, "base_seed2")]
+  assert seeded[1].config["train"]["steps"] == 5 and runs[0].config["train"]["seed"] == 0  # copied, not changed
+  assert with_seeds(runs, 1)[0].name == "base"
+  values = [0.785, 0.914, 0.863]
+  assert mean_std(values) == f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f} (3)"
+  assert mean_std([0.5]) == "0.500"
+  rows = [{"task": "graph_cycle", "encoding": pe, "seed": seed, "metric": "accuracy", "value": value, "steps": 10}
+          for pe, seeds in (("spd", (0.7, 0.8)), ("spd_urpe", (0.9, 0.95))) for seed, value in enumerate(seeds)]
+  table = experiments.get("graph_urpe").markdown(rows, "full")
+  assert "| graph_cycle | accuracy | 0.750 ± 0.071 (2) | 0.925 ± 0.035 (2) |" in table, table

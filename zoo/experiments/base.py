@@ -9,6 +9,8 @@ import dataclasses
 import pathlib
 from typing import Any
 
+import numpy as np
+
 VARIANTS = ("full", "quick", "tiny")
 
 
@@ -29,6 +31,7 @@ class Options:
   steps: int | None = None  # extrapolate, length_tasks: training steps instead of the variant's
   task: str = ""  # length_tasks: the registered length-generalisation task to train and test
   attention_impl: str = ""  # length_tasks: the attention core of every run (empty: xla)
+  seeds: int = 1  # graph_urpe: every run trained with train.seed 0 .. seeds − 1; the tables give mean ± std
 
 
 class Experiment:
@@ -56,6 +59,33 @@ class Experiment:
 
   def plots(self, rows: list[dict], out: pathlib.Path, variant: str) -> list[pathlib.Path]:
     raise NotImplementedError
+
+
+def with_seeds(runs: list[Run], seeds: int) -> list[Run]:
+  """Each run once per seed 0 .. seeds − 1 (`train.seed`: the parameters' initialisation, dropout and the data order;
+  the data themselves are the task's): seed 0 keeps the run's name (its earlier workdirs and rows stay valid), seed
+  s > 0 is <name>_seed<s> and starts from its own seed's run where it fine-tunes one. Each run's labels name its
+  seed."""
+  named = lambda name, seed: f"{name}_seed{seed}" if seed and name else name
+  return [dataclasses.replace(run, name=named(run.name, seed), labels={**run.labels, "seed": seed},
+                              config={**run.config, "train": {**run.config["train"], "seed": seed}},
+                              init_from=named(run.init_from, seed))
+          for run in runs for seed in range(seeds)]
+
+
+def over_seeds(rows: list[dict], keys: tuple[str, ...], value: str) -> dict[tuple, list[float]]:
+  """`value` of the rows grouped by their `keys` labels (one per seed), in the order the groups first appear."""
+  groups: dict[tuple, list[float]] = {}
+  for row in rows:
+    groups.setdefault(tuple(row[k] for k in keys), []).append(row[value])
+  return groups
+
+
+def mean_std(values: list[float], digits: int = 3) -> str:
+  """"m" for one value; "m ± s (n)" for several: the mean, the sample standard deviation and how many."""
+  if len(values) == 1:
+    return f"{values[0]:.{digits}f}"
+  return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f} ({len(values)})"
 
 
 def config_for(module, arg: str, variant: str, **sections: dict[str, Any]) -> dict[str, Any]:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import pathlib
 
+import numpy as np
+
 from configs import graph_cycle, graph_distance, graph_neighbourhood, graph_zinc
-from zoo.experiments.base import Experiment, Options, Run, config_for, pyplot, save
+from zoo.experiments.base import Experiment, Options, Run, config_for, mean_std, over_seeds, pyplot, save
 from zoo.experiments.registry import register
 from zoo.models.graph import graph_encodings
 
@@ -46,7 +48,7 @@ def colors(encodings: list[str]) -> list[str]:
 
 @register("graph_urpe")
 class GraphUrpe(Experiment):
-  takes = ("zinc", "encodings")
+  takes = ("zinc", "encodings", "seeds")
 
   def runs(self, variant: str, options: Options = Options()) -> list[Run]:
     """Both encodings (or `options.encodings`) on every built-in graph task and, when `options.zinc` names a folder
@@ -86,11 +88,14 @@ class GraphUrpe(Experiment):
     encodings = encodings_of(rows)
     if quoted := [GRAPHGPS_ZINC[pe] for pe in encodings if pe in GRAPHGPS_ZINC]:
       lines[-1] += f" ZINC-subset test MAE of the encodings' own papers: {'; '.join(quoted)}."
+    values = over_seeds(rows, ("task", "encoding"), "value")
+    if any(len(v) > 1 for v in values.values()):
+      lines[-1] += " Several seeds: mean ± sample standard deviation (number of seeds)."
     lines += ["", f"| task | metric | {' | '.join(encodings)} |", "|---" * (len(encodings) + 2) + "|"]
     for task in tasks_of(rows):
-      by_pe = {r["encoding"]: r for r in rows if r["task"] == task}
-      values = " | ".join(f"{by_pe[pe]['value']:.3f}" if pe in by_pe else "—" for pe in encodings)
-      lines.append(f"| {task} | {next(iter(by_pe.values()))['metric']} | {values} |")
+      metric = next(r["metric"] for r in rows if r["task"] == task)
+      cells = " | ".join(mean_std(values[task, pe]) if (task, pe) in values else "—" for pe in encodings)
+      lines.append(f"| {task} | {metric} | {cells} |")
     paper = {"spd": "0.122", "spd_urpe": "0.086"}
     lines.append(f"| ZINC-subset (paper) | MAE | {' | '.join(paper.get(pe, '—') for pe in encodings)} |")
     return "\n".join(lines) + "\n"
@@ -98,17 +103,21 @@ class GraphUrpe(Experiment):
   def plots(self, rows: list[dict], out: pathlib.Path, variant: str) -> list[pathlib.Path]:
     plt = pyplot()
     tasks, encodings = tasks_of(rows), encodings_of(rows)
+    values = over_seeds(rows, ("task", "encoding"), "value")
     fig, axes = plt.subplots(1, len(tasks), figsize=(3.4 * len(tasks), 3.5), dpi=100)
     for ax, task in zip(axes, tasks):
-      by_pe = {r["encoding"]: r for r in rows if r["task"] == task}
-      ax.bar(range(len(encodings)), [by_pe[pe]["value"] if pe in by_pe else 0.0 for pe in encodings],
-             color=colors(encodings))
+      seeds = [values.get((task, pe), []) for pe in encodings]
+      ax.bar(range(len(encodings)), [np.mean(v) if v else 0.0 for v in seeds], color=colors(encodings),
+             yerr=[np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in seeds], capsize=3)
+      for i, v in enumerate(seeds):
+        if len(v) > 1:  # each seed's value on its mean's bar
+          ax.plot([i] * len(v), v, "k.", markersize=3)
       ax.set_xticks(range(len(encodings)), encodings, fontsize=8 if len(encodings) > 3 else None)
       if task in MAJORITY and variant in STEPS:
         ax.axhline(MAJORITY[task], color="grey", linestyle=":", label=f"majority class {MAJORITY[task]:g}")
         ax.legend(fontsize=7, loc="lower right")
       ax.set_title(task, fontsize=9)
-      ax.set_ylabel(f"eval {next(iter(by_pe.values()))['metric']}")
+      ax.set_ylabel(f"eval {next(r['metric'] for r in rows if r['task'] == task)}")
     title = ("Graphormer vs Graphormer + URPE" if encodings == list(ENCODINGS)
              else f"graph encodings: {', '.join(encodings)}")
     fig.suptitle(f"{title} ({variant} run)")

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 
 from zoo import pretrained
-from zoo.experiments.base import Experiment, Options, Run
+from zoo.experiments.base import Experiment, Options, Run, with_seeds
 from zoo.train.workdir import first_difference
 
 RESULT_FILE = "result.json"
@@ -80,7 +80,7 @@ def sweep(experiment: Experiment, variant: str, options: Options, workdir: pathl
           progress: Callable[[str], None] = print) -> list[pathlib.Path]:
   """Every run of `variant` (trained or read back), then the outputs; `progress` gets one line per run."""
   rows = []
-  for run in experiment.runs(variant, options):
+  for run in with_seeds(experiment.runs(variant, options), options.seeds):
     rows.append(run_one(experiment, run, workdir / run.name))
     progress(f"{experiment.name}/{run.name}: " + json.dumps({k: v for k, v in rows[-1].items()
                                                             if not isinstance(v, list)}))
