@@ -5,6 +5,7 @@ r"""The papers' experiments and zoo's studies, one command each: runs, a table b
   python -m launch.reproduce memorization --tiny      # seconds: the tests' size (same code, smaller sizes and steps)
   python -m launch.reproduce memorization --redraw    # no training: table and figures from results/memorization
   python -m launch.reproduce graph_urpe --seeds=3     # every run with seeds 0, 1, 2: mean ± std in the table
+  python -m launch.reproduce urpe_etp --length=32 --steps=4000 --seeds=2 --encodings=none,rpe,rope,urpe
 
 Experiments (zoo/experiments/, one module each; shared/papers/ holds the papers' task definitions and numbers):
 urpe_pi and urpe_etp (Luo et al. 2022), sparse_memory (Wang & E 2024), memorization (Kajitsuka & Sato 2024),
@@ -47,11 +48,13 @@ _ENCODINGS = flags.DEFINE_list("encodings", [], "urpe_pi, urpe_etp, extrapolate,
                                "length_tasks' randomized positions)")
 _ZINC = flags.DEFINE_string("zinc", "", "graph_urpe: a folder with ZINC-subset's train.csv and valid.csv (columns "
                             "smiles, target); adds the ZINC runs")
-_STEPS = flags.DEFINE_integer("steps", None, "extrapolate, length_tasks: training steps instead of the variant's "
-                              "(rope+<scaling> fine-tunes for a tenth of them)", lower_bound=1)
+_STEPS = flags.DEFINE_integer("steps", None, "extrapolate, length_tasks, urpe_pi, urpe_etp: training steps instead of "
+                              "the variant's (rope+<scaling> fine-tunes for a tenth of them)", lower_bound=1)
+_LENGTH = flags.DEFINE_integer("length", None, "urpe_pi, urpe_etp: the sequences' length instead of the variant's; "
+                               "outputs and runs get a folder of their own (length_<N>)", lower_bound=2)
 TASK = flags.DEFINE_string("task", "", "length_tasks: the task (parity_check, reverse_string, duplicate_string, "
                            "bucket_sort, missing_duplicate, passkey); its runs and outputs get a folder of its own")
-_SEEDS = flags.DEFINE_integer("seeds", 1, "graph_urpe: train every run with seeds 0 .. N−1 (seed s > 0 in "
+_SEEDS = flags.DEFINE_integer("seeds", 1, "graph_urpe, urpe_pi, urpe_etp: train every run with seeds 0 .. N−1 (seed s > 0 in "
                               "<run>_seed<s>); the table gives mean ± std", lower_bound=1)
 _REDRAW = flags.DEFINE_bool("redraw", False, "train nothing: redraw <out>/<variant>.md and the figures from the "
                             "<variant>.jsonl there (the committed results' figures after a plotting change)")
@@ -87,11 +90,13 @@ def main(argv: list[str]) -> int:
   if _QUICK.value and _TINY.value:
     fail("give at most one of --quick and --tiny")
   options = experiments.Options(encodings=tuple(_ENCODINGS.value), zinc=_ZINC.value, steps=_STEPS.value,
-                                task=TASK.value, attention_impl=_ATTENTION_IMPL.value, seeds=_SEEDS.value)
+                                task=TASK.value, attention_impl=_ATTENTION_IMPL.value, seeds=_SEEDS.value,
+                                length=_LENGTH.value)
   if error := options_error(experiment, options):
     fail(error)
   variant = "quick" if _QUICK.value else "tiny" if _TINY.value else "full"
-  own = "".join(f"/{part}" for part in (options.task, options.attention_impl) if part)  # a task's or a core's own
+  length = f"length_{options.length}" if options.length else ""
+  own = "".join(f"/{part}" for part in (options.task, options.attention_impl, length) if part)  # their own folder
   workdir = pathlib.Path(_WORKDIR.value or f"/tmp/zoo/reproduce/{experiment.name}_{variant}{own}")
   out = pathlib.Path(_OUT.value or f"results/{experiment.name}{own}")
   if _REDRAW.value:

@@ -43,8 +43,8 @@ def test_unknown_experiment_and_misplaced_options_name_the_valid_ones(capsys):
   assert "unknown encoding 'fourier'; valid choices: alibi," in capsys.readouterr().err
   assert cli("urpe_pi", "--zinc=/data/zinc") == 2
   assert "--zinc applies to graph_urpe only" in capsys.readouterr().err
-  assert cli("urpe_pi", "--steps=3") == 2
-  assert "--steps applies to extrapolate, length_tasks only" in capsys.readouterr().err
+  assert cli("memorization", "--steps=3") == 2
+  assert "--steps applies to extrapolate, length_tasks, urpe_etp, urpe_pi only" in capsys.readouterr().err
   assert cli("urpe_pi", "--quick", "--tiny") == 2
   assert capsys.readouterr().err == "error: give at most one of --quick and --tiny\n"
   assert cli("--tiny") == 2
@@ -253,3 +253,15 @@ def test_seeds_repeat_each_run_under_its_own_name_and_the_table_gives_mean_and_s
           for pe, seeds in (("spd", (0.7, 0.8)), ("spd_urpe", (0.9, 0.95))) for seed, value in enumerate(seeds)]
   table = experiments.get("graph_urpe").markdown(rows, "full")
   assert "| graph_cycle | accuracy | 0.750 ± 0.071 (2) | 0.925 ± 0.035 (2) |" in table, table
+
+
+def test_urpe_experiments_take_another_length_steps_and_seeds(capsys):
+  """ETP at lengths the variants do not use (Luo et al.'s claim is about long sequences): the runs' task length and
+  steps, each seed a run; another experiment refuses --length in one line."""
+  runs = with_seeds(experiments.get("urpe_etp").runs("full", Options(encodings=("rpe", "urpe"), length=64,
+                                                                     steps=300)), 2)
+  assert [r.name for r in runs] == ["etp_rpe", "etp_rpe_seed1", "etp_urpe", "etp_urpe_seed1"]
+  assert {(r.config["task"]["length"], r.config["train"]["steps"], r.config["train"]["checkpoint_every"])
+          for r in runs} == {(64, 300, 150)}
+  assert cli("memorization", "--tiny", "--length=32") == 2
+  assert capsys.readouterr().err.strip() == "error: --length applies to urpe_etp, urpe_pi only"

@@ -28,10 +28,11 @@ class Options:
 
   encodings: tuple[str, ...] = ()  # the encodings to run (urpe_*, extrapolate, graph_urpe; empty: the default set)
   zinc: str = ""  # graph_urpe: a folder holding ZINC-subset's CSVs, which adds the ZINC runs
-  steps: int | None = None  # extrapolate, length_tasks: training steps instead of the variant's
+  steps: int | None = None  # extrapolate, length_tasks, urpe_*: training steps instead of the variant's
+  length: int | None = None  # urpe_*: the task's sequence length instead of the variant's
   task: str = ""  # length_tasks: the registered length-generalisation task to train and test
   attention_impl: str = ""  # length_tasks: the attention core of every run (empty: xla)
-  seeds: int = 1  # graph_urpe: every run trained with train.seed 0 .. seeds − 1; the tables give mean ± std
+  seeds: int = 1  # graph_urpe, urpe_*: every run trained with train.seed 0 .. seeds − 1; the tables give mean ± std
 
 
 class Experiment:

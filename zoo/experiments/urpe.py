@@ -9,7 +9,7 @@ import numpy as np
 
 from configs import etp, pi
 from zoo import models, positional, pretrained
-from zoo.experiments.base import Experiment, Options, Run, config_for, pyplot, save
+from zoo.experiments.base import Experiment, Options, Run, config_for, mean_std, over_seeds, pyplot, save
 from zoo.experiments.registry import register
 from zoo.nn import compatible
 
@@ -41,15 +41,18 @@ def urpe_tables(workdir: pathlib.Path) -> dict[str, list]:
 
 class Urpe(Experiment):
   task: str  # "pi" | "etp"
-  takes = ("encodings",)
+  takes = ("encodings", "steps", "length", "seeds")
 
   def runs(self, variant: str, options: Options = Options()) -> list[Run]:
     module = {"pi": pi, "etp": etp}[self.task]
     encodings = options.encodings or (TINY_ENCODINGS if variant == "tiny" else encoder_encodings())
     sections = {}
-    if variant != "tiny":
-      length, steps = SIZES[self.task][variant]
-      sections = {"task": {"length": length}, "train": {"steps": steps, "checkpoint_every": steps // 2}}
+    length, steps = SIZES[self.task].get(variant, (None, None))  # tiny: the smoke config's
+    length, steps = options.length or length, options.steps or steps
+    if length:
+      sections["task"] = {"length": length}
+    if steps:
+      sections["train"] = {"steps": steps, "checkpoint_every": max(steps // 2, 1)}
     return [Run(f"{self.task}_{pe}", {"encoding": pe}, config_for(module, pe, variant, **sections))
             for pe in encodings]
 
@@ -72,16 +75,22 @@ class Urpe(Experiment):
              f"{setup['steps']} steps; chance {chance}. Paper (Luo et al. 2022, ≈ from the poster): length 128, "
              "|V| = 10 / 1,000 / 10,000, 3 layers, d 768, 40k steps.", "",
              "| encoding | zoo accuracy | paper (|V| = 10 / 1k / 10k) | s |", "|---|---|---|---|"]
-    for r in rows:
-      lines.append(f"| {r['encoding']} | {r['accuracy']:.3f} | {PAPER[self.task].get(r['encoding'], '—')} | "
-                   f"{r['seconds']:.0f} |")
+    accuracy, seconds = over_seeds(rows, ("encoding",), "accuracy"), over_seeds(rows, ("encoding",), "seconds")
+    if any(len(v) > 1 for v in accuracy.values()):
+      lines[0] += " Several seeds: mean ± sample standard deviation (number of seeds); s: the mean."
+    for (pe,), values in accuracy.items():
+      lines.append(f"| {pe} | {mean_std(values)} | {PAPER[self.task].get(pe, '—')} | "
+                   f"{np.mean(seconds[pe,]):.0f} |")
     return "\n".join(lines) + "\n"
 
   def plots(self, rows: list[dict], out: pathlib.Path, variant: str) -> list[pathlib.Path]:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4), dpi=100)
-    names = [r["encoding"] for r in rows]
-    ax.bar(range(len(rows)), [r["accuracy"] for r in rows], color=["C3" if n == "urpe" else "C0" for n in names])
+    accuracy = over_seeds(rows, ("encoding",), "accuracy")
+    names = [pe for pe, in accuracy]
+    seeds = list(accuracy.values())
+    ax.bar(range(len(names)), [np.mean(v) for v in seeds], color=["C3" if n == "urpe" else "C0" for n in names],
+           yerr=[np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in seeds], capsize=3)
     ax.axhline(1 / rows[0]["length"] if self.task == "pi" else 0.5, color="gray", linestyle=":", label="chance")
     ax.set_xticks(range(len(rows)), names, rotation=60, ha="right", fontsize=8)
     ax.set_ylabel("eval accuracy")
