@@ -4,7 +4,6 @@ re-import identity, one-line refusals, and the command-line journeys (convert, f
 import dataclasses
 import hashlib
 import json
-import os
 import pathlib
 import shutil
 import subprocess
@@ -16,7 +15,7 @@ import pytest
 from flax import nnx
 from safetensors import numpy as safetensors_numpy
 
-from conftest import FIXTURES, REPO, default_or_slow
+from conftest import FIXTURES, REPO, cli_env, default_or_slow
 from zoo import models, pretrained
 from zoo.convert import hf
 from zoo.convert.architectures import ConversionError
@@ -274,9 +273,8 @@ def test_a_model_hugging_face_cannot_reproduce_is_not_exported(options, message,
 
 
 def run_module(module: str, *args, env: dict | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
-  env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=1", **(env or {})}
-  return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env, capture_output=True, text=True,
-                        timeout=timeout)
+  return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env={**cli_env(), **(env or {})},
+                        capture_output=True, text=True, timeout=timeout)
 
 
 def test_convert_from_hf_then_back_on_the_command_line(tmp_path):

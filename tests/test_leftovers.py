@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, wait_until
+from conftest import REPO, cli_env, wait_until
 
 TPU_LOGS = pathlib.Path("/tmp/tpu_logs")  # where libtpu logs, whatever TMPDIR says
 # Builds a urpe_synthetic data set of argv[2] training examples under argv[1] and prints their number.
@@ -20,7 +20,7 @@ BUILD = ("import sys; from zoo.data import prepare, tasks; "
 def fresh_env(tmp: pathlib.Path) -> dict:
   """The test environment with its own empty TMPDIR and JAX_PLATFORMS unset, as a user's shell has it."""
   tmp.mkdir()
-  env = {**os.environ, "TMPDIR": str(tmp), "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+  env = {**cli_env(), "TMPDIR": str(tmp)}
   env.pop("JAX_PLATFORMS")
   return env
 

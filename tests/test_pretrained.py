@@ -2,7 +2,6 @@
 
 import json
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
-from conftest import FIXTURES, REPO
+from conftest import FIXTURES, REPO, cli_env
 
 from launch import make_pretrained
 from zoo import models, pretrained
@@ -32,10 +31,8 @@ METRIC_TOLERANCE = 1e-4  # relative; the same code on the same data reproduces i
 
 
 def run_command(module: str, *args, data_dir: str, timeout: float = 300) -> subprocess.CompletedProcess:
-  env = {**os.environ, "JAX_PLATFORMS": "cpu", "ZOO_DATA_DIR": data_dir,
-         "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
-  return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env, capture_output=True, text=True,
-                        timeout=timeout)
+  return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env={**cli_env(), "ZOO_DATA_DIR": data_dir},
+                        capture_output=True, text=True, timeout=timeout)
 
 
 def error_lines(result: subprocess.CompletedProcess) -> list[str]:

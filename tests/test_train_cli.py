@@ -14,16 +14,12 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from conftest import REPO, default_or_slow, smoke_config, wait_until
+from conftest import REPO, cli_env, default_or_slow, smoke_config, wait_until
 
 from zoo.train import loop
 from zoo.train.checkpoint import Checkpointer
 
 SMOKE = "--config=configs/pi.py:urpe,smoke"
-
-
-def cli_env(devices: int = 1) -> dict:
-  return {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
 
 
 def launch(*args, devices: int = 1, **kwargs) -> subprocess.Popen:
