@@ -137,6 +137,20 @@ def assert_reimport_computes_the_same(exported: pathlib.Path, model, options: di
       ref["mask"]], rtol=ROUND_TRIP_TOLERANCE, atol=ROUND_TRIP_TOLERANCE)
 
 
+# A model built from a seed has the parameters the fixtures were made from up to an ulp or two: the tests compile at
+# XLA's CPU optimisation level 0 (tests/conftest.py), the fixtures were made at the default level, and the initialisers'
+# arithmetic rounds differently there (measured: ≈ 4 % of the entries differ, by at most 3.1e-7 relative). A wrong
+# name, layout, transpose or scale is off by far more.
+INIT_RTOL = 1e-6
+
+
+def assert_initialised_like(written: dict, committed: dict) -> None:
+  """The tensors of an export written from freshly built parameters equal the committed ones (names exactly)."""
+  assert written.keys() == committed.keys()
+  for name in written:
+    np.testing.assert_allclose(written[name], committed[name], rtol=INIT_RTOL, atol=0, err_msg=name)
+
+
 @pytest.mark.parametrize("name", EXPORTS)
 def test_exported_decoder_equals_transformers_and_reimports_identically(name, tmp_path):
   spec = json.loads((HF / name / "zoo_model.json").read_text())
@@ -146,8 +160,7 @@ def test_exported_decoder_equals_transformers_and_reimports_identically(name, tm
   assert_parity(outputs(model, ref, name), ref, EXPORT_TOLERANCE)  # transformers ran the committed export
   hf.write(spec["family"], spec["options"], params_of(model), tmp_path)
   written, committed = (safetensors_numpy.load_file(str(d / hf.WEIGHTS)) for d in (tmp_path, HF / name))
-  assert written.keys() == committed.keys()
-  assert all(np.array_equal(written[k], committed[k]) for k in written)
+  assert_initialised_like(written, committed)
   assert_reimport_computes_the_same(tmp_path, model, spec["options"], ref)
 
 
@@ -158,8 +171,8 @@ def test_zoo_default_embeddings_export_untied_with_the_scale_in_the_input_table(
   assert config["tie_word_embeddings"] is False
   table = params_of(models.build("decoder", spec["options"], seed=spec["seed"]))[hf.EMBEDDING]
   tensors = safetensors_numpy.load_file(str(HF / "export_default" / hf.WEIGHTS))
-  np.testing.assert_array_equal(tensors["model.embed_tokens.weight"], table * np.float32(4.0))  # √16
-  np.testing.assert_array_equal(tensors["lm_head.weight"], table)
+  np.testing.assert_allclose(tensors["model.embed_tokens.weight"], table * np.float32(4.0), rtol=INIT_RTOL)  # √16
+  np.testing.assert_allclose(tensors["lm_head.weight"], table, rtol=INIT_RTOL)
 
 
 @pytest.mark.parametrize("name", ["gpt2", "llama", "bloom", "phi3", "phi3_longrope"])

@@ -16,8 +16,8 @@ from flax import nnx
 from safetensors import numpy as safetensors_numpy
 
 from conftest import default_or_slow, forward, random_tokens, tiny, tiny_model
-from test_hf_convert import (EXPORT_TOLERANCE, HF, assert_parity, assert_reimport_computes_the_same, outputs,
-                             params_of, reference)
+from test_hf_convert import (EXPORT_TOLERANCE, HF, assert_initialised_like, assert_parity,
+                             assert_reimport_computes_the_same, outputs, params_of, reference)
 from zoo import attention, models, positional, pretrained
 from zoo.attention import AttentionMask
 from zoo.convert import hf
@@ -235,7 +235,7 @@ def test_a_windowed_decoder_exports_as_mistral_and_reimports_identically(tmp_pat
   assert (config["model_type"], config["sliding_window"]) == ("mistral", 8)
   written, committed = (safetensors_numpy.load_file(str(d / hf.WEIGHTS))
                         for d in (tmp_path, HF / "export_mistral_window"))
-  assert written.keys() == committed.keys() and all(np.array_equal(written[k], committed[k]) for k in written)
+  assert_initialised_like(written, committed)
   assert_reimport_computes_the_same(tmp_path, model, spec["options"], ref)
 
 
