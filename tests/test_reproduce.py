@@ -1,6 +1,8 @@
-"""`python -m launch.reproduce EXPERIMENT`: every experiment end to end at its tiny size (the default suite) and its
-quick size (slow), each writing its JSONL, its table beside the paper's numbers and its figures; reruns resume; the
-committed tables under results/ are what the experiments' modules make of the committed JSONL."""
+"""`python -m launch.reproduce EXPERIMENT`: every experiment end to end at its tiny size (urpe_pi in the default suite,
+the others slow), each writing its JSONL, its table beside the paper's numbers and its figures; reruns resume; every
+run of the quick and full variants is a valid config; the committed tables under results/ are what the experiments'
+modules make of the committed JSONL. Training the quick variants is not a test: it is how results/ is made (the
+commands in docs/results.md; memorization's and sparse_memory's alone take 14 and 18 min on 2 cores)."""
 
 import json
 import statistics
@@ -172,14 +174,6 @@ def test_tiny_run_writes_table_and_figures_and_a_rerun_resumes(experiment, tmp_p
   assert cli(*args) == 0  # every run finished: nothing is trained again
   assert [p.stat().st_mtime_ns for p in results] == stamps
   assert [json.loads(line) for line in (tmp_path / "out" / "tiny.jsonl").read_text().splitlines()] == rows
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("experiment", [e for e in experiments.available() if e not in OWN_JOURNEYS])
-def test_quick_run_writes_table_and_figures(experiment, tmp_path, data_dir, monkeypatch):
-  monkeypatch.setenv("ZOO_DATA_DIR", data_dir)
-  assert cli(experiment, "--quick", f"--workdir={tmp_path / 'runs'}", f"--out={tmp_path / 'out'}") == 0
-  check_outputs(tmp_path / "out", "quick", experiment)
 
 
 def test_a_run_stopped_by_sigterm_stops_the_sweep_with_one_line_and_writes_no_table(tmp_path, monkeypatch, capsys):
