@@ -175,7 +175,10 @@ def test_cached_decoding_equals_full_forward(pe, impl, style):
   for t in range(5, LENGTH):
     step, cache = extend(model, tokens[:, t:t + 1], cache)
     pieces.append(step)
-  np.testing.assert_allclose(np.asarray(jnp.concatenate(pieces, axis=1)), np.asarray(full), rtol=1e-5, atol=1e-5)
+  # Linear attention's cache is a running sum of feature products that the full forward forms as prefix sums, in
+  # another order: float32 rounding of FAVOR+'s exponential features reached 1.3e-5 (spe_sine, 1 of 768 outputs).
+  tol = 5e-5 if impl == "linear" else 1e-5
+  np.testing.assert_allclose(np.asarray(jnp.concatenate(pieces, axis=1)), np.asarray(full), rtol=tol, atol=tol)
   np.testing.assert_array_equal(np.asarray(cache.index), [LENGTH, LENGTH])
 
 
