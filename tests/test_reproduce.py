@@ -250,6 +250,15 @@ def test_seeds_repeat_each_run_under_its_own_name_and_the_table_gives_mean_and_s
   assert "| graph_cycle | accuracy | 0.750 ± 0.071 (2) | 0.925 ± 0.035 (2) |" in table, table
 
 
+def test_urpe_figure_over_seeds_draws_one_bar_per_encoding(tmp_path):
+  rows = [{"encoding": pe, "seed": seed, "accuracy": acc, "seconds": 1.0, "length": 16, "vocab_size": 10, "steps": 6}
+          for pe, accs in (("rpe", (0.2, 0.3)), ("rope", (0.9, 1.0))) for seed, acc in enumerate(accs)]
+  experiment = experiments.get("urpe_pi")
+  assert "| rope | 0.950 ± 0.071 (2) |" in experiment.markdown(rows, "full")
+  [figure] = experiment.plots(rows, tmp_path, "full")
+  assert figure.read_bytes().startswith(b"\x89PNG")
+
+
 def test_urpe_experiments_take_another_length_steps_and_seeds(capsys):
   """ETP at lengths the variants do not use (Luo et al.'s claim is about long sequences): the runs' task length and
   steps, each seed a run; another experiment refuses --length in one line."""

@@ -89,6 +89,16 @@ def mean_std(values: list[float], digits: int = 3) -> str:
   return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f} ({len(values)})"
 
 
+def seed_bars(ax, values: list[list[float]], colors: list[str]) -> None:
+  """One bar per group at its mean over seeds (0 for an empty group), with the sample standard deviation as an error
+  bar and each seed's value as a dot where a group has several."""
+  ax.bar(range(len(values)), [np.mean(v) if v else 0.0 for v in values], color=colors,
+         yerr=[np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in values], capsize=3)
+  for i, v in enumerate(values):
+    if len(v) > 1:
+      ax.plot([i] * len(v), v, "k.", markersize=3)
+
+
 def config_for(module, arg: str, variant: str, **sections: dict[str, Any]) -> dict[str, Any]:
   """`module.get_config(arg)` (its `smoke` variant when tiny) with `sections` ({"model": {...}, ...}) updated."""
   config = module.get_config(f"{arg},smoke" if variant == "tiny" else arg)

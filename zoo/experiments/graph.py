@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import pathlib
 
-import numpy as np
-
 from configs import graph_cycle, graph_distance, graph_neighbourhood, graph_zinc
-from zoo.experiments.base import Experiment, Options, Run, config_for, mean_std, over_seeds, pyplot, save
+from zoo.experiments.base import (Experiment, Options, Run, config_for, mean_std, over_seeds, pyplot, save,
+                                  seed_bars)
 from zoo.experiments.registry import register
 from zoo.models.graph import graph_encodings
 
@@ -106,12 +105,7 @@ class GraphUrpe(Experiment):
     values = over_seeds(rows, ("task", "encoding"), "value")
     fig, axes = plt.subplots(1, len(tasks), figsize=(3.4 * len(tasks), 3.5), dpi=100)
     for ax, task in zip(axes, tasks):
-      seeds = [values.get((task, pe), []) for pe in encodings]
-      ax.bar(range(len(encodings)), [np.mean(v) if v else 0.0 for v in seeds], color=colors(encodings),
-             yerr=[np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in seeds], capsize=3)
-      for i, v in enumerate(seeds):
-        if len(v) > 1:  # each seed's value on its mean's bar
-          ax.plot([i] * len(v), v, "k.", markersize=3)
+      seed_bars(ax, [values.get((task, pe), []) for pe in encodings], colors(encodings))
       ax.set_xticks(range(len(encodings)), encodings, fontsize=8 if len(encodings) > 3 else None)
       if task in MAJORITY and variant in STEPS:
         ax.axhline(MAJORITY[task], color="grey", linestyle=":", label=f"majority class {MAJORITY[task]:g}")

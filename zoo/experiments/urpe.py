@@ -9,7 +9,8 @@ import numpy as np
 
 from configs import etp, pi
 from zoo import models, positional, pretrained
-from zoo.experiments.base import Experiment, Options, Run, config_for, mean_std, over_seeds, pyplot, save
+from zoo.experiments.base import (Experiment, Options, Run, config_for, mean_std, over_seeds, pyplot, save,
+                                  seed_bars)
 from zoo.experiments.registry import register
 from zoo.nn import compatible
 
@@ -88,11 +89,9 @@ class Urpe(Experiment):
     fig, ax = plt.subplots(figsize=(8, 4), dpi=100)
     accuracy = over_seeds(rows, ("encoding",), "accuracy")
     names = [pe for pe, in accuracy]
-    seeds = list(accuracy.values())
-    ax.bar(range(len(names)), [np.mean(v) for v in seeds], color=["C3" if n == "urpe" else "C0" for n in names],
-           yerr=[np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in seeds], capsize=3)
+    seed_bars(ax, list(accuracy.values()), ["C3" if n == "urpe" else "C0" for n in names])
     ax.axhline(1 / rows[0]["length"] if self.task == "pi" else 0.5, color="gray", linestyle=":", label="chance")
-    ax.set_xticks(range(len(rows)), names, rotation=60, ha="right", fontsize=8)
+    ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
     ax.set_ylabel("eval accuracy")
     ax.set_ylim(0, 1.05)
     ax.set_title(f"{self.task.upper()} at length {rows[0]['length']} ({variant} run)")
