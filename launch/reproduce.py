@@ -9,9 +9,10 @@ r"""The papers' experiments and zoo's studies, one command each: runs, a table b
 
 Experiments (zoo/experiments/, one module each; shared/papers/ holds the papers' task definitions and numbers):
 urpe_pi and urpe_etp (Luo et al. 2022), sparse_memory (Wang & E 2024), memorization (Kajitsuka & Sato 2024),
-spe_lra (Liutkus et al. 2021), graph_urpe (Luo et al. 2022's graphs; --zinc adds ZINC-subset), extrapolate
-(train short, evaluate long; also `python -m launch.extrapolate`) and length_tasks (Delétang et al. 2023's
-algorithmic tasks and passkey retrieval, --task=NAME; also `python -m launch.extrapolate --task=NAME`).
+spe_lra and spe_listops (Liutkus et al. 2021; spe_listops: shallow ListOps, the control softmax learns), graph_urpe
+(Luo et al. 2022's graphs; --zinc adds ZINC-subset), extrapolate (train short, evaluate long; also
+`python -m launch.extrapolate`) and length_tasks (Delétang et al. 2023's algorithmic tasks and passkey retrieval,
+--task=NAME; also `python -m launch.extrapolate --task=NAME`).
 
 Every run is an experiment config trained by the same loop as `launch.train` (tfds + grain data, jitted steps,
 orbax checkpoints), in <workdir>/<run>. A finished run leaves <workdir>/<run>/result.json and is skipped when the
@@ -54,8 +55,8 @@ _LENGTH = flags.DEFINE_integer("length", None, "urpe_pi, urpe_etp: the sequences
                                "outputs and runs get a folder of their own (length_<N>)", lower_bound=2)
 TASK = flags.DEFINE_string("task", "", "length_tasks: the task (parity_check, reverse_string, duplicate_string, "
                            "bucket_sort, missing_duplicate, passkey); its runs and outputs get a folder of its own")
-_SEEDS = flags.DEFINE_integer("seeds", 1, "graph_urpe, urpe_pi, urpe_etp: train every run with seeds 0 .. N−1 (seed "
-                              "s > 0 in <run>_seed<s>); the table gives mean ± std", lower_bound=1)
+_SEEDS = flags.DEFINE_integer("seeds", 1, "graph_urpe, spe_listops, urpe_pi, urpe_etp: train every run with seeds "
+                              "0 .. N−1 (seed s > 0 in <run>_seed<s>); the table gives mean ± std", lower_bound=1)
 _REDRAW = flags.DEFINE_bool("redraw", False, "train nothing: redraw <out>/<variant>.md and the figures from the "
                             "<variant>.jsonl there (the committed results' figures after a plotting change)")
 _ATTENTION_IMPL = flags.DEFINE_string("attention_impl", "", "length_tasks: every run's attention core (default xla; "

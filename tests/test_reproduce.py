@@ -38,7 +38,7 @@ def cli(*args: str, main=reproduce.main) -> int:
 def test_unknown_experiment_and_misplaced_options_name_the_valid_ones(capsys):
   assert cli("urpe_bogus", "--tiny") == 2
   assert capsys.readouterr().err == ("error: unknown experiment 'urpe_bogus'; valid choices: extrapolate, graph_urpe, "
-                                     "length_tasks, memorization, sparse_memory, spe_lra, urpe_etp, urpe_pi\n")
+                                     "length_tasks, memorization, sparse_memory, spe_listops, spe_lra, urpe_etp, urpe_pi\n")
   assert cli("sparse_memory", "--encodings=rpe") == 2
   assert "--encodings applies to extrapolate, graph_urpe, length_tasks, urpe_etp, urpe_pi only" in capsys.readouterr().err
   assert cli("urpe_pi", "--encodings=rpe,fourier") == 2

@@ -9,7 +9,7 @@ import re
 import numpy as np
 
 from configs import listops, pathfinder
-from zoo.experiments.base import Experiment, Options, Run, config_for, pyplot, save
+from zoo.experiments.base import Experiment, Options, Run, config_for, mean_std, over_seeds, pyplot, save, seed_bars
 from zoo.experiments.registry import register
 
 RELU = {"impl": "linear", "core": {"feature_map": "relu"}}  # model.attention options
@@ -52,26 +52,35 @@ def paper_listops(model: str) -> float | None:
   return float(found.group()) if found else None
 
 
+def slug(model: str) -> str:
+  """A MODELS row's name as a workdir folder: "linear (relu) + sineSPE" -> "linearrelu_sineSPE"."""
+  return model.replace(" + ", "_").replace(" ", "").replace("(", "").replace(")", "")
+
+
+def sections(attention: dict, variant: str, task: dict, steps: int) -> dict:
+  """The config sections of one row: one small encoder for every row, dropout off (linear attention has none); the
+  tiny variant keeps the config's smoke sizes, the others a 2-layer d_model 64 encoder trained `steps` on `task`."""
+  model = {"dropout": 0.0, "attention": {**attention, "dropout": 0.0}}
+  if variant == "tiny":
+    return {"model": model}
+  model.update(num_layers=2, d_model=64, mlp={"dim": 128})
+  model["attention"]["num_heads"] = 4
+  if attention.get("impl") == "linear":  # FAVOR+'s random features (ReLU's feature map ignores them)
+    model["attention"]["core"] = {**attention["core"], "num_features": 64}
+  return {"model": model, "task": task, "optimizer": {"warmup_steps": steps // 10},
+          "train": {"steps": steps, "checkpoint_every": steps // 2, "eval_every": 0, "eval_batches": 0}}
+
+
 @register("spe_lra")
 class SpeLra(Experiment):
   def runs(self, variant: str, options: Options = Options()) -> list[Run]:
     del options
     runs = []
     for i, (task, module) in enumerate(TASKS.items()):
-      for name, (attention, pe, _) in MODELS.items():
-        # One small encoder for every row; attention dropout is off (linear attention has none).
-        model = {"dropout": 0.0, "attention": {**attention, "dropout": 0.0}}
-        sections = {"model": model}
-        if variant != "tiny":
-          model.update(num_layers=2, d_model=64, mlp={"dim": 128})
-          model["attention"]["num_heads"] = 4
-          if attention.get("impl") == "linear":  # FAVOR+'s random features (ReLU's feature map ignores them)
-            model["attention"]["core"] = {**attention["core"], "num_features": 64}
-          steps = SIZES[variant][2]
-          sections.update(task=SIZES[variant][i], optimizer={"warmup_steps": steps // 10},
-                          train={"steps": steps, "checkpoint_every": steps // 2, "eval_every": 0, "eval_batches": 0})
-        runs.append(Run(f"{task}_{name.replace(' + ', '_').replace(' ', '').replace('(', '').replace(')', '')}",
-                        {"task": task, "model": name}, config_for(module, pe, variant, **sections)))
+      task_options, steps = (SIZES[variant][i], SIZES[variant][2]) if variant in SIZES else ({}, 0)
+      runs += [Run(f"{task}_{slug(name)}", {"task": task, "model": name},
+                   config_for(module, pe, variant, **sections(attention, variant, task_options, steps)))
+               for name, (attention, pe, _) in MODELS.items()]
     return runs
 
   def row(self, run: Run, summary: dict, workdir: pathlib.Path) -> dict:
@@ -111,4 +120,68 @@ class SpeLra(Experiment):
     ax.set_title(f"Linear attention with and without SPE vs softmax ({variant} run)")
     ax.set_ylim(0, 95)  # room above the paper's 71.4 for the legend
     ax.legend(fontsize=8, loc="upper right", ncol=2)
+    return [save(fig, out / f"{variant}.png")]
+
+
+# The positive control the LRA-sized runs lack: ListOps shallow and short enough (depth ≤ 3, 8 < tokens < 64, mean
+# ≈ 22) that a 2-layer softmax encoder learns it well past the majority class in a few thousand CPU steps (a probe:
+# 37.6 % after 500 steps against 17 %), so the rows can differ. Per variant: (ListOps task, steps, batch).
+CONTROL_SIZES = {
+    "full": ({"max_depth": 3, "min_length": 8, "max_length": 64, "num_train": 20_000, "num_eval": 1_000,
+              "num_test": 1_000}, 3000, 64),
+    "quick": ({"max_depth": 3, "min_length": 8, "max_length": 64, "num_train": 5_000, "num_eval": 500,
+               "num_test": 500}, 500, 64),
+}
+CONTROL_MAJORITY = {"full": 17.0, "quick": 15.8}  # % of the validation split (tests/test_chance_lines.py recounts)
+
+
+@register("spe_listops")
+class SpeListops(SpeLra):
+  """Every MODELS row on shallow ListOps, over `--seeds`: softmax against linear attention (ReLU, FAVOR+) with and
+  without SPE where softmax does learn the task."""
+
+  takes = ("seeds",)
+
+  def runs(self, variant: str, options: Options = Options()) -> list[Run]:
+    del options
+    runs = []
+    for name, (attention, pe, _) in MODELS.items():
+      if variant in CONTROL_SIZES:
+        task, steps, batch = CONTROL_SIZES[variant]
+        config = sections(attention, variant, task, steps)
+        config["train"]["batch_size"] = batch
+      else:
+        config = sections(attention, variant, {}, 0)
+      runs.append(Run(f"listops_{slug(name)}", {"task": "listops", "model": name},
+                      config_for(listops, pe, variant, **config)))
+    return runs
+
+  def markdown(self, rows: list[dict], variant: str) -> str:
+    accuracy = over_seeds(rows, ("model",), "accuracy")
+    lines = [f"Validation accuracy (%) on generated ListOps of depth ≤ 3 and 9–63 tokens ({variant} run, "
+             f"{rows[0]['steps']} steps, one 2-layer encoder for every row; majority class "
+             f"{CONTROL_MAJORITY.get(variant, 'n/a')} %, chance 10 %). Paper (Liutkus et al. 2021): LRA ListOps, "
+             "no shallow control; LRA's vanilla Transformer 36.37 %."]
+    if any(len(v) > 1 for v in accuracy.values()):
+      lines[0] += " Several seeds: mean ± sample standard deviation (number of seeds)."
+    lines += ["", "| model | ListOps depth ≤ 3 (zoo) |", "|---|---|"]
+    lines += [f"| {name} | {mean_std([100 * a for a in accuracy[(name,)]], 1)} |" for name in MODELS
+              if (name,) in accuracy]
+    return "\n".join(lines) + "\n"
+
+  def plots(self, rows: list[dict], out: pathlib.Path, variant: str) -> list[pathlib.Path]:
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4), dpi=100)
+    accuracy = over_seeds(rows, ("model",), "accuracy")
+    names = [n for n in MODELS if (n,) in accuracy]
+    seed_bars(ax, [[100 * a for a in accuracy[(n,)]] for n in names], [f"C{i}" for i in range(len(names))])
+    if variant in CONTROL_MAJORITY:
+      ax.axhline(CONTROL_MAJORITY[variant], color="grey", linestyle=":",
+                 label=f"validation majority class {CONTROL_MAJORITY[variant]:g} %")
+    ax.axhline(10, color="black", linestyle="--", linewidth=1, label="chance 10 %")
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(f"Shallow ListOps: linear attention ± SPE vs softmax ({variant} run)")
+    ax.legend(fontsize=8, loc="upper right")
     return [save(fig, out / f"{variant}.png")]
