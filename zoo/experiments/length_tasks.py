@@ -57,7 +57,7 @@ SETUPS = {
                   buckets=(40, 100, 200, 500), steps=2000, batch=32, d_model=64, num_layers=2, num_heads=4,
                   learning_rate=1e-3, num_train=100_000, eval_examples=64),
     "quick": Setup(train_length=20, eval_lengths=(5, 10, 15, 20, 30, 40, 60, 80, 100), buckets=(20, 40, 100),
-                   steps=500, batch=32, d_model=32, num_layers=2, num_heads=4, learning_rate=2e-3, num_train=16_384,
+                   steps=1500, batch=32, d_model=32, num_layers=2, num_heads=4, learning_rate=2e-3, num_train=16_384,
                    eval_examples=32),
     "tiny": Setup(train_length=8, eval_lengths=(8, 16), buckets=(8, 16), steps=4, batch=8, d_model=16,
                   num_layers=1, num_heads=2, learning_rate=3e-3, num_train=256, eval_examples=4),
