@@ -38,7 +38,8 @@ def cli(*args: str, main=reproduce.main) -> int:
 def test_unknown_experiment_and_misplaced_options_name_the_valid_ones(capsys):
   assert cli("urpe_bogus", "--tiny") == 2
   assert capsys.readouterr().err == ("error: unknown experiment 'urpe_bogus'; valid choices: extrapolate, graph_urpe, "
-                                     "length_tasks, memorization, sparse_memory, spe_listops, spe_lra, urpe_etp, urpe_pi\n")
+                                     "length_tasks, memorization, sparse_memory, spe_listops, spe_lra, urpe_etp, "
+                                     "urpe_pi\n")
   assert cli("sparse_memory", "--encodings=rpe") == 2
   assert "--encodings applies to extrapolate, graph_urpe, length_tasks, urpe_etp, urpe_pi only" in capsys.readouterr().err
   assert cli("urpe_pi", "--encodings=rpe,fourier") == 2
@@ -258,6 +259,25 @@ def test_urpe_figure_over_seeds_draws_one_bar_per_encoding(tmp_path):
   [figure] = experiment.plots(rows, tmp_path, "full")
   assert figure.read_bytes().startswith(b"\x89PNG")
 
+
+
+def test_memorization_and_spe_listops_over_seeds_give_mean_and_std_and_draw_them(tmp_path):
+  memorization = [{"model": model, "n": n, "seed": seed, "accuracy": acc, "length": 16, "vocab_size": 64,
+                   "data_seed": 0, "d_model": 32, "steps": 6}
+                  for model, n, accs in (("full rank, softmax", 256, (0.9, 1.0)),
+                                         ("full rank, softmax", 1024, (0.6, 0.7)),
+                                         ("uniform attention", 256, (0.8, 0.8)), ("uniform attention", 1024, (0.5, 0.6)))
+                  for seed, acc in enumerate(accs)]
+  listops = [{"task": "listops", "model": model, "seed": seed, "accuracy": acc, "steps": 6}
+             for model, accs in (("softmax", (0.36, 0.38, 0.40)), ("Performer", (0.30, 0.30, 0.33)))
+             for seed, acc in enumerate(accs)]
+  for name, rows, line in (
+      ("memorization", memorization, "| full rank, softmax | 0.950 ± 0.071 (2) | 0.650 ± 0.071 (2) |"),
+      ("spe_listops", listops, "| softmax | 38.0 ± 2.0 (3) |")):
+    experiment = experiments.get(name)
+    assert line in experiment.markdown(rows, "quick"), name
+    [figure] = experiment.plots(rows, tmp_path, "quick")
+    assert figure.read_bytes().startswith(b"\x89PNG")
 
 def test_urpe_experiments_take_another_length_steps_and_seeds(capsys):
   """ETP at lengths the variants do not use (Luo et al.'s claim is about long sequences): the runs' task length and

@@ -21,7 +21,7 @@ import numpy as np
 
 from configs import memorization
 from zoo.data.tasks.memorization import distinct_sequences
-from zoo.experiments.base import Experiment, Options, Run, config_for, pyplot, save
+from zoo.experiments.base import Experiment, Options, Run, config_for, mean_std, over_seeds, pyplot, save
 from zoo.experiments.registry import register
 
 # (sequence counts N, length, d_model, steps) per variant; the paper states no sizes (CoNLL-2003, training accuracy).
@@ -47,6 +47,8 @@ def per_token_ceiling(num_sequences: int, length: int, vocab_size: int, seed: in
 
 @register("memorization")
 class Memorization(Experiment):
+  takes = ("seeds",)
+
   def runs(self, variant: str, options: Options = Options()) -> list[Run]:
     del options
     counts, length, d_model, steps = SIZES[variant]
@@ -69,7 +71,7 @@ class Memorization(Experiment):
     del workdir
     task = run.config["task"]
     return {"accuracy": summary["eval_accuracy"], "length": task["length"], "vocab_size": task["vocab_size"],
-            "seed": task["seed"], "d_model": run.config["model"]["d_model"], "steps": run.config["train"]["steps"]}
+            "data_seed": task["seed"], "d_model": run.config["model"]["d_model"], "steps": run.config["train"]["steps"]}
 
   def markdown(self, rows: list[dict], variant: str) -> str:
     counts = sorted({r["n"] for r in rows})
@@ -80,23 +82,26 @@ class Memorization(Experiment):
              "uniform attention: every token reads the mean of the values; FFN only: the attention adds nothing; "
              f"{CEILING}: the majority label of each (position, token) pair, the most any FFN-only model can fit. "
              "Paper (Kajitsuka & Sato 2024): near-perfect training accuracy with rank-1 W_Q, W_K on CoNLL-2003 "
-             "(sizes not stated); theory: one-layer hardmax attention cannot memorize in general.", "",
-             "| model | " + " | ".join(f"N = {n}" for n in counts) + " |", "|---|" + "---|" * len(counts)]
+             "(sizes not stated); theory: one-layer hardmax attention cannot memorize in general."]
+    accuracy = over_seeds(rows, ("model", "n"), "accuracy")
+    if any(len(v) > 1 for v in accuracy.values()):
+      lines[0] += " Several seeds: mean ± sample standard deviation (number of seeds)."
+    lines += ["", "| model | " + " | ".join(f"N = {n}" for n in counts) + " |", "|---|" + "---|" * len(counts)]
     for name in trained(rows):
-      group = sorted((r for r in rows if r["model"] == name), key=lambda r: r["n"])
-      lines.append(f"| {name} | " + " | ".join(f"{r['accuracy']:.3f}" for r in group) + " |")
+      lines.append(f"| {name} | " + " | ".join(mean_std(accuracy[name, n]) for n in counts) + " |")
     lines.append(f"| {CEILING} | " + " | ".join(f"{ceiling(r0, n):.3f}" for n in counts) + " |")
     return "\n".join(lines) + "\n"
 
   def plots(self, rows: list[dict], out: pathlib.Path, variant: str) -> list[pathlib.Path]:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
-    for i, name in enumerate(trained(rows)):
-      group = sorted((r for r in rows if r["model"] == name), key=lambda r: r["n"])
-      style = "--" if "hardmax" in name else "-." if "temperature" in name else "-"
-      ax.plot([r["n"] for r in group], [r["accuracy"] for r in group], marker="o", label=name, linestyle=style,
-              color=f"C{i}")
     counts = sorted({r["n"] for r in rows})
+    accuracy = over_seeds(rows, ("model", "n"), "accuracy")
+    for i, name in enumerate(trained(rows)):  # the mean over seeds, the sample std as error bars where several
+      values = [accuracy[name, n] for n in counts]
+      style = "--" if "hardmax" in name else "-." if "temperature" in name else "-"
+      ax.errorbar(counts, [np.mean(v) for v in values], yerr=[np.std(v, ddof=1) if len(v) > 1 else 0 for v in values],
+                  marker="o", label=name, linestyle=style, color=f"C{i}", capsize=3)
     ax.plot(counts, [ceiling(rows[0], n) for n in counts], color="black", linestyle=":", marker="x", label=CEILING)
     ax.axhline(0.5, color="gray", linestyle=":", label="chance")
     ax.set_xscale("log", base=2)
@@ -113,4 +118,4 @@ def trained(rows: list[dict]) -> list[str]:
 
 
 def ceiling(row: dict, n: int) -> float:
-  return per_token_ceiling(n, row["length"], row["vocab_size"], row["seed"])
+  return per_token_ceiling(n, row["length"], row["vocab_size"], row["data_seed"])
