@@ -261,7 +261,7 @@ def test_urpe_figure_over_seeds_draws_one_bar_per_encoding(tmp_path):
 
 
 
-def test_memorization_and_spe_listops_over_seeds_give_mean_and_std_and_draw_them(tmp_path):
+def test_memorization_spe_listops_and_length_tasks_over_seeds_give_mean_and_std_and_draw_them(tmp_path):
   memorization = [{"model": model, "n": n, "seed": seed, "accuracy": acc, "length": 16, "vocab_size": 64,
                    "data_seed": 0, "d_model": 32, "steps": 6}
                   for model, n, accs in (("full rank, softmax", 256, (0.9, 1.0)),
@@ -271,9 +271,15 @@ def test_memorization_and_spe_listops_over_seeds_give_mean_and_std_and_draw_them
   listops = [{"task": "listops", "model": model, "seed": seed, "accuracy": acc, "steps": 6}
              for model, accs in (("softmax", (0.36, 0.38, 0.40)), ("Performer", (0.30, 0.30, 0.33)))
              for seed, acc in enumerate(accs)]
+  length_tasks = [{"task": "passkey", "encoding": pe, "seed": seed, "attention_impl": "xla", "train_length": 2,
+                   "steps": 6, "eval_lengths": [1, 2, 4], "buckets": [2, 4], "chance": 0.1, "seconds": 10.0 + seed,
+                   "accuracy": [1.0, acc, acc / 2], "depths": [0.0, 1.0], "accuracy_by_depth": [[0, 0, acc], [0, 0, 1]]}
+                  for pe, accs in (("rope", (0.6, 0.8)), ("alibi", (0.4, 0.4))) for seed, acc in enumerate(accs)]
   for name, rows, line in (
       ("memorization", memorization, "| full rank, softmax | 0.950 ± 0.071 (2) | 0.650 ± 0.071 (2) |"),
-      ("spe_listops", listops, "| softmax | 38.0 ± 2.0 (3) |")):
+      ("spe_listops", listops, "| softmax | 38.0 ± 2.0 (3) |"),
+      ("length_tasks", length_tasks, "| rope | 0.850 ± 0.071 (2) | 0.350 ± 0.071 (2) | 10 |"),
+      ("length_tasks", length_tasks, "| rope | 0.700 ± 0.141 (2) | 1.000 ± 0.000 (2) |")):  # by depth, past L
     experiment = experiments.get(name)
     assert line in experiment.markdown(rows, "quick"), name
     [figure] = experiment.plots(rows, tmp_path, "quick")
