@@ -91,11 +91,16 @@ class Urpe(Experiment):
     names = [pe for pe, in accuracy]
     seed_bars(ax, list(accuracy.values()), ["C3" if n == "urpe" else "C0" for n in names])
     ax.axhline(1 / rows[0]["length"] if self.task == "pi" else 0.5, color="gray", linestyle=":", label="chance")
+    paper = [(i, float(v)) for i, pe in enumerate(names) if pe in PAPER[self.task]
+             for v in PAPER[self.task][pe].split(" / ")]
+    if paper:  # the poster's three vocabularies, one mark each
+      ax.scatter(*zip(*paper), marker="_", s=300, linewidths=2, color="black", zorder=3,
+                 label="paper (L = 128; |V| = 10, 1k, 10k)")
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
     ax.set_ylabel("eval accuracy")
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0, 1.25)  # the legend above the bars
     ax.set_title(f"{self.task.upper()} at length {rows[0]['length']} ({variant} run)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", ncol=2)
     paths = [save(fig, out / f"{variant}.png")]
     urpe = next((r for r in rows if r["encoding"] == "urpe"), None)
     if urpe is not None:
