@@ -36,7 +36,6 @@ def test_spe_lra_majority_lines(variant):
   assert {task: round(100 * share, 1) for task, share in shares.items()} == spe.MAJORITY[variant]
 
 
-
 @pytest.mark.parametrize("variant", ["quick", "full"])
 def test_spe_listops_majority_line(variant):
   o = run_task("spe_listops", variant, "listops").options
@@ -44,6 +43,7 @@ def test_spe_listops_majority_line(variant):
                                  max_length=o.max_length, max_depth=o.max_depth, max_args=o.max_args)
   labels = [listops.evaluate([listops.VOCAB[t] for t in ids]) for ids in trees]
   assert round(100 * majority(labels), 1) == spe.CONTROL_MAJORITY[variant]
+
 
 def test_graph_majority_lines_and_the_variants_share_their_data():
   for task in graph.MAJORITY:

@@ -260,7 +260,6 @@ def test_urpe_figure_over_seeds_draws_one_bar_per_encoding(tmp_path):
   assert figure.read_bytes().startswith(b"\x89PNG")
 
 
-
 def test_memorization_spe_listops_and_length_tasks_over_seeds_give_mean_and_std_and_draw_them(tmp_path):
   memorization = [{"model": model, "n": n, "seed": seed, "accuracy": acc, "length": 16, "vocab_size": 64,
                    "data_seed": 0, "d_model": 32, "steps": 6}
@@ -284,6 +283,7 @@ def test_memorization_spe_listops_and_length_tasks_over_seeds_give_mean_and_std_
     assert line in experiment.markdown(rows, "quick"), name
     [figure] = experiment.plots(rows, tmp_path, "quick")
     assert figure.read_bytes().startswith(b"\x89PNG")
+
 
 def test_urpe_experiments_take_another_length_steps_and_seeds(capsys):
   """ETP at lengths the variants do not use (Luo et al.'s claim is about long sequences): the runs' task length and

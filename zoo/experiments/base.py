@@ -74,12 +74,17 @@ def with_seeds(runs: list[Run], seeds: int) -> list[Run]:
           for run in runs for seed in range(seeds)]
 
 
+def group_rows(rows: list[dict], keys: tuple[str, ...]) -> dict[tuple, list[dict]]:
+  """The rows grouped by their `keys` labels (one row per seed), in the order the groups first appear."""
+  groups: dict[tuple, list[dict]] = {}
+  for row in rows:
+    groups.setdefault(tuple(row[k] for k in keys), []).append(row)
+  return groups
+
+
 def over_seeds(rows: list[dict], keys: tuple[str, ...], value: str) -> dict[tuple, list[float]]:
   """`value` of the rows grouped by their `keys` labels (one per seed), in the order the groups first appear."""
-  groups: dict[tuple, list[float]] = {}
-  for row in rows:
-    groups.setdefault(tuple(row[k] for k in keys), []).append(row[value])
-  return groups
+  return {key: [row[value] for row in group] for key, group in group_rows(rows, keys).items()}
 
 
 def mean_std(values: list[float], digits: int = 3) -> str:

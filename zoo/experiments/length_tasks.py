@@ -24,7 +24,7 @@ from configs import length_tasks
 from zoo import attention, positional
 from zoo.data import tasks
 from zoo.data.tasks.length_generalisation import LengthTask
-from zoo.experiments.base import Experiment, Options, Run, config_for, mean_std, pyplot, save
+from zoo.experiments.base import Experiment, Options, Run, config_for, group_rows, mean_std, pyplot, save
 from zoo.experiments.extrapolate import trained_model
 from zoo.experiments.registry import register
 from zoo.models.config import merge
@@ -163,7 +163,7 @@ class LengthTasks(Experiment):
   def markdown(self, rows: list[dict], variant: str) -> str:
     first = rows[0]
     buckets = bucket_edges(first)
-    groups = by_encoding(rows)
+    groups = group_rows(rows, ("encoding",))  # one row per seed
     names = [f"≤ {hi} (train)" if lo == 0 else f"{lo + 1}–{hi}" for lo, hi in buckets]
     lines = [f"Task {first['task']}: accuracy (share of output symbols right; chance {first['chance']:.2f}) by test "
              f"length, mean over each bucket; trained on lengths ≤ {first['train_length']} for {first['steps']} "
@@ -171,14 +171,14 @@ class LengthTasks(Experiment):
              f"| encoding | {' | '.join(names)} | s (train + test) |", "|" + "---|" * (len(names) + 2)]
     if any(len(group) > 1 for group in groups.values()):
       lines[0] += " Several seeds: mean ± sample standard deviation (number of seeds); s: the mean."
-    for name, group in groups.items():
+    for (name,), group in groups.items():
       cells = [mean_std([bucket_mean(r["accuracy"], r["eval_lengths"], lo, hi) for r in group]) for lo, hi in buckets]
       lines.append(f"| {name} | {' | '.join(cells)} | {np.mean([r['seconds'] for r in group]):.0f} |")
     if "depths" in first:
       lines += ["", f"By depth of the key, mean over test lengths > {first['train_length']}:", "",
                 f"| encoding | {' | '.join(f'depth {d:g}' for d in first['depths'])} |",
                 "|" + "---|" * (len(first["depths"]) + 1)]
-      for name, group in groups.items():
+      for (name,), group in groups.items():
         cells = [mean_std([beyond_training(r, d) for r in group]) for d in range(len(first["depths"]))]
         lines.append(f"| {name} | {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"
@@ -186,11 +186,11 @@ class LengthTasks(Experiment):
   def plots(self, rows: list[dict], out: pathlib.Path, variant: str) -> list[pathlib.Path]:
     plt = pyplot()
     first = rows[0]
-    groups = by_encoding(rows)
+    groups = group_rows(rows, ("encoding",))  # one row per seed
     panels = 2 if "depths" in first else 1
     fig, axes = plt.subplots(1, panels, figsize=(7 * panels, 4.5), dpi=100, squeeze=False)
     ax = axes[0, 0]
-    for i, (name, group) in enumerate(groups.items()):  # the 10 default colours, then again dashed; mean over seeds
+    for i, ((name,), group) in enumerate(groups.items()):  # the 10 default colours, then again dashed; mean over seeds
       ax.plot(first["eval_lengths"], np.mean([r["accuracy"] for r in group], axis=0), marker="o",
               linestyle="-" if i < 10 else "--", label=name)
     ax.axvline(first["train_length"], color="gray", linestyle=":", linewidth=1)
@@ -203,7 +203,7 @@ class LengthTasks(Experiment):
     ax.legend(fontsize=8, ncol=2)
     if panels == 2:
       ax = axes[0, 1]
-      for name, group in groups.items():
+      for (name,), group in groups.items():
         ax.plot(first["depths"], [np.mean([beyond_training(r, d) for r in group]) for d in range(len(first["depths"]))],
                 marker="o", label=name)
       ax.axhline(first["chance"], color="black", linestyle="--", linewidth=1)
@@ -213,17 +213,10 @@ class LengthTasks(Experiment):
     return [save(fig, out / f"{variant}.png")]
 
 
-def by_encoding(rows: list[dict]) -> dict[str, list[dict]]:
-  """The rows per encoding (one per seed), in the order they ran."""
-  groups: dict[str, list[dict]] = {}
-  for row in rows:
-    groups.setdefault(row["encoding"], []).append(row)
-  return groups
-
-
 def beyond_training(row: dict, depth: int) -> float:
   """Passkey's accuracy with the key at depths[depth], mean over the test lengths past the training length."""
-  return bucket_mean(row["accuracy_by_depth"][depth], row["eval_lengths"], row["train_length"], max(row["eval_lengths"]))
+  lengths = row["eval_lengths"]
+  return bucket_mean(row["accuracy_by_depth"][depth], lengths, row["train_length"], max(lengths))
 
 
 def bucket_edges(row: dict) -> list[tuple[int, int]]:
