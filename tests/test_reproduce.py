@@ -144,7 +144,8 @@ def check_outputs(out, variant, experiment, options=Options()):
 
 
 # The default suite walks the command once, with the main job's experiment (urpe_pi); every other experiment's tiny
-# grid runs in the slow suite (spe_lra's 14 runs ≈ 4 min on 2 cores, memorization ≈ 1 min, sparse_memory ≈ 47 s).
+# grid runs in the slow suite (spe_lra's 14 runs ≈ 4 min on 2 cores, memorization ≈ 1 min, sparse_memory ≈ 1 min
+# with its exact errors).
 # extrapolate and length_tasks (which takes a --task) have their own journeys: test_extrapolate.py, test_length_tasks.py.
 SLOW_TINY = tuple(e for e in experiments.available() if e != "urpe_pi")
 OWN_JOURNEYS = ("extrapolate", "length_tasks")
@@ -171,6 +172,14 @@ def test_tiny_run_writes_table_and_figures_and_a_rerun_resumes(experiment, tmp_p
     assert {f.name for f in figures} == {"tiny.png", "tiny_urpe_tables.png"}
     urpe = next(r for r in rows if r["encoding"] == "urpe")
     assert len(urpe["b"]) == len(urpe["c"]) == 2  # [heads, lags] each
+  if experiment == "sparse_memory":  # exact ≤ the trained decays with the readout solved ≤ the trained model
+    for row in rows:
+      assert len(row["decays"]) == row["heads"] and all(p > 0 for p in row["decays"])
+      assert row["exact"] <= row["at_trained_decays"] * (1 + 1e-9) + 1e-12, row
+      assert row["at_trained_decays"] < row["mse"], row  # 4 steps: far from the solved readout
+    cells = [line.count(" / ") for line in (tmp_path / "out" / "tiny.md").read_text().splitlines()
+             if line.startswith(("| heavy_tailed", "| light_tailed"))]
+    assert sum(cells) == 2 * len(rows)  # trained / at trained decays / exact, per run
   results = sorted((tmp_path / "runs").glob("*/result.json"))
   stamps = [p.stat().st_mtime_ns for p in results]
   assert cli(*args) == 0  # every run finished: nothing is trained again

@@ -2,10 +2,13 @@
 one-layer dot-product-free model with the p·φ(t − s) encoding (`memory_rpe`), no feed-forward layer (`mlp.dim=0`) and
 no norms (`norm.kind="none"`) — the paper's model, linear in its inputs —, log- vs lin-type, heads H = 1, 4, 16;
 figure: error against H (log-log) with the fitted slope per type, beside the model class's exact attainable error
-(sparse_memory_exact.py) — how far training, not the model, limits each point."""
+(sparse_memory_exact.py) — how far training, not the model, limits each point — and, between the two, the exact
+error at the decays p the run learned with the readout solved: trained above it means the readout (values, output,
+readout weights) did not converge; it above exact means the decays settled elsewhere than the best ones."""
 
 from __future__ import annotations
 
+import functools
 import pathlib
 
 import numpy as np
@@ -13,7 +16,8 @@ import numpy as np
 from configs import sparse_memory
 from zoo.experiments.base import Experiment, Options, Run, config_for, pyplot, save
 from zoo.experiments.registry import register
-from zoo.experiments.sparse_memory_exact import attainable_errors
+from zoo import pretrained
+from zoo.experiments.sparse_memory_exact import FLOOR, attainable_errors, risk, target_kernel
 
 TARGETS = ("heavy_tailed", "light_tailed")
 PHIS = ("log", "lin")
@@ -36,6 +40,21 @@ EXACT_FLOOR = 1e-9  # the figure's floor for exact errors that are 0 up to float
 # The paper's reported points (length 1000): (heads, error or its upper bound, the table's cell).
 PAPER = {("heavy_tailed", "log"): (1, 1e-5, "1 head: < 1e-5"), ("heavy_tailed", "lin"): (64, 0.19, "64 heads: 0.19"),
          ("light_tailed", "lin"): (1, 1e-7, "1 head: < 1e-7"), ("light_tailed", "log"): (64, 5.3e-4, "64 heads: 5.3e-4")}
+
+LOG_P = "backbone/blocks/0/attention/encoding/log_p"  # memory_rpe's parameter in the trained checkpoint
+
+
+@functools.cache
+def exact_errors(target: str, phi: str, length: int) -> dict[int, float]:
+  """{H: the class's exact attainable error} for the heads of the variant of `length`, computed once a sweep (the
+  search for H starts from H − 1's decays, so one call over all the variant's heads gives every row's number)."""
+  heads = next(heads for n, heads, _ in SIZES.values() if n == length)
+  return {h: error for h, (error, _) in attainable_errors(target, phi, heads, length, LIGHT_RATE / length).items()}
+
+
+def short(error: float) -> str:
+  """An error to two significant digits, 0 below float32's rounding of ρ."""
+  return "0" if error < FLOOR else f"{error:.2g}"
 
 
 def fitted_slope(rows: list[dict]) -> float:
@@ -72,8 +91,13 @@ class SparseMemory(Experiment):
     return runs
 
   def row(self, run: Run, summary: dict, workdir: pathlib.Path) -> dict:
-    del workdir
-    return {"mse": summary["eval_loss"], "length": run.config["task"]["length"], "steps": run.config["train"]["steps"]}
+    task, labels = run.config["task"], run.labels
+    log_p = np.asarray(pretrained.load_params(str(workdir)).params[LOG_P], np.float64)  # [heads], as trained
+    rho = target_kernel(task["target"], task["length"], task["light_rate"])
+    return {"mse": summary["eval_loss"], "length": task["length"], "steps": run.config["train"]["steps"],
+            "eval_sequences": task["num_eval"], "decays": [round(float(p), 6) for p in np.exp(log_p)],
+            "at_trained_decays": risk(rho, labels["phi"], log_p),
+            "exact": exact_errors(labels["target"], labels["phi"], task["length"])[labels["heads"]]}
 
   def markdown(self, rows: list[dict], variant: str) -> str:
     heads = sorted({r["heads"] for r in rows})
@@ -89,6 +113,15 @@ class SparseMemory(Experiment):
         group = sorted((r for r in rows if (r["target"], r["phi"]) == (target, phi)), key=lambda r: r["heads"])
         cells = " | ".join(f"{r['mse']:.2e}" for r in group)
         lines.append(f"| {target} | {phi} | {cells} | {fitted_slope(group):.2f} | {PAPER[target, phi][2]} |")
+    lines += ["", "Trained / at the trained decays with the readout solved / exact attainable (sparse_memory_exact.py: "
+              "expected errors for i.i.d. ±1 signs; 0: below float32's rounding of ρ, 1e-12; trained: the mean over "
+              f"{rows[0]['eval_sequences']} evaluation sequences):", "", "| target | RPE type | " + " | ".join(f"H = {h}" for h in heads)
+              + " |", "|---|---|" + "---|" * len(heads)]
+    for target in TARGETS:
+      for phi in PHIS:
+        group = sorted((r for r in rows if (r["target"], r["phi"]) == (target, phi)), key=lambda r: r["heads"])
+        cells = " | ".join(" / ".join(short(r[key]) for key in ("mse", "at_trained_decays", "exact")) for r in group)
+        lines.append(f"| {target} | {phi} | {cells} |")
     return "\n".join(lines) + "\n"
 
   def plots(self, rows: list[dict], out: pathlib.Path, variant: str) -> list[pathlib.Path]:
@@ -100,9 +133,9 @@ class SparseMemory(Experiment):
         heads = [r["heads"] for r in group]
         ax.plot(heads, [max(r["mse"], 1e-12) for r in group], marker="o", color=colour,
                 label=f"{phi}-type (slope {fitted_slope(group):.2f})")
-        length = group[0]["length"]
-        exact = attainable_errors(target, phi, heads, length, LIGHT_RATE / length)
-        ax.plot(heads, [max(exact[h][0], EXACT_FLOOR) for h in heads], linestyle="--", marker="x", color=colour,
+        ax.plot(heads, [max(r["at_trained_decays"], EXACT_FLOOR) for r in group], linestyle=":", marker="s",
+                markerfacecolor="none", color=colour, label=f"{phi}-type, trained decays, readout solved")
+        ax.plot(heads, [max(r["exact"], EXACT_FLOOR) for r in group], linestyle="--", marker="x", color=colour,
                 label=f"{phi}-type, exact attainable")
         heads_paper, error_paper, cell = PAPER[target, phi]
         ax.plot([heads_paper], [error_paper], marker="*", markersize=11, linestyle="none", color=colour,
