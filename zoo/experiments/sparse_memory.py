@@ -14,9 +14,9 @@ import pathlib
 import numpy as np
 
 from configs import sparse_memory
+from zoo import pretrained
 from zoo.experiments.base import Experiment, Options, Run, config_for, pyplot, save
 from zoo.experiments.registry import register
-from zoo import pretrained
 from zoo.experiments.sparse_memory_exact import FLOOR, attainable_errors, risk, target_kernel
 
 TARGETS = ("heavy_tailed", "light_tailed")
@@ -47,7 +47,7 @@ LOG_P = "backbone/blocks/0/attention/encoding/log_p"  # memory_rpe's parameter i
 @functools.cache
 def exact_errors(target: str, phi: str, length: int) -> dict[int, float]:
   """{H: the class's exact attainable error} for the heads of the variant of `length`, computed once a sweep (the
-  search for H starts from H − 1's decays, so one call over all the variant's heads gives every row's number)."""
+  search for each H starts from the previous H's decays, so one call over the variant's heads gives every row's)."""
   heads = next(heads for n, heads, _ in SIZES.values() if n == length)  # full and quick: the same heads
   return {h: error for h, (error, _) in attainable_errors(target, phi, heads, length, LIGHT_RATE / length).items()}
 
@@ -55,6 +55,11 @@ def exact_errors(target: str, phi: str, length: int) -> dict[int, float]:
 def short(error: float) -> str:
   """An error to two significant digits, 0 below float32's rounding of ρ."""
   return "0" if error < FLOOR else f"{error:.2g}"
+
+
+def by_type(rows: list[dict], target: str, phi: str) -> list[dict]:
+  """The rows of one target and RPE type, by increasing H."""
+  return sorted((r for r in rows if (r["target"], r["phi"]) == (target, phi)), key=lambda r: r["heads"])
 
 
 def fitted_slope(rows: list[dict]) -> float:
@@ -110,16 +115,17 @@ class SparseMemory(Experiment):
              "|---|---|" + "---|" * (len(heads) + 2)]
     for target in TARGETS:
       for phi in PHIS:
-        group = sorted((r for r in rows if (r["target"], r["phi"]) == (target, phi)), key=lambda r: r["heads"])
+        group = by_type(rows, target, phi)
         cells = " | ".join(f"{r['mse']:.2e}" for r in group)
         lines.append(f"| {target} | {phi} | {cells} | {fitted_slope(group):.2f} | {PAPER[target, phi][2]} |")
     lines += ["", "Trained / at the trained decays with the readout solved / exact attainable (sparse_memory_exact.py: "
               "expected errors for i.i.d. ±1 signs; 0: below float32's rounding of ρ, 1e-12; trained: the mean over "
-              f"{rows[0]['eval_sequences']} evaluation sequences):", "", "| target | RPE type | " + " | ".join(f"H = {h}" for h in heads)
-              + " |", "|---|---|" + "---|" * len(heads)]
+              f"{rows[0]['eval_sequences']} evaluation sequences):", "",
+              "| target | RPE type | " + " | ".join(f"H = {h}" for h in heads) + " |",
+              "|---|---|" + "---|" * len(heads)]
     for target in TARGETS:
       for phi in PHIS:
-        group = sorted((r for r in rows if (r["target"], r["phi"]) == (target, phi)), key=lambda r: r["heads"])
+        group = by_type(rows, target, phi)
         cells = " | ".join(" / ".join(short(r[key]) for key in ("mse", "at_trained_decays", "exact")) for r in group)
         lines.append(f"| {target} | {phi} | {cells} |")
     return "\n".join(lines) + "\n"
@@ -129,7 +135,7 @@ class SparseMemory(Experiment):
     fig, axes = plt.subplots(1, 2, figsize=(11, 6), dpi=100)
     for ax, target, rho in zip(axes, TARGETS, ("ρ(s) = s^−0.5", f"ρ(s) = e^−{LIGHT_RATE:g}s/L")):
       for phi, colour in zip(PHIS, ("C0", "C3")):
-        group = sorted((r for r in rows if (r["target"], r["phi"]) == (target, phi)), key=lambda r: r["heads"])
+        group = by_type(rows, target, phi)
         heads = [r["heads"] for r in group]
         ax.plot(heads, [max(r["mse"], 1e-12) for r in group], marker="o", color=colour,
                 label=f"{phi}-type (slope {fitted_slope(group):.2f})")
