@@ -36,7 +36,6 @@ P_MIN, P_MAX = 1 / 64, 4.0
 # steps, the target y ≈ e^−5 x_{t−1} has variance 4.6e-5 — below the paper's own log-type error of 5.3e-4, so its t
 # cannot be steps — and its gradients fall under Adam's ε, so p never moves.
 LIGHT_RATE = 5.0
-EXACT_FLOOR = 1e-9  # the figure's floor for exact errors that are 0 up to float32 rounding (about 1e-14)
 # The paper's reported points (length 1000): (heads, error or its upper bound, the table's cell).
 PAPER = {("heavy_tailed", "log"): (1, 1e-5, "1 head: < 1e-5"), ("heavy_tailed", "lin"): (64, 0.19, "64 heads: 0.19"),
          ("light_tailed", "lin"): (1, 1e-7, "1 head: < 1e-7"), ("light_tailed", "log"): (64, 5.3e-4, "64 heads: 5.3e-4")}
@@ -65,7 +64,7 @@ def by_type(rows: list[dict], target: str, phi: str) -> list[dict]:
 def fitted_slope(rows: list[dict]) -> float:
   """Least-squares slope of log error against log H."""
   h = np.log([r["heads"] for r in rows])
-  e = np.log([max(r["mse"], 1e-12) for r in rows])
+  e = np.log([max(r["mse"], FLOOR) for r in rows])
   return float(np.polyfit(h, e, 1)[0]) if len(rows) > 1 else float("nan")
 
 
@@ -119,7 +118,7 @@ class SparseMemory(Experiment):
         cells = " | ".join(f"{r['mse']:.2e}" for r in group)
         lines.append(f"| {target} | {phi} | {cells} | {fitted_slope(group):.2f} | {PAPER[target, phi][2]} |")
     lines += ["", "Trained / at the trained decays with the readout solved / exact attainable (sparse_memory_exact.py: "
-              "expected errors for i.i.d. ±1 signs; 0: below float32's rounding of ρ, 1e-12; trained: the mean over "
+              f"expected errors for i.i.d. ±1 signs; 0: below float32's rounding of ρ, {FLOOR:g}; trained: the mean over "
               f"{rows[0]['eval_sequences']} evaluation sequences):", "",
               "| target | RPE type | " + " | ".join(f"H = {h}" for h in heads) + " |",
               "|---|---|" + "---|" * len(heads)]
@@ -137,16 +136,16 @@ class SparseMemory(Experiment):
       for phi, colour in zip(PHIS, ("C0", "C3")):
         group = by_type(rows, target, phi)
         heads = [r["heads"] for r in group]
-        ax.plot(heads, [max(r["mse"], 1e-12) for r in group], marker="o", color=colour,
+        ax.plot(heads, [max(r["mse"], FLOOR) for r in group], marker="o", color=colour,
                 label=f"{phi}-type (slope {fitted_slope(group):.2f})")
-        ax.plot(heads, [max(r["at_trained_decays"], EXACT_FLOOR) for r in group], linestyle=":", marker="s",
+        ax.plot(heads, [max(r["at_trained_decays"], FLOOR) for r in group], linestyle=":", marker="s",
                 markerfacecolor="none", color=colour, label=f"{phi}-type, trained decays, readout solved")
-        ax.plot(heads, [max(r["exact"], EXACT_FLOOR) for r in group], linestyle="--", marker="x", color=colour,
+        ax.plot(heads, [max(r["exact"], FLOOR) for r in group], linestyle="--", marker="x", color=colour,
                 label=f"{phi}-type, exact attainable")
         heads_paper, error_paper, cell = PAPER[target, phi]
         ax.plot([heads_paper], [error_paper], marker="*", markersize=11, linestyle="none", color=colour,
                 markeredgecolor="black", label=f"{phi}-type, paper (length 1000): {cell}")
-      ax.axhline(EXACT_FLOOR, color="grey", linestyle=":", linewidth=1, label=f"exact 0 (< {EXACT_FLOOR:g}) drawn here")
+      ax.axhline(FLOOR, color="grey", linestyle=":", linewidth=1, label=f"0 (< {FLOOR:g}, float32 rounding) drawn here")
       ax.set_xscale("log", base=2)
       ax.set_yscale("log")
       ax.set_xlabel("heads H")
