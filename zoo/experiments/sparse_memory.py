@@ -44,11 +44,11 @@ LOG_P = "backbone/blocks/0/attention/encoding/log_p"  # memory_rpe's parameter i
 
 
 @functools.cache
-def exact_errors(target: str, phi: str, length: int) -> dict[int, float]:
+def exact_errors(target: str, phi: str, length: int, light_rate: float) -> dict[int, float]:
   """{H: the class's exact attainable error} for the heads of the variant of `length`, computed once a sweep (the
   search for each H starts from the previous H's decays, so one call over the variant's heads gives every row's)."""
   heads = next(heads for n, heads, _ in SIZES.values() if n == length)  # full and quick: the same heads
-  return {h: error for h, (error, _) in attainable_errors(target, phi, heads, length, LIGHT_RATE / length).items()}
+  return {h: error for h, (error, _) in attainable_errors(target, phi, heads, length, light_rate).items()}
 
 
 def short(error: float) -> str:
@@ -98,10 +98,11 @@ class SparseMemory(Experiment):
     task, labels = run.config["task"], run.labels
     log_p = np.asarray(pretrained.load_params(str(workdir)).params[LOG_P], np.float64)  # [heads], as trained
     rho = target_kernel(task["target"], task["length"], task["light_rate"])
+    exact = exact_errors(labels["target"], labels["phi"], task["length"], task["light_rate"])  # {H: error}
     return {"mse": summary["eval_loss"], "length": task["length"], "steps": run.config["train"]["steps"],
             "eval_sequences": task["num_eval"], "decays": [round(float(p), 6) for p in np.exp(log_p)],
             "at_trained_decays": risk(rho, labels["phi"], log_p),
-            "exact": exact_errors(labels["target"], labels["phi"], task["length"])[labels["heads"]]}
+            "exact": exact[labels["heads"]]}
 
   def markdown(self, rows: list[dict], variant: str) -> str:
     heads = sorted({r["heads"] for r in rows})
