@@ -269,7 +269,7 @@ def test_urpe_figure_over_seeds_draws_one_bar_per_encoding(tmp_path):
   assert figure.read_bytes().startswith(b"\x89PNG")
 
 
-def test_memorization_spe_listops_and_length_tasks_over_seeds_give_mean_and_std_and_draw_them(tmp_path):
+def test_memorization_spe_listops_length_tasks_and_extrapolate_over_seeds_give_mean_and_std_and_draw_them(tmp_path):
   memorization = [{"model": model, "n": n, "seed": seed, "accuracy": acc, "length": 16, "vocab_size": 64,
                    "data_seed": 0, "d_model": 32, "steps": 6}
                   for model, n, accs in (("full rank, softmax", 256, (0.9, 1.0)),
@@ -283,9 +283,13 @@ def test_memorization_spe_listops_and_length_tasks_over_seeds_give_mean_and_std_
                    "steps": 6, "eval_lengths": [1, 2, 4], "buckets": [2, 4], "chance": 0.1, "seconds": 10.0 + seed,
                    "accuracy": [1.0, acc, acc / 2], "depths": [0.0, 1.0], "accuracy_by_depth": [[0, 0, acc], [0, 0, 1]]}
                   for pe, accs in (("rope", (0.6, 0.8)), ("alibi", (0.4, 0.4))) for seed, acc in enumerate(accs)]
+  extrapolate = [{"encoding": pe, "seed": seed, "train_length": 2, "steps": 6, "finetune_steps": 1, "eval_windows": 1,
+                  "eval_lengths": [2, 4, 8, 16, 32], "losses": [loss, loss + 0.5, 2.0, 2.0, 2.0], "seconds": 4.0}
+                 for pe, losses in (("rope", (1.0, 1.2)), ("alibi", (1.5, 1.5))) for seed, loss in enumerate(losses)]
   for name, rows, line in (
       ("memorization", memorization, "| full rank, softmax | 0.950 ± 0.071 (2) | 0.650 ± 0.071 (2) |"),
       ("spe_listops", listops, "| softmax | 38.0 ± 2.0 (3) |"),
+      ("extrapolate", extrapolate, "| rope | 1.100 ± 0.141 (2) | 1.600 ± 0.141 (2) | 2.000 ± 0.000 (2) |"),
       ("length_tasks", length_tasks, "| rope | 0.850 ± 0.071 (2) | 0.350 ± 0.071 (2) | 10 |"),
       ("length_tasks", length_tasks, "| rope | 0.700 ± 0.141 (2) | 1.000 ± 0.000 (2) |")):  # by depth, past L
     experiment = experiments.get(name)

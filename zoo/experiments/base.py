@@ -32,7 +32,7 @@ class Options:
   length: int | None = None  # urpe_*: the task's sequence length instead of the variant's
   task: str = ""  # length_tasks: the registered length-generalisation task to train and test
   attention_impl: str = ""  # length_tasks: the attention core of every run (empty: xla)
-  seeds: int = 1  # all but extrapolate, sparse_memory, spe_lra: train.seed 0 .. seeds − 1 each; tables: mean ± std
+  seeds: int = 1  # all but sparse_memory and spe_lra: train.seed 0 .. seeds − 1 each; tables: mean ± std
 
 
 class Experiment:

@@ -27,7 +27,7 @@ from flax import nnx
 from configs import lm_bytes
 from zoo import models, positional, pretrained
 from zoo.data.tasks.byte_lm import VALIDATION_EVERY, corpus_files
-from zoo.experiments.base import Experiment, Options, Run, config_for, pyplot, save
+from zoo.experiments.base import Experiment, Options, Run, config_for, group_rows, mean_std, pyplot, save
 from zoo.experiments.registry import register
 from zoo.models.config import merge
 from zoo.train import param_paths
@@ -124,7 +124,7 @@ def evaluate(model: nnx.Module, held_out: np.ndarray, train_length: int, eval_wi
 
 @register("extrapolate")
 class Extrapolate(Experiment):
-  takes = ("encodings", "steps")
+  takes = ("encodings", "steps", "seeds")
 
   def runs(self, variant: str, options: Options = Options()) -> list[Run]:
     """One run per encoding; `rope+<scaling>` fine-tunes the `rope` run, which runs first (added when not asked);
@@ -167,25 +167,33 @@ class Extrapolate(Experiment):
 
   def markdown(self, rows: list[dict], variant: str) -> str:
     first = rows[0]
+    groups = group_rows(rows, ("encoding",))  # one row per seed
     columns = " | ".join(f"{n // first['train_length']}× ({n})" for n in first["eval_lengths"])
     lines = [f"Next-byte loss (nats) on held-out Python source, trained at L = {first['train_length']} for "
              f"{first['steps']} steps ({variant} run; rope+<scaling>: + {first['finetune_steps']} fine-tune steps at "
              "2 L).", "", f"| encoding | {columns} | s (train + eval) |", "|" + "---|" * (len(MULTIPLES) + 2)]
-    for r in rows:
-      lines.append(f"| {r['encoding']} | {' | '.join(f'{loss:.3f}' for loss in r['losses'])} | {r['seconds']:.0f} |")
+    if any(len(group) > 1 for group in groups.values()):
+      lines[0] += " Several seeds: mean ± sample standard deviation (number of seeds); s: the mean."
+    for (name,), group in groups.items():
+      cells = [mean_std([r["losses"][k] for r in group]) for k in range(len(MULTIPLES))]
+      lines.append(f"| {name} | {' | '.join(cells)} | {np.mean([r['seconds'] for r in group]):.0f} |")
     return "\n".join(lines) + "\n"
 
   def plots(self, rows: list[dict], out: pathlib.Path, variant: str) -> list[pathlib.Path]:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
     lengths = rows[0]["eval_lengths"]
-    for i, r in enumerate(rows):  # the 10 default colours, then again dashed
-      ax.plot(lengths, r["losses"], marker="o", linestyle="-" if i < 10 else "--", label=r["encoding"])
+    groups = group_rows(rows, ("encoding",))  # one row per seed
+    for i, ((name,), group) in enumerate(groups.items()):  # the 10 default colours, then again dashed
+      losses = np.array([r["losses"] for r in group])  # [seeds, lengths]
+      spread = losses.std(axis=0, ddof=1) if len(group) > 1 else None  # error bars: the seeds' sample std
+      ax.errorbar(lengths, losses.mean(axis=0), yerr=spread, marker="o", linestyle="-" if i < 10 else "--",
+                  capsize=2, label=name)
     ax.axvline(rows[0]["train_length"], color="gray", linestyle=":", linewidth=1)
     ax.set_xscale("log", base=2)
     ax.set_xticks(lengths, [str(n) for n in lengths])
     ax.set_xlabel("evaluation length (bytes); dotted: training length")
-    ax.set_ylabel("next-byte loss (nats)")
+    ax.set_ylabel("next-byte loss (nats)" + (", mean over seeds" if len(rows) > len(groups) else ""))
     ax.set_title(f"Train at {rows[0]['train_length']}, evaluate longer ({variant} run)")
     ax.legend(fontsize=8, ncol=2)
     return [save(fig, out / f"{variant}.png")]
