@@ -21,8 +21,8 @@ from zoo.checkpoints import tensors
 from zoo.convert import hf
 from zoo.train import init_from, loop
 from zoo.train.mesh import make_mesh
-from zoo.train.options import parse_experiment
-from zoo.train.param_paths import TrainableError, flatten, frozen, trainable_only
+from zoo.train.options import OptimizerOptions, parse_experiment
+from zoo.train.param_paths import PathPatternError, flatten, frozen, learning_rate_factor, trainable_only
 from zoo.train.step import experiment_program
 
 HF = FIXTURES / "hf"
@@ -245,8 +245,27 @@ def test_frozen_lists_what_the_trainable_regex_leaves_out():
 def test_a_trainable_regex_that_matches_nothing_is_an_error():
   params = {"embed": {"table": jnp.ones((2, 2))}}
   tx = trainable_only(optax.sgd(0.1), "positional")
-  with pytest.raises(TrainableError, match="matches no parameter path"):
+  with pytest.raises(PathPatternError, match="matches no parameter path"):
     tx.update(params, tx.init(params), params)
+
+
+def test_lr_factor_scales_the_matched_parameters_updates_only():
+  """Against optax's own adamw: the matched leaf's update is factor × adamw's, the others are adamw's; a regex that
+  matches nothing, or a factor <= 0, is a one-line error."""
+  params = {"attention": {"log_p": jnp.array([0.1, -0.3])}, "head": {"kernel": jnp.array([[1.0, 2.0]])}}
+  grads = jax.tree.map(lambda p: 0.5 - p, params)
+  plain = optax.adamw(0.01, weight_decay=0.1)
+  tx = learning_rate_factor(plain, "log_p", 0.25)
+  state, reference_state = tx.init(params), plain.init(params)
+  for _ in range(3):  # the moments evolve the same: only the update is scaled
+    updates, state = tx.update(grads, state, params)
+    reference, reference_state = plain.update(grads, reference_state, params)
+  np.testing.assert_allclose(updates["attention"]["log_p"], 0.25 * reference["attention"]["log_p"], rtol=1e-6)
+  np.testing.assert_array_equal(updates["head"]["kernel"], reference["head"]["kernel"])
+  with pytest.raises(PathPatternError, match="optimizer.lr_factor_params 'decay' matches no parameter path"):
+    learning_rate_factor(plain, "decay", 0.25).update(grads, state, params)
+  with pytest.raises(ValueError, match="optimizer: lr_factor must be > 0, got 0.0"):
+    OptimizerOptions(lr_factor=0.0)
 
 
 def test_generate_streams_the_greedy_continuation_of_models_generate(data_dir):

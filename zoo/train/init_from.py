@@ -35,7 +35,7 @@ from zoo.errors import CheckpointError
 from zoo.models import scan
 from zoo.models.config import merge, nest
 from zoo.train.options import TrainOptions, options_for_task, task_of
-from zoo.train.param_paths import TrainableError, flatten, frozen, match, replace
+from zoo.train.param_paths import PathPatternError, flatten, frozen, match, replace
 
 REPORT_FILE = "init_from.json"
 
@@ -45,7 +45,7 @@ class InitFromError(ValueError):
 
 
 # Config mistakes that only show once the checkpoint or the model exists; the CLI reports them in one line.
-ERRORS = (CheckpointError, InitFromError, TrainableError)
+ERRORS = (CheckpointError, InitFromError, PathPatternError)
 
 
 def fine_tune_config(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -74,11 +74,15 @@ class OptimizerOptions:
   momentum: float = 0.9  # sgd
   weight_decay: float = 0.0  # decoupled, on weight matrices only (not norms, biases, positional tables: zoo.decay)
   clip_norm: float = 1.0  # global-norm gradient clipping; 0 = off
+  # The parameters whose path matches this regex (re.search; "" = none) learn at lr_factor × the schedule's rate.
+  lr_factor_params: str = ""
+  lr_factor: float = 1.0
 
   def __post_init__(self):
     check(self.learning_rate > 0, f"optimizer: learning_rate must be > 0, got {self.learning_rate}")
     check(self.warmup_steps >= 0, f"optimizer: warmup_steps must be >= 0, got {self.warmup_steps}")
     check(self.clip_norm >= 0, f"optimizer: clip_norm must be >= 0, got {self.clip_norm}")
+    check(self.lr_factor > 0, f"optimizer: lr_factor must be > 0, got {self.lr_factor}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Parameters addressed by path ("backbone/blocks/0/attention/encoding/b/table"): matching, and `train.trainable`.
+"""Parameters addressed by path ("backbone/blocks/0/attention/encoding/b/table"): matching, `train.trainable` and
+`optimizer.lr_factor_params`.
 
 Shipped checkpoints, `train.init_from` and the trainable mask all name parameters the same way: the module
 attribute path joined with "/". A path is stable across models of one family, so parameters can be matched by path
@@ -62,8 +63,17 @@ def match(model: dict[str, tuple[int, ...]], checkpoint: dict[str, tuple[int, ..
                                 if tuple(model[p]) != tuple(checkpoint[p])})
 
 
-class TrainableError(ValueError):
-  """`train.trainable` selects no parameter."""
+class PathPatternError(ValueError):
+  """A parameter-path regex (`train.trainable`, `optimizer.lr_factor_params`) selects no parameter."""
+
+
+def matching(tree, pattern: str, option: str) -> set[str]:
+  """The paths of `tree` the regex `pattern` (re.search) matches; none is an error naming `option`."""
+  paths = list(flatten(tree))
+  matched = {path for path in paths if re.search(pattern, path)}
+  if not matched:
+    raise PathPatternError(f"{option} {pattern!r} matches no parameter path (paths look like {', '.join(paths[:3])})")
+  return matched
 
 
 def frozen(paths: Iterable[str], trainable: str) -> list[str]:
@@ -85,15 +95,27 @@ def trainable_only(tx: optax.GradientTransformation, trainable: str) -> optax.Gr
     return tx
 
   def only_trainable(tree):
-    paths = list(flatten(tree))
-    fixed = set(frozen(paths, trainable))
-    if len(fixed) == len(paths):
-      raise TrainableError(f"train.trainable {trainable!r} matches no parameter path (paths look like "
-                           f"{', '.join(paths[:3])})")
-    return jax.tree_util.tree_map_with_path(lambda kp, x: jnp.zeros_like(x) if path_of(kp) in fixed else x, tree)
+    kept = matching(tree, trainable, "train.trainable")
+    return jax.tree_util.tree_map_with_path(lambda kp, x: x if path_of(kp) in kept else jnp.zeros_like(x), tree)
 
   def update(updates, state, params=None):
     updates, state = tx.update(only_trainable(updates), state, params)
     return only_trainable(updates), state
+
+  return optax.GradientTransformation(tx.init, update)
+
+
+def learning_rate_factor(tx: optax.GradientTransformation, pattern: str, factor: float) -> optax.GradientTransformation:
+  """`tx` with the updates of the parameters whose path matches the regex `pattern` (re.search; "" = none) multiplied
+  by `factor`: their learning rate (and decoupled weight decay) × factor, the moments unchanged. For parameters that
+  must move at another pace than the rest — sparse memory's decays, whose gradient is only meaningful once the readout
+  has caught up with them."""
+  if not pattern:
+    return tx
+
+  def update(updates, state, params=None):
+    updates, state = tx.update(updates, state, params)
+    scaled = matching(updates, pattern, "optimizer.lr_factor_params")
+    return jax.tree_util.tree_map_with_path(lambda kp, u: u * factor if path_of(kp) in scaled else u, updates), state
 
   return optax.GradientTransformation(tx.init, update)

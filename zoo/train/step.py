@@ -22,7 +22,7 @@ from zoo.train import losses
 from zoo.sharding import Rules
 from zoo.train.mesh import replicated, state_shardings
 from zoo.train.optimizer import make_optimizer
-from zoo.train.param_paths import trainable_only
+from zoo.train.param_paths import learning_rate_factor, trainable_only
 
 @struct.dataclass
 class TrainState:
@@ -84,11 +84,13 @@ def make_program(model_name: str, model_config: Any, *, seed: int, tx: optax.Gra
 
 
 def experiment_program(experiment, mesh: jax.sharding.Mesh) -> tuple[Program, Callable[[], TrainState]]:
-  """`make_program` for a validated `Experiment`: its optimizer (on the `train.trainable` parameters), model and
-  objective; what the training loop runs and what restoring a workdir's checkpoint needs as its target."""
-  t = experiment.train
-  tx, schedule = make_optimizer(experiment.optimizer, t.steps)
-  return make_program(experiment.model_name, experiment.model, seed=t.seed, tx=trainable_only(tx, t.trainable),
+  """`make_program` for a validated `Experiment`: its optimizer (on the `train.trainable` parameters, the
+  `optimizer.lr_factor_params` ones at their own rate), model and objective; what the training loop runs and what
+  restoring a workdir's checkpoint needs as its target."""
+  t, o = experiment.train, experiment.optimizer
+  tx, schedule = make_optimizer(o, t.steps)
+  tx = trainable_only(learning_rate_factor(tx, o.lr_factor_params, o.lr_factor), t.trainable)
+  return make_program(experiment.model_name, experiment.model, seed=t.seed, tx=tx,
                       schedule=schedule, objective=experiment.task.objective, grad_accum_steps=t.grad_accum_steps,
                       mesh=mesh, rules=experiment.rules)
 
