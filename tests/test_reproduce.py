@@ -269,7 +269,7 @@ def test_urpe_figure_over_seeds_draws_one_bar_per_encoding(tmp_path):
   assert figure.read_bytes().startswith(b"\x89PNG")
 
 
-def test_memorization_spe_listops_length_tasks_and_extrapolate_over_seeds_give_mean_and_std_and_draw_them(tmp_path):
+def test_experiments_over_seeds_give_mean_and_std_and_draw_them(tmp_path):
   memorization = [{"model": model, "n": n, "seed": seed, "accuracy": acc, "length": 16, "vocab_size": 64,
                    "data_seed": 0, "d_model": 32, "steps": 6}
                   for model, n, accs in (("full rank, softmax", 256, (0.9, 1.0)),
@@ -286,7 +286,14 @@ def test_memorization_spe_listops_length_tasks_and_extrapolate_over_seeds_give_m
   extrapolate = [{"encoding": pe, "seed": seed, "train_length": 2, "steps": 6, "finetune_steps": 1, "eval_windows": 1,
                   "eval_lengths": [2, 4, 8, 16, 32], "losses": [loss, loss + 0.5, 2.0, 2.0, 2.0], "seconds": 4.0}
                  for pe, losses in (("rope", (1.0, 1.2)), ("alibi", (1.5, 1.5))) for seed, loss in enumerate(losses)]
+  sparse_memory = [{"target": target, "phi": phi, "heads": h, "seed": seed, "mse": mse * h, "at_trained_decays": mse,
+                    "exact": 0.0, "length": 8, "steps": 6, "eval_sequences": 4}
+                   for target in ("heavy_tailed", "light_tailed") for phi in ("log", "lin") for h in (1, 2)
+                   for seed, mse in enumerate((1e-4, 3e-4))]
   for name, rows, line in (
+      ("sparse_memory", sparse_memory,
+       "| heavy_tailed | log | 2.00e-04 ± 1.41e-04 (2) | 4.00e-04 ± 2.83e-04 (2) | 1.00 |"),
+      ("sparse_memory", sparse_memory, "| light_tailed | lin | 0.0002 / 0.0002 / 0 | 0.0004 / 0.0002 / 0 |"),
       ("memorization", memorization, "| full rank, softmax | 0.950 ± 0.071 (2) | 0.650 ± 0.071 (2) |"),
       ("spe_listops", listops, "| softmax | 38.0 ± 2.0 (3) |"),
       ("extrapolate", extrapolate, "| rope | 1.100 ± 0.141 (2) | 1.600 ± 0.141 (2) | 2.000 ± 0.000 (2) |"),

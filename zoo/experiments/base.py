@@ -32,7 +32,7 @@ class Options:
   length: int | None = None  # urpe_*: the task's sequence length instead of the variant's
   task: str = ""  # length_tasks: the registered length-generalisation task to train and test
   attention_impl: str = ""  # length_tasks: the attention core of every run (empty: xla)
-  seeds: int = 1  # all but sparse_memory and spe_lra: train.seed 0 .. seeds − 1 each; tables: mean ± std
+  seeds: int = 1  # all but spe_lra: train.seed 0 .. seeds − 1 each; tables: mean ± std
 
 
 class Experiment:
@@ -87,11 +87,12 @@ def over_seeds(rows: list[dict], keys: tuple[str, ...], value: str) -> dict[tupl
   return {key: [row[value] for row in group] for key, group in group_rows(rows, keys).items()}
 
 
-def mean_std(values: list[float], digits: int = 3) -> str:
-  """"m" for one value; "m ± s (n)" for several: the mean, the sample standard deviation and how many."""
+def mean_std(values: list[float], spec: str = ".3f") -> str:
+  """"m" for one value; "m ± s (n)" for several: the mean, the sample standard deviation and how many, each
+  formatted by `spec`."""
   if len(values) == 1:
-    return f"{values[0]:.{digits}f}"
-  return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f} ({len(values)})"
+    return f"{values[0]:{spec}}"
+  return f"{np.mean(values):{spec}} ± {np.std(values, ddof=1):{spec}} ({len(values)})"
 
 
 def seed_bars(ax, values: list[list[float]], colors: list[str]) -> None:

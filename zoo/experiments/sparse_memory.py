@@ -15,7 +15,7 @@ import numpy as np
 
 from configs import sparse_memory
 from zoo import pretrained
-from zoo.experiments.base import Experiment, Options, Run, config_for, pyplot, save
+from zoo.experiments.base import Experiment, Options, Run, config_for, group_rows, mean_std, pyplot, save
 from zoo.experiments.registry import register
 from zoo.experiments.sparse_memory_exact import FLOOR, attainable_errors, risk, target_kernel
 
@@ -40,6 +40,8 @@ LIGHT_RATE = 5.0
 PAPER = {("heavy_tailed", "log"): (1, 1e-5, "1 head: < 1e-5"), ("heavy_tailed", "lin"): (64, 0.19, "64 heads: 0.19"),
          ("light_tailed", "lin"): (1, 1e-7, "1 head: < 1e-7"), ("light_tailed", "log"): (64, 5.3e-4, "64 heads: 5.3e-4")}
 
+KEYS = ("target", "phi", "heads")  # a run's labels but its seed
+
 LOG_P = "backbone/blocks/0/attention/encoding/log_p"  # memory_rpe's parameter in the trained checkpoint
 
 
@@ -56,13 +58,20 @@ def short(error: float) -> str:
   return "0" if error < FLOOR else f"{error:.2g}"
 
 
-def by_type(rows: list[dict], target: str, phi: str) -> list[dict]:
-  """The rows of one target and RPE type, by increasing H."""
-  return sorted((r for r in rows if (r["target"], r["phi"]) == (target, phi)), key=lambda r: r["heads"])
+def by_heads(rows: list[dict], target: str, phi: str) -> dict[int, list[dict]]:
+  """{H: the rows of one target and RPE type with H heads (one per seed)}, by increasing H."""
+  groups = group_rows(sorted((r for r in rows if (r["target"], r["phi"]) == (target, phi)), key=lambda r: r["heads"]),
+                      ("heads",))
+  return {h: group for (h,), group in groups.items()}
+
+
+def mean_of(groups: dict[int, list[dict]], key: str) -> list[float]:
+  """`key`'s mean over the seeds of each H (drawn at the floor where it is below it)."""
+  return [max(float(np.mean([r[key] for r in group])), FLOOR) for group in groups.values()]
 
 
 def fitted_slope(rows: list[dict]) -> float:
-  """Least-squares slope of log error against log H."""
+  """Least-squares slope of log error against log H (every seed's point)."""
   h = np.log([r["heads"] for r in rows])
   e = np.log([max(r["mse"], FLOOR) for r in rows])
   return float(np.polyfit(h, e, 1)[0]) if len(rows) > 1 else float("nan")
@@ -70,6 +79,8 @@ def fitted_slope(rows: list[dict]) -> float:
 
 @register("sparse_memory")
 class SparseMemory(Experiment):
+  takes = ("seeds",)
+
   def runs(self, variant: str, options: Options = Options()) -> list[Run]:
     del options
     length, heads, steps = SIZES[variant]
@@ -106,27 +117,33 @@ class SparseMemory(Experiment):
 
   def markdown(self, rows: list[dict], variant: str) -> str:
     heads = sorted({r["heads"] for r in rows})
+    seeded = len(rows) > len(group_rows(rows, KEYS))
     lines = [f"Eval mean squared error at the last position ({variant} run; length {rows[0]['length']}, "
              f"{rows[0]['steps']} steps, one causal dot-product-free layer with p·φ(t − s), no feed-forward layer or "
              f"norms, initial p log-spread over [{P_MIN:g}, {P_MAX:g}] (one head: {(P_MIN * P_MAX) ** 0.5:g}); "
              f"heavy-tailed ρ(s) = s^−0.5, light-tailed ρ(s) = e^−{LIGHT_RATE:g}s/L, s in steps). Paper (Wang & E "
-             "2024, App. H): length 1000, 10,000 steps.", "",
+             "2024, App. H): length 1000, 10,000 steps." + (" Several seeds: mean ± sample standard deviation (number "
+                                                            "of seeds); the slope is fitted to every seed's point."
+                                                            if seeded else ""), "",
              "| target | RPE type | " + " | ".join(f"H = {h}" for h in heads) + " | slope (log-log) | paper |",
              "|---|---|" + "---|" * (len(heads) + 2)]
     for target in TARGETS:
       for phi in PHIS:
-        group = by_type(rows, target, phi)
-        cells = " | ".join(f"{r['mse']:.2e}" for r in group)
-        lines.append(f"| {target} | {phi} | {cells} | {fitted_slope(group):.2f} | {PAPER[target, phi][2]} |")
+        groups = by_heads(rows, target, phi)
+        cells = " | ".join(mean_std([r["mse"] for r in group], ".2e") for group in groups.values())
+        slope = fitted_slope([r for group in groups.values() for r in group])
+        lines.append(f"| {target} | {phi} | {cells} | {slope:.2f} | {PAPER[target, phi][2]} |")
     lines += ["", "Trained / at the trained decays with the readout solved / exact attainable (sparse_memory_exact.py: "
               f"expected errors for i.i.d. ±1 signs; 0: below float32's rounding of ρ, {FLOOR:g}; trained: the mean over "
-              f"{rows[0]['eval_sequences']} evaluation sequences):", "",
+              f"{rows[0]['eval_sequences']} evaluation sequences" + ("; the first two: the mean over seeds" if seeded
+                                                                     else "") + "):", "",
               "| target | RPE type | " + " | ".join(f"H = {h}" for h in heads) + " |",
               "|---|---|" + "---|" * len(heads)]
     for target in TARGETS:
       for phi in PHIS:
-        group = by_type(rows, target, phi)
-        cells = " | ".join(" / ".join(short(r[key]) for key in ("mse", "at_trained_decays", "exact")) for r in group)
+        groups = by_heads(rows, target, phi)
+        cells = " | ".join(" / ".join(short(float(np.mean([r[key] for r in group])))
+                                      for key in ("mse", "at_trained_decays", "exact")) for group in groups.values())
         lines.append(f"| {target} | {phi} | {cells} |")
     return "\n".join(lines) + "\n"
 
@@ -135,13 +152,16 @@ class SparseMemory(Experiment):
     fig, axes = plt.subplots(1, 2, figsize=(11, 6), dpi=100)
     for ax, target, rho in zip(axes, TARGETS, ("ρ(s) = s^−0.5", f"ρ(s) = e^−{LIGHT_RATE:g}s/L")):
       for phi, colour in zip(PHIS, ("C0", "C3")):
-        group = by_type(rows, target, phi)
-        heads = [r["heads"] for r in group]
-        ax.plot(heads, [max(r["mse"], FLOOR) for r in group], marker="o", color=colour,
-                label=f"{phi}-type (slope {fitted_slope(group):.2f})")
-        ax.plot(heads, [max(r["at_trained_decays"], FLOOR) for r in group], linestyle=":", marker="s",
-                markerfacecolor="none", color=colour, label=f"{phi}-type, trained decays, readout solved")
-        ax.plot(heads, [max(r["exact"], FLOOR) for r in group], linestyle="--", marker="x", color=colour,
+        groups = by_heads(rows, target, phi)
+        heads = list(groups)
+        seeds = [r for group in groups.values() for r in group]
+        ax.plot(heads, mean_of(groups, "mse"), marker="o", color=colour,
+                label=f"{phi}-type (slope {fitted_slope(seeds):.2f})")
+        if len(seeds) > len(groups):  # each seed's trained point
+          ax.plot([r["heads"] for r in seeds], [max(r["mse"], FLOOR) for r in seeds], ".", color=colour, markersize=4)
+        ax.plot(heads, mean_of(groups, "at_trained_decays"), linestyle=":", marker="s", markerfacecolor="none",
+                color=colour, label=f"{phi}-type, trained decays, readout solved")
+        ax.plot(heads, mean_of(groups, "exact"), linestyle="--", marker="x", color=colour,
                 label=f"{phi}-type, exact attainable")
         heads_paper, error_paper, cell = PAPER[target, phi]
         ax.plot([heads_paper], [error_paper], marker="*", markersize=11, linestyle="none", color=colour,
@@ -153,5 +173,7 @@ class SparseMemory(Experiment):
       ax.set_ylabel("eval MSE")
       ax.set_title(f"{target.replace('_', '-')} memory, {rho}")
       ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)  # below: the curves fill it
-    fig.suptitle(f"Error vs heads, one DP-free layer ({variant} run; dashed: the paper's class, exact, i.i.d. ±1)")
+    seeded = "; solid: the mean over seeds, dots: each seed" if len(rows) > len(group_rows(rows, KEYS)) else ""
+    fig.suptitle(f"Error vs heads, one DP-free layer ({variant} run; dashed: the paper's class, exact, i.i.d. ±1"
+                 f"{seeded})")
     return [save(fig, out / f"{variant}.png")]

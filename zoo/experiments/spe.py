@@ -165,7 +165,7 @@ class SpeListops(SpeLra):
     if any(len(v) > 1 for v in accuracy.values()):
       lines[0] += " Several seeds: mean ± sample standard deviation (number of seeds)."
     lines += ["", "| model | ListOps depth ≤ 3 (zoo) |", "|---|---|"]
-    lines += [f"| {name} | {mean_std([100 * a for a in accuracy[(name,)]], 1)} |" for name in MODELS
+    lines += [f"| {name} | {mean_std([100 * a for a in accuracy[(name,)]], '.1f')} |" for name in MODELS
               if (name,) in accuracy]
     return "\n".join(lines) + "\n"
 
