@@ -227,6 +227,14 @@ def test_first_difference_names_the_first_path_in_sorted_order():
   assert workdir_lib.first_difference(saved, saved) is None
   assert workdir_lib.first_difference(saved, {"a": {"x": 1, "y": [1, 3]}, "b": 3}) == "a.y ([1, 2] there, [1, 3] now)"
   assert workdir_lib.first_difference(saved, {"a": {"x": 1, "y": [1, 2]}}) == "b (2 there, None now)"
+  # A sweep's config.json written before an option existed (here optimizer.lr_factor) is the same run at its default.
+  from configs import lm_bytes  # noqa: PLC0415
+
+  config = lm_bytes.get_config("smoke").to_dict()
+  older = {**config, "optimizer": {k: v for k, v in config["optimizer"].items() if k != "lr_factor"}}
+  assert workdir_lib.first_difference(older, config) is None
+  assert workdir_lib.first_difference(older, {**config, "optimizer": {**config["optimizer"], "lr_factor": 2.0}}) == (
+      "optimizer.lr_factor (1.0 there, 2.0 now)")
 
 
 def test_a_local_lock_excludes_a_second_owner_until_released(tmp_path):

@@ -259,9 +259,10 @@ def describe(difference: tuple[str, Any, Any]) -> str:
   return f"{path} ({saved!r} there, {wanted!r} now)"
 
 
-def first_difference(saved: Any, wanted: Any) -> str | None:
-  """The first entry where two JSON values differ, described in one phrase (None when they are equal)."""
-  found = differences(saved, wanted)
+def first_difference(saved: dict[str, Any], wanted: dict[str, Any]) -> str | None:
+  """The first option where two configs differ, described in one phrase (None when they train the same run); an
+  option either leaves out is at its default, so a config.json written before a new option was added still matches."""
+  found = differences(with_defaults(saved), with_defaults(wanted))
   return describe(found[0]) if found else None
 
 
