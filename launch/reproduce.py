@@ -49,15 +49,16 @@ _ENCODINGS = flags.DEFINE_list("encodings", [], "urpe_pi, urpe_etp, extrapolate,
                                "length_tasks' randomized positions)")
 _ZINC = flags.DEFINE_string("zinc", "", "graph_urpe: a folder with ZINC-subset's train.csv and valid.csv (columns "
                             "smiles, target); adds the ZINC runs")
-_STEPS = flags.DEFINE_integer("steps", None, "extrapolate, length_tasks, urpe_pi, urpe_etp: training steps instead of "
-                              "the variant's (rope+<scaling> fine-tunes for a tenth of them)", lower_bound=1)
+_STEPS = flags.DEFINE_integer("steps", None, "extrapolate, length_tasks, sparse_memory, urpe_pi, urpe_etp: training "
+                              "steps instead of the variant's (rope+<scaling> fine-tunes for a tenth of them)",
+                              lower_bound=1)
 _LENGTH = flags.DEFINE_integer("length", None, "urpe_pi, urpe_etp: the sequences' length instead of the variant's; "
                                "outputs and runs get a folder of their own (length_<N>)", lower_bound=2)
 TASK = flags.DEFINE_string("task", "", "length_tasks: the task (parity_check, reverse_string, duplicate_string, "
                            "bucket_sort, missing_duplicate, passkey); its runs and outputs get a folder of its own")
-_SEEDS = flags.DEFINE_integer("seeds", 1, "extrapolate, graph_urpe, length_tasks, memorization, sparse_memory, spe_listops, "
-                              "urpe_pi, urpe_etp: train every run with seeds 0 .. N−1 (seed s > 0 in <run>_seed<s>); "
-                              "the table gives mean ± std", lower_bound=1)
+_SEEDS = flags.DEFINE_integer("seeds", 1, "extrapolate, graph_urpe, length_tasks, memorization, sparse_memory, "
+                              "spe_listops, urpe_pi, urpe_etp: train every run with seeds 0 .. N−1 (seed s > 0 in "
+                              "<run>_seed<s>); the table gives mean ± std", lower_bound=1)
 _REDRAW = flags.DEFINE_bool("redraw", False, "train nothing: redraw <out>/<variant>.md and the figures from the "
                             "<variant>.jsonl there (the committed results' figures after a plotting change)")
 _ATTENTION_IMPL = flags.DEFINE_string("attention_impl", "", "length_tasks: every run's attention core (default xla; "

@@ -28,7 +28,7 @@ class Options:
 
   encodings: tuple[str, ...] = ()  # the encodings to run (urpe_*, extrapolate, graph_urpe; empty: the default set)
   zinc: str = ""  # graph_urpe: a folder holding ZINC-subset's CSVs, which adds the ZINC runs
-  steps: int | None = None  # extrapolate, length_tasks, urpe_*: training steps instead of the variant's
+  steps: int | None = None  # extrapolate, length_tasks, sparse_memory, urpe_*: training steps, not the variant's
   length: int | None = None  # urpe_*: the task's sequence length instead of the variant's
   task: str = ""  # length_tasks: the registered length-generalisation task to train and test
   attention_impl: str = ""  # length_tasks: the attention core of every run (empty: xla)

@@ -79,11 +79,11 @@ def fitted_slope(rows: list[dict]) -> float:
 
 @register("sparse_memory")
 class SparseMemory(Experiment):
-  takes = ("seeds",)
+  takes = ("seeds", "steps")
 
   def runs(self, variant: str, options: Options = Options()) -> list[Run]:
-    del options
     length, heads, steps = SIZES[variant]
+    steps = options.steps or steps
     runs = []
     for target in TARGETS:
       for phi in PHIS:
