@@ -47,7 +47,7 @@ def test_unknown_experiment_and_misplaced_options_name_the_valid_ones(capsys):
   assert cli("urpe_pi", "--zinc=/data/zinc") == 2
   assert "--zinc applies to graph_urpe only" in capsys.readouterr().err
   assert cli("memorization", "--steps=3") == 2
-  assert "--steps applies to extrapolate, length_tasks, urpe_etp, urpe_pi only" in capsys.readouterr().err
+  assert "--steps applies to extrapolate, length_tasks, sparse_memory, urpe_etp, urpe_pi only" in capsys.readouterr().err
   assert cli("urpe_pi", "--quick", "--tiny") == 2
   assert capsys.readouterr().err == "error: give at most one of --quick and --tiny\n"
   assert cli("--tiny") == 2
