@@ -173,7 +173,7 @@ class SparseMemory(Experiment):
       ax.set_ylabel("eval MSE")
       ax.set_title(f"{target.replace('_', '-')} memory, {rho}")
       ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)  # below: the curves fill it
-    seeded = "; solid: the mean over seeds, dots: each seed" if len(rows) > len(group_rows(rows, KEYS)) else ""
-    fig.suptitle(f"Error vs heads, one DP-free layer ({variant} run; dashed: the paper's class, exact, i.i.d. ±1"
-                 f"{seeded})")
+    seeded = "\nsolid: the mean over seeds, dots: each seed" if len(rows) > len(group_rows(rows, KEYS)) else ""
+    fig.suptitle(f"Error vs heads, one DP-free layer ({variant} run; dashed: the paper's class, exact, i.i.d. ±1)"
+                 f"{seeded}")
     return [save(fig, out / f"{variant}.png")]
