@@ -4,8 +4,7 @@ full, softmax vs true hardmax attention, and the two controls the claim needs; f
 Hardmax is `attention.weights="hardmax"`: one-hot on each query's largest logit in the forward, softmax's gradient
 in the backward (straight-through; zoo.attention.reference). A temperature (`attention.temperature=0.01`, the rows
 kept as "temperature 0.01") is not hardmax: W_Q and W_K can grow to undo it, so that model has softmax's function
-class. The full variant's committed rows predate the true hardmax and the controls (the table shows the models a
-variant's rows hold).
+class.
 The controls ask whether attention supplies the context at all: "uniform attention" (`weights="uniform"`: every
 token gets the mean of the values, so distinct sequences still get distinct contexts, but no query chooses what it
 reads) and "FFN only" (`weights="none"`: the attention adds nothing, each token's output reads its own token and
