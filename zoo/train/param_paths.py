@@ -108,8 +108,8 @@ def trainable_only(tx: optax.GradientTransformation, trainable: str) -> optax.Gr
 def learning_rate_factor(tx: optax.GradientTransformation, pattern: str, factor: float) -> optax.GradientTransformation:
   """`tx` with the updates of the parameters whose path matches the regex `pattern` (re.search; "" = none) multiplied
   by `factor`: their learning rate (and decoupled weight decay) × factor, the moments unchanged. For parameters that
-  must move at another pace than the rest — sparse memory's decays, whose gradient is only meaningful once the readout
-  has caught up with them."""
+  should move at another pace than the rest: a fine-tune's new tables beside a pretrained body, or memory_rpe's decays
+  beside the readout (docs/results.md, sparse memory: measured there, it does not close that experiment's gap)."""
   if not pattern:
     return tx
 
