@@ -87,6 +87,14 @@ def over_seeds(rows: list[dict], keys: tuple[str, ...], value: str) -> dict[tupl
   return {key: [row[value] for row in group] for key, group in group_rows(rows, keys).items()}
 
 
+def seeds_note(groups: dict[tuple, list], also: str = "") -> str:
+  """The sentence a table's caption gains when a group (one row per seed) holds several seeds, `also` appended;
+  "" when every group holds one."""
+  if all(len(group) <= 1 for group in groups.values()):
+    return ""
+  return f" Several seeds: mean ± sample standard deviation (number of seeds){also}."
+
+
 def mean_std(values: list[float], spec: str = ".3f") -> str:
   """"m" for one value; "m ± s (n)" for several: the mean, the sample standard deviation and how many, each
   formatted by `spec`."""

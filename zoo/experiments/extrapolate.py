@@ -27,7 +27,8 @@ from flax import nnx
 from configs import lm_bytes
 from zoo import models, positional, pretrained
 from zoo.data.tasks.byte_lm import VALIDATION_EVERY, corpus_files
-from zoo.experiments.base import Experiment, Options, Run, config_for, group_rows, mean_std, pyplot, save
+from zoo.experiments.base import (Experiment, Options, Run, config_for, group_rows, mean_std, pyplot, save,
+                                  seeds_note)
 from zoo.experiments.registry import register
 from zoo.models.config import merge
 from zoo.train import param_paths
@@ -172,8 +173,7 @@ class Extrapolate(Experiment):
     lines = [f"Next-byte loss (nats) on held-out Python source, trained at L = {first['train_length']} for "
              f"{first['steps']} steps ({variant} run; rope+<scaling>: + {first['finetune_steps']} fine-tune steps at "
              "2 L).", "", f"| encoding | {columns} | s (train + eval) |", "|" + "---|" * (len(MULTIPLES) + 2)]
-    if any(len(group) > 1 for group in groups.values()):
-      lines[0] += " Several seeds: mean ± sample standard deviation (number of seeds); s: the mean."
+    lines[0] += seeds_note(groups, "; s: the mean")
     for (name,), group in groups.items():
       cells = [mean_std([r["losses"][k] for r in group]) for k in range(len(MULTIPLES))]
       lines.append(f"| {name} | {' | '.join(cells)} | {np.mean([r['seconds'] for r in group]):.0f} |")

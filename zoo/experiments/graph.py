@@ -12,7 +12,7 @@ import pathlib
 
 from configs import graph_cycle, graph_distance, graph_neighbourhood, graph_zinc
 from zoo.experiments.base import (Experiment, Options, Run, config_for, mean_std, over_seeds, pyplot, save,
-                                  seed_bars)
+                                  seed_bars, seeds_note)
 from zoo.experiments.registry import register
 from zoo.models.graph import graph_encodings
 
@@ -88,8 +88,7 @@ class GraphUrpe(Experiment):
     if quoted := [GRAPHGPS_ZINC[pe] for pe in encodings if pe in GRAPHGPS_ZINC]:
       lines[-1] += f" ZINC-subset test MAE of the encodings' own papers: {'; '.join(quoted)}."
     values = over_seeds(rows, ("task", "encoding"), "value")
-    if any(len(v) > 1 for v in values.values()):
-      lines[-1] += " Several seeds: mean ± sample standard deviation (number of seeds)."
+    lines[-1] += seeds_note(values)
     lines += ["", f"| task | metric | {' | '.join(encodings)} |", "|---" * (len(encodings) + 2) + "|"]
     for task in tasks_of(rows):
       metric = next(r["metric"] for r in rows if r["task"] == task)

@@ -24,7 +24,8 @@ from configs import length_tasks
 from zoo import attention, positional
 from zoo.data import tasks
 from zoo.data.tasks.length_generalisation import LengthTask
-from zoo.experiments.base import Experiment, Options, Run, config_for, group_rows, mean_std, pyplot, save
+from zoo.experiments.base import (Experiment, Options, Run, config_for, group_rows, mean_std, pyplot, save,
+                                  seeds_note)
 from zoo.experiments.extrapolate import trained_model
 from zoo.experiments.registry import register
 from zoo.models.config import merge
@@ -169,8 +170,7 @@ class LengthTasks(Experiment):
              f"length, mean over each bucket; trained on lengths ≤ {first['train_length']} for {first['steps']} "
              f"steps, attention_impl={first['attention_impl']} ({variant} run).", "",
              f"| encoding | {' | '.join(names)} | s (train + test) |", "|" + "---|" * (len(names) + 2)]
-    if any(len(group) > 1 for group in groups.values()):
-      lines[0] += " Several seeds: mean ± sample standard deviation (number of seeds); s: the mean."
+    lines[0] += seeds_note(groups, "; s: the mean")
     for (name,), group in groups.items():
       cells = [mean_std([bucket_mean(r["accuracy"], r["eval_lengths"], lo, hi) for r in group]) for lo, hi in buckets]
       lines.append(f"| {name} | {' | '.join(cells)} | {np.mean([r['seconds'] for r in group]):.0f} |")

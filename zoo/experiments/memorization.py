@@ -20,7 +20,8 @@ import numpy as np
 
 from configs import memorization
 from zoo.data.tasks.memorization import distinct_sequences
-from zoo.experiments.base import Experiment, Options, Run, config_for, mean_std, over_seeds, pyplot, save
+from zoo.experiments.base import (Experiment, Options, Run, config_for, mean_std, over_seeds, pyplot, save,
+                                  seeds_note)
 from zoo.experiments.registry import register
 
 # (sequence counts N, length, d_model, steps) per variant; the paper states no sizes (CoNLL-2003, training accuracy).
@@ -83,8 +84,7 @@ class Memorization(Experiment):
              "Paper (Kajitsuka & Sato 2024): near-perfect training accuracy with rank-1 W_Q, W_K on CoNLL-2003 "
              "(sizes not stated); theory: one-layer hardmax attention cannot memorize in general."]
     accuracy = over_seeds(rows, ("model", "n"), "accuracy")
-    if any(len(v) > 1 for v in accuracy.values()):
-      lines[0] += " Several seeds: mean ± sample standard deviation (number of seeds)."
+    lines[0] += seeds_note(accuracy)
     lines += ["", "| model | " + " | ".join(f"N = {n}" for n in counts) + " |", "|---|" + "---|" * len(counts)]
     for name in trained(rows):
       lines.append(f"| {name} | " + " | ".join(mean_std(accuracy[name, n]) for n in counts) + " |")

@@ -15,7 +15,8 @@ import numpy as np
 
 from configs import sparse_memory
 from zoo import pretrained
-from zoo.experiments.base import Experiment, Options, Run, config_for, group_rows, mean_std, pyplot, save
+from zoo.experiments.base import (Experiment, Options, Run, config_for, group_rows, mean_std, pyplot, save,
+                                  seeds_note)
 from zoo.experiments.registry import register
 from zoo.experiments.sparse_memory_exact import FLOOR, attainable_errors, risk, target_kernel
 
@@ -117,14 +118,12 @@ class SparseMemory(Experiment):
 
   def markdown(self, rows: list[dict], variant: str) -> str:
     heads = sorted({r["heads"] for r in rows})
-    seeded = len(rows) > len(group_rows(rows, KEYS))
+    seeded = seeds_note(group_rows(rows, KEYS), "; the slope is fitted to every seed's point")
     lines = [f"Eval mean squared error at the last position ({variant} run; length {rows[0]['length']}, "
              f"{rows[0]['steps']} steps, one causal dot-product-free layer with p·φ(t − s), no feed-forward layer or "
              f"norms, initial p log-spread over [{P_MIN:g}, {P_MAX:g}] (one head: {(P_MIN * P_MAX) ** 0.5:g}); "
              f"heavy-tailed ρ(s) = s^−0.5, light-tailed ρ(s) = e^−{LIGHT_RATE:g}s/L, s in steps). Paper (Wang & E "
-             "2024, App. H): length 1000, 10,000 steps." + (" Several seeds: mean ± sample standard deviation (number "
-                                                            "of seeds); the slope is fitted to every seed's point."
-                                                            if seeded else ""), "",
+             f"2024, App. H): length 1000, 10,000 steps.{seeded}", "",
              "| target | RPE type | " + " | ".join(f"H = {h}" for h in heads) + " | slope (log-log) | paper |",
              "|---|---|" + "---|" * (len(heads) + 2)]
     for target in TARGETS:

@@ -9,7 +9,8 @@ import re
 import numpy as np
 
 from configs import listops, pathfinder
-from zoo.experiments.base import Experiment, Options, Run, config_for, mean_std, over_seeds, pyplot, save, seed_bars
+from zoo.experiments.base import (Experiment, Options, Run, config_for, mean_std, over_seeds, pyplot, save,
+                                  seed_bars, seeds_note)
 from zoo.experiments.registry import register
 
 RELU = {"impl": "linear", "core": {"feature_map": "relu"}}  # model.attention options
@@ -162,8 +163,7 @@ class SpeListops(SpeLra):
              f"{rows[0]['steps']} steps, one 2-layer encoder for every row; majority class "
              f"{CONTROL_MAJORITY.get(variant, 'n/a')} %, chance 10 %). Paper (Liutkus et al. 2021): LRA ListOps, "
              "no shallow control; LRA's vanilla Transformer 36.37 %."]
-    if any(len(v) > 1 for v in accuracy.values()):
-      lines[0] += " Several seeds: mean ± sample standard deviation (number of seeds)."
+    lines[0] += seeds_note(accuracy)
     lines += ["", "| model | ListOps depth ≤ 3 (zoo) |", "|---|---|"]
     lines += [f"| {name} | {mean_std([100 * a for a in accuracy[(name,)]], '.1f')} |" for name in MODELS
               if (name,) in accuracy]

@@ -10,7 +10,7 @@ import numpy as np
 from configs import etp, pi
 from zoo import models, positional, pretrained
 from zoo.experiments.base import (Experiment, Options, Run, config_for, mean_std, over_seeds, pyplot, save,
-                                  seed_bars)
+                                  seed_bars, seeds_note)
 from zoo.experiments.registry import register
 from zoo.nn import compatible
 
@@ -77,8 +77,7 @@ class Urpe(Experiment):
              "|V| = 10 / 1,000 / 10,000, 3 layers, d 768, 40k steps.", "",
              "| encoding | zoo accuracy | paper (|V| = 10 / 1k / 10k) | s |", "|---|---|---|---|"]
     accuracy, seconds = over_seeds(rows, ("encoding",), "accuracy"), over_seeds(rows, ("encoding",), "seconds")
-    if any(len(v) > 1 for v in accuracy.values()):
-      lines[0] += " Several seeds: mean ± sample standard deviation (number of seeds); s: the mean."
+    lines[0] += seeds_note(accuracy, "; s: the mean")
     for (pe,), values in accuracy.items():
       lines.append(f"| {pe} | {mean_std(values)} | {PAPER[self.task].get(pe, '—')} | "
                    f"{np.mean(seconds[pe,]):.0f} |")
